@@ -1,0 +1,24 @@
+//! Model files and the math that runs them, on the CPU.
+//!
+//! - [`gguf`]: the GGUF reader (memory-mapped, every length checked);
+//! - [`quant`]: GGML block types, dequantization, activation quantizers and dot kernels (AVX2 with reference twins);
+//! - [`tensor`], [`ops`], [`pool`]: weight views, matrix multiplication, f32 ops, the thread pool;
+//! - [`model`] and `arch/`: one decoder forward pass, batched over sequences, over the paged [`kv`] store.
+//!
+//! This crate knows nothing of tokenizers, sampling or scheduling; `lar-engine` drives it.
+
+pub mod arch;
+pub mod error;
+pub mod gguf;
+pub mod kv;
+pub mod model;
+pub mod ops;
+pub mod pool;
+pub mod quant;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use gguf::Gguf;
+pub use kv::KvStore;
+pub use model::{Hparams, Model, SeqBatch};
+pub use pool::ThreadPool;

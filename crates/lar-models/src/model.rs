@@ -1,0 +1,406 @@
+//! A decoder-only transformer loaded from GGUF, and its batched forward pass over a paged KV cache.
+//!
+//! The forward pass takes a batch of sequences, each a run of new tokens at its own position with its own block
+//! table, so one call serves a long prompt (prefill), one token each of many sequences (continuous batching), or
+//! both. All tokens of the batch go through each weight matrix together; attention is per sequence, reading K and V
+//! through the block table. Architecture differences (norm placement, QK-norm, activation, sliding windows, rope
+//! style) are data in [`Hparams`] read by the file of each architecture in `arch/`; the math lives here once.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::arch;
+use crate::error::{Error, Result};
+use crate::gguf::Gguf;
+use crate::kv::KvStore;
+use crate::ops;
+use crate::pool::ThreadPool;
+use crate::tensor::{ActSet, SyncPtr, Weight, load_vector, matmul};
+
+/// Feed-forward activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// `silu(gate) * up` (Llama, Qwen, Phi-3)
+    Silu,
+    /// `gelu_tanh(gate) * up` (Gemma)
+    Gelu,
+}
+
+/// Shape and behaviour of a model, read from its metadata by the architecture's file.
+#[derive(Clone, Debug)]
+pub struct Hparams {
+    pub arch: String,
+    pub n_layers: usize,
+    pub n_embd: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    pub n_ff: usize,
+    pub n_vocab: usize,
+    /// Context length the model was trained for.
+    pub ctx_train: usize,
+    pub rms_eps: f32,
+    /// Rotate pairs `(i, i + d/2)` rather than `(2i, 2i + 1)`.
+    pub rope_neox: bool,
+    pub rope_dim: usize,
+    pub rope_base: f32,
+    /// Rope base of sliding-window layers (Gemma 3 uses 10 000 there).
+    pub rope_base_swa: f32,
+    /// Window of sliding-window layers, in tokens (a query at `p` sees keys `p - window + 1 ..= p`).
+    pub sliding_window: Option<usize>,
+    /// Every `swa_pattern`-th layer is global, the others use the sliding window (0: none).
+    pub swa_pattern: usize,
+    pub attn_scale: f32,
+    /// Multiplier of the token embeddings (Gemma: `sqrt(n_embd)`).
+    pub embed_scale: f32,
+    pub activation: Activation,
+}
+
+impl Hparams {
+    pub fn kv_dim(&self) -> usize {
+        self.n_head_kv * self.head_dim
+    }
+
+    pub fn is_swa_layer(&self, layer: usize) -> bool {
+        self.sliding_window.is_some() && self.swa_pattern > 0 && layer % self.swa_pattern < self.swa_pattern - 1
+    }
+}
+
+pub(crate) struct Layer {
+    pub attn_norm: Vec<f32>,
+    pub wq: Weight,
+    pub wk: Weight,
+    pub wv: Weight,
+    pub wo: Weight,
+    pub bq: Option<Vec<f32>>,
+    pub bk: Option<Vec<f32>>,
+    pub bv: Option<Vec<f32>>,
+    pub q_norm: Option<Vec<f32>>,
+    pub k_norm: Option<Vec<f32>>,
+    pub post_attn_norm: Option<Vec<f32>>,
+    pub ffn_norm: Vec<f32>,
+    pub gate: Weight,
+    pub up: Weight,
+    pub down: Weight,
+    pub post_ffn_norm: Option<Vec<f32>>,
+}
+
+/// A loaded model: hyperparameters, weights (views into the mapped file) and the file itself.
+pub struct Model {
+    pub hp: Hparams,
+    pub file: Arc<Gguf>,
+    pub(crate) tok_embd: Weight,
+    pub(crate) output_norm: Vec<f32>,
+    pub(crate) output: Weight,
+    pub(crate) layers: Vec<Layer>,
+    inv_freq: Vec<f32>,
+    inv_freq_swa: Vec<f32>,
+}
+
+/// New tokens of one sequence within a batch.
+#[derive(Clone, Copy, Debug)]
+pub struct SeqBatch<'a> {
+    pub tokens: &'a [u32],
+    /// Position of `tokens[0]`; the cache already holds positions `0..pos`.
+    pub pos: usize,
+    /// Block ids holding this sequence's cache, in order; must cover `pos + tokens.len()` positions.
+    pub block_table: &'a [u32],
+    /// Return logits for every new token (teacher forcing, perplexity), not just the last.
+    pub all_logits: bool,
+}
+
+/// Largest head dimension the attention kernel's stack buffers take.
+const MAX_HEAD_DIM: usize = 512;
+
+impl Model {
+    /// Opens a GGUF file and loads the model it describes.
+    pub fn open(path: &Path) -> Result<Self> {
+        Self::from_gguf(Arc::new(Gguf::open(path)?))
+    }
+
+    pub fn from_gguf(file: Arc<Gguf>) -> Result<Self> {
+        let name = file.architecture()?.to_string();
+        let hp = match name.as_str() {
+            "llama" => arch::llama::hparams(&file)?,
+            "gemma3" => arch::gemma3::hparams(&file)?,
+            other => return Err(Error::UnsupportedArch(other.to_string())),
+        };
+        if hp.head_dim == 0 || hp.head_dim > MAX_HEAD_DIM || hp.head_dim % 2 != 0 {
+            return Err(Error::Unsupported(format!("head dimension {} (Lar supports even sizes up to {MAX_HEAD_DIM})", hp.head_dim)));
+        }
+        if hp.n_head == 0 || hp.n_head_kv == 0 || hp.n_head % hp.n_head_kv != 0 {
+            return Err(Error::Invalid(format!("{} heads cannot share {} KV heads", hp.n_head, hp.n_head_kv)));
+        }
+        if hp.rope_dim > hp.head_dim || hp.rope_dim % 2 != 0 {
+            return Err(Error::Invalid(format!("rope dimension {} for head dimension {}", hp.rope_dim, hp.head_dim)));
+        }
+        let (d, hd) = (hp.n_embd, hp.head_dim);
+        let tok_embd = Weight::load(&file, "token_embd.weight", hp.n_vocab, d)?;
+        let output = match file.tensor("output.weight") {
+            Some(_) => Weight::load(&file, "output.weight", hp.n_vocab, d)?,
+            None => tok_embd.clone(),
+        };
+        let output_norm = load_vector(&file, "output_norm.weight", d)?;
+        let opt = |name: String, n: usize| -> Result<Option<Vec<f32>>> {
+            if file.tensor(&name).is_some() { load_vector(&file, &name, n).map(Some) } else { Ok(None) }
+        };
+        let mut layers = Vec::with_capacity(hp.n_layers);
+        for i in 0..hp.n_layers {
+            let p = |s: &str| format!("blk.{i}.{s}.weight");
+            let b = |s: &str| format!("blk.{i}.{s}.bias");
+            layers.push(Layer {
+                attn_norm: load_vector(&file, &p("attn_norm"), d)?,
+                wq: Weight::load(&file, &p("attn_q"), hp.n_head * hd, d)?,
+                wk: Weight::load(&file, &p("attn_k"), hp.kv_dim(), d)?,
+                wv: Weight::load(&file, &p("attn_v"), hp.kv_dim(), d)?,
+                wo: Weight::load(&file, &p("attn_output"), d, hp.n_head * hd)?,
+                bq: opt(b("attn_q"), hp.n_head * hd)?,
+                bk: opt(b("attn_k"), hp.kv_dim())?,
+                bv: opt(b("attn_v"), hp.kv_dim())?,
+                q_norm: opt(p("attn_q_norm"), hd)?,
+                k_norm: opt(p("attn_k_norm"), hd)?,
+                post_attn_norm: opt(p("post_attention_norm"), d)?,
+                ffn_norm: load_vector(&file, &p("ffn_norm"), d)?,
+                gate: Weight::load(&file, &p("ffn_gate"), hp.n_ff, d)?,
+                up: Weight::load(&file, &p("ffn_up"), hp.n_ff, d)?,
+                down: Weight::load(&file, &p("ffn_down"), d, hp.n_ff)?,
+                post_ffn_norm: opt(p("post_ffw_norm"), d)?,
+            });
+        }
+        let mut inv_freq = ops::rope_inv_freq(hp.rope_dim, hp.rope_base);
+        if let Some(info) = file.tensor("rope_freqs.weight") {
+            // Llama 3.x long-context scaling: per-frequency divisors.
+            let factors = load_vector(&file, &info.name, hp.rope_dim / 2)?;
+            for (f, s) in inv_freq.iter_mut().zip(&factors) {
+                *f /= s;
+            }
+        }
+        let inv_freq_swa = ops::rope_inv_freq(hp.rope_dim, hp.rope_base_swa);
+        Ok(Self { hp, file, tok_embd, output_norm, output, layers, inv_freq, inv_freq_swa })
+    }
+
+    /// Runs the batch; returns logits per sequence: one row (`n_vocab`) for the last token, or one per token when
+    /// `all_logits` is set. Writes the batch's K and V into `kv` at their positions.
+    pub fn forward(&self, batch: &[SeqBatch], kv: &mut KvStore, pool: &ThreadPool) -> Result<Vec<Vec<f32>>> {
+        let hp = &self.hp;
+        let (d, hd, nh, nkv) = (hp.n_embd, hp.head_dim, hp.n_head, hp.n_head_kv);
+        let kvd = hp.kv_dim();
+        // token index -> (sequence, position)
+        let mut where_: Vec<(usize, usize)> = Vec::new();
+        for (s, sb) in batch.iter().enumerate() {
+            let end = sb.pos + sb.tokens.len();
+            if sb.block_table.len() * kv.block_size < end {
+                return Err(Error::Invalid(format!("block table covers {} positions, batch needs {end}", sb.block_table.len() * kv.block_size)));
+            }
+            if let Some(&bad) = sb.block_table.iter().find(|&&b| b as usize >= kv.max_blocks) {
+                return Err(Error::Invalid(format!("block id {bad} is beyond the cache's {} blocks", kv.max_blocks)));
+            }
+            if let Some(&t) = sb.tokens.iter().find(|&&t| t as usize >= hp.n_vocab) {
+                return Err(Error::Invalid(format!("token id {t} is outside the vocabulary of {}", hp.n_vocab)));
+            }
+            where_.extend((sb.pos..end).map(|p| (s, p)));
+        }
+        let n = where_.len();
+        if n == 0 {
+            return Ok(vec![Vec::new(); batch.len()]);
+        }
+        let mut x = vec![0f32; n * d];
+        for (i, tok) in batch.iter().flat_map(|b| b.tokens).enumerate() {
+            let row = &mut x[i * d..(i + 1) * d];
+            self.tok_embd.dequantize_row(*tok as usize, row);
+            if hp.embed_scale != 1.0 {
+                ops::scale(hp.embed_scale, row);
+            }
+        }
+        let mut xn = vec![0f32; n * d];
+        let mut q = vec![0f32; n * nh * hd];
+        let mut k = vec![0f32; n * kvd];
+        let mut v = vec![0f32; n * kvd];
+        let mut att = vec![0f32; n * nh * hd];
+        let mut o = vec![0f32; n * d];
+        let mut gate = vec![0f32; n * hp.n_ff];
+        let mut up = vec![0f32; n * hp.n_ff];
+        for (il, l) in self.layers.iter().enumerate() {
+            norm_rows(&x, &l.attn_norm, hp.rms_eps, d, &mut xn);
+            {
+                let mut acts = ActSet::new(&xn, n, d);
+                matmul(&l.wq, acts.for_weight(&l.wq), &mut q, pool);
+                matmul(&l.wk, acts.for_weight(&l.wk), &mut k, pool);
+                matmul(&l.wv, acts.for_weight(&l.wv), &mut v, pool);
+            }
+            add_bias(&mut q, l.bq.as_deref());
+            add_bias(&mut k, l.bk.as_deref());
+            add_bias(&mut v, l.bv.as_deref());
+            let freqs = if hp.is_swa_layer(il) { &self.inv_freq_swa } else { &self.inv_freq };
+            for (t, &(_, pos)) in where_.iter().enumerate() {
+                for h in 0..nh {
+                    let head = &mut q[(t * nh + h) * hd..(t * nh + h + 1) * hd];
+                    if let Some(w) = &l.q_norm {
+                        norm_in_place(head, w, hp.rms_eps);
+                    }
+                    ops::rope(&mut head[..hp.rope_dim], pos, freqs, hp.rope_neox);
+                }
+                for h in 0..nkv {
+                    let head = &mut k[(t * nkv + h) * hd..(t * nkv + h + 1) * hd];
+                    if let Some(w) = &l.k_norm {
+                        norm_in_place(head, w, hp.rms_eps);
+                    }
+                    ops::rope(&mut head[..hp.rope_dim], pos, freqs, hp.rope_neox);
+                }
+            }
+            for (t, &(s, pos)) in where_.iter().enumerate() {
+                let block = batch[s].block_table[pos / kv.block_size];
+                kv.write(block, il, pos % kv.block_size, &k[t * kvd..(t + 1) * kvd], &v[t * kvd..(t + 1) * kvd]);
+            }
+            self.attention(il, &q, batch, &where_, kv, &mut att, pool);
+            matmul(&l.wo, ActSet::new(&att, n, nh * hd).for_weight(&l.wo), &mut o, pool);
+            if let Some(w) = &l.post_attn_norm {
+                norm_rows_in_place(&mut o, w, hp.rms_eps, d);
+            }
+            add(&mut x, &o);
+            norm_rows(&x, &l.ffn_norm, hp.rms_eps, d, &mut xn);
+            {
+                let mut acts = ActSet::new(&xn, n, d);
+                matmul(&l.gate, acts.for_weight(&l.gate), &mut gate, pool);
+                matmul(&l.up, acts.for_weight(&l.up), &mut up, pool);
+            }
+            match hp.activation {
+                Activation::Silu => ops::silu_mul(&mut gate, &up),
+                Activation::Gelu => ops::gelu_mul(&mut gate, &up),
+            }
+            matmul(&l.down, ActSet::new(&gate, n, hp.n_ff).for_weight(&l.down), &mut o, pool);
+            if let Some(w) = &l.post_ffn_norm {
+                norm_rows_in_place(&mut o, w, hp.rms_eps, d);
+            }
+            add(&mut x, &o);
+        }
+        // Logits only for the rows asked for.
+        let mut rows: Vec<usize> = Vec::new();
+        let mut start = 0;
+        for sb in batch {
+            let len = sb.tokens.len();
+            if sb.all_logits {
+                rows.extend(start..start + len);
+            } else if len > 0 {
+                rows.push(start + len - 1);
+            }
+            start += len;
+        }
+        let mut sel = vec![0f32; rows.len() * d];
+        for (j, &r) in rows.iter().enumerate() {
+            ops::rms_norm(&x[r * d..(r + 1) * d], &self.output_norm, hp.rms_eps, &mut sel[j * d..(j + 1) * d]);
+        }
+        let nv = hp.n_vocab;
+        let mut logits = vec![0f32; rows.len() * nv];
+        matmul(&self.output, ActSet::new(&sel, rows.len(), d).for_weight(&self.output), &mut logits, pool);
+        let mut out = Vec::with_capacity(batch.len());
+        let mut j = 0;
+        for sb in batch {
+            let take = if sb.all_logits { sb.tokens.len() } else { usize::from(!sb.tokens.is_empty()) };
+            out.push(logits[j * nv..(j + take) * nv].to_vec());
+            j += take;
+        }
+        Ok(out)
+    }
+
+    /// Causal (and, on sliding-window layers, windowed) attention of every new token over its sequence's cache,
+    /// with an online softmax; one task per (token, head).
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        layer: usize,
+        q: &[f32],
+        batch: &[SeqBatch],
+        where_: &[(usize, usize)],
+        kv: &KvStore,
+        out: &mut [f32],
+        pool: &ThreadPool,
+    ) {
+        let hp = &self.hp;
+        let (hd, nh) = (hp.head_dim, hp.n_head);
+        let group = nh / hp.n_head_kv;
+        let kvd = hp.kv_dim();
+        let bs = kv.block_size;
+        let window = if hp.is_swa_layer(layer) { hp.sliding_window } else { None };
+        let ptr = SyncPtr(out.as_mut_ptr());
+        pool.run(where_.len() * nh, &|task| {
+            let out = ptr;
+            let (t, h) = (task / nh, task % nh);
+            let (s, pos) = where_[t];
+            let g = h / group;
+            let qh = &q[(t * nh + h) * hd..(t * nh + h + 1) * hd];
+            let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+            let mut acc = [0f32; MAX_HEAD_DIM];
+            let acc = &mut acc[..hd];
+            let (mut m, mut l) = (f32::NEG_INFINITY, 0f32);
+            let mut p = lo;
+            while p <= pos {
+                let block = batch[s].block_table[p / bs];
+                let Some((kb, vb)) = kv.layer(block, layer) else { break };
+                let end = ((p / bs + 1) * bs).min(pos + 1);
+                for pp in p..end {
+                    let off = (pp % bs) * kvd + g * hd;
+                    let score = ops::dot(qh, &kb[off..off + hd]) * hp.attn_scale;
+                    if score > m {
+                        let c = (m - score).exp();
+                        ops::scale(c, acc);
+                        l *= c;
+                        m = score;
+                    }
+                    let w = (score - m).exp();
+                    l += w;
+                    ops::axpy(w, &vb[off..off + hd], acc);
+                }
+                p = end;
+            }
+            let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
+            for (i, a) in acc.iter().enumerate() {
+                // SAFETY: each (t, h) task writes its own head slice of `out`.
+                unsafe { *out.0.add((t * nh + h) * hd + i) = a * inv };
+            }
+        });
+    }
+
+    /// Total bytes of the weights in the file.
+    pub fn weight_bytes(&self) -> usize {
+        self.file.tensors.iter().map(|t| t.size).sum()
+    }
+}
+
+fn norm_rows(x: &[f32], w: &[f32], eps: f32, d: usize, out: &mut [f32]) {
+    for (xi, oi) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        ops::rms_norm(xi, w, eps, oi);
+    }
+}
+
+fn norm_rows_in_place(x: &mut [f32], w: &[f32], eps: f32, d: usize) {
+    for row in x.chunks_exact_mut(d) {
+        norm_in_place(row, w, eps);
+    }
+}
+
+fn norm_in_place(x: &mut [f32], w: &[f32], eps: f32) {
+    let mut tmp = [0f32; 8192];
+    if x.len() <= tmp.len() {
+        let t = &mut tmp[..x.len()];
+        ops::rms_norm(x, w, eps, t);
+        x.copy_from_slice(t);
+    } else {
+        let src = x.to_vec();
+        ops::rms_norm(&src, w, eps, x);
+    }
+}
+
+fn add_bias(x: &mut [f32], b: Option<&[f32]>) {
+    if let Some(b) = b {
+        for row in x.chunks_exact_mut(b.len()) {
+            add(row, b);
+        }
+    }
+}
+
+fn add(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}

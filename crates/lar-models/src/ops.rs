@@ -1,0 +1,197 @@
+//! Plain f32 operations of a transformer layer: RMS norm, rotary embeddings, activations, softmax, dot and axpy.
+//!
+//! These are written as simple loops over fixed-width chunks so the compiler vectorizes them; the `*_fast` entry
+//! points compile the same code a second time with AVX2+FMA enabled and pick it at run time, so one release binary
+//! is fast on every x86-64 machine without `-C target-cpu=native`.
+
+use crate::quant::{SimdLevel, simd_level};
+
+/// Calls `$body` (an expression using the caller's arguments) compiled with AVX2+FMA when the CPU has them.
+macro_rules! multiversion {
+    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
+        $(#[$meta])*
+        pub fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn generic($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) $(-> $ret)? { generic($($arg),*) }
+                if simd_level() == SimdLevel::Avx2 {
+                    // SAFETY: the CPU has AVX2 and FMA (checked by simd_level).
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            generic($($arg),*)
+        }
+    };
+}
+
+multiversion! {
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..16 {
+            acc[i] = x[i].mul_add(y[i], acc[i]);
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
+}
+}
+
+multiversion! {
+/// `y += a * x`
+fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi = a.mul_add(*xi, *yi);
+    }
+}
+}
+
+multiversion! {
+/// `y *= a`
+fn scale(a: f32, y: &mut [f32]) {
+    for v in y.iter_mut() {
+        *v *= a;
+    }
+}
+}
+
+multiversion! {
+/// `out = x / rms(x) * w`, computed in f32 like ggml (sum of squares, then `1/sqrt(mean + eps)`).
+fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let mut acc = [0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let rem = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] = c[i].mul_add(c[i], acc[i]);
+        }
+    }
+    let mut ss: f32 = acc.iter().sum();
+    for v in rem {
+        ss += v * v;
+    }
+    let s = 1.0 / (ss / x.len() as f32 + eps).sqrt();
+    for ((o, xi), wi) in out.iter_mut().zip(x).zip(w) {
+        *o = xi * s * wi;
+    }
+}
+}
+
+multiversion! {
+/// `a = silu(a) * b`
+fn silu_mul(a: &mut [f32], b: &[f32]) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x = *x / (1.0 + (-*x).exp()) * y;
+    }
+}
+}
+
+multiversion! {
+/// `a = gelu(a) * b`, with the tanh approximation (as ggml's `gelu`).
+fn gelu_mul(a: &mut [f32], b: &[f32]) {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    for (x, y) in a.iter_mut().zip(b) {
+        let v = *x;
+        *x = 0.5 * v * (1.0 + (SQRT_2_OVER_PI * v * (1.0 + 0.044715 * v * v)).tanh()) * y;
+    }
+}
+}
+
+/// Rotary position embedding of one head vector in place. `neox`: rotate pairs `(i, i + d/2)` (GPT-NeoX, Qwen,
+/// Gemma); otherwise adjacent pairs `(2i, 2i + 1)` (Llama as stored in GGUF). `inv_freq[i] = base^(-2i/d)`.
+pub fn rope(x: &mut [f32], pos: usize, inv_freq: &[f32], neox: bool) {
+    let half = inv_freq.len();
+    for (i, &f) in inv_freq.iter().enumerate() {
+        let theta = pos as f32 * f;
+        let (s, c) = theta.sin_cos();
+        let (a, b) = if neox { (i, i + half) } else { (2 * i, 2 * i + 1) };
+        let (x0, x1) = (x[a], x[b]);
+        x[a] = x0 * c - x1 * s;
+        x[b] = x0 * s + x1 * c;
+    }
+}
+
+/// `base^(-2i/d)` for `i` in `0..d/2`, computed as ggml does (repeated multiplication by `base^(-2/d)`).
+pub fn rope_inv_freq(dim: usize, base: f32) -> Vec<f32> {
+    let theta_scale = base.powf(-2.0 / dim as f32);
+    let mut f = 1.0f32;
+    (0..dim / 2)
+        .map(|_| {
+            let v = f;
+            f *= theta_scale;
+            v
+        })
+        .collect()
+}
+
+/// Softmax in place; returns the log of the normalizer (so `logprob = x - max - log_sum`... see `log_softmax`).
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f32;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    for v in x.iter_mut() {
+        *v /= sum;
+    }
+}
+
+/// Log-softmax of `x` into a new vector.
+pub fn log_softmax(x: &[f32]) -> Vec<f32> {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let lse = x.iter().map(|v| ((v - max) as f64).exp()).sum::<f64>().ln() as f32 + max;
+    x.iter().map(|v| v - lse).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_matches_plain_sum() {
+        let a: Vec<f32> = (0..37).map(|i| i as f32 * 0.5).collect();
+        let b: Vec<f32> = (0..37).map(|i| 1.0 - i as f32 * 0.1).collect();
+        let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((dot(&a, &b) - plain).abs() < 1e-3);
+    }
+
+    #[test]
+    fn rms_norm_gives_unit_rms() {
+        let x = [3.0f32, -4.0, 0.0, 5.0];
+        let mut out = [0f32; 4];
+        rms_norm(&x, &[1.0; 4], 0.0, &mut out);
+        let rms = (out.iter().map(|v| v * v).sum::<f32>() / 4.0).sqrt();
+        assert!((rms - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn rope_preserves_norm_and_is_identity_at_zero() {
+        let inv = rope_inv_freq(8, 10000.0);
+        let x0 = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        for neox in [false, true] {
+            let mut x = x0;
+            rope(&mut x, 0, &inv, neox);
+            assert_eq!(x, x0);
+            rope(&mut x, 17, &inv, neox);
+            let n0: f32 = x0.iter().map(|v| v * v).sum();
+            let n1: f32 = x.iter().map(|v| v * v).sum();
+            assert!((n0 - n1).abs() < 1e-3);
+        }
+    }
+
+    #[test]
+    fn log_softmax_normalizes() {
+        let l = log_softmax(&[1.0, 2.0, 3.0]);
+        let s: f32 = l.iter().map(|v| v.exp()).sum();
+        assert!((s - 1.0).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,269 @@
+//! AVX2 + FMA dot products of quantized weight rows with quantized activation rows.
+//!
+//! Each kernel computes, block by block, the integer dot product of the weight's quants with the activation's int8
+//! quants (`maddubs` of unsigned × signed bytes, then `madd` into i32), scales it by the two blocks' scales, and
+//! accumulates in f32 lanes. The plain twins are in [`super::reference`]; `quant::tests` compares the two.
+//! Only reached through [`dot_fn`], which is only called after the CPU was seen to have AVX2, FMA and F16C.
+
+use std::arch::x86_64::*;
+
+use super::{DotFn, GgmlType, f16_at, f32_at, scale_min_k4};
+
+/// The AVX2 kernel for `ty`, where there is one.
+pub(super) fn dot_fn(ty: GgmlType) -> Option<DotFn> {
+    Some(match ty {
+        GgmlType::F32 => |n, x, y| unsafe { dot_f32(n, x, y) },
+        GgmlType::F16 => |n, x, y| unsafe { dot_f16(n, x, y) },
+        GgmlType::Q4_0 => |n, x, y| unsafe { dot_q4_0(n, x, y) },
+        GgmlType::Q4_1 => |n, x, y| unsafe { dot_q4_1(n, x, y) },
+        GgmlType::Q5_0 => |n, x, y| unsafe { dot_q5_0(n, x, y) },
+        GgmlType::Q5_1 => |n, x, y| unsafe { dot_q5_1(n, x, y) },
+        GgmlType::Q8_0 => |n, x, y| unsafe { dot_q8_0(n, x, y) },
+        GgmlType::Q4_K => |n, x, y| unsafe { dot_q4_k(n, x, y) },
+        GgmlType::Q6_K => |n, x, y| unsafe { dot_q6_k(n, x, y) },
+        _ => return None,
+    })
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn hsum_f32(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+/// Unsigned bytes × signed bytes, summed in fours into eight i32.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn mul_us(x: __m256i, y: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1))
+}
+
+/// Signed bytes × signed bytes, summed in fours into eight i32.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn mul_ss(x: __m256i, y: __m256i) -> __m256i {
+    mul_us(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
+}
+
+/// Loads 32 bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn load(b: &[u8]) -> __m256i {
+    assert!(b.len() >= 32);
+    // SAFETY: 32 bytes are in bounds (checked above); unaligned load.
+    unsafe { _mm256_loadu_si256(b.as_ptr() as *const __m256i) }
+}
+
+/// The 32 nibbles of 16 bytes: low nibbles in bytes 0..16, high nibbles in bytes 16..32 (ggml's element order).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn nibbles(b: &[u8]) -> __m256i {
+    assert!(b.len() >= 16);
+    // SAFETY: 16 bytes are in bounds (checked above); unaligned load.
+    let t = unsafe { _mm_loadu_si128(b.as_ptr() as *const __m128i) };
+    _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(0x0F))
+}
+
+/// Byte `j` is 0xFF where bit `j` of the little-endian u32 at `b` is set.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn bits_to_bytes(b: &[u8]) -> __m256i {
+    let x = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i32;
+    let shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(x), shuf);
+    let bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+    _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn dot_f32(n: usize, x: &[u8], y: &[u8]) -> f32 {
+    assert!(x.len() >= 4 * n && y.len() >= 4 * n);
+    let (xp, yp) = (x.as_ptr() as *const f32, y.as_ptr() as *const f32);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    // SAFETY: i + 32 <= n elements are in bounds of both rows (checked above).
+    unsafe {
+        while i + 32 <= n {
+            for (k, a) in acc.iter_mut().enumerate() {
+                let o = i + 8 * k;
+                *a = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(o)), _mm256_loadu_ps(yp.add(o)), *a);
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(i)), _mm256_loadu_ps(yp.add(i)), acc[0]);
+            i += 8;
+        }
+    }
+    let mut s = hsum_f32(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    for j in i..n {
+        s += f32_at(x, 4 * j) * f32_at(y, 4 * j);
+    }
+    s
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_f16(n: usize, x: &[u8], y: &[u8]) -> f32 {
+    assert!(x.len() >= 2 * n && y.len() >= 4 * n);
+    let yp = y.as_ptr() as *const f32;
+    let mut acc = _mm256_setzero_ps();
+    let mut i = 0;
+    // SAFETY: i + 8 <= n elements are in bounds of both rows (checked above).
+    unsafe {
+        while i + 8 <= n {
+            let h = _mm_loadu_si128(x.as_ptr().add(2 * i) as *const __m128i);
+            acc = _mm256_fmadd_ps(_mm256_cvtph_ps(h), _mm256_loadu_ps(yp.add(i)), acc);
+            i += 8;
+        }
+    }
+    let mut s = hsum_f32(acc);
+    for j in i..n {
+        s += f16_at(x, 2 * j) * f32_at(y, 4 * j);
+    }
+    s
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn dot_q4_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (xb, yb) in x.chunks_exact(18).zip(y.chunks_exact(34)).take(n / 32) {
+        let d = _mm256_set1_ps(f16_at(xb, 0) * f16_at(yb, 0));
+        let qx = _mm256_sub_epi8(nibbles(&xb[2..]), _mm256_set1_epi8(8));
+        let p = _mm256_cvtepi32_ps(mul_ss(qx, load(&yb[2..])));
+        acc = _mm256_fmadd_ps(d, p, acc);
+    }
+    hsum_f32(acc)
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn dot_q4_1(n: usize, x: &[u8], y: &[u8]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut mins = 0f32;
+    for (xb, yb) in x.chunks_exact(20).zip(y.chunks_exact(36)).take(n / 32) {
+        let d = _mm256_set1_ps(f16_at(xb, 0) * f16_at(yb, 0));
+        mins += f16_at(xb, 2) * f16_at(yb, 2);
+        let p = _mm256_cvtepi32_ps(mul_us(nibbles(&xb[4..]), load(&yb[4..])));
+        acc = _mm256_fmadd_ps(d, p, acc);
+    }
+    hsum_f32(acc) + mins
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn dot_q5_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (xb, yb) in x.chunks_exact(22).zip(y.chunks_exact(34)).take(n / 32) {
+        let d = _mm256_set1_ps(f16_at(xb, 0) * f16_at(yb, 0));
+        // (nibble | 16·h) − 16: where h is 0 the byte becomes nibble | 0xF0, i.e. nibble − 16 as i8.
+        let hi = _mm256_andnot_si256(bits_to_bytes(&xb[2..6]), _mm256_set1_epi8(0xF0u8 as i8));
+        let qx = _mm256_or_si256(nibbles(&xb[6..]), hi);
+        let p = _mm256_cvtepi32_ps(mul_ss(qx, load(&yb[2..])));
+        acc = _mm256_fmadd_ps(d, p, acc);
+    }
+    hsum_f32(acc)
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn dot_q5_1(n: usize, x: &[u8], y: &[u8]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut mins = 0f32;
+    for (xb, yb) in x.chunks_exact(24).zip(y.chunks_exact(36)).take(n / 32) {
+        let d = _mm256_set1_ps(f16_at(xb, 0) * f16_at(yb, 0));
+        mins += f16_at(xb, 2) * f16_at(yb, 2);
+        let hi = _mm256_and_si256(bits_to_bytes(&xb[4..8]), _mm256_set1_epi8(0x10));
+        let qx = _mm256_or_si256(nibbles(&xb[8..]), hi);
+        let p = _mm256_cvtepi32_ps(mul_us(qx, load(&yb[4..])));
+        acc = _mm256_fmadd_ps(d, p, acc);
+    }
+    hsum_f32(acc) + mins
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn dot_q8_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (xb, yb) in x.chunks_exact(34).zip(y.chunks_exact(34)).take(n / 32) {
+        let d = _mm256_set1_ps(f16_at(xb, 0) * f16_at(yb, 0));
+        let p = _mm256_cvtepi32_ps(mul_ss(load(&xb[2..]), load(&yb[2..])));
+        acc = _mm256_fmadd_ps(d, p, acc);
+    }
+    hsum_f32(acc)
+}
+
+/// Sum of the activation's sixteen 16-element sums, pairwise, weighted by the eight sub-block mins.
+#[inline]
+fn q8k_min_sum(yb: &[u8], mins: &[u8; 8]) -> i32 {
+    let bsum = |i: usize| i16::from_le_bytes([yb[260 + 2 * i], yb[261 + 2 * i]]) as i32;
+    (0..8).map(|j| mins[j] as i32 * (bsum(2 * j) + bsum(2 * j + 1))).sum()
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn dot_q4_k(n: usize, x: &[u8], y: &[u8]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut minsum = 0f32;
+    let m4 = _mm256_set1_epi8(0x0F);
+    for (xb, yb) in x.chunks_exact(144).zip(y.chunks_exact(292)).take(n / 256) {
+        let dy = f32_at(yb, 0);
+        let (mut sc, mut mn) = ([0u8; 8], [0u8; 8]);
+        for j in 0..8 {
+            (sc[j], mn[j]) = scale_min_k4(j, &xb[4..16]);
+        }
+        minsum += dy * f16_at(xb, 2) * q8k_min_sum(yb, &mn) as f32;
+        let mut sumi = _mm256_setzero_si256();
+        for j in 0..4 {
+            let q4 = load(&xb[16 + 32 * j..]);
+            let lo = _mm256_and_si256(q4, m4);
+            let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+            let p0 = _mm256_maddubs_epi16(lo, load(&yb[4 + 64 * j..]));
+            let p1 = _mm256_maddubs_epi16(hi, load(&yb[4 + 64 * j + 32..]));
+            let p0 = _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * j] as i16));
+            let p1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * j + 1] as i16));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dy * f16_at(xb, 0)), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum_f32(acc) - minsum
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn dot_q6_k(n: usize, x: &[u8], y: &[u8]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let (m3, m4, m32) = (_mm256_set1_epi8(3), _mm256_set1_epi8(0x0F), _mm256_set1_epi8(32));
+    for (xb, yb) in x.chunks_exact(210).zip(y.chunks_exact(292)).take(n / 256) {
+        let d = f32_at(yb, 0) * f16_at(xb, 208);
+        let mut sumi = _mm256_setzero_si256();
+        for h in 0..2 {
+            let a = load(&xb[64 * h..]);
+            let b = load(&xb[64 * h + 32..]);
+            let qh = load(&xb[128 + 32 * h..]);
+            let high = |s: i32| -> __m256i {
+                let v = match s {
+                    0 => qh,
+                    2 => _mm256_srli_epi16(qh, 2),
+                    4 => _mm256_srli_epi16(qh, 4),
+                    _ => _mm256_srli_epi16(qh, 6),
+                };
+                _mm256_slli_epi16(_mm256_and_si256(v, m3), 4)
+            };
+            let q = [
+                _mm256_or_si256(_mm256_and_si256(a, m4), high(0)),
+                _mm256_or_si256(_mm256_and_si256(b, m4), high(2)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4), high(4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), m4), high(6)),
+            ];
+            let sc = &xb[192 + 8 * h..];
+            for (k, qk) in q.iter().enumerate() {
+                let yk = load(&yb[4 + 128 * h + 32 * k..]);
+                let p = _mm256_sub_epi16(_mm256_maddubs_epi16(*qk, yk), _mm256_maddubs_epi16(m32, yk));
+                let s = _mm256_set_m128i(
+                    _mm_set1_epi16(sc[2 * k + 1] as i8 as i16),
+                    _mm_set1_epi16(sc[2 * k] as i8 as i16),
+                );
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum_f32(acc)
+}

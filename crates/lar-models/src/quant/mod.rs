@@ -1,0 +1,230 @@
+//! GGML tensor types: block layouts, dequantization, and dot products against quantized activations.
+//!
+//! A weight row of type T is multiplied with an activation row that has first been quantized to T's
+//! [`GgmlType::vec_dot_type`] (Q8_0, Q8_1 or Q8_K, as llama.cpp does), so the inner loop is an integer dot product.
+//! Kernels are chosen once at run time from the CPU's features ([`simd_level`]): AVX2+FMA where the CPU has them,
+//! else the portable reference code in [`reference`], which is also every fast kernel's twin in the tests.
+//! `LAR_SIMD=scalar` forces the reference path.
+
+pub mod reference;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+
+use std::sync::OnceLock;
+
+/// A GGML tensor type (the ids are GGUF's).
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GgmlType {
+    F32,
+    F16,
+    BF16,
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    Q8_0,
+    Q8_1,
+    Q2_K,
+    Q3_K,
+    Q4_K,
+    Q5_K,
+    Q6_K,
+    Q8_K,
+}
+
+pub const QK: usize = 32;
+pub const QK_K: usize = 256;
+
+impl GgmlType {
+    pub fn from_id(id: u32) -> Option<Self> {
+        use GgmlType::*;
+        Some(match id {
+            0 => F32,
+            1 => F16,
+            2 => Q4_0,
+            3 => Q4_1,
+            6 => Q5_0,
+            7 => Q5_1,
+            8 => Q8_0,
+            9 => Q8_1,
+            10 => Q2_K,
+            11 => Q3_K,
+            12 => Q4_K,
+            13 => Q5_K,
+            14 => Q6_K,
+            15 => Q8_K,
+            30 => BF16,
+            _ => return None,
+        })
+    }
+
+    pub fn id(self) -> u32 {
+        use GgmlType::*;
+        match self {
+            F32 => 0,
+            F16 => 1,
+            Q4_0 => 2,
+            Q4_1 => 3,
+            Q5_0 => 6,
+            Q5_1 => 7,
+            Q8_0 => 8,
+            Q8_1 => 9,
+            Q2_K => 10,
+            Q3_K => 11,
+            Q4_K => 12,
+            Q5_K => 13,
+            Q6_K => 14,
+            Q8_K => 15,
+            BF16 => 30,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        use GgmlType::*;
+        match self {
+            F32 => "F32",
+            F16 => "F16",
+            BF16 => "BF16",
+            Q4_0 => "Q4_0",
+            Q4_1 => "Q4_1",
+            Q5_0 => "Q5_0",
+            Q5_1 => "Q5_1",
+            Q8_0 => "Q8_0",
+            Q8_1 => "Q8_1",
+            Q2_K => "Q2_K",
+            Q3_K => "Q3_K",
+            Q4_K => "Q4_K",
+            Q5_K => "Q5_K",
+            Q6_K => "Q6_K",
+            Q8_K => "Q8_K",
+        }
+    }
+
+    /// Elements per block.
+    pub fn block_size(self) -> usize {
+        use GgmlType::*;
+        match self {
+            F32 | F16 | BF16 => 1,
+            Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 => QK,
+            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K => QK_K,
+        }
+    }
+
+    /// Bytes per block.
+    pub fn type_size(self) -> usize {
+        use GgmlType::*;
+        match self {
+            F32 => 4,
+            F16 | BF16 => 2,
+            Q4_0 => 18,
+            Q4_1 => 20,
+            Q5_0 => 22,
+            Q5_1 => 24,
+            Q8_0 => 34,
+            Q8_1 => 36,
+            Q2_K => 84,
+            Q3_K => 110,
+            Q4_K => 144,
+            Q5_K => 176,
+            Q6_K => 210,
+            Q8_K => 292,
+        }
+    }
+
+    /// Bytes of a row of `n` elements (`n` a multiple of the block size).
+    pub fn row_bytes(self, n: usize) -> usize {
+        n / self.block_size() * self.type_size()
+    }
+
+    /// The type activations are quantized to before a dot product with a row of this type.
+    pub fn vec_dot_type(self) -> GgmlType {
+        use GgmlType::*;
+        match self {
+            F32 | F16 | BF16 => F32,
+            Q4_0 | Q5_0 | Q8_0 => Q8_0,
+            Q4_1 | Q5_1 | Q8_1 => Q8_1,
+            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K => Q8_K,
+        }
+    }
+
+    /// Bits per weight, for display.
+    pub fn bits_per_weight(self) -> f64 {
+        self.type_size() as f64 * 8.0 / self.block_size() as f64
+    }
+}
+
+/// Which kernels this process uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimdLevel {
+    Scalar,
+    Avx2,
+}
+
+/// Detected once; `LAR_SIMD=scalar` forces the portable path.
+pub fn simd_level() -> SimdLevel {
+    static LEVEL: OnceLock<SimdLevel> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        if std::env::var("LAR_SIMD").is_ok_and(|v| v == "scalar") {
+            return SimdLevel::Scalar;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+            return SimdLevel::Avx2;
+        }
+        SimdLevel::Scalar
+    })
+}
+
+/// Dequantizes `data` (a whole number of blocks of `ty`) into `out`.
+pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) {
+    reference::dequantize(ty, data, out)
+}
+
+/// Quantizes an activation row to `ty` (F32, Q8_0, Q8_1 or Q8_K), appending to `out`.
+pub fn quantize_act(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) {
+    match ty {
+        GgmlType::F32 => out.extend(x.iter().flat_map(|v| v.to_le_bytes())),
+        GgmlType::Q8_0 => reference::quantize_q8_0(x, out),
+        GgmlType::Q8_1 => reference::quantize_q8_1(x, out),
+        GgmlType::Q8_K => reference::quantize_q8_k(x, out),
+        other => unreachable!("{} is not an activation type", other.name()),
+    }
+}
+
+/// A dot product kernel: `n` elements, a weight row, a quantized activation row.
+pub type DotFn = fn(usize, &[u8], &[u8]) -> f32;
+
+/// The dot kernel for weights of type `ty` at the current [`simd_level`].
+pub fn dot_fn(ty: GgmlType) -> DotFn {
+    #[cfg(target_arch = "x86_64")]
+    if simd_level() == SimdLevel::Avx2
+        && let Some(f) = avx2::dot_fn(ty)
+    {
+        return f;
+    }
+    reference::dot_fn(ty)
+}
+
+#[inline]
+pub(crate) fn f16_at(b: &[u8], i: usize) -> f32 {
+    half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+}
+
+#[inline]
+pub(crate) fn f32_at(b: &[u8], i: usize) -> f32 {
+    f32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+}
+
+/// The 6-bit scale and min of sub-block `j` of a Q4_K/Q5_K block (`q` = the 12 scale bytes).
+#[inline]
+pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,132 @@
+//! Each fast dot kernel against its reference twin, on random blocks; and the dequantizers against hand-built blocks.
+
+use super::*;
+
+/// A tiny deterministic generator (xorshift), so failures reproduce.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E3779B97F4A7C15) | 1)
+    }
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub(crate) fn f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+}
+
+/// Random bytes for `blocks` blocks of `ty`, with every f16/f32 scale field set to a sane value.
+pub(crate) fn random_row(ty: GgmlType, blocks: usize, rng: &mut Rng) -> Vec<u8> {
+    let ts = ty.type_size();
+    let mut out: Vec<u8> = (0..blocks * ts).map(|_| rng.next_u64() as u8).collect();
+    let f16 = |v: f32| half::f16::from_f32(v).to_le_bytes();
+    for b in out.chunks_exact_mut(ts) {
+        let (s1, s2) = (f16(0.01 + rng.f32().abs() * 0.05), f16(rng.f32() * 0.05));
+        match ty {
+            GgmlType::F32 => b.copy_from_slice(&rng.f32().to_le_bytes()),
+            GgmlType::F16 => b.copy_from_slice(&f16(rng.f32())),
+            GgmlType::BF16 => b.copy_from_slice(&half::bf16::from_f32(rng.f32()).to_le_bytes()),
+            GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => b[0..2].copy_from_slice(&s1),
+            GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K | GgmlType::Q5_K => {
+                b[0..2].copy_from_slice(&s1);
+                b[2..4].copy_from_slice(&s2);
+            }
+            GgmlType::Q8_1 => unreachable!(),
+            GgmlType::Q2_K => {
+                b[80..82].copy_from_slice(&s1);
+                b[82..84].copy_from_slice(&s2);
+            }
+            GgmlType::Q3_K => b[108..110].copy_from_slice(&s1),
+            GgmlType::Q6_K => b[208..210].copy_from_slice(&s1),
+            GgmlType::Q8_K => unreachable!(),
+        }
+    }
+    out
+}
+
+const WEIGHT_TYPES: [GgmlType; 13] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+];
+
+#[test]
+fn fast_dot_matches_reference_for_every_type() {
+    let mut rng = Rng::new(7);
+    let n = 1024;
+    for ty in WEIGHT_TYPES {
+        for trial in 0..8 {
+            let w = random_row(ty, n / ty.block_size(), &mut rng);
+            let x: Vec<f32> = (0..n).map(|_| rng.f32() * 3.0).collect();
+            let mut act = Vec::new();
+            quantize_act(ty.vec_dot_type(), &x, &mut act);
+            let fast = dot_fn(ty)(n, &w, &act);
+            let slow = reference::dot_fn(ty)(n, &w, &act);
+            // Both compute the same sum; only the order of float additions differs.
+            let tol = 1e-4 * (1.0 + slow.abs()) + 1e-3;
+            assert!((fast - slow).abs() <= tol, "{} trial {trial}: fast {fast} vs reference {slow}", ty.name());
+        }
+    }
+}
+
+#[test]
+fn quantized_dot_is_close_to_the_exact_f32_dot() {
+    // Activation quantization loses a little; the result must still be near the exact product.
+    let mut rng = Rng::new(11);
+    let n = 512;
+    for ty in WEIGHT_TYPES {
+        let w = random_row(ty, n / ty.block_size(), &mut rng);
+        let x: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+        let mut wf = vec![0f32; n];
+        dequantize(ty, &w, &mut wf);
+        let exact: f32 = wf.iter().zip(&x).map(|(a, b)| a * b).sum();
+        let norm: f32 = wf.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum();
+        let mut act = Vec::new();
+        quantize_act(ty.vec_dot_type(), &x, &mut act);
+        let got = dot_fn(ty)(n, &w, &act);
+        assert!((got - exact).abs() <= 0.02 * norm + 1e-4, "{}: {got} vs exact {exact} (norm {norm})", ty.name());
+    }
+}
+
+#[test]
+fn q4_0_dequantizes_a_hand_built_block() {
+    let mut b = half::f16::from_f32(0.5).to_le_bytes().to_vec();
+    b.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
+    let mut y = [0f32; 32];
+    dequantize(GgmlType::Q4_0, &b, &mut y);
+    assert_eq!(y[0], -4.0); // (0 - 8) * 0.5
+    assert_eq!(y[15], 3.5); // (15 - 8) * 0.5
+    assert_eq!(y[16], 3.5); // high nibble of byte 0 is 15
+    assert_eq!(y[31], -4.0);
+}
+
+#[test]
+fn q8_k_quantizer_keeps_sums_and_scale() {
+    let x: Vec<f32> = (0..256).map(|i| (i as f32 - 128.0) / 64.0).collect();
+    let mut q = Vec::new();
+    quantize_act(GgmlType::Q8_K, &x, &mut q);
+    assert_eq!(q.len(), GgmlType::Q8_K.type_size());
+    let mut back = vec![0f32; 256];
+    dequantize(GgmlType::Q8_K, &q, &mut back);
+    for (a, b) in x.iter().zip(&back) {
+        assert!((a - b).abs() < 0.02, "{a} vs {b}");
+    }
+    let bsum0 = i16::from_le_bytes([q[260], q[261]]) as i32;
+    let direct: i32 = q[4..20].iter().map(|&v| v as i8 as i32).sum();
+    assert_eq!(bsum0, direct);
+}

@@ -1,0 +1,169 @@
+//! Weight matrices as views into the model file, and the (quantized) matrix multiplications over them.
+//!
+//! A [`Weight`] is `rows × cols` in GGUF order (each row contiguous, `cols` elements). [`Acts`] holds a batch of
+//! activation rows quantized to the weight type's `vec_dot_type`, so all rows of a batch are quantized once and reused
+//! by every weight that reads them. [`matmul`] splits the weight's rows over the thread pool; each task reads its
+//! rows once and multiplies them with every activation row (weight row in L1, activations in L2).
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::gguf::{Gguf, TensorInfo};
+use crate::pool::{ThreadPool, split};
+use crate::quant::{self, GgmlType};
+
+/// A 2-D weight inside the memory-mapped file.
+#[derive(Clone)]
+pub struct Weight {
+    pub name: String,
+    pub ty: GgmlType,
+    pub rows: usize,
+    pub cols: usize,
+    file: Arc<Gguf>,
+    offset: usize,
+    size: usize,
+}
+
+impl std::fmt::Debug for Weight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Weight({} {} {}x{})", self.name, self.ty.name(), self.rows, self.cols)
+    }
+}
+
+impl Weight {
+    /// The tensor `name`, which must be `[cols, rows]` in GGUF order.
+    pub fn load(file: &Arc<Gguf>, name: &str, rows: usize, cols: usize) -> Result<Self> {
+        let info = file.tensor(name).ok_or_else(|| Error::MissingTensor(name.into()))?;
+        Self::from_info(file, info, rows, cols)
+    }
+
+    fn from_info(file: &Arc<Gguf>, info: &TensorInfo, rows: usize, cols: usize) -> Result<Self> {
+        let ok = match info.dims.as_slice() {
+            [c, r] => *c == cols && *r == rows,
+            [c] => *c == cols && rows == 1,
+            _ => false,
+        };
+        if !ok {
+            return Err(Error::BadShape { name: info.name.clone(), got: info.dims.clone(), want: vec![cols, rows] });
+        }
+        if info.ty == GgmlType::Q8_1 || info.ty == GgmlType::Q8_K {
+            return Err(Error::Unsupported(format!("tensor '{}' has type {}, which is for activations", info.name, info.ty.name())));
+        }
+        Ok(Self {
+            name: info.name.clone(),
+            ty: info.ty,
+            rows,
+            cols,
+            file: file.clone(),
+            offset: info.offset,
+            size: info.size,
+        })
+    }
+
+    pub fn data(&self) -> &[u8] {
+        self.file.raw(self.offset, self.size)
+    }
+
+    pub fn row_bytes(&self) -> usize {
+        self.ty.row_bytes(self.cols)
+    }
+
+    /// Row `r`, dequantized into `out` (`cols` elements). Used for embedding lookups.
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        let rb = self.row_bytes();
+        quant::dequantize(self.ty, &self.data()[r * rb..(r + 1) * rb], out);
+    }
+}
+
+/// Reads a 1-D f32 (or f16/bf16) tensor of `n` elements, e.g. a norm weight.
+pub fn load_vector(file: &Gguf, name: &str, n: usize) -> Result<Vec<f32>> {
+    let info = file.tensor(name).ok_or_else(|| Error::MissingTensor(name.into()))?;
+    if info.dims != [n] {
+        return Err(Error::BadShape { name: name.into(), got: info.dims.clone(), want: vec![n] });
+    }
+    let mut out = vec![0f32; n];
+    quant::dequantize(info.ty, file.tensor_data(info), &mut out);
+    Ok(out)
+}
+
+/// A batch of activation rows quantized for one `vec_dot_type`.
+#[derive(Default)]
+pub struct Acts {
+    pub ty: Option<GgmlType>,
+    pub row_bytes: usize,
+    pub n_rows: usize,
+    pub data: Vec<u8>,
+}
+
+impl Acts {
+    /// Quantizes `n_rows` rows of `cols` from `x` to `ty`.
+    pub fn quantize(&mut self, ty: GgmlType, x: &[f32], n_rows: usize, cols: usize) {
+        self.data.clear();
+        for r in 0..n_rows {
+            quant::quantize_act(ty, &x[r * cols..(r + 1) * cols], &mut self.data);
+        }
+        self.ty = Some(ty);
+        self.n_rows = n_rows;
+        self.row_bytes = self.data.len() / n_rows.max(1);
+    }
+
+    pub fn row(&self, r: usize) -> &[u8] {
+        &self.data[r * self.row_bytes..(r + 1) * self.row_bytes]
+    }
+}
+
+/// The same input quantized for each activation type it is needed in (Q8_0, Q8_1, Q8_K, F32), on demand.
+pub struct ActSet<'a> {
+    x: &'a [f32],
+    n_rows: usize,
+    cols: usize,
+    by_type: Vec<(GgmlType, Acts)>,
+}
+
+impl<'a> ActSet<'a> {
+    pub fn new(x: &'a [f32], n_rows: usize, cols: usize) -> Self {
+        Self { x, n_rows, cols, by_type: Vec::with_capacity(2) }
+    }
+
+    pub fn for_weight(&mut self, w: &Weight) -> &Acts {
+        let ty = w.ty.vec_dot_type();
+        if let Some(i) = self.by_type.iter().position(|(t, _)| *t == ty) {
+            return &self.by_type[i].1;
+        }
+        let mut a = Acts::default();
+        a.quantize(ty, self.x, self.n_rows, self.cols);
+        self.by_type.push((ty, a));
+        &self.by_type.last().expect("just pushed").1
+    }
+}
+
+/// A raw pointer that tasks may share to write disjoint parts of one output buffer.
+#[derive(Clone, Copy)]
+pub(crate) struct SyncPtr(pub *mut f32);
+// SAFETY: every user writes disjoint index ranges and the buffer outlives the parallel loop.
+unsafe impl Send for SyncPtr {}
+unsafe impl Sync for SyncPtr {}
+
+/// `out[t * w.rows + r] = dot(w.row(r), x.row(t))` for every row `r` and activation row `t`.
+pub fn matmul(w: &Weight, x: &Acts, out: &mut [f32], pool: &ThreadPool) {
+    let (rows, cols, n) = (w.rows, w.cols, x.n_rows);
+    assert!(out.len() >= n * rows, "matmul output too small");
+    let dot = quant::dot_fn(w.ty);
+    let data = w.data();
+    let rb = w.row_bytes();
+    let ptr = SyncPtr(out.as_mut_ptr());
+    // Enough tasks to balance, few enough that each is worth handing out.
+    let work = rows * n * cols;
+    let n_tasks = if work < 1 << 14 { 1 } else { (pool.n_threads() * 4).min(rows) };
+    pool.run(n_tasks, &|t| {
+        let p = ptr;
+        for r in split(rows, n_tasks, t) {
+            let wrow = &data[r * rb..(r + 1) * rb];
+            for i in 0..n {
+                let v = dot(cols, wrow, x.row(i));
+                // SAFETY: (i, r) pairs are disjoint across tasks; the index is in bounds (asserted above).
+                unsafe { *p.0.add(i * rows + r) = v };
+            }
+        }
+    });
+}

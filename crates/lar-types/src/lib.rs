@@ -1,0 +1,158 @@
+//! Plain data shared by every Lar crate.
+//!
+//! Nothing here computes anything: these are the words the engine, the server and the CLI use to talk to each other
+//! (sampling parameters, chat messages, token events, finish reasons). They carry `serde` derives so the server can
+//! map them to its JSON shapes, but no crate below the server ever sees JSON.
+
+use serde::{Deserialize, Serialize};
+
+/// How the next token is chosen. The defaults are llama.cpp's (`temperature` 0.8, `top_k` 40, `top_p` 0.95,
+/// `min_p` 0.05), except that penalties are off.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SamplingParams {
+    /// 0 means greedy (argmax).
+    pub temperature: f32,
+    /// 0 disables top-k.
+    pub top_k: usize,
+    /// 1.0 disables top-p.
+    pub top_p: f32,
+    /// 0.0 disables min-p.
+    pub min_p: f32,
+    /// 1.0 disables the repetition penalty (CTRL-style: divide positive logits, multiply negative ones).
+    pub repeat_penalty: f32,
+    /// How many of the most recent tokens the penalties look at.
+    pub repeat_last_n: usize,
+    /// OpenAI-style frequency penalty: subtract `count * frequency_penalty`.
+    pub frequency_penalty: f32,
+    /// OpenAI-style presence penalty: subtract `presence_penalty` once a token has appeared.
+    pub presence_penalty: f32,
+    /// Seed of the sampler's random generator; `None` picks one from the clock.
+    pub seed: Option<u64>,
+    /// Stop after this many generated tokens.
+    pub max_tokens: usize,
+    /// Stop strings; the text is cut before the first match, also when a match spans several tokens.
+    pub stop: Vec<String>,
+    /// Return this many most likely alternatives (with log-probabilities) for each generated token.
+    pub top_logprobs: usize,
+    /// Keep generating past end-of-sequence tokens (for benchmarks).
+    pub ignore_eos: bool,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        Self {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            seed: None,
+            max_tokens: 512,
+            stop: Vec::new(),
+            top_logprobs: 0,
+            ignore_eos: false,
+        }
+    }
+}
+
+impl SamplingParams {
+    /// Greedy decoding of at most `max_tokens` tokens.
+    pub fn greedy(max_tokens: usize) -> Self {
+        Self { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, max_tokens, ..Self::default() }
+    }
+}
+
+/// Who said a chat message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    Tool,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        }
+    }
+}
+
+/// One message of a conversation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+    /// For `Role::Tool`: the call this message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl ChatMessage {
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Self { role, content: content.into(), tool_call_id: None }
+    }
+}
+
+/// Why generation stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// The model produced an end-of-sequence token, or a stop string matched.
+    Stop,
+    /// `max_tokens` was reached.
+    Length,
+    /// The caller cancelled.
+    Cancelled,
+}
+
+/// A candidate token with its log-probability.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    pub token: u32,
+    pub text: String,
+    pub logprob: f32,
+}
+
+/// What the engine reports for each generated token.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenEvent {
+    pub token: u32,
+    /// The text this token completes; may be empty while a multi-byte character is still incomplete, or while a
+    /// possible stop string is held back.
+    pub text: String,
+    pub logprob: f32,
+    pub top_logprobs: Vec<TokenLogprob>,
+}
+
+/// Counts and timings of one finished generation.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GenerationStats {
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    /// Seconds spent on the prompt (prefill).
+    pub prompt_secs: f64,
+    /// Seconds spent generating after the prompt.
+    pub gen_secs: f64,
+}
+
+impl GenerationStats {
+    pub fn prompt_tps(&self) -> f64 {
+        rate(self.prompt_tokens, self.prompt_secs)
+    }
+    pub fn gen_tps(&self) -> f64 {
+        rate(self.completion_tokens, self.gen_secs)
+    }
+}
+
+fn rate(n: usize, secs: f64) -> f64 {
+    if secs > 0.0 { n as f64 / secs } else { 0.0 }
+}
