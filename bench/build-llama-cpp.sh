@@ -15,7 +15,7 @@ fi
 mkdir -p "$CACHE"
 VENV="$CACHE/venv"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/pip" install -q cmake ninja
+"$VENV/bin/pip" install -q cmake ninja scikit-build-core
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$VENV/bin/pip" download -q --no-deps --no-build-isolation --no-binary llama-cpp-python -d "$tmp" "llama-cpp-python==$VERSION"

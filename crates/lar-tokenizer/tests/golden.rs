@@ -1,0 +1,49 @@
+//! Token ids must equal llama.cpp's on multilingual text (English, Spanish, code, emoji, CJK, runs of spaces and
+//! newlines), for both test models: byte-level BPE (SmolLM2) and SentencePiece-style (Gemma 3).
+//! Goldens: tests/golden/*.json, made by scripts/make-goldens.py.
+
+use lar_models::testdata;
+use lar_tokenizer::Tokenizer;
+
+fn check(model_file: &str, golden: &str) {
+    let g = lar_models::Gguf::open(&testdata::model(model_file)).unwrap();
+    let tok = Tokenizer::from_gguf(&g).unwrap();
+    let text = std::fs::read_to_string(testdata::golden_dir().join(golden)).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let cases = json["tokenize"].as_array().unwrap();
+    assert!(cases.len() >= 6);
+    for case in cases {
+        let t = case["text"].as_str().unwrap();
+        let want: Vec<u32> = case["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let got = tok.encode(t, true, true);
+        assert_eq!(got, want, "{model_file}: {t:?}");
+        // Decoding gives the text back (special tokens excluded, BOS dropped).
+        assert_eq!(tok.decode(&got, false), t, "{model_file}: round trip");
+    }
+    // The greedy prompts too.
+    for case in json["greedy"].as_array().unwrap() {
+        let t = case["prompt"].as_str().unwrap();
+        let want: Vec<u32> = case["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        assert_eq!(tok.encode(t, true, true), want, "{model_file}: {t:?}");
+    }
+}
+
+#[test]
+fn smollm2_bpe_matches_llama_cpp() {
+    check(testdata::SMOLLM2, "smollm2.json");
+}
+
+#[test]
+fn gemma3_spm_matches_llama_cpp() {
+    check(testdata::GEMMA3, "gemma3.json");
+}
+
+#[test]
+fn control_tokens_are_text_unless_parsed() {
+    let g = lar_models::Gguf::open(&testdata::model(testdata::SMOLLM2)).unwrap();
+    let tok = Tokenizer::from_gguf(&g).unwrap();
+    let im_start = tok.vocab.id("<|im_start|>").unwrap();
+    assert_eq!(tok.encode("<|im_start|>user", false, true)[0], im_start);
+    assert!(!tok.encode("<|im_start|>user", false, false).contains(&im_start));
+    assert!(tok.is_eog(tok.vocab.id("<|im_end|>").unwrap()));
+}
