@@ -7,7 +7,10 @@ Needs `pip install llama-cpp-python==0.3.36 numpy` in that venv (it compiles lla
 models fetched by scripts/fetch-models.sh. For each model it writes tests/golden/<model>.json with:
   - tokenize: token ids of multilingual texts (llama.cpp's tokenizer, special tokens parsed, BOS as the model adds it);
   - greedy:   for 5 prompts, 64 greedily generated tokens and, at each step, llama.cpp's top-2 (id, logit);
-  - forced:   a 512-token text run teacher-forced: at each position llama.cpp's top-8 (id, logit).
+  - forced:   a 512-token text run teacher-forced: at each position llama.cpp's top-8 (id, logit);
+  - noise:    llama.cpp against itself on that text (flash attention on vs off: the same math rounded differently):
+              top-1 agreement, mean |logit diff| over the top-8, and the largest top1-top2 gap at a flipped position.
+              This is the floor any non-bit-identical implementation sits on; the tests hold Lar to it.
 CI reads these files; it never needs llama.cpp.
 """
 import json
@@ -105,6 +108,18 @@ def main():
         llm.eval(ids)
         scores = np.array(llm.scores[: len(ids)], dtype=np.float32)
         out["forced"] = {"ids": ids, "top8": [topk(scores[i], 8) for i in range(len(ids))]}
+        fa = Llama(model_path=path, n_ctx=1024, n_batch=1024, n_threads=2, logits_all=True, verbose=False, flash_attn=True)
+        fa.eval(ids)
+        other = np.array(fa.scores[: len(ids)], dtype=np.float32)
+        top8 = np.argsort(-scores, axis=1, kind="stable")[:, :8]
+        flipped = scores.argmax(1) != other.argmax(1)
+        srt = np.sort(scores, axis=1)
+        gaps = (srt[:, -1] - srt[:, -2])[flipped]
+        out["noise"] = {
+            "top1_agreement": float((~flipped).mean()),
+            "mean_abs_diff": float(np.abs(np.take_along_axis(scores, top8, 1) - np.take_along_axis(other, top8, 1)).mean()),
+            "max_flip_gap": float(gaps.max()) if len(gaps) else 0.0,
+        }
         with open(os.path.join(OUT, f"{name}.json"), "w") as f:
             json.dump(out, f, ensure_ascii=False, separators=(",", ":"))
         print(f"wrote {name}.json: {len(ids)} forced tokens")

@@ -328,7 +328,8 @@ impl Model {
             let (t, h) = (task / nh, task % nh);
             let (s, pos) = where_[t];
             let g = h / group;
-            let qh = &q[(t * nh + h) * hd..(t * nh + h + 1) * hd];
+            let qh: Vec<f32> = q[(t * nh + h) * hd..(t * nh + h + 1) * hd].iter().map(|x| half::f16::from_f32(*x).to_f32()).collect();
+            let qh = &qh[..];
             let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
             let mut acc = [0f32; MAX_HEAD_DIM];
             let acc = &mut acc[..hd];

@@ -1,0 +1,330 @@
+//! The engine: a model, its tokenizer, the KV store and the scheduler, driven by [`Engine::step`]:
+//! `schedule()` -> `forward()` -> `update()`, as in vLLM. Each step runs one forward pass over every scheduled
+//! sequence (prefill chunks and decodes together), samples where a sequence reached its end, streams text through
+//! each request's sink, and retires finished requests. [`Engine::generate`] is a batch of one through the same loop.
+//! No HTTP, no JSON: the server and the CLI are thin callers of this API.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use lar_models::{Gguf, KvStore, Model, SeqBatch, ThreadPool};
+use lar_tokenizer::detok::{StopMatcher, Utf8Stream};
+use lar_tokenizer::{ChatTemplate, Tokenizer};
+use lar_types::{ChatMessage, FinishReason, GenerationStats, SamplingParams, TokenEvent, TokenLogprob};
+
+use crate::sampler::Sampler;
+use crate::scheduler::{BlockManager, Scheduled, Scheduler};
+use crate::{Error, Result};
+
+/// How the engine is set up.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Context length per sequence; `None`: the model's own.
+    pub ctx: Option<usize>,
+    /// Threads for the forward pass; 0: the number of physical cores.
+    pub threads: usize,
+    /// Tokens per KV block.
+    pub block_size: usize,
+    /// Most tokens in one forward pass.
+    pub max_batch_tokens: usize,
+    /// Most sequences decoded together.
+    pub max_seqs: usize,
+    /// Tokens the KV store holds over all sequences; `None`: `ctx` (enough for one full sequence).
+    pub kv_tokens: Option<usize>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self { ctx: None, threads: 0, block_size: 16, max_batch_tokens: 512, max_seqs: 8, kv_tokens: None }
+    }
+}
+
+/// What a request's sink receives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Token(TokenEvent),
+    /// The last event of a request; `text` is any text held back until the end.
+    Done { reason: FinishReason, stats: GenerationStats, text: String },
+}
+
+/// A request's sink: return `false` to cancel the request.
+pub type Sink = Box<dyn FnMut(&Event) -> bool + Send>;
+
+struct Request {
+    sampler: Sampler,
+    utf8: Utf8Stream,
+    stop: StopMatcher,
+    sink: Sink,
+    prompt_len: usize,
+    started: Option<Instant>,
+    first_token: Option<Instant>,
+}
+
+/// The result of [`Engine::generate`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    pub text: String,
+    pub tokens: Vec<u32>,
+    pub reason: FinishReason,
+    pub stats: GenerationStats,
+}
+
+pub struct Engine {
+    pub model: Model,
+    pub tokenizer: Tokenizer,
+    /// Context length per sequence.
+    pub ctx: usize,
+    kv: KvStore,
+    sched: Scheduler,
+    pool: ThreadPool,
+    reqs: HashMap<u64, Request>,
+    next_id: u64,
+}
+
+/// Physical cores (the default thread count), falling back to logical ones.
+pub fn physical_cores() -> usize {
+    let logical = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else { return logical };
+    let mut cores = std::collections::HashSet::new();
+    let (mut phys, mut core) = (None, None);
+    for line in info.lines() {
+        if let Some(v) = line.strip_prefix("physical id") {
+            phys = v.trim_start_matches([' ', '\t', ':']).parse::<u32>().ok();
+        } else if let Some(v) = line.strip_prefix("core id") {
+            core = v.trim_start_matches([' ', '\t', ':']).parse::<u32>().ok();
+        } else if line.is_empty() {
+            if let (Some(p), Some(c)) = (phys, core) {
+                cores.insert((p, c));
+            }
+            (phys, core) = (None, None);
+        }
+    }
+    if cores.is_empty() { logical } else { cores.len().min(logical) }
+}
+
+impl Engine {
+    /// Loads a GGUF model file.
+    pub fn load(path: &Path, cfg: &EngineConfig) -> Result<Self> {
+        let file = Arc::new(Gguf::open(path)?);
+        let tokenizer = Tokenizer::from_gguf(&file)?;
+        let model = Model::from_gguf(file)?;
+        if tokenizer.vocab.len() > model.hp.n_vocab {
+            return Err(Error::Invalid(format!(
+                "the tokenizer has {} tokens but the model's embedding only {}",
+                tokenizer.vocab.len(),
+                model.hp.n_vocab
+            )));
+        }
+        Ok(Self::new(model, tokenizer, cfg))
+    }
+
+    pub fn new(model: Model, tokenizer: Tokenizer, cfg: &EngineConfig) -> Self {
+        let ctx = cfg.ctx.unwrap_or(model.hp.ctx_train).max(1);
+        let bs = cfg.block_size.max(1);
+        let n_blocks = cfg.kv_tokens.unwrap_or(ctx).max(ctx).div_ceil(bs);
+        let kv = KvStore::new(bs, model.hp.n_layers, model.hp.kv_dim(), n_blocks);
+        let sched = Scheduler::new(BlockManager::new(n_blocks, bs), cfg.max_batch_tokens, cfg.max_seqs);
+        let threads = if cfg.threads == 0 { physical_cores() } else { cfg.threads };
+        Self { model, tokenizer, ctx, kv, sched, pool: ThreadPool::new(threads), reqs: HashMap::new(), next_id: 1 }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.pool.n_threads()
+    }
+
+    /// The model's own chat template, if it has one.
+    pub fn model_template(&self) -> Option<&str> {
+        self.model.file.get("tokenizer.chat_template").and_then(|v| v.as_str())
+    }
+
+    /// Renders `messages` with `template` (a built-in name or Jinja source) or the model's own, and tokenizes the
+    /// result with special tokens parsed. BOS is added when the model wants one and the template did not write it.
+    pub fn chat_tokens(&self, messages: &[ChatMessage], template: Option<&str>) -> Result<Vec<u32>> {
+        let spec = template.or(self.model_template()).ok_or(Error::NoTemplate)?;
+        let t = ChatTemplate::new(spec)?;
+        let tok_text = |id: Option<u32>| id.map(|i| self.tokenizer.decode(&[i], true)).unwrap_or_default();
+        let (bos, eos) = (tok_text(self.tokenizer.vocab.bos), tok_text(self.tokenizer.vocab.eos));
+        let text = t.render(messages, true, &bos, &eos)?;
+        let mut ids = self.tokenizer.encode(&text, false, true);
+        if let Some(b) = self.tokenizer.vocab.bos
+            && self.tokenizer.vocab.add_bos
+            && ids.first() != Some(&b)
+        {
+            ids.insert(0, b);
+        }
+        Ok(ids)
+    }
+
+    /// Queues a request; its events go to `sink`. Fails at once on an empty prompt or one that does not fit.
+    pub fn add_request(&mut self, prompt: Vec<u32>, params: SamplingParams, sink: Sink) -> Result<u64> {
+        if prompt.is_empty() {
+            return Err(Error::EmptyPrompt);
+        }
+        if prompt.len() >= self.ctx {
+            return Err(Error::PromptTooLong { tokens: prompt.len(), ctx: self.ctx });
+        }
+        if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= self.model.hp.n_vocab) {
+            return Err(Error::Invalid(format!("token id {bad} is outside the vocabulary")));
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let stop = StopMatcher::new(&params.stop);
+        self.reqs.insert(
+            id,
+            Request {
+                sampler: Sampler::new(params),
+                utf8: Utf8Stream::default(),
+                stop,
+                sink,
+                prompt_len: prompt.len(),
+                started: None,
+                first_token: None,
+            },
+        );
+        self.sched.add(id, prompt);
+        Ok(id)
+    }
+
+    pub fn has_work(&self) -> bool {
+        self.sched.has_work()
+    }
+
+    /// Cancels a request; its sink gets `Done` with `Cancelled`.
+    pub fn cancel(&mut self, id: u64) {
+        self.finish(id, FinishReason::Cancelled, String::new());
+    }
+
+    /// One iteration: schedule, forward, update. Returns the ids of requests that finished.
+    pub fn step(&mut self) -> Result<Vec<u64>> {
+        let items = self.sched.schedule();
+        self.sched.preempted.clear();
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = Instant::now();
+        for it in &items {
+            if let Some(r) = self.reqs.get_mut(&it.id) {
+                r.started.get_or_insert(now);
+            }
+        }
+        let logits = {
+            let batch: Vec<SeqBatch> = items
+                .iter()
+                .map(|it| {
+                    let s = self.sched.get(it.id).expect("scheduled sequences exist");
+                    SeqBatch { tokens: &s.tokens[it.start..it.start + it.len], pos: it.start, block_table: &s.blocks, all_logits: false }
+                })
+                .collect();
+            self.model.forward(&batch, &mut self.kv, &self.pool)?
+        };
+        let mut finished = Vec::new();
+        for (it, mut row) in items.iter().zip(logits) {
+            self.sched.advance(it);
+            if it.samples && let Some(reason) = self.update(it, &mut row) {
+                finished.push((it.id, reason));
+            }
+        }
+        let mut ids = Vec::new();
+        for (id, (reason, tail)) in finished {
+            self.finish(id, reason, tail);
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    /// Samples the next token of a sequence and streams its text; `Some` when the request is done.
+    fn update(&mut self, it: &Scheduled, logits: &mut [f32]) -> Option<(FinishReason, String)> {
+        let seq = self.sched.get(it.id)?;
+        let n_tokens = seq.tokens.len();
+        let n_generated = seq.n_generated;
+        let r = self.reqs.get_mut(&it.id)?;
+        let s = r.sampler.sample(logits, &seq.tokens);
+        r.first_token.get_or_insert_with(Instant::now);
+        let params = &r.sampler.params;
+        if self.tokenizer.is_eog(s.token) && !params.ignore_eos {
+            let tail = r.utf8.finish() + &r.stop.finish();
+            return Some((FinishReason::Stop, tail));
+        }
+        let max_tokens = params.max_tokens;
+        let top_logprobs: Vec<TokenLogprob> = s
+            .top
+            .iter()
+            .map(|&(t, lp)| TokenLogprob { token: t, text: self.tokenizer.decode(&[t], false), logprob: lp })
+            .collect();
+        let piece = r.utf8.push(&self.tokenizer.token_bytes(s.token, false));
+        let (text, stopped) = r.stop.push(&piece);
+        let ev = Event::Token(TokenEvent { token: s.token, text, logprob: s.logprob, top_logprobs });
+        let keep_going = (r.sink)(&ev);
+        self.sched.append_token(it.id, s.token);
+        if stopped {
+            return Some((FinishReason::Stop, String::new()));
+        }
+        if !keep_going {
+            return Some((FinishReason::Cancelled, String::new()));
+        }
+        if n_generated + 1 >= max_tokens || n_tokens + 1 >= self.ctx {
+            let r = self.reqs.get_mut(&it.id)?;
+            let tail = r.utf8.finish() + &r.stop.finish();
+            return Some((FinishReason::Length, tail));
+        }
+        None
+    }
+
+    fn finish(&mut self, id: u64, reason: FinishReason, text: String) {
+        let seq = self.sched.finish(id);
+        if let Some(mut r) = self.reqs.remove(&id) {
+            let end = Instant::now();
+            let first = r.first_token.unwrap_or(end);
+            let stats = GenerationStats {
+                prompt_tokens: r.prompt_len,
+                completion_tokens: seq.map_or(0, |s| s.n_generated),
+                prompt_secs: r.started.map_or(0.0, |s| first.duration_since(s).as_secs_f64()),
+                gen_secs: end.duration_since(first).as_secs_f64(),
+            };
+            (r.sink)(&Event::Done { reason, stats, text });
+        }
+    }
+
+    /// Generates for one prompt, calling `on_text` with each piece of text as it becomes final.
+    pub fn generate(&mut self, prompt: Vec<u32>, params: SamplingParams, mut on_text: impl FnMut(&str) -> bool) -> Result<Output> {
+        let (tx, rx) = std::sync::mpsc::channel::<Event>();
+        let id = self.add_request(
+            prompt,
+            params,
+            Box::new(move |e| {
+                let _ = tx.send(e.clone());
+                true
+            }),
+        )?;
+        let mut out = Output { text: String::new(), tokens: Vec::new(), reason: FinishReason::Stop, stats: GenerationStats::default() };
+        loop {
+            let done = self.step()?;
+            while let Ok(ev) = rx.try_recv() {
+                match ev {
+                    Event::Token(t) => {
+                        out.tokens.push(t.token);
+                        out.text.push_str(&t.text);
+                        if !t.text.is_empty() && !on_text(&t.text) {
+                            self.cancel(id);
+                        }
+                    }
+                    Event::Done { reason, stats, text } => {
+                        if !text.is_empty() {
+                            on_text(&text);
+                        }
+                        out.text.push_str(&text);
+                        out.reason = reason;
+                        out.stats = stats;
+                        return Ok(out);
+                    }
+                }
+            }
+            if done.contains(&id) || !self.has_work() {
+                // The Done event was drained above; reaching here means it was lost.
+                return Err(Error::Invalid("request ended without a result".into()));
+            }
+        }
+    }
+}

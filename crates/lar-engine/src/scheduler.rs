@@ -1,0 +1,291 @@
+//! Books on sequences and KV blocks; no model, no tensors. The engine asks [`Scheduler::schedule`] what to run,
+//! runs it, and reports back with [`Scheduler::advance`] and [`Scheduler::append_token`].
+
+use std::collections::{HashMap, VecDeque};
+
+/// Free-list of KV block ids.
+#[derive(Debug)]
+pub struct BlockManager {
+    pub block_size: usize,
+    pub total: usize,
+    free: Vec<u32>,
+}
+
+impl BlockManager {
+    pub fn new(total: usize, block_size: usize) -> Self {
+        Self { block_size, total, free: (0..total as u32).rev().collect() }
+    }
+
+    pub fn n_free(&self) -> usize {
+        self.free.len()
+    }
+
+    pub fn blocks_for(&self, tokens: usize) -> usize {
+        tokens.div_ceil(self.block_size)
+    }
+
+    pub fn allocate(&mut self) -> Option<u32> {
+        self.free.pop()
+    }
+
+    pub fn release(&mut self, ids: &mut Vec<u32>) {
+        self.free.extend(ids.drain(..).rev());
+    }
+}
+
+/// One sequence as the scheduler sees it.
+#[derive(Debug, Clone)]
+pub struct Seq {
+    pub id: u64,
+    /// Prompt followed by generated tokens.
+    pub tokens: Vec<u32>,
+    /// How many of `tokens` have their K/V in the cache.
+    pub n_computed: usize,
+    pub blocks: Vec<u32>,
+    /// Generated tokens so far.
+    pub n_generated: usize,
+}
+
+/// A piece of work for one forward pass: tokens `start..start + len` of sequence `id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scheduled {
+    pub id: u64,
+    pub start: usize,
+    pub len: usize,
+    /// This chunk reaches the end of the sequence's tokens, so its logits pick the next token.
+    pub samples: bool,
+}
+
+#[derive(Debug)]
+pub struct Scheduler {
+    pub blocks: BlockManager,
+    /// Most tokens in one forward pass (prefill chunks are cut to fit).
+    pub max_batch_tokens: usize,
+    /// Most sequences running at once.
+    pub max_seqs: usize,
+    seqs: HashMap<u64, Seq>,
+    waiting: VecDeque<u64>,
+    running: Vec<u64>,
+    /// Sequences preempted since the last call (their cache was dropped; they will be recomputed).
+    pub preempted: Vec<u64>,
+}
+
+impl Scheduler {
+    pub fn new(blocks: BlockManager, max_batch_tokens: usize, max_seqs: usize) -> Self {
+        Self {
+            blocks,
+            max_batch_tokens: max_batch_tokens.max(1),
+            max_seqs: max_seqs.max(1),
+            seqs: HashMap::new(),
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            preempted: Vec::new(),
+        }
+    }
+
+    pub fn add(&mut self, id: u64, prompt: Vec<u32>) {
+        self.seqs.insert(id, Seq { id, tokens: prompt, n_computed: 0, blocks: Vec::new(), n_generated: 0 });
+        self.waiting.push_back(id);
+    }
+
+    pub fn get(&self, id: u64) -> Option<&Seq> {
+        self.seqs.get(&id)
+    }
+
+    pub fn has_work(&self) -> bool {
+        !self.waiting.is_empty() || !self.running.is_empty()
+    }
+
+    pub fn n_running(&self) -> usize {
+        self.running.len()
+    }
+
+    /// Decides the next forward pass.
+    ///
+    /// Contract:
+    /// 1. Running sequences come first, in the order they were admitted, each with all its uncomputed tokens
+    ///    (one, when decoding) as far as the token budget allows.
+    /// 2. Then waiting sequences are admitted in arrival order while sequences, budget and blocks allow; a prompt
+    ///    longer than the remaining budget is cut into chunks (chunked prefill) and continues next time.
+    /// 3. Every returned item already owns the blocks for `start + len` tokens.
+    /// 4. When a running sequence needs a block and none is free, the most recently admitted running sequence
+    ///    is preempted: its blocks are freed, its cache forgotten (`n_computed = 0`), and it goes back to the
+    ///    front of the waiting queue; its id is recorded in `preempted`.
+    pub fn schedule(&mut self) -> Vec<Scheduled> {
+        let mut out = Vec::new();
+        let mut budget = self.max_batch_tokens;
+        let mut i = 0;
+        while i < self.running.len() && budget > 0 {
+            let id = self.running[i];
+            let (start, want) = {
+                let s = &self.seqs[&id];
+                (s.n_computed, s.tokens.len() - s.n_computed)
+            };
+            let len = want.min(budget);
+            if len == 0 {
+                i += 1;
+                continue;
+            }
+            if !self.reserve(id, start + len) {
+                // Free a block by preempting the youngest running sequence (possibly this one).
+                let Some(victim) = self.running.pop() else { break };
+                self.preempt(victim);
+                out.retain(|s: &Scheduled| s.id != victim);
+                continue;
+            }
+            budget -= len;
+            out.push(Scheduled { id, start, len, samples: start + len == self.seqs[&id].tokens.len() });
+            i += 1;
+        }
+        while budget > 0 && self.running.len() < self.max_seqs {
+            let Some(&id) = self.waiting.front() else { break };
+            let (start, total) = {
+                let s = &self.seqs[&id];
+                (s.n_computed, s.tokens.len())
+            };
+            let len = (total - start).min(budget);
+            // Admit only if the whole sequence so far fits in what is free, so admission cannot thrash.
+            let need = self.blocks.blocks_for(total).saturating_sub(self.seqs[&id].blocks.len());
+            if need > self.blocks.n_free() || !self.reserve(id, start + len) {
+                break;
+            }
+            self.waiting.pop_front();
+            self.running.push(id);
+            budget -= len;
+            out.push(Scheduled { id, start, len, samples: start + len == total });
+        }
+        out
+    }
+
+    /// Makes sure `id` owns blocks for `tokens` tokens; false (and nothing allocated) if there are not enough.
+    fn reserve(&mut self, id: u64, tokens: usize) -> bool {
+        let need = self.blocks.blocks_for(tokens);
+        let have = self.seqs[&id].blocks.len();
+        if need <= have {
+            return true;
+        }
+        if need - have > self.blocks.n_free() {
+            return false;
+        }
+        for _ in have..need {
+            let b = self.blocks.allocate().expect("checked n_free");
+            self.seqs.get_mut(&id).expect("known id").blocks.push(b);
+        }
+        true
+    }
+
+    fn preempt(&mut self, id: u64) {
+        if let Some(s) = self.seqs.get_mut(&id) {
+            self.blocks.release(&mut s.blocks);
+            s.n_computed = 0;
+        }
+        self.waiting.push_front(id);
+        self.preempted.push(id);
+    }
+
+    /// Records that the scheduled chunk ran: its tokens are now in the cache.
+    pub fn advance(&mut self, item: &Scheduled) {
+        if let Some(s) = self.seqs.get_mut(&item.id) {
+            s.n_computed = s.n_computed.max(item.start + item.len);
+        }
+    }
+
+    /// Appends a generated token (not yet in the cache).
+    pub fn append_token(&mut self, id: u64, token: u32) {
+        if let Some(s) = self.seqs.get_mut(&id) {
+            s.tokens.push(token);
+            s.n_generated += 1;
+        }
+    }
+
+    /// Removes a sequence (finished or cancelled) and frees its blocks.
+    pub fn finish(&mut self, id: u64) -> Option<Seq> {
+        self.running.retain(|&r| r != id);
+        self.waiting.retain(|&w| w != id);
+        let mut s = self.seqs.remove(&id)?;
+        self.blocks.release(&mut s.blocks);
+        Some(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sched(blocks: usize, budget: usize) -> Scheduler {
+        Scheduler::new(BlockManager::new(blocks, 4), budget, 8)
+    }
+
+    /// Runs the scheduled items as a model would: advance, and sample a fake token where asked.
+    fn run(s: &mut Scheduler, items: &[Scheduled]) {
+        for it in items {
+            s.advance(it);
+            if it.samples {
+                s.append_token(it.id, 7);
+            }
+        }
+    }
+
+    #[test]
+    fn long_prompt_is_chunked_then_decoded() {
+        let mut s = sched(16, 8);
+        s.add(1, vec![1; 20]);
+        let a = s.schedule();
+        assert_eq!(a, vec![Scheduled { id: 1, start: 0, len: 8, samples: false }]);
+        run(&mut s, &a);
+        let b = s.schedule();
+        assert_eq!(b, vec![Scheduled { id: 1, start: 8, len: 8, samples: false }]);
+        run(&mut s, &b);
+        let c = s.schedule();
+        assert_eq!(c, vec![Scheduled { id: 1, start: 16, len: 4, samples: true }]);
+        run(&mut s, &c);
+        let d = s.schedule();
+        assert_eq!(d, vec![Scheduled { id: 1, start: 20, len: 1, samples: true }]);
+        assert_eq!(s.get(1).unwrap().blocks.len(), 6); // 21 tokens in blocks of 4
+    }
+
+    #[test]
+    fn decodes_batch_with_a_new_prefill() {
+        let mut s = sched(32, 16);
+        s.add(1, vec![1; 3]);
+        let a = s.schedule();
+        run(&mut s, &a);
+        s.add(2, vec![2; 5]);
+        let b = s.schedule();
+        assert_eq!(b.len(), 2);
+        assert_eq!(b[0], Scheduled { id: 1, start: 3, len: 1, samples: true });
+        assert_eq!(b[1], Scheduled { id: 2, start: 0, len: 5, samples: true });
+    }
+
+    #[test]
+    fn admission_waits_for_blocks_and_finish_frees_them() {
+        let mut s = sched(3, 64);
+        s.add(1, vec![1; 8]); // 2 blocks
+        s.add(2, vec![2; 8]); // 2 more: does not fit
+        let a = s.schedule();
+        assert_eq!(a.iter().map(|x| x.id).collect::<Vec<_>>(), vec![1]);
+        run(&mut s, &a);
+        s.finish(1);
+        assert_eq!(s.blocks.n_free(), 3);
+        let b = s.schedule();
+        assert_eq!(b.iter().map(|x| x.id).collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn out_of_blocks_preempts_the_youngest() {
+        let mut s = sched(4, 64);
+        s.add(1, vec![1; 8]);
+        s.add(2, vec![2; 8]);
+        let a = s.schedule(); // both admitted, 4 blocks used, each has 8 tokens + 1 sampled
+        assert_eq!(a.len(), 2);
+        run(&mut s, &a);
+        let b = s.schedule(); // seq 1 needs a 3rd block: seq 2 is preempted
+        assert_eq!(s.preempted, vec![2]);
+        assert_eq!(b, vec![Scheduled { id: 1, start: 8, len: 1, samples: true }]);
+        let seq2 = s.get(2).unwrap();
+        assert_eq!((seq2.n_computed, seq2.blocks.len(), seq2.tokens.len()), (0, 0, 9));
+        // Invariant: blocks owned + free = total.
+        let owned: usize = [1, 2].iter().map(|&i| s.get(i).unwrap().blocks.len()).sum();
+        assert_eq!(owned + s.blocks.n_free(), 4);
+    }
+}
