@@ -40,8 +40,10 @@ pub struct ThreadPool {
     caller: Mutex<()>,
 }
 
-/// How long an idle worker spins before it parks.
+/// How long an idle worker spins before it parks, and how long it spins before it starts yielding its core
+/// (which matters when more threads run than there are cores, e.g. tests in parallel).
 const SPIN: u32 = 1 << 16;
+const SPIN_YIELD: u32 = 1 << 11;
 
 impl ThreadPool {
     /// A pool of `n_threads` threads in all, the caller included (so `n_threads - 1` workers).
@@ -98,8 +100,10 @@ impl ThreadPool {
             s.cv.notify_all();
         }
         let caller_panic = catch_unwind(AssertUnwindSafe(|| work(s, f))).is_err();
+        let mut spins = 0u32;
         while s.active.load(Ordering::Acquire) != 0 {
-            std::hint::spin_loop();
+            spins += 1;
+            if spins < SPIN_YIELD { std::hint::spin_loop() } else { std::thread::yield_now() }
         }
         if caller_panic || s.panicked.swap(false, Ordering::Relaxed) {
             panic!("a task of the thread pool panicked");
@@ -133,7 +137,7 @@ fn worker(s: &Shared) {
             }
             spins += 1;
             if spins < SPIN {
-                std::hint::spin_loop();
+                if spins < SPIN_YIELD { std::hint::spin_loop() } else { std::thread::yield_now() }
                 continue;
             }
             let guard = s.lock.lock().unwrap_or_else(|e| e.into_inner());

@@ -138,9 +138,9 @@ pub struct TokenEvent {
 pub struct GenerationStats {
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
-    /// Seconds spent on the prompt (prefill).
+    /// Seconds from the start of the prompt pass to the first generated token (prefill).
     pub prompt_secs: f64,
-    /// Seconds spent generating after the prompt.
+    /// Seconds from the first generated token to the last (the decode steps).
     pub gen_secs: f64,
 }
 
@@ -148,8 +148,9 @@ impl GenerationStats {
     pub fn prompt_tps(&self) -> f64 {
         rate(self.prompt_tokens, self.prompt_secs)
     }
+    /// Decode speed: the first token comes out of the prompt pass, so `completion_tokens - 1` decode steps.
     pub fn gen_tps(&self) -> f64 {
-        rate(self.completion_tokens, self.gen_secs)
+        rate(self.completion_tokens.saturating_sub(1), self.gen_secs)
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{DotFn, GgmlType, f16_at, f32_at, scale_min_k4};
+use super::{DotFn, GgmlType, f32_at, scale_min_k4};
 
 /// The AVX2 kernel for `ty`, where there is one.
 pub(super) fn dot_fn(ty: GgmlType) -> Option<DotFn> {
@@ -23,6 +23,14 @@ pub(super) fn dot_fn(ty: GgmlType) -> Option<DotFn> {
         GgmlType::Q6_K => |n, x, y| unsafe { dot_q6_k(n, x, y) },
         _ => return None,
     })
+}
+
+/// The f16 at byte `i`, converted with the F16C instruction (inlined into the kernels, no per-call dispatch).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f16_at(b: &[u8], i: usize) -> f32 {
+    let bits = u16::from_le_bytes([b[i], b[i + 1]]);
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }
 
 #[inline]
@@ -78,7 +86,7 @@ fn bits_to_bytes(b: &[u8]) -> __m256i {
     _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn dot_f32(n: usize, x: &[u8], y: &[u8]) -> f32 {
     assert!(x.len() >= 4 * n && y.len() >= 4 * n);
     let (xp, yp) = (x.as_ptr() as *const f32, y.as_ptr() as *const f32);
@@ -126,7 +134,7 @@ fn dot_f16(n: usize, x: &[u8], y: &[u8]) -> f32 {
     s
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q4_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for (xb, yb) in x.chunks_exact(18).zip(y.chunks_exact(34)).take(n / 32) {
@@ -138,7 +146,7 @@ fn dot_q4_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
     hsum_f32(acc)
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q4_1(n: usize, x: &[u8], y: &[u8]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut mins = 0f32;
@@ -151,7 +159,7 @@ fn dot_q4_1(n: usize, x: &[u8], y: &[u8]) -> f32 {
     hsum_f32(acc) + mins
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q5_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for (xb, yb) in x.chunks_exact(22).zip(y.chunks_exact(34)).take(n / 32) {
@@ -165,7 +173,7 @@ fn dot_q5_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
     hsum_f32(acc)
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q5_1(n: usize, x: &[u8], y: &[u8]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut mins = 0f32;
@@ -180,7 +188,7 @@ fn dot_q5_1(n: usize, x: &[u8], y: &[u8]) -> f32 {
     hsum_f32(acc) + mins
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q8_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for (xb, yb) in x.chunks_exact(34).zip(y.chunks_exact(34)).take(n / 32) {
@@ -198,7 +206,7 @@ fn q8k_min_sum(yb: &[u8], mins: &[u8; 8]) -> i32 {
     (0..8).map(|j| mins[j] as i32 * (bsum(2 * j) + bsum(2 * j + 1))).sum()
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q4_k(n: usize, x: &[u8], y: &[u8]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut minsum = 0f32;
@@ -226,7 +234,7 @@ fn dot_q4_k(n: usize, x: &[u8], y: &[u8]) -> f32 {
     hsum_f32(acc) - minsum
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q6_k(n: usize, x: &[u8], y: &[u8]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let (m3, m4, m32) = (_mm256_set1_epi8(3), _mm256_set1_epi8(0x0F), _mm256_set1_epi8(32));

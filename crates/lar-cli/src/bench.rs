@@ -1,0 +1,130 @@
+//! `lar bench MODEL -p 512 -n 128 -r 5`: speed of the forward pass, measured as llama-bench does: prompt
+//! processing of `p` random tokens (in batches of 512) from an empty cache, and generation of `n` tokens one at a
+//! time from an empty cache, each repeated `r` times after a warm-up; medians, min and max, and peak RSS.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use lar_engine::physical_cores;
+use lar_models::{Gguf, KvStore, Model, SeqBatch, ThreadPool};
+
+use crate::common::{model_path, peak_rss_bytes};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    pub model: String,
+    /// Prompt tokens.
+    #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]
+    pub n_prompt: usize,
+    /// Generated tokens.
+    #[arg(short = 'n', long = "n-gen", default_value_t = 128)]
+    pub n_gen: usize,
+    /// Repetitions.
+    #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
+    pub reps: usize,
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+const UBATCH: usize = 512;
+
+struct Stats {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+fn stats(mut v: Vec<f64>) -> Stats {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n == 0 { 0.0 } else if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
+    Stats { median, min: v.first().copied().unwrap_or(0.0), max: v.last().copied().unwrap_or(0.0) }
+}
+
+pub fn main(args: Args) -> Result<()> {
+    if args.reps == 0 || (args.n_prompt == 0 && args.n_gen == 0) {
+        bail!("nothing to measure: give -r >= 1 and -p or -n > 0");
+    }
+    let path = model_path(&args.model)?;
+    let model = Model::from_gguf(Arc::new(Gguf::open(&path)?)).with_context(|| format!("loading {}", path.display()))?;
+    let threads = if args.threads == 0 { physical_cores() } else { args.threads };
+    let pool = ThreadPool::new(threads);
+    let hp = &model.hp;
+    let ctx = args.n_prompt.max(args.n_gen) + 1;
+    let bs = 16;
+    let mut kv = KvStore::new(bs, hp.n_layers, hp.kv_dim(), ctx.div_ceil(bs));
+    let table: Vec<u32> = (0..ctx.div_ceil(bs) as u32).collect();
+    let mut rng = lar_engine::sampler::Rng::new(42);
+    let mut random_tokens = |n: usize| -> Vec<u32> { (0..n).map(|_| (rng.next_u64() % hp.n_vocab as u64) as u32).collect() };
+    let run_prompt = |tokens: &[u32], kv: &mut KvStore| -> Result<()> {
+        for (i, chunk) in tokens.chunks(UBATCH).enumerate() {
+            let b = SeqBatch { tokens: chunk, pos: i * UBATCH, block_table: &table, all_logits: false };
+            model.forward(&[b], kv, &pool)?;
+        }
+        Ok(())
+    };
+    // Warm-up: touch the weights and the cache.
+    run_prompt(&random_tokens(args.n_prompt.clamp(1, 32)), &mut kv)?;
+    let bar = ProgressBar::new((args.reps * 2) as u64);
+    bar.set_style(ProgressStyle::with_template("{msg} {bar:30} {pos}/{len}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_message("bench");
+    let (mut pp, mut tg) = (Vec::new(), Vec::new());
+    for _ in 0..args.reps {
+        if args.n_prompt > 0 {
+            let toks = random_tokens(args.n_prompt);
+            let t = Instant::now();
+            run_prompt(&toks, &mut kv)?;
+            pp.push(args.n_prompt as f64 / t.elapsed().as_secs_f64());
+        }
+        bar.inc(1);
+        if args.n_gen > 0 {
+            let toks = random_tokens(args.n_gen);
+            let t = Instant::now();
+            for (pos, tok) in toks.iter().enumerate() {
+                let b = SeqBatch { tokens: std::slice::from_ref(tok), pos, block_table: &table, all_logits: false };
+                model.forward(&[b], &mut kv, &pool)?;
+            }
+            tg.push(args.n_gen as f64 / t.elapsed().as_secs_f64());
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let (p, g) = (stats(pp), stats(tg));
+    let rss = peak_rss_bytes();
+    if args.json {
+        let v = serde_json::json!({
+            "model": path.display().to_string(),
+            "threads": threads,
+            "n_prompt": args.n_prompt,
+            "n_gen": args.n_gen,
+            "repetitions": args.reps,
+            "prompt_tps": p.median,
+            "prompt_tps_min": p.min,
+            "prompt_tps_max": p.max,
+            "gen_tps": g.median,
+            "gen_tps_min": g.min,
+            "gen_tps_max": g.max,
+            "peak_rss_bytes": rss,
+            "simd": format!("{:?}", lar_models::quant::simd_level()),
+        });
+        println!("{v}");
+    } else {
+        println!("| model | threads | test | t/s (median) | min | max |");
+        println!("|---|---|---|---|---|---|");
+        let name = path.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+        if args.n_prompt > 0 {
+            println!("| {name} | {threads} | pp{} | {:.2} | {:.2} | {:.2} |", args.n_prompt, p.median, p.min, p.max);
+        }
+        if args.n_gen > 0 {
+            println!("| {name} | {threads} | tg{} | {:.2} | {:.2} | {:.2} |", args.n_gen, g.median, g.min, g.max);
+        }
+        if let Some(r) = rss {
+            println!("peak RSS: {:.1} MiB", r as f64 / (1 << 20) as f64);
+        }
+    }
+    Ok(())
+}

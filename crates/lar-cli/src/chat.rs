@@ -1,0 +1,125 @@
+//! `lar chat MODEL`: a conversation in the terminal. The history is re-rendered through the chat template each
+//! turn. Commands: `/reset`, `/system TEXT`, `/set temperature 0.7` (also top_p, top_k, min_p, seed, max_tokens),
+//! `/bye`. Ctrl-C stops the answer being written, not the program; Ctrl-D or `/bye` leaves.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Result, bail};
+use lar_types::{ChatMessage, Role};
+use rustyline::error::ReadlineError;
+
+use crate::common::{EngineArgs, SamplingArgs};
+use crate::run::template_source;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    pub model: String,
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Chat template: a built-in name (chatml, gemma, llama3) or a Jinja file; default: the model's own.
+    #[arg(long)]
+    pub template: Option<String>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+pub fn main(args: Args) -> Result<()> {
+    let mut params = args.sampling.params()?;
+    let template = template_source(&args.template)?;
+    let mut engine = args.engine.load(&args.model)?;
+    // Fail now, not after the first question, if there is no template.
+    engine.chat_tokens(&[ChatMessage::new(Role::User, "hi")], template.as_deref())?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
+    }
+    let mut history: Vec<ChatMessage> = Vec::new();
+    let mut system = args.system.clone();
+    let mut rl = rustyline::DefaultEditor::new()?;
+    eprintln!("Chatting with {}. /reset, /system TEXT, /set NAME VALUE, /bye; Ctrl-C stops an answer.", args.model);
+    loop {
+        let line = match rl.readline(">>> ") {
+            Ok(l) => l,
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let _ = rl.add_history_entry(line);
+        if let Some(cmd) = line.strip_prefix('/') {
+            match command(cmd, &mut history, &mut system, &mut params) {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => eprintln!("{e}"),
+            }
+            continue;
+        }
+        history.push(ChatMessage::new(Role::User, line));
+        let mut msgs: Vec<ChatMessage> = system.iter().map(|s| ChatMessage::new(Role::System, s.clone())).collect();
+        msgs.extend(history.iter().cloned());
+        let ids = match engine.chat_tokens(&msgs, template.as_deref()) {
+            Ok(ids) => ids,
+            Err(e) => {
+                eprintln!("error: {e}");
+                history.pop();
+                continue;
+            }
+        };
+        interrupted.store(false, Ordering::SeqCst);
+        let mut stdout = std::io::stdout();
+        let result = engine.generate(ids, params.clone(), |piece| {
+            let _ = stdout.write_all(piece.as_bytes()).and_then(|_| stdout.flush());
+            !interrupted.load(Ordering::SeqCst)
+        });
+        println!();
+        match result {
+            Ok(out) => history.push(ChatMessage::new(Role::Assistant, out.text)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                history.pop();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Handles a `/command`; true means leave.
+fn command(cmd: &str, history: &mut Vec<ChatMessage>, system: &mut Option<String>, p: &mut lar_types::SamplingParams) -> Result<bool> {
+    let (name, rest) = cmd.split_once(' ').map_or((cmd, ""), |(a, b)| (a, b.trim()));
+    match name {
+        "bye" | "exit" | "quit" => return Ok(true),
+        "reset" | "clear" => {
+            history.clear();
+            eprintln!("(history cleared)");
+        }
+        "system" => {
+            *system = if rest.is_empty() { None } else { Some(rest.to_string()) };
+            eprintln!("(system message {})", if system.is_some() { "set" } else { "cleared" });
+        }
+        "set" => {
+            let (k, v) = rest.split_once(' ').map(|(a, b)| (a, b.trim())).unwrap_or((rest, ""));
+            let bad = || anyhow::anyhow!("/set {k}: '{v}' is not a valid value");
+            match k {
+                "temperature" => p.temperature = v.parse().map_err(|_| bad())?,
+                "top_p" => p.top_p = v.parse().map_err(|_| bad())?,
+                "top_k" => p.top_k = v.parse().map_err(|_| bad())?,
+                "min_p" => p.min_p = v.parse().map_err(|_| bad())?,
+                "seed" => p.seed = Some(v.parse().map_err(|_| bad())?),
+                "max_tokens" => p.max_tokens = v.parse().map_err(|_| bad())?,
+                "repeat_penalty" => p.repeat_penalty = v.parse().map_err(|_| bad())?,
+                _ => bail!("/set knows temperature, top_p, top_k, min_p, seed, max_tokens, repeat_penalty"),
+            }
+            eprintln!("({k} = {v})");
+        }
+        _ => bail!("unknown command /{name}: try /reset, /system, /set, /bye"),
+    }
+    Ok(false)
+}

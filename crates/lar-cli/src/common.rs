@@ -1,0 +1,113 @@
+//! What several subcommands share: finding the model file, the engine options, sampling flags.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use lar_engine::{Engine, EngineConfig};
+use lar_types::SamplingParams;
+
+/// Resolves MODEL: a `.gguf` file, or a directory holding exactly one.
+pub fn model_path(model: &str) -> Result<PathBuf> {
+    let p = Path::new(model);
+    if !p.exists() {
+        bail!("model '{model}' not found (give a .gguf file or a directory holding one)");
+    }
+    if p.is_dir() {
+        let mut ggufs: Vec<PathBuf> = std::fs::read_dir(p)
+            .with_context(|| format!("reading {model}"))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|f| f.extension().is_some_and(|x| x == "gguf"))
+            .collect();
+        ggufs.sort();
+        return match ggufs.len() {
+            1 => Ok(ggufs.remove(0)),
+            0 if p.join("config.json").exists() => {
+                bail!("{model} is a safetensors model directory; Lar does not load those yet, only GGUF files")
+            }
+            0 => bail!("{model} holds no .gguf file"),
+            n => bail!("{model} holds {n} .gguf files; name one"),
+        };
+    }
+    Ok(p.to_path_buf())
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct EngineArgs {
+    /// Context length (tokens); default: the model's own.
+    #[arg(long)]
+    pub ctx: Option<usize>,
+    /// Threads; default: the number of physical cores.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+impl EngineArgs {
+    pub fn load(&self, model: &str) -> Result<Engine> {
+        let path = model_path(model)?;
+        if self.ctx == Some(0) {
+            bail!("--ctx must be at least 1");
+        }
+        let cfg = EngineConfig { ctx: self.ctx, threads: self.threads, ..Default::default() };
+        Engine::load(&path, &cfg).with_context(|| format!("loading {}", path.display()))
+    }
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct SamplingArgs {
+    /// Most tokens to generate.
+    #[arg(short = 'n', long = "max-tokens", default_value_t = 512)]
+    pub max_tokens: usize,
+    /// 0 is greedy.
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 0.05)]
+    pub min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub frequency_penalty: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub presence_penalty: f32,
+    /// Same seed, same output.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop before this text (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+}
+
+impl SamplingArgs {
+    pub fn params(&self) -> Result<SamplingParams> {
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            bail!("--temperature must be a number >= 0");
+        }
+        if !(0.0..=1.0).contains(&self.top_p) || !(0.0..=1.0).contains(&self.min_p) {
+            bail!("--top-p and --min-p must be between 0 and 1");
+        }
+        Ok(SamplingParams {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            frequency_penalty: self.frequency_penalty,
+            presence_penalty: self.presence_penalty,
+            seed: self.seed,
+            max_tokens: self.max_tokens,
+            stop: self.stop.clone(),
+            ..SamplingParams::default()
+        })
+    }
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), if known.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

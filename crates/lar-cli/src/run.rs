@@ -1,0 +1,107 @@
+//! `lar run MODEL "prompt"`: one chat turn through the model's template (or `--raw` text), streamed to stdout;
+//! `--json` prints one object with the text, token counts and speeds instead.
+
+use std::io::Write;
+
+use anyhow::{Context, Result, bail};
+use lar_types::{ChatMessage, Role};
+
+use crate::common::{EngineArgs, SamplingArgs};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A .gguf file or a directory holding one.
+    pub model: String,
+    /// The prompt; `-` reads standard input.
+    pub prompt: Option<String>,
+    /// Read the prompt from a file (must be UTF-8).
+    #[arg(long, conflicts_with = "prompt")]
+    pub prompt_file: Option<std::path::PathBuf>,
+    /// System message.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Feed the prompt as is, without the chat template.
+    #[arg(long)]
+    pub raw: bool,
+    /// Chat template: a built-in name (chatml, gemma, llama3) or a Jinja file; default: the model's own.
+    #[arg(long)]
+    pub template: Option<String>,
+    /// Print one JSON object: text, prompt_tokens, completion_tokens, prompt_tps, gen_tps.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+/// Reads a template argument: a built-in name stays a name, anything else is a file to read.
+pub fn template_source(t: &Option<String>) -> Result<Option<String>> {
+    match t {
+        None => Ok(None),
+        Some(name) if lar_tokenizer::template::BUILTIN.iter().any(|(n, _)| n == name) => Ok(Some(name.clone())),
+        Some(path) => std::fs::read_to_string(path).map(Some).with_context(|| format!("reading template {path}")),
+    }
+}
+
+fn read_prompt(args: &Args) -> Result<String> {
+    let bytes = match (&args.prompt, &args.prompt_file) {
+        (_, Some(f)) => std::fs::read(f).with_context(|| format!("reading {}", f.display()))?,
+        (Some(p), None) if p == "-" => {
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).context("reading standard input")?;
+            b
+        }
+        (Some(p), None) => p.clone().into_bytes(),
+        (None, None) => bail!("give a prompt (or --prompt-file, or - for standard input)"),
+    };
+    String::from_utf8(bytes).map_err(|e| anyhow::anyhow!("the prompt is not valid UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to()))
+}
+
+pub fn main(args: Args) -> Result<()> {
+    let prompt = read_prompt(&args)?;
+    let params = args.sampling.params()?;
+    let template = template_source(&args.template)?;
+    let mut engine = args.engine.load(&args.model)?;
+    let ids = if args.raw {
+        engine.tokenizer.encode(&prompt, true, false)
+    } else {
+        let mut msgs = Vec::new();
+        if let Some(s) = &args.system {
+            msgs.push(ChatMessage::new(Role::System, s.clone()));
+        }
+        msgs.push(ChatMessage::new(Role::User, prompt));
+        engine.chat_tokens(&msgs, template.as_deref())?
+    };
+    let json = args.json;
+    let mut stdout = std::io::stdout();
+    let out = engine.generate(ids, params, |piece| {
+        if !json {
+            // A closed stdout (e.g. `| head`) ends the generation instead of failing.
+            return stdout.write_all(piece.as_bytes()).and_then(|_| stdout.flush()).is_ok();
+        }
+        true
+    })?;
+    if json {
+        let v = serde_json::json!({
+            "text": out.text,
+            "finish_reason": out.reason,
+            "prompt_tokens": out.stats.prompt_tokens,
+            "completion_tokens": out.stats.completion_tokens,
+            "prompt_tps": out.stats.prompt_tps(),
+            "gen_tps": out.stats.gen_tps(),
+        });
+        println!("{v}");
+    } else {
+        println!();
+        eprintln!(
+            "[{} prompt tokens at {:.1} tok/s, {} generated at {:.1} tok/s, {:?}]",
+            out.stats.prompt_tokens,
+            out.stats.prompt_tps(),
+            out.stats.completion_tokens,
+            out.stats.gen_tps(),
+            out.reason
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! `lar show MODEL`: what the file holds, from its own header: architecture, parameter count, tensors per type
+//! (count and bytes), shape, context length, chat template, special tokens and the file's sha256. `--json` too.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use lar_models::{Gguf, Model};
+use lar_tokenizer::Tokenizer;
+use sha2::{Digest, Sha256};
+
+use crate::common::model_path;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    pub model: String,
+    #[arg(long)]
+    pub json: bool,
+    /// Skip hashing the file.
+    #[arg(long)]
+    pub no_hash: bool,
+}
+
+pub fn sha256_file(path: &std::path::Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", h.finalize()))
+}
+
+pub fn main(args: Args) -> Result<()> {
+    let path = model_path(&args.model)?;
+    let g = Arc::new(Gguf::open(&path).with_context(|| format!("reading {}", path.display()))?);
+    let arch = g.architecture().unwrap_or("unknown").to_string();
+    let mut by_type: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    let mut params = 0usize;
+    for t in &g.tensors {
+        let e = by_type.entry(t.ty.name()).or_default();
+        e.0 += 1;
+        e.1 += t.size;
+        params += t.n_elements();
+    }
+    let hp = Model::from_gguf(g.clone()).map(|m| m.hp);
+    let tok = Tokenizer::from_gguf(&g);
+    let template = g.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(str::to_string);
+    let special = |id: Option<u32>| -> serde_json::Value {
+        match (id, &tok) {
+            (Some(i), Ok(t)) => serde_json::json!({"id": i, "text": t.decode(&[i], true)}),
+            _ => serde_json::Value::Null,
+        }
+    };
+    let sha = if args.no_hash { None } else { Some(sha256_file(&path)?) };
+    let mut v = serde_json::json!({
+        "path": path.display().to_string(),
+        "architecture": arch,
+        "name": g.get("general.name").and_then(|v| v.as_str()),
+        "file_bytes": g.file_size(),
+        "parameters": params,
+        "gguf_version": g.version,
+        "tensors": by_type.iter().map(|(k, (n, b))| (k.to_string(), serde_json::json!({"count": n, "bytes": b}))).collect::<serde_json::Map<_, _>>(),
+        "chat_template": template,
+        "sha256": sha,
+    });
+    match &hp {
+        Ok(hp) => {
+            v["context_length"] = hp.ctx_train.into();
+            v["layers"] = hp.n_layers.into();
+            v["embedding"] = hp.n_embd.into();
+            v["heads"] = hp.n_head.into();
+            v["kv_heads"] = hp.n_head_kv.into();
+            v["head_dim"] = hp.head_dim.into();
+            v["feed_forward"] = hp.n_ff.into();
+            v["vocab"] = hp.n_vocab.into();
+            if let Some(w) = hp.sliding_window {
+                v["sliding_window"] = w.into();
+            }
+        }
+        Err(e) => v["unsupported"] = e.to_string().into(),
+    }
+    match &tok {
+        Ok(t) => {
+            v["tokenizer"] = serde_json::json!({
+                "type": format!("{:?}", t.vocab.model),
+                "tokens": t.vocab.len(),
+                "bos": special(t.vocab.bos),
+                "eos": special(t.vocab.eos),
+                "end_of_generation": t.vocab.eog.iter().map(|&i| special(Some(i))).collect::<Vec<_>>(),
+                "add_bos": t.vocab.add_bos,
+            });
+        }
+        Err(e) => v["tokenizer"] = serde_json::json!({"error": e.to_string()}),
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("  path          {}", path.display());
+    println!("  architecture  {arch}");
+    if let Some(n) = v["name"].as_str() {
+        println!("  name          {n}");
+    }
+    println!("  parameters    {} ({:.1}M)", params, params as f64 / 1e6);
+    println!("  file          {} bytes (GGUF v{})", g.file_size(), g.version);
+    match &hp {
+        Ok(hp) => {
+            println!("  context       {}", hp.ctx_train);
+            println!(
+                "  shape         {} layers, {} wide, {} heads ({} KV), head dim {}, FFN {}, vocab {}",
+                hp.n_layers, hp.n_embd, hp.n_head, hp.n_head_kv, hp.head_dim, hp.n_ff, hp.n_vocab
+            );
+            if let Some(w) = hp.sliding_window {
+                println!("  sliding       window {w} on 5 of every {} layers", hp.swa_pattern);
+            }
+        }
+        Err(e) => println!("  (cannot run: {e})"),
+    }
+    println!("  tensors");
+    for (ty, (n, b)) in &by_type {
+        println!("    {ty:<6} {n:>5} tensors {:>10.1} MiB", *b as f64 / (1 << 20) as f64);
+    }
+    if let Ok(t) = &v["tokenizer"].as_object().map(|_| &v["tokenizer"]).ok_or(()) {
+        println!("  tokenizer     {} ({} tokens)", t["type"].as_str().unwrap_or("?"), t["tokens"]);
+        for k in ["bos", "eos"] {
+            if !t[k].is_null() {
+                println!("    {k:<4} {} {}", t[k]["id"], t[k]["text"]);
+            }
+        }
+    }
+    match &template {
+        Some(t) => {
+            let first: String = t.chars().take(120).collect::<String>().replace('\n', "\\n");
+            println!("  template      {first}{}", if t.chars().count() > 120 { "..." } else { "" });
+        }
+        None => println!("  template      none (use --template with run/chat)"),
+    }
+    if let Some(s) = sha {
+        println!("  sha256        {s}");
+    }
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! The `lar` binary end to end on the real models: run (streamed and --json), show, bench, and the error paths
+//! (missing model, corrupt file, invalid UTF-8 prompt, prompt longer than the context, no chat template): one-line
+//! error, non-zero exit, fast.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use lar_models::testdata;
+
+fn lar(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lar")).args(args).output().unwrap()
+}
+
+fn smol() -> String {
+    testdata::model(testdata::SMOLLM2).display().to_string()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+/// Asserts a clean failure: non-zero exit, one `error:` line naming `what`, within `secs`.
+fn fails(args: &[&str], what: &str) {
+    let t = Instant::now();
+    let o = lar(args);
+    let took = t.elapsed();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{args:?} succeeded");
+    assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+    assert!(err.starts_with("error: ") && err.trim_end().lines().count() == 1, "{args:?}: {err}");
+    assert!(err.contains(what), "{args:?}: expected '{what}' in {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(took < Duration::from_secs(2), "{args:?} took {took:?}");
+}
+
+#[test]
+fn run_json_reports_text_counts_and_speeds() {
+    let o = lar(&["run", &smol(), "What is 2+2?", "--temperature", "0", "-n", "12", "--threads", "2", "--json"]);
+    let v = json(&o);
+    assert!(!v["text"].as_str().unwrap().is_empty());
+    assert!(v["prompt_tokens"].as_u64().unwrap() > 10, "the chat template adds a system prompt");
+    assert!(v["completion_tokens"].as_u64().unwrap() <= 12);
+    assert!(v["prompt_tps"].as_f64().unwrap() > 0.0 && v["gen_tps"].as_f64().unwrap() > 0.0);
+    // Greedy is deterministic, and streaming prints the same text.
+    let streamed = lar(&["run", &smol(), "What is 2+2?", "--temperature", "0", "-n", "12", "--threads", "2"]);
+    assert!(streamed.status.success());
+    assert_eq!(String::from_utf8_lossy(&streamed.stdout).trim_end(), v["text"].as_str().unwrap().trim_end());
+}
+
+#[test]
+fn run_raw_with_seed_is_reproducible() {
+    let args = ["run", &smol(), "Once upon a time", "--raw", "--seed", "7", "--temperature", "1.0", "-n", "16", "--json", "--threads", "2"];
+    let a = json(&lar(&args));
+    let b = json(&lar(&args));
+    assert_eq!(a["text"], b["text"]);
+}
+
+#[test]
+fn show_json_describes_the_file() {
+    let v = json(&lar(&["show", &smol(), "--json"]));
+    assert_eq!(v["architecture"], "llama");
+    assert_eq!(v["layers"], 30);
+    assert_eq!(v["context_length"], 8192);
+    assert_eq!(v["sha256"], "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53");
+    assert_eq!(v["tensors"]["Q4_1"]["count"], 210);
+    let params = v["parameters"].as_u64().unwrap();
+    assert!((134_000_000..136_000_000).contains(&params), "{params}");
+    assert!(v["chat_template"].as_str().unwrap().contains("<|im_start|>"));
+    assert_eq!(v["tokenizer"]["eos"]["text"], "<|im_end|>");
+    let g = json(&lar(&["show", &testdata::model(testdata::GEMMA3).display().to_string(), "--json", "--no-hash"]));
+    assert_eq!(g["architecture"], "gemma3");
+    assert_eq!(g["sliding_window"], 512);
+    assert!(g["chat_template"].is_null());
+}
+
+#[test]
+fn bench_json_has_the_fields() {
+    let v = json(&lar(&["bench", &smol(), "-p", "32", "-n", "8", "-r", "2", "--threads", "2", "--json"]));
+    for k in ["prompt_tps", "gen_tps", "prompt_tps_min", "prompt_tps_max", "gen_tps_min", "gen_tps_max", "peak_rss_bytes"] {
+        assert!(v[k].as_f64().unwrap() > 0.0, "{k}: {}", v[k]);
+    }
+    assert!(v["prompt_tps_min"].as_f64() <= v["prompt_tps"].as_f64());
+}
+
+#[test]
+fn errors_are_one_line_and_fast() {
+    let dir = std::env::temp_dir().join(format!("lar-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    fails(&["run", "/nonexistent/model.gguf", "hi"], "not found");
+    let junk = dir.join("junk.gguf");
+    std::fs::write(&junk, b"this is not a model file at all").unwrap();
+    fails(&["run", junk.to_str().unwrap(), "hi"], "not a GGUF file");
+    fails(&["show", junk.to_str().unwrap()], "not a GGUF file");
+    let truncated = dir.join("truncated.gguf");
+    let bytes = std::fs::read(smol()).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    fails(&["run", truncated.to_str().unwrap(), "hi"], "truncated");
+    let bad_utf8 = dir.join("prompt.txt");
+    std::fs::write(&bad_utf8, b"hello \xff\xfe world").unwrap();
+    fails(&["run", &smol(), "--prompt-file", bad_utf8.to_str().unwrap()], "not valid UTF-8");
+    let long = "word ".repeat(200);
+    fails(&["run", &smol(), &long, "--ctx", "64"], "does not fit the context of 64");
+    fails(&["run", &testdata::model(testdata::GEMMA3).display().to_string(), "hi"], "no chat template");
+    fails(&["run", &smol(), "hi", "--temperature=-1"], "--temperature");
+    std::fs::remove_dir_all(&dir).ok();
+}
