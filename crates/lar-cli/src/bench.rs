@@ -41,8 +41,18 @@ struct Stats {
 fn stats(mut v: Vec<f64>) -> Stats {
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    let median = if n == 0 { 0.0 } else if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
-    Stats { median, min: v.first().copied().unwrap_or(0.0), max: v.last().copied().unwrap_or(0.0) }
+    let median = if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Stats {
+        median,
+        min: v.first().copied().unwrap_or(0.0),
+        max: v.last().copied().unwrap_or(0.0),
+    }
 }
 
 pub fn main(args: Args) -> Result<()> {
@@ -50,8 +60,13 @@ pub fn main(args: Args) -> Result<()> {
         bail!("nothing to measure: give -r >= 1 and -p or -n > 0");
     }
     let path = model_path(&args.model)?;
-    let model = Model::from_gguf(Arc::new(Gguf::open(&path)?)).with_context(|| format!("loading {}", path.display()))?;
-    let threads = if args.threads == 0 { physical_cores() } else { args.threads };
+    let model = Model::from_gguf(Arc::new(Gguf::open(&path)?))
+        .with_context(|| format!("loading {}", path.display()))?;
+    let threads = if args.threads == 0 {
+        physical_cores()
+    } else {
+        args.threads
+    };
     let pool = ThreadPool::new(threads);
     let hp = &model.hp;
     let ctx = args.n_prompt.max(args.n_gen) + 1;
@@ -59,10 +74,19 @@ pub fn main(args: Args) -> Result<()> {
     let mut kv = KvStore::new(bs, hp.n_layers, hp.kv_dim(), ctx.div_ceil(bs));
     let table: Vec<u32> = (0..ctx.div_ceil(bs) as u32).collect();
     let mut rng = lar_engine::sampler::Rng::new(42);
-    let mut random_tokens = |n: usize| -> Vec<u32> { (0..n).map(|_| (rng.next_u64() % hp.n_vocab as u64) as u32).collect() };
+    let mut random_tokens = |n: usize| -> Vec<u32> {
+        (0..n)
+            .map(|_| (rng.next_u64() % hp.n_vocab as u64) as u32)
+            .collect()
+    };
     let run_prompt = |tokens: &[u32], kv: &mut KvStore| -> Result<()> {
         for (i, chunk) in tokens.chunks(UBATCH).enumerate() {
-            let b = SeqBatch { tokens: chunk, pos: i * UBATCH, block_table: &table, all_logits: false };
+            let b = SeqBatch {
+                tokens: chunk,
+                pos: i * UBATCH,
+                block_table: &table,
+                all_logits: false,
+            };
             model.forward(&[b], kv, &pool)?;
         }
         Ok(())
@@ -70,7 +94,10 @@ pub fn main(args: Args) -> Result<()> {
     // Warm-up: touch the weights and the cache.
     run_prompt(&random_tokens(args.n_prompt.clamp(1, 32)), &mut kv)?;
     let bar = ProgressBar::new((args.reps * 2) as u64);
-    bar.set_style(ProgressStyle::with_template("{msg} {bar:30} {pos}/{len}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_style(
+        ProgressStyle::with_template("{msg} {bar:30} {pos}/{len}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     bar.set_message("bench");
     let (mut pp, mut tg) = (Vec::new(), Vec::new());
     for _ in 0..args.reps {
@@ -85,7 +112,12 @@ pub fn main(args: Args) -> Result<()> {
             let toks = random_tokens(args.n_gen);
             let t = Instant::now();
             for (pos, tok) in toks.iter().enumerate() {
-                let b = SeqBatch { tokens: std::slice::from_ref(tok), pos, block_table: &table, all_logits: false };
+                let b = SeqBatch {
+                    tokens: std::slice::from_ref(tok),
+                    pos,
+                    block_table: &table,
+                    all_logits: false,
+                };
                 model.forward(&[b], &mut kv, &pool)?;
             }
             tg.push(args.n_gen as f64 / t.elapsed().as_secs_f64());
@@ -115,12 +147,20 @@ pub fn main(args: Args) -> Result<()> {
     } else {
         println!("| model | threads | test | t/s (median) | min | max |");
         println!("|---|---|---|---|---|---|");
-        let name = path.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+        let name = path
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned());
         if args.n_prompt > 0 {
-            println!("| {name} | {threads} | pp{} | {:.2} | {:.2} | {:.2} |", args.n_prompt, p.median, p.min, p.max);
+            println!(
+                "| {name} | {threads} | pp{} | {:.2} | {:.2} | {:.2} |",
+                args.n_prompt, p.median, p.min, p.max
+            );
         }
         if args.n_gen > 0 {
-            println!("| {name} | {threads} | tg{} | {:.2} | {:.2} | {:.2} |", args.n_gen, g.median, g.min, g.max);
+            println!(
+                "| {name} | {threads} | tg{} | {:.2} | {:.2} | {:.2} |",
+                args.n_gen, g.median, g.min, g.max
+            );
         }
         if let Some(r) = rss {
             println!("peak RSS: {:.1} MiB", r as f64 / (1 << 20) as f64);

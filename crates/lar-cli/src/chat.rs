@@ -41,7 +41,10 @@ pub fn main(args: Args) -> Result<()> {
     let mut history: Vec<ChatMessage> = Vec::new();
     let mut system = args.system.clone();
     let mut rl = rustyline::DefaultEditor::new()?;
-    eprintln!("Chatting with {}. /reset, /system TEXT, /set NAME VALUE, /bye; Ctrl-C stops an answer.", args.model);
+    eprintln!(
+        "Chatting with {}. /reset, /system TEXT, /set NAME VALUE, /bye; Ctrl-C stops an answer.",
+        args.model
+    );
     loop {
         let line = match rl.readline(">>> ") {
             Ok(l) => l,
@@ -63,7 +66,10 @@ pub fn main(args: Args) -> Result<()> {
             continue;
         }
         history.push(ChatMessage::new(Role::User, line));
-        let mut msgs: Vec<ChatMessage> = system.iter().map(|s| ChatMessage::new(Role::System, s.clone())).collect();
+        let mut msgs: Vec<ChatMessage> = system
+            .iter()
+            .map(|s| ChatMessage::new(Role::System, s.clone()))
+            .collect();
         msgs.extend(history.iter().cloned());
         let ids = match engine.chat_tokens(&msgs, template.as_deref()) {
             Ok(ids) => ids,
@@ -76,7 +82,9 @@ pub fn main(args: Args) -> Result<()> {
         interrupted.store(false, Ordering::SeqCst);
         let mut stdout = std::io::stdout();
         let result = engine.generate(ids, params.clone(), |piece| {
-            let _ = stdout.write_all(piece.as_bytes()).and_then(|_| stdout.flush());
+            let _ = stdout
+                .write_all(piece.as_bytes())
+                .and_then(|_| stdout.flush());
             !interrupted.load(Ordering::SeqCst)
         });
         println!();
@@ -92,8 +100,15 @@ pub fn main(args: Args) -> Result<()> {
 }
 
 /// Handles a `/command`; true means leave.
-fn command(cmd: &str, history: &mut Vec<ChatMessage>, system: &mut Option<String>, p: &mut lar_types::SamplingParams) -> Result<bool> {
-    let (name, rest) = cmd.split_once(' ').map_or((cmd, ""), |(a, b)| (a, b.trim()));
+fn command(
+    cmd: &str,
+    history: &mut Vec<ChatMessage>,
+    system: &mut Option<String>,
+    p: &mut lar_types::SamplingParams,
+) -> Result<bool> {
+    let (name, rest) = cmd
+        .split_once(' ')
+        .map_or((cmd, ""), |(a, b)| (a, b.trim()));
     match name {
         "bye" | "exit" | "quit" => return Ok(true),
         "reset" | "clear" => {
@@ -101,11 +116,21 @@ fn command(cmd: &str, history: &mut Vec<ChatMessage>, system: &mut Option<String
             eprintln!("(history cleared)");
         }
         "system" => {
-            *system = if rest.is_empty() { None } else { Some(rest.to_string()) };
-            eprintln!("(system message {})", if system.is_some() { "set" } else { "cleared" });
+            *system = if rest.is_empty() {
+                None
+            } else {
+                Some(rest.to_string())
+            };
+            eprintln!(
+                "(system message {})",
+                if system.is_some() { "set" } else { "cleared" }
+            );
         }
         "set" => {
-            let (k, v) = rest.split_once(' ').map(|(a, b)| (a, b.trim())).unwrap_or((rest, ""));
+            let (k, v) = rest
+                .split_once(' ')
+                .map(|(a, b)| (a, b.trim()))
+                .unwrap_or((rest, ""));
             let bad = || anyhow::anyhow!("/set {k}: '{v}' is not a valid value");
             match k {
                 "temperature" => p.temperature = v.parse().map_err(|_| bad())?,
@@ -115,7 +140,9 @@ fn command(cmd: &str, history: &mut Vec<ChatMessage>, system: &mut Option<String
                 "seed" => p.seed = Some(v.parse().map_err(|_| bad())?),
                 "max_tokens" => p.max_tokens = v.parse().map_err(|_| bad())?,
                 "repeat_penalty" => p.repeat_penalty = v.parse().map_err(|_| bad())?,
-                _ => bail!("/set knows temperature, top_p, top_k, min_p, seed, max_tokens, repeat_penalty"),
+                _ => bail!(
+                    "/set knows temperature, top_p, top_k, min_p, seed, max_tokens, repeat_penalty"
+                ),
             }
             eprintln!("({k} = {v})");
         }

@@ -22,7 +22,9 @@ pub fn model_path(model: &str) -> Result<PathBuf> {
         return match ggufs.len() {
             1 => Ok(ggufs.remove(0)),
             0 if p.join("config.json").exists() => {
-                bail!("{model} is a safetensors model directory; Lar does not load those yet, only GGUF files")
+                bail!(
+                    "{model} is a safetensors model directory; Lar does not load those yet, only GGUF files"
+                )
             }
             0 => bail!("{model} holds no .gguf file"),
             n => bail!("{model} holds {n} .gguf files; name one"),
@@ -47,7 +49,11 @@ impl EngineArgs {
         if self.ctx == Some(0) {
             bail!("--ctx must be at least 1");
         }
-        let cfg = EngineConfig { ctx: self.ctx, threads: self.threads, ..Default::default() };
+        let cfg = EngineConfig {
+            ctx: self.ctx,
+            threads: self.threads,
+            ..Default::default()
+        };
         Engine::load(&path, &cfg).with_context(|| format!("loading {}", path.display()))
     }
 }

@@ -10,7 +10,11 @@ mod show;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "lar", version, about = "A private AI lab for one machine: run, chat with, inspect and measure local models.")]
+#[command(
+    name = "lar",
+    version,
+    about = "A private AI lab for one machine: run, chat with, inspect and measure local models."
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

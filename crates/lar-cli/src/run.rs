@@ -39,8 +39,16 @@ pub struct Args {
 pub fn template_source(t: &Option<String>) -> Result<Option<String>> {
     match t {
         None => Ok(None),
-        Some(name) if lar_tokenizer::template::BUILTIN.iter().any(|(n, _)| n == name) => Ok(Some(name.clone())),
-        Some(path) => std::fs::read_to_string(path).map(Some).with_context(|| format!("reading template {path}")),
+        Some(name)
+            if lar_tokenizer::template::BUILTIN
+                .iter()
+                .any(|(n, _)| n == name) =>
+        {
+            Ok(Some(name.clone()))
+        }
+        Some(path) => std::fs::read_to_string(path)
+            .map(Some)
+            .with_context(|| format!("reading template {path}")),
     }
 }
 
@@ -49,13 +57,19 @@ fn read_prompt(args: &Args) -> Result<String> {
         (_, Some(f)) => std::fs::read(f).with_context(|| format!("reading {}", f.display()))?,
         (Some(p), None) if p == "-" => {
             let mut b = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).context("reading standard input")?;
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)
+                .context("reading standard input")?;
             b
         }
         (Some(p), None) => p.clone().into_bytes(),
         (None, None) => bail!("give a prompt (or --prompt-file, or - for standard input)"),
     };
-    String::from_utf8(bytes).map_err(|e| anyhow::anyhow!("the prompt is not valid UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to()))
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "the prompt is not valid UTF-8 (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
+    })
 }
 
 pub fn main(args: Args) -> Result<()> {
@@ -78,7 +92,10 @@ pub fn main(args: Args) -> Result<()> {
     let out = engine.generate(ids, params, |piece| {
         if !json {
             // A closed stdout (e.g. `| head`) ends the generation instead of failing.
-            return stdout.write_all(piece.as_bytes()).and_then(|_| stdout.flush()).is_ok();
+            return stdout
+                .write_all(piece.as_bytes())
+                .and_then(|_| stdout.flush())
+                .is_ok();
         }
         true
     })?;

@@ -50,14 +50,21 @@ pub fn main(args: Args) -> Result<()> {
     }
     let hp = Model::from_gguf(g.clone()).map(|m| m.hp);
     let tok = Tokenizer::from_gguf(&g);
-    let template = g.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(str::to_string);
+    let template = g
+        .get("tokenizer.chat_template")
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
     let special = |id: Option<u32>| -> serde_json::Value {
         match (id, &tok) {
             (Some(i), Ok(t)) => serde_json::json!({"id": i, "text": t.decode(&[i], true)}),
             _ => serde_json::Value::Null,
         }
     };
-    let sha = if args.no_hash { None } else { Some(sha256_file(&path)?) };
+    let sha = if args.no_hash {
+        None
+    } else {
+        Some(sha256_file(&path)?)
+    };
     let mut v = serde_json::json!({
         "path": path.display().to_string(),
         "architecture": arch,
@@ -108,7 +115,11 @@ pub fn main(args: Args) -> Result<()> {
         println!("  name          {n}");
     }
     println!("  parameters    {} ({:.1}M)", params, params as f64 / 1e6);
-    println!("  file          {} bytes (GGUF v{})", g.file_size(), g.version);
+    println!(
+        "  file          {} bytes (GGUF v{})",
+        g.file_size(),
+        g.version
+    );
     match &hp {
         Ok(hp) => {
             println!("  context       {}", hp.ctx_train);
@@ -117,17 +128,31 @@ pub fn main(args: Args) -> Result<()> {
                 hp.n_layers, hp.n_embd, hp.n_head, hp.n_head_kv, hp.head_dim, hp.n_ff, hp.n_vocab
             );
             if let Some(w) = hp.sliding_window {
-                println!("  sliding       window {w} on 5 of every {} layers", hp.swa_pattern);
+                println!(
+                    "  sliding       window {w} on 5 of every {} layers",
+                    hp.swa_pattern
+                );
             }
         }
         Err(e) => println!("  (cannot run: {e})"),
     }
     println!("  tensors");
     for (ty, (n, b)) in &by_type {
-        println!("    {ty:<6} {n:>5} tensors {:>10.1} MiB", *b as f64 / (1 << 20) as f64);
+        println!(
+            "    {ty:<6} {n:>5} tensors {:>10.1} MiB",
+            *b as f64 / (1 << 20) as f64
+        );
     }
-    if let Ok(t) = &v["tokenizer"].as_object().map(|_| &v["tokenizer"]).ok_or(()) {
-        println!("  tokenizer     {} ({} tokens)", t["type"].as_str().unwrap_or("?"), t["tokens"]);
+    if let Ok(t) = &v["tokenizer"]
+        .as_object()
+        .map(|_| &v["tokenizer"])
+        .ok_or(())
+    {
+        println!(
+            "  tokenizer     {} ({} tokens)",
+            t["type"].as_str().unwrap_or("?"),
+            t["tokens"]
+        );
         for k in ["bos", "eos"] {
             if !t[k].is_null() {
                 println!("    {k:<4} {} {}", t[k]["id"], t[k]["text"]);
@@ -137,7 +162,10 @@ pub fn main(args: Args) -> Result<()> {
     match &template {
         Some(t) => {
             let first: String = t.chars().take(120).collect::<String>().replace('\n', "\\n");
-            println!("  template      {first}{}", if t.chars().count() > 120 { "..." } else { "" });
+            println!(
+                "  template      {first}{}",
+                if t.chars().count() > 120 { "..." } else { "" }
+            );
         }
         None => println!("  template      none (use --template with run/chat)"),
     }

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use lar_models::testdata;
 
 fn lar(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lar")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_lar"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn smol() -> String {
@@ -16,8 +19,13 @@ fn smol() -> String {
 }
 
 fn json(o: &Output) -> serde_json::Value {
-    assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
+    assert!(
+        o.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
 }
 
 /// Asserts a clean failure: non-zero exit, one `error:` line naming `what`, within `secs`.
@@ -28,7 +36,10 @@ fn fails(args: &[&str], what: &str) {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{args:?} succeeded");
     assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
-    assert!(err.starts_with("error: ") && err.trim_end().lines().count() == 1, "{args:?}: {err}");
+    assert!(
+        err.starts_with("error: ") && err.trim_end().lines().count() == 1,
+        "{args:?}: {err}"
+    );
     assert!(err.contains(what), "{args:?}: expected '{what}' in {err}");
     assert!(!err.contains("panicked"), "{err}");
     assert!(took < Duration::from_secs(2), "{args:?} took {took:?}");
@@ -36,21 +47,62 @@ fn fails(args: &[&str], what: &str) {
 
 #[test]
 fn run_json_reports_text_counts_and_speeds() {
-    let o = lar(&["run", &smol(), "What is 2+2?", "--temperature", "0", "-n", "12", "--threads", "2", "--json"]);
+    let o = lar(&[
+        "run",
+        &smol(),
+        "What is 2+2?",
+        "--temperature",
+        "0",
+        "-n",
+        "12",
+        "--threads",
+        "2",
+        "--json",
+    ]);
     let v = json(&o);
     assert!(!v["text"].as_str().unwrap().is_empty());
-    assert!(v["prompt_tokens"].as_u64().unwrap() > 10, "the chat template adds a system prompt");
+    assert!(
+        v["prompt_tokens"].as_u64().unwrap() > 10,
+        "the chat template adds a system prompt"
+    );
     assert!(v["completion_tokens"].as_u64().unwrap() <= 12);
     assert!(v["prompt_tps"].as_f64().unwrap() > 0.0 && v["gen_tps"].as_f64().unwrap() > 0.0);
     // Greedy is deterministic, and streaming prints the same text.
-    let streamed = lar(&["run", &smol(), "What is 2+2?", "--temperature", "0", "-n", "12", "--threads", "2"]);
+    let streamed = lar(&[
+        "run",
+        &smol(),
+        "What is 2+2?",
+        "--temperature",
+        "0",
+        "-n",
+        "12",
+        "--threads",
+        "2",
+    ]);
     assert!(streamed.status.success());
-    assert_eq!(String::from_utf8_lossy(&streamed.stdout).trim_end(), v["text"].as_str().unwrap().trim_end());
+    assert_eq!(
+        String::from_utf8_lossy(&streamed.stdout).trim_end(),
+        v["text"].as_str().unwrap().trim_end()
+    );
 }
 
 #[test]
 fn run_raw_with_seed_is_reproducible() {
-    let args = ["run", &smol(), "Once upon a time", "--raw", "--seed", "7", "--temperature", "1.0", "-n", "16", "--json", "--threads", "2"];
+    let args = [
+        "run",
+        &smol(),
+        "Once upon a time",
+        "--raw",
+        "--seed",
+        "7",
+        "--temperature",
+        "1.0",
+        "-n",
+        "16",
+        "--json",
+        "--threads",
+        "2",
+    ];
     let a = json(&lar(&args));
     let b = json(&lar(&args));
     assert_eq!(a["text"], b["text"]);
@@ -62,13 +114,26 @@ fn show_json_describes_the_file() {
     assert_eq!(v["architecture"], "llama");
     assert_eq!(v["layers"], 30);
     assert_eq!(v["context_length"], 8192);
-    assert_eq!(v["sha256"], "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53");
+    assert_eq!(
+        v["sha256"],
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    );
     assert_eq!(v["tensors"]["Q4_1"]["count"], 210);
     let params = v["parameters"].as_u64().unwrap();
     assert!((134_000_000..136_000_000).contains(&params), "{params}");
-    assert!(v["chat_template"].as_str().unwrap().contains("<|im_start|>"));
+    assert!(
+        v["chat_template"]
+            .as_str()
+            .unwrap()
+            .contains("<|im_start|>")
+    );
     assert_eq!(v["tokenizer"]["eos"]["text"], "<|im_end|>");
-    let g = json(&lar(&["show", &testdata::model(testdata::GEMMA3).display().to_string(), "--json", "--no-hash"]));
+    let g = json(&lar(&[
+        "show",
+        &testdata::model(testdata::GEMMA3).display().to_string(),
+        "--json",
+        "--no-hash",
+    ]));
     assert_eq!(g["architecture"], "gemma3");
     assert_eq!(g["sliding_window"], 512);
     assert!(g["chat_template"].is_null());
@@ -76,8 +141,28 @@ fn show_json_describes_the_file() {
 
 #[test]
 fn bench_json_has_the_fields() {
-    let v = json(&lar(&["bench", &smol(), "-p", "32", "-n", "8", "-r", "2", "--threads", "2", "--json"]));
-    for k in ["prompt_tps", "gen_tps", "prompt_tps_min", "prompt_tps_max", "gen_tps_min", "gen_tps_max", "peak_rss_bytes"] {
+    let v = json(&lar(&[
+        "bench",
+        &smol(),
+        "-p",
+        "32",
+        "-n",
+        "8",
+        "-r",
+        "2",
+        "--threads",
+        "2",
+        "--json",
+    ]));
+    for k in [
+        "prompt_tps",
+        "gen_tps",
+        "prompt_tps_min",
+        "prompt_tps_max",
+        "gen_tps_min",
+        "gen_tps_max",
+        "peak_rss_bytes",
+    ] {
         assert!(v[k].as_f64().unwrap() > 0.0, "{k}: {}", v[k]);
     }
     assert!(v["prompt_tps_min"].as_f64() <= v["prompt_tps"].as_f64());
@@ -98,10 +183,23 @@ fn errors_are_one_line_and_fast() {
     fails(&["run", truncated.to_str().unwrap(), "hi"], "truncated");
     let bad_utf8 = dir.join("prompt.txt");
     std::fs::write(&bad_utf8, b"hello \xff\xfe world").unwrap();
-    fails(&["run", &smol(), "--prompt-file", bad_utf8.to_str().unwrap()], "not valid UTF-8");
+    fails(
+        &["run", &smol(), "--prompt-file", bad_utf8.to_str().unwrap()],
+        "not valid UTF-8",
+    );
     let long = "word ".repeat(200);
-    fails(&["run", &smol(), &long, "--ctx", "64"], "does not fit the context of 64");
-    fails(&["run", &testdata::model(testdata::GEMMA3).display().to_string(), "hi"], "no chat template");
+    fails(
+        &["run", &smol(), &long, "--ctx", "64"],
+        "does not fit the context of 64",
+    );
+    fails(
+        &[
+            "run",
+            &testdata::model(testdata::GEMMA3).display().to_string(),
+            "hi",
+        ],
+        "no chat template",
+    );
     fails(&["run", &smol(), "hi", "--temperature=-1"], "--temperature");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -12,7 +12,9 @@ use std::time::Instant;
 use lar_models::{Gguf, KvStore, Model, SeqBatch, ThreadPool};
 use lar_tokenizer::detok::{StopMatcher, Utf8Stream};
 use lar_tokenizer::{ChatTemplate, Tokenizer};
-use lar_types::{ChatMessage, FinishReason, GenerationStats, SamplingParams, TokenEvent, TokenLogprob};
+use lar_types::{
+    ChatMessage, FinishReason, GenerationStats, SamplingParams, TokenEvent, TokenLogprob,
+};
 
 use crate::sampler::Sampler;
 use crate::scheduler::{BlockManager, Scheduled, Scheduler};
@@ -37,7 +39,14 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { ctx: None, threads: 0, block_size: 16, max_batch_tokens: 512, max_seqs: 8, kv_tokens: None }
+        Self {
+            ctx: None,
+            threads: 0,
+            block_size: 16,
+            max_batch_tokens: 512,
+            max_seqs: 8,
+            kv_tokens: None,
+        }
     }
 }
 
@@ -46,7 +55,11 @@ impl Default for EngineConfig {
 pub enum Event {
     Token(TokenEvent),
     /// The last event of a request; `text` is any text held back until the end.
-    Done { reason: FinishReason, stats: GenerationStats, text: String },
+    Done {
+        reason: FinishReason,
+        stats: GenerationStats,
+        text: String,
+    },
 }
 
 /// A request's sink: return `false` to cancel the request.
@@ -86,7 +99,9 @@ pub struct Engine {
 /// Physical cores (the default thread count), falling back to logical ones.
 pub fn physical_cores() -> usize {
     let logical = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else { return logical };
+    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
+        return logical;
+    };
     let mut cores = std::collections::HashSet::new();
     let (mut phys, mut core) = (None, None);
     for line in info.lines() {
@@ -101,7 +116,11 @@ pub fn physical_cores() -> usize {
             (phys, core) = (None, None);
         }
     }
-    if cores.is_empty() { logical } else { cores.len().min(logical) }
+    if cores.is_empty() {
+        logical
+    } else {
+        cores.len().min(logical)
+    }
 }
 
 impl Engine {
@@ -125,9 +144,26 @@ impl Engine {
         let bs = cfg.block_size.max(1);
         let n_blocks = cfg.kv_tokens.unwrap_or(ctx).max(ctx).div_ceil(bs);
         let kv = KvStore::new(bs, model.hp.n_layers, model.hp.kv_dim(), n_blocks);
-        let sched = Scheduler::new(BlockManager::new(n_blocks, bs), cfg.max_batch_tokens, cfg.max_seqs);
-        let threads = if cfg.threads == 0 { physical_cores() } else { cfg.threads };
-        Self { model, tokenizer, ctx, kv, sched, pool: ThreadPool::new(threads), reqs: HashMap::new(), next_id: 1 }
+        let sched = Scheduler::new(
+            BlockManager::new(n_blocks, bs),
+            cfg.max_batch_tokens,
+            cfg.max_seqs,
+        );
+        let threads = if cfg.threads == 0 {
+            physical_cores()
+        } else {
+            cfg.threads
+        };
+        Self {
+            model,
+            tokenizer,
+            ctx,
+            kv,
+            sched,
+            pool: ThreadPool::new(threads),
+            reqs: HashMap::new(),
+            next_id: 1,
+        }
     }
 
     pub fn threads(&self) -> usize {
@@ -136,16 +172,31 @@ impl Engine {
 
     /// The model's own chat template, if it has one.
     pub fn model_template(&self) -> Option<&str> {
-        self.model.file.get("tokenizer.chat_template").and_then(|v| v.as_str())
+        self.model
+            .file
+            .get("tokenizer.chat_template")
+            .and_then(|v| v.as_str())
     }
 
     /// Renders `messages` with `template` (a built-in name or Jinja source) or the model's own, and tokenizes the
     /// result with special tokens parsed. BOS is added when the model wants one and the template did not write it.
-    pub fn chat_tokens(&self, messages: &[ChatMessage], template: Option<&str>) -> Result<Vec<u32>> {
-        let spec = template.or(self.model_template()).ok_or(Error::NoTemplate)?;
+    pub fn chat_tokens(
+        &self,
+        messages: &[ChatMessage],
+        template: Option<&str>,
+    ) -> Result<Vec<u32>> {
+        let spec = template
+            .or(self.model_template())
+            .ok_or(Error::NoTemplate)?;
         let t = ChatTemplate::new(spec)?;
-        let tok_text = |id: Option<u32>| id.map(|i| self.tokenizer.decode(&[i], true)).unwrap_or_default();
-        let (bos, eos) = (tok_text(self.tokenizer.vocab.bos), tok_text(self.tokenizer.vocab.eos));
+        let tok_text = |id: Option<u32>| {
+            id.map(|i| self.tokenizer.decode(&[i], true))
+                .unwrap_or_default()
+        };
+        let (bos, eos) = (
+            tok_text(self.tokenizer.vocab.bos),
+            tok_text(self.tokenizer.vocab.eos),
+        );
         let text = t.render(messages, true, &bos, &eos)?;
         let mut ids = self.tokenizer.encode(&text, false, true);
         if let Some(b) = self.tokenizer.vocab.bos
@@ -158,15 +209,28 @@ impl Engine {
     }
 
     /// Queues a request; its events go to `sink`. Fails at once on an empty prompt or one that does not fit.
-    pub fn add_request(&mut self, prompt: Vec<u32>, params: SamplingParams, sink: Sink) -> Result<u64> {
+    pub fn add_request(
+        &mut self,
+        prompt: Vec<u32>,
+        params: SamplingParams,
+        sink: Sink,
+    ) -> Result<u64> {
         if prompt.is_empty() {
             return Err(Error::EmptyPrompt);
         }
         if prompt.len() >= self.ctx {
-            return Err(Error::PromptTooLong { tokens: prompt.len(), ctx: self.ctx });
+            return Err(Error::PromptTooLong {
+                tokens: prompt.len(),
+                ctx: self.ctx,
+            });
         }
-        if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= self.model.hp.n_vocab) {
-            return Err(Error::Invalid(format!("token id {bad} is outside the vocabulary")));
+        if let Some(&bad) = prompt
+            .iter()
+            .find(|&&t| t as usize >= self.model.hp.n_vocab)
+        {
+            return Err(Error::Invalid(format!(
+                "token id {bad} is outside the vocabulary"
+            )));
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -214,7 +278,12 @@ impl Engine {
                 .iter()
                 .map(|it| {
                     let s = self.sched.get(it.id).expect("scheduled sequences exist");
-                    SeqBatch { tokens: &s.tokens[it.start..it.start + it.len], pos: it.start, block_table: &s.blocks, all_logits: false }
+                    SeqBatch {
+                        tokens: &s.tokens[it.start..it.start + it.len],
+                        pos: it.start,
+                        block_table: &s.blocks,
+                        all_logits: false,
+                    }
                 })
                 .collect();
             self.model.forward(&batch, &mut self.kv, &self.pool)?
@@ -222,7 +291,9 @@ impl Engine {
         let mut finished = Vec::new();
         for (it, mut row) in items.iter().zip(logits) {
             self.sched.advance(it);
-            if it.samples && let Some(reason) = self.update(it, &mut row) {
+            if it.samples
+                && let Some(reason) = self.update(it, &mut row)
+            {
                 finished.push((it.id, reason));
             }
         }
@@ -251,11 +322,20 @@ impl Engine {
         let top_logprobs: Vec<TokenLogprob> = s
             .top
             .iter()
-            .map(|&(t, lp)| TokenLogprob { token: t, text: self.tokenizer.decode(&[t], false), logprob: lp })
+            .map(|&(t, lp)| TokenLogprob {
+                token: t,
+                text: self.tokenizer.decode(&[t], false),
+                logprob: lp,
+            })
             .collect();
         let piece = r.utf8.push(&self.tokenizer.token_bytes(s.token, false));
         let (text, stopped) = r.stop.push(&piece);
-        let ev = Event::Token(TokenEvent { token: s.token, text, logprob: s.logprob, top_logprobs });
+        let ev = Event::Token(TokenEvent {
+            token: s.token,
+            text,
+            logprob: s.logprob,
+            top_logprobs,
+        });
         let keep_going = (r.sink)(&ev);
         self.sched.append_token(it.id, s.token);
         if stopped {
@@ -280,15 +360,26 @@ impl Engine {
             let stats = GenerationStats {
                 prompt_tokens: r.prompt_len,
                 completion_tokens: seq.map_or(0, |s| s.n_generated),
-                prompt_secs: r.started.map_or(0.0, |s| first.duration_since(s).as_secs_f64()),
+                prompt_secs: r
+                    .started
+                    .map_or(0.0, |s| first.duration_since(s).as_secs_f64()),
                 gen_secs: end.duration_since(first).as_secs_f64(),
             };
-            (r.sink)(&Event::Done { reason, stats, text });
+            (r.sink)(&Event::Done {
+                reason,
+                stats,
+                text,
+            });
         }
     }
 
     /// Generates for one prompt, calling `on_text` with each piece of text as it becomes final.
-    pub fn generate(&mut self, prompt: Vec<u32>, params: SamplingParams, mut on_text: impl FnMut(&str) -> bool) -> Result<Output> {
+    pub fn generate(
+        &mut self,
+        prompt: Vec<u32>,
+        params: SamplingParams,
+        mut on_text: impl FnMut(&str) -> bool,
+    ) -> Result<Output> {
         let (tx, rx) = std::sync::mpsc::channel::<Event>();
         let id = self.add_request(
             prompt,
@@ -298,7 +389,12 @@ impl Engine {
                 true
             }),
         )?;
-        let mut out = Output { text: String::new(), tokens: Vec::new(), reason: FinishReason::Stop, stats: GenerationStats::default() };
+        let mut out = Output {
+            text: String::new(),
+            tokens: Vec::new(),
+            reason: FinishReason::Stop,
+            stats: GenerationStats::default(),
+        };
         loop {
             let done = self.step()?;
             while let Ok(ev) = rx.try_recv() {
@@ -310,7 +406,11 @@ impl Engine {
                             self.cancel(id);
                         }
                     }
-                    Event::Done { reason, stats, text } => {
+                    Event::Done {
+                        reason,
+                        stats,
+                        text,
+                    } => {
                         if !text.is_empty() {
                             on_text(&text);
                         }

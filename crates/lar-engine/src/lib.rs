@@ -12,11 +12,15 @@ pub enum Error {
     Model(#[from] lar_models::Error),
     #[error(transparent)]
     Tokenizer(#[from] lar_tokenizer::Error),
-    #[error("the prompt has {tokens} tokens, which does not fit the context of {ctx} (use --ctx to raise it)")]
+    #[error(
+        "the prompt has {tokens} tokens, which does not fit the context of {ctx} (use --ctx to raise it)"
+    )]
     PromptTooLong { tokens: usize, ctx: usize },
     #[error("the prompt is empty")]
     EmptyPrompt,
-    #[error("the model has no chat template; pass --template (chatml, gemma, llama3, or a Jinja file) or --raw")]
+    #[error(
+        "the model has no chat template; pass --template (chatml, gemma, llama3, or a Jinja file) or --raw"
+    )]
     NoTemplate,
     #[error("{0}")]
     Invalid(String),

@@ -41,17 +41,30 @@ pub struct Sampler {
 impl Sampler {
     pub fn new(params: SamplingParams) -> Self {
         let seed = params.seed.unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
         });
-        Self { params, rng: Rng::new(seed) }
+        Self {
+            params,
+            rng: Rng::new(seed),
+        }
     }
 
     /// Picks the next token. `history` is the sequence so far (prompt and generated), for the penalties.
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> Sampled {
         self.apply_penalties(logits, history);
-        let token = if self.params.temperature <= 0.0 { argmax(logits) } else { self.draw(logits) };
+        let token = if self.params.temperature <= 0.0 {
+            argmax(logits)
+        } else {
+            self.draw(logits)
+        };
         let (logprob, top) = logprobs(logits, token, self.params.top_logprobs);
-        Sampled { token, logprob, top }
+        Sampled {
+            token,
+            logprob,
+            top,
+        }
     }
 
     fn apply_penalties(&self, logits: &mut [f32], history: &[u32]) {
@@ -66,9 +79,15 @@ impl Sampler {
             *counts.entry(t).or_default() += 1;
         }
         for (&t, &c) in &counts {
-            let Some(l) = logits.get_mut(t as usize) else { continue };
+            let Some(l) = logits.get_mut(t as usize) else {
+                continue;
+            };
             if !no_repeat {
-                *l = if *l > 0.0 { *l / p.repeat_penalty } else { *l * p.repeat_penalty };
+                *l = if *l > 0.0 {
+                    *l / p.repeat_penalty
+                } else {
+                    *l * p.repeat_penalty
+                };
             }
             *l -= c as f32 * p.frequency_penalty + p.presence_penalty;
         }
@@ -76,7 +95,11 @@ impl Sampler {
 
     fn draw(&mut self, logits: &[f32]) -> u32 {
         let p = &self.params;
-        let mut cand: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+        let mut cand: Vec<(u32, f32)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (i as u32, l))
+            .collect();
         let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
         if p.top_k > 0 && p.top_k < cand.len() {
             cand.select_nth_unstable_by(p.top_k - 1, by_logit);
@@ -135,18 +158,34 @@ pub fn argmax(x: &[f32]) -> u32 {
 /// Log-probability of `token` and the `n` most likely tokens with theirs.
 fn logprobs(logits: &[f32], token: u32, n: usize) -> (f32, Vec<(u32, f32)>) {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let lse = logits.iter().map(|&l| ((l - max) as f64).exp()).sum::<f64>().ln() as f32 + max;
-    let lp = logits.get(token as usize).map_or(f32::NEG_INFINITY, |l| l - lse);
+    let lse = logits
+        .iter()
+        .map(|&l| ((l - max) as f64).exp())
+        .sum::<f64>()
+        .ln() as f32
+        + max;
+    let lp = logits
+        .get(token as usize)
+        .map_or(f32::NEG_INFINITY, |l| l - lse);
     if n == 0 {
         return (lp, Vec::new());
     }
     let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
     let n = n.min(idx.len());
-    let cmp = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]).then(a.cmp(b));
+    let cmp = |a: &u32, b: &u32| {
+        logits[*b as usize]
+            .total_cmp(&logits[*a as usize])
+            .then(a.cmp(b))
+    };
     idx.select_nth_unstable_by(n - 1, cmp);
     idx.truncate(n);
     idx.sort_unstable_by(cmp);
-    (lp, idx.into_iter().map(|i| (i, logits[i as usize] - lse)).collect())
+    (
+        lp,
+        idx.into_iter()
+            .map(|i| (i, logits[i as usize] - lse))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -166,8 +205,17 @@ mod tests {
     #[test]
     fn same_seed_same_tokens_and_different_seeds_differ() {
         let run = |seed| {
-            let mut s = Sampler::new(SamplingParams { temperature: 1.5, top_k: 0, top_p: 1.0, min_p: 0.0, seed: Some(seed), ..Default::default() });
-            (0..64).map(|_| s.sample(&mut logits(), &[]).token).collect::<Vec<_>>()
+            let mut s = Sampler::new(SamplingParams {
+                temperature: 1.5,
+                top_k: 0,
+                top_p: 1.0,
+                min_p: 0.0,
+                seed: Some(seed),
+                ..Default::default()
+            });
+            (0..64)
+                .map(|_| s.sample(&mut logits(), &[]).token)
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(42), run(42));
         assert_ne!(run(42), run(43));
@@ -175,7 +223,12 @@ mod tests {
 
     #[test]
     fn top_k_one_is_greedy_at_any_temperature() {
-        let mut s = Sampler::new(SamplingParams { temperature: 5.0, top_k: 1, seed: Some(1), ..Default::default() });
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 5.0,
+            top_k: 1,
+            seed: Some(1),
+            ..Default::default()
+        });
         for _ in 0..32 {
             assert_eq!(s.sample(&mut logits(), &[]).token, 1);
         }
@@ -184,25 +237,51 @@ mod tests {
     #[test]
     fn top_p_and_min_p_cut_the_tail() {
         // With top_p tiny only the best survives; with min_p 0.9 only tokens within 10% of the best.
-        let mut s = Sampler::new(SamplingParams { temperature: 1.0, top_k: 0, top_p: 0.01, min_p: 0.0, seed: Some(3), ..Default::default() });
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 0.01,
+            min_p: 0.0,
+            seed: Some(3),
+            ..Default::default()
+        });
         assert!((0..32).all(|_| s.sample(&mut logits(), &[]).token == 1));
-        let mut s = Sampler::new(SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.85, seed: Some(3), ..Default::default() });
-        let seen: std::collections::HashSet<u32> = (0..200).map(|_| s.sample(&mut logits(), &[]).token).collect();
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.85,
+            seed: Some(3),
+            ..Default::default()
+        });
+        let seen: std::collections::HashSet<u32> = (0..200)
+            .map(|_| s.sample(&mut logits(), &[]).token)
+            .collect();
         assert_eq!(seen, [1, 4].into_iter().collect());
     }
 
     #[test]
     fn penalties_push_repeated_tokens_down() {
-        let mut s = Sampler::new(SamplingParams { repeat_penalty: 2.0, ..SamplingParams::greedy(1) });
+        let mut s = Sampler::new(SamplingParams {
+            repeat_penalty: 2.0,
+            ..SamplingParams::greedy(1)
+        });
         // Token 1 (3.0) is halved to 1.5, so 4 (2.9) wins.
         assert_eq!(s.sample(&mut logits(), &[1]).token, 4);
-        let mut s = Sampler::new(SamplingParams { presence_penalty: 1.0, frequency_penalty: 0.5, ..SamplingParams::greedy(1) });
+        let mut s = Sampler::new(SamplingParams {
+            presence_penalty: 1.0,
+            frequency_penalty: 0.5,
+            ..SamplingParams::greedy(1)
+        });
         assert_eq!(s.sample(&mut logits(), &[1, 4]).token, 2);
     }
 
     #[test]
     fn logprobs_are_normalized_and_sorted() {
-        let mut s = Sampler::new(SamplingParams { top_logprobs: 3, ..SamplingParams::greedy(1) });
+        let mut s = Sampler::new(SamplingParams {
+            top_logprobs: 3,
+            ..SamplingParams::greedy(1)
+        });
         let r = s.sample(&mut logits(), &[]);
         assert_eq!(r.top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![1, 4, 2]);
         assert_eq!(r.logprob, r.top[0].1);

@@ -13,7 +13,11 @@ pub struct BlockManager {
 
 impl BlockManager {
     pub fn new(total: usize, block_size: usize) -> Self {
-        Self { block_size, total, free: (0..total as u32).rev().collect() }
+        Self {
+            block_size,
+            total,
+            free: (0..total as u32).rev().collect(),
+        }
     }
 
     pub fn n_free(&self) -> usize {
@@ -84,7 +88,16 @@ impl Scheduler {
     }
 
     pub fn add(&mut self, id: u64, prompt: Vec<u32>) {
-        self.seqs.insert(id, Seq { id, tokens: prompt, n_computed: 0, blocks: Vec::new(), n_generated: 0 });
+        self.seqs.insert(
+            id,
+            Seq {
+                id,
+                tokens: prompt,
+                n_computed: 0,
+                blocks: Vec::new(),
+                n_generated: 0,
+            },
+        );
         self.waiting.push_back(id);
     }
 
@@ -128,31 +141,48 @@ impl Scheduler {
             }
             if !self.reserve(id, start + len) {
                 // Free a block by preempting the youngest running sequence (possibly this one).
-                let Some(victim) = self.running.pop() else { break };
+                let Some(victim) = self.running.pop() else {
+                    break;
+                };
                 self.preempt(victim);
                 out.retain(|s: &Scheduled| s.id != victim);
                 continue;
             }
             budget -= len;
-            out.push(Scheduled { id, start, len, samples: start + len == self.seqs[&id].tokens.len() });
+            out.push(Scheduled {
+                id,
+                start,
+                len,
+                samples: start + len == self.seqs[&id].tokens.len(),
+            });
             i += 1;
         }
         while budget > 0 && self.running.len() < self.max_seqs {
-            let Some(&id) = self.waiting.front() else { break };
+            let Some(&id) = self.waiting.front() else {
+                break;
+            };
             let (start, total) = {
                 let s = &self.seqs[&id];
                 (s.n_computed, s.tokens.len())
             };
             let len = (total - start).min(budget);
             // Admit only if the whole sequence so far fits in what is free, so admission cannot thrash.
-            let need = self.blocks.blocks_for(total).saturating_sub(self.seqs[&id].blocks.len());
+            let need = self
+                .blocks
+                .blocks_for(total)
+                .saturating_sub(self.seqs[&id].blocks.len());
             if need > self.blocks.n_free() || !self.reserve(id, start + len) {
                 break;
             }
             self.waiting.pop_front();
             self.running.push(id);
             budget -= len;
-            out.push(Scheduled { id, start, len, samples: start + len == total });
+            out.push(Scheduled {
+                id,
+                start,
+                len,
+                samples: start + len == total,
+            });
         }
         out
     }
@@ -231,16 +261,48 @@ mod tests {
         let mut s = sched(16, 8);
         s.add(1, vec![1; 20]);
         let a = s.schedule();
-        assert_eq!(a, vec![Scheduled { id: 1, start: 0, len: 8, samples: false }]);
+        assert_eq!(
+            a,
+            vec![Scheduled {
+                id: 1,
+                start: 0,
+                len: 8,
+                samples: false
+            }]
+        );
         run(&mut s, &a);
         let b = s.schedule();
-        assert_eq!(b, vec![Scheduled { id: 1, start: 8, len: 8, samples: false }]);
+        assert_eq!(
+            b,
+            vec![Scheduled {
+                id: 1,
+                start: 8,
+                len: 8,
+                samples: false
+            }]
+        );
         run(&mut s, &b);
         let c = s.schedule();
-        assert_eq!(c, vec![Scheduled { id: 1, start: 16, len: 4, samples: true }]);
+        assert_eq!(
+            c,
+            vec![Scheduled {
+                id: 1,
+                start: 16,
+                len: 4,
+                samples: true
+            }]
+        );
         run(&mut s, &c);
         let d = s.schedule();
-        assert_eq!(d, vec![Scheduled { id: 1, start: 20, len: 1, samples: true }]);
+        assert_eq!(
+            d,
+            vec![Scheduled {
+                id: 1,
+                start: 20,
+                len: 1,
+                samples: true
+            }]
+        );
         assert_eq!(s.get(1).unwrap().blocks.len(), 6); // 21 tokens in blocks of 4
     }
 
@@ -253,8 +315,24 @@ mod tests {
         s.add(2, vec![2; 5]);
         let b = s.schedule();
         assert_eq!(b.len(), 2);
-        assert_eq!(b[0], Scheduled { id: 1, start: 3, len: 1, samples: true });
-        assert_eq!(b[1], Scheduled { id: 2, start: 0, len: 5, samples: true });
+        assert_eq!(
+            b[0],
+            Scheduled {
+                id: 1,
+                start: 3,
+                len: 1,
+                samples: true
+            }
+        );
+        assert_eq!(
+            b[1],
+            Scheduled {
+                id: 2,
+                start: 0,
+                len: 5,
+                samples: true
+            }
+        );
     }
 
     #[test]
@@ -281,9 +359,20 @@ mod tests {
         run(&mut s, &a);
         let b = s.schedule(); // seq 1 needs a 3rd block: seq 2 is preempted
         assert_eq!(s.preempted, vec![2]);
-        assert_eq!(b, vec![Scheduled { id: 1, start: 8, len: 1, samples: true }]);
+        assert_eq!(
+            b,
+            vec![Scheduled {
+                id: 1,
+                start: 8,
+                len: 1,
+                samples: true
+            }]
+        );
         let seq2 = s.get(2).unwrap();
-        assert_eq!((seq2.n_computed, seq2.blocks.len(), seq2.tokens.len()), (0, 0, 9));
+        assert_eq!(
+            (seq2.n_computed, seq2.blocks.len(), seq2.tokens.len()),
+            (0, 0, 9)
+        );
         // Invariant: blocks owned + free = total.
         let owned: usize = [1, 2].iter().map(|&i| s.get(i).unwrap().blocks.len()).sum();
         assert_eq!(owned + s.blocks.n_free(), 4);

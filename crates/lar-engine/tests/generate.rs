@@ -6,16 +6,25 @@ use lar_models::testdata;
 use lar_types::{FinishReason, SamplingParams};
 
 fn engine(file: &str) -> Engine {
-    let cfg = EngineConfig { ctx: Some(1024), threads: 2, ..Default::default() };
+    let cfg = EngineConfig {
+        ctx: Some(1024),
+        threads: 2,
+        ..Default::default()
+    };
     Engine::load(&testdata::model(file), &cfg).unwrap()
 }
 
 fn golden(name: &str) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(testdata::golden_dir().join(name)).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(testdata::golden_dir().join(name)).unwrap())
+        .unwrap()
 }
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 /// Greedy 64 tokens must equal llama.cpp's. Where float reordering flips a token, that is allowed only at a
@@ -28,18 +37,21 @@ const TIE: f32 = 0.75;
 fn events(e: &mut Engine, prompt: Vec<u32>, params: SamplingParams) -> Vec<lar_types::TokenEvent> {
     let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = out.clone();
-    e.add_request(prompt, params, Box::new(move |ev| {
-        if let Event::Token(t) = ev {
-            sink.lock().unwrap().push(t.clone());
-        }
-        true
-    }))
+    e.add_request(
+        prompt,
+        params,
+        Box::new(move |ev| {
+            if let Event::Token(t) = ev {
+                sink.lock().unwrap().push(t.clone());
+            }
+            true
+        }),
+    )
     .unwrap();
     while e.has_work() {
         e.step().unwrap();
     }
-    let v = out.lock().unwrap().clone();
-    v
+    out.lock().unwrap().clone()
 }
 
 fn greedy_matches(file: &str, golden_name: &str) {
@@ -49,7 +61,11 @@ fn greedy_matches(file: &str, golden_name: &str) {
     for case in g["greedy"].as_array().unwrap() {
         let want = ids(&case["tokens"]);
         let top2 = case["top2"].as_array().unwrap();
-        let params = SamplingParams { ignore_eos: true, top_logprobs: 8, ..SamplingParams::greedy(64) };
+        let params = SamplingParams {
+            ignore_eos: true,
+            top_logprobs: 8,
+            ..SamplingParams::greedy(64)
+        };
         let got = events(&mut e, ids(&case["prompt_ids"]), params);
         assert_eq!(got.len(), 64);
         match got.iter().zip(&want).position(|(a, b)| a.token != *b) {
@@ -63,13 +79,28 @@ fn greedy_matches(file: &str, golden_name: &str) {
                 let llama_gap = (t[0][1].as_f64().unwrap() - t[1][1].as_f64().unwrap()) as f32;
                 let llama_second = t[1][0].as_u64().unwrap() as u32;
                 let ours = &got[i];
-                let lar_gap = ours.top_logprobs.iter().find(|c| c.token == want[i]).map_or(f32::INFINITY, |c| ours.logprob - c.logprob);
-                eprintln!("{file}: {:?} diverges at step {i}: llama.cpp gap {llama_gap:.3}, Lar gap {lar_gap:.3}", case["prompt"]);
-                assert!(llama_gap <= TIE && (ours.token == llama_second || lar_gap <= TIE), "{file}: step {i} of {:?}: Lar {} vs llama.cpp {} (gaps {llama_gap}, {lar_gap})", case["prompt"], ours.token, want[i]);
+                let lar_gap = ours
+                    .top_logprobs
+                    .iter()
+                    .find(|c| c.token == want[i])
+                    .map_or(f32::INFINITY, |c| ours.logprob - c.logprob);
+                eprintln!(
+                    "{file}: {:?} diverges at step {i}: llama.cpp gap {llama_gap:.3}, Lar gap {lar_gap:.3}",
+                    case["prompt"]
+                );
+                assert!(
+                    llama_gap <= TIE && (ours.token == llama_second || lar_gap <= TIE),
+                    "{file}: step {i} of {:?}: Lar {} vs llama.cpp {} (gaps {llama_gap}, {lar_gap})",
+                    case["prompt"],
+                    ours.token,
+                    want[i]
+                );
             }
         }
     }
-    eprintln!("{file}: {exact}/5 prompts identical over 64 tokens; {agreed}/320 tokens before any divergence");
+    eprintln!(
+        "{file}: {exact}/5 prompts identical over 64 tokens; {agreed}/320 tokens before any divergence"
+    );
 }
 
 #[test]
@@ -85,21 +116,40 @@ fn gemma3_greedy_matches_llama_cpp() {
 #[test]
 fn batched_sequences_get_the_same_tokens_as_alone() {
     let mut e = engine(testdata::SMOLLM2);
-    let prompts: Vec<Vec<u32>> = ["The capital of France is", "def fibonacci(n):", "Once upon a time"]
+    let prompts: Vec<Vec<u32>> = [
+        "The capital of France is",
+        "def fibonacci(n):",
+        "Once upon a time",
+    ]
+    .iter()
+    .map(|p| e.tokenizer.encode(p, true, false))
+    .collect();
+    let params = SamplingParams {
+        ignore_eos: true,
+        ..SamplingParams::greedy(24)
+    };
+    let alone: Vec<Vec<u32>> = prompts
         .iter()
-        .map(|p| e.tokenizer.encode(p, true, false))
+        .map(|p| {
+            e.generate(p.clone(), params.clone(), |_| true)
+                .unwrap()
+                .tokens
+        })
         .collect();
-    let params = SamplingParams { ignore_eos: true, ..SamplingParams::greedy(24) };
-    let alone: Vec<Vec<u32>> = prompts.iter().map(|p| e.generate(p.clone(), params.clone(), |_| true).unwrap().tokens).collect();
-    let results: Vec<std::sync::Arc<std::sync::Mutex<Vec<u32>>>> = (0..3).map(|_| Default::default()).collect();
+    let results: Vec<std::sync::Arc<std::sync::Mutex<Vec<u32>>>> =
+        (0..3).map(|_| Default::default()).collect();
     for (p, r) in prompts.iter().zip(&results) {
         let r = r.clone();
-        e.add_request(p.clone(), params.clone(), Box::new(move |ev| {
-            if let Event::Token(t) = ev {
-                r.lock().unwrap().push(t.token);
-            }
-            true
-        }))
+        e.add_request(
+            p.clone(),
+            params.clone(),
+            Box::new(move |ev| {
+                if let Event::Token(t) = ev {
+                    r.lock().unwrap().push(t.token);
+                }
+                true
+            }),
+        )
         .unwrap();
     }
     let mut steps = 0;
@@ -118,19 +168,32 @@ fn batched_sequences_get_the_same_tokens_as_alone() {
 fn stop_strings_max_tokens_and_context_are_enforced() {
     let mut e = engine(testdata::SMOLLM2);
     let prompt = e.tokenizer.encode("Count: 1, 2, 3, 4,", true, false);
-    let full = e.generate(prompt.clone(), SamplingParams::greedy(16), |_| true).unwrap();
+    let full = e
+        .generate(prompt.clone(), SamplingParams::greedy(16), |_| true)
+        .unwrap();
     assert_eq!(full.reason, FinishReason::Length);
     assert_eq!(full.stats.completion_tokens, 16);
     // Stop at the first comma the model writes: the text must end right before it.
-    let stop = SamplingParams { stop: vec![",".into()], ..SamplingParams::greedy(16) };
+    let stop = SamplingParams {
+        stop: vec![",".into()],
+        ..SamplingParams::greedy(16)
+    };
     let cut = e.generate(prompt.clone(), stop, |_| true).unwrap();
     assert_eq!(cut.reason, FinishReason::Stop);
     assert!(!cut.text.contains(','));
-    assert!(full.text.starts_with(&cut.text), "{:?} vs {:?}", cut.text, full.text);
+    assert!(
+        full.text.starts_with(&cut.text),
+        "{:?} vs {:?}",
+        cut.text,
+        full.text
+    );
     // A prompt longer than the context is refused, not truncated.
     let long: Vec<u32> = prompt.iter().cycle().take(2000).copied().collect();
     match e.generate(long, SamplingParams::greedy(4), |_| true) {
-        Err(Error::PromptTooLong { tokens: 2000, ctx: 1024 }) => {}
+        Err(Error::PromptTooLong {
+            tokens: 2000,
+            ctx: 1024,
+        }) => {}
         other => panic!("expected PromptTooLong, got {other:?}"),
     }
 }
@@ -138,12 +201,31 @@ fn stop_strings_max_tokens_and_context_are_enforced() {
 #[test]
 fn same_seed_same_text() {
     let mut e = engine(testdata::SMOLLM2);
-    let prompt = e.tokenizer.encode("Write a short poem about the sea.", true, false);
-    let p = SamplingParams { seed: Some(1234), temperature: 1.5, top_k: 0, top_p: 1.0, min_p: 0.0, max_tokens: 24, ..Default::default() };
+    let prompt = e
+        .tokenizer
+        .encode("Write a short poem about the sea.", true, false);
+    let p = SamplingParams {
+        seed: Some(1234),
+        temperature: 1.5,
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.0,
+        max_tokens: 24,
+        ..Default::default()
+    };
     let a = e.generate(prompt.clone(), p.clone(), |_| true).unwrap();
     let b = e.generate(prompt.clone(), p.clone(), |_| true).unwrap();
     assert_eq!(a.tokens, b.tokens);
-    let c = e.generate(prompt, SamplingParams { seed: Some(99), ..p }, |_| true).unwrap();
+    let c = e
+        .generate(
+            prompt,
+            SamplingParams {
+                seed: Some(99),
+                ..p
+            },
+            |_| true,
+        )
+        .unwrap();
     assert_ne!(a.tokens, c.tokens);
 }
 
@@ -151,13 +233,26 @@ fn same_seed_same_text() {
 fn chat_template_of_the_model_is_used() {
     use lar_types::{ChatMessage, Role};
     let e = engine(testdata::SMOLLM2);
-    let ids = e.chat_tokens(&[ChatMessage::new(Role::User, "Hi")], None).unwrap();
+    let ids = e
+        .chat_tokens(&[ChatMessage::new(Role::User, "Hi")], None)
+        .unwrap();
     let text = e.tokenizer.decode(&ids, true);
     assert!(text.starts_with("<|im_start|>system\n"), "{text}");
-    assert!(text.ends_with("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"), "{text}");
+    assert!(
+        text.ends_with("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"),
+        "{text}"
+    );
     // Gemma 3's GGUF ships no template: a clear error unless one is named.
     let g = engine(testdata::GEMMA3);
-    assert!(matches!(g.chat_tokens(&[ChatMessage::new(Role::User, "Hi")], None), Err(Error::NoTemplate)));
-    let ids = g.chat_tokens(&[ChatMessage::new(Role::User, "Hi")], Some("gemma")).unwrap();
-    assert_eq!(g.tokenizer.decode(&ids, true), "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n");
+    assert!(matches!(
+        g.chat_tokens(&[ChatMessage::new(Role::User, "Hi")], None),
+        Err(Error::NoTemplate)
+    ));
+    let ids = g
+        .chat_tokens(&[ChatMessage::new(Role::User, "Hi")], Some("gemma"))
+        .unwrap();
+    assert_eq!(
+        g.tokenizer.decode(&ids, true),
+        "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
+    );
 }

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("not a GGUF file: magic is {0:?}, expected \"GGUF\"")]
     BadMagic([u8; 4]),
     #[error("GGUF version {0} is not supported (Lar reads versions 2 and 3)")]
@@ -22,11 +25,19 @@ pub enum Error {
     #[error("model metadata lacks '{0}'")]
     MissingKey(String),
     #[error("model metadata '{key}' is {found}, expected {expected}")]
-    WrongKeyType { key: String, expected: &'static str, found: &'static str },
+    WrongKeyType {
+        key: String,
+        expected: &'static str,
+        found: &'static str,
+    },
     #[error("model lacks tensor '{0}'")]
     MissingTensor(String),
     #[error("tensor '{name}' has shape {got:?}, expected {want:?}")]
-    BadShape { name: String, got: Vec<usize>, want: Vec<usize> },
+    BadShape {
+        name: String,
+        got: Vec<usize>,
+        want: Vec<usize>,
+    },
     #[error("{0}")]
     Unsupported(String),
 }

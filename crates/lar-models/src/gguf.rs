@@ -174,11 +174,17 @@ const MAX_DEPTH: usize = 4;
 impl Gguf {
     /// Memory-maps and parses `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        let io = |source| Error::Io { path: path.to_path_buf(), source };
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let file = std::fs::File::open(path).map_err(io)?;
         let meta = file.metadata().map_err(io)?;
         if meta.is_dir() {
-            return Err(Error::Invalid(format!("{} is a directory, not a GGUF file", path.display())));
+            return Err(Error::Invalid(format!(
+                "{} is a directory, not a GGUF file",
+                path.display()
+            )));
         }
         // SAFETY: the map is read-only; a file truncated by another process while mapped is the one case memmap
         // cannot guard against (SIGBUS), as with every mmap-based loader.
@@ -194,7 +200,10 @@ impl Gguf {
     fn parse(bytes: Bytes) -> Result<Self> {
         let buf = bytes.as_slice();
         let mut r = Reader { buf, pos: 0 };
-        let magic: [u8; 4] = r.take(4, "magic")?.try_into().map_err(|_| Error::Truncated("magic".into()))?;
+        let magic: [u8; 4] = r
+            .take(4, "magic")?
+            .try_into()
+            .map_err(|_| Error::Truncated("magic".into()))?;
         if &magic != b"GGUF" {
             return Err(Error::BadMagic(magic));
         }
@@ -206,10 +215,14 @@ impl Gguf {
         let n_kv = r.u64("metadata count")?;
         // Each metadata entry takes at least 8 (key length) + 4 (type) + 1 bytes; each tensor info at least 8 + 4 + 4 + 8.
         if n_kv > r.remaining() as u64 / 13 {
-            return Err(Error::Invalid(format!("metadata count {n_kv} exceeds what the file can hold")));
+            return Err(Error::Invalid(format!(
+                "metadata count {n_kv} exceeds what the file can hold"
+            )));
         }
         if n_tensors > r.remaining() as u64 / 24 {
-            return Err(Error::Invalid(format!("tensor count {n_tensors} exceeds what the file can hold")));
+            return Err(Error::Invalid(format!(
+                "tensor count {n_tensors} exceeds what the file can hold"
+            )));
         }
         let mut metadata = HashMap::with_capacity(n_kv as usize);
         let mut keys = Vec::with_capacity(n_kv as usize);
@@ -218,7 +231,9 @@ impl Gguf {
             let ty = r.u32(&format!("type of '{key}'"))?;
             let value = r.value(ty, &key, 0)?;
             if metadata.insert(key.clone(), value).is_some() {
-                return Err(Error::Invalid(format!("metadata key '{key}' appears twice")));
+                return Err(Error::Invalid(format!(
+                    "metadata key '{key}' appears twice"
+                )));
             }
             keys.push(key);
         }
@@ -226,7 +241,11 @@ impl Gguf {
             None => 32,
             Some(v) => match v.as_u64() {
                 Some(a) if a.is_power_of_two() && a <= 1 << 16 => a as usize,
-                _ => return Err(Error::Invalid(format!("general.alignment {v:?} is not a power of two"))),
+                _ => {
+                    return Err(Error::Invalid(format!(
+                        "general.alignment {v:?} is not a power of two"
+                    )));
+                }
             },
         };
         let mut infos = Vec::with_capacity(n_tensors as usize);
@@ -234,7 +253,9 @@ impl Gguf {
             let name = r.string(&format!("name of tensor #{i}"))?;
             let n_dims = r.u32(&format!("dims of '{name}'"))?;
             if n_dims == 0 || n_dims > 4 {
-                return Err(Error::Invalid(format!("tensor '{name}' has {n_dims} dimensions (1 to 4 allowed)")));
+                return Err(Error::Invalid(format!(
+                    "tensor '{name}' has {n_dims} dimensions (1 to 4 allowed)"
+                )));
             }
             let mut dims = Vec::with_capacity(n_dims as usize);
             for _ in 0..n_dims {
@@ -246,7 +267,10 @@ impl Gguf {
                 dims.push(d);
             }
             let ty_id = r.u32(&format!("type of '{name}'"))?;
-            let ty = GgmlType::from_id(ty_id).ok_or(Error::UnsupportedType { name: name.clone(), id: ty_id })?;
+            let ty = GgmlType::from_id(ty_id).ok_or(Error::UnsupportedType {
+                name: name.clone(),
+                id: ty_id,
+            })?;
             let offset = r.u64(&format!("offset of '{name}'"))?;
             infos.push((name, dims, ty, offset));
         }
@@ -273,9 +297,13 @@ impl Gguf {
             let offset = usize::try_from(rel)
                 .ok()
                 .and_then(|o| o.checked_add(data_offset))
-                .ok_or_else(|| Error::Invalid(format!("tensor '{name}' offset {rel} is out of range")))?;
+                .ok_or_else(|| {
+                    Error::Invalid(format!("tensor '{name}' offset {rel} is out of range"))
+                })?;
             if offset % alignment != 0 {
-                return Err(Error::Invalid(format!("tensor '{name}' offset {rel} is not aligned to {alignment}")));
+                return Err(Error::Invalid(format!(
+                    "tensor '{name}' offset {rel} is not aligned to {alignment}"
+                )));
             }
             let end = offset
                 .checked_add(size)
@@ -288,9 +316,23 @@ impl Gguf {
             if index.insert(name.clone(), tensors.len()).is_some() {
                 return Err(Error::Invalid(format!("tensor '{name}' appears twice")));
             }
-            tensors.push(TensorInfo { name, dims, ty, offset, size });
+            tensors.push(TensorInfo {
+                name,
+                dims,
+                ty,
+                offset,
+                size,
+            });
         }
-        Ok(Self { version, metadata, keys, tensors, index, data_offset, bytes })
+        Ok(Self {
+            version,
+            metadata,
+            keys,
+            tensors,
+            index,
+            data_offset,
+            bytes,
+        })
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
@@ -299,17 +341,29 @@ impl Gguf {
 
     pub fn get_str(&self, key: &str) -> Result<&str> {
         let v = self.get(key).ok_or_else(|| Error::MissingKey(key.into()))?;
-        v.as_str().ok_or(Error::WrongKeyType { key: key.into(), expected: "string", found: v.type_name() })
+        v.as_str().ok_or(Error::WrongKeyType {
+            key: key.into(),
+            expected: "string",
+            found: v.type_name(),
+        })
     }
 
     pub fn get_u64(&self, key: &str) -> Result<u64> {
         let v = self.get(key).ok_or_else(|| Error::MissingKey(key.into()))?;
-        v.as_u64().ok_or(Error::WrongKeyType { key: key.into(), expected: "unsigned integer", found: v.type_name() })
+        v.as_u64().ok_or(Error::WrongKeyType {
+            key: key.into(),
+            expected: "unsigned integer",
+            found: v.type_name(),
+        })
     }
 
     pub fn get_f64(&self, key: &str) -> Result<f64> {
         let v = self.get(key).ok_or_else(|| Error::MissingKey(key.into()))?;
-        v.as_f64().ok_or(Error::WrongKeyType { key: key.into(), expected: "number", found: v.type_name() })
+        v.as_f64().ok_or(Error::WrongKeyType {
+            key: key.into(),
+            expected: "number",
+            found: v.type_name(),
+        })
     }
 
     pub fn architecture(&self) -> Result<&str> {
@@ -348,7 +402,11 @@ impl<'a> Reader<'a> {
 
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
         if n > self.remaining() {
-            return Err(Error::Truncated(format!("{what} at byte {} needs {n} bytes, {} left", self.pos, self.remaining())));
+            return Err(Error::Truncated(format!(
+                "{what} at byte {} needs {n} bytes, {} left",
+                self.pos,
+                self.remaining()
+            )));
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -373,10 +431,14 @@ impl<'a> Reader<'a> {
     fn string(&mut self, what: &str) -> Result<String> {
         let len = self.u64(what)?;
         if len > self.remaining() as u64 {
-            return Err(Error::Truncated(format!("{what}: string of {len} bytes, {} left", self.remaining())));
+            return Err(Error::Truncated(format!(
+                "{what}: string of {len} bytes, {} left",
+                self.remaining()
+            )));
         }
         let bytes = self.take(len as usize, what)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| Error::Invalid(format!("{what} is not valid UTF-8")))
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| Error::Invalid(format!("{what} is not valid UTF-8")))
     }
 
     fn value(&mut self, ty: u32, key: &str, depth: usize) -> Result<Value> {
@@ -396,7 +458,9 @@ impl<'a> Reader<'a> {
             8 => Value::String(self.string(key)?),
             9 => {
                 if depth >= MAX_DEPTH {
-                    return Err(Error::Invalid(format!("'{key}' nests arrays more than {MAX_DEPTH} deep")));
+                    return Err(Error::Invalid(format!(
+                        "'{key}' nests arrays more than {MAX_DEPTH} deep"
+                    )));
                 }
                 let ety = self.u32(key)?;
                 let n = self.u64(key)?;
@@ -406,10 +470,16 @@ impl<'a> Reader<'a> {
                     4..=6 => 4,
                     8 | 10..=12 => 8,
                     9 => 12,
-                    _ => return Err(Error::Invalid(format!("'{key}' is an array of unknown type {ety}"))),
+                    _ => {
+                        return Err(Error::Invalid(format!(
+                            "'{key}' is an array of unknown type {ety}"
+                        )));
+                    }
                 };
                 if n > MAX_ARRAY || n * min > self.remaining() as u64 {
-                    return Err(Error::Truncated(format!("'{key}' claims {n} elements, more than the file holds")));
+                    return Err(Error::Truncated(format!(
+                        "'{key}' claims {n} elements, more than the file holds"
+                    )));
                 }
                 let mut items = Vec::with_capacity(n as usize);
                 for _ in 0..n {
@@ -420,7 +490,11 @@ impl<'a> Reader<'a> {
             10 => Value::U64(self.u64(key)?),
             11 => Value::I64(i64::from_le_bytes(self.array(key)?)),
             12 => Value::F64(f64::from_le_bytes(self.array(key)?)),
-            _ => return Err(Error::Invalid(format!("'{key}' has unknown value type {ty}"))),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "'{key}' has unknown value type {ty}"
+                )));
+            }
         })
     }
 }

@@ -17,7 +17,13 @@ pub struct KvStore {
 
 impl KvStore {
     pub fn new(block_size: usize, n_layers: usize, kv_dim: usize, max_blocks: usize) -> Self {
-        Self { block_size, n_layers, kv_dim, max_blocks, blocks: (0..max_blocks).map(|_| None).collect() }
+        Self {
+            block_size,
+            n_layers,
+            kv_dim,
+            max_blocks,
+            blocks: (0..max_blocks).map(|_| None).collect(),
+        }
     }
 
     fn block_len(&self) -> usize {
@@ -53,7 +59,10 @@ impl KvStore {
         let (bs, d) = (self.block_size, self.kv_dim);
         let b = self.blocks.get(id as usize)?.as_deref()?;
         let base = layer * 2 * bs * d;
-        Some((&b[base..base + bs * d], &b[base + bs * d..base + 2 * bs * d]))
+        Some((
+            &b[base..base + bs * d],
+            &b[base + bs * d..base + 2 * bs * d],
+        ))
     }
 
     /// Gives the memory of block `id` back (the block manager calls this when it frees a block).

@@ -33,14 +33,19 @@ pub mod testdata {
     pub fn models_dir() -> PathBuf {
         match std::env::var_os("LAR_MODELS") {
             Some(d) => PathBuf::from(d),
-            None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/lar/models"),
+            None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/lar/models"),
         }
     }
 
     /// The path of a test model; panics with instructions when it has not been fetched (tests must not silently skip).
     pub fn model(file: &str) -> PathBuf {
         let p = models_dir().join(file);
-        assert!(p.exists(), "{} is missing: run scripts/fetch-models.sh", p.display());
+        assert!(
+            p.exists(),
+            "{} is missing: run scripts/fetch-models.sh",
+            p.display()
+        );
         p
     }
 

@@ -62,7 +62,9 @@ impl Hparams {
     }
 
     pub fn is_swa_layer(&self, layer: usize) -> bool {
-        self.sliding_window.is_some() && self.swa_pattern > 0 && layer % self.swa_pattern < self.swa_pattern - 1
+        self.sliding_window.is_some()
+            && self.swa_pattern > 0
+            && layer % self.swa_pattern < self.swa_pattern - 1
     }
 }
 
@@ -126,13 +128,22 @@ impl Model {
             other => return Err(Error::UnsupportedArch(other.to_string())),
         };
         if hp.head_dim == 0 || hp.head_dim > MAX_HEAD_DIM || hp.head_dim % 2 != 0 {
-            return Err(Error::Unsupported(format!("head dimension {} (Lar supports even sizes up to {MAX_HEAD_DIM})", hp.head_dim)));
+            return Err(Error::Unsupported(format!(
+                "head dimension {} (Lar supports even sizes up to {MAX_HEAD_DIM})",
+                hp.head_dim
+            )));
         }
         if hp.n_head == 0 || hp.n_head_kv == 0 || hp.n_head % hp.n_head_kv != 0 {
-            return Err(Error::Invalid(format!("{} heads cannot share {} KV heads", hp.n_head, hp.n_head_kv)));
+            return Err(Error::Invalid(format!(
+                "{} heads cannot share {} KV heads",
+                hp.n_head, hp.n_head_kv
+            )));
         }
         if hp.rope_dim > hp.head_dim || hp.rope_dim % 2 != 0 {
-            return Err(Error::Invalid(format!("rope dimension {} for head dimension {}", hp.rope_dim, hp.head_dim)));
+            return Err(Error::Invalid(format!(
+                "rope dimension {} for head dimension {}",
+                hp.rope_dim, hp.head_dim
+            )));
         }
         let (d, hd) = (hp.n_embd, hp.head_dim);
         let tok_embd = Weight::load(&file, "token_embd.weight", hp.n_vocab, d)?;
@@ -142,7 +153,11 @@ impl Model {
         };
         let output_norm = load_vector(&file, "output_norm.weight", d)?;
         let opt = |name: String, n: usize| -> Result<Option<Vec<f32>>> {
-            if file.tensor(&name).is_some() { load_vector(&file, &name, n).map(Some) } else { Ok(None) }
+            if file.tensor(&name).is_some() {
+                load_vector(&file, &name, n).map(Some)
+            } else {
+                Ok(None)
+            }
         };
         let mut layers = Vec::with_capacity(hp.n_layers);
         for i in 0..hp.n_layers {
@@ -176,12 +191,26 @@ impl Model {
             }
         }
         let inv_freq_swa = ops::rope_inv_freq(hp.rope_dim, hp.rope_base_swa);
-        Ok(Self { hp, file, tok_embd, output_norm, output, layers, inv_freq, inv_freq_swa })
+        Ok(Self {
+            hp,
+            file,
+            tok_embd,
+            output_norm,
+            output,
+            layers,
+            inv_freq,
+            inv_freq_swa,
+        })
     }
 
     /// Runs the batch; returns logits per sequence: one row (`n_vocab`) for the last token, or one per token when
     /// `all_logits` is set. Writes the batch's K and V into `kv` at their positions.
-    pub fn forward(&self, batch: &[SeqBatch], kv: &mut KvStore, pool: &ThreadPool) -> Result<Vec<Vec<f32>>> {
+    pub fn forward(
+        &self,
+        batch: &[SeqBatch],
+        kv: &mut KvStore,
+        pool: &ThreadPool,
+    ) -> Result<Vec<Vec<f32>>> {
         let hp = &self.hp;
         let (d, hd, nh, nkv) = (hp.n_embd, hp.head_dim, hp.n_head, hp.n_head_kv);
         let kvd = hp.kv_dim();
@@ -190,13 +219,26 @@ impl Model {
         for (s, sb) in batch.iter().enumerate() {
             let end = sb.pos + sb.tokens.len();
             if sb.block_table.len() * kv.block_size < end {
-                return Err(Error::Invalid(format!("block table covers {} positions, batch needs {end}", sb.block_table.len() * kv.block_size)));
+                return Err(Error::Invalid(format!(
+                    "block table covers {} positions, batch needs {end}",
+                    sb.block_table.len() * kv.block_size
+                )));
             }
-            if let Some(&bad) = sb.block_table.iter().find(|&&b| b as usize >= kv.max_blocks) {
-                return Err(Error::Invalid(format!("block id {bad} is beyond the cache's {} blocks", kv.max_blocks)));
+            if let Some(&bad) = sb
+                .block_table
+                .iter()
+                .find(|&&b| b as usize >= kv.max_blocks)
+            {
+                return Err(Error::Invalid(format!(
+                    "block id {bad} is beyond the cache's {} blocks",
+                    kv.max_blocks
+                )));
             }
             if let Some(&t) = sb.tokens.iter().find(|&&t| t as usize >= hp.n_vocab) {
-                return Err(Error::Invalid(format!("token id {t} is outside the vocabulary of {}", hp.n_vocab)));
+                return Err(Error::Invalid(format!(
+                    "token id {t} is outside the vocabulary of {}",
+                    hp.n_vocab
+                )));
             }
             where_.extend((sb.pos..end).map(|p| (s, p)));
         }
@@ -231,7 +273,11 @@ impl Model {
             add_bias(&mut q, l.bq.as_deref());
             add_bias(&mut k, l.bk.as_deref());
             add_bias(&mut v, l.bv.as_deref());
-            let freqs = if hp.is_swa_layer(il) { &self.inv_freq_swa } else { &self.inv_freq };
+            let freqs = if hp.is_swa_layer(il) {
+                &self.inv_freq_swa
+            } else {
+                &self.inv_freq
+            };
             for (t, &(_, pos)) in where_.iter().enumerate() {
                 for h in 0..nh {
                     let head = &mut q[(t * nh + h) * hd..(t * nh + h + 1) * hd];
@@ -250,10 +296,21 @@ impl Model {
             }
             for (t, &(s, pos)) in where_.iter().enumerate() {
                 let block = batch[s].block_table[pos / kv.block_size];
-                kv.write(block, il, pos % kv.block_size, &k[t * kvd..(t + 1) * kvd], &v[t * kvd..(t + 1) * kvd]);
+                kv.write(
+                    block,
+                    il,
+                    pos % kv.block_size,
+                    &k[t * kvd..(t + 1) * kvd],
+                    &v[t * kvd..(t + 1) * kvd],
+                );
             }
             self.attention(il, &q, batch, &where_, kv, &mut att, pool);
-            matmul(&l.wo, ActSet::new(&att, n, nh * hd).for_weight(&l.wo), &mut o, pool);
+            matmul(
+                &l.wo,
+                ActSet::new(&att, n, nh * hd).for_weight(&l.wo),
+                &mut o,
+                pool,
+            );
             if let Some(w) = &l.post_attn_norm {
                 norm_rows_in_place(&mut o, w, hp.rms_eps, d);
             }
@@ -268,7 +325,12 @@ impl Model {
                 Activation::Silu => ops::silu_mul(&mut gate, &up),
                 Activation::Gelu => ops::gelu_mul(&mut gate, &up),
             }
-            matmul(&l.down, ActSet::new(&gate, n, hp.n_ff).for_weight(&l.down), &mut o, pool);
+            matmul(
+                &l.down,
+                ActSet::new(&gate, n, hp.n_ff).for_weight(&l.down),
+                &mut o,
+                pool,
+            );
             if let Some(w) = &l.post_ffn_norm {
                 norm_rows_in_place(&mut o, w, hp.rms_eps, d);
             }
@@ -288,15 +350,29 @@ impl Model {
         }
         let mut sel = vec![0f32; rows.len() * d];
         for (j, &r) in rows.iter().enumerate() {
-            ops::rms_norm(&x[r * d..(r + 1) * d], &self.output_norm, hp.rms_eps, &mut sel[j * d..(j + 1) * d]);
+            ops::rms_norm(
+                &x[r * d..(r + 1) * d],
+                &self.output_norm,
+                hp.rms_eps,
+                &mut sel[j * d..(j + 1) * d],
+            );
         }
         let nv = hp.n_vocab;
         let mut logits = vec![0f32; rows.len() * nv];
-        matmul(&self.output, ActSet::new(&sel, rows.len(), d).for_weight(&self.output), &mut logits, pool);
+        matmul(
+            &self.output,
+            ActSet::new(&sel, rows.len(), d).for_weight(&self.output),
+            &mut logits,
+            pool,
+        );
         let mut out = Vec::with_capacity(batch.len());
         let mut j = 0;
         for sb in batch {
-            let take = if sb.all_logits { sb.tokens.len() } else { usize::from(!sb.tokens.is_empty()) };
+            let take = if sb.all_logits {
+                sb.tokens.len()
+            } else {
+                usize::from(!sb.tokens.is_empty())
+            };
             out.push(logits[j * nv..(j + take) * nv].to_vec());
             j += take;
         }
@@ -321,14 +397,21 @@ impl Model {
         let group = nh / hp.n_head_kv;
         let kvd = hp.kv_dim();
         let bs = kv.block_size;
-        let window = if hp.is_swa_layer(layer) { hp.sliding_window } else { None };
+        let window = if hp.is_swa_layer(layer) {
+            hp.sliding_window
+        } else {
+            None
+        };
         let ptr = SyncPtr(out.as_mut_ptr());
         pool.run(where_.len() * nh, &|task| {
             let out = ptr;
             let (t, h) = (task / nh, task % nh);
             let (s, pos) = where_[t];
             let g = h / group;
-            let qh: Vec<f32> = q[(t * nh + h) * hd..(t * nh + h + 1) * hd].iter().map(|x| half::f16::from_f32(*x).to_f32()).collect();
+            let qh: Vec<f32> = q[(t * nh + h) * hd..(t * nh + h + 1) * hd]
+                .iter()
+                .map(|x| half::f16::from_f32(*x).to_f32())
+                .collect();
             let qh = &qh[..];
             let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
             let mut acc = [0f32; MAX_HEAD_DIM];
@@ -337,7 +420,9 @@ impl Model {
             let mut p = lo;
             while p <= pos {
                 let block = batch[s].block_table[p / bs];
-                let Some((kb, vb)) = kv.layer(block, layer) else { break };
+                let Some((kb, vb)) = kv.layer(block, layer) else {
+                    break;
+                };
                 let end = ((p / bs + 1) * bs).min(pos + 1);
                 for pp in p..end {
                     let off = (pp % bs) * kvd + g * hd;

@@ -112,7 +112,11 @@ pub fn rope(x: &mut [f32], pos: usize, inv_freq: &[f32], neox: bool) {
     for (i, &f) in inv_freq.iter().enumerate() {
         let theta = pos as f32 * f;
         let (s, c) = theta.sin_cos();
-        let (a, b) = if neox { (i, i + half) } else { (2 * i, 2 * i + 1) };
+        let (a, b) = if neox {
+            (i, i + half)
+        } else {
+            (2 * i, 2 * i + 1)
+        };
         let (x0, x1) = (x[a], x[b]);
         x[a] = x0 * c - x1 * s;
         x[b] = x0 * s + x1 * c;

@@ -69,7 +69,11 @@ impl ThreadPool {
                     .expect("spawning a worker thread")
             })
             .collect();
-        Self { shared, workers, caller: Mutex::new(()) }
+        Self {
+            shared,
+            workers,
+            caller: Mutex::new(()),
+        }
     }
 
     pub fn n_threads(&self) -> usize {
@@ -89,7 +93,8 @@ impl ThreadPool {
         let s = &*self.shared;
         // SAFETY: the pointer is only dereferenced by workers between the generation bump below and their
         // decrement of `active`, and this function does not return before `active` is back to zero.
-        let ptr: *const Job = unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static Job>(f) };
+        let ptr: *const Job =
+            unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static Job>(f) };
         *s.job.lock().unwrap_or_else(|e| e.into_inner()) = Some(JobPtr(ptr));
         s.next.store(0, Ordering::Relaxed);
         s.n_tasks.store(n_tasks, Ordering::Relaxed);
@@ -103,7 +108,11 @@ impl ThreadPool {
         let mut spins = 0u32;
         while s.active.load(Ordering::Acquire) != 0 {
             spins += 1;
-            if spins < SPIN_YIELD { std::hint::spin_loop() } else { std::thread::yield_now() }
+            if spins < SPIN_YIELD {
+                std::hint::spin_loop()
+            } else {
+                std::thread::yield_now()
+            }
         }
         if caller_panic || s.panicked.swap(false, Ordering::Relaxed) {
             panic!("a task of the thread pool panicked");
@@ -137,7 +146,11 @@ fn worker(s: &Shared) {
             }
             spins += 1;
             if spins < SPIN {
-                if spins < SPIN_YIELD { std::hint::spin_loop() } else { std::thread::yield_now() }
+                if spins < SPIN_YIELD {
+                    std::hint::spin_loop()
+                } else {
+                    std::thread::yield_now()
+                }
                 continue;
             }
             let guard = s.lock.lock().unwrap_or_else(|e| e.into_inner());

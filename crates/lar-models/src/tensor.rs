@@ -26,14 +26,23 @@ pub struct Weight {
 
 impl std::fmt::Debug for Weight {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Weight({} {} {}x{})", self.name, self.ty.name(), self.rows, self.cols)
+        write!(
+            f,
+            "Weight({} {} {}x{})",
+            self.name,
+            self.ty.name(),
+            self.rows,
+            self.cols
+        )
     }
 }
 
 impl Weight {
     /// The tensor `name`, which must be `[cols, rows]` in GGUF order.
     pub fn load(file: &Arc<Gguf>, name: &str, rows: usize, cols: usize) -> Result<Self> {
-        let info = file.tensor(name).ok_or_else(|| Error::MissingTensor(name.into()))?;
+        let info = file
+            .tensor(name)
+            .ok_or_else(|| Error::MissingTensor(name.into()))?;
         Self::from_info(file, info, rows, cols)
     }
 
@@ -44,10 +53,18 @@ impl Weight {
             _ => false,
         };
         if !ok {
-            return Err(Error::BadShape { name: info.name.clone(), got: info.dims.clone(), want: vec![cols, rows] });
+            return Err(Error::BadShape {
+                name: info.name.clone(),
+                got: info.dims.clone(),
+                want: vec![cols, rows],
+            });
         }
         if info.ty == GgmlType::Q8_1 || info.ty == GgmlType::Q8_K {
-            return Err(Error::Unsupported(format!("tensor '{}' has type {}, which is for activations", info.name, info.ty.name())));
+            return Err(Error::Unsupported(format!(
+                "tensor '{}' has type {}, which is for activations",
+                info.name,
+                info.ty.name()
+            )));
         }
         Ok(Self {
             name: info.name.clone(),
@@ -77,9 +94,15 @@ impl Weight {
 
 /// Reads a 1-D f32 (or f16/bf16) tensor of `n` elements, e.g. a norm weight.
 pub fn load_vector(file: &Gguf, name: &str, n: usize) -> Result<Vec<f32>> {
-    let info = file.tensor(name).ok_or_else(|| Error::MissingTensor(name.into()))?;
+    let info = file
+        .tensor(name)
+        .ok_or_else(|| Error::MissingTensor(name.into()))?;
     if info.dims != [n] {
-        return Err(Error::BadShape { name: name.into(), got: info.dims.clone(), want: vec![n] });
+        return Err(Error::BadShape {
+            name: name.into(),
+            got: info.dims.clone(),
+            want: vec![n],
+        });
     }
     let mut out = vec![0f32; n];
     quant::dequantize(info.ty, file.tensor_data(info), &mut out);
@@ -122,7 +145,12 @@ pub struct ActSet<'a> {
 
 impl<'a> ActSet<'a> {
     pub fn new(x: &'a [f32], n_rows: usize, cols: usize) -> Self {
-        Self { x, n_rows, cols, by_type: Vec::with_capacity(2) }
+        Self {
+            x,
+            n_rows,
+            cols,
+            by_type: Vec::with_capacity(2),
+        }
     }
 
     pub fn for_weight(&mut self, w: &Weight) -> &Acts {
@@ -154,7 +182,11 @@ pub fn matmul(w: &Weight, x: &Acts, out: &mut [f32], pool: &ThreadPool) {
     let ptr = SyncPtr(out.as_mut_ptr());
     // Enough tasks to balance, few enough that each is worth handing out.
     let work = rows * n * cols;
-    let n_tasks = if work < 1 << 14 { 1 } else { (pool.n_threads() * 4).min(rows) };
+    let n_tasks = if work < 1 << 14 {
+        1
+    } else {
+        (pool.n_threads() * 4).min(rows)
+    };
     pool.run(n_tasks, &|t| {
         let p = ptr;
         for r in split(rows, n_tasks, t) {

@@ -19,7 +19,11 @@ fn full() -> Vec<u8> {
 fn parse(bytes: Vec<u8>) -> Result<Gguf, Error> {
     let t = Instant::now();
     let r = std::panic::catch_unwind(|| Gguf::from_bytes(bytes)).expect("the parser panicked");
-    assert!(t.elapsed() < Duration::from_secs(1), "parsing took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "parsing took {:?}",
+        t.elapsed()
+    );
     r
 }
 
@@ -37,7 +41,11 @@ fn err(bytes: Vec<u8>) -> String {
 /// Offset just past the key `key`'s name in the metadata (where its type field starts).
 fn after_key(bytes: &[u8], key: &str) -> usize {
     let needle = [&(key.len() as u64).to_le_bytes()[..], key.as_bytes()].concat();
-    bytes.windows(needle.len()).position(|w| w == needle.as_slice()).expect("key present") + needle.len()
+    bytes
+        .windows(needle.len())
+        .position(|w| w == needle.as_slice())
+        .expect("key present")
+        + needle.len()
 }
 
 #[test]
@@ -94,7 +102,10 @@ fn truncation_anywhere_is_an_error() {
     let b = header();
     for cut in [5, 12, 20, 30, 1000, 100_000, 1_000_000, 2_000_000] {
         let m = err(b[..cut].to_vec());
-        assert!(m.contains("truncated") || m.contains("exceeds"), "cut at {cut}: {m}");
+        assert!(
+            m.contains("truncated") || m.contains("exceeds"),
+            "cut at {cut}: {m}"
+        );
     }
     // The full header but the tensor data cut short: the tensor past the end is named.
     let m = err(header());
@@ -107,14 +118,22 @@ fn unsupported_architecture_and_missing_tokenizer() {
     let at = after_key(&b, "general.architecture") + 4 + 8; // type, string length
     b[at..at + 5].copy_from_slice(b"mamba");
     let g = Gguf::from_bytes(b).unwrap();
-    let e = Model::from_gguf(std::sync::Arc::new(g)).err().expect("unsupported architecture accepted");
-    assert!(e.to_string().contains("architecture 'mamba' is not supported"), "{e}");
+    let e = Model::from_gguf(std::sync::Arc::new(g))
+        .err()
+        .expect("unsupported architecture accepted");
+    assert!(
+        e.to_string()
+            .contains("architecture 'mamba' is not supported"),
+        "{e}"
+    );
     // Rename the tokenizer key: the model loads, the tokenizer is reported missing.
     let mut b = full();
     let at = after_key(&b, "tokenizer.ggml.model") - 5;
     b[at..at + 5].copy_from_slice(b"xodel");
     let g = Gguf::from_bytes(b).unwrap();
-    let e = lar_tokenizer::Tokenizer::from_gguf(&g).err().expect("missing tokenizer accepted");
+    let e = lar_tokenizer::Tokenizer::from_gguf(&g)
+        .err()
+        .expect("missing tokenizer accepted");
     assert!(e.to_string().contains("no tokenizer"), "{e}");
 }
 
@@ -133,7 +152,12 @@ fn random_mutations_of_the_header_never_panic() {
     for _ in 0..300 {
         let mut b = base.clone();
         for _ in 0..1 + next() % 8 {
-            let i = (next() % 4096) as usize + if next() % 2 == 0 { 0 } else { (next() % 1_700_000) as usize };
+            let i = (next() % 4096) as usize
+                + if next() % 2 == 0 {
+                    0
+                } else {
+                    (next() % 1_700_000) as usize
+                };
             let i = i.min(b.len() - 1);
             b[i] = next() as u8;
         }

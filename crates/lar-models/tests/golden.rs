@@ -28,12 +28,23 @@ fn load_forced(golden: &str) -> Forced {
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     let f = &json["forced"];
     Forced {
-        ids: f["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect(),
+        ids: f["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect(),
         top8: f["top8"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|row| row.as_array().unwrap().iter().map(|p| (p[0].as_u64().unwrap() as u32, p[1].as_f64().unwrap() as f32)).collect())
+            .map(|row| {
+                row.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| (p[0].as_u64().unwrap() as u32, p[1].as_f64().unwrap() as f32))
+                    .collect()
+            })
             .collect(),
         noise_agreement: json["noise"]["top1_agreement"].as_f64().unwrap(),
         noise_diff: json["noise"]["mean_abs_diff"].as_f64().unwrap() as f32,
@@ -41,11 +52,18 @@ fn load_forced(golden: &str) -> Forced {
 }
 
 fn argmax(x: &[f32]) -> u32 {
-    x.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0 as u32
+    x.iter()
+        .enumerate()
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+        )
+        .0 as u32
 }
 
 fn check(model_file: &str, golden: &str) {
-    let model = Model::from_gguf(Arc::new(Gguf::open(&testdata::model(model_file)).unwrap())).unwrap();
+    let model =
+        Model::from_gguf(Arc::new(Gguf::open(&testdata::model(model_file)).unwrap())).unwrap();
     let f = load_forced(golden);
     let n = f.ids.len();
     assert_eq!(n, 512);
@@ -57,7 +75,12 @@ fn check(model_file: &str, golden: &str) {
     let half = 300;
     let mut logits = Vec::new();
     for (start, end) in [(0, half), (half, n)] {
-        let b = SeqBatch { tokens: &f.ids[start..end], pos: start, block_table: &table, all_logits: true };
+        let b = SeqBatch {
+            tokens: &f.ids[start..end],
+            pos: start,
+            block_table: &table,
+            all_logits: true,
+        };
         let out = model.forward(&[b], &mut kv, &pool).unwrap().remove(0);
         logits.extend(out.chunks_exact(model.hp.n_vocab).map(|c| c.to_vec()));
     }
@@ -74,21 +97,56 @@ fn check(model_file: &str, golden: &str) {
         }
     }
     if std::env::var("LAR_DEBUG_GOLDEN").is_ok() {
-        for (i, (row, top)) in logits.iter().zip(&f.top8).enumerate().filter(|(i, _)| *i < 8 || i % 64 == 0) {
-            let d: Vec<String> = top.iter().take(4).map(|&(id, l)| format!("{:+.3}", row[id as usize] - l)).collect();
-            eprintln!("pos {i}: top1 {} ({:.3}) diffs {}", top[0].0, top[0].1, d.join(" "));
+        for (i, (row, top)) in logits
+            .iter()
+            .zip(&f.top8)
+            .enumerate()
+            .filter(|(i, _)| *i < 8 || i % 64 == 0)
+        {
+            let d: Vec<String> = top
+                .iter()
+                .take(4)
+                .map(|&(id, l)| format!("{:+.3}", row[id as usize] - l))
+                .collect();
+            eprintln!(
+                "pos {i}: top1 {} ({:.3}) diffs {}",
+                top[0].0,
+                top[0].1,
+                d.join(" ")
+            );
         }
     }
     let mean = (diff_sum / diff_n as f64) as f32;
     let rate = agree as f64 / n as f64;
-    eprintln!("{model_file}: top-1 agreement {agree}/{n} = {:.2}%, mean |logit diff| {mean:.4}, flips (pos, llama.cpp top1-top2 gap) {flips:?}", rate * 100.0);
-    let clear: Vec<usize> = (0..n).filter(|&i| f.top8[i][0].1 - f.top8[i][1].1 > GAP).collect();
+    eprintln!(
+        "{model_file}: top-1 agreement {agree}/{n} = {:.2}%, mean |logit diff| {mean:.4}, flips (pos, llama.cpp top1-top2 gap) {flips:?}",
+        rate * 100.0
+    );
+    let clear: Vec<usize> = (0..n)
+        .filter(|&i| f.top8[i][0].1 - f.top8[i][1].1 > GAP)
+        .collect();
     let clear_flips = flips.iter().filter(|(i, _)| clear.contains(i)).count();
     let clear_rate = 1.0 - clear_flips as f64 / clear.len() as f64;
-    eprintln!("  clear positions (gap > {GAP}): {} with {clear_flips} flips; llama.cpp noise: agreement {:.4}, diff {:.4}", clear.len(), f.noise_agreement, f.noise_diff);
-    assert!(clear_rate >= 0.99, "top-1 agreement at clear positions {clear_rate} < 0.99");
-    assert!(rate >= f.noise_agreement - 0.02, "top-1 agreement {rate} below llama.cpp's own floor {}", f.noise_agreement);
-    assert!(mean <= 1.25 * f.noise_diff, "mean |logit diff| {mean} > 1.25 x llama.cpp's own {}", f.noise_diff);
+    eprintln!(
+        "  clear positions (gap > {GAP}): {} with {clear_flips} flips; llama.cpp noise: agreement {:.4}, diff {:.4}",
+        clear.len(),
+        f.noise_agreement,
+        f.noise_diff
+    );
+    assert!(
+        clear_rate >= 0.99,
+        "top-1 agreement at clear positions {clear_rate} < 0.99"
+    );
+    assert!(
+        rate >= f.noise_agreement - 0.02,
+        "top-1 agreement {rate} below llama.cpp's own floor {}",
+        f.noise_agreement
+    );
+    assert!(
+        mean <= 1.25 * f.noise_diff,
+        "mean |logit diff| {mean} > 1.25 x llama.cpp's own {}",
+        f.noise_diff
+    );
 }
 
 #[test]

@@ -59,14 +59,22 @@ pub struct StopMatcher {
 
 impl StopMatcher {
     pub fn new(stops: &[String]) -> Self {
-        Self { stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(), held: String::new() }
+        Self {
+            stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            held: String::new(),
+        }
     }
 
     /// Adds a piece of text; returns the text safe to show now, and whether a stop string was found (in which case
     /// the returned text ends right before it and nothing more should be generated).
     pub fn push(&mut self, text: &str) -> (String, bool) {
         self.held.push_str(text);
-        if let Some(pos) = self.stops.iter().filter_map(|s| self.held.find(s.as_str())).min() {
+        if let Some(pos) = self
+            .stops
+            .iter()
+            .filter_map(|s| self.held.find(s.as_str()))
+            .min()
+        {
             let out = self.held[..pos].to_string();
             self.held.clear();
             return (out, true);
@@ -74,7 +82,10 @@ impl StopMatcher {
         // Hold back the longest tail that is a prefix of some stop string.
         let mut keep = 0;
         for s in &self.stops {
-            if let Some(i) = (1..s.len()).rev().find(|&i| s.is_char_boundary(i) && self.held.ends_with(&s[..i])) {
+            if let Some(i) = (1..s.len())
+                .rev()
+                .find(|&i| s.is_char_boundary(i) && self.held.ends_with(&s[..i]))
+            {
                 keep = keep.max(i);
             }
         }

@@ -34,7 +34,9 @@ impl PartialOrd for Cand {
 }
 impl Ord for Cand {
     fn cmp(&self, o: &Self) -> Ordering {
-        self.priority.total_cmp(&o.priority).then_with(|| o.left.cmp(&self.left))
+        self.priority
+            .total_cmp(&o.priority)
+            .then_with(|| o.left.cmp(&self.left))
     }
 }
 
@@ -43,7 +45,12 @@ impl Ord for Cand {
 pub fn merge(text: &str, score: impl Fn(&str, &str) -> Option<f64>) -> Vec<std::ops::Range<usize>> {
     let mut syms: Vec<Sym> = Vec::new();
     for (i, (start, c)) in text.char_indices().enumerate() {
-        syms.push(Sym { start, len: c.len_utf8(), prev: i.checked_sub(1), next: None });
+        syms.push(Sym {
+            start,
+            len: c.len_utf8(),
+            prev: i.checked_sub(1),
+            next: None,
+        });
         if i > 0 {
             syms[i - 1].next = Some(i);
         }
@@ -52,7 +59,12 @@ pub fn merge(text: &str, score: impl Fn(&str, &str) -> Option<f64>) -> Vec<std::
     let mut heap = BinaryHeap::new();
     let push = |heap: &mut BinaryHeap<Cand>, syms: &[Sym], l: usize, r: usize| {
         if let Some(priority) = score(piece(&syms[l]), piece(&syms[r])) {
-            heap.push(Cand { priority, left: l, right: r, len: syms[l].len + syms[r].len });
+            heap.push(Cand {
+                priority,
+                left: l,
+                right: r,
+                len: syms[l].len + syms[r].len,
+            });
         }
     };
     for i in 1..syms.len() {

@@ -38,20 +38,40 @@ pub struct ChatTemplate {
 impl ChatTemplate {
     /// `spec` is a built-in name or Jinja source.
     pub fn new(spec: &str) -> Result<Self> {
-        let source = BUILTIN.iter().find(|(n, _)| *n == spec).map_or(spec, |(_, s)| s).to_string();
+        let source = BUILTIN
+            .iter()
+            .find(|(n, _)| *n == spec)
+            .map_or(spec, |(_, s)| s)
+            .to_string();
         let mut env = Environment::new();
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         minijinja_contrib::add_to_environment(&mut env);
-        env.add_function("raise_exception", |msg: String| -> std::result::Result<Value, minijinja::Error> {
-            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
-        });
-        env.add_template_owned("chat", source.clone()).map_err(|e| Error::Template(e.to_string()))?;
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<Value, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    msg,
+                ))
+            },
+        );
+        env.add_template_owned("chat", source.clone())
+            .map_err(|e| Error::Template(e.to_string()))?;
         Ok(Self { env, source })
     }
 
     /// Renders the conversation; `add_generation_prompt` opens the assistant's turn.
-    pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool, bos: &str, eos: &str) -> Result<String> {
-        let tmpl = self.env.get_template("chat").map_err(|e| Error::Template(e.to_string()))?;
+    pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        bos: &str,
+        eos: &str,
+    ) -> Result<String> {
+        let tmpl = self
+            .env
+            .get_template("chat")
+            .map_err(|e| Error::Template(e.to_string()))?;
         let msgs: Vec<Value> = messages
             .iter()
             .map(|m| {
@@ -76,22 +96,54 @@ mod tests {
     #[test]
     fn chatml_renders_roles_and_generation_prompt() {
         let t = ChatTemplate::new("chatml").unwrap();
-        let s = t.render(&[ChatMessage::new(Role::System, "Be brief."), ChatMessage::new(Role::User, "Hi")], true, "", "").unwrap();
-        assert_eq!(s, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+        let s = t
+            .render(
+                &[
+                    ChatMessage::new(Role::System, "Be brief."),
+                    ChatMessage::new(Role::User, "Hi"),
+                ],
+                true,
+                "",
+                "",
+            )
+            .unwrap();
+        assert_eq!(
+            s,
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
     }
 
     #[test]
     fn gemma_folds_the_system_prompt_into_the_first_user_turn() {
         let t = ChatTemplate::new("gemma").unwrap();
-        let s = t.render(&[ChatMessage::new(Role::System, "Be brief."), ChatMessage::new(Role::User, "Hi")], true, "<bos>", "").unwrap();
-        assert_eq!(s, "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n");
+        let s = t
+            .render(
+                &[
+                    ChatMessage::new(Role::System, "Be brief."),
+                    ChatMessage::new(Role::User, "Hi"),
+                ],
+                true,
+                "<bos>",
+                "",
+            )
+            .unwrap();
+        assert_eq!(
+            s,
+            "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n"
+        );
     }
 
     #[test]
     fn python_methods_and_raise_exception_work() {
         let t = ChatTemplate::new("{% if messages[0].content.strip().startswith('x') %}{{ raise_exception('no x') }}{% endif %}ok").unwrap();
-        assert_eq!(t.render(&[ChatMessage::new(Role::User, " y ")], false, "", "").unwrap(), "ok");
-        let err = t.render(&[ChatMessage::new(Role::User, " x ")], false, "", "").unwrap_err();
+        assert_eq!(
+            t.render(&[ChatMessage::new(Role::User, " y ")], false, "", "")
+                .unwrap(),
+            "ok"
+        );
+        let err = t
+            .render(&[ChatMessage::new(Role::User, " x ")], false, "", "")
+            .unwrap_err();
         assert!(err.to_string().contains("no x"), "{err}");
     }
 }

@@ -36,8 +36,12 @@ const QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|
 fn pre_regexes(pre: &str) -> Result<Vec<&'static str>> {
     Ok(match pre {
         "default" | "gpt2" | "gpt-2" | "mpt" | "olmo" => vec![GPT2],
-        "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva-7b" => vec![r"\p{N}", GPT2],
-        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "pixtral" | "dbrx" | "smaug-bpe" => vec![LLAMA3],
+        "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva-7b" => {
+            vec![r"\p{N}", GPT2]
+        }
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "pixtral" | "dbrx" | "smaug-bpe" => {
+            vec![LLAMA3]
+        }
         "qwen2" | "deepseek-r1-qwen" | "qwen35" | "stablelm2" | "hunyuan" => vec![QWEN2],
         other => return Err(Error::Unsupported(format!("BPE pre-tokenizer '{other}'"))),
     })
@@ -48,7 +52,8 @@ fn bytes_to_unicode() -> [char; 256] {
     let mut map = ['\0'; 256];
     let mut n = 0u32;
     for b in 0..256u32 {
-        let printable = (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+        let printable =
+            (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
         map[b as usize] = if printable {
             char::from_u32(b).unwrap_or('?')
         } else {
@@ -64,22 +69,45 @@ impl Tokenizer {
         let regexes = match &vocab.model {
             Model::Bpe { pre } => pre_regexes(pre)?
                 .into_iter()
-                .map(|r| Regex::new(r).map_err(|e| Error::Invalid(format!("pre-tokenizer regex: {e}"))))
+                .map(|r| {
+                    Regex::new(r).map_err(|e| Error::Invalid(format!("pre-tokenizer regex: {e}")))
+                })
                 .collect::<Result<_>>()?,
             Model::Spm => Vec::new(),
         };
         let mut specials: Vec<u32> = (0..vocab.len() as u32)
-            .filter(|&i| matches!(vocab.types[i as usize], TokenType::Control | TokenType::UserDefined | TokenType::Unknown))
+            .filter(|&i| {
+                matches!(
+                    vocab.types[i as usize],
+                    TokenType::Control | TokenType::UserDefined | TokenType::Unknown
+                )
+            })
             .filter(|&i| !vocab.tokens[i as usize].is_empty())
             .collect();
-        specials.sort_by(|&a, &b| vocab.tokens[b as usize].len().cmp(&vocab.tokens[a as usize].len()).then(a.cmp(&b)));
+        specials.sort_by(|&a, &b| {
+            vocab.tokens[b as usize]
+                .len()
+                .cmp(&vocab.tokens[a as usize].len())
+                .then(a.cmp(&b))
+        });
         let byte_enc = bytes_to_unicode();
-        let byte_dec = byte_enc.iter().enumerate().map(|(b, &c)| (c, b as u8)).collect();
+        let byte_dec = byte_enc
+            .iter()
+            .enumerate()
+            .map(|(b, &c)| (c, b as u8))
+            .collect();
         let mut byte_tokens = [None; 256];
         for (b, slot) in byte_tokens.iter_mut().enumerate() {
             *slot = vocab.id(&format!("<0x{b:02X}>"));
         }
-        Ok(Self { vocab, regexes, specials, byte_enc, byte_dec, byte_tokens })
+        Ok(Self {
+            vocab,
+            regexes,
+            specials,
+            byte_enc,
+            byte_dec,
+            byte_tokens,
+        })
     }
 
     /// Token ids of `text`. `add_special`: add BOS/EOS as the model asks; `parse_special`: turn control-token
@@ -87,7 +115,8 @@ impl Tokenizer {
     pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
         let mut out = Vec::new();
         let v = &self.vocab;
-        if add_special && v.add_bos
+        if add_special
+            && v.add_bos
             && let Some(b) = v.bos
         {
             out.push(b);
@@ -115,7 +144,8 @@ impl Tokenizer {
                 }
             }
         }
-        if add_special && v.add_eos
+        if add_special
+            && v.add_eos
             && let Some(e) = v.eos
         {
             out.push(e);
@@ -134,7 +164,10 @@ impl Tokenizer {
                 continue;
             }
             let pat = self.vocab.tokens[id as usize].as_str();
-            if !frags.iter().any(|f| matches!(f, Frag::Text(t) if t.contains(pat))) {
+            if !frags
+                .iter()
+                .any(|f| matches!(f, Frag::Text(t) if t.contains(pat)))
+            {
                 continue;
             }
             let mut next = Vec::with_capacity(frags.len() + 2);
@@ -186,7 +219,9 @@ impl Tokenizer {
         for word in pieces {
             let enc: String = word.bytes().map(|b| self.byte_enc[b as usize]).collect();
             let parts = merge(&enc, |a, b| {
-                v.merges.get(&(a.to_string(), b.to_string())).map(|&r| -(r as f64))
+                v.merges
+                    .get(&(a.to_string(), b.to_string()))
+                    .map(|&r| -(r as f64))
             });
             for r in parts {
                 let s = &enc[r];
@@ -221,9 +256,8 @@ impl Tokenizer {
                 Some(id) => out.push(id),
                 None => {
                     for b in s.bytes() {
-                        match self.byte_tokens[b as usize].or(v.unk) {
-                            Some(id) => out.push(id),
-                            None => {}
+                        if let Some(id) = self.byte_tokens[b as usize].or(v.unk) {
+                            out.push(id);
                         }
                     }
                 }
@@ -234,10 +268,16 @@ impl Tokenizer {
     /// The bytes token `id` stands for. Control tokens give their text only when `special` is set.
     pub fn token_bytes(&self, id: u32, special: bool) -> Vec<u8> {
         let v = &self.vocab;
-        let Some(text) = v.tokens.get(id as usize) else { return Vec::new() };
+        let Some(text) = v.tokens.get(id as usize) else {
+            return Vec::new();
+        };
         match v.types[id as usize] {
             TokenType::Control | TokenType::Unknown | TokenType::Unused => {
-                if special { text.as_bytes().to_vec() } else { Vec::new() }
+                if special {
+                    text.as_bytes().to_vec()
+                } else {
+                    Vec::new()
+                }
             }
             TokenType::Byte => match self.byte_tokens.iter().position(|&t| t == Some(id)) {
                 Some(b) => vec![b as u8],
@@ -262,7 +302,10 @@ impl Tokenizer {
 
     /// The text of a sequence of tokens (invalid UTF-8 replaced), without control tokens unless `special`.
     pub fn decode(&self, ids: &[u32], special: bool) -> String {
-        let bytes: Vec<u8> = ids.iter().flat_map(|&id| self.token_bytes(id, special)).collect();
+        let bytes: Vec<u8> = ids
+            .iter()
+            .flat_map(|&id| self.token_bytes(id, special))
+            .collect();
         String::from_utf8_lossy(&bytes).into_owned()
     }
 

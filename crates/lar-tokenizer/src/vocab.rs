@@ -60,29 +60,63 @@ pub struct Vocab {
 }
 
 /// Texts of end-of-turn tokens that mark the end of a generation in common chat formats.
-const EOG_TEXTS: &[&str] = &["<|eot_id|>", "<|im_end|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>"];
+const EOG_TEXTS: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<end_of_turn>",
+    "<|end|>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "</s>",
+    "<eos>",
+];
 
 impl Vocab {
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
-        let model_name = g.get_str("tokenizer.ggml.model").map_err(|_| Error::MissingTokenizer)?;
+        let model_name = g
+            .get_str("tokenizer.ggml.model")
+            .map_err(|_| Error::MissingTokenizer)?;
         let model = match model_name {
-            "gpt2" => Model::Bpe { pre: g.get_str("tokenizer.ggml.pre").unwrap_or("default").to_string() },
+            "gpt2" => Model::Bpe {
+                pre: g
+                    .get_str("tokenizer.ggml.pre")
+                    .unwrap_or("default")
+                    .to_string(),
+            },
             "llama" => Model::Spm,
-            other => return Err(Error::Unsupported(format!("tokenizer model '{other}' (Lar reads gpt2 and llama)"))),
+            other => {
+                return Err(Error::Unsupported(format!(
+                    "tokenizer model '{other}' (Lar reads gpt2 and llama)"
+                )));
+            }
         };
-        let tokens: Vec<String> = string_array(g, "tokenizer.ggml.tokens")?.ok_or(Error::MissingTokenizer)?;
+        let tokens: Vec<String> =
+            string_array(g, "tokenizer.ggml.tokens")?.ok_or(Error::MissingTokenizer)?;
         let n = tokens.len();
         if n == 0 {
             return Err(Error::MissingTokenizer);
         }
         let types = match g.get("tokenizer.ggml.token_type").and_then(Value::as_array) {
-            Some(a) if a.len() == n => a.iter().map(|v| TokenType::from_i64(v.as_i64().unwrap_or(1))).collect(),
-            Some(a) => return Err(Error::Invalid(format!("{} token types for {n} tokens", a.len()))),
+            Some(a) if a.len() == n => a
+                .iter()
+                .map(|v| TokenType::from_i64(v.as_i64().unwrap_or(1)))
+                .collect(),
+            Some(a) => {
+                return Err(Error::Invalid(format!(
+                    "{} token types for {n} tokens",
+                    a.len()
+                )));
+            }
             None => vec![TokenType::Normal; n],
         };
         let scores = match g.get("tokenizer.ggml.scores").and_then(Value::as_array) {
             Some(a) if a.len() == n => a.iter().map(|v| v.as_f64().unwrap_or(0.0) as f32).collect(),
-            Some(a) => return Err(Error::Invalid(format!("{} token scores for {n} tokens", a.len()))),
+            Some(a) => {
+                return Err(Error::Invalid(format!(
+                    "{} token scores for {n} tokens",
+                    a.len()
+                )));
+            }
             None => vec![0.0; n],
         };
         let mut token_to_id = HashMap::with_capacity(n);
@@ -95,17 +129,34 @@ impl Vocab {
                 let (a, b) = m
                     .split_once(' ')
                     .ok_or_else(|| Error::Invalid(format!("merge #{rank} '{m}' has no space")))?;
-                merges.entry((a.to_string(), b.to_string())).or_insert(rank as u32);
+                merges
+                    .entry((a.to_string(), b.to_string()))
+                    .or_insert(rank as u32);
             }
         }
-        let id = |k: &str| -> Option<u32> { g.get(k).and_then(Value::as_u64).filter(|&v| (v as usize) < n).map(|v| v as u32) };
+        let id = |k: &str| -> Option<u32> {
+            g.get(k)
+                .and_then(Value::as_u64)
+                .filter(|&v| (v as usize) < n)
+                .map(|v| v as u32)
+        };
         let flag = |k: &str, default: bool| g.get(k).and_then(Value::as_bool).unwrap_or(default);
         let is_spm = model == Model::Spm;
-        let (bos, eos, unk) = (id("tokenizer.ggml.bos_token_id"), id("tokenizer.ggml.eos_token_id"), id("tokenizer.ggml.unknown_token_id"));
-        let mut eog: Vec<u32> = eos.into_iter().chain(id("tokenizer.ggml.eot_token_id")).collect();
+        let (bos, eos, unk) = (
+            id("tokenizer.ggml.bos_token_id"),
+            id("tokenizer.ggml.eos_token_id"),
+            id("tokenizer.ggml.unknown_token_id"),
+        );
+        let mut eog: Vec<u32> = eos
+            .into_iter()
+            .chain(id("tokenizer.ggml.eot_token_id"))
+            .collect();
         for t in EOG_TEXTS {
             if let Some(&i) = token_to_id.get(*t)
-                && matches!(types[i as usize], TokenType::Control | TokenType::UserDefined)
+                && matches!(
+                    types[i as usize],
+                    TokenType::Control | TokenType::UserDefined
+                )
                 && !eog.contains(&i)
             {
                 eog.push(i);
@@ -141,15 +192,24 @@ impl Vocab {
     }
 
     pub fn is_control(&self, id: u32) -> bool {
-        matches!(self.types.get(id as usize), Some(TokenType::Control | TokenType::Unknown))
+        matches!(
+            self.types.get(id as usize),
+            Some(TokenType::Control | TokenType::Unknown)
+        )
     }
 }
 
 fn string_array(g: &Gguf, key: &str) -> Result<Option<Vec<String>>> {
     let Some(v) = g.get(key) else { return Ok(None) };
-    let a = v.as_array().ok_or_else(|| Error::Invalid(format!("{key} is not an array")))?;
+    let a = v
+        .as_array()
+        .ok_or_else(|| Error::Invalid(format!("{key} is not an array")))?;
     a.iter()
-        .map(|v| v.as_str().map(str::to_string).ok_or_else(|| Error::Invalid(format!("{key} holds a non-string"))))
+        .map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| Error::Invalid(format!("{key} holds a non-string")))
+        })
         .collect::<Result<Vec<_>>>()
         .map(Some)
 }

@@ -14,7 +14,12 @@ fn check(model_file: &str, golden: &str) {
     assert!(cases.len() >= 6);
     for case in cases {
         let t = case["text"].as_str().unwrap();
-        let want: Vec<u32> = case["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let want: Vec<u32> = case["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
         let got = tok.encode(t, true, true);
         assert_eq!(got, want, "{model_file}: {t:?}");
         // Decoding gives the text back (special tokens excluded, BOS dropped).
@@ -23,7 +28,12 @@ fn check(model_file: &str, golden: &str) {
     // The greedy prompts too.
     for case in json["greedy"].as_array().unwrap() {
         let t = case["prompt"].as_str().unwrap();
-        let want: Vec<u32> = case["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let want: Vec<u32> = case["prompt_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
         assert_eq!(tok.encode(t, true, true), want, "{model_file}: {t:?}");
     }
 }
@@ -44,6 +54,9 @@ fn control_tokens_are_text_unless_parsed() {
     let tok = Tokenizer::from_gguf(&g).unwrap();
     let im_start = tok.vocab.id("<|im_start|>").unwrap();
     assert_eq!(tok.encode("<|im_start|>user", false, true)[0], im_start);
-    assert!(!tok.encode("<|im_start|>user", false, false).contains(&im_start));
+    assert!(
+        !tok.encode("<|im_start|>user", false, false)
+            .contains(&im_start)
+    );
     assert!(tok.is_eog(tok.vocab.id("<|im_end|>").unwrap()));
 }

@@ -61,7 +61,14 @@ impl Default for SamplingParams {
 impl SamplingParams {
     /// Greedy decoding of at most `max_tokens` tokens.
     pub fn greedy(max_tokens: usize) -> Self {
-        Self { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, max_tokens, ..Self::default() }
+        Self {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            max_tokens,
+            ..Self::default()
+        }
     }
 }
 
@@ -98,7 +105,11 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn new(role: Role, content: impl Into<String>) -> Self {
-        Self { role, content: content.into(), tool_call_id: None }
+        Self {
+            role,
+            content: content.into(),
+            tool_call_id: None,
+        }
     }
 }
 

@@ -9,7 +9,9 @@ use crate::model::{Activation, Hparams};
 
 pub fn hparams(g: &Gguf) -> Result<Hparams> {
     let mut hp = super::common(g, "gemma3")?;
-    hp.rms_eps = g.get_f64("gemma3.attention.layer_norm_rms_epsilon").unwrap_or(1e-6) as f32;
+    hp.rms_eps = g
+        .get_f64("gemma3.attention.layer_norm_rms_epsilon")
+        .unwrap_or(1e-6) as f32;
     hp.rope_neox = true;
     hp.rope_base = g.get_f64("gemma3.rope.freq_base").unwrap_or(1_000_000.0) as f32;
     hp.rope_base_swa = 10_000.0;

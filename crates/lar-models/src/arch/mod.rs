@@ -13,12 +13,25 @@ pub(crate) fn common(g: &Gguf, arch: &str) -> Result<Hparams> {
     let key = |k: &str| format!("{arch}.{k}");
     let get = |k: &str| -> Result<usize> {
         let v = g.get_u64(&key(k))?;
-        usize::try_from(v).ok().filter(|&v| v > 0 && v < 1 << 24).ok_or_else(|| Error::Invalid(format!("{} = {v} is out of range", key(k))))
+        usize::try_from(v)
+            .ok()
+            .filter(|&v| v > 0 && v < 1 << 24)
+            .ok_or_else(|| Error::Invalid(format!("{} = {v} is out of range", key(k))))
     };
-    let get_or = |k: &str, default: usize| if g.get(&key(k)).is_some() { get(k) } else { Ok(default) };
+    let get_or = |k: &str, default: usize| {
+        if g.get(&key(k)).is_some() {
+            get(k)
+        } else {
+            Ok(default)
+        }
+    };
     let n_layers = get("block_count")?;
     if n_layers > g.tensors.len() {
-        return Err(Error::Invalid(format!("{} layers but only {} tensors", n_layers, g.tensors.len())));
+        return Err(Error::Invalid(format!(
+            "{} layers but only {} tensors",
+            n_layers,
+            g.tensors.len()
+        )));
     }
     let n_embd = get("embedding_length")?;
     let n_head = get("attention.head_count")?;
@@ -30,7 +43,9 @@ pub(crate) fn common(g: &Gguf, arch: &str) -> Result<Hparams> {
         .and_then(|t| t.dims.get(1).copied())
         .ok_or_else(|| Error::MissingTensor("token_embd.weight".into()))?;
     let ctx_train = get_or("context_length", 2048)?;
-    let rms_eps = g.get_f64(&key("attention.layer_norm_rms_epsilon")).unwrap_or(1e-5) as f32;
+    let rms_eps = g
+        .get_f64(&key("attention.layer_norm_rms_epsilon"))
+        .unwrap_or(1e-5) as f32;
     let rope_base = g.get_f64(&key("rope.freq_base")).unwrap_or(10_000.0) as f32;
     let rope_dim = get_or("rope.dimension_count", head_dim)?;
     Ok(Hparams {

@@ -72,7 +72,10 @@ fn nibbles(b: &[u8]) -> __m256i {
     assert!(b.len() >= 16);
     // SAFETY: 16 bytes are in bounds (checked above); unaligned load.
     let t = unsafe { _mm_loadu_si128(b.as_ptr() as *const __m128i) };
-    _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(0x0F))
+    _mm256_and_si256(
+        _mm256_set_m128i(_mm_srli_epi16(t, 4), t),
+        _mm256_set1_epi8(0x0F),
+    )
 }
 
 /// Byte `j` is 0xFF where bit `j` of the little-endian u32 at `b` is set.
@@ -80,7 +83,12 @@ fn nibbles(b: &[u8]) -> __m256i {
 #[target_feature(enable = "avx2,fma")]
 fn bits_to_bytes(b: &[u8]) -> __m256i {
     let x = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i32;
-    let shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    let shuf = _mm256_set_epi64x(
+        0x0303030303030303,
+        0x0202020202020202,
+        0x0101010101010101,
+        0,
+    );
     let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(x), shuf);
     let bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
     _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
@@ -102,11 +110,18 @@ fn dot_f32(n: usize, x: &[u8], y: &[u8]) -> f32 {
             i += 32;
         }
         while i + 8 <= n {
-            acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(i)), _mm256_loadu_ps(yp.add(i)), acc[0]);
+            acc[0] = _mm256_fmadd_ps(
+                _mm256_loadu_ps(xp.add(i)),
+                _mm256_loadu_ps(yp.add(i)),
+                acc[0],
+            );
             i += 8;
         }
     }
-    let mut s = hsum_f32(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    let mut s = hsum_f32(_mm256_add_ps(
+        _mm256_add_ps(acc[0], acc[1]),
+        _mm256_add_ps(acc[2], acc[3]),
+    ));
     for j in i..n {
         s += f32_at(x, 4 * j) * f32_at(y, 4 * j);
     }
@@ -203,7 +218,9 @@ fn dot_q8_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
 #[inline]
 fn q8k_min_sum(yb: &[u8], mins: &[u8; 8]) -> i32 {
     let bsum = |i: usize| i16::from_le_bytes([yb[260 + 2 * i], yb[261 + 2 * i]]) as i32;
-    (0..8).map(|j| mins[j] as i32 * (bsum(2 * j) + bsum(2 * j + 1))).sum()
+    (0..8)
+        .map(|j| mins[j] as i32 * (bsum(2 * j) + bsum(2 * j + 1)))
+        .sum()
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -229,7 +246,11 @@ fn dot_q4_k(n: usize, x: &[u8], y: &[u8]) -> f32 {
             let p1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * j + 1] as i16));
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(dy * f16_at(xb, 0)), _mm256_cvtepi32_ps(sumi), acc);
+        acc = _mm256_fmadd_ps(
+            _mm256_set1_ps(dy * f16_at(xb, 0)),
+            _mm256_cvtepi32_ps(sumi),
+            acc,
+        );
     }
     hsum_f32(acc) - minsum
 }
@@ -237,7 +258,11 @@ fn dot_q4_k(n: usize, x: &[u8], y: &[u8]) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q6_k(n: usize, x: &[u8], y: &[u8]) -> f32 {
     let mut acc = _mm256_setzero_ps();
-    let (m3, m4, m32) = (_mm256_set1_epi8(3), _mm256_set1_epi8(0x0F), _mm256_set1_epi8(32));
+    let (m3, m4, m32) = (
+        _mm256_set1_epi8(3),
+        _mm256_set1_epi8(0x0F),
+        _mm256_set1_epi8(32),
+    );
     for (xb, yb) in x.chunks_exact(210).zip(y.chunks_exact(292)).take(n / 256) {
         let d = f32_at(yb, 0) * f16_at(xb, 208);
         let mut sumi = _mm256_setzero_si256();
@@ -263,7 +288,8 @@ fn dot_q6_k(n: usize, x: &[u8], y: &[u8]) -> f32 {
             let sc = &xb[192 + 8 * h..];
             for (k, qk) in q.iter().enumerate() {
                 let yk = load(&yb[4 + 128 * h + 32 * k..]);
-                let p = _mm256_sub_epi16(_mm256_maddubs_epi16(*qk, yk), _mm256_maddubs_epi16(m32, yk));
+                let p =
+                    _mm256_sub_epi16(_mm256_maddubs_epi16(*qk, yk), _mm256_maddubs_epi16(m32, yk));
                 let s = _mm256_set_m128i(
                     _mm_set1_epi16(sc[2 * k + 1] as i8 as i16),
                     _mm_set1_epi16(sc[2 * k] as i8 as i16),

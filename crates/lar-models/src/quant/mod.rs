@@ -6,9 +6,9 @@
 //! else the portable reference code in [`reference`], which is also every fast kernel's twin in the tests.
 //! `LAR_SIMD=scalar` forces the reference path.
 
-pub mod reference;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+pub mod reference;
 
 use std::sync::OnceLock;
 
@@ -169,7 +169,10 @@ pub fn simd_level() -> SimdLevel {
             return SimdLevel::Scalar;
         }
         #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+        if is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+        {
             return SimdLevel::Avx2;
         }
         SimdLevel::Scalar
@@ -222,7 +225,10 @@ pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
-        ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+        (
+            (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
     }
 }
 

@@ -16,7 +16,9 @@ pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) {
         match ty {
             GgmlType::F32 => y[0] = f32_at(x, 0),
             GgmlType::F16 => y[0] = f16_at(x, 0),
-            GgmlType::BF16 => y[0] = f32::from_bits((u16::from_le_bytes([x[0], x[1]]) as u32) << 16),
+            GgmlType::BF16 => {
+                y[0] = f32::from_bits((u16::from_le_bytes([x[0], x[1]]) as u32) << 16)
+            }
             GgmlType::Q4_0 => dq_q4_0(x, y),
             GgmlType::Q4_1 => dq_q4_1(x, y),
             GgmlType::Q5_0 => dq_q5_0(x, y),
@@ -252,7 +254,10 @@ pub fn quantize_q8_k(x: &[f32], out: &mut Vec<u8>) {
             continue;
         }
         let iscale = -127.0 / max;
-        let q: Vec<i8> = b.iter().map(|v| ((iscale * v).round_ties_even() as i32).min(127) as i8).collect();
+        let q: Vec<i8> = b
+            .iter()
+            .map(|v| ((iscale * v).round_ties_even() as i32).min(127) as i8)
+            .collect();
         out.extend((1.0 / iscale).to_le_bytes());
         out.extend(q.iter().map(|&v| v as u8));
         for s in q.chunks_exact(16) {
@@ -300,7 +305,11 @@ fn dot_f32(n: usize, x: &[u8], y: &[u8]) -> f32 {
 }
 
 fn dot_f16(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    (0..n).map(|i| f16_at(x, 2 * i)).zip(act_f32(y, n)).map(|(a, b)| a * b).sum()
+    (0..n)
+        .map(|i| f16_at(x, 2 * i))
+        .zip(act_f32(y, n))
+        .map(|(a, b)| a * b)
+        .sum()
 }
 
 fn dot_bf16(n: usize, x: &[u8], y: &[u8]) -> f32 {

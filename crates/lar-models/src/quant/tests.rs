@@ -79,7 +79,11 @@ fn fast_dot_matches_reference_for_every_type() {
             let slow = reference::dot_fn(ty)(n, &w, &act);
             // Both compute the same sum; only the order of float additions differs.
             let tol = 1e-4 * (1.0 + slow.abs()) + 1e-3;
-            assert!((fast - slow).abs() <= tol, "{} trial {trial}: fast {fast} vs reference {slow}", ty.name());
+            assert!(
+                (fast - slow).abs() <= tol,
+                "{} trial {trial}: fast {fast} vs reference {slow}",
+                ty.name()
+            );
         }
     }
 }
@@ -99,7 +103,11 @@ fn quantized_dot_is_close_to_the_exact_f32_dot() {
         let mut act = Vec::new();
         quantize_act(ty.vec_dot_type(), &x, &mut act);
         let got = dot_fn(ty)(n, &w, &act);
-        assert!((got - exact).abs() <= 0.02 * norm + 1e-4, "{}: {got} vs exact {exact} (norm {norm})", ty.name());
+        assert!(
+            (got - exact).abs() <= 0.02 * norm + 1e-4,
+            "{}: {got} vs exact {exact} (norm {norm})",
+            ty.name()
+        );
     }
 }
 
