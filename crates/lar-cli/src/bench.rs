@@ -14,7 +14,11 @@ use crate::common::{model_path, peak_rss_bytes};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    pub model: String,
+    /// A .gguf file or a directory holding one (not needed with --bandwidth).
+    pub model: Option<String>,
+    /// Measure memory read bandwidth instead (GB/s with --threads threads over a 1 GiB buffer).
+    #[arg(long)]
+    pub bandwidth: bool,
     /// Prompt tokens.
     #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]
     pub n_prompt: usize,
@@ -55,11 +59,44 @@ fn stats(mut v: Vec<f64>) -> Stats {
     }
 }
 
+/// Median read bandwidth in GB/s: the pool's threads sum disjoint parts of a 1 GiB buffer, 5 times.
+fn bandwidth(threads: usize) -> f64 {
+    let pool = ThreadPool::new(threads);
+    let words = (1usize << 30) / 8;
+    let buf: Vec<u64> = (0..words as u64).collect();
+    let parts = pool.n_threads();
+    let sink = std::sync::atomic::AtomicU64::new(0);
+    let mut rates: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            pool.run(parts, &|i| {
+                let s = lar_models::pool::split(words, parts, i);
+                let sum = buf[s].iter().fold(0u64, |a, &b| a.wrapping_add(b));
+                sink.fetch_add(sum, std::sync::atomic::Ordering::Relaxed);
+            });
+            (words * 8) as f64 / t.elapsed().as_secs_f64() / 1e9
+        })
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    rates[2]
+}
+
 pub fn main(args: Args) -> Result<()> {
+    if args.bandwidth {
+        let threads = if args.threads == 0 { physical_cores() } else { args.threads };
+        let bw = bandwidth(threads);
+        if args.json {
+            println!("{}", serde_json::json!({"threads": threads, "read_gb_per_s": bw}));
+        } else {
+            println!("read bandwidth with {threads} threads: {bw:.1} GB/s");
+        }
+        return Ok(());
+    }
+    let Some(model) = &args.model else { bail!("give a model (or --bandwidth)") };
     if args.reps == 0 || (args.n_prompt == 0 && args.n_gen == 0) {
         bail!("nothing to measure: give -r >= 1 and -p or -n > 0");
     }
-    let path = model_path(&args.model)?;
+    let path = model_path(model)?;
     let model = Model::from_gguf(Arc::new(Gguf::open(&path)?))
         .with_context(|| format!("loading {}", path.display()))?;
     let threads = if args.threads == 0 {

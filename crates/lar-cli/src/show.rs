@@ -49,6 +49,10 @@ pub fn main(args: Args) -> Result<()> {
         params += t.n_elements();
     }
     let hp = Model::from_gguf(g.clone()).map(|m| m.hp);
+    // Bytes a decode step reads: every tensor, except that only one row of the embedding table is looked up
+    // (unless it doubles as the output matrix).
+    let embd = if g.tensor("output.weight").is_some() { g.tensor("token_embd.weight").map_or(0, |t| t.size) } else { 0 };
+    let per_token: usize = g.tensors.iter().map(|t| t.size).sum::<usize>() - embd;
     let tok = Tokenizer::from_gguf(&g);
     let template = g
         .get("tokenizer.chat_template")
@@ -71,6 +75,7 @@ pub fn main(args: Args) -> Result<()> {
         "name": g.get("general.name").and_then(|v| v.as_str()),
         "file_bytes": g.file_size(),
         "parameters": params,
+        "weight_bytes_per_token": per_token,
         "gguf_version": g.version,
         "tensors": by_type.iter().map(|(k, (n, b))| (k.to_string(), serde_json::json!({"count": n, "bytes": b}))).collect::<serde_json::Map<_, _>>(),
         "chat_template": template,

@@ -172,29 +172,43 @@ pub(crate) struct SyncPtr(pub *mut f32);
 unsafe impl Send for SyncPtr {}
 unsafe impl Sync for SyncPtr {}
 
+/// Activation rows per tile: with the task's weight rows, a tile stays in L2 while every row visits it.
+const TOKEN_TILE: usize = 64;
+
 /// `out[t * w.rows + r] = dot(w.row(r), x.row(t))` for every row `r` and activation row `t`.
 pub fn matmul(w: &Weight, x: &Acts, out: &mut [f32], pool: &ThreadPool) {
     let (rows, cols, n) = (w.rows, w.cols, x.n_rows);
     assert!(out.len() >= n * rows, "matmul output too small");
     let dot = quant::dot_fn(w.ty);
+    let dot4 = quant::dot4_fn(w.ty);
     let data = w.data();
     let rb = w.row_bytes();
     let ptr = SyncPtr(out.as_mut_ptr());
     // Enough tasks to balance, few enough that each is worth handing out.
     let work = rows * n * cols;
-    let n_tasks = if work < 1 << 14 {
-        1
-    } else {
-        (pool.n_threads() * 4).min(rows)
-    };
+    let n_tasks = if work < 1 << 14 { 1 } else { (pool.n_threads() * 4).min(rows) };
     pool.run(n_tasks, &|t| {
         let p = ptr;
-        for r in split(rows, n_tasks, t) {
-            let wrow = &data[r * rb..(r + 1) * rb];
-            for i in 0..n {
-                let v = dot(cols, wrow, x.row(i));
-                // SAFETY: (i, r) pairs are disjoint across tasks; the index is in bounds (asserted above).
-                unsafe { *p.0.add(i * rows + r) = v };
+        // SAFETY: (i, r) pairs are disjoint across tasks; indices are in bounds (asserted above).
+        let put = |i: usize, r: usize, v: f32| unsafe { *p.0.add(i * rows + r) = v };
+        let my_rows = split(rows, n_tasks, t);
+        for tile in (0..n).step_by(TOKEN_TILE) {
+            let tile_end = (tile + TOKEN_TILE).min(n);
+            for r in my_rows.clone() {
+                let wrow = &data[r * rb..(r + 1) * rb];
+                let mut i = tile;
+                if let Some(d4) = dot4 {
+                    while i + 4 <= tile_end {
+                        let v = d4(cols, wrow, [x.row(i), x.row(i + 1), x.row(i + 2), x.row(i + 3)]);
+                        for (k, vk) in v.into_iter().enumerate() {
+                            put(i + k, r, vk);
+                        }
+                        i += 4;
+                    }
+                }
+                for i in i..tile_end {
+                    put(i, r, dot(cols, wrow, x.row(i)));
+                }
             }
         }
     });

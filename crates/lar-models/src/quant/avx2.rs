@@ -301,3 +301,153 @@ fn dot_q6_k(n: usize, x: &[u8], y: &[u8]) -> f32 {
     }
     hsum_f32(acc)
 }
+
+/// Four activation rows against one weight row: each weight block is loaded and unpacked once.
+pub(super) fn dot4_fn(ty: GgmlType) -> Option<super::Dot4Fn> {
+    Some(match ty {
+        GgmlType::Q4_0 => |n, x, y| unsafe { dot4_q4_0(n, x, y) },
+        GgmlType::Q4_1 => |n, x, y| unsafe { dot4_q4_1(n, x, y) },
+        GgmlType::Q5_0 => |n, x, y| unsafe { dot4_q5_0(n, x, y) },
+        GgmlType::Q8_0 => |n, x, y| unsafe { dot4_q8_0(n, x, y) },
+        GgmlType::Q4_K => |n, x, y| unsafe { dot4_q4_k(n, x, y) },
+        GgmlType::Q6_K => |n, x, y| unsafe { dot4_q6_k(n, x, y) },
+        _ => return None,
+    })
+}
+
+/// Shared shape of the 32-element block kernels: `unpack` gives the weight block's quants as signed bytes (or
+/// unsigned, with `signed = false`) and its scale; each activation block is `act` bytes with an f16 scale first.
+#[inline(always)]
+fn dot4_blocks(
+    n: usize,
+    x: &[u8],
+    ys: [&[u8]; 4],
+    wsize: usize,
+    act: usize,
+    unpack: impl Fn(&[u8]) -> (__m256i, f32, f32),
+    signed: bool,
+) -> [f32; 4] {
+    // SAFETY (whole body): only called from functions compiled with avx2, fma and f16c.
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut mins = [0f32; 4];
+        for b in 0..n / 32 {
+            let (qx, d, m) = unpack(&x[b * wsize..]);
+            let ax = if signed { _mm256_sign_epi8(qx, qx) } else { qx };
+            for t in 0..4 {
+                let yb = &ys[t][b * act..];
+                let yq = load(&yb[act - 32..]);
+                let yq = if signed { _mm256_sign_epi8(yq, qx) } else { yq };
+                let p = _mm256_cvtepi32_ps(mul_us(ax, yq));
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * f16_at(yb, 0)), p, acc[t]);
+                if !signed {
+                    mins[t] += m * f16_at(yb, 2);
+                }
+            }
+        }
+        [hsum_f32(acc[0]) + mins[0], hsum_f32(acc[1]) + mins[1], hsum_f32(acc[2]) + mins[2], hsum_f32(acc[3]) + mins[3]]
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot4_q4_0(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
+    dot4_blocks(n, x, ys, 18, 34, |xb| (_mm256_sub_epi8(nibbles(&xb[2..]), _mm256_set1_epi8(8)), f16_at(xb, 0), 0.0), true)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot4_q4_1(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
+    dot4_blocks(n, x, ys, 20, 36, |xb| (nibbles(&xb[4..]), f16_at(xb, 0), f16_at(xb, 2)), false)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot4_q5_0(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
+    dot4_blocks(
+        n,
+        x,
+        ys,
+        22,
+        34,
+        |xb| {
+            let hi = _mm256_andnot_si256(bits_to_bytes(&xb[2..6]), _mm256_set1_epi8(0xF0u8 as i8));
+            (_mm256_or_si256(nibbles(&xb[6..]), hi), f16_at(xb, 0), 0.0)
+        },
+        true,
+    )
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot4_q8_0(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
+    dot4_blocks(n, x, ys, 34, 34, |xb| (load(&xb[2..]), f16_at(xb, 0), 0.0), true)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot4_q4_k(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut minsum = [0f32; 4];
+    let m4 = _mm256_set1_epi8(0x0F);
+    for b in 0..n / 256 {
+        let xb = &x[b * 144..];
+        let (mut sc, mut mn) = ([0u8; 8], [0u8; 8]);
+        for j in 0..8 {
+            (sc[j], mn[j]) = scale_min_k4(j, &xb[4..16]);
+        }
+        let (d, dmin) = (f16_at(xb, 0), f16_at(xb, 2));
+        let mut sumi = [_mm256_setzero_si256(); 4];
+        for j in 0..4 {
+            let q4 = load(&xb[16 + 32 * j..]);
+            let lo = _mm256_and_si256(q4, m4);
+            let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+            let (s0, s1) = (_mm256_set1_epi16(sc[2 * j] as i16), _mm256_set1_epi16(sc[2 * j + 1] as i16));
+            for t in 0..4 {
+                let yb = &ys[t][b * 292..];
+                let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load(&yb[4 + 64 * j..])), s0);
+                let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load(&yb[4 + 64 * j + 32..])), s1);
+                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(p0, p1));
+            }
+        }
+        for t in 0..4 {
+            let yb = &ys[t][b * 292..];
+            let dy = f32_at(yb, 0);
+            minsum[t] += dy * dmin * q8k_min_sum(yb, &mn) as f32;
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dy * d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+        }
+    }
+    [0, 1, 2, 3].map(|t| hsum_f32(acc[t]) - minsum[t])
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot4_q6_k(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let (m3, m4, m32) = (_mm256_set1_epi8(3), _mm256_set1_epi8(0x0F), _mm256_set1_epi8(32));
+    for b in 0..n / 256 {
+        let xb = &x[b * 210..];
+        let mut sumi = [_mm256_setzero_si256(); 4];
+        for h in 0..2 {
+            let a = load(&xb[64 * h..]);
+            let bb = load(&xb[64 * h + 32..]);
+            let qh = load(&xb[128 + 32 * h..]);
+            let hb = |v: __m256i| _mm256_slli_epi16(_mm256_and_si256(v, m3), 4);
+            let q = [
+                _mm256_or_si256(_mm256_and_si256(a, m4), hb(qh)),
+                _mm256_or_si256(_mm256_and_si256(bb, m4), hb(_mm256_srli_epi16(qh, 2))),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4), hb(_mm256_srli_epi16(qh, 4))),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bb, 4), m4), hb(_mm256_srli_epi16(qh, 6))),
+            ];
+            let sc = &xb[192 + 8 * h..];
+            for (k, qk) in q.iter().enumerate() {
+                let s = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1] as i8 as i16), _mm_set1_epi16(sc[2 * k] as i8 as i16));
+                for t in 0..4 {
+                    let yk = load(&ys[t][b * 292 + 4 + 128 * h + 32 * k..]);
+                    let p = _mm256_sub_epi16(_mm256_maddubs_epi16(*qk, yk), _mm256_maddubs_epi16(m32, yk));
+                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p, s));
+                }
+            }
+        }
+        let d = f16_at(xb, 208);
+        for t in 0..4 {
+            let dy = f32_at(&ys[t][b * 292..], 0);
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * dy), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+        }
+    }
+    [0, 1, 2, 3].map(|t| hsum_f32(acc[t]))
+}

@@ -209,6 +209,20 @@ pub fn dot_fn(ty: GgmlType) -> DotFn {
     reference::dot_fn(ty)
 }
 
+/// A kernel for four activation rows at once against one weight row (prompt processing).
+pub type Dot4Fn = fn(usize, &[u8], [&[u8]; 4]) -> [f32; 4];
+
+/// The four-row kernel for weights of type `ty`, where there is one at the current [`simd_level`]; callers fall
+/// back to [`dot_fn`] row by row.
+pub fn dot4_fn(ty: GgmlType) -> Option<Dot4Fn> {
+    #[cfg(target_arch = "x86_64")]
+    if simd_level() == SimdLevel::Avx2 {
+        return avx2::dot4_fn(ty);
+    }
+    let _ = ty;
+    None
+}
+
 #[inline]
 pub(crate) fn f16_at(b: &[u8], i: usize) -> f32 {
     half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()

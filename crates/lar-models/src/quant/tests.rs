@@ -138,3 +138,26 @@ fn q8_k_quantizer_keeps_sums_and_scale() {
     let direct: i32 = q[4..20].iter().map(|&v| v as i8 as i32).sum();
     assert_eq!(bsum0, direct);
 }
+
+#[test]
+fn four_row_kernels_match_one_row_kernels() {
+    let mut rng = Rng::new(5);
+    let n = 512;
+    for ty in WEIGHT_TYPES {
+        let Some(dot4) = dot4_fn(ty) else { continue };
+        let w = random_row(ty, n / ty.block_size(), &mut rng);
+        let acts: Vec<Vec<u8>> = (0..4)
+            .map(|_| {
+                let x: Vec<f32> = (0..n).map(|_| rng.f32() * 2.0).collect();
+                let mut a = Vec::new();
+                quantize_act(ty.vec_dot_type(), &x, &mut a);
+                a
+            })
+            .collect();
+        let four = dot4(n, &w, [&acts[0], &acts[1], &acts[2], &acts[3]]);
+        for t in 0..4 {
+            let one = reference::dot_fn(ty)(n, &w, &acts[t]);
+            assert!((four[t] - one).abs() <= 1e-4 * (1.0 + one.abs()) + 1e-3, "{} row {t}: {} vs {one}", ty.name(), four[t]);
+        }
+    }
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Seed corpus for the gguf target: the first 64 KiB and 2 MiB of the test models (headers with real metadata).
+set -euo pipefail
+cd "$(dirname "$0")"
+M="${LAR_MODELS:-$HOME/.cache/lar/models}"
+mkdir -p corpus/gguf
+head -c 65536 "$M/SmolLM2-135M-Instruct.Q4_1.gguf" > corpus/gguf/smollm2-64k
+head -c 2097152 "$M/SmolLM2-135M-Instruct.Q4_1.gguf" > corpus/gguf/smollm2-2m
+head -c 65536 "$M/gemma-3-270m-q4_k_m.gguf" > corpus/gguf/gemma3-64k
