@@ -33,6 +33,23 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }
 
+/// The two f16 at `b[0..4]` as `[b0, b1, 0, 0]` (a block's `d` and `m`, or `d` and `s`), in one conversion.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f16x2(b: &[u8]) -> __m128 {
+    let bits = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32))
+}
+
+/// `[dx * dy]` broadcast, from the f16 scales at the start of a weight block and an activation block.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn scale2(xb: &[u8], yb: &[u8]) -> __m256 {
+    let bits = u16::from_le_bytes([xb[0], xb[1]]) as u32 | ((u16::from_le_bytes([yb[0], yb[1]]) as u32) << 16);
+    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32));
+    _mm256_broadcastss_ps(_mm_mul_ss(v, _mm_movehdup_ps(v)))
+}
+
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn hsum_f32(v: __m256) -> f32 {
@@ -149,68 +166,98 @@ fn dot_f16(n: usize, x: &[u8], y: &[u8]) -> f32 {
     s
 }
 
+/// The shape of the 32-element block kernels for one row: two accumulators over alternate blocks so consecutive
+/// blocks overlap; the body adds block `$b`'s contribution to `$acc`. A macro, not a closure, so the body is
+/// compiled inside the caller's `target_feature` context and inlined.
+macro_rules! two_acc {
+    ($nb:expr, |$b:ident, $acc:ident| $body:block) => {{
+        let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let nb = $nb;
+        let mut i = 0;
+        while i + 2 <= nb {
+            {
+                let ($b, $acc) = (i, &mut a0);
+                $body
+            }
+            {
+                let ($b, $acc) = (i + 1, &mut a1);
+                $body
+            }
+            i += 2;
+        }
+        if i < nb {
+            let ($b, $acc) = (i, &mut a0);
+            $body
+        }
+        _mm256_add_ps(a0, a1)
+    }};
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q4_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for (xb, yb) in x.chunks_exact(18).zip(y.chunks_exact(34)).take(n / 32) {
-        let d = _mm256_set1_ps(f16_at(xb, 0) * f16_at(yb, 0));
+    assert!(x.len() >= n / 32 * 18 && y.len() >= n / 32 * 34);
+    let acc = two_acc!(n / 32, |b, acc| {
+        let (xb, yb) = (&x[b * 18..], &y[b * 34..]);
         let qx = _mm256_sub_epi8(nibbles(&xb[2..]), _mm256_set1_epi8(8));
         let p = _mm256_cvtepi32_ps(mul_ss(qx, load(&yb[2..])));
-        acc = _mm256_fmadd_ps(d, p, acc);
-    }
+        *acc = _mm256_fmadd_ps(scale2(xb, yb), p, *acc);
+    });
     hsum_f32(acc)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q4_1(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut mins = 0f32;
-    for (xb, yb) in x.chunks_exact(20).zip(y.chunks_exact(36)).take(n / 32) {
-        let d = _mm256_set1_ps(f16_at(xb, 0) * f16_at(yb, 0));
-        mins += f16_at(xb, 2) * f16_at(yb, 2);
+    assert!(x.len() >= n / 32 * 20 && y.len() >= n / 32 * 36);
+    // Lane 0 of `s` is dx·dy (scales the integer dot), lane 1 is mx·sy (the min term), summed in `mins`.
+    let mut mins = _mm_setzero_ps();
+    let acc = two_acc!(n / 32, |b, acc| {
+        let (xb, yb) = (&x[b * 20..], &y[b * 36..]);
+        let s = _mm_mul_ps(f16x2(xb), f16x2(yb));
+        mins = _mm_add_ps(mins, s);
         let p = _mm256_cvtepi32_ps(mul_us(nibbles(&xb[4..]), load(&yb[4..])));
-        acc = _mm256_fmadd_ps(d, p, acc);
-    }
-    hsum_f32(acc) + mins
+        *acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), p, *acc);
+    });
+    hsum_f32(acc) + _mm_cvtss_f32(_mm_movehdup_ps(mins))
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q5_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for (xb, yb) in x.chunks_exact(22).zip(y.chunks_exact(34)).take(n / 32) {
-        let d = _mm256_set1_ps(f16_at(xb, 0) * f16_at(yb, 0));
+    assert!(x.len() >= n / 32 * 22 && y.len() >= n / 32 * 34);
+    let acc = two_acc!(n / 32, |b, acc| {
+        let (xb, yb) = (&x[b * 22..], &y[b * 34..]);
         // (nibble | 16·h) − 16: where h is 0 the byte becomes nibble | 0xF0, i.e. nibble − 16 as i8.
         let hi = _mm256_andnot_si256(bits_to_bytes(&xb[2..6]), _mm256_set1_epi8(0xF0u8 as i8));
         let qx = _mm256_or_si256(nibbles(&xb[6..]), hi);
         let p = _mm256_cvtepi32_ps(mul_ss(qx, load(&yb[2..])));
-        acc = _mm256_fmadd_ps(d, p, acc);
-    }
+        *acc = _mm256_fmadd_ps(scale2(xb, yb), p, *acc);
+    });
     hsum_f32(acc)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q5_1(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut mins = 0f32;
-    for (xb, yb) in x.chunks_exact(24).zip(y.chunks_exact(36)).take(n / 32) {
-        let d = _mm256_set1_ps(f16_at(xb, 0) * f16_at(yb, 0));
-        mins += f16_at(xb, 2) * f16_at(yb, 2);
+    assert!(x.len() >= n / 32 * 24 && y.len() >= n / 32 * 36);
+    let mut mins = _mm_setzero_ps();
+    let acc = two_acc!(n / 32, |b, acc| {
+        let (xb, yb) = (&x[b * 24..], &y[b * 36..]);
+        let s = _mm_mul_ps(f16x2(xb), f16x2(yb));
+        mins = _mm_add_ps(mins, s);
         let hi = _mm256_and_si256(bits_to_bytes(&xb[4..8]), _mm256_set1_epi8(0x10));
         let qx = _mm256_or_si256(nibbles(&xb[8..]), hi);
         let p = _mm256_cvtepi32_ps(mul_us(qx, load(&yb[4..])));
-        acc = _mm256_fmadd_ps(d, p, acc);
-    }
-    hsum_f32(acc) + mins
+        *acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), p, *acc);
+    });
+    hsum_f32(acc) + _mm_cvtss_f32(_mm_movehdup_ps(mins))
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q8_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for (xb, yb) in x.chunks_exact(34).zip(y.chunks_exact(34)).take(n / 32) {
-        let d = _mm256_set1_ps(f16_at(xb, 0) * f16_at(yb, 0));
+    assert!(x.len() >= n / 32 * 34 && y.len() >= n / 32 * 34);
+    let acc = two_acc!(n / 32, |b, acc| {
+        let (xb, yb) = (&x[b * 34..], &y[b * 34..]);
         let p = _mm256_cvtepi32_ps(mul_ss(load(&xb[2..]), load(&yb[2..])));
-        acc = _mm256_fmadd_ps(d, p, acc);
-    }
+        *acc = _mm256_fmadd_ps(scale2(xb, yb), p, *acc);
+    });
     hsum_f32(acc)
 }
 
@@ -315,8 +362,9 @@ pub(super) fn dot4_fn(ty: GgmlType) -> Option<super::Dot4Fn> {
     })
 }
 
-/// Shared shape of the 32-element block kernels: `unpack` gives the weight block's quants as signed bytes (or
-/// unsigned, with `signed = false`) and its scale; each activation block is `act` bytes with an f16 scale first.
+/// Shared shape of the 32-element block kernels: `kind` says how to unpack the weight block's quants, to signed
+/// bytes (or unsigned, with `signed = false`); each block starts with its f16 `d` (and, unsigned, `m`); each activation
+/// block is `act` bytes with its f16 `d` (and `s`) first.
 #[inline(always)]
 fn dot4_blocks(
     n: usize,
@@ -324,60 +372,62 @@ fn dot4_blocks(
     ys: [&[u8]; 4],
     wsize: usize,
     act: usize,
-    unpack: impl Fn(&[u8]) -> (__m256i, f32, f32),
+    kind: GgmlType,
     signed: bool,
 ) -> [f32; 4] {
     // SAFETY (whole body): only called from functions compiled with avx2, fma and f16c.
     unsafe {
         let mut acc = [_mm256_setzero_ps(); 4];
-        let mut mins = [0f32; 4];
+        let mut mins = [_mm_setzero_ps(); 4];
         for b in 0..n / 32 {
-            let (qx, d, m) = unpack(&x[b * wsize..]);
+            let xb = &x[b * wsize..];
+            let qx = match kind {
+                GgmlType::Q4_0 => _mm256_sub_epi8(nibbles(&xb[2..]), _mm256_set1_epi8(8)),
+                GgmlType::Q4_1 => nibbles(&xb[4..]),
+                GgmlType::Q5_0 => {
+                    let hi = _mm256_andnot_si256(bits_to_bytes(&xb[2..6]), _mm256_set1_epi8(0xF0u8 as i8));
+                    _mm256_or_si256(nibbles(&xb[6..]), hi)
+                }
+                _ => load(&xb[2..]),
+            };
+            // Lane 0: the weight's d; lane 1: its m (unsigned types only).
+            let dm = f16x2(xb);
             let ax = if signed { _mm256_sign_epi8(qx, qx) } else { qx };
             for t in 0..4 {
                 let yb = &ys[t][b * act..];
                 let yq = load(&yb[act - 32..]);
                 let yq = if signed { _mm256_sign_epi8(yq, qx) } else { yq };
                 let p = _mm256_cvtepi32_ps(mul_us(ax, yq));
-                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * f16_at(yb, 0)), p, acc[t]);
+                let s = _mm_mul_ps(dm, f16x2(yb));
+                acc[t] = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), p, acc[t]);
                 if !signed {
-                    mins[t] += m * f16_at(yb, 2);
+                    mins[t] = _mm_add_ps(mins[t], s);
                 }
             }
         }
-        [hsum_f32(acc[0]) + mins[0], hsum_f32(acc[1]) + mins[1], hsum_f32(acc[2]) + mins[2], hsum_f32(acc[3]) + mins[3]]
+        let m = |v: __m128| _mm_cvtss_f32(_mm_movehdup_ps(v));
+        [hsum_f32(acc[0]) + m(mins[0]), hsum_f32(acc[1]) + m(mins[1]), hsum_f32(acc[2]) + m(mins[2]), hsum_f32(acc[3]) + m(mins[3])]
     }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot4_q4_0(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
-    dot4_blocks(n, x, ys, 18, 34, |xb| (_mm256_sub_epi8(nibbles(&xb[2..]), _mm256_set1_epi8(8)), f16_at(xb, 0), 0.0), true)
+    dot4_blocks(n, x, ys, 18, 34, GgmlType::Q4_0, true)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot4_q4_1(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
-    dot4_blocks(n, x, ys, 20, 36, |xb| (nibbles(&xb[4..]), f16_at(xb, 0), f16_at(xb, 2)), false)
+    dot4_blocks(n, x, ys, 20, 36, GgmlType::Q4_1, false)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot4_q5_0(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
-    dot4_blocks(
-        n,
-        x,
-        ys,
-        22,
-        34,
-        |xb| {
-            let hi = _mm256_andnot_si256(bits_to_bytes(&xb[2..6]), _mm256_set1_epi8(0xF0u8 as i8));
-            (_mm256_or_si256(nibbles(&xb[6..]), hi), f16_at(xb, 0), 0.0)
-        },
-        true,
-    )
+    dot4_blocks(n, x, ys, 22, 34, GgmlType::Q5_0, true)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot4_q8_0(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
-    dot4_blocks(n, x, ys, 34, 34, |xb| (load(&xb[2..]), f16_at(xb, 0), 0.0), true)
+    dot4_blocks(n, x, ys, 34, 34, GgmlType::Q8_0, true)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
