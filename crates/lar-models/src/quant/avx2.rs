@@ -33,19 +33,32 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }
 
+/// Reads `N` bytes at `p` as a little-endian integer without bounds checks.
+///
+/// # Safety
+/// `p..p + N` must be readable; every kernel asserts its rows' lengths before its block loop.
+#[inline(always)]
+unsafe fn rd_u32(p: *const u8) -> u32 {
+    unsafe { u32::from_le((p as *const u32).read_unaligned()) }
+}
+
+#[inline(always)]
+unsafe fn rd_u16(p: *const u8) -> u16 {
+    unsafe { u16::from_le((p as *const u16).read_unaligned()) }
+}
+
 /// The two f16 at `b[0..4]` as `[b0, b1, 0, 0]` (a block's `d` and `m`, or `d` and `s`), in one conversion.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn f16x2(b: &[u8]) -> __m128 {
-    let bits = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-    _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32))
+unsafe fn f16x2(p: *const u8) -> __m128 {
+    _mm_cvtph_ps(_mm_cvtsi32_si128(unsafe { rd_u32(p) } as i32))
 }
 
 /// `[dx * dy]` broadcast, from the f16 scales at the start of a weight block and an activation block.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn scale2(xb: &[u8], yb: &[u8]) -> __m256 {
-    let bits = u16::from_le_bytes([xb[0], xb[1]]) as u32 | ((u16::from_le_bytes([yb[0], yb[1]]) as u32) << 16);
+unsafe fn scale2(xb: *const u8, yb: *const u8) -> __m256 {
+    let bits = unsafe { rd_u16(xb) as u32 | ((rd_u16(yb) as u32) << 16) };
     let v = _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32));
     _mm256_broadcastss_ps(_mm_mul_ss(v, _mm_movehdup_ps(v)))
 }
@@ -73,33 +86,26 @@ fn mul_ss(x: __m256i, y: __m256i) -> __m256i {
     mul_us(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
 }
 
-/// Loads 32 bytes.
+/// Loads 32 bytes at `p` (callers have checked the row length).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn load(b: &[u8]) -> __m256i {
-    assert!(b.len() >= 32);
-    // SAFETY: 32 bytes are in bounds (checked above); unaligned load.
-    unsafe { _mm256_loadu_si256(b.as_ptr() as *const __m256i) }
+unsafe fn loadp(p: *const u8) -> __m256i {
+    unsafe { _mm256_loadu_si256(p as *const __m256i) }
 }
 
-/// The 32 nibbles of 16 bytes: low nibbles in bytes 0..16, high nibbles in bytes 16..32 (ggml's element order).
+/// The 32 nibbles of the 16 bytes at `p` (callers have checked the row length).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn nibbles(b: &[u8]) -> __m256i {
-    assert!(b.len() >= 16);
-    // SAFETY: 16 bytes are in bounds (checked above); unaligned load.
-    let t = unsafe { _mm_loadu_si128(b.as_ptr() as *const __m128i) };
-    _mm256_and_si256(
-        _mm256_set_m128i(_mm_srli_epi16(t, 4), t),
-        _mm256_set1_epi8(0x0F),
-    )
+unsafe fn nibblesp(p: *const u8) -> __m256i {
+    let t = unsafe { _mm_loadu_si128(p as *const __m128i) };
+    _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(0x0F))
 }
 
 /// Byte `j` is 0xFF where bit `j` of the little-endian u32 at `b` is set.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn bits_to_bytes(b: &[u8]) -> __m256i {
-    let x = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i32;
+unsafe fn bits_to_bytes(p: *const u8) -> __m256i {
+    let x = unsafe { rd_u32(p) } as i32;
     let shuf = _mm256_set_epi64x(
         0x0303030303030303,
         0x0202020202020202,
@@ -197,10 +203,11 @@ macro_rules! two_acc {
 fn dot_q4_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
     assert!(x.len() >= n / 32 * 18 && y.len() >= n / 32 * 34);
     let acc = two_acc!(n / 32, |b, acc| {
-        let (xb, yb) = (&x[b * 18..], &y[b * 34..]);
-        let qx = _mm256_sub_epi8(nibbles(&xb[2..]), _mm256_set1_epi8(8));
-        let p = _mm256_cvtepi32_ps(mul_ss(qx, load(&yb[2..])));
-        *acc = _mm256_fmadd_ps(scale2(xb, yb), p, *acc);
+        // SAFETY: block b is within the rows (asserted above).
+        let (xb, yb) = unsafe { (x.as_ptr().add(b * 18), y.as_ptr().add(b * 34)) };
+        let qx = _mm256_sub_epi8(unsafe { nibblesp(xb.add(2)) }, _mm256_set1_epi8(8));
+        let p = _mm256_cvtepi32_ps(mul_ss(qx, unsafe { loadp(yb.add(2)) }));
+        *acc = _mm256_fmadd_ps(unsafe { scale2(xb, yb) }, p, *acc);
     });
     hsum_f32(acc)
 }
@@ -211,10 +218,11 @@ fn dot_q4_1(n: usize, x: &[u8], y: &[u8]) -> f32 {
     // Lane 0 of `s` is dx·dy (scales the integer dot), lane 1 is mx·sy (the min term), summed in `mins`.
     let mut mins = _mm_setzero_ps();
     let acc = two_acc!(n / 32, |b, acc| {
-        let (xb, yb) = (&x[b * 20..], &y[b * 36..]);
-        let s = _mm_mul_ps(f16x2(xb), f16x2(yb));
+        // SAFETY: block b is within the rows (asserted above).
+        let (xb, yb) = unsafe { (x.as_ptr().add(b * 20), y.as_ptr().add(b * 36)) };
+        let s = unsafe { _mm_mul_ps(f16x2(xb), f16x2(yb)) };
         mins = _mm_add_ps(mins, s);
-        let p = _mm256_cvtepi32_ps(mul_us(nibbles(&xb[4..]), load(&yb[4..])));
+        let p = _mm256_cvtepi32_ps(unsafe { mul_us(nibblesp(xb.add(4)), loadp(yb.add(4))) });
         *acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), p, *acc);
     });
     hsum_f32(acc) + _mm_cvtss_f32(_mm_movehdup_ps(mins))
@@ -224,12 +232,13 @@ fn dot_q4_1(n: usize, x: &[u8], y: &[u8]) -> f32 {
 fn dot_q5_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
     assert!(x.len() >= n / 32 * 22 && y.len() >= n / 32 * 34);
     let acc = two_acc!(n / 32, |b, acc| {
-        let (xb, yb) = (&x[b * 22..], &y[b * 34..]);
+        // SAFETY: block b is within the rows (asserted above).
+        let (xb, yb) = unsafe { (x.as_ptr().add(b * 22), y.as_ptr().add(b * 34)) };
         // (nibble | 16·h) − 16: where h is 0 the byte becomes nibble | 0xF0, i.e. nibble − 16 as i8.
-        let hi = _mm256_andnot_si256(bits_to_bytes(&xb[2..6]), _mm256_set1_epi8(0xF0u8 as i8));
-        let qx = _mm256_or_si256(nibbles(&xb[6..]), hi);
-        let p = _mm256_cvtepi32_ps(mul_ss(qx, load(&yb[2..])));
-        *acc = _mm256_fmadd_ps(scale2(xb, yb), p, *acc);
+        let hi = _mm256_andnot_si256(unsafe { bits_to_bytes(xb.add(2)) }, _mm256_set1_epi8(0xF0u8 as i8));
+        let qx = _mm256_or_si256(unsafe { nibblesp(xb.add(6)) }, hi);
+        let p = _mm256_cvtepi32_ps(mul_ss(qx, unsafe { loadp(yb.add(2)) }));
+        *acc = _mm256_fmadd_ps(unsafe { scale2(xb, yb) }, p, *acc);
     });
     hsum_f32(acc)
 }
@@ -239,12 +248,13 @@ fn dot_q5_1(n: usize, x: &[u8], y: &[u8]) -> f32 {
     assert!(x.len() >= n / 32 * 24 && y.len() >= n / 32 * 36);
     let mut mins = _mm_setzero_ps();
     let acc = two_acc!(n / 32, |b, acc| {
-        let (xb, yb) = (&x[b * 24..], &y[b * 36..]);
-        let s = _mm_mul_ps(f16x2(xb), f16x2(yb));
+        // SAFETY: block b is within the rows (asserted above).
+        let (xb, yb) = unsafe { (x.as_ptr().add(b * 24), y.as_ptr().add(b * 36)) };
+        let s = unsafe { _mm_mul_ps(f16x2(xb), f16x2(yb)) };
         mins = _mm_add_ps(mins, s);
-        let hi = _mm256_and_si256(bits_to_bytes(&xb[4..8]), _mm256_set1_epi8(0x10));
-        let qx = _mm256_or_si256(nibbles(&xb[8..]), hi);
-        let p = _mm256_cvtepi32_ps(mul_us(qx, load(&yb[4..])));
+        let hi = _mm256_and_si256(unsafe { bits_to_bytes(xb.add(4)) }, _mm256_set1_epi8(0x10));
+        let qx = _mm256_or_si256(unsafe { nibblesp(xb.add(8)) }, hi);
+        let p = _mm256_cvtepi32_ps(mul_us(qx, unsafe { loadp(yb.add(4)) }));
         *acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), p, *acc);
     });
     hsum_f32(acc) + _mm_cvtss_f32(_mm_movehdup_ps(mins))
@@ -254,99 +264,130 @@ fn dot_q5_1(n: usize, x: &[u8], y: &[u8]) -> f32 {
 fn dot_q8_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
     assert!(x.len() >= n / 32 * 34 && y.len() >= n / 32 * 34);
     let acc = two_acc!(n / 32, |b, acc| {
-        let (xb, yb) = (&x[b * 34..], &y[b * 34..]);
-        let p = _mm256_cvtepi32_ps(mul_ss(load(&xb[2..]), load(&yb[2..])));
-        *acc = _mm256_fmadd_ps(scale2(xb, yb), p, *acc);
+        // SAFETY: block b is within the rows (asserted above).
+        let (xb, yb) = unsafe { (x.as_ptr().add(b * 34), y.as_ptr().add(b * 34)) };
+        let p = _mm256_cvtepi32_ps(unsafe { mul_ss(loadp(xb.add(2)), loadp(yb.add(2))) });
+        *acc = _mm256_fmadd_ps(unsafe { scale2(xb, yb) }, p, *acc);
     });
     hsum_f32(acc)
 }
 
-/// Sum of the activation's sixteen 16-element sums, pairwise, weighted by the eight sub-block mins.
+/// `Σ_j mins[j] · (bsum[2j] + bsum[2j+1])`: the activation's sixteen 16-element sums (at byte 260 of a Q8_K
+/// block) weighted by the eight sub-block mins, in one `madd`.
 #[inline]
-fn q8k_min_sum(yb: &[u8], mins: &[u8; 8]) -> i32 {
-    let bsum = |i: usize| i16::from_le_bytes([yb[260 + 2 * i], yb[261 + 2 * i]]) as i32;
-    (0..8)
-        .map(|j| mins[j] as i32 * (bsum(2 * j) + bsum(2 * j + 1)))
-        .sum()
+#[target_feature(enable = "avx2,fma")]
+unsafe fn q8k_min_sum(yb: *const u8, mins: &[u8; 8]) -> i32 {
+    let bsums = unsafe { loadp(yb.add(260)) };
+    let m = mins.map(|v| v as i16);
+    let mv = _mm256_setr_epi16(m[0], m[0], m[1], m[1], m[2], m[2], m[3], m[3], m[4], m[4], m[5], m[5], m[6], m[6], m[7], m[7]);
+    let v = _mm256_madd_epi16(bsums, mv);
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+    _mm_cvtsi128_si32(s)
+}
+
+/// The eight 6-bit scales and mins of a Q4_K block.
+#[inline(always)]
+fn q4k_scales(xb: &[u8]) -> ([u8; 8], [u8; 8]) {
+    let (mut sc, mut mn) = ([0u8; 8], [0u8; 8]);
+    for j in 0..8 {
+        (sc[j], mn[j]) = scale_min_k4(j, &xb[4..16]);
+    }
+    (sc, mn)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q4_k(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut minsum = 0f32;
-    let m4 = _mm256_set1_epi8(0x0F);
-    for (xb, yb) in x.chunks_exact(144).zip(y.chunks_exact(292)).take(n / 256) {
-        let dy = f32_at(yb, 0);
-        let (mut sc, mut mn) = ([0u8; 8], [0u8; 8]);
-        for j in 0..8 {
-            (sc[j], mn[j]) = scale_min_k4(j, &xb[4..16]);
-        }
-        minsum += dy * f16_at(xb, 2) * q8k_min_sum(yb, &mn) as f32;
-        let mut sumi = _mm256_setzero_si256();
-        for j in 0..4 {
-            let q4 = load(&xb[16 + 32 * j..]);
-            let lo = _mm256_and_si256(q4, m4);
-            let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
-            let p0 = _mm256_maddubs_epi16(lo, load(&yb[4 + 64 * j..]));
-            let p1 = _mm256_maddubs_epi16(hi, load(&yb[4 + 64 * j + 32..]));
-            let p0 = _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * j] as i16));
-            let p1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * j + 1] as i16));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
-        }
-        acc = _mm256_fmadd_ps(
-            _mm256_set1_ps(dy * f16_at(xb, 0)),
-            _mm256_cvtepi32_ps(sumi),
-            acc,
-        );
-    }
-    hsum_f32(acc) - minsum
+    dot4_q4_k_impl::<1>(n, x, [y; 4])[0]
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q6_k(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let (m3, m4, m32) = (
-        _mm256_set1_epi8(3),
-        _mm256_set1_epi8(0x0F),
-        _mm256_set1_epi8(32),
-    );
-    for (xb, yb) in x.chunks_exact(210).zip(y.chunks_exact(292)).take(n / 256) {
-        let d = f32_at(yb, 0) * f16_at(xb, 208);
-        let mut sumi = _mm256_setzero_si256();
-        for h in 0..2 {
-            let a = load(&xb[64 * h..]);
-            let b = load(&xb[64 * h + 32..]);
-            let qh = load(&xb[128 + 32 * h..]);
-            let high = |s: i32| -> __m256i {
-                let v = match s {
-                    0 => qh,
-                    2 => _mm256_srli_epi16(qh, 2),
-                    4 => _mm256_srli_epi16(qh, 4),
-                    _ => _mm256_srli_epi16(qh, 6),
-                };
-                _mm256_slli_epi16(_mm256_and_si256(v, m3), 4)
-            };
-            let q = [
-                _mm256_or_si256(_mm256_and_si256(a, m4), high(0)),
-                _mm256_or_si256(_mm256_and_si256(b, m4), high(2)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4), high(4)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), m4), high(6)),
-            ];
-            let sc = &xb[192 + 8 * h..];
-            for (k, qk) in q.iter().enumerate() {
-                let yk = load(&yb[4 + 128 * h + 32 * k..]);
-                let p =
-                    _mm256_sub_epi16(_mm256_maddubs_epi16(*qk, yk), _mm256_maddubs_epi16(m32, yk));
-                let s = _mm256_set_m128i(
-                    _mm_set1_epi16(sc[2 * k + 1] as i8 as i16),
-                    _mm_set1_epi16(sc[2 * k] as i8 as i16),
-                );
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+    dot4_q6_k_impl::<1>(n, x, [y; 4])[0]
+}
+
+/// Q4_K against `T` (1 or 4) activation rows; the weight block is unpacked once for all of them.
+#[inline(always)]
+fn dot4_q4_k_impl<const T: usize>(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
+    let nb = n / 256;
+    assert!(x.len() >= nb * 144 && ys[..T].iter().all(|y| y.len() >= nb * 292));
+    // SAFETY (whole body): compiled inside avx2+fma+f16c callers; all reads are within the rows (asserted above).
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut minsum = [0f32; 4];
+        let m4 = _mm256_set1_epi8(0x0F);
+        for b in 0..nb {
+            let xs = &x[b * 144..b * 144 + 144];
+            let xb = xs.as_ptr();
+            let (sc, mn) = q4k_scales(xs);
+            let dm = f16x2(xb);
+            let mut sumi = [_mm256_setzero_si256(); 4];
+            for j in 0..4 {
+                let q4 = loadp(xb.add(16 + 32 * j));
+                let lo = _mm256_and_si256(q4, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+                let (s0, s1) = (_mm256_set1_epi16(sc[2 * j] as i16), _mm256_set1_epi16(sc[2 * j + 1] as i16));
+                for t in 0..T {
+                    let yq = ys[t].as_ptr().add(b * 292 + 4 + 64 * j);
+                    let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, loadp(yq)), s0);
+                    let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, loadp(yq.add(32))), s1);
+                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(p0, p1));
+                }
+            }
+            for t in 0..T {
+                let yb = ys[t].as_ptr().add(b * 292);
+                let dy = (yb as *const f32).read_unaligned();
+                let s = _mm_mul_ps(dm, _mm_set1_ps(dy)); // [d·dy, dmin·dy]
+                minsum[t] += _mm_cvtss_f32(_mm_movehdup_ps(s)) * q8k_min_sum(yb, &mn) as f32;
+                acc[t] = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
             }
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        [0, 1, 2, 3].map(|t| hsum_f32(acc[t]) - minsum[t])
     }
-    hsum_f32(acc)
+}
+
+/// Q6_K against `T` (1 or 4) activation rows; the weight block is unpacked once for all of them.
+#[inline(always)]
+fn dot4_q6_k_impl<const T: usize>(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
+    let nb = n / 256;
+    assert!(x.len() >= nb * 210 && ys[..T].iter().all(|y| y.len() >= nb * 292));
+    // SAFETY (whole body): compiled inside avx2+fma+f16c callers; all reads are within the rows (asserted above).
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let (m3, m4, m32) = (_mm256_set1_epi8(3), _mm256_set1_epi8(0x0F), _mm256_set1_epi8(32));
+        for b in 0..nb {
+            let xb = x.as_ptr().add(b * 210);
+            let mut sumi = [_mm256_setzero_si256(); 4];
+            for h in 0..2 {
+                let a = loadp(xb.add(64 * h));
+                let bb = loadp(xb.add(64 * h + 32));
+                let qh = loadp(xb.add(128 + 32 * h));
+                let hb = |v: __m256i| _mm256_slli_epi16(_mm256_and_si256(v, m3), 4);
+                let q = [
+                    _mm256_or_si256(_mm256_and_si256(a, m4), hb(qh)),
+                    _mm256_or_si256(_mm256_and_si256(bb, m4), hb(_mm256_srli_epi16(qh, 2))),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4), hb(_mm256_srli_epi16(qh, 4))),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bb, 4), m4), hb(_mm256_srli_epi16(qh, 6))),
+                ];
+                let sc = xb.add(192 + 8 * h) as *const i8;
+                for (k, qk) in q.iter().enumerate() {
+                    let s = _mm256_set_m128i(_mm_set1_epi16(*sc.add(2 * k + 1) as i16), _mm_set1_epi16(*sc.add(2 * k) as i16));
+                    for t in 0..T {
+                        let yk = loadp(ys[t].as_ptr().add(b * 292 + 4 + 128 * h + 32 * k));
+                        let p = _mm256_sub_epi16(_mm256_maddubs_epi16(*qk, yk), _mm256_maddubs_epi16(m32, yk));
+                        sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p, s));
+                    }
+                }
+            }
+            let d = _mm_cvtss_f32(f16x2(xb.add(208)));
+            for t in 0..T {
+                let dy = (ys[t].as_ptr().add(b * 292) as *const f32).read_unaligned();
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * dy), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+            }
+        }
+        [0, 1, 2, 3].map(|t| hsum_f32(acc[t]))
+    }
 }
 
 /// Four activation rows against one weight row: each weight block is loaded and unpacked once.
@@ -375,27 +416,29 @@ fn dot4_blocks(
     kind: GgmlType,
     signed: bool,
 ) -> [f32; 4] {
-    // SAFETY (whole body): only called from functions compiled with avx2, fma and f16c.
+    // SAFETY (whole body): only called from functions compiled with avx2, fma and f16c; the block reads stay
+    // within the rows (asserted below).
     unsafe {
         let mut acc = [_mm256_setzero_ps(); 4];
         let mut mins = [_mm_setzero_ps(); 4];
+        assert!(x.len() >= n / 32 * wsize && ys.iter().all(|y| y.len() >= n / 32 * act));
         for b in 0..n / 32 {
-            let xb = &x[b * wsize..];
+            let xb = x.as_ptr().add(b * wsize);
             let qx = match kind {
-                GgmlType::Q4_0 => _mm256_sub_epi8(nibbles(&xb[2..]), _mm256_set1_epi8(8)),
-                GgmlType::Q4_1 => nibbles(&xb[4..]),
+                GgmlType::Q4_0 => _mm256_sub_epi8(nibblesp(xb.add(2)), _mm256_set1_epi8(8)),
+                GgmlType::Q4_1 => nibblesp(xb.add(4)),
                 GgmlType::Q5_0 => {
-                    let hi = _mm256_andnot_si256(bits_to_bytes(&xb[2..6]), _mm256_set1_epi8(0xF0u8 as i8));
-                    _mm256_or_si256(nibbles(&xb[6..]), hi)
+                    let hi = _mm256_andnot_si256(bits_to_bytes(xb.add(2)), _mm256_set1_epi8(0xF0u8 as i8));
+                    _mm256_or_si256(nibblesp(xb.add(6)), hi)
                 }
-                _ => load(&xb[2..]),
+                _ => loadp(xb.add(2)),
             };
             // Lane 0: the weight's d; lane 1: its m (unsigned types only).
             let dm = f16x2(xb);
             let ax = if signed { _mm256_sign_epi8(qx, qx) } else { qx };
             for t in 0..4 {
-                let yb = &ys[t][b * act..];
-                let yq = load(&yb[act - 32..]);
+                let yb = ys[t].as_ptr().add(b * act);
+                let yq = loadp(yb.add(act - 32));
                 let yq = if signed { _mm256_sign_epi8(yq, qx) } else { yq };
                 let p = _mm256_cvtepi32_ps(mul_us(ax, yq));
                 let s = _mm_mul_ps(dm, f16x2(yb));
@@ -432,72 +475,10 @@ fn dot4_q8_0(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot4_q4_k(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut minsum = [0f32; 4];
-    let m4 = _mm256_set1_epi8(0x0F);
-    for b in 0..n / 256 {
-        let xb = &x[b * 144..];
-        let (mut sc, mut mn) = ([0u8; 8], [0u8; 8]);
-        for j in 0..8 {
-            (sc[j], mn[j]) = scale_min_k4(j, &xb[4..16]);
-        }
-        let (d, dmin) = (f16_at(xb, 0), f16_at(xb, 2));
-        let mut sumi = [_mm256_setzero_si256(); 4];
-        for j in 0..4 {
-            let q4 = load(&xb[16 + 32 * j..]);
-            let lo = _mm256_and_si256(q4, m4);
-            let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
-            let (s0, s1) = (_mm256_set1_epi16(sc[2 * j] as i16), _mm256_set1_epi16(sc[2 * j + 1] as i16));
-            for t in 0..4 {
-                let yb = &ys[t][b * 292..];
-                let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load(&yb[4 + 64 * j..])), s0);
-                let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load(&yb[4 + 64 * j + 32..])), s1);
-                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(p0, p1));
-            }
-        }
-        for t in 0..4 {
-            let yb = &ys[t][b * 292..];
-            let dy = f32_at(yb, 0);
-            minsum[t] += dy * dmin * q8k_min_sum(yb, &mn) as f32;
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dy * d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
-        }
-    }
-    [0, 1, 2, 3].map(|t| hsum_f32(acc[t]) - minsum[t])
+    dot4_q4_k_impl::<4>(n, x, ys)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot4_q6_k(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let (m3, m4, m32) = (_mm256_set1_epi8(3), _mm256_set1_epi8(0x0F), _mm256_set1_epi8(32));
-    for b in 0..n / 256 {
-        let xb = &x[b * 210..];
-        let mut sumi = [_mm256_setzero_si256(); 4];
-        for h in 0..2 {
-            let a = load(&xb[64 * h..]);
-            let bb = load(&xb[64 * h + 32..]);
-            let qh = load(&xb[128 + 32 * h..]);
-            let hb = |v: __m256i| _mm256_slli_epi16(_mm256_and_si256(v, m3), 4);
-            let q = [
-                _mm256_or_si256(_mm256_and_si256(a, m4), hb(qh)),
-                _mm256_or_si256(_mm256_and_si256(bb, m4), hb(_mm256_srli_epi16(qh, 2))),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4), hb(_mm256_srli_epi16(qh, 4))),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bb, 4), m4), hb(_mm256_srli_epi16(qh, 6))),
-            ];
-            let sc = &xb[192 + 8 * h..];
-            for (k, qk) in q.iter().enumerate() {
-                let s = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1] as i8 as i16), _mm_set1_epi16(sc[2 * k] as i8 as i16));
-                for t in 0..4 {
-                    let yk = load(&ys[t][b * 292 + 4 + 128 * h + 32 * k..]);
-                    let p = _mm256_sub_epi16(_mm256_maddubs_epi16(*qk, yk), _mm256_maddubs_epi16(m32, yk));
-                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p, s));
-                }
-            }
-        }
-        let d = f16_at(xb, 208);
-        for t in 0..4 {
-            let dy = f32_at(&ys[t][b * 292..], 0);
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * dy), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
-        }
-    }
-    [0, 1, 2, 3].map(|t| hsum_f32(acc[t]))
+    dot4_q6_k_impl::<4>(n, x, ys)
 }
