@@ -15,7 +15,7 @@ use crate::gguf::Gguf;
 use crate::kv::KvStore;
 use crate::ops;
 use crate::pool::ThreadPool;
-use crate::tensor::{ActSet, SyncPtr, Weight, load_vector, matmul};
+use crate::tensor::{ActSet, SyncPtr, Weight, load_vector, matmul, matmul_many};
 
 /// Feed-forward activation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -266,9 +266,9 @@ impl Model {
             norm_rows(&x, &l.attn_norm, hp.rms_eps, d, &mut xn);
             {
                 let mut acts = ActSet::new(&xn, n, d);
-                matmul(&l.wq, acts.for_weight(&l.wq), &mut q, pool);
-                matmul(&l.wk, acts.for_weight(&l.wk), &mut k, pool);
-                matmul(&l.wv, acts.for_weight(&l.wv), &mut v, pool);
+                acts.prepare(&[&l.wq, &l.wk, &l.wv]);
+                let jobs = [(&l.wq, &mut q), (&l.wk, &mut k), (&l.wv, &mut v)];
+                matmul_many(&mut jobs.map(|(w, out)| (w, acts.get(w), &mut out[..])), pool);
             }
             add_bias(&mut q, l.bq.as_deref());
             add_bias(&mut k, l.bk.as_deref());
@@ -318,8 +318,9 @@ impl Model {
             norm_rows(&x, &l.ffn_norm, hp.rms_eps, d, &mut xn);
             {
                 let mut acts = ActSet::new(&xn, n, d);
-                matmul(&l.gate, acts.for_weight(&l.gate), &mut gate, pool);
-                matmul(&l.up, acts.for_weight(&l.up), &mut up, pool);
+                acts.prepare(&[&l.gate, &l.up]);
+                let jobs = [(&l.gate, &mut gate), (&l.up, &mut up)];
+                matmul_many(&mut jobs.map(|(w, out)| (w, acts.get(w), &mut out[..])), pool);
             }
             match hp.activation {
                 Activation::Silu => ops::silu_mul(&mut gate, &up),

@@ -7,15 +7,15 @@
 //! blocking work.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 type Job = dyn Fn(usize) + Sync;
 
 struct Shared {
-    /// The current job: a pointer to a closure that lives on the caller's stack for the duration of `run`.
-    job: Mutex<Option<JobPtr>>,
+    /// The current job: points at a `JobPtr` on the caller's stack, valid for the duration of `run`.
+    job: AtomicPtr<JobPtr>,
     generation: AtomicU64,
     next: AtomicUsize,
     n_tasks: AtomicUsize,
@@ -30,8 +30,6 @@ struct Shared {
 
 #[derive(Clone, Copy)]
 struct JobPtr(*const Job);
-// SAFETY: the pointee is `Sync` and outlives every use (see `run`).
-unsafe impl Send for JobPtr {}
 
 pub struct ThreadPool {
     shared: Arc<Shared>,
@@ -49,7 +47,7 @@ impl ThreadPool {
     /// A pool of `n_threads` threads in all, the caller included (so `n_threads - 1` workers).
     pub fn new(n_threads: usize) -> Self {
         let shared = Arc::new(Shared {
-            job: Mutex::new(None),
+            job: AtomicPtr::new(std::ptr::null_mut()),
             generation: AtomicU64::new(0),
             next: AtomicUsize::new(0),
             n_tasks: AtomicUsize::new(0),
@@ -95,7 +93,8 @@ impl ThreadPool {
         // decrement of `active`, and this function does not return before `active` is back to zero.
         let ptr: *const Job =
             unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static Job>(f) };
-        *s.job.lock().unwrap_or_else(|e| e.into_inner()) = Some(JobPtr(ptr));
+        let mut job = JobPtr(ptr);
+        s.job.store(&mut job, Ordering::Relaxed);
         s.next.store(0, Ordering::Relaxed);
         s.n_tasks.store(n_tasks, Ordering::Relaxed);
         s.active.store(self.workers.len(), Ordering::Relaxed);
@@ -114,6 +113,7 @@ impl ThreadPool {
                 std::thread::yield_now()
             }
         }
+        s.job.store(std::ptr::null_mut(), Ordering::Relaxed);
         if caller_panic || s.panicked.swap(false, Ordering::Relaxed) {
             panic!("a task of the thread pool panicked");
         }
@@ -161,10 +161,11 @@ fn worker(s: &Shared) {
             s.sleepers.fetch_sub(1, Ordering::SeqCst);
             spins = 0;
         }
-        let job = *s.job.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(JobPtr(p)) = job {
-            // SAFETY: see `run`: the closure outlives this generation.
-            let f = unsafe { &*p };
+        let job = s.job.load(Ordering::Acquire);
+        if !job.is_null() {
+            // SAFETY: see `run`: the JobPtr and its closure outlive this generation (the generation was published
+            // with SeqCst after the store, and read with Acquire above).
+            let f = unsafe { &*(*job).0 };
             if catch_unwind(AssertUnwindSafe(|| work(s, f))).is_err() {
                 s.panicked.store(true, Ordering::Relaxed);
             }

@@ -153,6 +153,19 @@ impl<'a> ActSet<'a> {
         }
     }
 
+    /// Quantizes the input for each of `ws` (once per distinct activation type).
+    pub fn prepare(&mut self, ws: &[&Weight]) {
+        for w in ws {
+            self.for_weight(w);
+        }
+    }
+
+    /// The input as quantized for `w`; [`ActSet::prepare`] must have seen a weight of its activation type.
+    pub fn get(&self, w: &Weight) -> &Acts {
+        let ty = w.ty.vec_dot_type();
+        &self.by_type.iter().find(|(t, _)| *t == ty).expect("ActSet::prepare was called for this weight").1
+    }
+
     pub fn for_weight(&mut self, w: &Weight) -> &Acts {
         let ty = w.ty.vec_dot_type();
         if let Some(i) = self.by_type.iter().position(|(t, _)| *t == ty) {
@@ -177,27 +190,53 @@ const TOKEN_TILE: usize = 64;
 
 /// `out[t * w.rows + r] = dot(w.row(r), x.row(t))` for every row `r` and activation row `t`.
 pub fn matmul(w: &Weight, x: &Acts, out: &mut [f32], pool: &ThreadPool) {
-    let (rows, cols, n) = (w.rows, w.cols, x.n_rows);
-    assert!(out.len() >= n * rows, "matmul output too small");
-    let dot = quant::dot_fn(w.ty);
-    let dot4 = quant::dot4_fn(w.ty);
-    let data = w.data();
-    let rb = w.row_bytes();
-    let ptr = SyncPtr(out.as_mut_ptr());
-    // Enough tasks to balance, few enough that each is worth handing out.
-    let work = rows * n * cols;
-    let n_tasks = if work < 1 << 14 { 1 } else { (pool.n_threads() * 4).min(rows) };
-    pool.run(n_tasks, &|t| {
-        let p = ptr;
+    matmul_many(&mut [(w, x, out)], pool);
+}
+
+/// Several independent matmuls (e.g. Q, K and V of one input) as one parallel loop: one hand-out of work instead
+/// of one per matrix. Tasks are row ranges of the matrices laid end to end.
+pub fn matmul_many(jobs: &mut [(&Weight, &Acts, &mut [f32])], pool: &ThreadPool) {
+    struct Job<'a> {
+        w: &'a Weight,
+        x: &'a Acts,
+        out: SyncPtr,
+        dot: quant::DotFn,
+        dot4: Option<quant::Dot4Fn>,
+        /// First task of this job, and how many it has.
+        first: usize,
+        tasks: usize,
+    }
+    let mut plan = Vec::with_capacity(jobs.len());
+    let mut total = 0;
+    for (w, x, out) in jobs.iter_mut() {
+        assert!(out.len() >= x.n_rows * w.rows, "matmul output too small");
+        // Enough tasks to balance, few enough that each is worth handing out.
+        let work = w.rows * x.n_rows * w.cols;
+        let tasks = if work < 1 << 14 { 1 } else { (pool.n_threads() * 4).min(w.rows) };
+        plan.push(Job {
+            w,
+            x,
+            out: SyncPtr(out.as_mut_ptr()),
+            dot: quant::dot_fn(w.ty),
+            dot4: quant::dot4_fn(w.ty),
+            first: total,
+            tasks,
+        });
+        total += tasks;
+    }
+    pool.run(total, &|task| {
+        let j = plan.iter().rev().find(|j| j.first <= task).expect("task 0 belongs to the first job");
+        let (rows, cols, n) = (j.w.rows, j.w.cols, j.x.n_rows);
+        let (data, rb, x, p) = (j.w.data(), j.w.row_bytes(), j.x, j.out);
         // SAFETY: (i, r) pairs are disjoint across tasks; indices are in bounds (asserted above).
         let put = |i: usize, r: usize, v: f32| unsafe { *p.0.add(i * rows + r) = v };
-        let my_rows = split(rows, n_tasks, t);
+        let my_rows = split(rows, j.tasks, task - j.first);
         for tile in (0..n).step_by(TOKEN_TILE) {
             let tile_end = (tile + TOKEN_TILE).min(n);
             for r in my_rows.clone() {
                 let wrow = &data[r * rb..(r + 1) * rb];
                 let mut i = tile;
-                if let Some(d4) = dot4 {
+                if let Some(d4) = j.dot4 {
                     while i + 4 <= tile_end {
                         let v = d4(cols, wrow, [x.row(i), x.row(i + 1), x.row(i + 2), x.row(i + 3)]);
                         for (k, vk) in v.into_iter().enumerate() {
@@ -207,7 +246,7 @@ pub fn matmul(w: &Weight, x: &Acts, out: &mut [f32], pool: &ThreadPool) {
                     }
                 }
                 for i in i..tile_end {
-                    put(i, r, dot(cols, wrow, x.row(i)));
+                    put(i, r, (j.dot)(cols, wrow, x.row(i)));
                 }
             }
         }

@@ -184,8 +184,25 @@ pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) {
     reference::dequantize(ty, data, out)
 }
 
-/// Quantizes an activation row to `ty` (F32, Q8_0, Q8_1 or Q8_K), appending to `out`.
+/// Quantizes an activation row to `ty` (F32, Q8_0, Q8_1 or Q8_K), appending to `out`. The reference code is
+/// compiled a second time with AVX2 so rounding and the max search vectorize (no libm `rintf` calls).
 pub fn quantize_act(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        fn avx2(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) {
+            quantize_act_generic(ty, x, out)
+        }
+        if simd_level() == SimdLevel::Avx2 {
+            // SAFETY: the CPU has AVX2, FMA and F16C (checked by simd_level).
+            return unsafe { avx2(ty, x, out) };
+        }
+    }
+    quantize_act_generic(ty, x, out)
+}
+
+#[inline(always)]
+fn quantize_act_generic(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) {
     match ty {
         GgmlType::F32 => out.extend(x.iter().flat_map(|v| v.to_le_bytes())),
         GgmlType::Q8_0 => reference::quantize_q8_0(x, out),

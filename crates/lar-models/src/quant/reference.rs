@@ -215,6 +215,7 @@ fn dq_q6_k(x: &[u8], y: &mut [f32]) {
 }
 
 /// Q8_0 activation quantizer, as ggml's x86 code does it: `d = amax / 127`, `q = round_ties_even(x * 127 / amax)`.
+#[inline(always)]
 pub fn quantize_q8_0(x: &[f32], out: &mut Vec<u8>) {
     for b in x.chunks_exact(QK) {
         let amax = b.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -226,6 +227,7 @@ pub fn quantize_q8_0(x: &[f32], out: &mut Vec<u8>) {
 }
 
 /// Q8_1 activation quantizer: Q8_0's quantization plus `s = d * sum(q)`.
+#[inline(always)]
 pub fn quantize_q8_1(x: &[f32], out: &mut Vec<u8>) {
     for b in x.chunks_exact(QK) {
         let amax = b.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -240,6 +242,7 @@ pub fn quantize_q8_1(x: &[f32], out: &mut Vec<u8>) {
 }
 
 /// Q8_K activation quantizer (ggml's `quantize_row_q8_K_ref`): f32 `d`, 256 int8, sixteen i16 sums of 16.
+#[inline(always)]
 pub fn quantize_q8_k(x: &[f32], out: &mut Vec<u8>) {
     for b in x.chunks_exact(QK_K) {
         let (mut amax, mut max) = (0f32, 0f32);
