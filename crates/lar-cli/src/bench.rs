@@ -83,16 +83,25 @@ fn bandwidth(threads: usize) -> f64 {
 
 pub fn main(args: Args) -> Result<()> {
     if args.bandwidth {
-        let threads = if args.threads == 0 { physical_cores() } else { args.threads };
+        let threads = if args.threads == 0 {
+            physical_cores()
+        } else {
+            args.threads
+        };
         let bw = bandwidth(threads);
         if args.json {
-            println!("{}", serde_json::json!({"threads": threads, "read_gb_per_s": bw}));
+            println!(
+                "{}",
+                serde_json::json!({"threads": threads, "read_gb_per_s": bw})
+            );
         } else {
             println!("read bandwidth with {threads} threads: {bw:.1} GB/s");
         }
         return Ok(());
     }
-    let Some(model) = &args.model else { bail!("give a model (or --bandwidth)") };
+    let Some(model) = &args.model else {
+        bail!("give a model (or --bandwidth)")
+    };
     if args.reps == 0 || (args.n_prompt == 0 && args.n_gen == 0) {
         bail!("nothing to measure: give -r >= 1 and -p or -n > 0");
     }

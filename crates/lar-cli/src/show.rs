@@ -51,7 +51,11 @@ pub fn main(args: Args) -> Result<()> {
     let hp = Model::from_gguf(g.clone()).map(|m| m.hp);
     // Bytes a decode step reads: every tensor, except that only one row of the embedding table is looked up
     // (unless it doubles as the output matrix).
-    let embd = if g.tensor("output.weight").is_some() { g.tensor("token_embd.weight").map_or(0, |t| t.size) } else { 0 };
+    let embd = if g.tensor("output.weight").is_some() {
+        g.tensor("token_embd.weight").map_or(0, |t| t.size)
+    } else {
+        0
+    };
     let per_token: usize = g.tensors.iter().map(|t| t.size).sum::<usize>() - embd;
     let tok = Tokenizer::from_gguf(&g);
     let template = g

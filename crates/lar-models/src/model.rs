@@ -268,7 +268,10 @@ impl Model {
                 let mut acts = ActSet::new(&xn, n, d);
                 acts.prepare(&[&l.wq, &l.wk, &l.wv]);
                 let jobs = [(&l.wq, &mut q), (&l.wk, &mut k), (&l.wv, &mut v)];
-                matmul_many(&mut jobs.map(|(w, out)| (w, acts.get(w), &mut out[..])), pool);
+                matmul_many(
+                    &mut jobs.map(|(w, out)| (w, acts.get(w), &mut out[..])),
+                    pool,
+                );
             }
             add_bias(&mut q, l.bq.as_deref());
             add_bias(&mut k, l.bk.as_deref());
@@ -320,7 +323,10 @@ impl Model {
                 let mut acts = ActSet::new(&xn, n, d);
                 acts.prepare(&[&l.gate, &l.up]);
                 let jobs = [(&l.gate, &mut gate), (&l.up, &mut up)];
-                matmul_many(&mut jobs.map(|(w, out)| (w, acts.get(w), &mut out[..])), pool);
+                matmul_many(
+                    &mut jobs.map(|(w, out)| (w, acts.get(w), &mut out[..])),
+                    pool,
+                );
             }
             match hp.activation {
                 Activation::Silu => ops::silu_mul(&mut gate, &up),

@@ -163,7 +163,12 @@ impl<'a> ActSet<'a> {
     /// The input as quantized for `w`; [`ActSet::prepare`] must have seen a weight of its activation type.
     pub fn get(&self, w: &Weight) -> &Acts {
         let ty = w.ty.vec_dot_type();
-        &self.by_type.iter().find(|(t, _)| *t == ty).expect("ActSet::prepare was called for this weight").1
+        &self
+            .by_type
+            .iter()
+            .find(|(t, _)| *t == ty)
+            .expect("ActSet::prepare was called for this weight")
+            .1
     }
 
     pub fn for_weight(&mut self, w: &Weight) -> &Acts {
@@ -212,7 +217,11 @@ pub fn matmul_many(jobs: &mut [(&Weight, &Acts, &mut [f32])], pool: &ThreadPool)
         assert!(out.len() >= x.n_rows * w.rows, "matmul output too small");
         // Enough tasks to balance, few enough that each is worth handing out.
         let work = w.rows * x.n_rows * w.cols;
-        let tasks = if work < 1 << 14 { 1 } else { (pool.n_threads() * 4).min(w.rows) };
+        let tasks = if work < 1 << 14 {
+            1
+        } else {
+            (pool.n_threads() * 4).min(w.rows)
+        };
         plan.push(Job {
             w,
             x,
@@ -225,7 +234,11 @@ pub fn matmul_many(jobs: &mut [(&Weight, &Acts, &mut [f32])], pool: &ThreadPool)
         total += tasks;
     }
     pool.run(total, &|task| {
-        let j = plan.iter().rev().find(|j| j.first <= task).expect("task 0 belongs to the first job");
+        let j = plan
+            .iter()
+            .rev()
+            .find(|j| j.first <= task)
+            .expect("task 0 belongs to the first job");
         let (rows, cols, n) = (j.w.rows, j.w.cols, j.x.n_rows);
         let (data, rb, x, p) = (j.w.data(), j.w.row_bytes(), j.x, j.out);
         // SAFETY: (i, r) pairs are disjoint across tasks; indices are in bounds (asserted above).
@@ -238,7 +251,11 @@ pub fn matmul_many(jobs: &mut [(&Weight, &Acts, &mut [f32])], pool: &ThreadPool)
                 let mut i = tile;
                 if let Some(d4) = j.dot4 {
                     while i + 4 <= tile_end {
-                        let v = d4(cols, wrow, [x.row(i), x.row(i + 1), x.row(i + 2), x.row(i + 3)]);
+                        let v = d4(
+                            cols,
+                            wrow,
+                            [x.row(i), x.row(i + 1), x.row(i + 2), x.row(i + 3)],
+                        );
                         for (k, vk) in v.into_iter().enumerate() {
                             put(i + k, r, vk);
                         }

@@ -98,7 +98,10 @@ unsafe fn loadp(p: *const u8) -> __m256i {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn nibblesp(p: *const u8) -> __m256i {
     let t = unsafe { _mm_loadu_si128(p as *const __m128i) };
-    _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(0x0F))
+    _mm256_and_si256(
+        _mm256_set_m128i(_mm_srli_epi16(t, 4), t),
+        _mm256_set1_epi8(0x0F),
+    )
 }
 
 /// Byte `j` is 0xFF where bit `j` of the little-endian u32 at `b` is set.
@@ -235,7 +238,10 @@ fn dot_q5_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
         // SAFETY: block b is within the rows (asserted above).
         let (xb, yb) = unsafe { (x.as_ptr().add(b * 22), y.as_ptr().add(b * 34)) };
         // (nibble | 16·h) − 16: where h is 0 the byte becomes nibble | 0xF0, i.e. nibble − 16 as i8.
-        let hi = _mm256_andnot_si256(unsafe { bits_to_bytes(xb.add(2)) }, _mm256_set1_epi8(0xF0u8 as i8));
+        let hi = _mm256_andnot_si256(
+            unsafe { bits_to_bytes(xb.add(2)) },
+            _mm256_set1_epi8(0xF0u8 as i8),
+        );
         let qx = _mm256_or_si256(unsafe { nibblesp(xb.add(6)) }, hi);
         let p = _mm256_cvtepi32_ps(mul_ss(qx, unsafe { loadp(yb.add(2)) }));
         *acc = _mm256_fmadd_ps(unsafe { scale2(xb, yb) }, p, *acc);
@@ -279,7 +285,10 @@ fn dot_q8_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
 unsafe fn q8k_min_sum(yb: *const u8, mins: &[u8; 8]) -> i32 {
     let bsums = unsafe { loadp(yb.add(260)) };
     let m = mins.map(|v| v as i16);
-    let mv = _mm256_setr_epi16(m[0], m[0], m[1], m[1], m[2], m[2], m[3], m[3], m[4], m[4], m[5], m[5], m[6], m[6], m[7], m[7]);
+    let mv = _mm256_setr_epi16(
+        m[0], m[0], m[1], m[1], m[2], m[2], m[3], m[3], m[4], m[4], m[5], m[5], m[6], m[6], m[7],
+        m[7],
+    );
     let v = _mm256_madd_epi16(bsums, mv);
     let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
@@ -327,7 +336,10 @@ fn dot4_q4_k_impl<const T: usize>(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4
                 let q4 = loadp(xb.add(16 + 32 * j));
                 let lo = _mm256_and_si256(q4, m4);
                 let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
-                let (s0, s1) = (_mm256_set1_epi16(sc[2 * j] as i16), _mm256_set1_epi16(sc[2 * j + 1] as i16));
+                let (s0, s1) = (
+                    _mm256_set1_epi16(sc[2 * j] as i16),
+                    _mm256_set1_epi16(sc[2 * j + 1] as i16),
+                );
                 for t in 0..T {
                     let yq = ys[t].as_ptr().add(b * 292 + 4 + 64 * j);
                     let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, loadp(yq)), s0);
@@ -340,7 +352,11 @@ fn dot4_q4_k_impl<const T: usize>(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4
                 let dy = (yb as *const f32).read_unaligned();
                 let s = _mm_mul_ps(dm, _mm_set1_ps(dy)); // [d·dy, dmin·dy]
                 minsum[t] += _mm_cvtss_f32(_mm_movehdup_ps(s)) * q8k_min_sum(yb, &mn) as f32;
-                acc[t] = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+                acc[t] = _mm256_fmadd_ps(
+                    _mm256_broadcastss_ps(s),
+                    _mm256_cvtepi32_ps(sumi[t]),
+                    acc[t],
+                );
             }
         }
         [0, 1, 2, 3].map(|t| hsum_f32(acc[t]) - minsum[t])
@@ -355,7 +371,11 @@ fn dot4_q6_k_impl<const T: usize>(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4
     // SAFETY (whole body): compiled inside avx2+fma+f16c callers; all reads are within the rows (asserted above).
     unsafe {
         let mut acc = [_mm256_setzero_ps(); 4];
-        let (m3, m4, m32) = (_mm256_set1_epi8(3), _mm256_set1_epi8(0x0F), _mm256_set1_epi8(32));
+        let (m3, m4, m32) = (
+            _mm256_set1_epi8(3),
+            _mm256_set1_epi8(0x0F),
+            _mm256_set1_epi8(32),
+        );
         for b in 0..nb {
             let xb = x.as_ptr().add(b * 210);
             let mut sumi = [_mm256_setzero_si256(); 4];
@@ -367,15 +387,27 @@ fn dot4_q6_k_impl<const T: usize>(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4
                 let q = [
                     _mm256_or_si256(_mm256_and_si256(a, m4), hb(qh)),
                     _mm256_or_si256(_mm256_and_si256(bb, m4), hb(_mm256_srli_epi16(qh, 2))),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4), hb(_mm256_srli_epi16(qh, 4))),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bb, 4), m4), hb(_mm256_srli_epi16(qh, 6))),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16(a, 4), m4),
+                        hb(_mm256_srli_epi16(qh, 4)),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16(bb, 4), m4),
+                        hb(_mm256_srli_epi16(qh, 6)),
+                    ),
                 ];
                 let sc = xb.add(192 + 8 * h) as *const i8;
                 for (k, qk) in q.iter().enumerate() {
-                    let s = _mm256_set_m128i(_mm_set1_epi16(*sc.add(2 * k + 1) as i16), _mm_set1_epi16(*sc.add(2 * k) as i16));
+                    let s = _mm256_set_m128i(
+                        _mm_set1_epi16(*sc.add(2 * k + 1) as i16),
+                        _mm_set1_epi16(*sc.add(2 * k) as i16),
+                    );
                     for t in 0..T {
                         let yk = loadp(ys[t].as_ptr().add(b * 292 + 4 + 128 * h + 32 * k));
-                        let p = _mm256_sub_epi16(_mm256_maddubs_epi16(*qk, yk), _mm256_maddubs_epi16(m32, yk));
+                        let p = _mm256_sub_epi16(
+                            _mm256_maddubs_epi16(*qk, yk),
+                            _mm256_maddubs_epi16(m32, yk),
+                        );
                         sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p, s));
                     }
                 }
@@ -383,7 +415,8 @@ fn dot4_q6_k_impl<const T: usize>(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4
             let d = _mm_cvtss_f32(f16x2(xb.add(208)));
             for t in 0..T {
                 let dy = (ys[t].as_ptr().add(b * 292) as *const f32).read_unaligned();
-                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * dy), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+                acc[t] =
+                    _mm256_fmadd_ps(_mm256_set1_ps(d * dy), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
             }
         }
         [0, 1, 2, 3].map(|t| hsum_f32(acc[t]))
@@ -419,7 +452,9 @@ fn dot4_blocks(
     // SAFETY (whole body): only called from functions compiled with avx2, fma and f16c; the block reads stay
     // within the rows (asserted below).
     unsafe {
-        let mut acc = [_mm256_setzero_ps(); 4];
+        // Even and odd blocks in separate accumulators, as the one-row kernels do, so a row gives the same
+        // bits whether it is computed alone or in a group of four.
+        let mut acc = [[_mm256_setzero_ps(); 4]; 2];
         let mut mins = [_mm_setzero_ps(); 4];
         assert!(x.len() >= n / 32 * wsize && ys.iter().all(|y| y.len() >= n / 32 * act));
         for b in 0..n / 32 {
@@ -428,7 +463,10 @@ fn dot4_blocks(
                 GgmlType::Q4_0 => _mm256_sub_epi8(nibblesp(xb.add(2)), _mm256_set1_epi8(8)),
                 GgmlType::Q4_1 => nibblesp(xb.add(4)),
                 GgmlType::Q5_0 => {
-                    let hi = _mm256_andnot_si256(bits_to_bytes(xb.add(2)), _mm256_set1_epi8(0xF0u8 as i8));
+                    let hi = _mm256_andnot_si256(
+                        bits_to_bytes(xb.add(2)),
+                        _mm256_set1_epi8(0xF0u8 as i8),
+                    );
                     _mm256_or_si256(nibblesp(xb.add(6)), hi)
                 }
                 _ => loadp(xb.add(2)),
@@ -442,14 +480,14 @@ fn dot4_blocks(
                 let yq = if signed { _mm256_sign_epi8(yq, qx) } else { yq };
                 let p = _mm256_cvtepi32_ps(mul_us(ax, yq));
                 let s = _mm_mul_ps(dm, f16x2(yb));
-                acc[t] = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), p, acc[t]);
+                acc[b & 1][t] = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), p, acc[b & 1][t]);
                 if !signed {
                     mins[t] = _mm_add_ps(mins[t], s);
                 }
             }
         }
         let m = |v: __m128| _mm_cvtss_f32(_mm_movehdup_ps(v));
-        [hsum_f32(acc[0]) + m(mins[0]), hsum_f32(acc[1]) + m(mins[1]), hsum_f32(acc[2]) + m(mins[2]), hsum_f32(acc[3]) + m(mins[3])]
+        [0, 1, 2, 3].map(|t| hsum_f32(_mm256_add_ps(acc[0][t], acc[1][t])) + m(mins[t]))
     }
 }
 

@@ -156,8 +156,20 @@ fn four_row_kernels_match_one_row_kernels() {
             .collect();
         let four = dot4(n, &w, [&acts[0], &acts[1], &acts[2], &acts[3]]);
         for t in 0..4 {
+            // Bit-identical to the one-row kernel: a token's result must not depend on how it was batched.
+            assert_eq!(
+                four[t].to_bits(),
+                dot_fn(ty)(n, &w, &acts[t]).to_bits(),
+                "{} row {t}",
+                ty.name()
+            );
             let one = reference::dot_fn(ty)(n, &w, &acts[t]);
-            assert!((four[t] - one).abs() <= 1e-4 * (1.0 + one.abs()) + 1e-3, "{} row {t}: {} vs {one}", ty.name(), four[t]);
+            assert!(
+                (four[t] - one).abs() <= 1e-4 * (1.0 + one.abs()) + 1e-3,
+                "{} row {t}: {} vs {one}",
+                ty.name(),
+                four[t]
+            );
         }
     }
 }
