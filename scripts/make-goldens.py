@@ -11,11 +11,16 @@ models fetched by scripts/fetch-models.sh. For each model it writes tests/golden
   - noise:    llama.cpp against itself on that text (flash attention on vs off: the same math rounded differently):
               top-1 agreement, mean |logit diff| over the top-8, and the largest top1-top2 gap at a flipped position.
               This is the floor any non-bit-identical implementation sits on; the tests hold Lar to it.
-CI reads these files; it never needs llama.cpp.
+And for each tiny random-weight model written by `cargo run -p lar-models --example tiny-models` (llama, qwen2,
+qwen3, phi3: our own GGUF writer), tests/golden/tiny-<arch>.json with its sha256 and llama.cpp's full logits over
+24 positions. CI reads these files; it never needs llama.cpp.
 """
+import hashlib
 import json
 import os
+import subprocess
 import sys
+import tempfile
 
 import numpy as np
 from llama_cpp import Llama
@@ -82,8 +87,30 @@ def topk(logits, k):
     return [[int(i), float(logits[i])] for i in idx]
 
 
+def tiny():
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    d = tempfile.mkdtemp()
+    subprocess.run(["cargo", "run", "--release", "-q", "-p", "lar-models", "--example", "tiny-models", "--", d],
+                   check=True, cwd=root, stdout=subprocess.DEVNULL)
+    ids = [(i * 37 + 11) % 256 for i in range(24)]
+    for arch in ["llama", "qwen2", "qwen3", "phi3"]:
+        path = os.path.join(d, f"tiny-{arch}.gguf")
+        with open(path, "rb") as f:
+            sha = hashlib.sha256(f.read()).hexdigest()
+        llm = Llama(model_path=path, n_ctx=256, n_batch=256, n_threads=2, logits_all=True, verbose=False)
+        llm.eval(ids)
+        scores = np.array(llm.scores[: len(ids)], dtype=np.float32)
+        out = {"arch": arch, "sha256": sha, "ids": ids, "logits": [[round(float(v), 5) for v in row] for row in scores]}
+        with open(os.path.join(OUT, f"tiny-{arch}.json"), "w") as f:
+            json.dump(out, f, separators=(",", ":"))
+        print(f"wrote tiny-{arch}.json")
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    if sys.argv[1:] == ["tiny"]:
+        tiny()
+        return
     only = sys.argv[1:] or list(MODEL_FILES)
     for name in only:
         path = os.path.join(MODELS, MODEL_FILES[name])
@@ -123,6 +150,8 @@ def main():
         with open(os.path.join(OUT, f"{name}.json"), "w") as f:
             json.dump(out, f, ensure_ascii=False, separators=(",", ":"))
         print(f"wrote {name}.json: {len(ids)} forced tokens")
+    if not sys.argv[1:]:
+        tiny()
 
 
 if __name__ == "__main__":

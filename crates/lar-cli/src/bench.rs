@@ -1,6 +1,7 @@
 //! `lar bench MODEL -p 512 -n 128 -r 5`: speed of the forward pass, measured as llama-bench does: prompt
 //! processing of `p` random tokens (in batches of 512) from an empty cache, and generation of `n` tokens one at a
-//! time from an empty cache, each repeated `r` times after a warm-up; medians, min and max, and peak RSS.
+//! time from an empty cache, each repeated `r` times after a warm-up (one full prompt pass and one generated token,
+//! as llama-bench); medians, min and max, and peak RSS.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -137,8 +138,20 @@ pub fn main(args: Args) -> Result<()> {
         }
         Ok(())
     };
-    // Warm-up: touch the weights and the cache.
-    run_prompt(&random_tokens(args.n_prompt.clamp(1, 32)), &mut kv)?;
+    // Warm-up as llama-bench does it: one full prompt pass and one generated token, so the weights are paged in
+    // and the cache blocks allocated before anything is timed.
+    run_prompt(&random_tokens(args.n_prompt.max(1)), &mut kv)?;
+    let tok = random_tokens(1);
+    model.forward(
+        &[SeqBatch {
+            tokens: &tok,
+            pos: 0,
+            block_table: &table,
+            all_logits: false,
+        }],
+        &mut kv,
+        &pool,
+    )?;
     let bar = ProgressBar::new((args.reps * 2) as u64);
     bar.set_style(
         ProgressStyle::with_template("{msg} {bar:30} {pos}/{len}")

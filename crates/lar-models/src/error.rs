@@ -20,7 +20,7 @@ pub enum Error {
     Invalid(String),
     #[error("tensor '{name}' has type id {id}, which Lar does not support")]
     UnsupportedType { name: String, id: u32 },
-    #[error("architecture '{0}' is not supported (Lar runs: llama, gemma3)")]
+    #[error("architecture '{0}' is not supported (Lar runs: llama, qwen2, qwen3, gemma3, phi3)")]
     UnsupportedArch(String),
     #[error("model metadata lacks '{0}'")]
     MissingKey(String),

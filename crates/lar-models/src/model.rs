@@ -54,6 +54,10 @@ pub struct Hparams {
     /// Multiplier of the token embeddings (Gemma: `sqrt(n_embd)`).
     pub embed_scale: f32,
     pub activation: Activation,
+    /// Q, K and V are one `attn_qkv` matrix (Phi-3).
+    pub fused_qkv: bool,
+    /// Gate and up are one `ffn_up` matrix of `2 * n_ff` rows, gate first (Phi-3).
+    pub fused_gate_up: bool,
 }
 
 impl Hparams {
@@ -125,6 +129,9 @@ impl Model {
         let hp = match name.as_str() {
             "llama" => arch::llama::hparams(&file)?,
             "gemma3" => arch::gemma3::hparams(&file)?,
+            "qwen2" => arch::qwen2::hparams(&file)?,
+            "qwen3" => arch::qwen3::hparams(&file)?,
+            "phi3" => arch::phi3::hparams(&file)?,
             other => return Err(Error::UnsupportedArch(other.to_string())),
         };
         if hp.head_dim == 0 || hp.head_dim > MAX_HEAD_DIM || hp.head_dim % 2 != 0 {
@@ -163,11 +170,35 @@ impl Model {
         for i in 0..hp.n_layers {
             let p = |s: &str| format!("blk.{i}.{s}.weight");
             let b = |s: &str| format!("blk.{i}.{s}.bias");
+            let (qd, kvd) = (hp.n_head * hd, hp.kv_dim());
+            let (wq, wk, wv) = if hp.fused_qkv {
+                let qkv = Weight::load(&file, &p("attn_qkv"), qd + 2 * kvd, d)?;
+                (
+                    qkv.rows_view(0, qd),
+                    qkv.rows_view(qd, kvd),
+                    qkv.rows_view(qd + kvd, kvd),
+                )
+            } else {
+                (
+                    Weight::load(&file, &p("attn_q"), qd, d)?,
+                    Weight::load(&file, &p("attn_k"), kvd, d)?,
+                    Weight::load(&file, &p("attn_v"), kvd, d)?,
+                )
+            };
+            let (gate, up) = if hp.fused_gate_up {
+                let gu = Weight::load(&file, &p("ffn_up"), 2 * hp.n_ff, d)?;
+                (gu.rows_view(0, hp.n_ff), gu.rows_view(hp.n_ff, hp.n_ff))
+            } else {
+                (
+                    Weight::load(&file, &p("ffn_gate"), hp.n_ff, d)?,
+                    Weight::load(&file, &p("ffn_up"), hp.n_ff, d)?,
+                )
+            };
             layers.push(Layer {
                 attn_norm: load_vector(&file, &p("attn_norm"), d)?,
-                wq: Weight::load(&file, &p("attn_q"), hp.n_head * hd, d)?,
-                wk: Weight::load(&file, &p("attn_k"), hp.kv_dim(), d)?,
-                wv: Weight::load(&file, &p("attn_v"), hp.kv_dim(), d)?,
+                wq,
+                wk,
+                wv,
                 wo: Weight::load(&file, &p("attn_output"), d, hp.n_head * hd)?,
                 bq: opt(b("attn_q"), hp.n_head * hd)?,
                 bk: opt(b("attn_k"), hp.kv_dim())?,
@@ -176,8 +207,8 @@ impl Model {
                 k_norm: opt(p("attn_k_norm"), hd)?,
                 post_attn_norm: opt(p("post_attention_norm"), d)?,
                 ffn_norm: load_vector(&file, &p("ffn_norm"), d)?,
-                gate: Weight::load(&file, &p("ffn_gate"), hp.n_ff, d)?,
-                up: Weight::load(&file, &p("ffn_up"), hp.n_ff, d)?,
+                gate,
+                up,
                 down: Weight::load(&file, &p("ffn_down"), d, hp.n_ff)?,
                 post_ffn_norm: opt(p("post_ffw_norm"), d)?,
             });

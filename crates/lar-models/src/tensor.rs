@@ -81,6 +81,19 @@ impl Weight {
         self.file.raw(self.offset, self.size)
     }
 
+    /// Rows `start..start + count` as a weight of their own (a view: fused matrices are split this way).
+    pub fn rows_view(&self, start: usize, count: usize) -> Weight {
+        assert!(start + count <= self.rows, "row view out of range");
+        let rb = self.row_bytes();
+        Weight {
+            name: format!("{}[{start}..{}]", self.name, start + count),
+            rows: count,
+            offset: self.offset + start * rb,
+            size: count * rb,
+            ..self.clone()
+        }
+    }
+
     pub fn row_bytes(&self) -> usize {
         self.ty.row_bytes(self.cols)
     }

@@ -3,6 +3,9 @@
 
 pub mod gemma3;
 pub mod llama;
+pub mod phi3;
+pub mod qwen2;
+pub mod qwen3;
 
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
@@ -68,5 +71,7 @@ pub(crate) fn common(g: &Gguf, arch: &str) -> Result<Hparams> {
         attn_scale: 1.0 / (head_dim as f32).sqrt(),
         embed_scale: 1.0,
         activation: Activation::Silu,
+        fused_qkv: false,
+        fused_gate_up: false,
     })
 }

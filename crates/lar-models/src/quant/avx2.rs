@@ -175,37 +175,24 @@ fn dot_f16(n: usize, x: &[u8], y: &[u8]) -> f32 {
     s
 }
 
-/// The shape of the 32-element block kernels for one row: two accumulators over alternate blocks so consecutive
-/// blocks overlap; the body adds block `$b`'s contribution to `$acc`. A macro, not a closure, so the body is
-/// compiled inside the caller's `target_feature` context and inlined.
-macro_rules! two_acc {
+/// The shape of the 32-element block kernels for one row: the body adds block `$b`'s contribution to `$acc`, one
+/// accumulator in block order, exactly as the four-row kernels do, so a row gives the same bits alone or in a group
+/// of four. A macro, not a closure, so the body is compiled inside the caller's `target_feature` context.
+macro_rules! one_acc {
     ($nb:expr, |$b:ident, $acc:ident| $body:block) => {{
-        let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let nb = $nb;
-        let mut i = 0;
-        while i + 2 <= nb {
-            {
-                let ($b, $acc) = (i, &mut a0);
-                $body
-            }
-            {
-                let ($b, $acc) = (i + 1, &mut a1);
-                $body
-            }
-            i += 2;
-        }
-        if i < nb {
-            let ($b, $acc) = (i, &mut a0);
+        let mut a0 = _mm256_setzero_ps();
+        for $b in 0..$nb {
+            let $acc = &mut a0;
             $body
         }
-        _mm256_add_ps(a0, a1)
+        a0
     }};
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q4_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
     assert!(x.len() >= n / 32 * 18 && y.len() >= n / 32 * 34);
-    let acc = two_acc!(n / 32, |b, acc| {
+    let acc = one_acc!(n / 32, |b, acc| {
         // SAFETY: block b is within the rows (asserted above).
         let (xb, yb) = unsafe { (x.as_ptr().add(b * 18), y.as_ptr().add(b * 34)) };
         let qx = _mm256_sub_epi8(unsafe { nibblesp(xb.add(2)) }, _mm256_set1_epi8(8));
@@ -220,7 +207,7 @@ fn dot_q4_1(n: usize, x: &[u8], y: &[u8]) -> f32 {
     assert!(x.len() >= n / 32 * 20 && y.len() >= n / 32 * 36);
     // Lane 0 of `s` is dx·dy (scales the integer dot), lane 1 is mx·sy (the min term), summed in `mins`.
     let mut mins = _mm_setzero_ps();
-    let acc = two_acc!(n / 32, |b, acc| {
+    let acc = one_acc!(n / 32, |b, acc| {
         // SAFETY: block b is within the rows (asserted above).
         let (xb, yb) = unsafe { (x.as_ptr().add(b * 20), y.as_ptr().add(b * 36)) };
         let s = unsafe { _mm_mul_ps(f16x2(xb), f16x2(yb)) };
@@ -234,7 +221,7 @@ fn dot_q4_1(n: usize, x: &[u8], y: &[u8]) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q5_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
     assert!(x.len() >= n / 32 * 22 && y.len() >= n / 32 * 34);
-    let acc = two_acc!(n / 32, |b, acc| {
+    let acc = one_acc!(n / 32, |b, acc| {
         // SAFETY: block b is within the rows (asserted above).
         let (xb, yb) = unsafe { (x.as_ptr().add(b * 22), y.as_ptr().add(b * 34)) };
         // (nibble | 16·h) − 16: where h is 0 the byte becomes nibble | 0xF0, i.e. nibble − 16 as i8.
@@ -253,7 +240,7 @@ fn dot_q5_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
 fn dot_q5_1(n: usize, x: &[u8], y: &[u8]) -> f32 {
     assert!(x.len() >= n / 32 * 24 && y.len() >= n / 32 * 36);
     let mut mins = _mm_setzero_ps();
-    let acc = two_acc!(n / 32, |b, acc| {
+    let acc = one_acc!(n / 32, |b, acc| {
         // SAFETY: block b is within the rows (asserted above).
         let (xb, yb) = unsafe { (x.as_ptr().add(b * 24), y.as_ptr().add(b * 36)) };
         let s = unsafe { _mm_mul_ps(f16x2(xb), f16x2(yb)) };
@@ -269,7 +256,7 @@ fn dot_q5_1(n: usize, x: &[u8], y: &[u8]) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q8_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
     assert!(x.len() >= n / 32 * 34 && y.len() >= n / 32 * 34);
-    let acc = two_acc!(n / 32, |b, acc| {
+    let acc = one_acc!(n / 32, |b, acc| {
         // SAFETY: block b is within the rows (asserted above).
         let (xb, yb) = unsafe { (x.as_ptr().add(b * 34), y.as_ptr().add(b * 34)) };
         let p = _mm256_cvtepi32_ps(unsafe { mul_ss(loadp(xb.add(2)), loadp(yb.add(2))) });
@@ -452,9 +439,9 @@ fn dot4_blocks(
     // SAFETY (whole body): only called from functions compiled with avx2, fma and f16c; the block reads stay
     // within the rows (asserted below).
     unsafe {
-        // Even and odd blocks in separate accumulators, as the one-row kernels do, so a row gives the same
-        // bits whether it is computed alone or in a group of four.
-        let mut acc = [[_mm256_setzero_ps(); 4]; 2];
+        // One accumulator per row in block order, as the one-row kernels do, so a row gives the same bits
+        // whether it is computed alone or in a group of four.
+        let mut acc = [_mm256_setzero_ps(); 4];
         let mut mins = [_mm_setzero_ps(); 4];
         assert!(x.len() >= n / 32 * wsize && ys.iter().all(|y| y.len() >= n / 32 * act));
         for b in 0..n / 32 {
@@ -480,14 +467,14 @@ fn dot4_blocks(
                 let yq = if signed { _mm256_sign_epi8(yq, qx) } else { yq };
                 let p = _mm256_cvtepi32_ps(mul_us(ax, yq));
                 let s = _mm_mul_ps(dm, f16x2(yb));
-                acc[b & 1][t] = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), p, acc[b & 1][t]);
+                acc[t] = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), p, acc[t]);
                 if !signed {
                     mins[t] = _mm_add_ps(mins[t], s);
                 }
             }
         }
         let m = |v: __m128| _mm_cvtss_f32(_mm_movehdup_ps(v));
-        [0, 1, 2, 3].map(|t| hsum_f32(_mm256_add_ps(acc[0][t], acc[1][t])) + m(mins[t]))
+        [0, 1, 2, 3].map(|t| hsum_f32(acc[t]) + m(mins[t]))
     }
 }
 

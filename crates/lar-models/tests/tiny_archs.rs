@@ -1,0 +1,119 @@
+//! qwen2, qwen3, phi3 (and llama) on tiny random-weight models written by our own GGUF writer
+//! (`testdata::tiny_model`), against llama.cpp's logits for the same bytes (tests/golden/tiny-*.json, made by
+//! scripts/make-goldens.py). F32 weights, so the only differences are summation order and llama.cpp's f16 KV cache:
+//! every logit must be within `TOL` of llama.cpp's, and the argmax must agree at every position.
+
+use std::sync::Arc;
+
+use lar_models::{Gguf, KvStore, Model, SeqBatch, ThreadPool, testdata};
+use sha2::{Digest, Sha256};
+
+/// Largest allowed |logit difference| (logits of these models are of order 1-10; measured: at most 0.0054).
+const TOL: f32 = 0.01;
+
+fn check(arch: &str) {
+    let bytes = testdata::tiny_model(arch);
+    let golden: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(testdata::golden_dir().join(format!("tiny-{arch}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        format!("{:x}", Sha256::digest(&bytes)),
+        golden["sha256"].as_str().unwrap(),
+        "tiny {arch} model bytes changed: regenerate goldens"
+    );
+    let model = Model::from_gguf(Arc::new(Gguf::from_bytes(bytes).unwrap())).unwrap();
+    assert_eq!(model.hp.arch, arch);
+    let ids: Vec<u32> = golden["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    let mut kv = KvStore::new(16, model.hp.n_layers, model.hp.kv_dim(), 4);
+    let table = [0, 1, 2, 3];
+    let pool = ThreadPool::new(2);
+    // Prefill 10, then one token at a time: both paths against the same reference.
+    let mut rows: Vec<Vec<f32>> = Vec::new();
+    let out = model
+        .forward(
+            &[SeqBatch {
+                tokens: &ids[..10],
+                pos: 0,
+                block_table: &table,
+                all_logits: true,
+            }],
+            &mut kv,
+            &pool,
+        )
+        .unwrap();
+    rows.extend(out[0].chunks_exact(model.hp.n_vocab).map(|c| c.to_vec()));
+    for p in 10..ids.len() {
+        let out = model
+            .forward(
+                &[SeqBatch {
+                    tokens: &ids[p..p + 1],
+                    pos: p,
+                    block_table: &table,
+                    all_logits: false,
+                }],
+                &mut kv,
+                &pool,
+            )
+            .unwrap();
+        rows.push(out[0].clone());
+    }
+    let mut max_diff = 0f32;
+    for (pos, (ours, theirs)) in rows
+        .iter()
+        .zip(golden["logits"].as_array().unwrap())
+        .enumerate()
+    {
+        let theirs: Vec<f32> = theirs
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(ours.len(), theirs.len());
+        for (a, b) in ours.iter().zip(&theirs) {
+            max_diff = max_diff.max((a - b).abs());
+        }
+        let am = |x: &[f32]| {
+            x.iter()
+                .enumerate()
+                .fold((0, f32::MIN), |m, (i, &v)| if v > m.1 { (i, v) } else { m })
+                .0
+        };
+        assert_eq!(
+            am(ours),
+            am(&theirs),
+            "{arch}: argmax differs at position {pos}"
+        );
+    }
+    eprintln!("{arch}: max |logit diff| vs llama.cpp {max_diff:.5}");
+    assert!(
+        max_diff <= TOL,
+        "{arch}: max |logit diff| {max_diff} > {TOL}"
+    );
+}
+
+#[test]
+fn tiny_llama_matches_llama_cpp() {
+    check("llama");
+}
+
+#[test]
+fn tiny_qwen2_matches_llama_cpp() {
+    check("qwen2");
+}
+
+#[test]
+fn tiny_qwen3_matches_llama_cpp() {
+    check("qwen3");
+}
+
+#[test]
+fn tiny_phi3_matches_llama_cpp() {
+    check("phi3");
+}
