@@ -7,3 +7,5 @@ mkdir -p corpus/gguf
 head -c 65536 "$M/SmolLM2-135M-Instruct.Q4_1.gguf" > corpus/gguf/smollm2-64k
 head -c 2097152 "$M/SmolLM2-135M-Instruct.Q4_1.gguf" > corpus/gguf/smollm2-2m
 head -c 65536 "$M/gemma-3-270m-q4_k_m.gguf" > corpus/gguf/gemma3-64k
+# Whole small models of every architecture (our GGUF writer's tiny random-weight models).
+(cd .. && cargo run --release -q -p lar-models --example tiny-models -- fuzz/corpus/gguf >/dev/null)
