@@ -464,7 +464,7 @@ impl Model {
                 let end = ((p / bs + 1) * bs).min(pos + 1);
                 for pp in p..end {
                     let off = (pp % bs) * kvd + g * hd;
-                    let score = ops::dot(qh, &kb[off..off + hd]) * hp.attn_scale;
+                    let score = ops::dot_f16(qh, &kb[off..off + hd]) * hp.attn_scale;
                     if score > m {
                         let c = (m - score).exp();
                         ops::scale(c, acc);
@@ -473,7 +473,7 @@ impl Model {
                     }
                     let w = (score - m).exp();
                     l += w;
-                    ops::axpy(w, &vb[off..off + hd], acc);
+                    ops::axpy_f16(w, &vb[off..off + hd], acc);
                 }
                 p = end;
             }

@@ -105,6 +105,109 @@ fn gelu_mul(a: &mut [f32], b: &[f32]) {
 }
 }
 
+/// `dot(a, f16 b)`: a query against a cached key.
+pub fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if simd_level() == SimdLevel::Avx2 {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked by simd_level).
+        return unsafe { f16x86::dot(a, b) };
+    }
+    a.iter()
+        .zip(b)
+        .map(|(x, &h)| x * half::f16::from_bits(h).to_f32())
+        .sum()
+}
+
+/// `y += w * f16 x`: a cached value row into an attention accumulator.
+pub fn axpy_f16(w: f32, x: &[u16], y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if simd_level() == SimdLevel::Avx2 {
+        // SAFETY: as above.
+        return unsafe { f16x86::axpy(w, x, y) };
+    }
+    for (yi, &h) in y.iter_mut().zip(x) {
+        *yi += w * half::f16::from_bits(h).to_f32();
+    }
+}
+
+/// f32 to f16 bit patterns (round to nearest even), for the KV cache.
+pub fn f32_to_f16(x: &[f32], out: &mut [u16]) {
+    #[cfg(target_arch = "x86_64")]
+    if simd_level() == SimdLevel::Avx2 {
+        // SAFETY: as above.
+        return unsafe { f16x86::convert(x, out) };
+    }
+    for (o, v) in out.iter_mut().zip(x) {
+        *o = half::f16::from_f32(*v).to_bits();
+    }
+}
+
+/// F16C versions of the f16 helpers, eight lanes at a time.
+#[cfg(target_arch = "x86_64")]
+mod f16x86 {
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub fn dot(a: &[f32], b: &[u16]) -> f32 {
+        let n = a.len().min(b.len());
+        let mut acc = _mm256_setzero_ps();
+        let mut i = 0;
+        // SAFETY: i + 8 <= n for both slices.
+        unsafe {
+            while i + 8 <= n {
+                let k = _mm256_cvtph_ps(_mm_loadu_si128(b.as_ptr().add(i) as *const __m128i));
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(i)), k, acc);
+                i += 8;
+            }
+        }
+        let s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let mut total = _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+        for j in i..n {
+            total += a[j] * half::f16::from_bits(b[j]).to_f32();
+        }
+        total
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub fn axpy(w: f32, x: &[u16], y: &mut [f32]) {
+        let n = x.len().min(y.len());
+        let wv = _mm256_set1_ps(w);
+        let mut i = 0;
+        // SAFETY: i + 8 <= n for both slices.
+        unsafe {
+            while i + 8 <= n {
+                let v = _mm256_cvtph_ps(_mm_loadu_si128(x.as_ptr().add(i) as *const __m128i));
+                let p = y.as_mut_ptr().add(i);
+                _mm256_storeu_ps(p, _mm256_fmadd_ps(wv, v, _mm256_loadu_ps(p)));
+                i += 8;
+            }
+        }
+        for j in i..n {
+            y[j] += w * half::f16::from_bits(x[j]).to_f32();
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub fn convert(x: &[f32], out: &mut [u16]) {
+        let n = x.len().min(out.len());
+        let mut i = 0;
+        // SAFETY: i + 8 <= n for both slices.
+        unsafe {
+            while i + 8 <= n {
+                let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(
+                    x.as_ptr().add(i),
+                ));
+                _mm_storeu_si128(out.as_mut_ptr().add(i) as *mut __m128i, h);
+                i += 8;
+            }
+        }
+        for j in i..n {
+            out[j] = half::f16::from_f32(x[j]).to_bits();
+        }
+    }
+}
+
 /// Rotary position embedding of one head vector in place. `neox`: rotate pairs `(i, i + d/2)` (GPT-NeoX, Qwen,
 /// Gemma); otherwise adjacent pairs `(2i, 2i + 1)` (Llama as stored in GGUF). `inv_freq[i] = base^(-2i/d)`.
 pub fn rope(x: &mut [f32], pos: usize, inv_freq: &[f32], neox: bool) {
@@ -189,6 +292,27 @@ mod tests {
             let n0: f32 = x0.iter().map(|v| v * v).sum();
             let n1: f32 = x.iter().map(|v| v * v).sum();
             assert!((n0 - n1).abs() < 1e-3);
+        }
+    }
+
+    #[test]
+    fn f16_helpers_match_the_plain_conversions() {
+        let a: Vec<f32> = (0..37).map(|i| (i as f32 - 18.0) * 0.37).collect();
+        let mut h = vec![0u16; 37];
+        f32_to_f16(&a, &mut h);
+        for (x, &b) in a.iter().zip(&h) {
+            assert_eq!(b, half::f16::from_f32(*x).to_bits());
+        }
+        let plain: f32 = a
+            .iter()
+            .zip(&h)
+            .map(|(x, &b)| x * half::f16::from_bits(b).to_f32())
+            .sum();
+        assert!((dot_f16(&a, &h) - plain).abs() < 1e-3);
+        let mut y = vec![1f32; 37];
+        axpy_f16(0.5, &h, &mut y);
+        for (yi, &b) in y.iter().zip(&h) {
+            assert!((yi - (1.0 + 0.5 * half::f16::from_bits(b).to_f32())).abs() < 1e-6);
         }
     }
 
