@@ -54,15 +54,6 @@ unsafe fn f16x2(p: *const u8) -> __m128 {
     _mm_cvtph_ps(_mm_cvtsi32_si128(unsafe { rd_u32(p) } as i32))
 }
 
-/// `[dx * dy]` broadcast, from the f16 scales at the start of a weight block and an activation block.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn scale2(xb: *const u8, yb: *const u8) -> __m256 {
-    let bits = unsafe { rd_u16(xb) as u32 | ((rd_u16(yb) as u32) << 16) };
-    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32));
-    _mm256_broadcastss_ps(_mm_mul_ss(v, _mm_movehdup_ps(v)))
-}
-
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn hsum_f32(v: __m256) -> f32 {
@@ -77,13 +68,6 @@ fn hsum_f32(v: __m256) -> f32 {
 #[target_feature(enable = "avx2,fma")]
 fn mul_us(x: __m256i, y: __m256i) -> __m256i {
     _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1))
-}
-
-/// Signed bytes × signed bytes, summed in fours into eight i32.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn mul_ss(x: __m256i, y: __m256i) -> __m256i {
-    mul_us(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
 }
 
 /// Loads 32 bytes at `p` (callers have checked the row length).
@@ -175,94 +159,31 @@ fn dot_f16(n: usize, x: &[u8], y: &[u8]) -> f32 {
     s
 }
 
-/// The shape of the 32-element block kernels for one row: the body adds block `$b`'s contribution to `$acc`, one
-/// accumulator in block order, exactly as the four-row kernels do, so a row gives the same bits alone or in a group
-/// of four. A macro, not a closure, so the body is compiled inside the caller's `target_feature` context.
-macro_rules! one_acc {
-    ($nb:expr, |$b:ident, $acc:ident| $body:block) => {{
-        let mut a0 = _mm256_setzero_ps();
-        for $b in 0..$nb {
-            let $acc = &mut a0;
-            $body
-        }
-        a0
-    }};
-}
+// One-row kernels of the 32-element types: the four-row kernel's code for one row, so the two give the same bits.
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q4_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    assert!(x.len() >= n / 32 * 18 && y.len() >= n / 32 * 34);
-    let acc = one_acc!(n / 32, |b, acc| {
-        // SAFETY: block b is within the rows (asserted above).
-        let (xb, yb) = unsafe { (x.as_ptr().add(b * 18), y.as_ptr().add(b * 34)) };
-        let qx = _mm256_sub_epi8(unsafe { nibblesp(xb.add(2)) }, _mm256_set1_epi8(8));
-        let p = _mm256_cvtepi32_ps(mul_ss(qx, unsafe { loadp(yb.add(2)) }));
-        *acc = _mm256_fmadd_ps(unsafe { scale2(xb, yb) }, p, *acc);
-    });
-    hsum_f32(acc)
+    blocks_32::<1>(n, x, [y; 4], GgmlType::Q4_0)[0]
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q4_1(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    assert!(x.len() >= n / 32 * 20 && y.len() >= n / 32 * 36);
-    // Lane 0 of `s` is dx·dy (scales the integer dot), lane 1 is mx·sy (the min term), summed in `mins`.
-    let mut mins = _mm_setzero_ps();
-    let acc = one_acc!(n / 32, |b, acc| {
-        // SAFETY: block b is within the rows (asserted above).
-        let (xb, yb) = unsafe { (x.as_ptr().add(b * 20), y.as_ptr().add(b * 36)) };
-        let s = unsafe { _mm_mul_ps(f16x2(xb), f16x2(yb)) };
-        mins = _mm_add_ps(mins, s);
-        let p = _mm256_cvtepi32_ps(unsafe { mul_us(nibblesp(xb.add(4)), loadp(yb.add(4))) });
-        *acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), p, *acc);
-    });
-    hsum_f32(acc) + _mm_cvtss_f32(_mm_movehdup_ps(mins))
+    blocks_32::<1>(n, x, [y; 4], GgmlType::Q4_1)[0]
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q5_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    assert!(x.len() >= n / 32 * 22 && y.len() >= n / 32 * 34);
-    let acc = one_acc!(n / 32, |b, acc| {
-        // SAFETY: block b is within the rows (asserted above).
-        let (xb, yb) = unsafe { (x.as_ptr().add(b * 22), y.as_ptr().add(b * 34)) };
-        // (nibble | 16·h) − 16: where h is 0 the byte becomes nibble | 0xF0, i.e. nibble − 16 as i8.
-        let hi = _mm256_andnot_si256(
-            unsafe { bits_to_bytes(xb.add(2)) },
-            _mm256_set1_epi8(0xF0u8 as i8),
-        );
-        let qx = _mm256_or_si256(unsafe { nibblesp(xb.add(6)) }, hi);
-        let p = _mm256_cvtepi32_ps(mul_ss(qx, unsafe { loadp(yb.add(2)) }));
-        *acc = _mm256_fmadd_ps(unsafe { scale2(xb, yb) }, p, *acc);
-    });
-    hsum_f32(acc)
+    blocks_32::<1>(n, x, [y; 4], GgmlType::Q5_0)[0]
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q5_1(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    assert!(x.len() >= n / 32 * 24 && y.len() >= n / 32 * 36);
-    let mut mins = _mm_setzero_ps();
-    let acc = one_acc!(n / 32, |b, acc| {
-        // SAFETY: block b is within the rows (asserted above).
-        let (xb, yb) = unsafe { (x.as_ptr().add(b * 24), y.as_ptr().add(b * 36)) };
-        let s = unsafe { _mm_mul_ps(f16x2(xb), f16x2(yb)) };
-        mins = _mm_add_ps(mins, s);
-        let hi = _mm256_and_si256(unsafe { bits_to_bytes(xb.add(4)) }, _mm256_set1_epi8(0x10));
-        let qx = _mm256_or_si256(unsafe { nibblesp(xb.add(8)) }, hi);
-        let p = _mm256_cvtepi32_ps(mul_us(qx, unsafe { loadp(yb.add(4)) }));
-        *acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), p, *acc);
-    });
-    hsum_f32(acc) + _mm_cvtss_f32(_mm_movehdup_ps(mins))
+    blocks_32::<1>(n, x, [y; 4], GgmlType::Q5_1)[0]
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q8_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    assert!(x.len() >= n / 32 * 34 && y.len() >= n / 32 * 34);
-    let acc = one_acc!(n / 32, |b, acc| {
-        // SAFETY: block b is within the rows (asserted above).
-        let (xb, yb) = unsafe { (x.as_ptr().add(b * 34), y.as_ptr().add(b * 34)) };
-        let p = _mm256_cvtepi32_ps(unsafe { mul_ss(loadp(xb.add(2)), loadp(yb.add(2))) });
-        *acc = _mm256_fmadd_ps(unsafe { scale2(xb, yb) }, p, *acc);
-    });
-    hsum_f32(acc)
+    blocks_32::<1>(n, x, [y; 4], GgmlType::Q8_0)[0]
 }
 
 /// `Σ_j mins[j] · (bsum[2j] + bsum[2j+1])`: the activation's sixteen 16-element sums (at byte 260 of a Q8_K
@@ -346,7 +267,11 @@ fn dot4_q4_k_impl<const T: usize>(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4
                 );
             }
         }
-        [0, 1, 2, 3].map(|t| hsum_f32(acc[t]) - minsum[t])
+        let mut out = [0f32; 4];
+        for t in 0..T {
+            out[t] = hsum_f32(acc[t]) - minsum[t];
+        }
+        out
     }
 }
 
@@ -406,7 +331,11 @@ fn dot4_q6_k_impl<const T: usize>(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4
                     _mm256_fmadd_ps(_mm256_set1_ps(d * dy), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
             }
         }
-        [0, 1, 2, 3].map(|t| hsum_f32(acc[t]))
+        let mut out = [0f32; 4];
+        for t in 0..T {
+            out[t] = hsum_f32(acc[t]);
+        }
+        out
     }
 }
 
@@ -416,6 +345,7 @@ pub(super) fn dot4_fn(ty: GgmlType) -> Option<super::Dot4Fn> {
         GgmlType::Q4_0 => |n, x, y| unsafe { dot4_q4_0(n, x, y) },
         GgmlType::Q4_1 => |n, x, y| unsafe { dot4_q4_1(n, x, y) },
         GgmlType::Q5_0 => |n, x, y| unsafe { dot4_q5_0(n, x, y) },
+        GgmlType::Q5_1 => |n, x, y| unsafe { dot4_q5_1(n, x, y) },
         GgmlType::Q8_0 => |n, x, y| unsafe { dot4_q8_0(n, x, y) },
         GgmlType::Q4_K => |n, x, y| unsafe { dot4_q4_k(n, x, y) },
         GgmlType::Q6_K => |n, x, y| unsafe { dot4_q6_k(n, x, y) },
@@ -423,79 +353,95 @@ pub(super) fn dot4_fn(ty: GgmlType) -> Option<super::Dot4Fn> {
     })
 }
 
-/// Shared shape of the 32-element block kernels: `kind` says how to unpack the weight block's quants, to signed
-/// bytes (or unsigned, with `signed = false`); each block starts with its f16 `d` (and, unsigned, `m`); each activation
-/// block is `act` bytes with its f16 `d` (and `s`) first.
+/// The 32-element block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) against `T` (1 or 4) activation rows: each weight
+/// block is unpacked once, to signed bytes (Q4_0, Q5_0, Q8_0: `sign` trick, Q8_0 activations) or unsigned ones
+/// (Q4_1, Q5_1: plus the `m · s` term, Q8_1 activations). Block `d` (and `m`) come first in both block layouts, and
+/// their f16 pair is converted at once: lane 0 gives `dx·dy`, lane 1 `mx·sy`. One accumulator per row, summed in
+/// block order.
 #[inline(always)]
-fn dot4_blocks(
-    n: usize,
-    x: &[u8],
-    ys: [&[u8]; 4],
-    wsize: usize,
-    act: usize,
-    kind: GgmlType,
-    signed: bool,
-) -> [f32; 4] {
-    // SAFETY (whole body): only called from functions compiled with avx2, fma and f16c; the block reads stay
-    // within the rows (asserted below).
+fn blocks_32<const T: usize>(n: usize, x: &[u8], ys: [&[u8]; 4], kind: GgmlType) -> [f32; 4] {
+    let (wsize, act, signed) = match kind {
+        GgmlType::Q4_0 => (18, 34, true),
+        GgmlType::Q4_1 => (20, 36, false),
+        GgmlType::Q5_0 => (22, 34, true),
+        GgmlType::Q5_1 => (24, 36, false),
+        _ => (34, 34, true), // Q8_0
+    };
+    let nb = n / 32;
+    assert!(x.len() >= nb * wsize && ys[..T].iter().all(|y| y.len() >= nb * act));
+    // SAFETY (whole body): compiled inside avx2+fma+f16c callers; all reads are within the rows (asserted above).
     unsafe {
-        // One accumulator per row in block order, as the one-row kernels do, so a row gives the same bits
-        // whether it is computed alone or in a group of four.
         let mut acc = [_mm256_setzero_ps(); 4];
         let mut mins = [_mm_setzero_ps(); 4];
-        assert!(x.len() >= n / 32 * wsize && ys.iter().all(|y| y.len() >= n / 32 * act));
-        for b in 0..n / 32 {
+        for b in 0..nb {
             let xb = x.as_ptr().add(b * wsize);
             let qx = match kind {
                 GgmlType::Q4_0 => _mm256_sub_epi8(nibblesp(xb.add(2)), _mm256_set1_epi8(8)),
                 GgmlType::Q4_1 => nibblesp(xb.add(4)),
-                GgmlType::Q5_0 => {
-                    let hi = _mm256_andnot_si256(
-                        bits_to_bytes(xb.add(2)),
-                        _mm256_set1_epi8(0xF0u8 as i8),
-                    );
-                    _mm256_or_si256(nibblesp(xb.add(6)), hi)
-                }
+                // (nibble | 16·h) − 16: where h is 0 the byte becomes nibble | 0xF0, i.e. nibble − 16 as i8.
+                GgmlType::Q5_0 => _mm256_or_si256(
+                    nibblesp(xb.add(6)),
+                    _mm256_andnot_si256(bits_to_bytes(xb.add(2)), _mm256_set1_epi8(0xF0u8 as i8)),
+                ),
+                GgmlType::Q5_1 => _mm256_or_si256(
+                    nibblesp(xb.add(8)),
+                    _mm256_and_si256(bits_to_bytes(xb.add(4)), _mm256_set1_epi8(0x10)),
+                ),
                 _ => loadp(xb.add(2)),
             };
-            // Lane 0: the weight's d; lane 1: its m (unsigned types only).
-            let dm = f16x2(xb);
+            let dm = if signed { _mm_setzero_ps() } else { f16x2(xb) };
             let ax = if signed { _mm256_sign_epi8(qx, qx) } else { qx };
-            for t in 0..4 {
+            for t in 0..T {
                 let yb = ys[t].as_ptr().add(b * act);
                 let yq = loadp(yb.add(act - 32));
                 let yq = if signed { _mm256_sign_epi8(yq, qx) } else { yq };
                 let p = _mm256_cvtepi32_ps(mul_us(ax, yq));
-                let s = _mm_mul_ps(dm, f16x2(yb));
+                let s = if signed {
+                    // Only d matters: convert the weight's and the activation's f16 d in one instruction.
+                    let pair = _mm_cvtph_ps(_mm_cvtsi32_si128(
+                        (rd_u16(xb) as u32 | (rd_u16(yb) as u32) << 16) as i32,
+                    ));
+                    _mm_mul_ss(pair, _mm_movehdup_ps(pair))
+                } else {
+                    _mm_mul_ps(dm, f16x2(yb))
+                };
                 acc[t] = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), p, acc[t]);
                 if !signed {
                     mins[t] = _mm_add_ps(mins[t], s);
                 }
             }
         }
-        let m = |v: __m128| _mm_cvtss_f32(_mm_movehdup_ps(v));
-        [0, 1, 2, 3].map(|t| hsum_f32(acc[t]) + m(mins[t]))
+        let mut out = [0f32; 4];
+        for t in 0..T {
+            out[t] = hsum_f32(acc[t]) + _mm_cvtss_f32(_mm_movehdup_ps(mins[t]));
+        }
+        out
     }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot4_q4_0(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
-    dot4_blocks(n, x, ys, 18, 34, GgmlType::Q4_0, true)
+    blocks_32::<4>(n, x, ys, GgmlType::Q4_0)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot4_q4_1(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
-    dot4_blocks(n, x, ys, 20, 36, GgmlType::Q4_1, false)
+    blocks_32::<4>(n, x, ys, GgmlType::Q4_1)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot4_q5_0(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
-    dot4_blocks(n, x, ys, 22, 34, GgmlType::Q5_0, true)
+    blocks_32::<4>(n, x, ys, GgmlType::Q5_0)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot4_q5_1(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
+    blocks_32::<4>(n, x, ys, GgmlType::Q5_1)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot4_q8_0(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
-    dot4_blocks(n, x, ys, 34, 34, GgmlType::Q8_0, true)
+    blocks_32::<4>(n, x, ys, GgmlType::Q8_0)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
