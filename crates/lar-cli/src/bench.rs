@@ -103,6 +103,9 @@ pub fn main(args: Args) -> Result<()> {
     let Some(model) = &args.model else {
         bail!("give a model (or --bandwidth)")
     };
+    if args.threads > 1024 {
+        bail!("--threads must be at most 1024");
+    }
     if args.reps == 0 || (args.n_prompt == 0 && args.n_gen == 0) {
         bail!("nothing to measure: give -r >= 1 and -p or -n > 0");
     }

@@ -49,6 +49,9 @@ impl EngineArgs {
         if self.ctx == Some(0) {
             bail!("--ctx must be at least 1");
         }
+        if self.threads > 1024 {
+            bail!("--threads must be at most 1024");
+        }
         let cfg = EngineConfig {
             ctx: self.ctx,
             threads: self.threads,

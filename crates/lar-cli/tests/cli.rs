@@ -201,5 +201,6 @@ fn errors_are_one_line_and_fast() {
         "no chat template",
     );
     fails(&["run", &smol(), "hi", "--temperature=-1"], "--temperature");
+    fails(&["run", &smol(), "hi", "--threads", "1000000"], "--threads");
     std::fs::remove_dir_all(&dir).ok();
 }

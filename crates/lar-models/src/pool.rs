@@ -58,13 +58,14 @@ impl ThreadPool {
             lock: Mutex::new(()),
             cv: Condvar::new(),
         });
+        // If the system refuses a thread, run with the ones it gave rather than fail.
         let workers = (1..n_threads.max(1))
-            .map(|i| {
+            .map_while(|i| {
                 let s = shared.clone();
                 std::thread::Builder::new()
                     .name(format!("lar-worker-{i}"))
                     .spawn(move || worker(&s))
-                    .expect("spawning a worker thread")
+                    .ok()
             })
             .collect();
         Self {
