@@ -71,8 +71,18 @@ pub fn main(args: Args) -> Result<()> {
             .map(|s| ChatMessage::new(Role::System, s.clone()))
             .collect();
         msgs.extend(history.iter().cloned());
-        let ids = match engine.chat_tokens(&msgs, template.as_deref()) {
-            Ok(ids) => ids,
+        // Keep room for the answer; drop the oldest turns when the conversation outgrows the context.
+        let reserve = params.max_tokens.min(engine.ctx / 2);
+        let ids = match engine.chat_tokens_fitting(&msgs, template.as_deref(), reserve) {
+            Ok((ids, 0)) => ids,
+            Ok((ids, dropped)) => {
+                eprintln!(
+                    "(the conversation outgrew the context of {}: dropped the {dropped} oldest messages)",
+                    engine.ctx
+                );
+                history.drain(..dropped);
+                ids
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 history.pop();

@@ -208,6 +208,36 @@ impl Engine {
         Ok(ids)
     }
 
+    /// [`Engine::chat_tokens`] for a conversation that may have outgrown the context: drops the oldest messages
+    /// (never a leading system message, never the last message) until the prompt leaves `reserve` tokens of the
+    /// context free for the answer. Returns the tokens and how many messages were dropped. If even the system
+    /// message and the last message do not fit, the tokens are returned as they are and `add_request` refuses them.
+    pub fn chat_tokens_fitting(
+        &self,
+        messages: &[ChatMessage],
+        template: Option<&str>,
+        reserve: usize,
+    ) -> Result<(Vec<u32>, usize)> {
+        let keep = usize::from(
+            messages
+                .first()
+                .is_some_and(|m| m.role == lar_types::Role::System),
+        );
+        let mut dropped = 0;
+        loop {
+            let msgs: Vec<ChatMessage> = messages[..keep]
+                .iter()
+                .chain(&messages[keep + dropped..])
+                .cloned()
+                .collect();
+            let ids = self.chat_tokens(&msgs, template)?;
+            if ids.len() + reserve <= self.ctx || keep + dropped + 1 >= messages.len() {
+                return Ok((ids, dropped));
+            }
+            dropped += 1;
+        }
+    }
+
     /// Queues a request; its events go to `sink`. Fails at once on an empty prompt or one that does not fit.
     pub fn add_request(
         &mut self,

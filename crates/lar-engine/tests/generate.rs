@@ -256,3 +256,50 @@ fn chat_template_of_the_model_is_used() {
         "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
     );
 }
+
+#[test]
+fn a_long_conversation_drops_its_oldest_turns_to_fit() {
+    use lar_types::{ChatMessage, Role};
+    let cfg = EngineConfig {
+        ctx: Some(256),
+        threads: 2,
+        ..Default::default()
+    };
+    let e = Engine::load(&testdata::model(testdata::SMOLLM2), &cfg).unwrap();
+    let mut msgs = vec![ChatMessage::new(Role::System, "You are terse.")];
+    for i in 0..12 {
+        msgs.push(ChatMessage::new(
+            Role::User,
+            format!("Question {i}: tell me about the number {i} in some detail."),
+        ));
+        msgs.push(ChatMessage::new(
+            Role::Assistant,
+            format!(
+                "The number {i} is a number; it comes after {}.",
+                i as i32 - 1
+            ),
+        ));
+    }
+    msgs.push(ChatMessage::new(Role::User, "Last question: and 99?"));
+    let (full, none) = e
+        .chat_tokens_fitting(&msgs, None, 0)
+        .map(|(ids, d)| (ids.len(), d))
+        .unwrap_or((0, 0));
+    assert!(
+        full > 256 || none > 0,
+        "the conversation must not fit, for the test to mean anything"
+    );
+    let (ids, dropped) = e.chat_tokens_fitting(&msgs, None, 64).unwrap();
+    assert!(
+        dropped > 0 && ids.len() + 64 <= 256,
+        "{} tokens after dropping {dropped}",
+        ids.len()
+    );
+    let text = e.tokenizer.decode(&ids, true);
+    assert!(text.contains("You are terse."), "the system message stays");
+    assert!(
+        text.contains("Last question: and 99?"),
+        "the newest message stays"
+    );
+    assert!(!text.contains("Question 0:"), "the oldest turn goes");
+}
