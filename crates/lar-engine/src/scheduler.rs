@@ -109,10 +109,6 @@ impl Scheduler {
         !self.waiting.is_empty() || !self.running.is_empty()
     }
 
-    pub fn n_running(&self) -> usize {
-        self.running.len()
-    }
-
     /// Decides the next forward pass.
     ///
     /// Contract:

@@ -37,11 +37,6 @@ impl KvStore {
         self.block_len() * 2
     }
 
-    /// Bytes of the blocks allocated so far.
-    pub fn allocated_bytes(&self) -> usize {
-        self.blocks.iter().filter(|b| b.is_some()).count() * self.block_bytes()
-    }
-
     fn block_mut(&mut self, id: u32) -> &mut [u16] {
         let len = self.block_len();
         self.blocks[id as usize].get_or_insert_with(|| vec![0u16; len].into_boxed_slice())
@@ -69,12 +64,5 @@ impl KvStore {
             &b[base..base + bs * d],
             &b[base + bs * d..base + 2 * bs * d],
         ))
-    }
-
-    /// Gives the memory of block `id` back (the block manager calls this when it frees a block).
-    pub fn release(&mut self, id: u32) {
-        if let Some(b) = self.blocks.get_mut(id as usize) {
-            *b = None;
-        }
     }
 }

@@ -484,11 +484,6 @@ impl Model {
             }
         });
     }
-
-    /// Total bytes of the weights in the file.
-    pub fn weight_bytes(&self) -> usize {
-        self.file.tensors.iter().map(|t| t.size).sum()
-    }
 }
 
 fn norm_rows(x: &[f32], w: &[f32], eps: f32, d: usize, out: &mut [f32]) {

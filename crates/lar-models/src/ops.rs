@@ -28,33 +28,6 @@ macro_rules! multiversion {
 }
 
 multiversion! {
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..16 {
-            acc[i] = x[i].mul_add(y[i], acc[i]);
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
-}
-}
-
-multiversion! {
-/// `y += a * x`
-fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi = a.mul_add(*xi, *yi);
-    }
-}
-}
-
-multiversion! {
 /// `y *= a`
 fn scale(a: f32, y: &mut [f32]) {
     for v in y.iter_mut() {
@@ -239,37 +212,9 @@ pub fn rope_inv_freq(dim: usize, base: f32) -> Vec<f32> {
         .collect()
 }
 
-/// Softmax in place; returns the log of the normalizer (so `logprob = x - max - log_sum`... see `log_softmax`).
-pub fn softmax(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f32;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    for v in x.iter_mut() {
-        *v /= sum;
-    }
-}
-
-/// Log-softmax of `x` into a new vector.
-pub fn log_softmax(x: &[f32]) -> Vec<f32> {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let lse = x.iter().map(|v| ((v - max) as f64).exp()).sum::<f64>().ln() as f32 + max;
-    x.iter().map(|v| v - lse).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dot_matches_plain_sum() {
-        let a: Vec<f32> = (0..37).map(|i| i as f32 * 0.5).collect();
-        let b: Vec<f32> = (0..37).map(|i| 1.0 - i as f32 * 0.1).collect();
-        let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        assert!((dot(&a, &b) - plain).abs() < 1e-3);
-    }
 
     #[test]
     fn rms_norm_gives_unit_rms() {
@@ -314,12 +259,5 @@ mod tests {
         for (yi, &b) in y.iter().zip(&h) {
             assert!((yi - (1.0 + 0.5 * half::f16::from_bits(b).to_f32())).abs() < 1e-6);
         }
-    }
-
-    #[test]
-    fn log_softmax_normalizes() {
-        let l = log_softmax(&[1.0, 2.0, 3.0]);
-        let s: f32 = l.iter().map(|v| v.exp()).sum();
-        assert!((s - 1.0).abs() < 1e-6);
     }
 }

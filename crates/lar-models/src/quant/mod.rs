@@ -147,11 +147,6 @@ impl GgmlType {
             Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K => Q8_K,
         }
     }
-
-    /// Bits per weight, for display.
-    pub fn bits_per_weight(self) -> f64 {
-        self.type_size() as f64 * 8.0 / self.block_size() as f64
-    }
 }
 
 /// Which kernels this process uses.
