@@ -117,6 +117,8 @@ pub struct SeqBatch<'a> {
 
 /// Largest head dimension the attention kernel's stack buffers take.
 const MAX_HEAD_DIM: usize = 512;
+/// Keys scored at once in attention (at most one KV block).
+const SCORE_CHUNK: usize = 64;
 
 impl Model {
     /// Opens a GGUF file and loads the model it describes.
@@ -455,25 +457,37 @@ impl Model {
             let mut acc = [0f32; MAX_HEAD_DIM];
             let acc = &mut acc[..hd];
             let (mut m, mut l) = (f32::NEG_INFINITY, 0f32);
+            // Keys a block (or a chunk of one) at a time: scores, one max and rescale, one vectorized exp.
+            let mut w = [0f32; SCORE_CHUNK];
             let mut p = lo;
             while p <= pos {
                 let block = batch[s].block_table[p / bs];
                 let Some((kb, vb)) = kv.layer(block, layer) else {
                     break;
                 };
-                let end = ((p / bs + 1) * bs).min(pos + 1);
-                for pp in p..end {
+                let end = ((p / bs + 1) * bs).min(pos + 1).min(p + SCORE_CHUNK);
+                let n = end - p;
+                for (i, pp) in (p..end).enumerate() {
                     let off = (pp % bs) * kvd + g * hd;
-                    let score = ops::dot_f16(qh, &kb[off..off + hd]) * hp.attn_scale;
-                    if score > m {
-                        let c = (m - score).exp();
+                    w[i] = ops::dot_f16(qh, &kb[off..off + hd]) * hp.attn_scale;
+                }
+                let bmax = w[..n].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                if bmax > m {
+                    if l > 0.0 {
+                        let c = (m - bmax).exp();
                         ops::scale(c, acc);
                         l *= c;
-                        m = score;
                     }
-                    let w = (score - m).exp();
-                    l += w;
-                    ops::axpy_f16(w, &vb[off..off + hd], acc);
+                    m = bmax;
+                }
+                for v in &mut w[..n] {
+                    *v -= m;
+                }
+                ops::exp_in_place(&mut w[..n]);
+                for (i, pp) in (p..end).enumerate() {
+                    let off = (pp % bs) * kvd + g * hd;
+                    l += w[i];
+                    ops::axpy_f16(w[i], &vb[off..off + hd], acc);
                 }
                 p = end;
             }
