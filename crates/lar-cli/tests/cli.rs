@@ -47,9 +47,10 @@ fn fails(args: &[&str], what: &str) {
 
 #[test]
 fn run_json_reports_text_counts_and_speeds() {
-    let o = lar(&[
+    let model = smol();
+    let args = [
         "run",
-        &smol(),
+        &model,
         "What is 2+2?",
         "--temperature",
         "0",
@@ -57,8 +58,8 @@ fn run_json_reports_text_counts_and_speeds() {
         "12",
         "--threads",
         "2",
-        "--json",
-    ]);
+    ];
+    let o = lar(&[&args[..], &["--json"]].concat());
     let v = json(&o);
     assert!(!v["text"].as_str().unwrap().is_empty());
     assert!(
@@ -68,17 +69,7 @@ fn run_json_reports_text_counts_and_speeds() {
     assert!(v["completion_tokens"].as_u64().unwrap() <= 12);
     assert!(v["prompt_tps"].as_f64().unwrap() > 0.0 && v["gen_tps"].as_f64().unwrap() > 0.0);
     // Greedy is deterministic, and streaming prints the same text.
-    let streamed = lar(&[
-        "run",
-        &smol(),
-        "What is 2+2?",
-        "--temperature",
-        "0",
-        "-n",
-        "12",
-        "--threads",
-        "2",
-    ]);
+    let streamed = lar(&args);
     assert!(streamed.status.success());
     assert_eq!(
         String::from_utf8_lossy(&streamed.stdout).trim_end(),
