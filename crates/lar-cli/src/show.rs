@@ -152,11 +152,13 @@ pub fn main(args: Args) -> Result<()> {
             *b as f64 / (1 << 20) as f64
         );
     }
-    if let Ok(t) = &v["tokenizer"]
-        .as_object()
-        .map(|_| &v["tokenizer"])
-        .ok_or(())
-    {
+    if tok.is_err() {
+        println!(
+            "  tokenizer     {}",
+            v["tokenizer"]["error"].as_str().unwrap_or("unreadable")
+        );
+    } else {
+        let t = &v["tokenizer"];
         println!(
             "  tokenizer     {} ({} tokens)",
             t["type"].as_str().unwrap_or("?"),

@@ -166,10 +166,6 @@ impl Engine {
         }
     }
 
-    pub fn threads(&self) -> usize {
-        self.pool.n_threads()
-    }
-
     /// The model's own chat template, if it has one.
     pub fn model_template(&self) -> Option<&str> {
         self.model

@@ -148,8 +148,6 @@ impl Bytes {
 pub struct Gguf {
     pub version: u32,
     pub metadata: HashMap<String, Value>,
-    /// Metadata keys in file order (for display).
-    pub keys: Vec<String>,
     pub tensors: Vec<TensorInfo>,
     index: HashMap<String, usize>,
     pub data_offset: usize,
@@ -225,7 +223,6 @@ impl Gguf {
             )));
         }
         let mut metadata = HashMap::with_capacity(n_kv as usize);
-        let mut keys = Vec::with_capacity(n_kv as usize);
         for i in 0..n_kv {
             let key = r.string(&format!("metadata key #{i}"))?;
             let ty = r.u32(&format!("type of '{key}'"))?;
@@ -235,7 +232,6 @@ impl Gguf {
                     "metadata key '{key}' appears twice"
                 )));
             }
-            keys.push(key);
         }
         let alignment = match metadata.get("general.alignment") {
             None => 32,
@@ -327,7 +323,6 @@ impl Gguf {
         Ok(Self {
             version,
             metadata,
-            keys,
             tensors,
             index,
             data_offset,

@@ -32,11 +32,6 @@ impl KvStore {
         self.n_layers * 2 * self.block_size * self.kv_dim
     }
 
-    /// Bytes one block takes.
-    pub fn block_bytes(&self) -> usize {
-        self.block_len() * 2
-    }
-
     fn block_mut(&mut self, id: u32) -> &mut [u16] {
         let len = self.block_len();
         self.blocks[id as usize].get_or_insert_with(|| vec![0u16; len].into_boxed_slice())

@@ -125,7 +125,6 @@ pub fn load_vector(file: &Gguf, name: &str, n: usize) -> Result<Vec<f32>> {
 /// A batch of activation rows quantized for one `vec_dot_type`.
 #[derive(Default)]
 pub struct Acts {
-    pub ty: Option<GgmlType>,
     pub row_bytes: usize,
     pub n_rows: usize,
     pub data: Vec<u8>,
@@ -138,7 +137,6 @@ impl Acts {
         for r in 0..n_rows {
             quant::quantize_act(ty, &x[r * cols..(r + 1) * cols], &mut self.data);
         }
-        self.ty = Some(ty);
         self.n_rows = n_rows;
         self.row_bytes = self.data.len() / n_rows.max(1);
     }

@@ -279,10 +279,12 @@ impl Tokenizer {
                     Vec::new()
                 }
             }
-            TokenType::Byte => match self.byte_tokens.iter().position(|&t| t == Some(id)) {
-                Some(b) => vec![b as u8],
-                None => Vec::new(),
-            },
+            // Byte tokens are named `<0xXX>`.
+            TokenType::Byte => text
+                .strip_prefix("<0x")
+                .and_then(|h| h.strip_suffix('>'))
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .map_or_else(Vec::new, |b| vec![b]),
             TokenType::UserDefined => match v.model {
                 Model::Spm => text.replace('\u{2581}', " ").into_bytes(),
                 Model::Bpe { .. } => text.as_bytes().to_vec(),

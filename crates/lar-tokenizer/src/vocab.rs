@@ -190,13 +190,6 @@ impl Vocab {
     pub fn id(&self, text: &str) -> Option<u32> {
         self.token_to_id.get(text).copied()
     }
-
-    pub fn is_control(&self, id: u32) -> bool {
-        matches!(
-            self.types.get(id as usize),
-            Some(TokenType::Control | TokenType::Unknown)
-        )
-    }
 }
 
 fn string_array(g: &Gguf, key: &str) -> Result<Option<Vec<String>>> {

@@ -16,7 +16,6 @@ pub fn hparams(g: &Gguf) -> Result<Hparams> {
         ));
     }
     hp.rope_neox = true;
-    hp.rope_base_swa = hp.rope_base;
     hp.fused_qkv = true;
     hp.fused_gate_up = true;
     Ok(hp)

@@ -7,6 +7,5 @@ use crate::model::Hparams;
 pub fn hparams(g: &Gguf) -> Result<Hparams> {
     let mut hp = super::common(g, "qwen2")?;
     hp.rope_neox = true;
-    hp.rope_base_swa = hp.rope_base;
     Ok(hp)
 }
