@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Seed corpus for the gguf target: the first 64 KiB and 2 MiB of the test models (headers with real metadata).
+# Seed corpora. gguf: the first 64 KiB and 2 MiB of the test models (headers with real metadata), tiny models.
+# safetensors: the first 64 KiB of the Hugging Face test directory's shards (whole headers).
 set -euo pipefail
 cd "$(dirname "$0")"
 M="${LAR_MODELS:-$HOME/.cache/lar/models}"
@@ -9,3 +10,5 @@ head -c 2097152 "$M/SmolLM2-135M-Instruct.Q4_1.gguf" > corpus/gguf/smollm2-2m
 head -c 65536 "$M/gemma-3-270m-q4_k_m.gguf" > corpus/gguf/gemma3-64k
 # Whole small models of every architecture (our GGUF writer's tiny random-weight models).
 (cd .. && cargo run --release -q -p lar-models --example tiny-models -- fuzz/corpus/gguf >/dev/null)
+mkdir -p corpus/safetensors
+for f in "$M"/hf/*/*.safetensors; do head -c 65536 "$f" > "corpus/safetensors/$(basename "$(dirname "$f")")-$(basename "$f")"; done

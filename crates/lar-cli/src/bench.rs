@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use lar_engine::physical_cores;
-use lar_models::{Gguf, KvStore, Model, SeqBatch, ThreadPool};
+use lar_models::{KvStore, Model, SeqBatch, ThreadPool};
 
 use crate::common::{model_path, peak_rss_bytes};
 
@@ -110,7 +110,7 @@ pub fn main(args: Args) -> Result<()> {
         bail!("nothing to measure: give -r >= 1 and -p or -n > 0");
     }
     let path = model_path(model)?;
-    let model = Model::from_gguf(Arc::new(Gguf::open(&path)?))
+    let model = Model::from_gguf(Arc::new(lar_models::open_model(&path)?))
         .with_context(|| format!("loading {}", path.display()))?;
     let threads = if args.threads == 0 {
         physical_cores()

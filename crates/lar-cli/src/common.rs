@@ -10,9 +10,15 @@ use lar_types::SamplingParams;
 pub fn model_path(model: &str) -> Result<PathBuf> {
     let p = Path::new(model);
     if !p.exists() {
-        bail!("model '{model}' not found (give a .gguf file or a directory holding one)");
+        bail!(
+            "model '{model}' not found (give a .gguf file, or a directory holding one or a Hugging Face model)"
+        );
     }
     if p.is_dir() {
+        // A Hugging Face directory (config.json + safetensors), or a folder holding one GGUF file.
+        if p.join("config.json").exists() {
+            return Ok(p.to_path_buf());
+        }
         let mut ggufs: Vec<PathBuf> = std::fs::read_dir(p)
             .with_context(|| format!("reading {model}"))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -21,12 +27,7 @@ pub fn model_path(model: &str) -> Result<PathBuf> {
         ggufs.sort();
         return match ggufs.len() {
             1 => Ok(ggufs.remove(0)),
-            0 if p.join("config.json").exists() => {
-                bail!(
-                    "{model} is a safetensors model directory; Lar does not load those yet, only GGUF files"
-                )
-            }
-            0 => bail!("{model} holds no .gguf file"),
+            0 => bail!("{model} holds no .gguf file and no config.json"),
             n => bail!("{model} holds {n} .gguf files; name one"),
         };
     }

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use lar_models::{Gguf, Model};
+use lar_models::Model;
 use lar_tokenizer::Tokenizer;
 use sha2::{Digest, Sha256};
 
@@ -38,7 +38,9 @@ pub fn sha256_file(path: &std::path::Path) -> Result<String> {
 
 pub fn main(args: Args) -> Result<()> {
     let path = model_path(&args.model)?;
-    let g = Arc::new(Gguf::open(&path).with_context(|| format!("reading {}", path.display()))?);
+    let g = Arc::new(
+        lar_models::open_model(&path).with_context(|| format!("reading {}", path.display()))?,
+    );
     let arch = g.architecture().unwrap_or("unknown").to_string();
     let mut by_type: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     let mut params = 0usize;
@@ -68,10 +70,26 @@ pub fn main(args: Args) -> Result<()> {
             _ => serde_json::Value::Null,
         }
     };
-    let sha = if args.no_hash {
+    // A directory's files each get their hash (the weights, which Hugging Face also publishes per file).
+    let sha: Option<serde_json::Value> = if args.no_hash {
         None
+    } else if path.is_dir() {
+        let mut files: Vec<_> = std::fs::read_dir(&path)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .collect();
+        files.sort();
+        let mut m = serde_json::Map::new();
+        for f in files {
+            let name = f
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            m.insert(name, sha256_file(&f)?.into());
+        }
+        Some(m.into())
     } else {
-        Some(sha256_file(&path)?)
+        Some(sha256_file(&path)?.into())
     };
     let mut v = serde_json::json!({
         "path": path.display().to_string(),
@@ -125,9 +143,13 @@ pub fn main(args: Args) -> Result<()> {
     }
     println!("  parameters    {} ({:.1}M)", params, params as f64 / 1e6);
     println!(
-        "  file          {} bytes (GGUF v{})",
+        "  file          {} bytes ({})",
         g.file_size(),
-        g.version
+        if g.version == 0 {
+            "safetensors".to_string()
+        } else {
+            format!("GGUF v{}", g.version)
+        }
     );
     match &hp {
         Ok(hp) => {
@@ -180,8 +202,14 @@ pub fn main(args: Args) -> Result<()> {
         }
         None => println!("  template      none (use --template with run/chat)"),
     }
-    if let Some(s) = sha {
-        println!("  sha256        {s}");
+    match sha {
+        Some(serde_json::Value::String(s)) => println!("  sha256        {s}"),
+        Some(serde_json::Value::Object(files)) => {
+            for (name, s) in files {
+                println!("  sha256        {} {name}", s.as_str().unwrap_or_default());
+            }
+        }
+        _ => {}
     }
     Ok(())
 }

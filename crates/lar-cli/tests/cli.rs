@@ -130,6 +130,50 @@ fn show_json_describes_the_file() {
     assert!(g["chat_template"].is_null());
 }
 
+/// A Hugging Face directory (safetensors shards, tokenizer.json, the template from tokenizer_config.json) runs
+/// like the GGUF it was made from: same chat template, same answer to a plain question.
+#[test]
+fn hugging_face_directories_run_and_show() {
+    let dir = testdata::model(testdata::SMOLLM2_HF).display().to_string();
+    let v = json(&lar(&["show", &dir, "--json", "--no-hash"]));
+    assert_eq!(v["architecture"], "llama");
+    assert_eq!(v["tensors"]["BF16"]["count"], 211);
+    assert!(
+        v["chat_template"]
+            .as_str()
+            .unwrap()
+            .contains("<|im_start|>")
+    );
+    assert_eq!(v["tokenizer"]["eos"]["text"], "<|im_end|>");
+    let args = [
+        "run",
+        &dir,
+        "What is the capital of France?",
+        "-n",
+        "16",
+        "--temperature",
+        "0",
+        "--json",
+    ];
+    let r = json(&lar(&args));
+    assert!(r["text"].as_str().unwrap().contains("Paris"), "{r}");
+    let prompt_tokens = r["prompt_tokens"].as_u64().unwrap();
+    let g = json(&lar(&[
+        "run",
+        &smol(),
+        "What is the capital of France?",
+        "-n",
+        "1",
+        "--json",
+    ]));
+    assert_eq!(g["prompt_tokens"].as_u64().unwrap(), prompt_tokens);
+    // Hashes: one per weight file.
+    let h = json(&lar(&["show", &dir, "--json"]));
+    let files = h["sha256"].as_object().unwrap();
+    assert_eq!(files.len(), 2);
+    assert!(files.values().all(|s| s.as_str().unwrap().len() == 64));
+}
+
 #[test]
 fn bench_json_has_the_fields() {
     let v = json(&lar(&[

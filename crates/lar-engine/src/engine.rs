@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use lar_models::{Gguf, KvStore, Model, SeqBatch, ThreadPool};
+use lar_models::{KvStore, Model, SeqBatch, ThreadPool};
 use lar_tokenizer::detok::{StopMatcher, Utf8Stream};
 use lar_tokenizer::{ChatTemplate, Tokenizer};
 use lar_types::{
@@ -124,9 +124,9 @@ pub fn physical_cores() -> usize {
 }
 
 impl Engine {
-    /// Loads a GGUF model file.
+    /// Loads a GGUF model file or a Hugging Face model directory.
     pub fn load(path: &Path, cfg: &EngineConfig) -> Result<Self> {
-        let file = Arc::new(Gguf::open(path)?);
+        let file = Arc::new(lar_models::open_model(path)?);
         let tokenizer = Tokenizer::from_gguf(&file)?;
         let model = Model::from_gguf(file)?;
         if tokenizer.vocab.len() > model.hp.n_vocab {

@@ -130,13 +130,13 @@ impl TensorInfo {
 }
 
 /// The raw bytes of a GGUF file: a memory map, or an owned buffer (tests, fuzzing, files written in memory).
-enum Bytes {
+pub(crate) enum Bytes {
     Map(Mmap),
     Owned(Vec<u8>),
 }
 
 impl Bytes {
-    fn as_slice(&self) -> &[u8] {
+    pub(crate) fn as_slice(&self) -> &[u8] {
         match self {
             Bytes::Map(m) => m,
             Bytes::Owned(v) => v,
@@ -144,14 +144,18 @@ impl Bytes {
     }
 }
 
-/// A parsed GGUF file.
+/// A parsed GGUF file, or a model directory presented as one (see [`crate::safetensors`]): metadata under GGUF's
+/// key names, a tensor table under GGUF's tensor names, and the bytes the table points into.
 pub struct Gguf {
+    /// GGUF version; 0 for a safetensors directory.
     pub version: u32,
     pub metadata: HashMap<String, Value>,
     pub tensors: Vec<TensorInfo>,
     index: HashMap<String, usize>,
     pub data_offset: usize,
-    bytes: Bytes,
+    /// The files, laid end to end: a tensor's `offset` falls in exactly one part (`starts[i]..starts[i] + len`).
+    parts: Vec<Bytes>,
+    starts: Vec<usize>,
 }
 
 impl std::fmt::Debug for Gguf {
@@ -326,7 +330,38 @@ impl Gguf {
             tensors,
             index,
             data_offset,
-            bytes,
+            parts: vec![bytes],
+            starts: vec![0],
+        })
+    }
+
+    /// A model assembled from several files (a safetensors directory): `tensors` carry offsets into `parts` laid
+    /// end to end, and must each lie inside one part (the caller checked).
+    pub(crate) fn from_parts(
+        metadata: HashMap<String, Value>,
+        tensors: Vec<TensorInfo>,
+        parts: Vec<Bytes>,
+    ) -> Result<Self> {
+        let mut starts = Vec::with_capacity(parts.len());
+        let mut at = 0usize;
+        for p in &parts {
+            starts.push(at);
+            at += p.as_slice().len();
+        }
+        let mut index = HashMap::with_capacity(tensors.len());
+        for (i, t) in tensors.iter().enumerate() {
+            if index.insert(t.name.clone(), i).is_some() {
+                return Err(Error::Invalid(format!("tensor '{}' appears twice", t.name)));
+            }
+        }
+        Ok(Self {
+            version: 0,
+            metadata,
+            tensors,
+            index,
+            data_offset: 0,
+            parts,
+            starts,
         })
     }
 
@@ -371,17 +406,22 @@ impl Gguf {
 
     /// The bytes of a tensor; in bounds by construction (checked at parse time).
     pub fn tensor_data(&self, info: &TensorInfo) -> &[u8] {
-        &self.bytes.as_slice()[info.offset..info.offset + info.size]
+        self.raw(info.offset, info.size)
     }
 
-    /// Bytes `offset..offset + size` of the file; callers pass extents taken from a [`TensorInfo`].
+    /// Bytes `offset..offset + size` of the file(s); callers pass extents taken from a [`TensorInfo`].
     pub(crate) fn raw(&self, offset: usize, size: usize) -> &[u8] {
-        &self.bytes.as_slice()[offset..offset + size]
+        let part = self
+            .starts
+            .partition_point(|&s| s <= offset)
+            .saturating_sub(1);
+        let local = offset - self.starts[part];
+        &self.parts[part].as_slice()[local..local + size]
     }
 
-    /// Size of the whole file in bytes.
+    /// Size of the whole file (all files of a directory) in bytes.
     pub fn file_size(&self) -> usize {
-        self.bytes.as_slice().len()
+        self.parts.iter().map(|p| p.as_slice().len()).sum()
     }
 }
 

@@ -1,6 +1,7 @@
 //! Model files and the math that runs them, on the CPU.
 //!
-//! - [`gguf`]: the GGUF reader (memory-mapped, every length checked);
+//! - [`gguf`]: the GGUF reader (memory-mapped, every length checked); [`safetensors`] and [`hf`]: Hugging Face model
+//!   directories, read into the same form;
 //! - [`quant`]: GGML block types, dequantization, activation quantizers and dot kernels (AVX2 with reference twins);
 //! - [`tensor`], [`ops`], [`pool`]: weight views, matrix multiplication, f32 ops, the thread pool;
 //! - [`model`] and `arch/`: one decoder forward pass, batched over sequences, over the paged [`kv`] store.
@@ -11,11 +12,13 @@ pub mod arch;
 pub mod error;
 pub mod gguf;
 pub mod gguf_write;
+pub mod hf;
 pub mod kv;
 pub mod model;
 pub mod ops;
 pub mod pool;
 pub mod quant;
+pub mod safetensors;
 pub mod tensor;
 pub mod testdata;
 
@@ -24,3 +27,4 @@ pub use gguf::Gguf;
 pub use kv::KvStore;
 pub use model::{Hparams, Model, SeqBatch};
 pub use pool::ThreadPool;
+pub use safetensors::open_model;

@@ -1,13 +1,18 @@
 //! Test models: where the fetched real ones live, and tiny random-weight models of each architecture written with
-//! our own GGUF writer (the same bytes every time, so llama.cpp's logits for them can be committed as goldens).
+//! our own GGUF writer (the same bytes every time, so llama.cpp's logits for them can be committed as goldens), and
+//! those models written out as Hugging Face directories.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crate::gguf::Value;
+use crate::gguf::{Gguf, Value};
 use crate::gguf_write::GgufWriter;
 
 pub const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 pub const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
+/// Hugging Face directories made from the two GGUF files by scripts/make-hf-models.py (transformers' own
+/// conversion of config and tokenizer; weights as BF16 in two shards, and F16), under `hf/` in the models dir.
+pub const SMOLLM2_HF: &str = "hf/SmolLM2-135M-Instruct-bf16";
+pub const GEMMA3_HF: &str = "hf/gemma-3-270m-f16";
 
 /// `$LAR_MODELS`, else `~/.cache/lar/models` (filled by `scripts/fetch-models.sh`).
 pub fn models_dir() -> PathBuf {
@@ -180,4 +185,153 @@ fn gpt2_byte_chars() -> Vec<char> {
             }
         })
         .collect()
+}
+
+/// The checkpoint name of a GGUF tensor (the inverse of [`crate::hf::tensor_name`]), for writing test directories.
+fn hf_name(arch: &str, name: &str) -> String {
+    match name {
+        "token_embd.weight" => return "model.embed_tokens.weight".into(),
+        "output_norm.weight" => return "model.norm.weight".into(),
+        "output.weight" => return "lm_head.weight".into(),
+        _ => {}
+    }
+    let mut it = name.splitn(4, '.');
+    let (_, layer, module, suffix) = (it.next(), it.next(), it.next(), it.next());
+    let (layer, module, suffix) = (
+        layer.unwrap_or_default(),
+        module.unwrap_or_default(),
+        suffix.unwrap_or_default(),
+    );
+    let hf = match module {
+        "attn_norm" => "input_layernorm",
+        "attn_q" => "self_attn.q_proj",
+        "attn_k" => "self_attn.k_proj",
+        "attn_v" => "self_attn.v_proj",
+        "attn_output" => "self_attn.o_proj",
+        "attn_qkv" => "self_attn.qkv_proj",
+        "attn_q_norm" => "self_attn.q_norm",
+        "attn_k_norm" => "self_attn.k_norm",
+        "ffn_norm" if arch == "gemma3" => "pre_feedforward_layernorm",
+        "ffn_norm" => "post_attention_layernorm",
+        "post_attention_norm" => "post_attention_layernorm",
+        "post_ffw_norm" => "post_feedforward_layernorm",
+        "ffn_gate" => "mlp.gate_proj",
+        "ffn_up" if arch == "phi3" => "mlp.gate_up_proj",
+        "ffn_up" => "mlp.up_proj",
+        "ffn_down" => "mlp.down_proj",
+        other => other,
+    };
+    format!("model.layers.{layer}.{hf}.{suffix}")
+}
+
+/// Writes a GGUF model of F32 tensors as a Hugging Face directory in `dir`: `config.json` and the weights as
+/// `dtype` ("F32", "F16" or "BF16"; norms and biases stay F32) in `shards` safetensors files with an index when
+/// there is more than one. Llama's Q and K rows go back to checkpoint order, as llama.cpp's converter permuted
+/// them. The test twin of scripts/make-hf-models.py, for the tiny models.
+pub fn write_hf_dir(g: &Gguf, dir: &Path, dtype: &str, shards: usize) -> std::io::Result<()> {
+    use crate::quant::dequantize;
+    std::fs::create_dir_all(dir)?;
+    let arch = g.architecture().unwrap_or("llama").to_string();
+    let get = |k: &str| g.get_u64(&format!("{arch}.{k}")).unwrap_or(0);
+    let (n_head, n_kv, hd) = (
+        get("attention.head_count") as usize,
+        get("attention.head_count_kv") as usize,
+        get("attention.key_length") as usize,
+    );
+    let class = match arch.as_str() {
+        "llama" => "LlamaForCausalLM",
+        "qwen2" => "Qwen2ForCausalLM",
+        "qwen3" => "Qwen3ForCausalLM",
+        "phi3" => "Phi3ForCausalLM",
+        _ => "Gemma3ForCausalLM",
+    };
+    let config = serde_json::json!({
+        "architectures": [class],
+        "model_type": arch,
+        "hidden_size": get("embedding_length"),
+        "num_hidden_layers": get("block_count"),
+        "num_attention_heads": n_head,
+        "num_key_value_heads": n_kv,
+        "head_dim": hd,
+        "intermediate_size": get("feed_forward_length"),
+        "max_position_embeddings": get("context_length"),
+        "rms_norm_eps": g.get_f64(&format!("{arch}.attention.layer_norm_rms_epsilon")).unwrap_or(1e-5),
+        "rope_theta": g.get_f64(&format!("{arch}.rope.freq_base")).unwrap_or(10_000.0),
+        "tie_word_embeddings": g.tensor("output.weight").is_none(),
+    });
+    std::fs::write(dir.join("config.json"), config.to_string())?;
+    let mut tensors: Vec<(String, &str, Vec<usize>, Vec<u8>)> = Vec::new();
+    for t in &g.tensors {
+        let mut v = vec![0f32; t.n_elements()];
+        dequantize(t.ty, g.tensor_data(t), &mut v);
+        let shape: Vec<usize> = t.dims.iter().rev().copied().collect();
+        if arch == "llama"
+            && (t.name.ends_with("attn_q.weight") || t.name.ends_with("attn_k.weight"))
+        {
+            // GGUF row (head, i, half) holds checkpoint row (head, half, i).
+            let heads = if t.name.ends_with("attn_q.weight") {
+                n_head
+            } else {
+                n_kv
+            };
+            let (rows, cols) = (shape[0], shape[1]);
+            let per = rows / heads / 2;
+            let mut out = vec![0f32; v.len()];
+            for r in 0..rows {
+                let (h, rest) = (r / (2 * per), r % (2 * per));
+                let (i, half) = (rest / 2, rest % 2);
+                let dst = h * 2 * per + half * per + i;
+                out[dst * cols..(dst + 1) * cols].copy_from_slice(&v[r * cols..(r + 1) * cols]);
+            }
+            v = out;
+        }
+        let (dt, bytes): (&str, Vec<u8>) = match dtype {
+            _ if shape.len() == 1 => ("F32", v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            "F16" => (
+                "F16",
+                v.iter()
+                    .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+                    .collect(),
+            ),
+            "BF16" => (
+                "BF16",
+                v.iter()
+                    .flat_map(|&x| half::bf16::from_f32(x).to_le_bytes())
+                    .collect(),
+            ),
+            _ => ("F32", v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        };
+        tensors.push((hf_name(&arch, &t.name), dt, shape, bytes));
+    }
+    let per = tensors.len().div_ceil(shards.max(1));
+    let mut weight_map = serde_json::Map::new();
+    for (i, part) in tensors.chunks(per).enumerate() {
+        let file = if shards > 1 {
+            format!("model-{:05}-of-{shards:05}.safetensors", i + 1)
+        } else {
+            "model.safetensors".to_string()
+        };
+        let mut header = serde_json::Map::new();
+        let mut at = 0;
+        for (name, dt, shape, bytes) in part {
+            header.insert(
+                name.clone(),
+                serde_json::json!({"dtype": dt, "shape": shape, "data_offsets": [at, at + bytes.len()]}),
+            );
+            weight_map.insert(name.clone(), file.clone().into());
+            at += bytes.len();
+        }
+        let h = serde_json::Value::Object(header).to_string();
+        let mut out = (h.len() as u64).to_le_bytes().to_vec();
+        out.extend(h.as_bytes());
+        for (.., bytes) in part {
+            out.extend(bytes);
+        }
+        std::fs::write(dir.join(file), out)?;
+    }
+    if shards > 1 {
+        let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+        std::fs::write(dir.join("model.safetensors.index.json"), index.to_string())?;
+    }
+    Ok(())
 }

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use lar_models::{Gguf, KvStore, Model, SeqBatch, ThreadPool, testdata};
+use lar_models::{KvStore, Model, SeqBatch, ThreadPool, open_model, testdata};
 
 struct Forced {
     ids: Vec<u32>,
@@ -63,7 +63,7 @@ fn argmax(x: &[f32]) -> u32 {
 
 fn check(model_file: &str, golden: &str) {
     let model =
-        Model::from_gguf(Arc::new(Gguf::open(&testdata::model(model_file)).unwrap())).unwrap();
+        Model::from_gguf(Arc::new(open_model(&testdata::model(model_file)).unwrap())).unwrap();
     let f = load_forced(golden);
     let n = f.ids.len();
     assert_eq!(n, 512);
@@ -157,4 +157,17 @@ fn smollm2_teacher_forced_matches_llama_cpp() {
 #[test]
 fn gemma3_teacher_forced_matches_llama_cpp() {
     check(testdata::GEMMA3, "gemma3.json");
+}
+
+// Hugging Face directories (safetensors, BF16 in two shards / F16) against llama.cpp on a GGUF holding the same
+// rounded weights (both written by scripts/make-hf-models.py).
+
+#[test]
+fn smollm2_safetensors_bf16_matches_llama_cpp() {
+    check(testdata::SMOLLM2_HF, "smollm2-bf16.json");
+}
+
+#[test]
+fn gemma3_safetensors_f16_matches_llama_cpp() {
+    check(testdata::GEMMA3_HF, "gemma3-f16.json");
 }

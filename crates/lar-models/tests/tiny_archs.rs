@@ -2,6 +2,9 @@
 //! (`testdata::tiny_model`), against llama.cpp's logits for the same bytes (tests/golden/tiny-*.json, made by
 //! scripts/make-goldens.py). F32 weights, so the only differences are summation order and llama.cpp's f16 KV cache:
 //! every logit must be within `TOL` of llama.cpp's, and the argmax must agree at every position.
+//! The same models written as Hugging Face directories (`testdata::write_hf_dir`: checkpoint names, Llama's Q/K in
+//! checkpoint order, config.json, F32 in two shards) must give the same logits within `TOL`. (BF16 and F16
+//! directories are tested on the real models, against llama.cpp running the same rounded weights.)
 
 use std::sync::Arc;
 
@@ -12,6 +15,11 @@ use sha2::{Digest, Sha256};
 const TOL: f32 = 0.01;
 
 fn check(arch: &str) {
+    check_as(arch, None, TOL);
+}
+
+/// `hf`: run the model from a Hugging Face directory of this dtype and shard count instead of the GGUF bytes.
+fn check_as(arch: &str, hf: Option<(&str, usize)>, tol: f32) {
     let bytes = testdata::tiny_model(arch);
     let golden: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(testdata::golden_dir().join(format!("tiny-{arch}.json"))).unwrap(),
@@ -22,7 +30,18 @@ fn check(arch: &str) {
         golden["sha256"].as_str().unwrap(),
         "tiny {arch} model bytes changed: regenerate goldens"
     );
-    let model = Model::from_gguf(Arc::new(Gguf::from_bytes(bytes).unwrap())).unwrap();
+    let gguf = Gguf::from_bytes(bytes).unwrap();
+    let model = match hf {
+        None => Model::from_gguf(Arc::new(gguf)).unwrap(),
+        Some((dtype, shards)) => {
+            let dir = std::env::temp_dir()
+                .join(format!("lar-tiny-hf-{arch}-{dtype}-{}", std::process::id()));
+            testdata::write_hf_dir(&gguf, &dir, dtype, shards).unwrap();
+            let m = Model::from_gguf(Arc::new(lar_models::open_model(&dir).unwrap()));
+            std::fs::remove_dir_all(&dir).unwrap();
+            m.unwrap()
+        }
+    };
     assert_eq!(model.hp.arch, arch);
     let ids: Vec<u32> = golden["ids"]
         .as_array()
@@ -91,10 +110,10 @@ fn check(arch: &str) {
             "{arch}: argmax differs at position {pos}"
         );
     }
-    eprintln!("{arch}: max |logit diff| vs llama.cpp {max_diff:.5}");
+    eprintln!("{arch} {hf:?}: max |logit diff| vs llama.cpp {max_diff:.5}");
     assert!(
-        max_diff <= TOL,
-        "{arch}: max |logit diff| {max_diff} > {TOL}"
+        max_diff <= tol,
+        "{arch} {hf:?}: max |logit diff| {max_diff} > {tol}"
     );
 }
 
@@ -116,4 +135,11 @@ fn tiny_qwen3_matches_llama_cpp() {
 #[test]
 fn tiny_phi3_matches_llama_cpp() {
     check("phi3");
+}
+
+#[test]
+fn tiny_models_from_hugging_face_directories_match_llama_cpp() {
+    for arch in testdata::TINY_ARCHS {
+        check_as(arch, Some(("F32", 2)), TOL);
+    }
 }

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use fancy_regex::Regex;
 
+use crate::hf::HfTokenizer;
 use crate::merge::merge;
 use crate::vocab::{Model, TokenType, Vocab};
 use crate::{Error, Result};
@@ -26,6 +27,8 @@ pub struct Tokenizer {
     byte_dec: HashMap<char, u8>,
     /// SPM byte-fallback tokens `<0xXX>`.
     byte_tokens: [Option<u32>; 256],
+    /// The `tokenizers` library's encoders, for a vocabulary read from `tokenizer.json`.
+    hf: Option<Box<HfTokenizer>>,
 }
 
 const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
@@ -73,7 +76,7 @@ impl Tokenizer {
                     Regex::new(r).map_err(|e| Error::Invalid(format!("pre-tokenizer regex: {e}")))
                 })
                 .collect::<Result<_>>()?,
-            Model::Spm => Vec::new(),
+            Model::Spm | Model::Hf { .. } => Vec::new(),
         };
         let mut specials: Vec<u32> = (0..vocab.len() as u32)
             .filter(|&i| {
@@ -107,7 +110,15 @@ impl Tokenizer {
             byte_enc,
             byte_dec,
             byte_tokens,
+            hf: None,
         })
+    }
+
+    /// A tokenizer whose encoding is done by `tokenizer.json`'s own pipeline.
+    pub(crate) fn with_hf(vocab: Vocab, hf: HfTokenizer) -> Result<Self> {
+        let mut t = Self::new(vocab)?;
+        t.hf = Some(Box::new(hf));
+        Ok(t)
     }
 
     /// Token ids of `text`. `add_special`: add BOS/EOS as the model asks; `parse_special`: turn control-token
@@ -121,6 +132,23 @@ impl Tokenizer {
         {
             out.push(b);
         }
+        if let Some(hf) = &self.hf {
+            hf.encode(text, parse_special, &mut out);
+        } else {
+            self.encode_native(text, parse_special, &mut out);
+        }
+        if add_special
+            && v.add_eos
+            && let Some(e) = v.eos
+        {
+            out.push(e);
+        }
+        out
+    }
+
+    /// GGUF vocabularies: special tokens cut out, then BPE or SPM on the rest.
+    fn encode_native(&self, text: &str, parse_special: bool, out: &mut Vec<u32>) {
+        let v = &self.vocab;
         let mut prev_special = true;
         for frag in self.partition(text, parse_special) {
             match frag {
@@ -130,27 +158,22 @@ impl Tokenizer {
                 }
                 Frag::Text(t) => {
                     match v.model {
-                        Model::Bpe { .. } => self.encode_bpe(t, &mut out),
+                        Model::Bpe { .. } => self.encode_bpe(t, out),
+                        // Not reached: `tokenizer.json` vocabularies encode through `self.hf`.
+                        Model::Hf { .. } => {}
                         Model::Spm => {
                             let mut s = String::with_capacity(t.len() + 3);
                             if v.add_space_prefix && prev_special {
                                 s.push(' ');
                             }
                             s.push_str(t);
-                            self.encode_spm(&s.replace(' ', "\u{2581}"), &mut out);
+                            self.encode_spm(&s.replace(' ', "\u{2581}"), out);
                         }
                     }
                     prev_special = false;
                 }
             }
         }
-        if add_special
-            && v.add_eos
-            && let Some(e) = v.eos
-        {
-            out.push(e);
-        }
-        out
     }
 
     fn partition<'a>(&self, text: &'a str, parse_special: bool) -> Vec<Frag<'a>> {
@@ -286,12 +309,16 @@ impl Tokenizer {
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .map_or_else(Vec::new, |b| vec![b]),
             TokenType::UserDefined => match v.model {
-                Model::Spm => text.replace('\u{2581}', " ").into_bytes(),
-                Model::Bpe { .. } => text.as_bytes().to_vec(),
+                Model::Spm | Model::Hf { byte_level: false } => {
+                    text.replace('\u{2581}', " ").into_bytes()
+                }
+                Model::Bpe { .. } | Model::Hf { byte_level: true } => text.as_bytes().to_vec(),
             },
             TokenType::Normal => match v.model {
-                Model::Spm => text.replace('\u{2581}', " ").into_bytes(),
-                Model::Bpe { .. } => text
+                Model::Spm | Model::Hf { byte_level: false } => {
+                    text.replace('\u{2581}', " ").into_bytes()
+                }
+                Model::Bpe { .. } | Model::Hf { byte_level: true } => text
                     .chars()
                     .flat_map(|c| match self.byte_dec.get(&c) {
                         Some(&b) => vec![b],

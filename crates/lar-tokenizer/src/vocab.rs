@@ -38,6 +38,9 @@ pub enum Model {
     Bpe { pre: String },
     /// SentencePiece-style: merge by score, `▁` for spaces, `<0xXX>` byte fallback (Llama 2, Gemma).
     Spm,
+    /// A `tokenizer.json` run by the `tokenizers` library; `byte_level`: its tokens are GPT-2 byte characters
+    /// (otherwise `▁` + `<0xXX>` byte fallback).
+    Hf { byte_level: bool },
 }
 
 #[derive(Clone, Debug)]
@@ -60,7 +63,7 @@ pub struct Vocab {
 }
 
 /// Texts of end-of-turn tokens that mark the end of a generation in common chat formats.
-const EOG_TEXTS: &[&str] = &[
+pub(crate) const EOG_TEXTS: &[&str] = &[
     "<|eot_id|>",
     "<|im_end|>",
     "<end_of_turn>",

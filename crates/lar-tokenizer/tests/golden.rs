@@ -6,7 +6,7 @@ use lar_models::testdata;
 use lar_tokenizer::Tokenizer;
 
 fn check(model_file: &str, golden: &str) {
-    let g = lar_models::Gguf::open(&testdata::model(model_file)).unwrap();
+    let g = lar_models::open_model(&testdata::model(model_file)).unwrap();
     let tok = Tokenizer::from_gguf(&g).unwrap();
     let text = std::fs::read_to_string(testdata::golden_dir().join(golden)).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -48,15 +48,36 @@ fn gemma3_spm_matches_llama_cpp() {
     check(testdata::GEMMA3, "gemma3.json");
 }
 
+// The same vocabularies as tokenizer.json files (written by transformers' GGUF conversion, run by the `tokenizers`
+// library) must give llama.cpp's ids too.
+
+#[test]
+fn smollm2_tokenizer_json_matches_llama_cpp() {
+    check(testdata::SMOLLM2_HF, "smollm2.json");
+}
+
+#[test]
+fn gemma3_tokenizer_json_matches_llama_cpp() {
+    check(testdata::GEMMA3_HF, "gemma3.json");
+}
+
 #[test]
 fn control_tokens_are_text_unless_parsed() {
-    let g = lar_models::Gguf::open(&testdata::model(testdata::SMOLLM2)).unwrap();
-    let tok = Tokenizer::from_gguf(&g).unwrap();
-    let im_start = tok.vocab.id("<|im_start|>").unwrap();
-    assert_eq!(tok.encode("<|im_start|>user", false, true)[0], im_start);
-    assert!(
-        !tok.encode("<|im_start|>user", false, false)
-            .contains(&im_start)
-    );
-    assert!(tok.is_eog(tok.vocab.id("<|im_end|>").unwrap()));
+    for model in [testdata::SMOLLM2, testdata::SMOLLM2_HF] {
+        let g = lar_models::open_model(&testdata::model(model)).unwrap();
+        let tok = Tokenizer::from_gguf(&g).unwrap();
+        let im_start = tok.vocab.id("<|im_start|>").unwrap();
+        assert_eq!(
+            tok.encode("<|im_start|>user", false, true)[0],
+            im_start,
+            "{model}"
+        );
+        let plain = tok.encode("<|im_start|>user", false, false);
+        assert!(!plain.contains(&im_start), "{model}");
+        assert_eq!(tok.decode(&plain, false), "<|im_start|>user", "{model}");
+        assert!(tok.is_eog(tok.vocab.id("<|im_end|>").unwrap()), "{model}");
+        // Control tokens print only when asked.
+        assert_eq!(tok.decode(&[im_start], false), "", "{model}");
+        assert_eq!(tok.decode(&[im_start], true), "<|im_start|>", "{model}");
+    }
 }

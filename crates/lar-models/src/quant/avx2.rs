@@ -14,6 +14,7 @@ pub(super) fn dot_fn(ty: GgmlType) -> Option<DotFn> {
     Some(match ty {
         GgmlType::F32 => |n, x, y| unsafe { dot_f32(n, x, y) },
         GgmlType::F16 => |n, x, y| unsafe { dot_f16(n, x, y) },
+        GgmlType::BF16 => |n, x, y| unsafe { dot_bf16(n, x, y) },
         GgmlType::Q4_0 => |n, x, y| unsafe { dot_q4_0(n, x, y) },
         GgmlType::Q4_1 => |n, x, y| unsafe { dot_q4_1(n, x, y) },
         GgmlType::Q5_0 => |n, x, y| unsafe { dot_q5_0(n, x, y) },
@@ -155,6 +156,30 @@ fn dot_f16(n: usize, x: &[u8], y: &[u8]) -> f32 {
     let mut s = hsum_f32(acc);
     for j in i..n {
         s += f16_at(x, 2 * j) * f32_at(y, 4 * j);
+    }
+    s
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_bf16(n: usize, x: &[u8], y: &[u8]) -> f32 {
+    assert!(x.len() >= 2 * n && y.len() >= 4 * n);
+    let yp = y.as_ptr() as *const f32;
+    let mut acc = _mm256_setzero_ps();
+    let mut i = 0;
+    // SAFETY: i + 8 <= n elements are in bounds of both rows (checked above).
+    unsafe {
+        while i + 8 <= n {
+            // bf16 is the top half of an f32: widen to 32 bits and shift into place.
+            let h = _mm_loadu_si128(x.as_ptr().add(2 * i) as *const __m128i);
+            let w = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+            acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(yp.add(i)), acc);
+            i += 8;
+        }
+    }
+    let mut s = hsum_f32(acc);
+    for j in i..n {
+        let w = f32::from_bits((u16::from_le_bytes([x[2 * j], x[2 * j + 1]]) as u32) << 16);
+        s += w * f32_at(y, 4 * j);
     }
     s
 }

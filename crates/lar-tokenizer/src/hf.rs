@@ -1,0 +1,150 @@
+//! Tokenizers from a Hugging Face `tokenizer.json`, run by the `tokenizers` library itself (the reference
+//! implementation of that format), behind the same [`Tokenizer`](crate::Tokenizer) as GGUF vocabularies.
+//!
+//! The model directory loader puts the file's text under GGUF's `tokenizer.huggingface.json` key and the special
+//! tokens from `tokenizer_config.json` under `tokenizer.hf.*`. Encoding goes through `tokenizers` (normalizer,
+//! pre-tokenizer, model, added tokens); BOS/EOS are added by Lar from the flags, as for GGUF, so a chat template
+//! that writes BOS itself is not doubled. Decoding stays per token, as bytes, for the streaming detokenizer: each
+//! token's bytes are worked out once at load from the decoder's kind (byte-level, or `▁` + `<0xXX>` byte fallback).
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use lar_models::Gguf;
+use lar_models::gguf::Value;
+
+use crate::vocab::{EOG_TEXTS, Model, TokenType, Vocab};
+use crate::{Error, Result};
+
+/// The two encoders: one that turns special-token texts into their ids (chat templates), one that treats them as
+/// plain text (user input).
+pub(crate) struct HfTokenizer {
+    parse_special: tokenizers::Tokenizer,
+    plain: tokenizers::Tokenizer,
+}
+
+impl HfTokenizer {
+    pub(crate) fn encode(&self, text: &str, parse_special: bool, out: &mut Vec<u32>) {
+        let t = if parse_special {
+            &self.parse_special
+        } else {
+            &self.plain
+        };
+        match t.encode_fast(text, false) {
+            Ok(enc) => out.extend_from_slice(enc.get_ids()),
+            // Truncation and padding are off, so this is not reached for any string; say so if it is.
+            Err(e) => tracing::error!("tokenizer.json encoding failed: {e}"),
+        }
+    }
+}
+
+fn invalid(msg: impl std::fmt::Display) -> Error {
+    Error::Invalid(format!("tokenizer.json: {msg}"))
+}
+
+/// Reads the vocabulary and builds the encoders of a `tokenizer.json` held in `g`'s metadata.
+pub(crate) fn load(g: &Gguf, json: &str) -> Result<(Vocab, HfTokenizer)> {
+    let mut tok = tokenizers::Tokenizer::from_str(json).map_err(invalid)?;
+    tok.with_truncation(None).map_err(invalid)?;
+    tok.with_padding(None);
+    let raw: serde_json::Value = serde_json::from_str(json).map_err(invalid)?;
+    let byte_level = raw["decoder"].to_string().contains("\"ByteLevel\"");
+
+    let n = tok.get_vocab_size(true);
+    if n == 0 {
+        return Err(Error::MissingTokenizer);
+    }
+    let added = tok.get_added_tokens_decoder();
+    let mut tokens = Vec::with_capacity(n);
+    let mut types = Vec::with_capacity(n);
+    for id in 0..n as u32 {
+        let text = tok.id_to_token(id).unwrap_or_default();
+        let ty = match added.get(&id) {
+            Some(a) if a.special => TokenType::Control,
+            Some(_) => TokenType::UserDefined,
+            None if !byte_level && is_byte_token(&text) => TokenType::Byte,
+            None if text.is_empty() => TokenType::Unused,
+            None => TokenType::Normal,
+        };
+        tokens.push(text);
+        types.push(ty);
+    }
+    let mut token_to_id = HashMap::with_capacity(n);
+    for (i, t) in tokens.iter().enumerate() {
+        token_to_id.entry(t.clone()).or_insert(i as u32);
+    }
+    let special = |key: &str| -> Option<u32> {
+        g.get(key)
+            .and_then(Value::as_str)
+            .and_then(|t| token_to_id.get(t).copied())
+    };
+    let (bos, eos, unk) = (
+        special("tokenizer.hf.bos_token"),
+        special("tokenizer.hf.eos_token"),
+        special("tokenizer.hf.unk_token"),
+    );
+    // BOS: as tokenizer_config.json says, else as the post-processor does it.
+    let post_adds_bos = bos.is_some_and(|b| {
+        tok.encode_fast("a", true)
+            .is_ok_and(|e| e.get_ids().first() == Some(&b))
+    });
+    let flag = |k: &str| g.get(k).and_then(Value::as_bool);
+    let mut eog: Vec<u32> = eos.into_iter().collect();
+    if let Some(ids) = g
+        .get("tokenizer.hf.eos_token_ids")
+        .and_then(Value::as_array)
+    {
+        eog.extend(
+            ids.iter()
+                .filter_map(Value::as_u64)
+                .filter(|&i| (i as usize) < n)
+                .map(|i| i as u32),
+        );
+    }
+    for t in EOG_TEXTS {
+        if let Some(&i) = token_to_id.get(*t)
+            && types[i as usize] == TokenType::Control
+        {
+            eog.push(i);
+        }
+    }
+    let mut seen = Vec::new();
+    eog.retain(|i| {
+        let new = !seen.contains(i);
+        seen.push(*i);
+        new
+    });
+    let vocab = Vocab {
+        model: Model::Hf { byte_level },
+        tokens,
+        types,
+        scores: vec![0.0; n],
+        token_to_id,
+        merges: HashMap::new(),
+        bos,
+        eos,
+        unk,
+        add_bos: flag("tokenizer.ggml.add_bos_token").unwrap_or(post_adds_bos),
+        add_eos: flag("tokenizer.ggml.add_eos_token").unwrap_or(false),
+        add_space_prefix: false,
+        eog,
+    };
+    let parse_special = tok.clone();
+    let mut plain = tok;
+    plain.set_encode_special_tokens(true);
+    Ok((
+        vocab,
+        HfTokenizer {
+            parse_special,
+            plain,
+        },
+    ))
+}
+
+/// `<0xXX>`: a byte-fallback token.
+fn is_byte_token(t: &str) -> bool {
+    t.len() == 6
+        && t.starts_with("<0x")
+        && t.ends_with('>')
+        && u8::from_str_radix(&t[3..5], 16).is_ok()
+}
