@@ -4,7 +4,7 @@
 //! points compile the same code a second time with AVX2+FMA enabled and pick it at run time, so one release binary
 //! is fast on every x86-64 machine without `-C target-cpu=native`.
 
-use crate::quant::{SimdLevel, simd_level};
+use crate::quant::simd_level;
 
 /// Calls `$body` (an expression using the caller's arguments) compiled with AVX2+FMA when the CPU has them.
 macro_rules! multiversion {
@@ -17,7 +17,7 @@ macro_rules! multiversion {
             {
                 #[target_feature(enable = "avx2,fma")]
                 fn avx2($($arg: $ty),*) $(-> $ret)? { generic($($arg),*) }
-                if simd_level() == SimdLevel::Avx2 {
+                if simd_level().avx2() {
                     // SAFETY: the CPU has AVX2 and FMA (checked by simd_level).
                     return unsafe { avx2($($arg),*) };
                 }
@@ -81,7 +81,7 @@ fn gelu_mul(a: &mut [f32], b: &[f32]) {
 /// `dot(a, f16 b)`: a query against a cached key.
 pub fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if simd_level() == SimdLevel::Avx2 {
+    if simd_level().avx2() {
         // SAFETY: the CPU has AVX2, FMA and F16C (checked by simd_level).
         return unsafe { f16x86::dot(a, b) };
     }
@@ -94,7 +94,7 @@ pub fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
 /// `y += w * f16 x`: a cached value row into an attention accumulator.
 pub fn axpy_f16(w: f32, x: &[u16], y: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if simd_level() == SimdLevel::Avx2 {
+    if simd_level().avx2() {
         // SAFETY: as above.
         return unsafe { f16x86::axpy(w, x, y) };
     }
@@ -106,7 +106,7 @@ pub fn axpy_f16(w: f32, x: &[u16], y: &mut [f32]) {
 /// f32 to f16 bit patterns (round to nearest even), for the KV cache.
 pub fn f32_to_f16(x: &[f32], out: &mut [u16]) {
     #[cfg(target_arch = "x86_64")]
-    if simd_level() == SimdLevel::Avx2 {
+    if simd_level().avx2() {
         // SAFETY: as above.
         return unsafe { f16x86::convert(x, out) };
     }

@@ -203,6 +203,8 @@ unsafe impl Sync for SyncPtr {}
 
 /// Activation rows per tile: with the task's weight rows, a tile stays in L2 while every row visits it.
 const TOKEN_TILE: usize = 64;
+/// Weight rows per block (at most ~200 KB of the largest row types at 4096 columns: in L2).
+const ROW_BLOCK: usize = 64;
 
 /// `out[t * w.rows + r] = dot(w.row(r), x.row(t))` for every row `r` and activation row `t`.
 pub fn matmul(w: &Weight, x: &Acts, out: &mut [f32], pool: &ThreadPool) {
@@ -257,25 +259,30 @@ pub fn matmul_many(jobs: &mut [(&Weight, &Acts, &mut [f32])], pool: &ThreadPool)
         let my_rows = split(rows, j.tasks, task - j.first);
         for tile in (0..n).step_by(TOKEN_TILE) {
             let tile_end = (tile + TOKEN_TILE).min(n);
-            for r in my_rows.clone() {
-                let wrow = &data[r * rb..(r + 1) * rb];
+            // A block of weight rows stays in L2 while each group of four activation rows (in L1) passes over
+            // it: a weight row is 4-9x fewer bytes than the activation rows it meets, so it is the one to stream.
+            let mut block = my_rows.start;
+            while block < my_rows.end {
+                let block_end = (block + ROW_BLOCK).min(my_rows.end);
                 let mut i = tile;
                 if let Some(d4) = j.dot4 {
                     while i + 4 <= tile_end {
-                        let v = d4(
-                            cols,
-                            wrow,
-                            [x.row(i), x.row(i + 1), x.row(i + 2), x.row(i + 3)],
-                        );
-                        for (k, vk) in v.into_iter().enumerate() {
-                            put(i + k, r, vk);
+                        let xs = [x.row(i), x.row(i + 1), x.row(i + 2), x.row(i + 3)];
+                        for r in block..block_end {
+                            let v = d4(cols, &data[r * rb..(r + 1) * rb], xs);
+                            for (k, vk) in v.into_iter().enumerate() {
+                                put(i + k, r, vk);
+                            }
                         }
                         i += 4;
                     }
                 }
                 for i in i..tile_end {
-                    put(i, r, (j.dot)(cols, wrow, x.row(i)));
+                    for r in block..block_end {
+                        put(i, r, (j.dot)(cols, &data[r * rb..(r + 1) * rb], x.row(i)));
+                    }
                 }
+                block = block_end;
             }
         }
     });

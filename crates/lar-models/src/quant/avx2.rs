@@ -7,24 +7,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{DotFn, GgmlType, f32_at, scale_min_k4};
-
-/// The AVX2 kernel for `ty`, where there is one.
-pub(super) fn dot_fn(ty: GgmlType) -> Option<DotFn> {
-    Some(match ty {
-        GgmlType::F32 => |n, x, y| unsafe { dot_f32(n, x, y) },
-        GgmlType::F16 => |n, x, y| unsafe { dot_f16(n, x, y) },
-        GgmlType::BF16 => |n, x, y| unsafe { dot_bf16(n, x, y) },
-        GgmlType::Q4_0 => |n, x, y| unsafe { dot_q4_0(n, x, y) },
-        GgmlType::Q4_1 => |n, x, y| unsafe { dot_q4_1(n, x, y) },
-        GgmlType::Q5_0 => |n, x, y| unsafe { dot_q5_0(n, x, y) },
-        GgmlType::Q5_1 => |n, x, y| unsafe { dot_q5_1(n, x, y) },
-        GgmlType::Q8_0 => |n, x, y| unsafe { dot_q8_0(n, x, y) },
-        GgmlType::Q4_K => |n, x, y| unsafe { dot_q4_k(n, x, y) },
-        GgmlType::Q6_K => |n, x, y| unsafe { dot_q6_k(n, x, y) },
-        _ => return None,
-    })
-}
+use super::{Dot4Fn, DotFn, GgmlType, f32_at, scale_min_k4};
 
 /// The f16 at byte `i`, converted with the F16C instruction (inlined into the kernels, no per-call dispatch).
 #[inline]
@@ -69,6 +52,34 @@ fn hsum_f32(v: __m256) -> f32 {
 #[target_feature(enable = "avx2,fma")]
 fn mul_us(x: __m256i, y: __m256i) -> __m256i {
     _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1))
+}
+
+/// `acc + madd(a, b)`: i16 pairs multiplied and summed into i32 lanes; one `vpdpwssd` with AVX-512 VNNI (`V`).
+/// The same integers either way, so both tiers give the same bits.
+#[inline(always)]
+unsafe fn dpwssd<const V: bool>(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    // SAFETY: V is only set in functions compiled with avx512vnni + avx512vl, which callers checked for.
+    unsafe {
+        if V {
+            _mm256_dpwssd_epi32(acc, a, b)
+        } else {
+            _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
+        }
+    }
+}
+
+/// `acc + Σ4 (u8 · i8)`; one `vpdpbusd` with AVX-512 VNNI (`V`). No i16 saturation can occur in the AVX2 path for
+/// the operands the kernels pass (|a| ≤ 128, |b| ≤ 127), so both give the same integers.
+#[inline(always)]
+unsafe fn dpbusd<const V: bool>(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    // SAFETY: as `dpwssd`.
+    unsafe {
+        if V {
+            _mm256_dpbusd_epi32(acc, a, b)
+        } else {
+            _mm256_add_epi32(acc, mul_us(a, b))
+        }
+    }
 }
 
 /// Loads 32 bytes at `p` (callers have checked the row length).
@@ -184,33 +195,6 @@ fn dot_bf16(n: usize, x: &[u8], y: &[u8]) -> f32 {
     s
 }
 
-// One-row kernels of the 32-element types: the four-row kernel's code for one row, so the two give the same bits.
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q4_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    blocks_32::<1>(n, x, [y; 4], GgmlType::Q4_0)[0]
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q4_1(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    blocks_32::<1>(n, x, [y; 4], GgmlType::Q4_1)[0]
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q5_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    blocks_32::<1>(n, x, [y; 4], GgmlType::Q5_0)[0]
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q5_1(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    blocks_32::<1>(n, x, [y; 4], GgmlType::Q5_1)[0]
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q8_0(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    blocks_32::<1>(n, x, [y; 4], GgmlType::Q8_0)[0]
-}
-
 /// `Σ_j mins[j] · (bsum[2j] + bsum[2j+1])`: the activation's sixteen 16-element sums (at byte 260 of a Q8_K
 /// block) weighted by the eight sub-block mins, in one `madd`.
 #[inline]
@@ -239,19 +223,9 @@ fn q4k_scales(xb: &[u8]) -> ([u8; 8], [u8; 8]) {
     (sc, mn)
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q4_k(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    dot4_q4_k_impl::<1>(n, x, [y; 4])[0]
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q6_k(n: usize, x: &[u8], y: &[u8]) -> f32 {
-    dot4_q6_k_impl::<1>(n, x, [y; 4])[0]
-}
-
 /// Q4_K against `T` (1 or 4) activation rows; the weight block is unpacked once for all of them.
 #[inline(always)]
-fn dot4_q4_k_impl<const T: usize>(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
+fn dot4_q4_k_impl<const T: usize, const V: bool>(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
     let nb = n / 256;
     assert!(x.len() >= nb * 144 && ys[..T].iter().all(|y| y.len() >= nb * 292));
     // SAFETY (whole body): compiled inside avx2+fma+f16c callers; all reads are within the rows (asserted above).
@@ -275,9 +249,9 @@ fn dot4_q4_k_impl<const T: usize>(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4
                 );
                 for t in 0..T {
                     let yq = ys[t].as_ptr().add(b * 292 + 4 + 64 * j);
-                    let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, loadp(yq)), s0);
-                    let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, loadp(yq.add(32))), s1);
-                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(p0, p1));
+                    let p0 = _mm256_maddubs_epi16(lo, loadp(yq));
+                    let p1 = _mm256_maddubs_epi16(hi, loadp(yq.add(32)));
+                    sumi[t] = dpwssd::<V>(dpwssd::<V>(sumi[t], p0, s0), p1, s1);
                 }
             }
             for t in 0..T {
@@ -302,20 +276,26 @@ fn dot4_q4_k_impl<const T: usize>(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4
 
 /// Q6_K against `T` (1 or 4) activation rows; the weight block is unpacked once for all of them.
 #[inline(always)]
-fn dot4_q6_k_impl<const T: usize>(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
+fn dot4_q6_k_impl<const T: usize, const V: bool>(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
     let nb = n / 256;
     assert!(x.len() >= nb * 210 && ys[..T].iter().all(|y| y.len() >= nb * 292));
     // SAFETY (whole body): compiled inside avx2+fma+f16c callers; all reads are within the rows (asserted above).
     unsafe {
         let mut acc = [_mm256_setzero_ps(); 4];
-        let (m3, m4, m32) = (
-            _mm256_set1_epi8(3),
-            _mm256_set1_epi8(0x0F),
-            _mm256_set1_epi8(32),
-        );
+        let (m3, m4) = (_mm256_set1_epi8(3), _mm256_set1_epi8(0x0F));
         for b in 0..nb {
             let xb = x.as_ptr().add(b * 210);
+            // (q − 32)·y summed with scales = q·y with scales − 32·Σ scale·(sum of 16 y): the second term comes
+            // from the activation's block sums (Q8_K keeps one per 16 values, one per Q6_K scale).
+            let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(xb.add(192) as *const __m128i));
             let mut sumi = [_mm256_setzero_si256(); 4];
+            for t in 0..T {
+                let bsums = loadp(ys[t].as_ptr().add(b * 292 + 260));
+                sumi[t] = _mm256_sub_epi32(
+                    sumi[t],
+                    _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 5),
+                );
+            }
             for h in 0..2 {
                 let a = loadp(xb.add(64 * h));
                 let bb = loadp(xb.add(64 * h + 32));
@@ -341,11 +321,7 @@ fn dot4_q6_k_impl<const T: usize>(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4
                     );
                     for t in 0..T {
                         let yk = loadp(ys[t].as_ptr().add(b * 292 + 4 + 128 * h + 32 * k));
-                        let p = _mm256_sub_epi16(
-                            _mm256_maddubs_epi16(*qk, yk),
-                            _mm256_maddubs_epi16(m32, yk),
-                        );
-                        sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p, s));
+                        sumi[t] = dpwssd::<V>(sumi[t], _mm256_maddubs_epi16(*qk, yk), s);
                     }
                 }
             }
@@ -364,27 +340,18 @@ fn dot4_q6_k_impl<const T: usize>(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4
     }
 }
 
-/// Four activation rows against one weight row: each weight block is loaded and unpacked once.
-pub(super) fn dot4_fn(ty: GgmlType) -> Option<super::Dot4Fn> {
-    Some(match ty {
-        GgmlType::Q4_0 => |n, x, y| unsafe { dot4_q4_0(n, x, y) },
-        GgmlType::Q4_1 => |n, x, y| unsafe { dot4_q4_1(n, x, y) },
-        GgmlType::Q5_0 => |n, x, y| unsafe { dot4_q5_0(n, x, y) },
-        GgmlType::Q5_1 => |n, x, y| unsafe { dot4_q5_1(n, x, y) },
-        GgmlType::Q8_0 => |n, x, y| unsafe { dot4_q8_0(n, x, y) },
-        GgmlType::Q4_K => |n, x, y| unsafe { dot4_q4_k(n, x, y) },
-        GgmlType::Q6_K => |n, x, y| unsafe { dot4_q6_k(n, x, y) },
-        _ => return None,
-    })
-}
-
 /// The 32-element block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) against `T` (1 or 4) activation rows: each weight
 /// block is unpacked once, to signed bytes (Q4_0, Q5_0, Q8_0: `sign` trick, Q8_0 activations) or unsigned ones
 /// (Q4_1, Q5_1: plus the `m · s` term, Q8_1 activations). Block `d` (and `m`) come first in both block layouts, and
 /// their f16 pair is converted at once: lane 0 gives `dx·dy`, lane 1 `mx·sy`. One accumulator per row, summed in
 /// block order.
 #[inline(always)]
-fn blocks_32<const T: usize>(n: usize, x: &[u8], ys: [&[u8]; 4], kind: GgmlType) -> [f32; 4] {
+fn blocks_32<const T: usize, const V: bool>(
+    n: usize,
+    x: &[u8],
+    ys: [&[u8]; 4],
+    kind: GgmlType,
+) -> [f32; 4] {
     let (wsize, act, signed) = match kind {
         GgmlType::Q4_0 => (18, 34, true),
         GgmlType::Q4_1 => (20, 36, false),
@@ -420,7 +387,7 @@ fn blocks_32<const T: usize>(n: usize, x: &[u8], ys: [&[u8]; 4], kind: GgmlType)
                 let yb = ys[t].as_ptr().add(b * act);
                 let yq = loadp(yb.add(act - 32));
                 let yq = if signed { _mm256_sign_epi8(yq, qx) } else { yq };
-                let p = _mm256_cvtepi32_ps(mul_us(ax, yq));
+                let p = _mm256_cvtepi32_ps(dpbusd::<V>(_mm256_setzero_si256(), ax, yq));
                 let s = if signed {
                     // Only d matters: convert the weight's and the activation's f16 d in one instruction.
                     let pair = _mm_cvtph_ps(_mm_cvtsi32_si128(
@@ -444,37 +411,80 @@ fn blocks_32<const T: usize>(n: usize, x: &[u8], ys: [&[u8]; 4], kind: GgmlType)
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot4_q4_0(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
-    blocks_32::<4>(n, x, ys, GgmlType::Q4_0)
+/// One tier of kernels: the one-row and four-row entry points, compiled with `$features`; `$v` selects the AVX-512
+/// VNNI instructions in the shared bodies. The one-row kernels are the four-row code for one row, so a token's
+/// result does not depend on how it was batched.
+macro_rules! tier {
+    ($name:ident, $features:literal, $v:literal) => {
+        pub(super) mod $name {
+            use super::*;
+
+            #[target_feature(enable = $features)]
+            fn one(n: usize, x: &[u8], y: &[u8], ty: GgmlType) -> f32 {
+                four(n, x, [y; 4], ty, 1)[0]
+            }
+
+            #[target_feature(enable = $features)]
+            fn four(n: usize, x: &[u8], ys: [&[u8]; 4], ty: GgmlType, t: usize) -> [f32; 4] {
+                // Each arm inlines its kernel with the type as a constant.
+                use GgmlType::*;
+                match (ty, t) {
+                    (Q4_K, 1) => dot4_q4_k_impl::<1, $v>(n, x, ys),
+                    (Q4_K, _) => dot4_q4_k_impl::<4, $v>(n, x, ys),
+                    (Q6_K, 1) => dot4_q6_k_impl::<1, $v>(n, x, ys),
+                    (Q6_K, _) => dot4_q6_k_impl::<4, $v>(n, x, ys),
+                    (Q4_0, 1) => blocks_32::<1, $v>(n, x, ys, Q4_0),
+                    (Q4_0, _) => blocks_32::<4, $v>(n, x, ys, Q4_0),
+                    (Q4_1, 1) => blocks_32::<1, $v>(n, x, ys, Q4_1),
+                    (Q4_1, _) => blocks_32::<4, $v>(n, x, ys, Q4_1),
+                    (Q5_0, 1) => blocks_32::<1, $v>(n, x, ys, Q5_0),
+                    (Q5_0, _) => blocks_32::<4, $v>(n, x, ys, Q5_0),
+                    (Q5_1, 1) => blocks_32::<1, $v>(n, x, ys, Q5_1),
+                    (Q5_1, _) => blocks_32::<4, $v>(n, x, ys, Q5_1),
+                    (_, 1) => blocks_32::<1, $v>(n, x, ys, Q8_0),
+                    _ => blocks_32::<4, $v>(n, x, ys, Q8_0),
+                }
+            }
+
+            /// The kernel for `ty` in this tier, where there is one.
+            pub(in crate::quant) fn dot_fn(ty: GgmlType) -> Option<DotFn> {
+                // SAFETY (each): reached only after `simd_level` saw this tier's features.
+                Some(match ty {
+                    GgmlType::F32 => |n, x, y| unsafe { dot_f32(n, x, y) },
+                    GgmlType::F16 => |n, x, y| unsafe { dot_f16(n, x, y) },
+                    GgmlType::BF16 => |n, x, y| unsafe { dot_bf16(n, x, y) },
+                    GgmlType::Q4_0 => |n, x, y| unsafe { one(n, x, y, GgmlType::Q4_0) },
+                    GgmlType::Q4_1 => |n, x, y| unsafe { one(n, x, y, GgmlType::Q4_1) },
+                    GgmlType::Q5_0 => |n, x, y| unsafe { one(n, x, y, GgmlType::Q5_0) },
+                    GgmlType::Q5_1 => |n, x, y| unsafe { one(n, x, y, GgmlType::Q5_1) },
+                    GgmlType::Q8_0 => |n, x, y| unsafe { one(n, x, y, GgmlType::Q8_0) },
+                    GgmlType::Q4_K => |n, x, y| unsafe { one(n, x, y, GgmlType::Q4_K) },
+                    GgmlType::Q6_K => |n, x, y| unsafe { one(n, x, y, GgmlType::Q6_K) },
+                    _ => return None,
+                })
+            }
+
+            /// Four activation rows against one weight row: each weight block is loaded and unpacked once.
+            pub(in crate::quant) fn dot4_fn(ty: GgmlType) -> Option<Dot4Fn> {
+                // SAFETY (each): as `dot_fn`.
+                Some(match ty {
+                    GgmlType::Q4_0 => |n, x, y| unsafe { four(n, x, y, GgmlType::Q4_0, 4) },
+                    GgmlType::Q4_1 => |n, x, y| unsafe { four(n, x, y, GgmlType::Q4_1, 4) },
+                    GgmlType::Q5_0 => |n, x, y| unsafe { four(n, x, y, GgmlType::Q5_0, 4) },
+                    GgmlType::Q5_1 => |n, x, y| unsafe { four(n, x, y, GgmlType::Q5_1, 4) },
+                    GgmlType::Q8_0 => |n, x, y| unsafe { four(n, x, y, GgmlType::Q8_0, 4) },
+                    GgmlType::Q4_K => |n, x, y| unsafe { four(n, x, y, GgmlType::Q4_K, 4) },
+                    GgmlType::Q6_K => |n, x, y| unsafe { four(n, x, y, GgmlType::Q6_K, 4) },
+                    _ => return None,
+                })
+            }
+        }
+    };
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot4_q4_1(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
-    blocks_32::<4>(n, x, ys, GgmlType::Q4_1)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot4_q5_0(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
-    blocks_32::<4>(n, x, ys, GgmlType::Q5_0)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot4_q5_1(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
-    blocks_32::<4>(n, x, ys, GgmlType::Q5_1)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot4_q8_0(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
-    blocks_32::<4>(n, x, ys, GgmlType::Q8_0)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot4_q4_k(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
-    dot4_q4_k_impl::<4>(n, x, ys)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot4_q6_k(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
-    dot4_q6_k_impl::<4>(n, x, ys)
-}
+tier!(avx2, "avx2,fma,f16c", false);
+tier!(
+    vnni,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    true
+);

@@ -153,25 +153,62 @@ impl GgmlType {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SimdLevel {
     Scalar,
+    /// AVX2 + FMA + F16C.
     Avx2,
+    /// AVX2 plus AVX-512 VNNI (with VL): `vpdpbusd` / `vpdpwssd` in the integer dot products (Zen 4, Ice Lake and
+    /// later). Bit-identical results to `Avx2`.
+    Avx512Vnni,
 }
 
-/// Detected once; `LAR_SIMD=scalar` forces the portable path.
+impl SimdLevel {
+    /// Whether the AVX2 + FMA + F16C kernels may run (true for every tier above scalar).
+    pub fn avx2(self) -> bool {
+        self != SimdLevel::Scalar
+    }
+}
+
+/// Detected once; `LAR_SIMD=scalar` forces the portable path, `LAR_SIMD=avx2` caps the tier at AVX2.
 pub fn simd_level() -> SimdLevel {
     static LEVEL: OnceLock<SimdLevel> = OnceLock::new();
     *LEVEL.get_or_init(|| {
-        if std::env::var("LAR_SIMD").is_ok_and(|v| v == "scalar") {
+        let cap = std::env::var("LAR_SIMD").unwrap_or_default();
+        if cap == "scalar" {
             return SimdLevel::Scalar;
         }
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c")
-        {
-            return SimdLevel::Avx2;
-        }
-        SimdLevel::Scalar
+        detected_level(cap == "avx2")
     })
+}
+
+/// The best tier this CPU runs (at most AVX2 with `cap_avx2`).
+fn detected_level(cap_avx2: bool) -> SimdLevel {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
+    {
+        if !cap_avx2
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni")
+        {
+            return SimdLevel::Avx512Vnni;
+        }
+        return SimdLevel::Avx2;
+    }
+    let _ = cap_avx2;
+    SimdLevel::Scalar
+}
+
+/// Every tier this CPU can run, lowest first (for tests that compare them).
+pub fn available_levels() -> Vec<SimdLevel> {
+    let mut v = vec![SimdLevel::Scalar];
+    for l in [detected_level(true), detected_level(false)] {
+        if !v.contains(&l) {
+            v.push(l);
+        }
+    }
+    v
 }
 
 /// Dequantizes `data` (a whole number of blocks of `ty`) into `out`.
@@ -188,7 +225,7 @@ pub fn quantize_act(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) {
         fn avx2(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) {
             quantize_act_generic(ty, x, out)
         }
-        if simd_level() == SimdLevel::Avx2 {
+        if simd_level().avx2() {
             // SAFETY: the CPU has AVX2, FMA and F16C (checked by simd_level).
             return unsafe { avx2(ty, x, out) };
         }
@@ -212,12 +249,23 @@ pub type DotFn = fn(usize, &[u8], &[u8]) -> f32;
 
 /// The dot kernel for weights of type `ty` at the current [`simd_level`].
 pub fn dot_fn(ty: GgmlType) -> DotFn {
+    dot_fn_at(simd_level(), ty)
+}
+
+/// The dot kernel for `ty` at `level` (which must be one of [`available_levels`]).
+pub fn dot_fn_at(level: SimdLevel, ty: GgmlType) -> DotFn {
     #[cfg(target_arch = "x86_64")]
-    if simd_level() == SimdLevel::Avx2
-        && let Some(f) = avx2::dot_fn(ty)
     {
-        return f;
+        let f = match level {
+            SimdLevel::Avx512Vnni => avx2::vnni::dot_fn(ty),
+            SimdLevel::Avx2 => avx2::avx2::dot_fn(ty),
+            SimdLevel::Scalar => None,
+        };
+        if let Some(f) = f {
+            return f;
+        }
     }
+    let _ = level;
     reference::dot_fn(ty)
 }
 
@@ -227,11 +275,18 @@ pub type Dot4Fn = fn(usize, &[u8], [&[u8]; 4]) -> [f32; 4];
 /// The four-row kernel for weights of type `ty`, where there is one at the current [`simd_level`]; callers fall
 /// back to [`dot_fn`] row by row.
 pub fn dot4_fn(ty: GgmlType) -> Option<Dot4Fn> {
+    dot4_fn_at(simd_level(), ty)
+}
+
+/// The four-row kernel for `ty` at `level`, where there is one.
+pub fn dot4_fn_at(level: SimdLevel, ty: GgmlType) -> Option<Dot4Fn> {
     #[cfg(target_arch = "x86_64")]
-    if simd_level() == SimdLevel::Avx2 {
-        return avx2::dot4_fn(ty);
+    match level {
+        SimdLevel::Avx512Vnni => return avx2::vnni::dot4_fn(ty),
+        SimdLevel::Avx2 => return avx2::avx2::dot4_fn(ty),
+        SimdLevel::Scalar => {}
     }
-    let _ = ty;
+    let _ = (level, ty);
     None
 }
 

@@ -67,6 +67,12 @@ const WEIGHT_TYPES: [GgmlType; 13] = [
 
 #[test]
 fn fast_dot_matches_reference_for_every_type() {
+    for level in available_levels() {
+        fast_dot_matches_reference_at(level);
+    }
+}
+
+fn fast_dot_matches_reference_at(level: SimdLevel) {
     let mut rng = Rng::new(7);
     let n = 1024;
     for ty in WEIGHT_TYPES {
@@ -75,13 +81,13 @@ fn fast_dot_matches_reference_for_every_type() {
             let x: Vec<f32> = (0..n).map(|_| rng.f32() * 3.0).collect();
             let mut act = Vec::new();
             quantize_act(ty.vec_dot_type(), &x, &mut act);
-            let fast = dot_fn(ty)(n, &w, &act);
+            let fast = dot_fn_at(level, ty)(n, &w, &act);
             let slow = reference::dot_fn(ty)(n, &w, &act);
             // Both compute the same sum; only the order of float additions differs.
             let tol = 1e-4 * (1.0 + slow.abs()) + 1e-3;
             assert!(
                 (fast - slow).abs() <= tol,
-                "{} trial {trial}: fast {fast} vs reference {slow}",
+                "{} {level:?} trial {trial}: fast {fast} vs reference {slow}",
                 ty.name()
             );
         }
@@ -141,10 +147,42 @@ fn q8_k_quantizer_keeps_sums_and_scale() {
 
 #[test]
 fn four_row_kernels_match_one_row_kernels() {
+    for level in available_levels() {
+        four_row_kernels_match_one_row_kernels_at(level);
+    }
+}
+
+/// Every SIMD tier gives the same bits as the AVX2 one (VNNI instructions compute the same integers).
+#[test]
+fn simd_tiers_agree_bit_for_bit() {
+    let levels = available_levels();
+    let mut rng = Rng::new(9);
+    let n = 768;
+    for ty in WEIGHT_TYPES {
+        let w = random_row(ty, n / ty.block_size(), &mut rng);
+        let x: Vec<f32> = (0..n).map(|_| rng.f32() * 4.0).collect();
+        let mut act = Vec::new();
+        quantize_act(ty.vec_dot_type(), &x, &mut act);
+        let simd: Vec<u32> = levels
+            .iter()
+            .filter(|l| l.avx2())
+            .map(|&l| dot_fn_at(l, ty)(n, &w, &act).to_bits())
+            .collect();
+        assert!(
+            simd.windows(2).all(|p| p[0] == p[1]),
+            "{}: {simd:?}",
+            ty.name()
+        );
+    }
+}
+
+fn four_row_kernels_match_one_row_kernels_at(level: SimdLevel) {
     let mut rng = Rng::new(5);
     let n = 512;
     for ty in WEIGHT_TYPES {
-        let Some(dot4) = dot4_fn(ty) else { continue };
+        let Some(dot4) = dot4_fn_at(level, ty) else {
+            continue;
+        };
         let w = random_row(ty, n / ty.block_size(), &mut rng);
         let acts: Vec<Vec<u8>> = (0..4)
             .map(|_| {
@@ -159,8 +197,8 @@ fn four_row_kernels_match_one_row_kernels() {
             // Bit-identical to the one-row kernel: a token's result must not depend on how it was batched.
             assert_eq!(
                 four[t].to_bits(),
-                dot_fn(ty)(n, &w, &acts[t]).to_bits(),
-                "{} row {t}",
+                dot_fn_at(level, ty)(n, &w, &acts[t]).to_bits(),
+                "{} {level:?} row {t}",
                 ty.name()
             );
             let one = reference::dot_fn(ty)(n, &w, &acts[t]);
