@@ -7,7 +7,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Dot4Fn, DotFn, GgmlType, f32_at, scale_min_k4};
+use super::{Dot4Fn, DotFn, GgmlType, f32_at};
 
 /// The f16 at byte `i`, converted with the F16C instruction (inlined into the kernels, no per-call dispatch).
 #[inline]
@@ -195,32 +195,22 @@ fn dot_bf16(n: usize, x: &[u8], y: &[u8]) -> f32 {
     s
 }
 
-/// `Σ_j mins[j] · (bsum[2j] + bsum[2j+1])`: the activation's sixteen 16-element sums (at byte 260 of a Q8_K
-/// block) weighted by the eight sub-block mins, in one `madd`.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn q8k_min_sum(yb: *const u8, mins: &[u8; 8]) -> i32 {
-    let bsums = unsafe { loadp(yb.add(260)) };
-    let m = mins.map(|v| v as i16);
-    let mv = _mm256_setr_epi16(
-        m[0], m[0], m[1], m[1], m[2], m[2], m[3], m[3], m[4], m[4], m[5], m[5], m[6], m[6], m[7],
-        m[7],
-    );
-    let v = _mm256_madd_epi16(bsums, mv);
-    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
-    _mm_cvtsi128_si32(s)
-}
-
-/// The eight 6-bit scales and mins of a Q4_K block.
+/// The eight 6-bit scales and mins of a Q4_K block (12 packed bytes at 4..16), unpacked a word at a time:
+/// scales 0-3 and mins 0-3 are the low six bits of bytes 0-3 and 4-7; scales and mins 4-7 take their low four bits
+/// from bytes 8-11 and their top two from the spare bits of bytes 0-3 and 4-7. Same values as `scale_min_k4`.
 #[inline(always)]
 fn q4k_scales(xb: &[u8]) -> ([u8; 8], [u8; 8]) {
-    let (mut sc, mut mn) = ([0u8; 8], [0u8; 8]);
-    for j in 0..8 {
-        (sc[j], mn[j]) = scale_min_k4(j, &xb[4..16]);
-    }
-    (sc, mn)
+    const K1: u32 = 0x3f3f_3f3f;
+    const K2: u32 = 0x0f0f_0f0f;
+    const K3: u32 = 0x0303_0303;
+    let w = |i: usize| u32::from_le_bytes([xb[4 + i], xb[5 + i], xb[6 + i], xb[7 + i]]);
+    let (a, b, c) = (w(0), w(4), w(8));
+    let sc_lo = a & K1;
+    let sc_hi = (c & K2) | (((a >> 6) & K3) << 4);
+    let mn_lo = b & K1;
+    let mn_hi = ((c >> 4) & K2) | (((b >> 6) & K3) << 4);
+    let join = |lo: u32, hi: u32| (lo as u64 | (hi as u64) << 32).to_le_bytes();
+    (join(sc_lo, sc_hi), join(mn_lo, mn_hi))
 }
 
 /// Q4_K against `T` (1 or 4) activation rows; the weight block is unpacked once for all of them.
@@ -231,13 +221,15 @@ fn dot4_q4_k_impl<const T: usize, const V: bool>(n: usize, x: &[u8], ys: [&[u8];
     // SAFETY (whole body): compiled inside avx2+fma+f16c callers; all reads are within the rows (asserted above).
     unsafe {
         let mut acc = [_mm256_setzero_ps(); 4];
-        let mut minsum = [0f32; 4];
         let m4 = _mm256_set1_epi8(0x0F);
         for b in 0..nb {
             let xs = &x[b * 144..b * 144 + 144];
             let xb = xs.as_ptr();
             let (sc, mn) = q4k_scales(xs);
             let dm = f16x2(xb);
+            // Each min twice, to meet the activation's sixteen sums of 16 values (two per sub-block).
+            let m = _mm_cvtepu8_epi16(_mm_loadl_epi64(mn.as_ptr() as *const __m128i));
+            let mv = _mm256_set_m128i(_mm_unpackhi_epi16(m, m), _mm_unpacklo_epi16(m, m));
             let mut sumi = [_mm256_setzero_si256(); 4];
             for j in 0..4 {
                 let q4 = loadp(xb.add(16 + 32 * j));
@@ -258,17 +250,15 @@ fn dot4_q4_k_impl<const T: usize, const V: bool>(n: usize, x: &[u8], ys: [&[u8];
                 let yb = ys[t].as_ptr().add(b * 292);
                 let dy = (yb as *const f32).read_unaligned();
                 let s = _mm_mul_ps(dm, _mm_set1_ps(dy)); // [d·dy, dmin·dy]
-                minsum[t] += _mm_cvtss_f32(_mm_movehdup_ps(s)) * q8k_min_sum(yb, &mn) as f32;
-                acc[t] = _mm256_fmadd_ps(
-                    _mm256_broadcastss_ps(s),
-                    _mm256_cvtepi32_ps(sumi[t]),
-                    acc[t],
-                );
+                // acc += d·dy·Σ scale·q·y − dmin·dy·Σ min·(sums of 16 y), lane by lane.
+                let mins = _mm256_cvtepi32_ps(_mm256_madd_epi16(loadp(yb.add(260)), mv));
+                let a = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+                acc[t] = _mm256_fnmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(s)), mins, a);
             }
         }
         let mut out = [0f32; 4];
         for t in 0..T {
-            out[t] = hsum_f32(acc[t]) - minsum[t];
+            out[t] = hsum_f32(acc[t]);
         }
         out
     }
