@@ -298,7 +298,7 @@ impl Model {
         for (il, l) in self.layers.iter().enumerate() {
             norm_rows(&x, &l.attn_norm, hp.rms_eps, d, &mut xn);
             {
-                let mut acts = ActSet::new(&xn, n, d);
+                let mut acts = ActSet::new(&xn, n, d, pool);
                 acts.prepare(&[&l.wq, &l.wk, &l.wv]);
                 let jobs = [(&l.wq, &mut q), (&l.wk, &mut k), (&l.wv, &mut v)];
                 matmul_many(
@@ -343,7 +343,7 @@ impl Model {
             self.attention(il, &q, batch, &where_, kv, &mut att, pool);
             matmul(
                 &l.wo,
-                ActSet::new(&att, n, nh * hd).for_weight(&l.wo),
+                ActSet::new(&att, n, nh * hd, pool).for_weight(&l.wo),
                 &mut o,
                 pool,
             );
@@ -353,7 +353,7 @@ impl Model {
             add(&mut x, &o);
             norm_rows(&x, &l.ffn_norm, hp.rms_eps, d, &mut xn);
             {
-                let mut acts = ActSet::new(&xn, n, d);
+                let mut acts = ActSet::new(&xn, n, d, pool);
                 acts.prepare(&[&l.gate, &l.up]);
                 let jobs = [(&l.gate, &mut gate), (&l.up, &mut up)];
                 matmul_many(
@@ -361,13 +361,24 @@ impl Model {
                     pool,
                 );
             }
-            match hp.activation {
-                Activation::Silu => ops::silu_mul(&mut gate, &up),
-                Activation::Gelu => ops::gelu_mul(&mut gate, &up),
-            }
+            // gate = act(gate) * up, rows shared out over the pool for prompts.
+            let (gp, ff) = (SyncPtr(gate.as_mut_ptr()), hp.n_ff);
+            let tasks = if n >= 8 { pool.n_threads() } else { 1 };
+            pool.run(tasks, &|task| {
+                let rows = crate::pool::split(n, tasks, task);
+                // SAFETY: each task takes its own rows of `gate`, which outlives the loop.
+                let g = unsafe {
+                    std::slice::from_raw_parts_mut(gp.get().add(rows.start * ff), rows.len() * ff)
+                };
+                let u = &up[rows.start * ff..rows.end * ff];
+                match hp.activation {
+                    Activation::Silu => ops::silu_mul(g, u),
+                    Activation::Gelu => ops::gelu_mul(g, u),
+                }
+            });
             matmul(
                 &l.down,
-                ActSet::new(&gate, n, hp.n_ff).for_weight(&l.down),
+                ActSet::new(&gate, n, hp.n_ff, pool).for_weight(&l.down),
                 &mut o,
                 pool,
             );
@@ -401,7 +412,7 @@ impl Model {
         let mut logits = vec![0f32; rows.len() * nv];
         matmul(
             &self.output,
-            ActSet::new(&sel, rows.len(), d).for_weight(&self.output),
+            ActSet::new(&sel, rows.len(), d, pool).for_weight(&self.output),
             &mut logits,
             pool,
         );

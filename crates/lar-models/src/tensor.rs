@@ -131,14 +131,45 @@ pub struct Acts {
 }
 
 impl Acts {
-    /// Quantizes `n_rows` rows of `cols` from `x` to `ty`.
-    pub fn quantize(&mut self, ty: GgmlType, x: &[f32], n_rows: usize, cols: usize) {
+    /// Quantizes `n_rows` rows of `cols` from `x` to `ty`, rows shared out over `pool` when there are many.
+    pub fn quantize(
+        &mut self,
+        ty: GgmlType,
+        x: &[f32],
+        n_rows: usize,
+        cols: usize,
+        pool: &ThreadPool,
+    ) {
         self.data.clear();
-        for r in 0..n_rows {
-            quant::quantize_act(ty, &x[r * cols..(r + 1) * cols], &mut self.data);
-        }
         self.n_rows = n_rows;
-        self.row_bytes = self.data.len() / n_rows.max(1);
+        if n_rows < 8 || pool.n_threads() == 1 {
+            for r in 0..n_rows {
+                quant::quantize_act(ty, &x[r * cols..(r + 1) * cols], &mut self.data);
+            }
+            self.row_bytes = self.data.len() / n_rows.max(1);
+            return;
+        }
+        let rb = ty.row_bytes(cols);
+        self.row_bytes = rb;
+        self.data.resize(n_rows * rb, 0);
+        let out = SyncPtr(self.data.as_mut_ptr() as *mut f32);
+        let tasks = pool.n_threads();
+        pool.run(tasks, &|task| {
+            let mut buf = Vec::with_capacity(rb);
+            for r in split(n_rows, tasks, task) {
+                buf.clear();
+                quant::quantize_act(ty, &x[r * cols..(r + 1) * cols], &mut buf);
+                assert_eq!(buf.len(), rb, "activation row size");
+                // SAFETY: row r's bytes are written by this task only, inside the buffer sized above.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        buf.as_ptr(),
+                        (out.get() as *mut u8).add(r * rb),
+                        rb,
+                    )
+                };
+            }
+        });
     }
 
     pub fn row(&self, r: usize) -> &[u8] {
@@ -151,15 +182,17 @@ pub struct ActSet<'a> {
     x: &'a [f32],
     n_rows: usize,
     cols: usize,
+    pool: &'a ThreadPool,
     by_type: Vec<(GgmlType, Acts)>,
 }
 
 impl<'a> ActSet<'a> {
-    pub fn new(x: &'a [f32], n_rows: usize, cols: usize) -> Self {
+    pub fn new(x: &'a [f32], n_rows: usize, cols: usize, pool: &'a ThreadPool) -> Self {
         Self {
             x,
             n_rows,
             cols,
+            pool,
             by_type: Vec::with_capacity(2),
         }
     }
@@ -188,7 +221,7 @@ impl<'a> ActSet<'a> {
             return &self.by_type[i].1;
         }
         let mut a = Acts::default();
-        a.quantize(ty, self.x, self.n_rows, self.cols);
+        a.quantize(ty, self.x, self.n_rows, self.cols, self.pool);
         self.by_type.push((ty, a));
         &self.by_type.last().expect("just pushed").1
     }
@@ -197,6 +230,13 @@ impl<'a> ActSet<'a> {
 /// A raw pointer that tasks may share to write disjoint parts of one output buffer.
 #[derive(Clone, Copy)]
 pub(crate) struct SyncPtr(pub *mut f32);
+
+impl SyncPtr {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper rather than the raw field).
+    pub(crate) fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
 // SAFETY: every user writes disjoint index ranges and the buffer outlives the parallel loop.
 unsafe impl Send for SyncPtr {}
 unsafe impl Sync for SyncPtr {}

@@ -270,7 +270,11 @@ fn dot4_q4_k_impl<const T: usize, const V: bool>(n: usize, x: &[u8], ys: [&[u8];
                 let s = _mm_mul_ps(dm, _mm_set1_ps(dy)); // [d·dy, dmin·dy]
                 // acc += d·dy·Σ scale·q·y − dmin·dy·Σ min·(sums of 16 y), lane by lane.
                 let mins = _mm256_cvtepi32_ps(_mm256_madd_epi16(loadp(yb.add(260)), mv));
-                let a = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+                let a = _mm256_fmadd_ps(
+                    _mm256_broadcastss_ps(s),
+                    _mm256_cvtepi32_ps(sumi[t]),
+                    acc[t],
+                );
                 acc[t] = _mm256_fnmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(s)), mins, a);
             }
         }
