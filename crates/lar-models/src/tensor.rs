@@ -259,7 +259,7 @@ pub fn matmul_many(jobs: &mut [(&Weight, &Acts, &mut [f32])], pool: &ThreadPool)
         x: &'a Acts,
         out: SyncPtr,
         dot: quant::DotFn,
-        dot4: Option<quant::Dot4Fn>,
+        rows4: Option<quant::Rows4Fn>,
         /// First task of this job, and how many it has.
         first: usize,
         tasks: usize,
@@ -280,7 +280,7 @@ pub fn matmul_many(jobs: &mut [(&Weight, &Acts, &mut [f32])], pool: &ThreadPool)
             x,
             out: SyncPtr(out.as_mut_ptr()),
             dot: quant::dot_fn(w.ty),
-            dot4: quant::dot4_fn(w.ty),
+            rows4: quant::rows4_fn(w.ty),
             first: total,
             tasks,
         });
@@ -305,12 +305,14 @@ pub fn matmul_many(jobs: &mut [(&Weight, &Acts, &mut [f32])], pool: &ThreadPool)
             while block < my_rows.end {
                 let block_end = (block + ROW_BLOCK).min(my_rows.end);
                 let mut i = tile;
-                if let Some(d4) = j.dot4 {
+                if let Some(rows4) = j.rows4 {
+                    let mut res = [[0f32; 4]; ROW_BLOCK];
+                    let res = &mut res[..block_end - block];
                     while i + 4 <= tile_end {
                         let xs = [x.row(i), x.row(i + 1), x.row(i + 2), x.row(i + 3)];
-                        for r in block..block_end {
-                            let v = d4(cols, &data[r * rb..(r + 1) * rb], xs);
-                            for (k, vk) in v.into_iter().enumerate() {
+                        rows4(cols, &data[block * rb..block_end * rb], rb, xs, res);
+                        for (r, v) in (block..block_end).zip(res.iter()) {
+                            for (k, &vk) in v.iter().enumerate() {
                                 put(i + k, r, vk);
                             }
                         }

@@ -7,7 +7,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Dot4Fn, DotFn, GgmlType, f32_at};
+use super::{Dot4Fn, DotFn, GgmlType, Rows4Fn, f32_at};
 
 /// The f16 at byte `i`, converted with the F16C instruction (inlined into the kernels, no per-call dispatch).
 #[inline]
@@ -488,6 +488,45 @@ macro_rules! tier {
                     GgmlType::Q4_K => |n, x, y| unsafe { four(n, x, y, GgmlType::Q4_K, 4) },
                     GgmlType::Q6_K => |n, x, y| unsafe { four(n, x, y, GgmlType::Q6_K, 4) },
                     _ => return None,
+                })
+            }
+
+            /// Four activation rows against `out.len()` consecutive weight rows of `rb` bytes: one call per block
+            /// of rows, the type dispatched once outside the loop.
+            #[target_feature(enable = $features)]
+            fn rows4(ty: GgmlType, n: usize, w: &[u8], rb: usize, ys: [&[u8]; 4], out: &mut [[f32; 4]]) {
+                use GgmlType::*;
+                macro_rules! each {
+                    ($x:ident => $e:expr) => {
+                        for (r, o) in out.iter_mut().enumerate() {
+                            let $x = &w[r * rb..(r + 1) * rb];
+                            *o = $e;
+                        }
+                    };
+                }
+                match ty {
+                    Q4_K => each!(x => dot4_q4_k_impl::<4, $v>(n, x, ys)),
+                    Q6_K => each!(x => dot4_q6_k_impl::<4, $v>(n, x, ys)),
+                    Q4_0 => each!(x => blocks_32::<4, $v>(n, x, ys, Q4_0)),
+                    Q4_1 => each!(x => blocks_32::<4, $v>(n, x, ys, Q4_1)),
+                    Q5_0 => each!(x => blocks_32::<4, $v>(n, x, ys, Q5_0)),
+                    Q5_1 => each!(x => blocks_32::<4, $v>(n, x, ys, Q5_1)),
+                    _ => each!(x => blocks_32::<4, $v>(n, x, ys, Q8_0)),
+                }
+            }
+
+            /// [`rows4`] for `ty`, where this tier has a four-row kernel.
+            pub(in crate::quant) fn rows4_fn(ty: GgmlType) -> Option<Rows4Fn> {
+                dot4_fn(ty)?;
+                // SAFETY (each): as `dot_fn`.
+                Some(match ty {
+                    GgmlType::Q4_0 => |n, w, rb, ys, o| unsafe { rows4(GgmlType::Q4_0, n, w, rb, ys, o) },
+                    GgmlType::Q4_1 => |n, w, rb, ys, o| unsafe { rows4(GgmlType::Q4_1, n, w, rb, ys, o) },
+                    GgmlType::Q5_0 => |n, w, rb, ys, o| unsafe { rows4(GgmlType::Q5_0, n, w, rb, ys, o) },
+                    GgmlType::Q5_1 => |n, w, rb, ys, o| unsafe { rows4(GgmlType::Q5_1, n, w, rb, ys, o) },
+                    GgmlType::Q8_0 => |n, w, rb, ys, o| unsafe { rows4(GgmlType::Q8_0, n, w, rb, ys, o) },
+                    GgmlType::Q4_K => |n, w, rb, ys, o| unsafe { rows4(GgmlType::Q4_K, n, w, rb, ys, o) },
+                    _ => |n, w, rb, ys, o| unsafe { rows4(GgmlType::Q6_K, n, w, rb, ys, o) },
                 })
             }
         }

@@ -278,6 +278,22 @@ pub fn dot4_fn(ty: GgmlType) -> Option<Dot4Fn> {
     dot4_fn_at(simd_level(), ty)
 }
 
+/// Four activation rows against a run of weight rows: `w` holds `out.len()` rows of `rb` bytes each, and
+/// `out[r]` gets what [`Dot4Fn`] gives for row `r` (the same bits).
+pub type Rows4Fn = fn(usize, &[u8], usize, [&[u8]; 4], &mut [[f32; 4]]);
+
+/// The block-of-rows form of [`dot4_fn`], where there is one at the current [`simd_level`].
+pub fn rows4_fn(ty: GgmlType) -> Option<Rows4Fn> {
+    #[cfg(target_arch = "x86_64")]
+    match simd_level() {
+        SimdLevel::Avx512Vnni => return avx2::vnni::rows4_fn(ty),
+        SimdLevel::Avx2 => return avx2::avx2::rows4_fn(ty),
+        SimdLevel::Scalar => {}
+    }
+    let _ = ty;
+    None
+}
+
 /// The four-row kernel for `ty` at `level`, where there is one.
 pub fn dot4_fn_at(level: SimdLevel, ty: GgmlType) -> Option<Dot4Fn> {
     #[cfg(target_arch = "x86_64")]

@@ -176,6 +176,37 @@ fn simd_tiers_agree_bit_for_bit() {
     }
 }
 
+/// The block-of-rows entry point gives, row by row, the four-row kernel's bits.
+#[test]
+fn row_block_kernels_match_four_row_kernels() {
+    let mut rng = Rng::new(13);
+    let n = 512;
+    for ty in WEIGHT_TYPES {
+        let (Some(rows4), Some(dot4)) = (rows4_fn(ty), dot4_fn(ty)) else {
+            continue;
+        };
+        let rows: Vec<Vec<u8>> = (0..5)
+            .map(|_| random_row(ty, n / ty.block_size(), &mut rng))
+            .collect();
+        let w: Vec<u8> = rows.concat();
+        let acts: Vec<Vec<u8>> = (0..4)
+            .map(|_| {
+                let x: Vec<f32> = (0..n).map(|_| rng.f32() * 2.0).collect();
+                let mut a = Vec::new();
+                quantize_act(ty.vec_dot_type(), &x, &mut a);
+                a
+            })
+            .collect();
+        let ys = [&acts[0][..], &acts[1], &acts[2], &acts[3]];
+        let mut out = [[0f32; 4]; 5];
+        rows4(n, &w, rows[0].len(), ys, &mut out);
+        for (r, row) in rows.iter().enumerate() {
+            let want = dot4(n, row, ys).map(f32::to_bits);
+            assert_eq!(out[r].map(f32::to_bits), want, "{} row {r}", ty.name());
+        }
+    }
+}
+
 fn four_row_kernels_match_one_row_kernels_at(level: SimdLevel) {
     let mut rng = Rng::new(5);
     let n = 512;
