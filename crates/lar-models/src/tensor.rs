@@ -260,6 +260,7 @@ pub fn matmul_many(jobs: &mut [(&Weight, &Acts, &mut [f32])], pool: &ThreadPool)
         out: SyncPtr,
         dot: quant::DotFn,
         rows4: Option<quant::Rows4Fn>,
+        rows8: Option<quant::Rows8Fn>,
         /// First task of this job, and how many it has.
         first: usize,
         tasks: usize,
@@ -281,6 +282,7 @@ pub fn matmul_many(jobs: &mut [(&Weight, &Acts, &mut [f32])], pool: &ThreadPool)
             out: SyncPtr(out.as_mut_ptr()),
             dot: quant::dot_fn(w.ty),
             rows4: quant::rows4_fn(w.ty),
+            rows8: quant::rows8_fn(w.ty),
             first: total,
             tasks,
         });
@@ -305,6 +307,20 @@ pub fn matmul_many(jobs: &mut [(&Weight, &Acts, &mut [f32])], pool: &ThreadPool)
             while block < my_rows.end {
                 let block_end = (block + ROW_BLOCK).min(my_rows.end);
                 let mut i = tile;
+                if let Some(rows8) = j.rows8 {
+                    let mut res = [[0f32; 8]; ROW_BLOCK];
+                    let res = &mut res[..block_end - block];
+                    while i + 8 <= tile_end {
+                        let xs = std::array::from_fn(|k| x.row(i + k));
+                        rows8(cols, &data[block * rb..block_end * rb], rb, xs, res);
+                        for (r, v) in (block..block_end).zip(res.iter()) {
+                            for (k, &vk) in v.iter().enumerate() {
+                                put(i + k, r, vk);
+                            }
+                        }
+                        i += 8;
+                    }
+                }
                 if let Some(rows4) = j.rows4 {
                     let mut res = [[0f32; 4]; ROW_BLOCK];
                     let res = &mut res[..block_end - block];

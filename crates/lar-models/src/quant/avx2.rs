@@ -7,7 +7,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Dot4Fn, DotFn, GgmlType, Rows4Fn, f32_at};
+use super::{Dot4Fn, DotFn, GgmlType, Rows4Fn, Rows8Fn, f32_at};
 
 /// The f16 at byte `i`, converted with the F16C instruction (inlined into the kernels, no per-call dispatch).
 #[inline]
@@ -233,12 +233,12 @@ fn q4k_scales(xb: &[u8]) -> ([u8; 8], [u8; 8]) {
 
 /// Q4_K against `T` (1 or 4) activation rows; the weight block is unpacked once for all of them.
 #[inline(always)]
-fn dot4_q4_k_impl<const T: usize, const V: bool>(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
+fn dot4_q4_k_impl<const T: usize, const V: bool>(n: usize, x: &[u8], ys: [&[u8]; T]) -> [f32; T] {
     let nb = n / 256;
-    assert!(x.len() >= nb * 144 && ys[..T].iter().all(|y| y.len() >= nb * 292));
+    assert!(x.len() >= nb * 144 && ys.iter().all(|y| y.len() >= nb * 292));
     // SAFETY (whole body): compiled inside avx2+fma+f16c callers; all reads are within the rows (asserted above).
     unsafe {
-        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut acc = [_mm256_setzero_ps(); T];
         let m4 = _mm256_set1_epi8(0x0F);
         for b in 0..nb {
             let xs = &x[b * 144..b * 144 + 144];
@@ -248,7 +248,7 @@ fn dot4_q4_k_impl<const T: usize, const V: bool>(n: usize, x: &[u8], ys: [&[u8];
             // Each min twice, to meet the activation's sixteen sums of 16 values (two per sub-block).
             let m = _mm_cvtepu8_epi16(_mm_loadl_epi64(mn.as_ptr() as *const __m128i));
             let mv = _mm256_set_m128i(_mm_unpackhi_epi16(m, m), _mm_unpacklo_epi16(m, m));
-            let mut sumi = [_mm256_setzero_si256(); 4];
+            let mut sumi = [_mm256_setzero_si256(); T];
             for j in 0..4 {
                 let q4 = loadp(xb.add(16 + 32 * j));
                 let lo = _mm256_and_si256(q4, m4);
@@ -278,7 +278,7 @@ fn dot4_q4_k_impl<const T: usize, const V: bool>(n: usize, x: &[u8], ys: [&[u8];
                 acc[t] = _mm256_fnmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(s)), mins, a);
             }
         }
-        let mut out = [0f32; 4];
+        let mut out = [0f32; T];
         for t in 0..T {
             out[t] = hsum_f32(acc[t]);
         }
@@ -288,19 +288,19 @@ fn dot4_q4_k_impl<const T: usize, const V: bool>(n: usize, x: &[u8], ys: [&[u8];
 
 /// Q6_K against `T` (1 or 4) activation rows; the weight block is unpacked once for all of them.
 #[inline(always)]
-fn dot4_q6_k_impl<const T: usize, const V: bool>(n: usize, x: &[u8], ys: [&[u8]; 4]) -> [f32; 4] {
+fn dot4_q6_k_impl<const T: usize, const V: bool>(n: usize, x: &[u8], ys: [&[u8]; T]) -> [f32; T] {
     let nb = n / 256;
-    assert!(x.len() >= nb * 210 && ys[..T].iter().all(|y| y.len() >= nb * 292));
+    assert!(x.len() >= nb * 210 && ys.iter().all(|y| y.len() >= nb * 292));
     // SAFETY (whole body): compiled inside avx2+fma+f16c callers; all reads are within the rows (asserted above).
     unsafe {
-        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut acc = [_mm256_setzero_ps(); T];
         let (m3, m4) = (_mm256_set1_epi8(3), _mm256_set1_epi8(0x0F));
         for b in 0..nb {
             let xb = x.as_ptr().add(b * 210);
             // (q − 32)·y summed with scales = q·y with scales − 32·Σ scale·(sum of 16 y): the second term comes
             // from the activation's block sums (Q8_K keeps one per 16 values, one per Q6_K scale).
             let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(xb.add(192) as *const __m128i));
-            let mut sumi = [_mm256_setzero_si256(); 4];
+            let mut sumi = [_mm256_setzero_si256(); T];
             for t in 0..T {
                 let bsums = loadp(ys[t].as_ptr().add(b * 292 + 260));
                 sumi[t] = _mm256_sub_epi32(
@@ -344,7 +344,7 @@ fn dot4_q6_k_impl<const T: usize, const V: bool>(n: usize, x: &[u8], ys: [&[u8];
                     _mm256_fmadd_ps(_mm256_set1_ps(d * dy), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
             }
         }
-        let mut out = [0f32; 4];
+        let mut out = [0f32; T];
         for t in 0..T {
             out[t] = hsum_f32(acc[t]);
         }
@@ -361,9 +361,9 @@ fn dot4_q6_k_impl<const T: usize, const V: bool>(n: usize, x: &[u8], ys: [&[u8];
 fn blocks_32<const T: usize, const V: bool>(
     n: usize,
     x: &[u8],
-    ys: [&[u8]; 4],
+    ys: [&[u8]; T],
     kind: GgmlType,
-) -> [f32; 4] {
+) -> [f32; T] {
     let (wsize, act, signed) = match kind {
         GgmlType::Q4_0 => (18, 34, true),
         GgmlType::Q4_1 => (20, 36, false),
@@ -372,11 +372,11 @@ fn blocks_32<const T: usize, const V: bool>(
         _ => (34, 34, true), // Q8_0
     };
     let nb = n / 32;
-    assert!(x.len() >= nb * wsize && ys[..T].iter().all(|y| y.len() >= nb * act));
+    assert!(x.len() >= nb * wsize && ys.iter().all(|y| y.len() >= nb * act));
     // SAFETY (whole body): compiled inside avx2+fma+f16c callers; all reads are within the rows (asserted above).
     unsafe {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut mins = [_mm_setzero_ps(); 4];
+        let mut acc = [_mm256_setzero_ps(); T];
+        let mut mins = [_mm_setzero_ps(); T];
         for b in 0..nb {
             let xb = x.as_ptr().add(b * wsize);
             let qx = match kind {
@@ -415,7 +415,7 @@ fn blocks_32<const T: usize, const V: bool>(
                 }
             }
         }
-        let mut out = [0f32; 4];
+        let mut out = [0f32; T];
         for t in 0..T {
             out[t] = hsum_f32(acc[t]) + _mm_cvtss_f32(_mm_movehdup_ps(mins[t]));
         }
@@ -440,20 +440,22 @@ macro_rules! tier {
             fn four(n: usize, x: &[u8], ys: [&[u8]; 4], ty: GgmlType, t: usize) -> [f32; 4] {
                 // Each arm inlines its kernel with the type as a constant.
                 use GgmlType::*;
+                let one = |r: [f32; 1]| [r[0], 0.0, 0.0, 0.0];
+                let y1 = [ys[0]];
                 match (ty, t) {
-                    (Q4_K, 1) => dot4_q4_k_impl::<1, $v>(n, x, ys),
+                    (Q4_K, 1) => one(dot4_q4_k_impl::<1, $v>(n, x, y1)),
                     (Q4_K, _) => dot4_q4_k_impl::<4, $v>(n, x, ys),
-                    (Q6_K, 1) => dot4_q6_k_impl::<1, $v>(n, x, ys),
+                    (Q6_K, 1) => one(dot4_q6_k_impl::<1, $v>(n, x, y1)),
                     (Q6_K, _) => dot4_q6_k_impl::<4, $v>(n, x, ys),
-                    (Q4_0, 1) => blocks_32::<1, $v>(n, x, ys, Q4_0),
+                    (Q4_0, 1) => one(blocks_32::<1, $v>(n, x, y1, Q4_0)),
                     (Q4_0, _) => blocks_32::<4, $v>(n, x, ys, Q4_0),
-                    (Q4_1, 1) => blocks_32::<1, $v>(n, x, ys, Q4_1),
+                    (Q4_1, 1) => one(blocks_32::<1, $v>(n, x, y1, Q4_1)),
                     (Q4_1, _) => blocks_32::<4, $v>(n, x, ys, Q4_1),
-                    (Q5_0, 1) => blocks_32::<1, $v>(n, x, ys, Q5_0),
+                    (Q5_0, 1) => one(blocks_32::<1, $v>(n, x, y1, Q5_0)),
                     (Q5_0, _) => blocks_32::<4, $v>(n, x, ys, Q5_0),
-                    (Q5_1, 1) => blocks_32::<1, $v>(n, x, ys, Q5_1),
+                    (Q5_1, 1) => one(blocks_32::<1, $v>(n, x, y1, Q5_1)),
                     (Q5_1, _) => blocks_32::<4, $v>(n, x, ys, Q5_1),
-                    (_, 1) => blocks_32::<1, $v>(n, x, ys, Q8_0),
+                    (_, 1) => one(blocks_32::<1, $v>(n, x, y1, Q8_0)),
                     _ => blocks_32::<4, $v>(n, x, ys, Q8_0),
                 }
             }
@@ -491,10 +493,17 @@ macro_rules! tier {
                 })
             }
 
-            /// Four activation rows against `out.len()` consecutive weight rows of `rb` bytes: one call per block
+            /// `T` activation rows against `out.len()` consecutive weight rows of `rb` bytes: one call per block
             /// of rows, the type dispatched once outside the loop.
             #[target_feature(enable = $features)]
-            fn rows4(ty: GgmlType, n: usize, w: &[u8], rb: usize, ys: [&[u8]; 4], out: &mut [[f32; 4]]) {
+            fn rows<const T: usize>(
+                ty: GgmlType,
+                n: usize,
+                w: &[u8],
+                rb: usize,
+                ys: [&[u8]; T],
+                out: &mut [[f32; T]],
+            ) {
                 use GgmlType::*;
                 macro_rules! each {
                     ($x:ident => $e:expr) => {
@@ -505,28 +514,57 @@ macro_rules! tier {
                     };
                 }
                 match ty {
-                    Q4_K => each!(x => dot4_q4_k_impl::<4, $v>(n, x, ys)),
-                    Q6_K => each!(x => dot4_q6_k_impl::<4, $v>(n, x, ys)),
-                    Q4_0 => each!(x => blocks_32::<4, $v>(n, x, ys, Q4_0)),
-                    Q4_1 => each!(x => blocks_32::<4, $v>(n, x, ys, Q4_1)),
-                    Q5_0 => each!(x => blocks_32::<4, $v>(n, x, ys, Q5_0)),
-                    Q5_1 => each!(x => blocks_32::<4, $v>(n, x, ys, Q5_1)),
-                    _ => each!(x => blocks_32::<4, $v>(n, x, ys, Q8_0)),
+                    Q4_K => each!(x => dot4_q4_k_impl::<T, $v>(n, x, ys)),
+                    Q6_K => each!(x => dot4_q6_k_impl::<T, $v>(n, x, ys)),
+                    Q4_0 => each!(x => blocks_32::<T, $v>(n, x, ys, Q4_0)),
+                    Q4_1 => each!(x => blocks_32::<T, $v>(n, x, ys, Q4_1)),
+                    Q5_0 => each!(x => blocks_32::<T, $v>(n, x, ys, Q5_0)),
+                    Q5_1 => each!(x => blocks_32::<T, $v>(n, x, ys, Q5_1)),
+                    _ => each!(x => blocks_32::<T, $v>(n, x, ys, Q8_0)),
                 }
             }
 
-            /// [`rows4`] for `ty`, where this tier has a four-row kernel.
+            /// [`rows`] for four activation rows, where this tier has a four-row kernel for `ty`.
             pub(in crate::quant) fn rows4_fn(ty: GgmlType) -> Option<Rows4Fn> {
                 dot4_fn(ty)?;
-                // SAFETY (each): as `dot_fn`.
+                macro_rules! at {
+                    ($t:ident) => {
+                        // SAFETY: as `dot_fn`.
+                        |n, w, rb, ys, o| unsafe { rows::<4>(GgmlType::$t, n, w, rb, ys, o) }
+                    };
+                }
                 Some(match ty {
-                    GgmlType::Q4_0 => |n, w, rb, ys, o| unsafe { rows4(GgmlType::Q4_0, n, w, rb, ys, o) },
-                    GgmlType::Q4_1 => |n, w, rb, ys, o| unsafe { rows4(GgmlType::Q4_1, n, w, rb, ys, o) },
-                    GgmlType::Q5_0 => |n, w, rb, ys, o| unsafe { rows4(GgmlType::Q5_0, n, w, rb, ys, o) },
-                    GgmlType::Q5_1 => |n, w, rb, ys, o| unsafe { rows4(GgmlType::Q5_1, n, w, rb, ys, o) },
-                    GgmlType::Q8_0 => |n, w, rb, ys, o| unsafe { rows4(GgmlType::Q8_0, n, w, rb, ys, o) },
-                    GgmlType::Q4_K => |n, w, rb, ys, o| unsafe { rows4(GgmlType::Q4_K, n, w, rb, ys, o) },
-                    _ => |n, w, rb, ys, o| unsafe { rows4(GgmlType::Q6_K, n, w, rb, ys, o) },
+                    GgmlType::Q4_0 => at!(Q4_0),
+                    GgmlType::Q4_1 => at!(Q4_1),
+                    GgmlType::Q5_0 => at!(Q5_0),
+                    GgmlType::Q5_1 => at!(Q5_1),
+                    GgmlType::Q8_0 => at!(Q8_0),
+                    GgmlType::Q4_K => at!(Q4_K),
+                    _ => at!(Q6_K),
+                })
+            }
+
+            /// [`rows`] for eight activation rows: only where 32 vector registers hold its accumulators
+            /// (the AVX-512 tier), else `None`.
+            pub(in crate::quant) fn rows8_fn(ty: GgmlType) -> Option<Rows8Fn> {
+                if !$v {
+                    return None;
+                }
+                dot4_fn(ty)?;
+                macro_rules! at {
+                    ($t:ident) => {
+                        // SAFETY: as `dot_fn`.
+                        |n, w, rb, ys, o| unsafe { rows::<8>(GgmlType::$t, n, w, rb, ys, o) }
+                    };
+                }
+                Some(match ty {
+                    GgmlType::Q4_0 => at!(Q4_0),
+                    GgmlType::Q4_1 => at!(Q4_1),
+                    GgmlType::Q5_0 => at!(Q5_0),
+                    GgmlType::Q5_1 => at!(Q5_1),
+                    GgmlType::Q8_0 => at!(Q8_0),
+                    GgmlType::Q4_K => at!(Q4_K),
+                    _ => at!(Q6_K),
                 })
             }
         }

@@ -294,6 +294,21 @@ pub fn rows4_fn(ty: GgmlType) -> Option<Rows4Fn> {
     None
 }
 
+/// [`Rows4Fn`] for eight activation rows.
+pub type Rows8Fn = fn(usize, &[u8], usize, [&[u8]; 8], &mut [[f32; 8]]);
+
+/// The eight-row block kernel for `ty`, where the current [`simd_level`] has one (AVX-512: enough registers).
+pub fn rows8_fn(ty: GgmlType) -> Option<Rows8Fn> {
+    #[cfg(target_arch = "x86_64")]
+    match simd_level() {
+        SimdLevel::Avx512Vnni => return avx2::vnni::rows8_fn(ty),
+        SimdLevel::Avx2 => return avx2::avx2::rows8_fn(ty),
+        SimdLevel::Scalar => {}
+    }
+    let _ = ty;
+    None
+}
+
 /// The four-row kernel for `ty` at `level`, where there is one.
 pub fn dot4_fn_at(level: SimdLevel, ty: GgmlType) -> Option<Dot4Fn> {
     #[cfg(target_arch = "x86_64")]

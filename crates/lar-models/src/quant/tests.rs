@@ -204,6 +204,23 @@ fn row_block_kernels_match_four_row_kernels() {
             let want = dot4(n, row, ys).map(f32::to_bits);
             assert_eq!(out[r].map(f32::to_bits), want, "{} row {r}", ty.name());
         }
+        // Eight activation rows at once (where the tier has it): each the one-row kernel's bits.
+        if let Some(rows8) = rows8_fn(ty) {
+            let ys8 = [ys[0], ys[1], ys[2], ys[3], ys[3], ys[2], ys[1], ys[0]];
+            let mut out8 = [[0f32; 8]; 5];
+            rows8(n, &w, rows[0].len(), ys8, &mut out8);
+            for (r, row) in rows.iter().enumerate() {
+                for (t, y) in ys8.iter().enumerate() {
+                    let one = dot_fn(ty)(n, row, y);
+                    assert_eq!(
+                        out8[r][t].to_bits(),
+                        one.to_bits(),
+                        "{} row {r} act {t}",
+                        ty.name()
+                    );
+                }
+            }
+        }
     }
 }
 
