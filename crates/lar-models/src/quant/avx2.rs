@@ -352,31 +352,65 @@ fn dot4_q6_k_impl<const T: usize, const V: bool>(n: usize, x: &[u8], ys: [&[u8];
     }
 }
 
-/// The 32-element block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) against `T` (1 or 4) activation rows: each weight
-/// block is unpacked once, to signed bytes (Q4_0, Q5_0, Q8_0: `sign` trick, Q8_0 activations) or unsigned ones
-/// (Q4_1, Q5_1: plus the `m · s` term, Q8_1 activations). Block `d` (and `m`) come first in both block layouts, and
-/// their f16 pair is converted at once: lane 0 gives `dx·dy`, lane 1 `mx·sy`. One accumulator per row, summed in
-/// block order.
+/// Block layout of a 32-element type: weight block bytes, activation block bytes, signed quants (Q4_0, Q5_0, Q8_0
+/// against Q8_0 activations) or unsigned with an `m` (Q4_1, Q5_1 against Q8_1, whose blocks carry `s = d·Σq`).
+#[inline(always)]
+fn layout_32(kind: GgmlType) -> (usize, usize, bool) {
+    match kind {
+        GgmlType::Q4_0 => (18, 34, true),
+        GgmlType::Q4_1 => (20, 36, false),
+        GgmlType::Q5_0 => (22, 34, true),
+        GgmlType::Q5_1 => (24, 36, false),
+        _ => (34, 34, true), // Q8_0
+    }
+}
+
+/// The activation scales of `T` rows for every block, lane `t` for row `t`: `d` at `2b`, `s` at `2b + 1` (zero
+/// for Q8_0 blocks). Computed once per group of rows and reused for every weight row it meets.
+#[inline(always)]
+fn act_scales_32<const T: usize>(n: usize, ys: [&[u8]; T], kind: GgmlType) -> Vec<__m256> {
+    let (_, act, signed) = layout_32(kind);
+    let nb = n / 32;
+    let mut tab = Vec::with_capacity(2 * nb);
+    for b in 0..nb {
+        let (mut d, mut s) = ([0f32; 8], [0f32; 8]);
+        for t in 0..T {
+            let yb = &ys[t][b * act..];
+            d[t] = half::f16::from_le_bytes([yb[0], yb[1]]).to_f32();
+            if !signed {
+                s[t] = half::f16::from_le_bytes([yb[2], yb[3]]).to_f32();
+            }
+        }
+        // SAFETY: plain loads of two stack arrays of eight f32.
+        unsafe {
+            tab.push(_mm256_loadu_ps(d.as_ptr()));
+            tab.push(_mm256_loadu_ps(s.as_ptr()));
+        }
+    }
+    tab
+}
+
+/// The 32-element block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) against `T` (1, 4 or 8) activation rows: each weight
+/// block is unpacked once, to signed bytes (Q4_0, Q5_0, Q8_0: `sign` trick) or unsigned ones (Q4_1, Q5_1), and
+/// its scale multiplies all `T` activation scales in one instruction (`tab`, from [`act_scales_32`]; `T = 1` reads
+/// its one scale directly, the same value). Per row: `Σ_b dx·dy·Σ(qx·qy)` in one accumulator, summed in block
+/// order, plus `Σ_b mx·sy` for the unsigned types; the same float operations for every `T`.
 #[inline(always)]
 fn blocks_32<const T: usize, const V: bool>(
     n: usize,
     x: &[u8],
     ys: [&[u8]; T],
     kind: GgmlType,
+    tab: &[__m256],
 ) -> [f32; T] {
-    let (wsize, act, signed) = match kind {
-        GgmlType::Q4_0 => (18, 34, true),
-        GgmlType::Q4_1 => (20, 36, false),
-        GgmlType::Q5_0 => (22, 34, true),
-        GgmlType::Q5_1 => (24, 36, false),
-        _ => (34, 34, true), // Q8_0
-    };
+    let (wsize, act, signed) = layout_32(kind);
     let nb = n / 32;
     assert!(x.len() >= nb * wsize && ys.iter().all(|y| y.len() >= nb * act));
+    assert!(T == 1 || tab.len() >= 2 * nb);
     // SAFETY (whole body): compiled inside avx2+fma+f16c callers; all reads are within the rows (asserted above).
     unsafe {
         let mut acc = [_mm256_setzero_ps(); T];
-        let mut mins = [_mm_setzero_ps(); T];
+        let mut msum = _mm256_setzero_ps();
         for b in 0..nb {
             let xb = x.as_ptr().add(b * wsize);
             let qx = match kind {
@@ -393,31 +427,48 @@ fn blocks_32<const T: usize, const V: bool>(
                 ),
                 _ => loadp(xb.add(2)),
             };
-            let dm = if signed { _mm_setzero_ps() } else { f16x2(xb) };
             let ax = if signed { _mm256_sign_epi8(qx, qx) } else { qx };
+            // Weight [d, m] (m only for the unsigned types) and the activations' [d] and [s] per row.
+            let dm = if signed {
+                _mm_cvtph_ps(_mm_cvtsi32_si128(rd_u16(xb) as i32))
+            } else {
+                f16x2(xb)
+            };
+            let (dy, sy) = if T == 1 {
+                let yb = ys[0].as_ptr().add(b * act);
+                let pair = if signed {
+                    _mm_cvtph_ps(_mm_cvtsi32_si128(rd_u16(yb) as i32))
+                } else {
+                    f16x2(yb)
+                };
+                (
+                    _mm256_broadcastss_ps(pair),
+                    _mm256_broadcastss_ps(_mm_movehdup_ps(pair)),
+                )
+            } else {
+                (tab[2 * b], tab[2 * b + 1])
+            };
+            let dv = _mm256_mul_ps(_mm256_broadcastss_ps(dm), dy);
+            if !signed {
+                msum = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dm)), sy, msum);
+            }
             for t in 0..T {
-                let yb = ys[t].as_ptr().add(b * act);
-                let yq = loadp(yb.add(act - 32));
+                let yq = loadp(ys[t].as_ptr().add(b * act + act - 32));
                 let yq = if signed { _mm256_sign_epi8(yq, qx) } else { yq };
                 let p = _mm256_cvtepi32_ps(dpbusd::<V>(_mm256_setzero_si256(), ax, yq));
-                let s = if signed {
-                    // Only d matters: convert the weight's and the activation's f16 d in one instruction.
-                    let pair = _mm_cvtph_ps(_mm_cvtsi32_si128(
-                        (rd_u16(xb) as u32 | (rd_u16(yb) as u32) << 16) as i32,
-                    ));
-                    _mm_mul_ss(pair, _mm_movehdup_ps(pair))
+                let s = if T == 1 {
+                    dv
                 } else {
-                    _mm_mul_ps(dm, f16x2(yb))
+                    _mm256_permutevar8x32_ps(dv, _mm256_set1_epi32(t as i32))
                 };
-                acc[t] = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), p, acc[t]);
-                if !signed {
-                    mins[t] = _mm_add_ps(mins[t], s);
-                }
+                acc[t] = _mm256_fmadd_ps(s, p, acc[t]);
             }
         }
+        let mut m = [0f32; 8];
+        _mm256_storeu_ps(m.as_mut_ptr(), msum);
         let mut out = [0f32; T];
         for t in 0..T {
-            out[t] = hsum_f32(acc[t]) + _mm_cvtss_f32(_mm_movehdup_ps(mins[t]));
+            out[t] = hsum_f32(acc[t]) + m[t];
         }
         out
     }
@@ -447,16 +498,16 @@ macro_rules! tier {
                     (Q4_K, _) => dot4_q4_k_impl::<4, $v>(n, x, ys),
                     (Q6_K, 1) => one(dot4_q6_k_impl::<1, $v>(n, x, y1)),
                     (Q6_K, _) => dot4_q6_k_impl::<4, $v>(n, x, ys),
-                    (Q4_0, 1) => one(blocks_32::<1, $v>(n, x, y1, Q4_0)),
-                    (Q4_0, _) => blocks_32::<4, $v>(n, x, ys, Q4_0),
-                    (Q4_1, 1) => one(blocks_32::<1, $v>(n, x, y1, Q4_1)),
-                    (Q4_1, _) => blocks_32::<4, $v>(n, x, ys, Q4_1),
-                    (Q5_0, 1) => one(blocks_32::<1, $v>(n, x, y1, Q5_0)),
-                    (Q5_0, _) => blocks_32::<4, $v>(n, x, ys, Q5_0),
-                    (Q5_1, 1) => one(blocks_32::<1, $v>(n, x, y1, Q5_1)),
-                    (Q5_1, _) => blocks_32::<4, $v>(n, x, ys, Q5_1),
-                    (_, 1) => one(blocks_32::<1, $v>(n, x, y1, Q8_0)),
-                    _ => blocks_32::<4, $v>(n, x, ys, Q8_0),
+                    (Q4_0, 1) => one(blocks_32::<1, $v>(n, x, y1, Q4_0, &[])),
+                    (Q4_0, _) => blocks_32::<4, $v>(n, x, ys, Q4_0, &act_scales_32(n, ys, Q4_0)),
+                    (Q4_1, 1) => one(blocks_32::<1, $v>(n, x, y1, Q4_1, &[])),
+                    (Q4_1, _) => blocks_32::<4, $v>(n, x, ys, Q4_1, &act_scales_32(n, ys, Q4_1)),
+                    (Q5_0, 1) => one(blocks_32::<1, $v>(n, x, y1, Q5_0, &[])),
+                    (Q5_0, _) => blocks_32::<4, $v>(n, x, ys, Q5_0, &act_scales_32(n, ys, Q5_0)),
+                    (Q5_1, 1) => one(blocks_32::<1, $v>(n, x, y1, Q5_1, &[])),
+                    (Q5_1, _) => blocks_32::<4, $v>(n, x, ys, Q5_1, &act_scales_32(n, ys, Q5_1)),
+                    (_, 1) => one(blocks_32::<1, $v>(n, x, y1, Q8_0, &[])),
+                    _ => blocks_32::<4, $v>(n, x, ys, Q8_0, &act_scales_32(n, ys, Q8_0)),
                 }
             }
 
@@ -516,11 +567,26 @@ macro_rules! tier {
                 match ty {
                     Q4_K => each!(x => dot4_q4_k_impl::<T, $v>(n, x, ys)),
                     Q6_K => each!(x => dot4_q6_k_impl::<T, $v>(n, x, ys)),
-                    Q4_0 => each!(x => blocks_32::<T, $v>(n, x, ys, Q4_0)),
-                    Q4_1 => each!(x => blocks_32::<T, $v>(n, x, ys, Q4_1)),
-                    Q5_0 => each!(x => blocks_32::<T, $v>(n, x, ys, Q5_0)),
-                    Q5_1 => each!(x => blocks_32::<T, $v>(n, x, ys, Q5_1)),
-                    _ => each!(x => blocks_32::<T, $v>(n, x, ys, Q8_0)),
+                    Q4_0 => {
+                        let tab = act_scales_32(n, ys, Q4_0);
+                        each!(x => blocks_32::<T, $v>(n, x, ys, Q4_0, &tab))
+                    }
+                    Q4_1 => {
+                        let tab = act_scales_32(n, ys, Q4_1);
+                        each!(x => blocks_32::<T, $v>(n, x, ys, Q4_1, &tab))
+                    }
+                    Q5_0 => {
+                        let tab = act_scales_32(n, ys, Q5_0);
+                        each!(x => blocks_32::<T, $v>(n, x, ys, Q5_0, &tab))
+                    }
+                    Q5_1 => {
+                        let tab = act_scales_32(n, ys, Q5_1);
+                        each!(x => blocks_32::<T, $v>(n, x, ys, Q5_1, &tab))
+                    }
+                    _ => {
+                        let tab = act_scales_32(n, ys, Q8_0);
+                        each!(x => blocks_32::<T, $v>(n, x, ys, Q8_0, &tab))
+                    }
                 }
             }
 
