@@ -6,13 +6,23 @@ use anyhow::{Context, Result, bail};
 use lar_engine::{Engine, EngineConfig};
 use lar_types::SamplingParams;
 
-/// Resolves MODEL: a `.gguf` file, or a directory holding exactly one.
+/// Resolves MODEL: a `.gguf` file, a directory holding exactly one or a Hugging Face model, or a store name.
 pub fn model_path(model: &str) -> Result<PathBuf> {
     let p = Path::new(model);
     if !p.exists() {
-        bail!(
-            "model '{model}' not found (give a .gguf file, or a directory holding one or a Hugging Face model)"
-        );
+        // A name in the store, checked (size and mtime of every file) before anything is loaded.
+        return match lar_store::ModelName::parse(model) {
+            Ok(name) => match crate::store::open()?.resolve(&name) {
+                Ok(path) => Ok(path),
+                Err(lar_store::Error::NotFound(_)) => bail!(
+                    "model '{model}' not found: no such file, and no model of that name in the store (see `lar list`)"
+                ),
+                Err(e) => Err(e.into()),
+            },
+            Err(_) => bail!(
+                "model '{model}' not found (give a .gguf file, a model directory, or a name from `lar list`)"
+            ),
+        };
     }
     if p.is_dir() {
         // A Hugging Face directory (config.json + safetensors), or a folder holding one GGUF file.

@@ -6,6 +6,7 @@ mod chat;
 mod common;
 mod run;
 mod show;
+mod store;
 
 use clap::{Parser, Subcommand};
 
@@ -30,6 +31,16 @@ enum Cmd {
     Show(show::Args),
     /// Prompt-processing and generation speed, like llama-bench.
     Bench(bench::Args),
+    /// Copy a local model (a .gguf file or a Hugging Face directory) into the store under a name.
+    Import(store::ImportArgs),
+    /// The models in the store.
+    List(store::ListArgs),
+    /// Remove a model from the store (its files too, unless another name uses them).
+    Rm(store::RmArgs),
+    /// Give a stored model a second name.
+    Cp(store::CpArgs),
+    /// Rehash stored models and compare with their recorded sha256.
+    Verify(store::VerifyArgs),
 }
 
 fn main() {
@@ -39,6 +50,11 @@ fn main() {
         Cmd::Chat(a) => chat::main(a),
         Cmd::Show(a) => show::main(a),
         Cmd::Bench(a) => bench::main(a),
+        Cmd::Import(a) => store::import(a),
+        Cmd::List(a) => store::list(a),
+        Cmd::Rm(a) => store::rm(a),
+        Cmd::Cp(a) => store::cp(a),
+        Cmd::Verify(a) => store::verify(a),
     };
     if let Err(e) = result {
         // One line: the chain of causes joined by ": ".

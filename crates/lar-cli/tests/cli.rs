@@ -239,3 +239,71 @@ fn errors_are_one_line_and_fast() {
     fails(&["run", &smol(), "hi", "--threads", "1000000"], "--threads");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+fn lar_home(home: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lar"))
+        .env("LAR_HOME", home)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The store from the command line: import, list, run and show by name, copy, a tampered blob refused with
+/// one line that says what to do, verify, remove.
+#[test]
+fn store_commands_end_to_end() {
+    let home = std::env::temp_dir().join(format!("lar-cli-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    let ok = |args: &[&str]| {
+        let o = lar_home(&home, args);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let out = ok(&["import", &smol(), "--name", "smol"]);
+    assert!(out.contains("imported smol:latest"), "{out}");
+    let list: serde_json::Value = serde_json::from_str(&ok(&["list", "--json"])).unwrap();
+    assert_eq!(list[0]["name"], "smol");
+    assert_eq!(list[0]["format"], "gguf");
+    let show: serde_json::Value =
+        serde_json::from_str(&ok(&["show", "smol", "--json", "--no-hash"])).unwrap();
+    assert_eq!(show["architecture"], "llama");
+    let r: serde_json::Value =
+        serde_json::from_str(&ok(&["run", "smol", "Say hi.", "-n", "4", "--json"])).unwrap();
+    assert_eq!(r["completion_tokens"], 4);
+    ok(&["cp", "smol", "other:v2"]);
+    assert!(ok(&["list"]).contains("other:v2"));
+    // Tamper with the blob: refused at load, one line naming the fix; verify reports the corruption.
+    let blob = std::fs::read_dir(home.join("blobs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[5_000_000] ^= 1;
+    std::fs::write(&blob, &bytes).unwrap();
+    let o = lar_home(&home, &["run", "smol", "Say hi."]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err.contains("lar verify smol:latest") && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
+    let o = lar_home(&home, &["verify", "smol"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is corrupt"));
+    // Names that are paths are refused; unknown names say where to look.
+    let o = lar_home(&home, &["import", &smol(), "--name", "../evil"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a valid model name"));
+    let o = lar_home(&home, &["run", "nosuchmodel", "hi"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no model of that name in the store"));
+    ok(&["rm", "other:v2"]);
+    ok(&["rm", "smol"]);
+    assert_eq!(std::fs::read_dir(home.join("blobs")).unwrap().count(), 0);
+    let _ = std::fs::remove_dir_all(&home);
+}

@@ -1,0 +1,145 @@
+//! `lar import`, `lar list`, `lar rm`, `lar cp`, `lar verify`: the model store from the command line (the work is
+//! in `lar-store`); progress bars for hashing and copying.
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use lar_store::{ModelName, Store};
+
+pub fn open() -> Result<Store> {
+    let home = lar_store::default_home();
+    Store::open(&home).with_context(|| format!("opening the model store at {}", home.display()))
+}
+
+/// A byte progress bar on stderr (hidden when stderr is not a terminal).
+fn bar(prefix: &str) -> ProgressBar {
+    let pb = ProgressBar::new(0);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>10} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb.set_prefix(prefix.to_string());
+    pb
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    /// A .gguf file or a Hugging Face model directory.
+    pub path: std::path::PathBuf,
+    /// Name in the store (`name[:tag]`); default: the file or directory name.
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+pub fn import(args: ImportArgs) -> Result<()> {
+    let store = open()?;
+    let default = args
+        .path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("model")
+        .to_ascii_lowercase()
+        .replace(
+            |c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')),
+            "-",
+        );
+    let name = ModelName::parse(args.name.as_deref().unwrap_or(&default))?;
+    let pb = bar("import");
+    let m = store.import(&args.path, &name, &|_, done, total| {
+        pb.set_length(total);
+        pb.set_position(done);
+    })?;
+    pb.finish_and_clear();
+    println!(
+        "imported {name}: {} file(s), {} bytes, sha256 {}",
+        m.files.len(),
+        m.total_size(),
+        m.files.first().map_or("-", |f| f.sha256.as_str())
+    );
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn list(args: ListArgs) -> Result<()> {
+    let store = open()?;
+    let all = store.list()?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(());
+    }
+    println!("{:<32} {:<12} {:>12}  SOURCE", "NAME", "FORMAT", "SIZE");
+    for m in all {
+        println!(
+            "{:<32} {:<12} {:>12}  {}",
+            format!("{}:{}", m.name, m.tag),
+            m.format,
+            m.total_size(),
+            m.source
+        );
+    }
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RmArgs {
+    pub name: String,
+}
+
+pub fn rm(args: RmArgs) -> Result<()> {
+    let name = ModelName::parse(&args.name)?;
+    let freed = open()?.remove(&name)?;
+    println!("removed {name} ({freed} bytes freed)");
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CpArgs {
+    pub src: String,
+    pub dst: String,
+}
+
+pub fn cp(args: CpArgs) -> Result<()> {
+    let (src, dst) = (ModelName::parse(&args.src)?, ModelName::parse(&args.dst)?);
+    open()?.copy(&src, &dst)?;
+    println!("copied {src} to {dst}");
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct VerifyArgs {
+    /// A name; default: every model in the store.
+    pub name: Option<String>,
+}
+
+pub fn verify(args: VerifyArgs) -> Result<()> {
+    let store = open()?;
+    let names = match args.name {
+        Some(n) => vec![ModelName::parse(&n)?],
+        None => store
+            .list()?
+            .into_iter()
+            .map(|m| ModelName::parse(&format!("{}:{}", m.name, m.tag)))
+            .collect::<Result<_, _>>()?,
+    };
+    for name in names {
+        let pb = bar("verify");
+        let r = store.verify(&name, &|_, done, total| {
+            pb.set_length(total);
+            pb.set_position(done);
+        });
+        pb.finish_and_clear();
+        let m = r?;
+        println!(
+            "ok {name}: {} file(s), {} bytes",
+            m.files.len(),
+            m.total_size()
+        );
+    }
+    Ok(())
+}
