@@ -81,14 +81,19 @@ if hf_ok; then
   echo "ok   hf/ directories (cached)"
 else
   TOOLS="${LAR_PYTOOLS:-$HOME/.cache/lar/pytools}"
-  if [ ! -x "$TOOLS/bin/python" ]; then
-    echo "make $TOOLS (venv: transformers, tokenizers, gguf, numpy)"
-    "$PY" -m venv "$TOOLS"
+  PINS=("transformers==5.23.0" "tokenizers==0.23.3" "gguf==0.19.0" "numpy==2.4.6")
+  if [ -x "$TOOLS/bin/python" ] || "$PY" -m venv "$TOOLS" 2>/dev/null; then
+    echo "tools in $TOOLS (venv: transformers, tokenizers, gguf, numpy)"
+    "$TOOLS/bin/python" -m pip install -q --disable-pip-version-check "${PINS[@]}"
+    TOOLPY=("$TOOLS/bin/python")
+  else
+    # No venv module (e.g. Debian without python3-venv): install into a directory instead.
+    echo "tools in $TOOLS/site (pip --target: transformers, tokenizers, gguf, numpy)"
+    "$PY" -m pip install -q --disable-pip-version-check --target "$TOOLS/site" "${PINS[@]}"
+    TOOLPY=(env "PYTHONPATH=$TOOLS/site" "$PY")
   fi
-  "$TOOLS/bin/python" -m pip install -q --disable-pip-version-check \
-    "transformers==5.23.0" "tokenizers==0.23.3" "gguf==0.19.0" "numpy==2.4.6"
   echo "make hf/ directories from the GGUF files"
-  "$TOOLS/bin/python" "$(dirname "$0")/make-hf-models.py" "$MODELS" 2>&1 | grep -v -i "pytorch was not found" || true
+  "${TOOLPY[@]}" "$(dirname "$0")/make-hf-models.py" "$MODELS" 2>&1 | grep -v -i "pytorch was not found" || true
   (cd "$MODELS" && echo "$HF_SUMS" | sha256sum --check --quiet) || { echo "hf/ directories differ from the pinned sha256s" >&2; exit 1; }
   echo "ok   hf/ directories"
 fi
