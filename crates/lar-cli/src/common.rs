@@ -14,6 +14,14 @@ pub fn model_path(model: &str) -> Result<PathBuf> {
         return match lar_store::ModelName::parse(model) {
             Ok(name) => match crate::store::open()?.resolve(&name) {
                 Ok(path) => Ok(path),
+                // A starter alias not pulled yet: pull it, as `ollama run` does.
+                Err(lar_store::Error::NotFound(_))
+                    if crate::store::ALIASES.iter().any(|(a, _)| *a == model) =>
+                {
+                    let store = crate::store::open()?;
+                    let name = crate::store::pull_into(&store, model, None)?;
+                    Ok(store.resolve(&name)?)
+                }
                 Err(lar_store::Error::NotFound(_)) => bail!(
                     "model '{model}' not found: no such file, and no model of that name in the store (see `lar list`)"
                 ),

