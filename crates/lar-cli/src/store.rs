@@ -92,6 +92,15 @@ pub fn pull_into(store: &Store, source: &str, name: Option<&str>) -> Result<Mode
         ),
     };
     let name = ModelName::parse(name.unwrap_or(&default))?;
+    // A pinned source already stored under this name (and intact) is not fetched again.
+    if let Ok(m) = store.get(&name)
+        && source.contains("==")
+        && m.source == source
+        && store.resolve(&name).is_ok()
+    {
+        eprintln!("{name} is up to date ({source})");
+        return Ok(name);
+    }
     let pb = bar("pull");
     let progress = |label: &str, done: u64, total: u64| {
         pb.set_message(label.to_string());
