@@ -323,51 +323,35 @@ mod tests {
 
     #[test]
     fn refuses_hostile_headers() {
+        // One tensor `a` over 8 bytes of data.
+        let one = |t: &str| file(&format!(r#"{{"a":{t}}}"#), 8);
         let cases = [
             (file("", 0)[..4].to_vec(), "no safetensors header"),
             ((u64::MAX).to_le_bytes().to_vec(), "header claims"),
             (file("[1,2]", 0), "not a JSON object"),
             (file("{\"a\":", 0), "not valid JSON"),
             (
-                file(
-                    r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#,
-                    8,
-                ),
+                one(r#"{"dtype":"F32","shape":[4],"data_offsets":[0,16]}"#),
                 "needs data bytes",
             ),
             (
-                file(
-                    r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#,
-                    8,
-                ),
+                one(r#"{"dtype":"F32","shape":[3],"data_offsets":[0,8]}"#),
                 "but 8 bytes of data",
             ),
             (
-                file(
-                    r#"{"a":{"dtype":"X9","shape":[2],"data_offsets":[0,8]}}"#,
-                    8,
-                ),
+                one(r#"{"dtype":"X9","shape":[2],"data_offsets":[0,8]}"#),
                 "unknown dtype",
             ),
             (
-                file(
-                    r#"{"a":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,8]}}"#,
-                    8,
-                ),
+                one(r#"{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,8]}"#),
                 "too many elements",
             ),
             (
-                file(
-                    r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}"#,
-                    8,
-                ),
+                one(r#"{"dtype":"F32","shape":[2],"data_offsets":[8,0]}"#),
                 "needs data bytes",
             ),
             (
-                file(
-                    r#"{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#,
-                    8,
-                ),
+                one(r#"{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}"#),
                 "not a list of sizes",
             ),
         ];

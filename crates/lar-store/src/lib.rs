@@ -17,7 +17,7 @@ pub mod pypi;
 mod store;
 
 pub use name::ModelName;
-pub use store::{FileEntry, Manifest, Store, sha256_file};
+pub use store::{BlobWriter, FileEntry, Manifest, Store, sha256_file};
 
 use std::path::PathBuf;
 

