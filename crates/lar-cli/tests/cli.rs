@@ -323,3 +323,31 @@ fn store_commands_end_to_end() {
     ok(&["verify"]);
     let _ = std::fs::remove_dir_all(&home);
 }
+
+/// `lar hw --json` agrees with what the OS reports.
+#[test]
+fn hw_reports_this_machine() {
+    let v = json(&lar(&["hw", "--json"]));
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let total_kb: u64 = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(v["total_ram_bytes"].as_u64().unwrap(), total_kb * 1024);
+    let logical = std::thread::available_parallelism().unwrap().get() as u64;
+    assert_eq!(v["logical_cores"].as_u64().unwrap(), logical);
+    assert!(v["physical_cores"].as_u64().unwrap() <= logical);
+    let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+    let has_avx2 = flags
+        .lines()
+        .any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "avx2"));
+    assert_eq!(
+        v["simd"].as_array().unwrap().iter().any(|s| s == "avx2"),
+        has_avx2
+    );
+    assert!(v["disk_free_bytes"].as_u64().unwrap() > 0);
+    assert!(v["gpus"].is_array());
+}

@@ -97,31 +97,7 @@ pub struct Engine {
 }
 
 /// Physical cores (the default thread count), falling back to logical ones.
-pub fn physical_cores() -> usize {
-    let logical = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
-        return logical;
-    };
-    let mut cores = std::collections::HashSet::new();
-    let (mut phys, mut core) = (None, None);
-    for line in info.lines() {
-        if let Some(v) = line.strip_prefix("physical id") {
-            phys = v.trim_start_matches([' ', '\t', ':']).parse::<u32>().ok();
-        } else if let Some(v) = line.strip_prefix("core id") {
-            core = v.trim_start_matches([' ', '\t', ':']).parse::<u32>().ok();
-        } else if line.is_empty() {
-            if let (Some(p), Some(c)) = (phys, core) {
-                cores.insert((p, c));
-            }
-            (phys, core) = (None, None);
-        }
-    }
-    if cores.is_empty() {
-        logical
-    } else {
-        cores.len().min(logical)
-    }
-}
+pub use lar_plan::hw::physical_cores;
 
 impl Engine {
     /// Loads a GGUF model file or a Hugging Face model directory.
