@@ -213,6 +213,20 @@ fn missing_or_broken_tokenizer_json() {
         e.starts_with("tokenizer data is invalid: tokenizer.json:"),
         "{e}"
     );
+    // A syntax error inside "decoder" makes the tokenizers library panic (found by fuzzing): an error here.
+    let bad = r#"{"version":"1.0","added_tokens":[],"normalizer":null,"pre_tokenizer":null,"post_processor":null,
+        "decoder":{"type":"ByteLevel","add_prefix_space":true"use_regex":true},
+        "model":{"type":"BPE","vocab":{"a":0},"merges":[]}}"#;
+    std::fs::write(dir.join("tokenizer.json"), bad).unwrap();
+    let g = open_model(&dir).unwrap();
+    let e = std::panic::catch_unwind(|| {
+        lar_tokenizer::Tokenizer::from_gguf(&g)
+            .err()
+            .map(|e| e.to_string())
+    })
+    .expect("the tokenizer loader panicked")
+    .unwrap();
+    assert!(e.contains("tokenizer.json"), "{e}");
     // Not UTF-8.
     std::fs::write(dir.join("tokenizer.json"), b"{\"a\": \"\xff\"}").unwrap();
     let e = open_model(&dir).err().unwrap().to_string();

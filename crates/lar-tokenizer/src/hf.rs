@@ -44,7 +44,7 @@ fn invalid(msg: impl std::fmt::Display) -> Error {
 
 /// Reads the vocabulary and builds the encoders of a `tokenizer.json` held in `g`'s metadata.
 pub(crate) fn load(g: &Gguf, json: &str) -> Result<(Vocab, HfTokenizer)> {
-    let mut tok = tokenizers::Tokenizer::from_str(json).map_err(invalid)?;
+    let mut tok = parse_guarded(json)?;
     tok.with_truncation(None).map_err(invalid)?;
     tok.with_padding(None);
     let raw: serde_json::Value = serde_json::from_str(json).map_err(invalid)?;
@@ -139,6 +139,22 @@ pub(crate) fn load(g: &Gguf, json: &str) -> Result<(Vocab, HfTokenizer)> {
             plain,
         },
     ))
+}
+
+/// Parses a `tokenizer.json`. The `tokenizers` library panics on some malformed files instead of returning an
+/// error (found by fuzzing: an `expect` in its decoder deserializer), and the file is untrusted input: the panic
+/// is caught and reported as an invalid file, with the default panic message silenced for the duration.
+fn parse_guarded(json: &str) -> Result<tokenizers::Tokenizer> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_str(json));
+    std::panic::set_hook(hook);
+    match r {
+        Ok(t) => t.map_err(invalid),
+        Err(_) => Err(invalid(
+            "malformed (the tokenizers library could not read it)",
+        )),
+    }
 }
 
 /// `<0xXX>`: a byte-fallback token.
