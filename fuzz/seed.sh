@@ -12,3 +12,6 @@ head -c 65536 "$M/gemma-3-270m-q4_k_m.gguf" > corpus/gguf/gemma3-64k
 (cd .. && cargo run --release -q -p lar-models --example tiny-models -- fuzz/corpus/gguf >/dev/null)
 mkdir -p corpus/safetensors
 for f in "$M"/hf/*/*.safetensors; do head -c 65536 "$f" > "corpus/safetensors/$(basename "$(dirname "$f")")-$(basename "$f")"; done
+# A GGUF carrying a tokenizer.json, so the fuzzer reaches the tokenizers library (the tools venv has gguf).
+PYT="${LAR_PYTOOLS:-$HOME/.cache/lar/pytools}/bin/python"
+[ -x "$PYT" ] && "$PYT" hf-json-seed.py corpus/gguf/hf-json-seed.gguf
