@@ -103,6 +103,19 @@ pub fn main(args: Args) -> Result<()> {
         "chat_template": template,
         "sha256": sha,
     });
+    // A store name: where it came from, as its manifest records it.
+    let stored = (!std::path::Path::new(&args.model).exists())
+        .then(|| lar_store::ModelName::parse(&args.model).ok())
+        .flatten()
+        .and_then(|n| crate::store::open().ok()?.get(&n).ok());
+    if let Some(m) = &stored {
+        v["store"] = serde_json::json!({
+            "name": format!("{}:{}", m.name, m.tag),
+            "source": m.source,
+            "revision": m.revision,
+            "files": m.files,
+        });
+    }
     match &hp {
         Ok(hp) => {
             v["context_length"] = hp.ctx_train.into();
@@ -137,6 +150,18 @@ pub fn main(args: Args) -> Result<()> {
         return Ok(());
     }
     println!("  path          {}", path.display());
+    if let Some(m) = &stored {
+        println!(
+            "  stored as     {}:{} from {}{}",
+            m.name,
+            m.tag,
+            m.source,
+            m.revision
+                .as_ref()
+                .map(|r| format!(" (revision {r})"))
+                .unwrap_or_default()
+        );
+    }
     println!("  architecture  {arch}");
     if let Some(n) = v["name"].as_str() {
         println!("  name          {n}");

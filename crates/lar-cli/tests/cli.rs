@@ -271,6 +271,17 @@ fn store_commands_end_to_end() {
     let show: serde_json::Value =
         serde_json::from_str(&ok(&["show", "smol", "--json", "--no-hash"])).unwrap();
     assert_eq!(show["architecture"], "llama");
+    assert_eq!(show["store"]["name"], "smol:latest");
+    assert!(
+        show["store"]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("path:/")
+    );
+    assert_eq!(
+        show["store"]["files"][0]["sha256"],
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    );
     let r: serde_json::Value =
         serde_json::from_str(&ok(&["run", "smol", "Say hi.", "-n", "4", "--json"])).unwrap();
     assert_eq!(r["completion_tokens"], 4);
