@@ -140,20 +140,13 @@ impl Acts {
         cols: usize,
         pool: &ThreadPool,
     ) {
-        self.data.clear();
-        self.n_rows = n_rows;
-        if n_rows < 8 || pool.n_threads() == 1 {
-            for r in 0..n_rows {
-                quant::quantize_act(ty, &x[r * cols..(r + 1) * cols], &mut self.data);
-            }
-            self.row_bytes = self.data.len() / n_rows.max(1);
-            return;
-        }
         let rb = ty.row_bytes(cols);
+        self.n_rows = n_rows;
         self.row_bytes = rb;
+        self.data.clear();
         self.data.resize(n_rows * rb, 0);
-        let out = SyncPtr(self.data.as_mut_ptr() as *mut f32);
-        let tasks = pool.n_threads();
+        let out = SyncPtr(self.data.as_mut_ptr());
+        let tasks = if n_rows < 8 { 1 } else { pool.n_threads() };
         pool.run(tasks, &|task| {
             let mut buf = Vec::with_capacity(rb);
             for r in split(n_rows, tasks, task) {
@@ -161,13 +154,7 @@ impl Acts {
                 quant::quantize_act(ty, &x[r * cols..(r + 1) * cols], &mut buf);
                 assert_eq!(buf.len(), rb, "activation row size");
                 // SAFETY: row r's bytes are written by this task only, inside the buffer sized above.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        buf.as_ptr(),
-                        (out.get() as *mut u8).add(r * rb),
-                        rb,
-                    )
-                };
+                unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), out.get().add(r * rb), rb) };
             }
         });
     }
@@ -228,18 +215,51 @@ impl<'a> ActSet<'a> {
 }
 
 /// A raw pointer that tasks may share to write disjoint parts of one output buffer.
-#[derive(Clone, Copy)]
-pub(crate) struct SyncPtr(pub *mut f32);
+pub(crate) struct SyncPtr<T>(pub *mut T);
 
-impl SyncPtr {
+impl<T> Clone for SyncPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SyncPtr<T> {}
+
+impl<T> SyncPtr<T> {
     /// The pointer (a method, so closures capture the whole `Sync` wrapper rather than the raw field).
-    pub(crate) fn get(&self) -> *mut f32 {
+    pub(crate) fn get(&self) -> *mut T {
         self.0
     }
 }
 // SAFETY: every user writes disjoint index ranges and the buffer outlives the parallel loop.
-unsafe impl Send for SyncPtr {}
-unsafe impl Sync for SyncPtr {}
+unsafe impl<T: Send> Send for SyncPtr<T> {}
+unsafe impl<T: Send> Sync for SyncPtr<T> {}
+
+/// Runs a block-of-rows kernel over groups of `T` activation rows from token `*i` while a whole group fits before
+/// `end`, handing each result to `put(token, row within the block, value)`; leaves `*i` at the first token left.
+#[allow(clippy::too_many_arguments)]
+fn groups<const T: usize>(
+    kernel: quant::RowsFn<T>,
+    cols: usize,
+    w: &[u8],
+    rb: usize,
+    x: &Acts,
+    i: &mut usize,
+    end: usize,
+    put: impl Fn(usize, usize, f32),
+) {
+    let mut res = [[0f32; T]; ROW_BLOCK];
+    let res = &mut res[..w.len() / rb];
+    while *i + T <= end {
+        let xs = std::array::from_fn(|k| x.row(*i + k));
+        kernel(cols, w, rb, xs, res);
+        for (r, v) in res.iter().enumerate() {
+            for (k, &vk) in v.iter().enumerate() {
+                put(*i + k, r, vk);
+            }
+        }
+        *i += T;
+    }
+}
 
 /// Activation rows per tile: with the task's weight rows, a tile stays in L2 while every row visits it.
 const TOKEN_TILE: usize = 64;
@@ -257,7 +277,7 @@ pub fn matmul_many(jobs: &mut [(&Weight, &Acts, &mut [f32])], pool: &ThreadPool)
     struct Job<'a> {
         w: &'a Weight,
         x: &'a Acts,
-        out: SyncPtr,
+        out: SyncPtr<f32>,
         dot: quant::DotFn,
         rows4: Option<quant::Rows4Fn>,
         rows8: Option<quant::Rows8Fn>,
@@ -301,39 +321,23 @@ pub fn matmul_many(jobs: &mut [(&Weight, &Acts, &mut [f32])], pool: &ThreadPool)
         let my_rows = split(rows, j.tasks, task - j.first);
         for tile in (0..n).step_by(TOKEN_TILE) {
             let tile_end = (tile + TOKEN_TILE).min(n);
-            // A block of weight rows stays in L2 while each group of four activation rows (in L1) passes over
-            // it: a weight row is 4-9x fewer bytes than the activation rows it meets, so it is the one to stream.
+            // A block of weight rows stays in L2 while each group of four or eight activation rows (in L1) passes
+            // over it: a weight row is 4-9x fewer bytes than the activation rows it meets, so it is the one to
+            // stream. Rows left over after the groups go one at a time.
             let mut block = my_rows.start;
             while block < my_rows.end {
                 let block_end = (block + ROW_BLOCK).min(my_rows.end);
+                let w = &data[block * rb..block_end * rb];
                 let mut i = tile;
                 if let Some(rows8) = j.rows8 {
-                    let mut res = [[0f32; 8]; ROW_BLOCK];
-                    let res = &mut res[..block_end - block];
-                    while i + 8 <= tile_end {
-                        let xs = std::array::from_fn(|k| x.row(i + k));
-                        rows8(cols, &data[block * rb..block_end * rb], rb, xs, res);
-                        for (r, v) in (block..block_end).zip(res.iter()) {
-                            for (k, &vk) in v.iter().enumerate() {
-                                put(i + k, r, vk);
-                            }
-                        }
-                        i += 8;
-                    }
+                    groups(rows8, cols, w, rb, x, &mut i, tile_end, |t, r, v| {
+                        put(t, block + r, v)
+                    });
                 }
                 if let Some(rows4) = j.rows4 {
-                    let mut res = [[0f32; 4]; ROW_BLOCK];
-                    let res = &mut res[..block_end - block];
-                    while i + 4 <= tile_end {
-                        let xs = [x.row(i), x.row(i + 1), x.row(i + 2), x.row(i + 3)];
-                        rows4(cols, &data[block * rb..block_end * rb], rb, xs, res);
-                        for (r, v) in (block..block_end).zip(res.iter()) {
-                            for (k, &vk) in v.iter().enumerate() {
-                                put(i + k, r, vk);
-                            }
-                        }
-                        i += 4;
-                    }
+                    groups(rows4, cols, w, rb, x, &mut i, tile_end, |t, r, v| {
+                        put(t, block + r, v)
+                    });
                 }
                 for i in i..tile_end {
                     for r in block..block_end {

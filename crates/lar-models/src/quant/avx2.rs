@@ -1,9 +1,10 @@
-//! AVX2 + FMA dot products of quantized weight rows with quantized activation rows.
+//! AVX2 + FMA (and AVX-512 VNNI) dot products of quantized weight rows with quantized activation rows.
 //!
 //! Each kernel computes, block by block, the integer dot product of the weight's quants with the activation's int8
-//! quants (`maddubs` of unsigned × signed bytes, then `madd` into i32), scales it by the two blocks' scales, and
-//! accumulates in f32 lanes. The plain twins are in [`super::reference`]; `quant::tests` compares the two.
-//! Only reached through [`dot_fn`], which is only called after the CPU was seen to have AVX2, FMA and F16C.
+//! quants (`maddubs` of unsigned × signed bytes, then `madd` into i32; `vpdpbusd`/`vpdpwssd` in the VNNI tier),
+//! scales it by the two blocks' scales, and accumulates in f32 lanes. The plain twins are in
+//! [`super::reference`]; `quant::tests` compares the two. Two tiers of the same bodies (the `tier!` macro at the
+//! end), only reached after `simd_level` saw the tier's CPU features.
 
 use std::arch::x86_64::*;
 
@@ -231,9 +232,9 @@ fn q4k_scales(xb: &[u8]) -> ([u8; 8], [u8; 8]) {
     (join(sc_lo, sc_hi), join(mn_lo, mn_hi))
 }
 
-/// Q4_K against `T` (1 or 4) activation rows; the weight block is unpacked once for all of them.
+/// Q4_K against `T` (1, 4 or 8) activation rows; the weight block is unpacked once for all of them.
 #[inline(always)]
-fn dot4_q4_k_impl<const T: usize, const V: bool>(n: usize, x: &[u8], ys: [&[u8]; T]) -> [f32; T] {
+fn q4_k<const T: usize, const V: bool>(n: usize, x: &[u8], ys: [&[u8]; T]) -> [f32; T] {
     let nb = n / 256;
     assert!(x.len() >= nb * 144 && ys.iter().all(|y| y.len() >= nb * 292));
     // SAFETY (whole body): compiled inside avx2+fma+f16c callers; all reads are within the rows (asserted above).
@@ -286,9 +287,9 @@ fn dot4_q4_k_impl<const T: usize, const V: bool>(n: usize, x: &[u8], ys: [&[u8];
     }
 }
 
-/// Q6_K against `T` (1 or 4) activation rows; the weight block is unpacked once for all of them.
+/// Q6_K against `T` (1, 4 or 8) activation rows; the weight block is unpacked once for all of them.
 #[inline(always)]
-fn dot4_q6_k_impl<const T: usize, const V: bool>(n: usize, x: &[u8], ys: [&[u8]; T]) -> [f32; T] {
+fn q6_k<const T: usize, const V: bool>(n: usize, x: &[u8], ys: [&[u8]; T]) -> [f32; T] {
     let nb = n / 256;
     assert!(x.len() >= nb * 210 && ys.iter().all(|y| y.len() >= nb * 292));
     // SAFETY (whole body): compiled inside avx2+fma+f16c callers; all reads are within the rows (asserted above).
@@ -474,78 +475,16 @@ fn blocks_32<const T: usize, const V: bool>(
     }
 }
 
-/// One tier of kernels: the one-row and four-row entry points, compiled with `$features`; `$v` selects the AVX-512
-/// VNNI instructions in the shared bodies. The one-row kernels are the four-row code for one row, so a token's
+/// One tier of kernels, compiled with `$features`; `$v` selects the AVX-512 VNNI instructions in the shared bodies.
+/// Every entry point goes through [`rows`], so one row alone, four or eight at once give the same bits: a token's
 /// result does not depend on how it was batched.
 macro_rules! tier {
     ($name:ident, $features:literal, $v:literal) => {
         pub(super) mod $name {
             use super::*;
 
-            #[target_feature(enable = $features)]
-            fn one(n: usize, x: &[u8], y: &[u8], ty: GgmlType) -> f32 {
-                four(n, x, [y; 4], ty, 1)[0]
-            }
-
-            #[target_feature(enable = $features)]
-            fn four(n: usize, x: &[u8], ys: [&[u8]; 4], ty: GgmlType, t: usize) -> [f32; 4] {
-                // Each arm inlines its kernel with the type as a constant.
-                use GgmlType::*;
-                let one = |r: [f32; 1]| [r[0], 0.0, 0.0, 0.0];
-                let y1 = [ys[0]];
-                match (ty, t) {
-                    (Q4_K, 1) => one(dot4_q4_k_impl::<1, $v>(n, x, y1)),
-                    (Q4_K, _) => dot4_q4_k_impl::<4, $v>(n, x, ys),
-                    (Q6_K, 1) => one(dot4_q6_k_impl::<1, $v>(n, x, y1)),
-                    (Q6_K, _) => dot4_q6_k_impl::<4, $v>(n, x, ys),
-                    (Q4_0, 1) => one(blocks_32::<1, $v>(n, x, y1, Q4_0, &[])),
-                    (Q4_0, _) => blocks_32::<4, $v>(n, x, ys, Q4_0, &act_scales_32(n, ys, Q4_0)),
-                    (Q4_1, 1) => one(blocks_32::<1, $v>(n, x, y1, Q4_1, &[])),
-                    (Q4_1, _) => blocks_32::<4, $v>(n, x, ys, Q4_1, &act_scales_32(n, ys, Q4_1)),
-                    (Q5_0, 1) => one(blocks_32::<1, $v>(n, x, y1, Q5_0, &[])),
-                    (Q5_0, _) => blocks_32::<4, $v>(n, x, ys, Q5_0, &act_scales_32(n, ys, Q5_0)),
-                    (Q5_1, 1) => one(blocks_32::<1, $v>(n, x, y1, Q5_1, &[])),
-                    (Q5_1, _) => blocks_32::<4, $v>(n, x, ys, Q5_1, &act_scales_32(n, ys, Q5_1)),
-                    (_, 1) => one(blocks_32::<1, $v>(n, x, y1, Q8_0, &[])),
-                    _ => blocks_32::<4, $v>(n, x, ys, Q8_0, &act_scales_32(n, ys, Q8_0)),
-                }
-            }
-
-            /// The kernel for `ty` in this tier, where there is one.
-            pub(in crate::quant) fn dot_fn(ty: GgmlType) -> Option<DotFn> {
-                // SAFETY (each): reached only after `simd_level` saw this tier's features.
-                Some(match ty {
-                    GgmlType::F32 => |n, x, y| unsafe { dot_f32(n, x, y) },
-                    GgmlType::F16 => |n, x, y| unsafe { dot_f16(n, x, y) },
-                    GgmlType::BF16 => |n, x, y| unsafe { dot_bf16(n, x, y) },
-                    GgmlType::Q4_0 => |n, x, y| unsafe { one(n, x, y, GgmlType::Q4_0) },
-                    GgmlType::Q4_1 => |n, x, y| unsafe { one(n, x, y, GgmlType::Q4_1) },
-                    GgmlType::Q5_0 => |n, x, y| unsafe { one(n, x, y, GgmlType::Q5_0) },
-                    GgmlType::Q5_1 => |n, x, y| unsafe { one(n, x, y, GgmlType::Q5_1) },
-                    GgmlType::Q8_0 => |n, x, y| unsafe { one(n, x, y, GgmlType::Q8_0) },
-                    GgmlType::Q4_K => |n, x, y| unsafe { one(n, x, y, GgmlType::Q4_K) },
-                    GgmlType::Q6_K => |n, x, y| unsafe { one(n, x, y, GgmlType::Q6_K) },
-                    _ => return None,
-                })
-            }
-
-            /// Four activation rows against one weight row: each weight block is loaded and unpacked once.
-            pub(in crate::quant) fn dot4_fn(ty: GgmlType) -> Option<Dot4Fn> {
-                // SAFETY (each): as `dot_fn`.
-                Some(match ty {
-                    GgmlType::Q4_0 => |n, x, y| unsafe { four(n, x, y, GgmlType::Q4_0, 4) },
-                    GgmlType::Q4_1 => |n, x, y| unsafe { four(n, x, y, GgmlType::Q4_1, 4) },
-                    GgmlType::Q5_0 => |n, x, y| unsafe { four(n, x, y, GgmlType::Q5_0, 4) },
-                    GgmlType::Q5_1 => |n, x, y| unsafe { four(n, x, y, GgmlType::Q5_1, 4) },
-                    GgmlType::Q8_0 => |n, x, y| unsafe { four(n, x, y, GgmlType::Q8_0, 4) },
-                    GgmlType::Q4_K => |n, x, y| unsafe { four(n, x, y, GgmlType::Q4_K, 4) },
-                    GgmlType::Q6_K => |n, x, y| unsafe { four(n, x, y, GgmlType::Q6_K, 4) },
-                    _ => return None,
-                })
-            }
-
-            /// `T` activation rows against `out.len()` consecutive weight rows of `rb` bytes: one call per block
-            /// of rows, the type dispatched once outside the loop.
+            /// `T` activation rows against `out.len()` consecutive weight rows of `rb` bytes: the type dispatched
+            /// once, the activation scales of the 32-element types gathered once, for the whole block of rows.
             #[target_feature(enable = $features)]
             fn rows<const T: usize>(
                 ty: GgmlType,
@@ -556,6 +495,11 @@ macro_rules! tier {
                 out: &mut [[f32; T]],
             ) {
                 use GgmlType::*;
+                let tab = if T > 1 && !matches!(ty, Q4_K | Q6_K) {
+                    act_scales_32(n, ys, ty)
+                } else {
+                    Vec::new()
+                };
                 macro_rules! each {
                     ($x:ident => $e:expr) => {
                         for (r, o) in out.iter_mut().enumerate() {
@@ -564,74 +508,72 @@ macro_rules! tier {
                         }
                     };
                 }
+                // Each arm inlines its kernel with the type as a constant.
                 match ty {
-                    Q4_K => each!(x => dot4_q4_k_impl::<T, $v>(n, x, ys)),
-                    Q6_K => each!(x => dot4_q6_k_impl::<T, $v>(n, x, ys)),
-                    Q4_0 => {
-                        let tab = act_scales_32(n, ys, Q4_0);
-                        each!(x => blocks_32::<T, $v>(n, x, ys, Q4_0, &tab))
-                    }
-                    Q4_1 => {
-                        let tab = act_scales_32(n, ys, Q4_1);
-                        each!(x => blocks_32::<T, $v>(n, x, ys, Q4_1, &tab))
-                    }
-                    Q5_0 => {
-                        let tab = act_scales_32(n, ys, Q5_0);
-                        each!(x => blocks_32::<T, $v>(n, x, ys, Q5_0, &tab))
-                    }
-                    Q5_1 => {
-                        let tab = act_scales_32(n, ys, Q5_1);
-                        each!(x => blocks_32::<T, $v>(n, x, ys, Q5_1, &tab))
-                    }
-                    _ => {
-                        let tab = act_scales_32(n, ys, Q8_0);
-                        each!(x => blocks_32::<T, $v>(n, x, ys, Q8_0, &tab))
-                    }
+                    Q4_K => each!(x => q4_k::<T, $v>(n, x, ys)),
+                    Q6_K => each!(x => q6_k::<T, $v>(n, x, ys)),
+                    Q4_0 => each!(x => blocks_32::<T, $v>(n, x, ys, Q4_0, &tab)),
+                    Q4_1 => each!(x => blocks_32::<T, $v>(n, x, ys, Q4_1, &tab)),
+                    Q5_0 => each!(x => blocks_32::<T, $v>(n, x, ys, Q5_0, &tab)),
+                    Q5_1 => each!(x => blocks_32::<T, $v>(n, x, ys, Q5_1, &tab)),
+                    _ => each!(x => blocks_32::<T, $v>(n, x, ys, Q8_0, &tab)),
                 }
             }
 
-            /// [`rows`] for four activation rows, where this tier has a four-row kernel for `ty`.
-            pub(in crate::quant) fn rows4_fn(ty: GgmlType) -> Option<Rows4Fn> {
-                dot4_fn(ty)?;
-                macro_rules! at {
-                    ($t:ident) => {
-                        // SAFETY: as `dot_fn`.
-                        |n, w, rb, ys, o| unsafe { rows::<4>(GgmlType::$t, n, w, rb, ys, o) }
-                    };
-                }
+            /// `$e` with `$t` bound to `ty` as a constant, for each type this tier has integer kernels for.
+            macro_rules! by_type {
+                ($ty:expr, $t:ident => $e:expr) => {
+                    match $ty {
+                        GgmlType::Q4_0 => { const $t: GgmlType = GgmlType::Q4_0; $e }
+                        GgmlType::Q4_1 => { const $t: GgmlType = GgmlType::Q4_1; $e }
+                        GgmlType::Q5_0 => { const $t: GgmlType = GgmlType::Q5_0; $e }
+                        GgmlType::Q5_1 => { const $t: GgmlType = GgmlType::Q5_1; $e }
+                        GgmlType::Q8_0 => { const $t: GgmlType = GgmlType::Q8_0; $e }
+                        GgmlType::Q4_K => { const $t: GgmlType = GgmlType::Q4_K; $e }
+                        GgmlType::Q6_K => { const $t: GgmlType = GgmlType::Q6_K; $e }
+                        _ => return None,
+                    }
+                };
+            }
+
+            // SAFETY (every closure below): reached only after `simd_level` saw this tier's features; `rows`
+            // checks the row lengths.
+
+            /// The kernel for `ty` in this tier, where there is one.
+            pub(in crate::quant) fn dot_fn(ty: GgmlType) -> Option<DotFn> {
                 Some(match ty {
-                    GgmlType::Q4_0 => at!(Q4_0),
-                    GgmlType::Q4_1 => at!(Q4_1),
-                    GgmlType::Q5_0 => at!(Q5_0),
-                    GgmlType::Q5_1 => at!(Q5_1),
-                    GgmlType::Q8_0 => at!(Q8_0),
-                    GgmlType::Q4_K => at!(Q4_K),
-                    _ => at!(Q6_K),
+                    GgmlType::F32 => |n, x, y| unsafe { dot_f32(n, x, y) },
+                    GgmlType::F16 => |n, x, y| unsafe { dot_f16(n, x, y) },
+                    GgmlType::BF16 => |n, x, y| unsafe { dot_bf16(n, x, y) },
+                    _ => by_type!(ty, TY => |n, x, y| {
+                        let mut o = [[0f32; 1]];
+                        unsafe { rows::<1>(TY, n, x, x.len(), [y], &mut o) };
+                        o[0][0]
+                    }),
                 })
             }
 
-            /// [`rows`] for eight activation rows: only where 32 vector registers hold its accumulators
-            /// (the AVX-512 tier), else `None`.
+            /// Four activation rows against one weight row.
+            pub(in crate::quant) fn dot4_fn(ty: GgmlType) -> Option<Dot4Fn> {
+                Some(by_type!(ty, TY => |n, x, ys| {
+                    let mut o = [[0f32; 4]];
+                    unsafe { rows::<4>(TY, n, x, x.len(), ys, &mut o) };
+                    o[0]
+                }))
+            }
+
+            /// [`rows`] for four activation rows.
+            pub(in crate::quant) fn rows4_fn(ty: GgmlType) -> Option<Rows4Fn> {
+                Some(by_type!(ty, TY => |n, w, rb, ys, o| unsafe { rows::<4>(TY, n, w, rb, ys, o) }))
+            }
+
+            /// [`rows`] for eight activation rows: only where 32 vector registers hold its accumulators (the
+            /// AVX-512 tier), else `None`.
             pub(in crate::quant) fn rows8_fn(ty: GgmlType) -> Option<Rows8Fn> {
                 if !$v {
                     return None;
                 }
-                dot4_fn(ty)?;
-                macro_rules! at {
-                    ($t:ident) => {
-                        // SAFETY: as `dot_fn`.
-                        |n, w, rb, ys, o| unsafe { rows::<8>(GgmlType::$t, n, w, rb, ys, o) }
-                    };
-                }
-                Some(match ty {
-                    GgmlType::Q4_0 => at!(Q4_0),
-                    GgmlType::Q4_1 => at!(Q4_1),
-                    GgmlType::Q5_0 => at!(Q5_0),
-                    GgmlType::Q5_1 => at!(Q5_1),
-                    GgmlType::Q8_0 => at!(Q8_0),
-                    GgmlType::Q4_K => at!(Q4_K),
-                    _ => at!(Q6_K),
-                })
+                Some(by_type!(ty, TY => |n, w, rb, ys, o| unsafe { rows::<8>(TY, n, w, rb, ys, o) }))
             }
         }
     };

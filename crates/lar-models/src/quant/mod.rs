@@ -244,6 +244,24 @@ fn quantize_act_generic(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) {
     }
 }
 
+/// `$f(ty)` from the kernel tier for `level`: `None` at the scalar level and off x86-64.
+macro_rules! from_tier {
+    ($level:expr, $f:ident($ty:expr)) => {{
+        #[cfg(target_arch = "x86_64")]
+        let f = match $level {
+            SimdLevel::Avx512Vnni => avx2::vnni::$f($ty),
+            SimdLevel::Avx2 => avx2::avx2::$f($ty),
+            SimdLevel::Scalar => None,
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let f = {
+            let _ = ($level, $ty);
+            None
+        };
+        f
+    }};
+}
+
 /// A dot product kernel: `n` elements, a weight row, a quantized activation row.
 pub type DotFn = fn(usize, &[u8], &[u8]) -> f32;
 
@@ -252,73 +270,39 @@ pub fn dot_fn(ty: GgmlType) -> DotFn {
     dot_fn_at(simd_level(), ty)
 }
 
-/// The dot kernel for `ty` at `level` (which must be one of [`available_levels`]).
+/// The dot kernel for `ty` at `level` (which must be one of [`available_levels`]); the reference code where the
+/// tier has none.
 pub fn dot_fn_at(level: SimdLevel, ty: GgmlType) -> DotFn {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let f = match level {
-            SimdLevel::Avx512Vnni => avx2::vnni::dot_fn(ty),
-            SimdLevel::Avx2 => avx2::avx2::dot_fn(ty),
-            SimdLevel::Scalar => None,
-        };
-        if let Some(f) = f {
-            return f;
-        }
-    }
-    let _ = level;
-    reference::dot_fn(ty)
+    from_tier!(level, dot_fn(ty)).unwrap_or_else(|| reference::dot_fn(ty))
 }
 
-/// A kernel for four activation rows at once against one weight row (prompt processing).
+/// A kernel for four activation rows at once against one weight row.
 pub type Dot4Fn = fn(usize, &[u8], [&[u8]; 4]) -> [f32; 4];
-
-/// The four-row kernel for weights of type `ty`, where there is one at the current [`simd_level`]; callers fall
-/// back to [`dot_fn`] row by row.
-pub fn dot4_fn(ty: GgmlType) -> Option<Dot4Fn> {
-    dot4_fn_at(simd_level(), ty)
-}
-
-/// Four activation rows against a run of weight rows: `w` holds `out.len()` rows of `rb` bytes each, and
-/// `out[r]` gets what [`Dot4Fn`] gives for row `r` (the same bits).
-pub type Rows4Fn = fn(usize, &[u8], usize, [&[u8]; 4], &mut [[f32; 4]]);
-
-/// The block-of-rows form of [`dot4_fn`], where there is one at the current [`simd_level`].
-pub fn rows4_fn(ty: GgmlType) -> Option<Rows4Fn> {
-    #[cfg(target_arch = "x86_64")]
-    match simd_level() {
-        SimdLevel::Avx512Vnni => return avx2::vnni::rows4_fn(ty),
-        SimdLevel::Avx2 => return avx2::avx2::rows4_fn(ty),
-        SimdLevel::Scalar => {}
-    }
-    let _ = ty;
-    None
-}
-
-/// [`Rows4Fn`] for eight activation rows.
-pub type Rows8Fn = fn(usize, &[u8], usize, [&[u8]; 8], &mut [[f32; 8]]);
-
-/// The eight-row block kernel for `ty`, where the current [`simd_level`] has one (AVX-512: enough registers).
-pub fn rows8_fn(ty: GgmlType) -> Option<Rows8Fn> {
-    #[cfg(target_arch = "x86_64")]
-    match simd_level() {
-        SimdLevel::Avx512Vnni => return avx2::vnni::rows8_fn(ty),
-        SimdLevel::Avx2 => return avx2::avx2::rows8_fn(ty),
-        SimdLevel::Scalar => {}
-    }
-    let _ = ty;
-    None
-}
 
 /// The four-row kernel for `ty` at `level`, where there is one.
 pub fn dot4_fn_at(level: SimdLevel, ty: GgmlType) -> Option<Dot4Fn> {
-    #[cfg(target_arch = "x86_64")]
-    match level {
-        SimdLevel::Avx512Vnni => return avx2::vnni::dot4_fn(ty),
-        SimdLevel::Avx2 => return avx2::avx2::dot4_fn(ty),
-        SimdLevel::Scalar => {}
-    }
-    let _ = (level, ty);
-    None
+    from_tier!(level, dot4_fn(ty))
+}
+
+/// `T` activation rows against a run of weight rows: `w` holds `out.len()` rows of `rb` bytes each, and `out[r][t]`
+/// gets what [`DotFn`] gives for row `r` and activation `t` (the same bits). Prompt processing; callers fall back
+/// to [`dot_fn`] row by row where there is none.
+pub type RowsFn<const T: usize> = fn(usize, &[u8], usize, [&[u8]; T], &mut [[f32; T]]);
+
+/// [`RowsFn`] for four activation rows.
+pub type Rows4Fn = RowsFn<4>;
+
+/// The block-of-rows kernel for `ty`, where the current [`simd_level`] has one.
+pub fn rows4_fn(ty: GgmlType) -> Option<Rows4Fn> {
+    from_tier!(simd_level(), rows4_fn(ty))
+}
+
+/// [`RowsFn`] for eight activation rows.
+pub type Rows8Fn = RowsFn<8>;
+
+/// The eight-row block kernel for `ty`, where the current [`simd_level`] has one (AVX-512: enough registers).
+pub fn rows8_fn(ty: GgmlType) -> Option<Rows8Fn> {
+    from_tier!(simd_level(), rows8_fn(ty))
 }
 
 #[inline]

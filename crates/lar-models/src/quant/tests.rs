@@ -49,6 +49,14 @@ pub(crate) fn random_row(ty: GgmlType, blocks: usize, rng: &mut Rng) -> Vec<u8> 
     out
 }
 
+/// A random activation row of `n` values in `[-scale, scale]`, quantized for weights of type `ty`.
+fn random_act(ty: GgmlType, n: usize, scale: f32, rng: &mut Rng) -> Vec<u8> {
+    let x: Vec<f32> = (0..n).map(|_| rng.f32() * scale).collect();
+    let mut act = Vec::new();
+    quantize_act(ty.vec_dot_type(), &x, &mut act);
+    act
+}
+
 const WEIGHT_TYPES: [GgmlType; 13] = [
     GgmlType::F32,
     GgmlType::F16,
@@ -78,9 +86,7 @@ fn fast_dot_matches_reference_at(level: SimdLevel) {
     for ty in WEIGHT_TYPES {
         for trial in 0..8 {
             let w = random_row(ty, n / ty.block_size(), &mut rng);
-            let x: Vec<f32> = (0..n).map(|_| rng.f32() * 3.0).collect();
-            let mut act = Vec::new();
-            quantize_act(ty.vec_dot_type(), &x, &mut act);
+            let act = random_act(ty, n, 3.0, &mut rng);
             let fast = dot_fn_at(level, ty)(n, &w, &act);
             let slow = reference::dot_fn(ty)(n, &w, &act);
             // Both compute the same sum; only the order of float additions differs.
@@ -160,9 +166,7 @@ fn simd_tiers_agree_bit_for_bit() {
     let n = 768;
     for ty in WEIGHT_TYPES {
         let w = random_row(ty, n / ty.block_size(), &mut rng);
-        let x: Vec<f32> = (0..n).map(|_| rng.f32() * 4.0).collect();
-        let mut act = Vec::new();
-        quantize_act(ty.vec_dot_type(), &x, &mut act);
+        let act = random_act(ty, n, 4.0, &mut rng);
         let simd: Vec<u32> = levels
             .iter()
             .filter(|l| l.avx2())
@@ -182,21 +186,14 @@ fn row_block_kernels_match_four_row_kernels() {
     let mut rng = Rng::new(13);
     let n = 512;
     for ty in WEIGHT_TYPES {
-        let (Some(rows4), Some(dot4)) = (rows4_fn(ty), dot4_fn(ty)) else {
+        let (Some(rows4), Some(dot4)) = (rows4_fn(ty), dot4_fn_at(simd_level(), ty)) else {
             continue;
         };
         let rows: Vec<Vec<u8>> = (0..5)
             .map(|_| random_row(ty, n / ty.block_size(), &mut rng))
             .collect();
         let w: Vec<u8> = rows.concat();
-        let acts: Vec<Vec<u8>> = (0..4)
-            .map(|_| {
-                let x: Vec<f32> = (0..n).map(|_| rng.f32() * 2.0).collect();
-                let mut a = Vec::new();
-                quantize_act(ty.vec_dot_type(), &x, &mut a);
-                a
-            })
-            .collect();
+        let acts: Vec<Vec<u8>> = (0..4).map(|_| random_act(ty, n, 2.0, &mut rng)).collect();
         let ys = [&acts[0][..], &acts[1], &acts[2], &acts[3]];
         let mut out = [[0f32; 4]; 5];
         rows4(n, &w, rows[0].len(), ys, &mut out);
@@ -232,14 +229,7 @@ fn four_row_kernels_match_one_row_kernels_at(level: SimdLevel) {
             continue;
         };
         let w = random_row(ty, n / ty.block_size(), &mut rng);
-        let acts: Vec<Vec<u8>> = (0..4)
-            .map(|_| {
-                let x: Vec<f32> = (0..n).map(|_| rng.f32() * 2.0).collect();
-                let mut a = Vec::new();
-                quantize_act(ty.vec_dot_type(), &x, &mut a);
-                a
-            })
-            .collect();
+        let acts: Vec<Vec<u8>> = (0..4).map(|_| random_act(ty, n, 2.0, &mut rng)).collect();
         let four = dot4(n, &w, [&acts[0], &acts[1], &acts[2], &acts[3]]);
         for t in 0..4 {
             // Bit-identical to the one-row kernel: a token's result must not depend on how it was batched.
