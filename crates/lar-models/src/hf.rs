@@ -131,24 +131,16 @@ fn float(c: &Json, key: &str) -> Result<Option<f64>> {
     }
 }
 
-/// The rope section: transformers 4 writes `rope_theta` and `rope_scaling`; transformers 5 writes
-/// `rope_parameters`, keyed by layer type for models with two kinds of layers (Gemma 3).
-fn rope(
-    c: &Json,
-    arch: &str,
-    head_dim: usize,
-    extra: &mut ExtraTensors,
-) -> Result<Vec<(String, f64)>> {
+/// The rope base (of the global layers), from the rope section: transformers 4 writes `rope_theta` and
+/// `rope_scaling`; transformers 5 writes `rope_parameters`, keyed by layer type for models with two kinds of
+/// layers (Gemma 3).
+fn rope(c: &Json, arch: &str, head_dim: usize, extra: &mut ExtraTensors) -> Result<Option<f64>> {
     let params = c.get("rope_parameters").filter(|p| p.is_object());
     let full = params.and_then(|p| p.get("full_attention")).or(params);
-    let mut out = Vec::new();
     let theta = match float(c, "rope_theta")? {
         Some(t) => Some(t),
         None => full.map(|p| float(p, "rope_theta")).transpose()?.flatten(),
     };
-    if let Some(t) = theta {
-        out.push(("rope.freq_base".to_string(), t));
-    }
     let scaling = c
         .get("rope_scaling")
         .filter(|s| s.is_object())
@@ -172,7 +164,7 @@ fn rope(
             }
         }
     }
-    Ok(out)
+    Ok(theta)
 }
 
 /// Llama 3.1's frequency-dependent rope scaling, as per-frequency divisors (what llama.cpp stores as
@@ -250,8 +242,8 @@ pub(crate) fn metadata(
             Value::F64(v),
         );
     }
-    for (k, v) in rope(c, arch, head_dim as usize, extra)? {
-        m.insert(format!("{arch}.{k}"), Value::F64(v));
+    if let Some(theta) = rope(c, arch, head_dim as usize, extra)? {
+        m.insert(format!("{arch}.rope.freq_base"), Value::F64(theta));
     }
     tokenizer_metadata(config, dir, &mut m)?;
     Ok(m)
@@ -360,41 +352,49 @@ mod tests {
 
     #[test]
     fn names_map_to_gguf() {
-        let t = |a, n| tensor_name(a, n);
-        assert_eq!(
-            t("llama", "model.layers.3.self_attn.q_proj.weight").as_deref(),
-            Some("blk.3.attn_q.weight")
-        );
-        assert_eq!(
-            t("qwen2", "model.layers.0.self_attn.k_proj.bias").as_deref(),
-            Some("blk.0.attn_k.bias")
-        );
-        assert_eq!(
-            t("llama", "model.layers.1.post_attention_layernorm.weight").as_deref(),
-            Some("blk.1.ffn_norm.weight")
-        );
-        assert_eq!(
-            t("gemma3", "model.layers.1.post_attention_layernorm.weight").as_deref(),
-            Some("blk.1.post_attention_norm.weight")
-        );
-        assert_eq!(
-            t(
+        let cases = [
+            (
+                "llama",
+                "model.layers.3.self_attn.q_proj.weight",
+                Some("blk.3.attn_q.weight"),
+            ),
+            (
+                "qwen2",
+                "model.layers.0.self_attn.k_proj.bias",
+                Some("blk.0.attn_k.bias"),
+            ),
+            (
+                "llama",
+                "model.layers.1.post_attention_layernorm.weight",
+                Some("blk.1.ffn_norm.weight"),
+            ),
+            (
                 "gemma3",
-                "model.language_model.layers.2.mlp.down_proj.weight"
-            )
-            .as_deref(),
-            Some("blk.2.ffn_down.weight")
-        );
-        assert_eq!(
-            t("llama", "lm_head.weight").as_deref(),
-            Some("output.weight")
-        );
-        assert_eq!(
-            t("llama", "model.layers.0.self_attn.rotary_emb.inv_freq"),
-            None
-        );
-        assert_eq!(t("llama", "vision_tower.blocks.0.weight"), None);
-        assert_eq!(t("llama", "model.layers.x.mlp.up_proj.weight"), None);
+                "model.layers.1.post_attention_layernorm.weight",
+                Some("blk.1.post_attention_norm.weight"),
+            ),
+            (
+                "gemma3",
+                "model.language_model.layers.2.mlp.down_proj.weight",
+                Some("blk.2.ffn_down.weight"),
+            ),
+            (
+                "phi3",
+                "model.layers.4.mlp.gate_up_proj.weight",
+                Some("blk.4.ffn_up.weight"),
+            ),
+            ("llama", "lm_head.weight", Some("output.weight")),
+            (
+                "llama",
+                "model.layers.0.self_attn.rotary_emb.inv_freq",
+                None,
+            ),
+            ("llama", "vision_tower.blocks.0.weight", None),
+            ("llama", "model.layers.x.mlp.up_proj.weight", None),
+        ];
+        for (arch, name, want) in cases {
+            assert_eq!(tensor_name(arch, name).as_deref(), want, "{arch} {name}");
+        }
     }
 
     #[test]
@@ -413,7 +413,7 @@ mod tests {
     }
 
     #[test]
-    fn llama3_rope_factors_match_the_reference_shape() {
+    fn llama3_rope_factors_match_the_reference() {
         let s: Json = serde_json::from_str(
             r#"{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}"#,
         )
@@ -424,5 +424,7 @@ mod tests {
         assert_eq!(f[0], 1.0);
         assert_eq!(f[63], 8.0);
         assert!(f.windows(2).all(|w| w[0] <= w[1]));
+        // A blended one, from transformers' `_compute_llama3_parameters` (inv_freq / scaled inv_freq) in Python.
+        assert!((f[30] - 1.553_414_6).abs() < 1e-6, "{}", f[30]);
     }
 }

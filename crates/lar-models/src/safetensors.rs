@@ -210,7 +210,8 @@ pub fn open_dir(dir: &Path) -> Result<Gguf> {
     let arch = hf::architecture(&config)?;
 
     let mut parts = Vec::new();
-    let mut entries = Vec::new();
+    let mut tensors = Vec::new();
+    let mut extra_tensors = Vec::new();
     let mut base = 0usize;
     for f in weight_files(dir)? {
         let file = std::fs::File::open(&f).map_err(io(&f))?;
@@ -220,79 +221,52 @@ pub fn open_dir(dir: &Path) -> Result<Gguf> {
             || f.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        for mut e in parse_header(&map, &what)? {
-            e.start += base;
-            e.end += base;
-            entries.push(e);
+        for e in parse_header(&map, &what)? {
+            let Some(name) = hf::tensor_name(&arch, &e.name) else {
+                continue;
+            };
+            let ty = ggml_type(&e.dtype).ok_or_else(|| {
+                Error::Unsupported(format!(
+                    "tensor '{}' has dtype {}; Lar reads safetensors in F32, F16 and BF16",
+                    e.name, e.dtype
+                ))
+            })?;
+            let dims: Vec<usize> = e.shape.iter().rev().copied().collect();
+            if hf::adds_one_to_norms(&arch) && name.ends_with("norm.weight") {
+                // Gemma computes `x * (1 + w)`; GGUF (and Lar) store `1 + w`. Norms are small: f32 copies.
+                let mut v = vec![0f32; dims.iter().product()];
+                crate::quant::dequantize(ty, &map[e.start..e.end], &mut v);
+                extra_tensors.push((name, dims, v.iter().map(|x| x + 1.0).collect()));
+                continue;
+            }
+            tensors.push(TensorInfo {
+                name,
+                dims,
+                ty,
+                offset: base + e.start,
+                size: e.end - e.start,
+            });
         }
         base += map.len();
         parts.push(Bytes::Map(map));
     }
-
-    let mut tensors = Vec::new();
-    let mut extra: Vec<u8> = Vec::new();
-    let mut extra_tensors = Vec::new();
-    for e in &entries {
-        let Some(name) = hf::tensor_name(&arch, &e.name) else {
-            continue;
-        };
-        let ty = ggml_type(&e.dtype).ok_or_else(|| {
-            Error::Unsupported(format!(
-                "tensor '{}' has dtype {}; Lar reads safetensors in F32, F16 and BF16",
-                e.name, e.dtype
-            ))
-        })?;
-        let dims: Vec<usize> = e.shape.iter().rev().copied().collect();
-        let info = TensorInfo {
-            name,
-            dims,
-            ty,
-            offset: e.start,
-            size: e.end - e.start,
-        };
-        if hf::adds_one_to_norms(&arch) && info.name.ends_with("norm.weight") {
-            // Gemma computes `x * (1 + w)`; GGUF (and Lar) store `1 + w`. Norms are small: copy them to f32.
-            let mut v = vec![0f32; info.n_elements()];
-            let src = parts_slice(&parts, info.offset, info.size);
-            crate::quant::dequantize(ty, &src, &mut v);
-            extra_tensors.push((
-                info.name.clone(),
-                info.dims.clone(),
-                v.iter().map(|x| x + 1.0).collect(),
-            ));
-            continue;
-        }
-        tensors.push(info);
-    }
     let metadata = hf::metadata(&arch, &config, dir, &mut extra_tensors)?;
+    // Tensors computed here live in one owned part after the files.
+    let mut extra: Vec<u8> = Vec::new();
     for (name, dims, values) in extra_tensors {
-        let values: Vec<f32> = values;
-        let offset = base + extra.len();
-        extra.extend(values.iter().flat_map(|v| v.to_le_bytes()));
         tensors.push(TensorInfo {
             name,
             dims,
             ty: GgmlType::F32,
-            offset,
+            offset: base + extra.len(),
             size: 4 * values.len(),
         });
+        extra.extend(values.iter().flat_map(|v| v.to_le_bytes()));
     }
     if !extra.is_empty() {
         parts.push(Bytes::Owned(extra));
     }
     Gguf::from_parts(metadata, tensors, parts)
-}
-
-/// Bytes `offset..offset + size` of parts laid end to end (before the [`Gguf`] exists).
-fn parts_slice(parts: &[Bytes], mut offset: usize, size: usize) -> Vec<u8> {
-    for p in parts {
-        let s = p.as_slice();
-        if offset < s.len() {
-            return s[offset..offset + size].to_vec();
-        }
-        offset -= s.len();
-    }
-    Vec::new()
 }
 
 /// Tensors computed at load time (Gemma's norms, Llama 3's rope factors): name, GGUF dims, f32 values.

@@ -13,7 +13,7 @@ use std::str::FromStr;
 use lar_models::Gguf;
 use lar_models::gguf::Value;
 
-use crate::vocab::{EOG_TEXTS, Model, TokenType, Vocab};
+use crate::vocab::{Model, TokenType, Vocab, end_of_generation};
 use crate::{Error, Result};
 
 /// The two encoders: one that turns special-token texts into their ids (chat templates), one that treats them as
@@ -47,8 +47,7 @@ pub(crate) fn load(g: &Gguf, json: &str) -> Result<(Vocab, HfTokenizer)> {
     let mut tok = parse_guarded(json)?;
     tok.with_truncation(None).map_err(invalid)?;
     tok.with_padding(None);
-    let raw: serde_json::Value = serde_json::from_str(json).map_err(invalid)?;
-    let byte_level = raw["decoder"].to_string().contains("\"ByteLevel\"");
+    let byte_level = tok.get_decoder().is_some_and(is_byte_level);
 
     let n = tok.get_vocab_size(true);
     if n == 0 {
@@ -89,31 +88,15 @@ pub(crate) fn load(g: &Gguf, json: &str) -> Result<(Vocab, HfTokenizer)> {
             .is_ok_and(|e| e.get_ids().first() == Some(&b))
     });
     let flag = |k: &str| g.get(k).and_then(Value::as_bool);
-    let mut eog: Vec<u32> = eos.into_iter().collect();
-    if let Some(ids) = g
+    let eos_ids = g
         .get("tokenizer.hf.eos_token_ids")
         .and_then(Value::as_array)
-    {
-        eog.extend(
-            ids.iter()
-                .filter_map(Value::as_u64)
-                .filter(|&i| (i as usize) < n)
-                .map(|i| i as u32),
-        );
-    }
-    for t in EOG_TEXTS {
-        if let Some(&i) = token_to_id.get(*t)
-            && types[i as usize] == TokenType::Control
-        {
-            eog.push(i);
-        }
-    }
-    let mut seen = Vec::new();
-    eog.retain(|i| {
-        let new = !seen.contains(i);
-        seen.push(*i);
-        new
-    });
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_u64)
+        .filter(|&i| (i as usize) < n)
+        .map(|i| i as u32);
+    let eog = end_of_generation(eos.into_iter().chain(eos_ids), &token_to_id, &types);
     let vocab = Vocab {
         model: Model::Hf { byte_level },
         tokens,
@@ -154,6 +137,16 @@ fn parse_guarded(json: &str) -> Result<tokenizers::Tokenizer> {
         Err(_) => Err(invalid(
             "malformed (the tokenizers library could not read it)",
         )),
+    }
+}
+
+/// Whether the decoder maps GPT-2 byte characters back to bytes (alone or inside a sequence).
+fn is_byte_level(d: &tokenizers::DecoderWrapper) -> bool {
+    use tokenizers::DecoderWrapper::*;
+    match d {
+        ByteLevel(_) => true,
+        Sequence(s) => s.get_decoders().iter().any(is_byte_level),
+        _ => false,
     }
 }
 

@@ -63,7 +63,7 @@ pub struct Vocab {
 }
 
 /// Texts of end-of-turn tokens that mark the end of a generation in common chat formats.
-pub(crate) const EOG_TEXTS: &[&str] = &[
+const EOG_TEXTS: &[&str] = &[
     "<|eot_id|>",
     "<|im_end|>",
     "<end_of_turn>",
@@ -73,6 +73,31 @@ pub(crate) const EOG_TEXTS: &[&str] = &[
     "</s>",
     "<eos>",
 ];
+
+/// End-of-generation ids: `first` (the model's EOS and end-of-turn ids), then every control or user-defined token
+/// named like an end of turn in the common chat formats; each once.
+pub(crate) fn end_of_generation(
+    first: impl IntoIterator<Item = u32>,
+    token_to_id: &HashMap<String, u32>,
+    types: &[TokenType],
+) -> Vec<u32> {
+    let named = EOG_TEXTS
+        .iter()
+        .filter_map(|t| token_to_id.get(*t).copied())
+        .filter(|&i| {
+            matches!(
+                types[i as usize],
+                TokenType::Control | TokenType::UserDefined
+            )
+        });
+    let mut eog = Vec::new();
+    for i in first.into_iter().chain(named) {
+        if !eog.contains(&i) {
+            eog.push(i);
+        }
+    }
+    eog
+}
 
 impl Vocab {
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
@@ -150,21 +175,8 @@ impl Vocab {
             id("tokenizer.ggml.eos_token_id"),
             id("tokenizer.ggml.unknown_token_id"),
         );
-        let mut eog: Vec<u32> = eos
-            .into_iter()
-            .chain(id("tokenizer.ggml.eot_token_id"))
-            .collect();
-        for t in EOG_TEXTS {
-            if let Some(&i) = token_to_id.get(*t)
-                && matches!(
-                    types[i as usize],
-                    TokenType::Control | TokenType::UserDefined
-                )
-                && !eog.contains(&i)
-            {
-                eog.push(i);
-            }
-        }
+        let eot = id("tokenizer.ggml.eot_token_id");
+        let eog = end_of_generation(eos.into_iter().chain(eot), &token_to_id, &types);
         Ok(Self {
             model,
             tokens,
