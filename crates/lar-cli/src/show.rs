@@ -2,13 +2,11 @@
 //! (count and bytes), shape, context length, chat template, special tokens and the file's sha256. `--json` too.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use lar_models::Model;
 use lar_tokenizer::Tokenizer;
-use sha2::{Digest, Sha256};
 
 use crate::common::model_path;
 
@@ -20,20 +18,6 @@ pub struct Args {
     /// Skip hashing the file.
     #[arg(long)]
     pub no_hash: bool,
-}
-
-pub fn sha256_file(path: &std::path::Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(format!("{:x}", h.finalize()))
 }
 
 pub fn main(args: Args) -> Result<()> {
@@ -85,11 +69,11 @@ pub fn main(args: Args) -> Result<()> {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            m.insert(name, sha256_file(&f)?.into());
+            m.insert(name, lar_store::sha256_file(&f, &|_, _| {})?.into());
         }
         Some(m.into())
     } else {
-        Some(sha256_file(&path)?.into())
+        Some(lar_store::sha256_file(&path, &|_, _| {})?.into())
     };
     let mut v = serde_json::json!({
         "path": path.display().to_string(),

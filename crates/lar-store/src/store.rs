@@ -118,7 +118,7 @@ impl Store {
     }
 
     /// A fresh temporary path inside the store (same file system as the blobs, so rename is atomic).
-    pub fn temp_path(&self, hint: &str) -> PathBuf {
+    fn temp_path(&self, hint: &str) -> PathBuf {
         static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let c = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let clean: String = hint
@@ -141,30 +141,8 @@ impl Store {
     ) -> Result<FileEntry> {
         let mut input = File::open(src).map_err(io(src))?;
         let total = input.metadata().map_err(io(src))?.len();
-        self.add_reader(&mut input, src, total, name, progress)
-    }
-
-    /// [`Store::add_file`] from any reader (`what` names it in errors; `total` is for progress only).
-    pub fn add_reader(
-        &self,
-        input: &mut dyn Read,
-        what: &Path,
-        total: u64,
-        name: &str,
-        progress: &dyn Fn(u64, u64),
-    ) -> Result<FileEntry> {
         self.write_blob(name, &mut |out| {
-            let mut buf = vec![0u8; 1 << 20];
-            let mut done = 0u64;
-            loop {
-                let n = input.read(&mut buf).map_err(io(what))?;
-                if n == 0 {
-                    return Ok(());
-                }
-                out.write_all(&buf[..n])?;
-                done += n as u64;
-                progress(done, total);
-            }
+            read_chunks(&mut input, src, total, progress, &mut |b| out.write_all(b))
         })
     }
 
@@ -197,7 +175,7 @@ impl Store {
     }
 
     /// Moves a fully written temporary file whose sha256 is `sha` into place as a blob.
-    pub fn adopt(&self, tmp: &Path, sha: &str, name: &str) -> Result<FileEntry> {
+    fn adopt(&self, tmp: &Path, sha: &str, name: &str) -> Result<FileEntry> {
         let dst = self.blob_path(sha);
         if dst.exists() {
             let _ = fs::remove_file(tmp);
@@ -241,16 +219,7 @@ impl Store {
             }
             ("safetensors", files)
         } else {
-            let mut magic = [0u8; 4];
-            File::open(&abs)
-                .and_then(|mut f| f.read_exact(&mut magic))
-                .map_err(io(&abs))?;
-            if &magic != b"GGUF" {
-                return Err(Error::Invalid(format!(
-                    "{} is not a GGUF file (magic {magic:?})",
-                    abs.display()
-                )));
-            }
+            check_gguf(&abs)?;
             ("gguf", vec![abs.clone()])
         };
         let mut files = Vec::new();
@@ -448,23 +417,53 @@ impl BlobWriter {
     }
 }
 
+/// Refuses a file that does not start with GGUF's magic.
+pub(crate) fn check_gguf(path: &Path) -> Result<()> {
+    let mut magic = [0u8; 4];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .map_err(io(path))?;
+    if &magic != b"GGUF" {
+        return Err(Error::Invalid(format!(
+            "{} is not a GGUF file (magic {magic:?})",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// sha256 of a file, with progress.
 pub fn sha256_file(path: &Path, progress: &dyn Fn(u64, u64)) -> Result<String> {
     let mut f = File::open(path).map_err(io(path))?;
     let total = f.metadata().map_err(io(path))?.len();
     let mut h = Sha256::new();
+    read_chunks(&mut f, path, total, progress, &mut |b| {
+        h.update(b);
+        Ok(())
+    })?;
+    Ok(format!("{:x}", h.finalize()))
+}
+
+/// Reads `input` (named `what` in errors) to the end in 1 MiB chunks, handing each to `each` and reporting
+/// `progress(done, total)`.
+fn read_chunks(
+    input: &mut dyn Read,
+    what: &Path,
+    total: u64,
+    progress: &dyn Fn(u64, u64),
+    each: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
     let mut buf = vec![0u8; 1 << 20];
-    let mut done = 0;
+    let mut done = 0u64;
     loop {
-        let n = f.read(&mut buf).map_err(io(path))?;
+        let n = input.read(&mut buf).map_err(io(what))?;
         if n == 0 {
-            break;
+            return Ok(());
         }
-        h.update(&buf[..n]);
+        each(&buf[..n])?;
         done += n as u64;
         progress(done, total);
     }
-    Ok(format!("{:x}", h.finalize()))
 }
 
 /// A symbolic link to the blob where the platform has them, else a hard link, else a copy.
