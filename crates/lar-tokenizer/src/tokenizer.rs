@@ -78,7 +78,10 @@ impl Tokenizer {
                 .collect::<Result<_>>()?,
             Model::Spm | Model::Hf { .. } => Vec::new(),
         };
+        // Special texts are cut out by Lar for GGUF vocabularies; `tokenizers` does it for tokenizer.json.
+        let native = !matches!(vocab.model, Model::Hf { .. });
         let mut specials: Vec<u32> = (0..vocab.len() as u32)
+            .filter(|_| native)
             .filter(|&i| {
                 matches!(
                     vocab.types[i as usize],
