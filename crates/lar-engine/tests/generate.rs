@@ -14,18 +14,7 @@ fn engine(file: &str) -> Engine {
     Engine::load(&testdata::model(file), &cfg).unwrap()
 }
 
-fn golden(name: &str) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(testdata::golden_dir().join(name)).unwrap())
-        .unwrap()
-}
-
-fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
+use testdata::{golden, golden_ids as ids};
 
 /// Greedy 64 tokens must equal llama.cpp's. Where float reordering flips a token, that is allowed only at a
 /// near-tie: llama.cpp's top-2 logits within `TIE`, and Lar chose llama.cpp's second token or sees llama.cpp's

@@ -24,16 +24,10 @@ struct Forced {
 const GAP: f32 = 0.75;
 
 fn load_forced(golden: &str) -> Forced {
-    let text = std::fs::read_to_string(testdata::golden_dir().join(golden)).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let json = testdata::golden(golden);
     let f = &json["forced"];
     Forced {
-        ids: f["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect(),
+        ids: testdata::golden_ids(&f["ids"]),
         top8: f["top8"]
             .as_array()
             .unwrap()

@@ -21,10 +21,7 @@ fn check(arch: &str) {
 /// `hf`: run the model from a Hugging Face directory of this dtype and shard count instead of the GGUF bytes.
 fn check_as(arch: &str, hf: Option<(&str, usize)>, tol: f32) {
     let bytes = testdata::tiny_model(arch);
-    let golden: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(testdata::golden_dir().join(format!("tiny-{arch}.json"))).unwrap(),
-    )
-    .unwrap();
+    let golden = testdata::golden(&format!("tiny-{arch}.json"));
     assert_eq!(
         format!("{:x}", Sha256::digest(&bytes)),
         golden["sha256"].as_str().unwrap(),
@@ -43,12 +40,7 @@ fn check_as(arch: &str, hf: Option<(&str, usize)>, tol: f32) {
         }
     };
     assert_eq!(model.hp.arch, arch);
-    let ids: Vec<u32> = golden["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect();
+    let ids = testdata::golden_ids(&golden["ids"]);
     let mut kv = KvStore::new(16, model.hp.n_layers, model.hp.kv_dim(), 4);
     let table = [0, 1, 2, 3];
     let pool = ThreadPool::new(2);

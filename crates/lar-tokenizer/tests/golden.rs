@@ -8,18 +8,12 @@ use lar_tokenizer::Tokenizer;
 fn check(model_file: &str, golden: &str) {
     let g = lar_models::open_model(&testdata::model(model_file)).unwrap();
     let tok = Tokenizer::from_gguf(&g).unwrap();
-    let text = std::fs::read_to_string(testdata::golden_dir().join(golden)).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let json = testdata::golden(golden);
     let cases = json["tokenize"].as_array().unwrap();
     assert!(cases.len() >= 6);
     for case in cases {
         let t = case["text"].as_str().unwrap();
-        let want: Vec<u32> = case["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
+        let want = testdata::golden_ids(&case["ids"]);
         let got = tok.encode(t, true, true);
         assert_eq!(got, want, "{model_file}: {t:?}");
         // Decoding gives the text back (special tokens excluded, BOS dropped).
@@ -28,12 +22,7 @@ fn check(model_file: &str, golden: &str) {
     // The greedy prompts too.
     for case in json["greedy"].as_array().unwrap() {
         let t = case["prompt"].as_str().unwrap();
-        let want: Vec<u32> = case["prompt_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
+        let want = testdata::golden_ids(&case["prompt_ids"]);
         assert_eq!(tok.encode(t, true, true), want, "{model_file}: {t:?}");
     }
 }
