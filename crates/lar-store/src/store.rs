@@ -47,7 +47,7 @@ impl Manifest {
 }
 
 /// Files of a Hugging Face directory that a model needs; others (READMEs, images, other formats) are left out.
-fn wanted_in_dir(name: &str) -> bool {
+pub(crate) fn wanted_in_dir(name: &str) -> bool {
     name.ends_with(".safetensors")
         || matches!(
             name,
@@ -169,13 +169,31 @@ impl Store {
             Ok(sha) => self.adopt(&tmp, &sha, name),
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
-                Err(e)
+                Err(self.disk_full(e))
             }
         }
     }
 
-    /// Moves a fully written temporary file whose sha256 is `sha` into place as a blob.
-    fn adopt(&self, tmp: &Path, sha: &str, name: &str) -> Result<FileEntry> {
+    /// An I/O error that says the disk is full (no space, quota, file size limit) becomes [`Error::DiskFull`],
+    /// naming the store's directory; other errors pass unchanged.
+    pub(crate) fn disk_full(&self, e: Error) -> Error {
+        use std::io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
+        match e {
+            Error::Io { path, source }
+                if matches!(source.kind(), StorageFull | QuotaExceeded | FileTooLarge) =>
+            {
+                Error::DiskFull {
+                    home: self.root.clone(),
+                    path,
+                    source,
+                }
+            }
+            e => e,
+        }
+    }
+
+    /// Moves a fully written temporary file (in the store's `tmp/`) whose sha256 is `sha` into place as a blob.
+    pub(crate) fn adopt(&self, tmp: &Path, sha: &str, name: &str) -> Result<FileEntry> {
         let dst = self.blob_path(sha);
         if dst.exists() {
             let _ = fs::remove_file(tmp);
@@ -261,7 +279,10 @@ impl Store {
         let tmp = self.temp_path("manifest.json");
         let text = serde_json::to_string_pretty(m)
             .map_err(|e| Error::Invalid(format!("manifest: {e}")))?;
-        fs::write(&tmp, text).map_err(io(&tmp))?;
+        if let Err(e) = fs::write(&tmp, text) {
+            let _ = fs::remove_file(&tmp);
+            return Err(self.disk_full(io(&tmp)(e)));
+        }
         fs::rename(&tmp, &path).map_err(io(&path))?;
         if m.format == "safetensors" {
             let md = self.model_dir(&n);
@@ -269,7 +290,7 @@ impl Store {
             fs::create_dir_all(&md).map_err(io(&md))?;
             for f in &m.files {
                 let link = md.join(&f.name);
-                link_or_copy(&self.blob_path(&f.sha256), &link)?;
+                link_or_copy(&self.blob_path(&f.sha256), &link).map_err(|e| self.disk_full(e))?;
             }
         }
         Ok(())
