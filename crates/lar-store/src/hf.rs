@@ -435,9 +435,9 @@ fn is_hex(s: &str, len: usize) -> bool {
 
 /// Git's id of a file's content: sha1 of `blob <size>\0<content>`.
 fn git_blob_id(path: &Path) -> Result<String> {
-    let io = |source| Error::Io {
+    let io = |cause| Error::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let mut file = std::fs::File::open(path).map_err(io)?;
     let size = file.metadata().map_err(io)?.len();
@@ -522,9 +522,9 @@ pub fn pull(
 /// The shard file names of a `model.safetensors.index.json`.
 fn index_shards(path: &Path) -> Result<std::collections::BTreeSet<String>> {
     let bad = |m: String| Error::Invalid(format!("model.safetensors.index.json: {m}"));
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+    let text = std::fs::read_to_string(path).map_err(|cause| Error::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
     let map = v["weight_map"]

@@ -284,7 +284,7 @@ impl Http {
         };
         let io = |e: std::io::Error| Error::Io {
             path: part.to_path_buf(),
-            source: e,
+            cause: e,
         };
         let mut f = OpenOptions::new()
             .create(true)

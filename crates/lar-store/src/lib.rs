@@ -27,10 +27,12 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
+    /// (The I/O error is `cause`, not `source`: the message already includes it, and a `source` would print
+    /// twice in a chain of causes.)
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
         "'{0}' is not a valid model name (letters, digits, '.', '_', '-', an optional ':tag'; no paths)"
@@ -55,11 +57,11 @@ pub enum Error {
     },
     #[error("manifest {path} is invalid: {msg}")]
     BadManifest { path: PathBuf, msg: String },
-    #[error("no space left on the disk holding {home} (writing {path}): {source}")]
+    #[error("no space left on the disk holding {home} (writing {path}): {cause}")]
     DiskFull {
         home: PathBuf,
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{url}: HTTP {status}")]
     Http { url: String, status: u16 },

