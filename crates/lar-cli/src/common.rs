@@ -54,7 +54,7 @@ pub fn model_path(model: &str) -> Result<PathBuf> {
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct EngineArgs {
-    /// Context length (tokens); default: the model's own.
+    /// Context length (tokens); default: the largest that fits in memory, capped by the model's own.
     #[arg(long)]
     pub ctx: Option<usize>,
     /// Threads; default: the number of physical cores.
@@ -71,12 +71,17 @@ impl EngineArgs {
         if self.threads > 1024 {
             bail!("--threads must be at most 1024");
         }
+        let file = std::sync::Arc::new(
+            lar_models::open_model(&path).with_context(|| format!("loading {}", path.display()))?,
+        );
+        // The planner first: a load that will not fit is refused with the numbers, before any OOM kill.
+        let ctx = crate::plan::check_fits(&file, self.ctx)?;
         let cfg = EngineConfig {
-            ctx: self.ctx,
+            ctx: Some(ctx),
             threads: self.threads,
             ..Default::default()
         };
-        Engine::load(&path, &cfg).with_context(|| format!("loading {}", path.display()))
+        Engine::from_file(file, &cfg).with_context(|| format!("loading {}", path.display()))
     }
 }
 

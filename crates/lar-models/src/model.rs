@@ -61,6 +61,18 @@ pub struct Hparams {
 }
 
 impl Hparams {
+    /// The hyperparameters of the architecture `file` names (the file's metadata and tensor shapes only).
+    pub fn from_gguf(file: &Gguf) -> Result<Self> {
+        match file.architecture()? {
+            "llama" => arch::llama::hparams(file),
+            "gemma3" => arch::gemma3::hparams(file),
+            "qwen2" => arch::qwen2::hparams(file),
+            "qwen3" => arch::qwen3::hparams(file),
+            "phi3" => arch::phi3::hparams(file),
+            other => Err(Error::UnsupportedArch(other.to_string())),
+        }
+    }
+
     pub fn kv_dim(&self) -> usize {
         self.n_head_kv * self.head_dim
     }
@@ -127,15 +139,12 @@ impl Model {
     }
 
     pub fn from_gguf(file: Arc<Gguf>) -> Result<Self> {
-        let name = file.architecture()?.to_string();
-        let hp = match name.as_str() {
-            "llama" => arch::llama::hparams(&file)?,
-            "gemma3" => arch::gemma3::hparams(&file)?,
-            "qwen2" => arch::qwen2::hparams(&file)?,
-            "qwen3" => arch::qwen3::hparams(&file)?,
-            "phi3" => arch::phi3::hparams(&file)?,
-            other => return Err(Error::UnsupportedArch(other.to_string())),
-        };
+        if file.is_header_only() {
+            return Err(Error::Invalid(
+                "only the header of this model file was read; it can be planned, not run".into(),
+            ));
+        }
+        let hp = Hparams::from_gguf(&file)?;
         if hp.head_dim == 0 || hp.head_dim > MAX_HEAD_DIM || hp.head_dim % 2 != 0 {
             return Err(Error::Unsupported(format!(
                 "head dimension {} (Lar supports even sizes up to {MAX_HEAD_DIM})",

@@ -61,6 +61,12 @@ fn invalid(what: &str, msg: String) -> Error {
 /// Parses the header of a safetensors file held in `buf` (the whole file). `what` names the file in errors.
 /// Every tensor's range is checked to lie in the file and to match its dtype and shape.
 pub fn parse_header(buf: &[u8], what: &str) -> Result<Vec<Entry>> {
+    parse_header_of(buf, buf.len() as u64, what)
+}
+
+/// Parses the header of a safetensors file of `file_len` bytes from `buf`, its first bytes (at least the length
+/// and the JSON header: read with an HTTP Range request, say). Tensor ranges are checked against `file_len`.
+pub fn parse_header_of(buf: &[u8], file_len: u64, what: &str) -> Result<Vec<Entry>> {
     let len_bytes: [u8; 8] = buf
         .get(..8)
         .and_then(|b| b.try_into().ok())
@@ -71,7 +77,7 @@ pub fn parse_header(buf: &[u8], what: &str) -> Result<Vec<Entry>> {
             ))
         })?;
     let n = u64::from_le_bytes(len_bytes);
-    let rest = (buf.len() - 8) as u64;
+    let rest = file_len.saturating_sub(8);
     if n > MAX_HEADER || n > rest {
         return Err(invalid(
             what,
@@ -79,12 +85,20 @@ pub fn parse_header(buf: &[u8], what: &str) -> Result<Vec<Entry>> {
         ));
     }
     let data_start = 8 + n as usize;
+    if buf.len() < data_start {
+        return Err(Error::Truncated(format!(
+            "{what}: the header needs {data_start} bytes, {} were read",
+            buf.len()
+        )));
+    }
     let header: serde_json::Value = serde_json::from_slice(&buf[8..data_start])
         .map_err(|e| invalid(what, format!("header is not valid JSON: {e}")))?;
     let obj = header
         .as_object()
         .ok_or_else(|| invalid(what, "header is not a JSON object".into()))?;
-    let data_len = buf.len() - data_start;
+    let data_len = usize::try_from(file_len)
+        .map_err(|_| invalid(what, format!("length {file_len} is out of range")))?
+        - data_start;
     let mut out = Vec::with_capacity(obj.len());
     for (name, v) in obj {
         if name == "__metadata__" {
@@ -267,6 +281,42 @@ pub fn open_dir(dir: &Path) -> Result<Gguf> {
         parts.push(Bytes::Owned(extra));
     }
     Gguf::from_parts(metadata, tensors, parts)
+}
+
+/// A model directory known from `config.json` alone plus the headers of its safetensors files (`(file name,
+/// first bytes, file length)`, as read with HTTP Range requests): a header-only [`Gguf`] whose tensor table the
+/// planner sizes. `dir` holds `config.json` (and the tokenizer files, if any).
+pub fn open_headers(dir: &Path, headers: &[(String, Vec<u8>, u64)]) -> Result<Gguf> {
+    let config_path = dir.join("config.json");
+    let config_text = std::fs::read_to_string(&config_path).map_err(io(&config_path))?;
+    let config: serde_json::Value = serde_json::from_str(&config_text)
+        .map_err(|e| invalid("config.json", format!("not valid JSON: {e}")))?;
+    let arch = hf::architecture(&config)?;
+    let mut tensors = Vec::new();
+    let mut base = 0usize;
+    for (what, head, len) in headers {
+        for e in parse_header_of(head, *len, what)? {
+            let Some(name) = hf::tensor_name(&arch, &e.name) else {
+                continue;
+            };
+            let ty = ggml_type(&e.dtype).ok_or_else(|| {
+                Error::Unsupported(format!(
+                    "tensor '{}' has dtype {}; Lar reads safetensors in F32, F16 and BF16",
+                    e.name, e.dtype
+                ))
+            })?;
+            tensors.push(TensorInfo {
+                name,
+                dims: e.shape.iter().rev().copied().collect(),
+                ty,
+                offset: base + e.start,
+                size: e.end - e.start,
+            });
+        }
+        base += usize::try_from(*len).map_err(|_| invalid(what, "too large".into()))?;
+    }
+    let metadata = hf::metadata(&arch, &config, dir, &mut Vec::new())?;
+    Gguf::header_parts(metadata, tensors, base)
 }
 
 /// Tensors computed at load time (Gemma's norms, Llama 3's rope factors): name, GGUF dims, f32 values.

@@ -1,4 +1,18 @@
-//! What this machine has ([`hw`]): CPU, cores, SIMD features, memory, GPUs, free disk. The memory planner that
-//! turns a model's tensor table into a fit-or-not answer builds on it.
+//! What fits on this machine, and why.
+//!
+//! - [`hw`]: what this machine has (CPU, cores, SIMD, memory, GPUs, free disk);
+//! - [`budget`]: what a model may spend (available RAM, cgroup limits, `LAR_MEMORY_LIMIT`; memory bandwidth);
+//! - [`model`]: a model's shape and bytes from its tensor table; [`plan`]: weights, KV cache, compute buffers,
+//!   overhead, the GPU/CPU split, the largest context and the decode speed bound, each explained;
+//! - [`finetune`]: memory for LoRA and QLoRA fine-tuning;
+//! - [`size`]: byte sizes in and out.
 
+pub mod budget;
+pub mod finetune;
 pub mod hw;
+pub mod model;
+pub mod plan;
+pub mod size;
+
+pub use model::ModelInfo;
+pub use plan::{KvType, Plan, Request, SwaCache, plan};

@@ -1,0 +1,145 @@
+//! What the planner knows of a model: its shape (from the architecture's hyperparameters) and its bytes (from the
+//! file's own tensor table), per layer and per type. Built from a [`Gguf`], so a local GGUF file, a model directory
+//! and a header read over HTTP ([`Gguf::from_header`]) are planned the same way.
+
+use std::collections::BTreeMap;
+
+use lar_models::{Gguf, Hparams};
+use serde::Serialize;
+
+/// Bytes and count of the tensors of one type.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct TypeBytes {
+    pub ty: String,
+    pub tensors: usize,
+    pub bytes: u64,
+}
+
+/// A model as the planner sees it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelInfo {
+    pub arch: String,
+    pub n_layers: usize,
+    pub n_embd: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    pub n_ff: usize,
+    pub n_vocab: usize,
+    /// The context length the model was trained for (`{arch}.context_length`).
+    pub ctx_train: usize,
+    /// Tokens a sliding-window layer attends to, and how many layers have such a window.
+    pub sliding_window: Option<usize>,
+    pub swa_layers: usize,
+    /// Which layers slide.
+    pub swa: Vec<bool>,
+    pub n_params: u64,
+    /// The whole file (all files of a directory).
+    pub file_bytes: u64,
+    /// Bytes of each repeating block `blk.N.*`.
+    pub layer_bytes: Vec<u64>,
+    /// `token_embd.weight`: read a row per token, so resident in full only when the output layer shares it.
+    pub embd_bytes: u64,
+    /// The output layer (`output.weight`, 0 when tied to the embeddings) and the final norm.
+    pub output_bytes: u64,
+    pub tied_output: bool,
+    pub by_type: Vec<TypeBytes>,
+    /// The type holding most of the repeating layers' bytes.
+    pub layer_type: String,
+    /// Tokenizer entries the runtime keeps in memory.
+    pub vocab_tokens: usize,
+    pub vocab_merges: usize,
+}
+
+impl ModelInfo {
+    /// Reads the shape and the tensor table of `g`. Fails like loading would on an unknown architecture or
+    /// missing hyperparameters.
+    pub fn from_gguf(g: &Gguf) -> lar_models::Result<Self> {
+        let hp = Hparams::from_gguf(g)?;
+        let mut layer_bytes = vec![0u64; hp.n_layers];
+        let (mut embd_bytes, mut output_bytes, mut n_params) = (0u64, 0u64, 0u64);
+        let mut by_type: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
+        let mut layer_types: BTreeMap<&str, u64> = BTreeMap::new();
+        for t in &g.tensors {
+            let size = t.size as u64;
+            n_params += t.n_elements() as u64;
+            let e = by_type.entry(t.ty.name()).or_default();
+            e.0 += 1;
+            e.1 += size;
+            let layer = t
+                .name
+                .strip_prefix("blk.")
+                .and_then(|r| r.split('.').next())
+                .and_then(|n| n.parse::<usize>().ok());
+            match layer {
+                Some(i) if i < hp.n_layers => {
+                    layer_bytes[i] += size;
+                    *layer_types.entry(t.ty.name()).or_default() += size;
+                }
+                _ if t.name == "token_embd.weight" => embd_bytes += size,
+                _ => output_bytes += size,
+            }
+        }
+        let count = |key: &str| g.get(key).and_then(|v| v.as_array()).map_or(0, <[_]>::len);
+        let mut vocab_tokens = count("tokenizer.ggml.tokens");
+        let mut vocab_merges = count("tokenizer.ggml.merges");
+        if vocab_tokens == 0 {
+            // tokenizer.json (a model directory): its size stands in for the vocabulary it holds.
+            let json = g.get("tokenizer.huggingface.json").and_then(|v| v.as_str());
+            vocab_tokens = hp.n_vocab;
+            vocab_merges =
+                json.map_or(0, |j| j.matches("\",\"").count().saturating_sub(hp.n_vocab));
+        }
+        let swa: Vec<bool> = (0..hp.n_layers).map(|l| hp.is_swa_layer(l)).collect();
+        let swa_layers = swa.iter().filter(|&&s| s).count();
+        Ok(Self {
+            arch: hp.arch.clone(),
+            n_layers: hp.n_layers,
+            n_embd: hp.n_embd,
+            n_head: hp.n_head,
+            n_head_kv: hp.n_head_kv,
+            head_dim: hp.head_dim,
+            n_ff: hp.n_ff,
+            n_vocab: hp.n_vocab,
+            ctx_train: hp.ctx_train,
+            sliding_window: hp.sliding_window.filter(|_| swa_layers > 0),
+            swa_layers,
+            swa,
+            n_params,
+            file_bytes: g.file_size() as u64,
+            layer_bytes,
+            embd_bytes,
+            output_bytes,
+            tied_output: g.tensor("output.weight").is_none(),
+            by_type: by_type
+                .into_iter()
+                .map(|(ty, (tensors, bytes))| TypeBytes {
+                    ty: ty.to_string(),
+                    tensors,
+                    bytes,
+                })
+                .collect(),
+            layer_type: layer_types
+                .into_iter()
+                .max_by_key(|&(_, b)| b)
+                .map_or("?".into(), |(t, _)| t.to_string()),
+            vocab_tokens,
+            vocab_merges,
+        })
+    }
+
+    /// Bytes of all tensors.
+    pub fn tensor_bytes(&self) -> u64 {
+        self.layer_bytes.iter().sum::<u64>() + self.embd_bytes + self.output_bytes
+    }
+
+    /// K and V width of one layer (elements per token).
+    pub fn kv_dim(&self) -> usize {
+        self.n_head_kv * self.head_dim
+    }
+
+    /// The name a quantization is known by: the type holding most of the layers' bytes (`Q4_K`, `Q8_0`, `BF16`).
+    pub fn main_type(&self) -> &str {
+        &self.layer_type
+    }
+}
