@@ -37,7 +37,7 @@ pub fn main(args: Args) -> Result<()> {
         let mem = match (g.total_bytes, g.free_bytes) {
             (Some(t), Some(f)) => format!("{} total, {} free", gib(t), gib(f)),
             (Some(t), None) => format!("{} total", gib(t)),
-            _ => "memory unknown (NVML not read yet)".into(),
+            _ => "memory unknown (NVIDIA's NVML library not found or not started)".into(),
         };
         println!("  gpu           {} {} ({mem})", g.vendor, g.name);
     }
