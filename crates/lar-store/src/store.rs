@@ -31,7 +31,7 @@ pub struct Manifest {
     pub tag: String,
     /// `gguf` (one file) or `safetensors` (a Hugging Face directory).
     pub format: String,
-    /// Where it came from: `path:/abs/file`, `pypi:package==version`, `hf:org/repo@commit`.
+    /// Where it came from: `path:/abs/file`, `pypi:package==version`, `hf:org/repo[:quant_or_file]@commit`.
     pub source: String,
     /// The pinned revision (a commit, a version), where the source has one.
     pub revision: Option<String>,
