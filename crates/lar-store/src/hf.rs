@@ -453,7 +453,8 @@ fn git_blob_id(path: &Path) -> Result<String> {
     }
 }
 
-/// Pulls `src` into the store as `name`, pinned to the commit its revision points at now.
+/// Pulls `src` into the store as `name`, pinned to the commit its revision points at now. If it fails part way,
+/// the files it stored that no other model uses are removed again.
 pub fn pull(
     client: &HubClient,
     store: &Store,
@@ -462,61 +463,74 @@ pub fn pull(
     progress: &dyn Fn(&str, u64, u64),
 ) -> Result<Manifest> {
     let info = client.repo_files(&src.repo, src.revision())?;
-    let fetch = |f: &HubFile| fetch_file(client, store, &src.repo, &info.commit, f, progress);
-    let (format, files) = match src.choose(&info)? {
-        Selection::Gguf(f) => ("gguf", vec![fetch(&f)?]),
-        Selection::Directory(all) => {
-            // With an index, only the shards it names (the loader reads those); fetch it first to know them.
-            let mut files = Vec::new();
-            let mut shards = None;
-            if let Some(index) = all
-                .iter()
-                .find(|f| f.path == "model.safetensors.index.json")
-            {
-                let e = fetch(index)?;
-                shards = Some(index_shards(&store.blob_path(&e.sha256))?);
-                files.push(e);
-            }
-            for f in &all {
-                let wanted = match &shards {
-                    _ if f.path == "model.safetensors.index.json" => false,
-                    Some(s) if f.path.ends_with(".safetensors") => s.contains(&f.path),
-                    _ => true,
-                };
-                if wanted {
-                    files.push(fetch(f)?);
-                }
-            }
-            if let Some(s) = shards {
-                for shard in s {
-                    if !files.iter().any(|e| e.name == shard) {
-                        return Err(Error::Invalid(format!(
-                            "hf:{}@{}: model.safetensors.index.json names {shard}, which the repo lacks",
-                            src.repo,
-                            short(&info.commit)
-                        )));
-                    }
-                }
-            }
-            files.sort_by(|a, b| a.name.cmp(&b.name));
-            ("safetensors", files)
+    let selection = src.choose(&info)?;
+    let stored = std::cell::RefCell::new(Vec::new());
+    let fetch = |f: &HubFile| {
+        let e = fetch_file(client, store, &src.repo, &info.commit, f, progress)?;
+        stored.borrow_mut().push(e.sha256.clone());
+        Ok::<_, Error>(e)
+    };
+    let result = (|| {
+        let (format, files) = match selection {
+            Selection::Gguf(f) => ("gguf", vec![fetch(&f)?]),
+            Selection::Directory(all) => (
+                "safetensors",
+                fetch_directory(src, &info, &all, store, &fetch)?,
+            ),
+        };
+        let pinned = HfSource {
+            revision: Some(info.commit.clone()),
+            ..src.clone()
+        };
+        let m = Manifest {
+            name: name.name.clone(),
+            tag: name.tag.clone(),
+            format: format.into(),
+            source: pinned.to_string(),
+            revision: Some(info.commit.clone()),
+            files,
+            created: now(),
+        };
+        store.put_manifest(&m)?;
+        Ok(m)
+    })();
+    if result.is_err() {
+        let _ = store.remove_unreferenced(stored.borrow().iter().map(String::as_str));
+    }
+    result
+}
+
+const INDEX: &str = "model.safetensors.index.json";
+
+/// The files of a directory model; with an index, only the shards it names (the loader reads those), checked to be
+/// in the repo before any weights are downloaded.
+fn fetch_directory(
+    src: &HfSource,
+    info: &RepoInfo,
+    all: &[HubFile],
+    store: &Store,
+    fetch: &dyn Fn(&HubFile) -> Result<FileEntry>,
+) -> Result<Vec<FileEntry>> {
+    let mut files = Vec::new();
+    let mut wanted: Vec<&HubFile> = all.iter().filter(|f| f.path != INDEX).collect();
+    if let Some(index) = all.iter().find(|f| f.path == INDEX) {
+        let e = fetch(index)?;
+        let shards = index_shards(&store.blob_path(&e.sha256))?;
+        if let Some(missing) = shards.iter().find(|s| !all.iter().any(|f| f.path == **s)) {
+            return Err(Error::Invalid(format!(
+                "hf:{}@{}: {INDEX} names {missing}, which the repo lacks",
+                src.repo,
+                short(&info.commit)
+            )));
         }
-    };
-    let pinned = HfSource {
-        revision: Some(info.commit.clone()),
-        ..src.clone()
-    };
-    let m = Manifest {
-        name: name.name.clone(),
-        tag: name.tag.clone(),
-        format: format.into(),
-        source: pinned.to_string(),
-        revision: Some(info.commit.clone()),
-        files,
-        created: now(),
-    };
-    store.put_manifest(&m)?;
-    Ok(m)
+        wanted.retain(|f| !f.path.ends_with(".safetensors") || shards.contains(&f.path));
+        files.push(e);
+    }
+    for f in wanted {
+        files.push(fetch(f)?);
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(files)
 }
 
 /// The shard file names of a `model.safetensors.index.json`.

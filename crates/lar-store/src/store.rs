@@ -384,17 +384,26 @@ impl Store {
         let path = self.manifest_path(name);
         fs::remove_file(&path).map_err(io(&path))?;
         let _ = fs::remove_dir_all(self.model_dir(name));
+        self.remove_unreferenced(m.files.iter().map(|f| f.sha256.as_str()))
+    }
+
+    /// Deletes those of the blobs `shas` that no manifest uses; returns the bytes freed.
+    pub(crate) fn remove_unreferenced<'a>(
+        &self,
+        shas: impl IntoIterator<Item = &'a str>,
+    ) -> Result<u64> {
         let in_use: BTreeSet<String> = self
             .list()?
             .into_iter()
             .flat_map(|m| m.files.into_iter().map(|f| f.sha256))
             .collect();
         let mut freed = 0;
-        for f in m.files {
-            if !in_use.contains(&f.sha256) {
-                let p = self.blob_path(&f.sha256);
+        for sha in shas {
+            if !in_use.contains(sha) {
+                let p = self.blob_path(sha);
+                let size = fs::metadata(&p).map_or(0, |m| m.len());
                 if fs::remove_file(&p).is_ok() {
-                    freed += f.size;
+                    freed += size;
                 }
             }
         }

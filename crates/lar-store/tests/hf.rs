@@ -208,6 +208,26 @@ fn tampered_content_is_refused_and_nothing_is_stored() {
     let e = pull(&client(&hub, None), &store, &format!("hf:{dir_repo}")).unwrap_err();
     assert!(e.to_string().contains("git blob id"), "{e}");
     assert_eq!(count(root.join("tmp")), 0);
+    // A directory model whose weights fail after its config was stored: the config's blob goes too.
+    let weights = vec![3u8; 64];
+    hub.tamper(&sha256_hex(&weights));
+    hub.commit(
+        "lar-test/bad-weights",
+        "main",
+        &[
+            ("config.json", br#"{"model_type": "qwen2"}"#.to_vec()),
+            ("model.safetensors", weights),
+        ],
+    );
+    let e = pull(&client(&hub, None), &store, "hf:lar-test/bad-weights").unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    assert!(
+        hub.requests()
+            .iter()
+            .any(|r| r.target.ends_with("/config.json"))
+    );
+    assert_eq!(count(root.join("blobs")), 0);
+    assert_eq!(count(root.join("tmp")), 0);
     let _ = std::fs::remove_dir_all(root);
 }
 
