@@ -67,7 +67,7 @@ fn ram_budget(flag: Option<u64>) -> Result<(u64, String)> {
     Ok((b.bytes, b.source))
 }
 
-fn request(args: &Args) -> Result<(Request, String, String)> {
+pub(crate) fn request(args: &Args) -> Result<(Request, String, String)> {
     if args.parallel == 0 || args.ctx == Some(0) {
         bail!("--parallel and --ctx must be at least 1");
     }

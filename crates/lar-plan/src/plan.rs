@@ -35,7 +35,9 @@ pub const MIN_CTX: usize = 256;
 #[serde(rename_all = "snake_case")]
 pub enum KvType {
     F16,
+    #[value(name = "q8_0")]
     Q8_0,
+    #[value(name = "q4_0")]
     Q4_0,
 }
 
