@@ -110,8 +110,10 @@ pub fn main(args: Args) -> Result<()> {
         bail!("nothing to measure: give -r >= 1 and -p or -n > 0");
     }
     let path = model_path(model)?;
-    let model = Model::from_gguf(Arc::new(lar_models::open_model(&path)?))
-        .with_context(|| format!("loading {}", path.display()))?;
+    let file = Arc::new(lar_models::open_model(&path)?);
+    // Planned first, like run and chat: a bench that will not fit is refused with the numbers.
+    crate::plan::check_fits(&file, Some(args.n_prompt.max(args.n_gen) + 1))?;
+    let model = Model::from_gguf(file).with_context(|| format!("loading {}", path.display()))?;
     let threads = if args.threads == 0 {
         physical_cores()
     } else {
