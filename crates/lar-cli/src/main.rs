@@ -4,6 +4,7 @@
 mod bench;
 mod chat;
 mod common;
+mod embed;
 mod hw;
 mod plan;
 mod plan_remote;
@@ -34,6 +35,8 @@ enum Cmd {
     Show(show::Args),
     /// Prompt-processing and generation speed, like llama-bench.
     Bench(bench::Args),
+    /// Sentence embeddings (JSON) from a BERT-family sentence-transformers model.
+    Embed(embed::Args),
     /// What a model needs on this machine (weights, KV cache, compute, overhead), whether it fits, and why.
     Plan(plan::Args),
     /// What this machine has: CPU, cores, SIMD, memory, GPUs, free disk under the store.
@@ -60,6 +63,7 @@ fn main() {
         Cmd::Chat(a) => chat::main(a),
         Cmd::Show(a) => show::main(a),
         Cmd::Bench(a) => bench::main(a),
+        Cmd::Embed(a) => embed::main(a),
         Cmd::Plan(a) => plan::main(a),
         Cmd::Hw(a) => hw::main(a),
         Cmd::Pull(a) => store::pull(a),

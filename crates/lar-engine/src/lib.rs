@@ -1,9 +1,12 @@
-//! The inference engine: [`Engine`] (the loop), [`scheduler`] (books on sequences and KV blocks) and [`sampler`].
+//! The inference engine: [`Engine`] (the loop), [`scheduler`] (books on sequences and KV blocks) and [`sampler`];
+//! [`embed`]: sentence embeddings with BERT-family encoders.
 
+pub mod embed;
 pub mod engine;
 pub mod sampler;
 pub mod scheduler;
 
+pub use embed::SentenceEmbedder;
 pub use engine::{Engine, EngineConfig, Event, Output, Sink, physical_cores};
 
 #[derive(Debug, thiserror::Error)]

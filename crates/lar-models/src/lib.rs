@@ -4,11 +4,13 @@
 //!   directories, read into the same form;
 //! - [`quant`]: GGML block types, dequantization, activation quantizers and dot kernels (AVX2 with reference twins);
 //! - [`tensor`], [`ops`], [`pool`]: weight views, matrix multiplication, f32 ops, the thread pool;
-//! - [`model`] and `arch/`: one decoder forward pass, batched over sequences, over the paged [`kv`] store.
+//! - [`model`] and `arch/`: one decoder forward pass, batched over sequences, over the paged [`kv`] store;
+//! - [`bert`]: BERT-family encoders for sentence embeddings.
 //!
 //! This crate knows nothing of tokenizers, sampling or scheduling; `lar-engine` drives it.
 
 pub mod arch;
+pub mod bert;
 pub mod error;
 pub mod gguf;
 pub mod gguf_write;

@@ -157,3 +157,41 @@ fn is_byte_token(t: &str) -> bool {
         && t.ends_with('>')
         && u8::from_str_radix(&t[3..5], 16).is_ok()
 }
+
+/// An encoder-model tokenizer (BERT's WordPiece and the like) from a `tokenizer.json`, used as the file says:
+/// normalizer, pre-tokenizer, model and post-processor (`[CLS] ... [SEP]`), no padding; truncation only on request.
+pub struct TextEncoder {
+    whole: tokenizers::Tokenizer,
+    cut: tokenizers::Tokenizer,
+}
+
+impl TextEncoder {
+    /// Opens `path`; [`TextEncoder::encode_truncated`] cuts to `max_tokens`.
+    pub fn open(path: &std::path::Path, max_tokens: usize) -> Result<Self> {
+        let json = std::fs::read_to_string(path)
+            .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+        let mut whole = parse_guarded(&json)?;
+        whole.with_truncation(None).map_err(invalid)?;
+        whole.with_padding(None);
+        let mut cut = whole.clone();
+        let params = tokenizers::TruncationParams {
+            max_length: max_tokens.max(2),
+            ..Default::default()
+        };
+        cut.with_truncation(Some(params)).map_err(invalid)?;
+        Ok(Self { whole, cut })
+    }
+
+    /// Token ids of `text` with the model's special tokens around them.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let e = self.whole.encode(text, true).map_err(invalid)?;
+        Ok(e.get_ids().to_vec())
+    }
+
+    /// Token ids of `text` cut to the maximum, the closing special token kept (the post-processor adds it after
+    /// the cut, as sentence-transformers' truncation does).
+    pub fn encode_truncated(&self, text: &str) -> Result<Vec<u32>> {
+        let e = self.cut.encode(text, true).map_err(invalid)?;
+        Ok(e.get_ids().to_vec())
+    }
+}

@@ -11,6 +11,7 @@ pub mod template;
 pub mod tokenizer;
 pub mod vocab;
 
+pub use hf::TextEncoder;
 pub use template::ChatTemplate;
 pub use tokenizer::Tokenizer;
 pub use vocab::Vocab;

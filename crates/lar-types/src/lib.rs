@@ -168,3 +168,19 @@ impl GenerationStats {
 fn rate(n: usize, secs: f64) -> f64 {
     if secs > 0.0 { n as f64 / secs } else { 0.0 }
 }
+
+/// A text embedder, as retrieval sees it (the knowledge base is tested with any implementation; the CLI and the
+/// server wire in the real one).
+pub trait Embedder: Send + Sync {
+    /// Length of each vector.
+    fn dim(&self) -> usize;
+    /// Most tokens one text may have (longer texts are an error unless the caller truncates).
+    fn max_tokens(&self) -> usize;
+    /// Tokens of `text` as the embedder counts them (special tokens included), for sizing chunks.
+    fn count_tokens(&self, text: &str) -> usize;
+    /// One vector per text, in order.
+    fn embed(
+        &self,
+        texts: &[&str],
+    ) -> Result<Vec<Vec<f32>>, Box<dyn std::error::Error + Send + Sync>>;
+}

@@ -1,0 +1,453 @@
+//! BERT-family encoders (BERT, MiniLM, bge, e5: `BertModel` checkpoints) for sentence embeddings: a Hugging Face
+//! directory (`config.json` + `model.safetensors`) read zero-copy into the same [`Gguf`] view as the decoders, and
+//! the encoder forward pass over a batch of sequences.
+//!
+//! Per layer (post-norm): `x = LN(x + O(attention(Q x, K x, V x)))`, `x = LN(x + W2 gelu(W1 x))`, with biases on
+//! every projection, bidirectional attention within each sequence, and erf GELU. Embeddings are word + absolute
+//! position + token type 0, then LayerNorm. All matrix products go through the same kernels as the decoders.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use memmap2::Mmap;
+
+use crate::error::{Error, Result};
+use crate::gguf::{Bytes, Gguf, TensorInfo, Value};
+use crate::pool::ThreadPool;
+use crate::tensor::{ActSet, SyncPtr, Weight, load_vector, matmul};
+
+/// The shape of an encoder, from `config.json`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BertConfig {
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub ff: usize,
+    pub vocab: usize,
+    pub max_positions: usize,
+    pub eps: f32,
+}
+
+struct Layer {
+    q: Weight,
+    k: Weight,
+    v: Weight,
+    o: Weight,
+    bq: Vec<f32>,
+    bk: Vec<f32>,
+    bv: Vec<f32>,
+    bo: Vec<f32>,
+    ln1: (Vec<f32>, Vec<f32>),
+    up: Weight,
+    bup: Vec<f32>,
+    down: Weight,
+    bdown: Vec<f32>,
+    ln2: (Vec<f32>, Vec<f32>),
+}
+
+pub struct Bert {
+    pub cfg: BertConfig,
+    word: Weight,
+    pos: Weight,
+    token_type: Vec<f32>,
+    ln: (Vec<f32>, Vec<f32>),
+    layers: Vec<Layer>,
+}
+
+fn bad(msg: String) -> Error {
+    Error::Invalid(format!("config.json: {msg}"))
+}
+
+impl BertConfig {
+    pub fn from_json(c: &serde_json::Value) -> Result<Self> {
+        let kind = c["model_type"].as_str().unwrap_or("");
+        if !matches!(kind, "bert" | "roberta" | "xlm-roberta") && c["model_type"].is_string() {
+            return Err(Error::UnsupportedArch(format!(
+                "{kind} (not a BERT encoder)"
+            )));
+        }
+        if kind != "bert" {
+            return Err(Error::Unsupported(format!(
+                "encoder type '{kind}' (Lar reads BERT checkpoints: MiniLM, bge, e5)"
+            )));
+        }
+        let get = |k: &str| -> Result<usize> {
+            c[k].as_u64()
+                .and_then(|v| usize::try_from(v).ok())
+                .filter(|&v| v > 0 && v < 1 << 20)
+                .ok_or_else(|| bad(format!("lacks a valid {k}")))
+        };
+        let act = c["hidden_act"].as_str().unwrap_or("gelu");
+        if act != "gelu" {
+            return Err(Error::Unsupported(format!(
+                "hidden_act '{act}' (Lar's BERT uses erf GELU)"
+            )));
+        }
+        if let Some(p) = c["position_embedding_type"].as_str()
+            && p != "absolute"
+        {
+            return Err(Error::Unsupported(format!("position_embedding_type '{p}'")));
+        }
+        let cfg = Self {
+            hidden: get("hidden_size")?,
+            layers: get("num_hidden_layers")?,
+            heads: get("num_attention_heads")?,
+            ff: get("intermediate_size")?,
+            vocab: get("vocab_size")?,
+            max_positions: get("max_position_embeddings")?,
+            eps: c["layer_norm_eps"].as_f64().unwrap_or(1e-12) as f32,
+        };
+        if !cfg.hidden.is_multiple_of(cfg.heads) {
+            return Err(bad(format!(
+                "{} heads do not divide hidden size {}",
+                cfg.heads, cfg.hidden
+            )));
+        }
+        Ok(cfg)
+    }
+}
+
+/// Maps a directory's safetensors files into a [`Gguf`] under the checkpoint's own tensor names (a leading `bert.`
+/// dropped).
+fn open_weights(dir: &Path) -> Result<Gguf> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| Error::Io { path: p, source }
+    };
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{} has no .safetensors weights",
+            dir.display()
+        )));
+    }
+    let (mut parts, mut tensors, mut base) = (Vec::new(), Vec::new(), 0usize);
+    for f in files {
+        let file = std::fs::File::open(&f).map_err(io(&f))?;
+        // SAFETY: read-only map; see `Gguf::open` on files truncated while mapped.
+        let map = unsafe { Mmap::map(&file) }.map_err(io(&f))?;
+        let what = f
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        for e in crate::safetensors::parse_header(&map, &what)? {
+            if e.name.ends_with("position_ids") {
+                continue; // an integer buffer 0..max_positions that older checkpoints save; not a weight
+            }
+            let ty = crate::safetensors::ggml_type(&e.dtype).ok_or_else(|| {
+                Error::Unsupported(format!(
+                    "tensor '{}' has dtype {} (F32, F16, BF16 read)",
+                    e.name, e.dtype
+                ))
+            })?;
+            tensors.push(TensorInfo {
+                name: e.name.strip_prefix("bert.").unwrap_or(&e.name).to_string(),
+                dims: e.shape.iter().rev().copied().collect(),
+                ty,
+                offset: base + e.start,
+                size: e.end - e.start,
+            });
+        }
+        base += map.len();
+        parts.push(Bytes::Map(map));
+    }
+    let mut meta = std::collections::HashMap::new();
+    meta.insert("general.architecture".into(), Value::String("bert".into()));
+    Gguf::from_parts(meta, tensors, parts)
+}
+
+impl Bert {
+    /// Opens a Hugging Face BERT directory.
+    pub fn open_dir(dir: &Path) -> Result<Self> {
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path, source })?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+        let cfg = BertConfig::from_json(&json)?;
+        let file = Arc::new(open_weights(dir)?);
+        let (d, ff) = (cfg.hidden, cfg.ff);
+        let w = |name: &str, rows, cols| Weight::load(&file, name, rows, cols);
+        let v = |name: &str, n| load_vector(&file, name, n);
+        let ln = |p: &str| -> Result<(Vec<f32>, Vec<f32>)> {
+            Ok((v(&format!("{p}.weight"), d)?, v(&format!("{p}.bias"), d)?))
+        };
+        let mut layers = Vec::with_capacity(cfg.layers);
+        for i in 0..cfg.layers {
+            let p = |s: &str| format!("encoder.layer.{i}.{s}");
+            layers.push(Layer {
+                q: w(&p("attention.self.query.weight"), d, d)?,
+                k: w(&p("attention.self.key.weight"), d, d)?,
+                v: w(&p("attention.self.value.weight"), d, d)?,
+                o: w(&p("attention.output.dense.weight"), d, d)?,
+                bq: v(&p("attention.self.query.bias"), d)?,
+                bk: v(&p("attention.self.key.bias"), d)?,
+                bv: v(&p("attention.self.value.bias"), d)?,
+                bo: v(&p("attention.output.dense.bias"), d)?,
+                ln1: ln(&p("attention.output.LayerNorm"))?,
+                up: w(&p("intermediate.dense.weight"), ff, d)?,
+                bup: v(&p("intermediate.dense.bias"), ff)?,
+                down: w(&p("output.dense.weight"), d, ff)?,
+                bdown: v(&p("output.dense.bias"), d)?,
+                ln2: ln(&p("output.LayerNorm"))?,
+            });
+        }
+        // Token type 0 (single-segment input): one row added to every token.
+        let tt = "embeddings.token_type_embeddings.weight";
+        let token_type = match file.tensor(tt).and_then(|i| i.dims.get(1).copied()) {
+            Some(rows) => {
+                let mut row = vec![0f32; d];
+                w(tt, rows, d)?.dequantize_row(0, &mut row);
+                row
+            }
+            None => vec![0f32; d],
+        };
+        Ok(Self {
+            word: w("embeddings.word_embeddings.weight", cfg.vocab, d)?,
+            pos: w(
+                "embeddings.position_embeddings.weight",
+                cfg.max_positions,
+                d,
+            )?,
+            token_type,
+            ln: ln("embeddings.LayerNorm")?,
+            layers,
+            cfg,
+        })
+    }
+
+    /// The last hidden states of each sequence (`len x hidden`, row-major). Sequences are encoded together: every
+    /// projection runs once over all their tokens; attention stays within each sequence.
+    pub fn forward(&self, seqs: &[&[u32]], pool: &ThreadPool) -> Result<Vec<Vec<f32>>> {
+        let c = &self.cfg;
+        let d = c.hidden;
+        let mut starts = Vec::with_capacity(seqs.len() + 1);
+        let mut n = 0usize;
+        for s in seqs {
+            if s.len() > c.max_positions {
+                return Err(Error::Invalid(format!(
+                    "a sequence of {} tokens is longer than the encoder's {} positions",
+                    s.len(),
+                    c.max_positions
+                )));
+            }
+            if let Some(&t) = s.iter().find(|&&t| t as usize >= c.vocab) {
+                return Err(Error::Invalid(format!(
+                    "token id {t} is outside the vocabulary ({})",
+                    c.vocab
+                )));
+            }
+            starts.push(n);
+            n += s.len();
+        }
+        starts.push(n);
+        if n == 0 {
+            return Ok(seqs.iter().map(|_| Vec::new()).collect());
+        }
+        let mut x = vec![0f32; n * d];
+        let mut tmp = vec![0f32; d];
+        for (si, s) in seqs.iter().enumerate() {
+            for (p, &t) in s.iter().enumerate() {
+                let row = &mut x[(starts[si] + p) * d..(starts[si] + p + 1) * d];
+                self.word.dequantize_row(t as usize, row);
+                self.pos.dequantize_row(p, &mut tmp);
+                for ((r, a), b) in row.iter_mut().zip(&tmp).zip(&self.token_type) {
+                    *r += a + b;
+                }
+            }
+        }
+        layer_norm(&mut x, d, &self.ln, c.eps);
+        let (mut q, mut k, mut v) = (vec![0f32; n * d], vec![0f32; n * d], vec![0f32; n * d]);
+        let mut att = vec![0f32; n * d];
+        let mut o = vec![0f32; n * d];
+        let mut up = vec![0f32; n * c.ff];
+        for l in &self.layers {
+            {
+                let mut acts = ActSet::new(&x, n, d, pool);
+                acts.prepare(&[&l.q, &l.k, &l.v]);
+                matmul(&l.q, acts.get(&l.q), &mut q, pool);
+                matmul(&l.k, acts.get(&l.k), &mut k, pool);
+                matmul(&l.v, acts.get(&l.v), &mut v, pool);
+            }
+            add_bias(&mut q, &l.bq);
+            add_bias(&mut k, &l.bk);
+            add_bias(&mut v, &l.bv);
+            self.attention(&q, &k, &v, &starts, &mut att, pool);
+            matmul(
+                &l.o,
+                ActSet::new(&att, n, d, pool).for_weight(&l.o),
+                &mut o,
+                pool,
+            );
+            add_bias(&mut o, &l.bo);
+            for (xi, oi) in x.iter_mut().zip(&o) {
+                *xi += oi;
+            }
+            layer_norm(&mut x, d, &l.ln1, c.eps);
+            matmul(
+                &l.up,
+                ActSet::new(&x, n, d, pool).for_weight(&l.up),
+                &mut up,
+                pool,
+            );
+            add_bias(&mut up, &l.bup);
+            up.iter_mut().for_each(|u| *u = gelu_erf(*u));
+            matmul(
+                &l.down,
+                ActSet::new(&up, n, c.ff, pool).for_weight(&l.down),
+                &mut o,
+                pool,
+            );
+            add_bias(&mut o, &l.bdown);
+            for (xi, oi) in x.iter_mut().zip(&o) {
+                *xi += oi;
+            }
+            layer_norm(&mut x, d, &l.ln2, c.eps);
+        }
+        Ok(starts
+            .windows(2)
+            .map(|w| x[w[0] * d..w[1] * d].to_vec())
+            .collect())
+    }
+
+    /// Softmax attention of every token over all tokens of its own sequence, one task per (sequence, head).
+    fn attention(
+        &self,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        starts: &[usize],
+        out: &mut [f32],
+        pool: &ThreadPool,
+    ) {
+        let (d, nh) = (self.cfg.hidden, self.cfg.heads);
+        let hd = d / nh;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let n_seq = starts.len() - 1;
+        let ptr = SyncPtr(out.as_mut_ptr());
+        pool.run(n_seq * nh, &|task| {
+            let out = ptr;
+            let (s, h) = (task / nh, task % nh);
+            let (a, b) = (starts[s], starts[s + 1]);
+            let mut w = vec![0f32; b - a];
+            for i in a..b {
+                let qi = &q[i * d + h * hd..i * d + (h + 1) * hd];
+                for (j, wj) in (a..b).zip(w.iter_mut()) {
+                    let kj = &k[j * d + h * hd..j * d + (h + 1) * hd];
+                    *wj = qi.iter().zip(kj).map(|(x, y)| x * y).sum::<f32>() * scale;
+                }
+                let m = w.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f32;
+                for x in w.iter_mut() {
+                    *x = (*x - m).exp();
+                    sum += *x;
+                }
+                let mut acc = vec![0f32; hd];
+                for (j, wj) in (a..b).zip(&w) {
+                    let vj = &v[j * d + h * hd..j * d + (h + 1) * hd];
+                    for (o, x) in acc.iter_mut().zip(vj) {
+                        *o += wj * x;
+                    }
+                }
+                // SAFETY: task (s, h) alone writes the head-h columns of sequence s's rows.
+                let dst =
+                    unsafe { std::slice::from_raw_parts_mut(out.get().add(i * d + h * hd), hd) };
+                for (o, x) in dst.iter_mut().zip(&acc) {
+                    *o = x / sum;
+                }
+            }
+        });
+    }
+}
+
+fn add_bias(x: &mut [f32], b: &[f32]) {
+    for row in x.chunks_exact_mut(b.len()) {
+        for (v, bb) in row.iter_mut().zip(b) {
+            *v += bb;
+        }
+    }
+}
+
+/// LayerNorm over rows of `d`: `(x - mean) / sqrt(var + eps) * w + b`.
+fn layer_norm(x: &mut [f32], d: usize, (w, b): &(Vec<f32>, Vec<f32>), eps: f32) {
+    for row in x.chunks_exact_mut(d) {
+        let mean = row.iter().sum::<f32>() / d as f32;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+        let inv = 1.0 / (var + eps).sqrt();
+        for ((v, ww), bb) in row.iter_mut().zip(w).zip(b) {
+            *v = (*v - mean) * inv * ww + bb;
+        }
+    }
+}
+
+/// `x * Φ(x)` with the exact (erf) normal CDF, as BERT's "gelu".
+pub fn gelu_erf(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf(x as f64 / std::f64::consts::SQRT_2) as f32)
+}
+
+/// erf to within 1.2e-7 (Numerical Recipes' erfc by Chebyshev fitting).
+fn erf(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
+    if x >= 0.0 { 1.0 - r } else { r - 1.0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn erf_and_gelu_against_known_values() {
+        // erf(0.5), erf(1), erf(2) to 9 digits; GELU(1) = 0.841344746.
+        for (x, want) in [
+            (0.5, 0.520_499_878),
+            (1.0, 0.842_700_793),
+            (2.0, 0.995_322_265),
+            (-1.0, -0.842_700_793),
+        ] {
+            assert!((erf(x) - want).abs() < 2e-7, "erf({x}) = {}", erf(x));
+        }
+        assert!((gelu_erf(1.0) - 0.841_344_7).abs() < 1e-6);
+        assert_eq!(gelu_erf(0.0), 0.0);
+    }
+
+    #[test]
+    fn configs_are_checked() {
+        let ok = serde_json::json!({"model_type": "bert", "hidden_size": 384, "num_hidden_layers": 6,
+            "num_attention_heads": 12, "intermediate_size": 1536, "vocab_size": 30522, "max_position_embeddings": 512});
+        assert_eq!(BertConfig::from_json(&ok).unwrap().hidden, 384);
+        let mut odd = ok.clone();
+        odd["num_attention_heads"] = 5.into();
+        assert!(
+            BertConfig::from_json(&odd)
+                .unwrap_err()
+                .to_string()
+                .contains("do not divide")
+        );
+        let mut llama = ok.clone();
+        llama["model_type"] = "llama".into();
+        assert!(BertConfig::from_json(&llama).is_err());
+        let mut act = ok;
+        act["hidden_act"] = "relu".into();
+        assert!(
+            BertConfig::from_json(&act)
+                .unwrap_err()
+                .to_string()
+                .contains("relu")
+        );
+    }
+}
