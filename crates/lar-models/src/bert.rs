@@ -9,10 +9,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use memmap2::Mmap;
-
 use crate::error::{Error, Result};
-use crate::gguf::{Bytes, Gguf, TensorInfo, Value};
+use crate::gguf::{Bytes, Gguf, Value};
 use crate::pool::ThreadPool;
 use crate::tensor::{ActSet, SyncPtr, Weight, load_vector, matmul};
 
@@ -110,47 +108,15 @@ impl BertConfig {
 /// Maps a directory's safetensors files into a [`Gguf`] under the checkpoint's own tensor names (a leading `bert.`
 /// dropped).
 fn open_weights(dir: &Path) -> Result<Gguf> {
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| Error::Io { path: p, source }
-    };
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .map_err(io(dir))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(Error::Invalid(format!(
-            "{} has no .safetensors weights",
-            dir.display()
-        )));
-    }
     let (mut parts, mut tensors, mut base) = (Vec::new(), Vec::new(), 0usize);
-    for f in files {
-        let file = std::fs::File::open(&f).map_err(io(&f))?;
-        // SAFETY: read-only map; see `Gguf::open` on files truncated while mapped.
-        let map = unsafe { Mmap::map(&file) }.map_err(io(&f))?;
-        let what = f
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    for f in crate::safetensors::weight_files(dir)? {
+        let (map, what) = crate::safetensors::map_file(&f)?;
         for e in crate::safetensors::parse_header(&map, &what)? {
             if e.name.ends_with("position_ids") {
                 continue; // an integer buffer 0..max_positions that older checkpoints save; not a weight
             }
-            let ty = crate::safetensors::ggml_type(&e.dtype).ok_or_else(|| {
-                Error::Unsupported(format!(
-                    "tensor '{}' has dtype {} (F32, F16, BF16 read)",
-                    e.name, e.dtype
-                ))
-            })?;
-            tensors.push(TensorInfo {
-                name: e.name.strip_prefix("bert.").unwrap_or(&e.name).to_string(),
-                dims: e.shape.iter().rev().copied().collect(),
-                ty,
-                offset: base + e.start,
-                size: e.end - e.start,
-            });
+            let name = e.name.strip_prefix("bert.").unwrap_or(&e.name).to_string();
+            tensors.push(crate::safetensors::tensor_info(&e, name, base)?);
         }
         base += map.len();
         parts.push(Bytes::Map(map));

@@ -156,7 +156,7 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
 
 /// The safetensors files of a directory: the shards its index names, else `model.safetensors`, else every
 /// `*.safetensors` file in name order.
-fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
     if index.exists() {
         let text = std::fs::read_to_string(&index).map_err(io(&index))?;
@@ -206,6 +206,46 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// `config.json` of a model directory, parsed, and the architecture it names.
+fn read_config(dir: &Path) -> Result<(serde_json::Value, String)> {
+    let config_path = dir.join("config.json");
+    let config_text = std::fs::read_to_string(&config_path).map_err(io(&config_path))?;
+    let config: serde_json::Value = serde_json::from_str(&config_text)
+        .map_err(|e| invalid("config.json", format!("not valid JSON: {e}")))?;
+    let arch = hf::architecture(&config)?;
+    Ok((config, arch))
+}
+
+/// Memory-maps a weight file; also returns its file name for errors.
+pub(crate) fn map_file(f: &Path) -> Result<(Mmap, String)> {
+    let file = std::fs::File::open(f).map_err(io(f))?;
+    // SAFETY: read-only map; see `Gguf::open` on files truncated while mapped.
+    let map = unsafe { Mmap::map(&file) }.map_err(io(f))?;
+    let what = f.file_name().map_or_else(
+        || f.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    Ok((map, what))
+}
+
+/// The tensor-table entry for `e` under `name`, its offset moved by `base` (files laid end to end); refuses dtypes
+/// Lar does not compute in.
+pub(crate) fn tensor_info(e: &Entry, name: String, base: usize) -> Result<TensorInfo> {
+    let ty = ggml_type(&e.dtype).ok_or_else(|| {
+        Error::Unsupported(format!(
+            "tensor '{}' has dtype {}; Lar reads safetensors in F32, F16 and BF16",
+            e.name, e.dtype
+        ))
+    })?;
+    Ok(TensorInfo {
+        name,
+        dims: e.shape.iter().rev().copied().collect(),
+        ty,
+        offset: base + e.start,
+        size: e.end - e.start,
+    })
+}
+
 /// Opens a model: a GGUF file, or a Hugging Face directory of safetensors weights.
 pub fn open_model(path: &Path) -> Result<Gguf> {
     if path.is_dir() {
@@ -217,49 +257,27 @@ pub fn open_model(path: &Path) -> Result<Gguf> {
 
 /// Opens a Hugging Face model directory.
 pub fn open_dir(dir: &Path) -> Result<Gguf> {
-    let config_path = dir.join("config.json");
-    let config_text = std::fs::read_to_string(&config_path).map_err(io(&config_path))?;
-    let config: serde_json::Value = serde_json::from_str(&config_text)
-        .map_err(|e| invalid("config.json", format!("not valid JSON: {e}")))?;
-    let arch = hf::architecture(&config)?;
+    let (config, arch) = read_config(dir)?;
 
     let mut parts = Vec::new();
     let mut tensors = Vec::new();
     let mut extra_tensors = Vec::new();
     let mut base = 0usize;
     for f in weight_files(dir)? {
-        let file = std::fs::File::open(&f).map_err(io(&f))?;
-        // SAFETY: read-only map; see `Gguf::open` on files truncated while mapped.
-        let map = unsafe { Mmap::map(&file) }.map_err(io(&f))?;
-        let what = f.file_name().map_or_else(
-            || f.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
+        let (map, what) = map_file(&f)?;
         for e in parse_header(&map, &what)? {
             let Some(name) = hf::tensor_name(&arch, &e.name) else {
                 continue;
             };
-            let ty = ggml_type(&e.dtype).ok_or_else(|| {
-                Error::Unsupported(format!(
-                    "tensor '{}' has dtype {}; Lar reads safetensors in F32, F16 and BF16",
-                    e.name, e.dtype
-                ))
-            })?;
-            let dims: Vec<usize> = e.shape.iter().rev().copied().collect();
-            if hf::adds_one_to_norms(&arch) && name.ends_with("norm.weight") {
+            let t = tensor_info(&e, name, base)?;
+            if hf::adds_one_to_norms(&arch) && t.name.ends_with("norm.weight") {
                 // Gemma computes `x * (1 + w)`; GGUF (and Lar) store `1 + w`. Norms are small: f32 copies.
-                let mut v = vec![0f32; dims.iter().product()];
-                crate::quant::dequantize(ty, &map[e.start..e.end], &mut v);
-                extra_tensors.push((name, dims, v.iter().map(|x| x + 1.0).collect()));
+                let mut v = vec![0f32; t.n_elements()];
+                crate::quant::dequantize(t.ty, &map[e.start..e.end], &mut v);
+                extra_tensors.push((t.name, t.dims, v.iter().map(|x| x + 1.0).collect()));
                 continue;
             }
-            tensors.push(TensorInfo {
-                name,
-                dims,
-                ty,
-                offset: base + e.start,
-                size: e.end - e.start,
-            });
+            tensors.push(t);
         }
         base += map.len();
         parts.push(Bytes::Map(map));
@@ -287,31 +305,14 @@ pub fn open_dir(dir: &Path) -> Result<Gguf> {
 /// first bytes, file length)`, as read with HTTP Range requests): a header-only [`Gguf`] whose tensor table the
 /// planner sizes. `dir` holds `config.json` (and the tokenizer files, if any).
 pub fn open_headers(dir: &Path, headers: &[(String, Vec<u8>, u64)]) -> Result<Gguf> {
-    let config_path = dir.join("config.json");
-    let config_text = std::fs::read_to_string(&config_path).map_err(io(&config_path))?;
-    let config: serde_json::Value = serde_json::from_str(&config_text)
-        .map_err(|e| invalid("config.json", format!("not valid JSON: {e}")))?;
-    let arch = hf::architecture(&config)?;
+    let (config, arch) = read_config(dir)?;
     let mut tensors = Vec::new();
     let mut base = 0usize;
     for (what, head, len) in headers {
         for e in parse_header_of(head, *len, what)? {
-            let Some(name) = hf::tensor_name(&arch, &e.name) else {
-                continue;
-            };
-            let ty = ggml_type(&e.dtype).ok_or_else(|| {
-                Error::Unsupported(format!(
-                    "tensor '{}' has dtype {}; Lar reads safetensors in F32, F16 and BF16",
-                    e.name, e.dtype
-                ))
-            })?;
-            tensors.push(TensorInfo {
-                name,
-                dims: e.shape.iter().rev().copied().collect(),
-                ty,
-                offset: base + e.start,
-                size: e.end - e.start,
-            });
+            if let Some(name) = hf::tensor_name(&arch, &e.name) {
+                tensors.push(tensor_info(&e, name, base)?);
+            }
         }
         base += usize::try_from(*len).map_err(|_| invalid(what, "too large".into()))?;
     }
