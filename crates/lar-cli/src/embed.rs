@@ -15,6 +15,10 @@ pub struct Args {
     /// Refuse texts longer than the model's maximum instead of cutting them.
     #[arg(long)]
     pub no_truncate: bool,
+    /// Compute in the checkpoint's own precision (F32/F16/BF16) instead of Q8_0 projections: vectors equal to
+    /// sentence-transformers' to 1e-5 in cosine instead of 1e-3, about 2x slower.
+    #[arg(long)]
+    pub exact: bool,
     /// Threads; default: the number of physical cores.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -28,7 +32,7 @@ pub fn main(args: Args) -> Result<()> {
             path.display()
         );
     }
-    let mut e = SentenceEmbedder::open(&path, args.threads)
+    let mut e = SentenceEmbedder::open_with(&path, args.threads, !args.exact)
         .with_context(|| format!("loading {}", path.display()))?;
     e.truncate = !args.no_truncate;
     let texts: Vec<String> = if args.texts.is_empty() {

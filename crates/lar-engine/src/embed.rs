@@ -47,9 +47,15 @@ fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
 }
 
 impl SentenceEmbedder {
-    /// Opens a sentence-transformers directory (or a plain BERT one: then mean pooling, normalized).
+    /// Opens a sentence-transformers directory (or a plain BERT one: then mean pooling, normalized), its
+    /// projections requantized to Q8_0 for speed.
     pub fn open(dir: &Path, threads: usize) -> Result<Self> {
-        let bert = Bert::open_dir(dir)?;
+        Self::open_with(dir, threads, true)
+    }
+
+    /// [`SentenceEmbedder::open`], choosing Q8_0 projections (`q8`) or the checkpoint's own F32/F16/BF16.
+    pub fn open_with(dir: &Path, threads: usize, q8: bool) -> Result<Self> {
+        let bert = Bert::open_dir(dir, q8)?;
         let modules = read_json(&dir.join("modules.json"))?;
         let module_path = |kind: &str| {
             modules.as_ref().and_then(|m| m.as_array()).and_then(|a| {
