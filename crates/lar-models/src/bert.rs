@@ -160,7 +160,7 @@ impl Bert {
     /// Opens a Hugging Face BERT directory, its projections requantized to Q8_0 when `q8`.
     pub fn open_dir(dir: &Path, q8: bool) -> Result<Self> {
         let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path, source })?;
+        let text = std::fs::read_to_string(&path).map_err(|cause| Error::Io { path, cause })?;
         let json: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
         let cfg = BertConfig::from_json(&json)?;

@@ -5,18 +5,19 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
+    /// (The cause is in the message, not chained as a `source`, so a chain of causes does not print it twice.)
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("not a GGUF file: magic is {0:?}, expected \"GGUF\"")]
     BadMagic([u8; 4]),
     #[error("GGUF version {0} is not supported (Lar reads versions 2 and 3)")]
     UnsupportedVersion(u32),
-    #[error("GGUF file is truncated: {0}")]
+    #[error("model file is truncated: {0}")]
     Truncated(String),
-    #[error("GGUF file is invalid: {0}")]
+    #[error("invalid model file: {0}")]
     Invalid(String),
     #[error("tensor '{name}' has type id {id}, which Lar does not support")]
     UnsupportedType { name: String, id: u32 },

@@ -178,9 +178,9 @@ const MAX_DEPTH: usize = 4;
 impl Gguf {
     /// Memory-maps and parses `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        let io = |source| Error::Io {
+        let io = |cause| Error::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         };
         let file = std::fs::File::open(path).map_err(io)?;
         let meta = file.metadata().map_err(io)?;

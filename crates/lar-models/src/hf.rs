@@ -263,7 +263,7 @@ fn read_json(dir: &Path, name: &str) -> Result<Option<Json>> {
             .map(Some)
             .map_err(|e| bad(name, format!("not valid JSON: {e}"))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(Error::Io { path, source }),
+        Err(cause) => Err(Error::Io { path, cause }),
     }
 }
 
@@ -278,10 +278,10 @@ fn tokenizer_metadata(config: &Json, dir: &Path, m: &mut HashMap<String, Value>)
         Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
             return Err(bad("tokenizer.json", "is not valid UTF-8".into()));
         }
-        Err(source) => {
+        Err(cause) => {
             return Err(Error::Io {
                 path: tok_path,
-                source,
+                cause,
             });
         }
     }

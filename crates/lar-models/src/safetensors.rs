@@ -148,9 +148,9 @@ pub fn parse_header_of(buf: &[u8], file_len: u64, what: &str) -> Result<Vec<Entr
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
+    move |cause| Error::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 
