@@ -4,6 +4,7 @@
 //! points compile the same code a second time with AVX2+FMA enabled and pick it at run time, so one release binary
 //! is fast on every x86-64 machine without `-C target-cpu=native`.
 
+#[cfg(target_arch = "x86_64")]
 use crate::quant::simd_level;
 
 /// Calls `$body` (an expression using the caller's arguments) compiled with AVX2+FMA when the CPU has them.
