@@ -2,7 +2,9 @@
 # The planner against measured memory: for each test model and context (512, 2048, 8192), `lar plan --ctx N --json`
 # gives the planned total; `lar run --ctx N` with the context filled (a raw prompt of N-24 words, 8 generated
 # tokens) runs under /usr/bin/time, whose maximum resident set size is the measured peak. Prints a Markdown table
-# with the difference; the target is within +-10% in every row. Usage: bench/plan-rss.sh [THREADS]
+# with the difference; the target is within +-10% in every row. The synthetic 1.1B model (bench/compare.sh makes it;
+# its output layer is separate, so token_embd is not resident) is included when present, at contexts up to its
+# 2048. Usage: bench/plan-rss.sh [THREADS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODELS="${LAR_MODELS:-${LAR_CACHE:-$HOME/.cache/lar}/models}"
@@ -14,8 +16,10 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 echo "| model | ctx | prompt tokens | planned total | measured peak RSS | difference |"
 echo "|---|---:|---:|---:|---:|---:|"
-for f in SmolLM2-135M-Instruct.Q4_1.gguf gemma-3-270m-q4_k_m.gguf; do
+for f in SmolLM2-135M-Instruct.Q4_1.gguf gemma-3-270m-q4_k_m.gguf synthetic-1.1b-q4_k_m.gguf; do
+  [ -f "$MODELS/$f" ] || continue
   for ctx in 512 2048 8192; do
+    [ "$f" = synthetic-1.1b-q4_k_m.gguf ] && [ "$ctx" -gt 2048 ] && continue
     python3 -c "import sys; print('hello ' * (int(sys.argv[1]) - 24))" "$ctx" >"$TMP/prompt.txt"
     planned=$("$LAR" plan "$MODELS/$f" --ctx "$ctx" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["total_bytes"])')
     /usr/bin/time -f '%M' -o "$TMP/rss" "$LAR" run "$MODELS/$f" --raw --prompt-file "$TMP/prompt.txt" \

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use lar_models::Gguf;
 use lar_plan::size::fmt_bytes;
 use lar_plan::{ModelInfo, plan};
-use lar_store::hf::{HfSource, HubClient, HubFile, RepoInfo, Selection};
+use lar_store::hf::{HfSource, HubClient, HubFile, RepoInfo, Selection, short};
 
 use crate::plan::Args;
 
@@ -38,10 +38,6 @@ pub fn main(src: &str, args: &Args) -> Result<()> {
         ),
     };
     crate::plan::report(&label, &info, args)
-}
-
-fn short(commit: &str) -> &str {
-    commit.get(..12).unwrap_or(commit)
 }
 
 /// The model behind a remote GGUF file, from its header alone.

@@ -111,7 +111,7 @@ fn a_small_memory_limit_is_reported() {
     let o = lar(&["plan", &gemma(), "--ram", "300MiB"], &[]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
-        out.contains("DOES NOT FIT") || out.contains("largest context that fits"),
+        out.contains("DOES NOT FIT") && out.contains("no context fits these budgets"),
         "{out}"
     );
     let v = json(&lar(&["plan", &gemma(), "--ram", "300MiB", "--json"], &[]));
@@ -188,6 +188,17 @@ fn run_is_gated_by_the_planner() {
     );
     let v = json(&o);
     assert_eq!(v["completion_tokens"], 2);
+    // And that context is the one the engine got: a prompt just past it is refused as too long for it.
+    let prompt = "hello ".repeat(ctx as usize + 100);
+    let o = lar(
+        &["run", &g, "--raw", &prompt, "-n", "1"],
+        &[("LAR_MEMORY_LIMIT", "400MiB")],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("does not fit the context of {ctx}")),
+        "{err}"
+    );
 }
 
 /// The figures that must not depend on where the tensor table was read from.
@@ -277,31 +288,21 @@ fn remote_plans_equal_local_ones() {
     assert_eq!(v["recommended"], "gemma-3-270m-Q4_K_M.gguf", "{v}");
     assert_eq!(v["files"].as_array().unwrap().len(), 2);
     let tiny_total = v["files"][1]["total_bytes"].as_u64().unwrap();
-    let v = json(&lar(
-        &[
+    let recommend = |ram: &str| {
+        let args = [
             "plan",
             "hf:lar-test/Mixed-GGUF",
             "--ctx",
             "1024",
             "--json",
             "--ram",
-            &(tiny_total + 1000).to_string(),
-        ],
-        &env,
-    ));
+            ram,
+        ];
+        json(&lar(&args, &env))
+    };
+    let v = recommend(&(tiny_total + 1000).to_string());
     assert_eq!(v["recommended"], "tiny-Q8_0.gguf", "{v}");
-    let v = json(&lar(
-        &[
-            "plan",
-            "hf:lar-test/Mixed-GGUF",
-            "--ctx",
-            "1024",
-            "--json",
-            "--ram",
-            "1MiB",
-        ],
-        &env,
-    ));
+    let v = recommend("1MiB");
     assert!(v["recommended"].is_null(), "{v}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -59,16 +59,19 @@ fn bad(msg: String) -> Error {
 
 impl BertConfig {
     pub fn from_json(c: &serde_json::Value) -> Result<Self> {
-        let kind = c["model_type"].as_str().unwrap_or("");
-        if !matches!(kind, "bert" | "roberta" | "xlm-roberta") && c["model_type"].is_string() {
-            return Err(Error::UnsupportedArch(format!(
-                "{kind} (not a BERT encoder)"
-            )));
-        }
-        if kind != "bert" {
-            return Err(Error::Unsupported(format!(
-                "encoder type '{kind}' (Lar reads BERT checkpoints: MiniLM, bge, e5)"
-            )));
+        match c["model_type"].as_str() {
+            Some("bert") => {}
+            Some(kind @ ("roberta" | "xlm-roberta")) => {
+                return Err(Error::Unsupported(format!(
+                    "encoder type '{kind}' (Lar reads BERT checkpoints: MiniLM, bge, e5)"
+                )));
+            }
+            Some(kind) => {
+                return Err(Error::UnsupportedArch(format!(
+                    "{kind} (not a BERT encoder)"
+                )));
+            }
+            None => return Err(bad("lacks model_type".into())),
         }
         let get = |k: &str| -> Result<usize> {
             c[k].as_u64()

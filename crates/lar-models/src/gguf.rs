@@ -208,17 +208,9 @@ impl Gguf {
     pub fn from_header(head: &[u8], file_len: u64) -> Result<Self> {
         let file_len = usize::try_from(file_len)
             .map_err(|_| Error::Invalid(format!("file length {file_len} is out of range")))?;
-        let (version, metadata, tensors, index, data_offset) = Self::parse_table(head, file_len)?;
-        Ok(Self {
-            version,
-            metadata,
-            tensors,
-            index,
-            data_offset,
-            parts: Vec::new(),
-            starts: Vec::new(),
-            header_only: Some(file_len),
-        })
+        let mut g = Self::parse_table(head, file_len)?;
+        g.header_only = Some(file_len);
+        Ok(g)
     }
 
     /// Whether this is a header read by [`Gguf::from_header`], without tensor data.
@@ -227,32 +219,15 @@ impl Gguf {
     }
 
     fn parse(bytes: Bytes) -> Result<Self> {
-        let buf = bytes.as_slice();
-        let (version, metadata, tensors, index, data_offset) = Self::parse_table(buf, buf.len())?;
-        Ok(Self {
-            version,
-            metadata,
-            tensors,
-            index,
-            data_offset,
-            parts: vec![bytes],
-            starts: vec![0],
-            header_only: None,
-        })
+        let mut g = Self::parse_table(bytes.as_slice(), bytes.as_slice().len())?;
+        g.parts = vec![bytes];
+        g.starts = vec![0];
+        Ok(g)
     }
 
-    /// Metadata and tensor table from `buf`, the first bytes of a file of `file_len` bytes.
-    #[allow(clippy::type_complexity)]
-    fn parse_table(
-        buf: &[u8],
-        file_len: usize,
-    ) -> Result<(
-        u32,
-        HashMap<String, Value>,
-        Vec<TensorInfo>,
-        HashMap<String, usize>,
-        usize,
-    )> {
+    /// Metadata and tensor table from `buf`, the first bytes of a file of `file_len` bytes; the caller attaches
+    /// the data (or marks the result header-only).
+    fn parse_table(buf: &[u8], file_len: usize) -> Result<Self> {
         let mut r = Reader { buf, pos: 0 };
         let magic: [u8; 4] = r
             .take(4, "magic")?
@@ -375,7 +350,16 @@ impl Gguf {
                 size,
             });
         }
-        Ok((version, metadata, tensors, index, data_offset))
+        Ok(Self {
+            version,
+            metadata,
+            tensors,
+            index,
+            data_offset,
+            parts: Vec::new(),
+            starts: Vec::new(),
+            header_only: None,
+        })
     }
 
     /// A model assembled from several files (a safetensors directory): `tensors` carry offsets into `parts` laid

@@ -49,6 +49,8 @@ pub struct ModelInfo {
     /// Tokenizer entries the runtime keeps in memory.
     pub vocab_tokens: usize,
     pub vocab_merges: usize,
+    /// Text of a `tokenizer.json` the runtime keeps in memory (model directories; 0 for GGUF files).
+    pub tokenizer_json_bytes: u64,
 }
 
 impl ModelInfo {
@@ -83,12 +85,12 @@ impl ModelInfo {
         let count = |key: &str| g.get(key).and_then(|v| v.as_array()).map_or(0, <[_]>::len);
         let mut vocab_tokens = count("tokenizer.ggml.tokens");
         let mut vocab_merges = count("tokenizer.ggml.merges");
+        let json = g.get("tokenizer.huggingface.json").and_then(|v| v.as_str());
         if vocab_tokens == 0 {
-            // tokenizer.json (a model directory): its size stands in for the vocabulary it holds.
-            let json = g.get("tokenizer.huggingface.json").and_then(|v| v.as_str());
+            // tokenizer.json (a model directory): its vocabulary is the embedding's, its merges are counted in the
+            // text (parsing a file of up to 33 MB into a JSON tree here would cost more memory than it measures).
             vocab_tokens = hp.n_vocab;
-            vocab_merges =
-                json.map_or(0, |j| j.matches("\",\"").count().saturating_sub(hp.n_vocab));
+            vocab_merges = json.map_or(0, |j| array_len(j, "merges"));
         }
         let swa: Vec<bool> = (0..hp.n_layers).map(|l| hp.is_swa_layer(l)).collect();
         let swa_layers = swa.iter().filter(|&&s| s).count();
@@ -125,6 +127,7 @@ impl ModelInfo {
                 .map_or("?".into(), |(t, _)| t.to_string()),
             vocab_tokens,
             vocab_merges,
+            tokenizer_json_bytes: json.map_or(0, |j| j.len() as u64),
         })
     }
 
@@ -141,5 +144,77 @@ impl ModelInfo {
     /// The name a quantization is known by: the type holding most of the layers' bytes (`Q4_K`, `Q8_0`, `BF16`).
     pub fn main_type(&self) -> &str {
         &self.layer_type
+    }
+}
+
+/// Entries of the first array under `"key": [` in JSON text, counted by a scan that skips strings (0 if absent).
+fn array_len(json: &str, key: &str) -> usize {
+    let pat = format!("\"{key}\"");
+    let Some(start) = json.match_indices(&pat).find_map(|(at, _)| {
+        let rest = json[at + pat.len()..]
+            .trim_start()
+            .strip_prefix(':')?
+            .trim_start();
+        rest.starts_with('[').then(|| json.len() - rest.len())
+    }) else {
+        return 0;
+    };
+    let (mut depth, mut commas, mut any) = (0usize, 0usize, false);
+    let (mut in_str, mut escaped) = (false, false);
+    for c in json[start..].chars() {
+        if in_str {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_str = true;
+                any = true;
+            }
+            '[' | '{' => {
+                depth += 1;
+                any |= depth > 1;
+            }
+            ']' | '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    break;
+                }
+            }
+            ',' if depth == 1 => commas += 1,
+            c if depth >= 1 && !c.is_whitespace() => any = true,
+            _ => {}
+        }
+    }
+    if any { commas + 1 } else { 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::array_len;
+
+    #[test]
+    fn counts_merges_in_both_layouts() {
+        assert_eq!(
+            array_len(
+                r#"{"vocab": {"merges": 1}, "merges": ["a b", "c, d", "e \" f"]}"#,
+                "merges"
+            ),
+            3
+        );
+        assert_eq!(
+            array_len(
+                "{\"merges\": [\n [\"a\", \"b\"],\n [\"[\", \"]\"]\n]}",
+                "merges"
+            ),
+            2
+        );
+        assert_eq!(array_len(r#"{"merges": []}"#, "merges"), 0);
+        assert_eq!(array_len(r#"{"vocab": {}}"#, "merges"), 0);
     }
 }

@@ -177,31 +177,35 @@ fn plan_at(m: &ModelInfo, r: &Request, ctx: usize) -> Plan {
     let logits = 3 * 4 * m.n_vocab as u64 * parallel as u64;
     let compute = acts + logits;
     let header = m.file_bytes.saturating_sub(m.tensor_bytes());
-    let tokenizer = TOKEN_BYTES * m.vocab_tokens as u64 + MERGE_BYTES * m.vocab_merges as u64;
+    let tokenizer = TOKEN_BYTES * m.vocab_tokens as u64
+        + MERGE_BYTES * m.vocab_merges as u64
+        + m.tokenizer_json_bytes;
     let overhead = RUNTIME_BYTES + header + tokenizer;
     let total = weights + kv + compute + overhead;
 
-    // GPU split: the GPU's compute buffer (activations and logits of a batch) first, then layers from the top.
-    let (mut gpu_layers, mut gpu) = (0usize, 0u64);
+    // GPU split: the GPU's compute buffer (activations and logits of a batch) first, then layers from the top;
+    // what moves there (`offloaded`) leaves the CPU side.
+    let (mut gpu_layers, mut offloaded) = (0usize, 0u64);
     let gpu_compute = acts + 4 * m.n_vocab as u64 * batch as u64;
-    if r.gpu_budget > gpu_compute {
-        gpu = gpu_compute;
-        for l in (0..m.n_layers).rev() {
-            let need = m.layer_bytes[l] + layer_kv(m, r, l, ctx);
-            if gpu + need > r.gpu_budget {
-                break;
-            }
-            gpu += need;
-            gpu_layers += 1;
+    for l in (0..m.n_layers).rev() {
+        let need = m.layer_bytes[l] + layer_kv(m, r, l, ctx);
+        if gpu_compute + offloaded + need > r.gpu_budget {
+            break;
         }
-        if gpu_layers == m.n_layers && gpu + m.output_bytes + resident_embd <= r.gpu_budget {
-            gpu += m.output_bytes + resident_embd;
-        }
-        if gpu_layers == 0 {
-            gpu = 0;
-        }
+        offloaded += need;
+        gpu_layers += 1;
     }
-    let cpu = total.saturating_sub(gpu.saturating_sub(if gpu > 0 { gpu_compute } else { 0 }));
+    if gpu_layers == m.n_layers
+        && gpu_compute + offloaded + m.output_bytes + resident_embd <= r.gpu_budget
+    {
+        offloaded += m.output_bytes + resident_embd;
+    }
+    let gpu = if gpu_layers > 0 {
+        gpu_compute + offloaded
+    } else {
+        0
+    };
+    let cpu = total - offloaded;
     let fits = cpu <= r.ram_budget && gpu <= r.gpu_budget;
 
     let per_token = weights + m.embd_bytes / m.n_vocab.max(1) as u64;
@@ -368,12 +372,20 @@ fn explain(m: &ModelInfo, r: &Request, ctx: usize, batch: usize, f: [u64; 6]) ->
             why: format!(
                 "the runtime {} (binary, threads, allocator), the file's header {} (metadata and vocabulary, \
                  mapped), the tokenizer's tables {} ({} tokens x {TOKEN_BYTES} B + {} merges x {MERGE_BYTES} B, \
-                 measured)",
+                 measured on GGUF vocabularies{})",
                 fmt_bytes(RUNTIME_BYTES),
                 fmt_bytes(header),
                 fmt_bytes(tokenizer),
                 m.vocab_tokens,
-                m.vocab_merges
+                m.vocab_merges,
+                if m.tokenizer_json_bytes > 0 {
+                    format!(
+                        ", + the tokenizer.json text {}",
+                        fmt_bytes(m.tokenizer_json_bytes)
+                    )
+                } else {
+                    String::new()
+                }
             ),
         },
     ]
@@ -408,6 +420,7 @@ mod tests {
             layer_type: "Q4_K".into(),
             vocab_tokens: 1000,
             vocab_merges: 0,
+            tokenizer_json_bytes: 0,
         }
     }
 

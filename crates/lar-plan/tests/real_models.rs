@@ -89,3 +89,18 @@ fn gemma3_by_hand() {
     // Each token takes 1024 B x 18 layers = 18 432 B of KV: 1 MiB is 56.9 tokens, so 57 fewer fit.
     assert_eq!(q.max_ctx, 2048 - 57);
 }
+
+#[test]
+fn model_directories_count_their_tokenizer() {
+    // Counted from tokenizer.json (checked with Python's json): SmolLM2's 49 152 tokens and 48 900 merges, as in its
+    // GGUF; Gemma's tokenizer.json, written by transformers, is a BPE model with 514 906 merges.
+    let dir = |d: &str| {
+        let g = lar_models::open_model(&testdata::models_dir().join(d)).expect("HF directory");
+        ModelInfo::from_gguf(&g).expect("plannable")
+    };
+    let smol = dir(testdata::SMOLLM2_HF);
+    assert_eq!((smol.vocab_tokens, smol.vocab_merges), (49152, 48900));
+    assert_eq!(smol.main_type(), "BF16");
+    let gemma = dir(testdata::GEMMA3_HF);
+    assert_eq!((gemma.vocab_tokens, gemma.vocab_merges), (262_144, 514_906));
+}

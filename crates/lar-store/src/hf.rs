@@ -18,6 +18,7 @@ use std::path::Path;
 
 use sha1::Digest as _;
 
+use crate::hub::is_hex;
 pub use crate::hub::{HubClient, HubConfig, HubFile, RepoInfo};
 use crate::store::{check_gguf, now, wanted_in_dir};
 use crate::{Error, FileEntry, Manifest, ModelName, Result, Store};
@@ -238,7 +239,8 @@ impl fmt::Display for HfSource {
     }
 }
 
-fn short(commit: &str) -> &str {
+/// The first 12 characters of a commit id, as people quote them.
+pub fn short(commit: &str) -> &str {
     commit.get(..12).unwrap_or(commit)
 }
 
@@ -427,10 +429,6 @@ fn fetch_file(
         return fail(Error::Invalid(format!("{what}: {e}")));
     }
     store.adopt(&part, &got, &name)
-}
-
-fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Git's id of a file's content: sha1 of `blob <size>\0<content>`.

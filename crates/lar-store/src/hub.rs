@@ -108,7 +108,7 @@ fn encode(s: &str, keep_slash: bool) -> String {
     out
 }
 
-fn is_hex(s: &str, len: usize) -> bool {
+pub(crate) fn is_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
