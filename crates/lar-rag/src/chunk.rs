@@ -1,0 +1,1 @@
+//! Structure-following chunking.

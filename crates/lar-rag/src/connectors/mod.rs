@@ -1,0 +1,1 @@
+//! Connectors: one file in, [`crate::Document`]s out.
