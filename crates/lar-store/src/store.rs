@@ -266,7 +266,11 @@ impl Store {
     pub fn put_manifest(&self, m: &Manifest) -> Result<()> {
         let n = ModelName::parse(&format!("{}:{}", m.name, m.tag))?;
         for f in &m.files {
-            if f.name.is_empty() || f.name.contains(['/', '\\']) || f.name.starts_with('.') {
+            // A relative path inside the model directory (`1_Pooling/config.json`), never out of it.
+            if f.name.is_empty()
+                || f.name.contains('\\')
+                || f.name.split('/').any(|c| c.is_empty() || c.starts_with('.'))
+            {
                 return Err(Error::Invalid(format!(
                     "file name {:?} in a manifest",
                     f.name
@@ -290,6 +294,9 @@ impl Store {
             fs::create_dir_all(&md).map_err(io(&md))?;
             for f in &m.files {
                 let link = md.join(&f.name);
+                if let Some(parent) = link.parent() {
+                    fs::create_dir_all(parent).map_err(io(parent))?;
+                }
                 link_or_copy(&self.blob_path(&f.sha256), &link).map_err(|e| self.disk_full(e))?;
             }
         }

