@@ -9,6 +9,8 @@ pub mod chunk;
 pub mod connectors;
 pub mod doc;
 pub mod error;
+#[doc(hidden)]
+pub mod fixtures;
 pub mod fold;
 pub mod store;
 
