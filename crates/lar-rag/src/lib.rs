@@ -5,13 +5,20 @@
 //! [`answer`] builds grounded prompts with numbered sources. Embedding and generation come in through the small traits
 //! of lar-types, so everything here is tested without a language model and the CLI or server wires the engine in.
 
+pub mod answer;
 pub mod chunk;
 pub mod connectors;
+#[doc(hidden)]
+pub mod corpus;
 pub mod doc;
 pub mod error;
+pub mod eval;
 #[doc(hidden)]
 pub mod fixtures;
 pub mod fold;
+pub mod ingest;
+pub mod kb;
+pub mod search;
 pub mod store;
 
 pub use doc::{Chunk, Document, Location, Meta, Section, SourceKind};

@@ -184,3 +184,19 @@ pub trait Embedder: Send + Sync {
         texts: &[&str],
     ) -> Result<Vec<Vec<f32>>, Box<dyn std::error::Error + Send + Sync>>;
 }
+
+/// A chat model, as the knowledge base sees it when it answers a question from retrieved sources (the CLI and the
+/// server wire in the engine).
+pub trait Generator {
+    /// Most tokens a prompt may have (the context length), and how tokens are counted for sizing a grounded prompt.
+    fn context_tokens(&self) -> usize;
+    fn count_tokens(&self, text: &str) -> usize;
+    /// Generates a reply to `messages` with `params`, passing each piece of text to `on_text` as it comes (returning
+    /// false stops); returns the whole reply.
+    fn chat(
+        &mut self,
+        messages: &[ChatMessage],
+        params: &SamplingParams,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<String, Box<dyn std::error::Error + Send + Sync>>;
+}

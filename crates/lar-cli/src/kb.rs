@@ -1,0 +1,522 @@
+//! `lar kb create|add|sync|list|stats|rm|search|eval`: the knowledge base from the command line. The work is in
+//! lar-rag; this wires in the sentence embedder, a progress bar, the ingest summary and the PDF worker process (the
+//! PDF parser runs in a child `lar` so a panic or a hang in it never takes the ingest down).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use lar_engine::SentenceEmbedder;
+use lar_rag::connectors::PdfIsolation;
+use lar_rag::ingest::{self, Progress, Root};
+use lar_rag::kb::{KbConfig, Registry};
+use lar_rag::search::{SearchOptions, search};
+use lar_rag::store::Filter;
+use lar_rag::{SourceKind, eval};
+
+/// The embedder a knowledge base gets when none is named: all-MiniLM-L6-v2 (384 dimensions, English).
+pub const DEFAULT_EMBEDDER: &str = "all-minilm";
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Cmd {
+    /// Create a knowledge base.
+    Create(CreateArgs),
+    /// Add files and folders (recursively) to a knowledge base.
+    Add(AddArgs),
+    /// Re-ingest what changed under the added paths (by content hash) and drop what was deleted.
+    Sync(NameArgs),
+    /// The knowledge bases.
+    List(ListArgs),
+    /// Files, chunks per kind and size of a knowledge base.
+    Stats(NameArgs),
+    /// Delete a knowledge base (the indexed files are not touched).
+    Rm(NameArgs),
+    /// Hybrid search (BM25 + vectors): the best chunks with their sources.
+    Search(SearchArgs),
+    /// Retrieval quality on a JSON Lines file of questions: recall@k and MRR.
+    Eval(EvalArgs),
+    /// Internal: extract one PDF's pages as JSON (the isolated PDF parser).
+    #[command(hide = true)]
+    PdfWorker { path: PathBuf },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CreateArgs {
+    pub name: String,
+    /// Sentence-transformers model directory or store name.
+    #[arg(long, default_value = DEFAULT_EMBEDDER)]
+    pub embedder: String,
+    /// `sqlite` (one file under $LAR_HOME/kb) or a `postgres://` URL (pgvector).
+    #[arg(long, default_value = "sqlite")]
+    pub store: String,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AddArgs {
+    pub name: String,
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Only files matching this glob (name or relative path; repeatable).
+    #[arg(long)]
+    pub include: Vec<String>,
+    /// Leave out files matching this glob (repeatable).
+    #[arg(long)]
+    pub exclude: Vec<String>,
+    /// Print the ingest summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct NameArgs {
+    pub name: String,
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Filters shared by `kb search` and `ask`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct FilterArgs {
+    /// Only this source kind (text, markdown, html, pdf, docx, mail, calendar, transcript; repeatable).
+    #[arg(long = "kind")]
+    pub kinds: Vec<String>,
+    /// Only paths matching this glob (`**/contracts/*.pdf`).
+    #[arg(long)]
+    pub path: Option<String>,
+    /// Only documents dated on or after (YYYY-MM-DD or RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only documents dated before.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only mail whose sender contains this.
+    #[arg(long = "from")]
+    pub sender: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SearchArgs {
+    pub name: String,
+    pub query: String,
+    #[arg(short, default_value_t = 5)]
+    pub k: usize,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    pub name: String,
+    /// Lines of `{"q": "...", "pages": ["file.md", ...]}`.
+    pub questions: PathBuf,
+    #[arg(short, default_value_t = 5)]
+    pub k: usize,
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+pub fn registry() -> Registry {
+    Registry::new(lar_store::default_home().join("kb"))
+}
+
+/// The sentence embedder a knowledge base names (a directory, or a store name pulled on first use).
+pub fn embedder(name: &str, threads: usize) -> Result<SentenceEmbedder> {
+    let path = crate::common::model_path(name)?;
+    if !path.is_dir() {
+        bail!(
+            "{} is not a sentence-transformers model directory (the embedder of a knowledge base)",
+            path.display()
+        );
+    }
+    SentenceEmbedder::open(&path, threads).with_context(|| format!("loading {}", path.display()))
+}
+
+/// Opens a knowledge base with its embedder.
+pub fn open(
+    name: &str,
+    threads: usize,
+) -> Result<(KbConfig, Box<dyn lar_rag::store::Store>, SentenceEmbedder)> {
+    let reg = registry();
+    let cfg = reg.get(name)?;
+    let store = reg.open(&cfg)?;
+    let emb = embedder(&cfg.embedder, threads)?;
+    Ok((cfg, store, emb))
+}
+
+pub fn main(cmd: Cmd) -> Result<()> {
+    match cmd {
+        Cmd::Create(a) => create(a),
+        Cmd::Add(a) => add(a),
+        Cmd::Sync(a) => sync(a),
+        Cmd::List(a) => list(a),
+        Cmd::Stats(a) => stats(a),
+        Cmd::Rm(a) => {
+            registry().remove(&a.name)?;
+            eprintln!("removed knowledge base '{}'", a.name);
+            Ok(())
+        }
+        Cmd::Search(a) => search_cmd(a),
+        Cmd::Eval(a) => eval_cmd(a),
+        Cmd::PdfWorker { path } => std::process::exit(lar_rag::connectors::pdf::worker_main(&path)),
+    }
+}
+
+fn create(a: CreateArgs) -> Result<()> {
+    lar_rag::kb::check_name(&a.name)?;
+    // A directory is recorded absolute, so the knowledge base works from any working directory.
+    let embedder_name = match std::fs::canonicalize(&a.embedder) {
+        Ok(p) if Path::new(&a.embedder).is_dir() => p.display().to_string(),
+        _ => a.embedder.clone(),
+    };
+    let e = embedder(&embedder_name, 1)?;
+    let dim = lar_types::Embedder::dim(&e);
+    let cfg = registry().create(&a.name, &embedder_name, dim, &a.store)?;
+    eprintln!(
+        "created knowledge base '{}' (embedder {}, {} dimensions, store {})",
+        cfg.name,
+        cfg.embedder,
+        dim,
+        if cfg.is_postgres() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    );
+    Ok(())
+}
+
+fn options(e: &SentenceEmbedder) -> ingest::Options {
+    let mut o = ingest::Options::for_embedder(e);
+    // The PDF parser runs in a child process of this same binary, with a time limit.
+    if let Ok(exe) = std::env::current_exe() {
+        o.read.pdf = PdfIsolation::Subprocess {
+            program: exe,
+            args: vec!["kb".into(), "pdf-worker".into()],
+            timeout: std::time::Duration::from_secs(60),
+        };
+    }
+    o
+}
+
+fn progress_bar() -> ProgressBar {
+    let pb = ProgressBar::new(0);
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {pos}/{len} files {wide_bar} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb
+}
+
+fn run_ingest(
+    name: &str,
+    threads: usize,
+    json: bool,
+    work: impl FnOnce(
+        &mut dyn lar_rag::store::Store,
+        &SentenceEmbedder,
+        &ingest::Options,
+        &mut dyn FnMut(Progress<'_>),
+    ) -> lar_rag::Result<ingest::Report>,
+) -> Result<()> {
+    let (_, mut store, emb) = open(name, threads)?;
+    let opts = options(&emb);
+    let pb = progress_bar();
+    let mut on = |p: Progress<'_>| match p {
+        Progress::Found(n) => pb.set_length(n as u64),
+        Progress::File(f) => {
+            pb.inc(1);
+            pb.set_message(short(f));
+        }
+        Progress::Chunks(n) => pb.set_message(format!("{n} chunks")),
+    };
+    let report = work(store.as_mut(), &emb, &opts, &mut on)?;
+    pb.finish_and_clear();
+    print_report(&report, json)
+}
+
+fn short(path: &str) -> String {
+    Path::new(path)
+        .file_name()
+        .map_or(path.to_string(), |n| n.to_string_lossy().to_string())
+}
+
+fn print_report(r: &ingest::Report, json: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string(r)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{} files read, {} unchanged, {} removed, {} skipped; {} chunks added, {} removed; {:.1} s",
+        r.files_read,
+        r.files_unchanged,
+        r.files_removed,
+        r.skipped.len(),
+        r.chunks_added,
+        r.chunks_removed,
+        r.seconds
+    )?;
+    for s in &r.skipped {
+        writeln!(out, "  skipped {}: {}", s.path, s.reason)?;
+    }
+    Ok(())
+}
+
+fn add(a: AddArgs) -> Result<()> {
+    let reg = registry();
+    let mut cfg = reg.get(&a.name)?;
+    let mut roots = Vec::new();
+    for p in &a.paths {
+        // Recorded absolute (for `sync`); a path that does not resolve is reported by the walk.
+        let path = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+        let path = path
+            .to_str()
+            .with_context(|| format!("{}: the path is not valid UTF-8", p.display()))?
+            .to_string();
+        roots.push(Root {
+            path,
+            include: a.include.clone(),
+            exclude: a.exclude.clone(),
+        });
+    }
+    let (files, skipped) = ingest::walk(&roots)?;
+    for r in &roots {
+        if !cfg.roots.contains(r) && Path::new(&r.path).exists() {
+            cfg.roots.retain(|old| old.path != r.path);
+            cfg.roots.push(r.clone());
+        }
+    }
+    reg.save(&cfg)?;
+    run_ingest(&a.name, a.threads, a.json, |store, emb, opts, on| {
+        let mut rep = ingest::ingest(store, emb, &files, opts, on)?;
+        rep.skipped.splice(0..0, skipped);
+        Ok(rep)
+    })
+}
+
+fn sync(a: NameArgs) -> Result<()> {
+    let cfg = registry().get(&a.name)?;
+    run_ingest(&a.name, a.threads, a.json, |store, emb, opts, on| {
+        ingest::sync(store, emb, &cfg.roots, opts, on)
+    })
+}
+
+fn list(a: ListArgs) -> Result<()> {
+    let kbs = registry().list()?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        writeln!(out, "{}", serde_json::to_string(&kbs)?)?;
+        return Ok(());
+    }
+    if kbs.is_empty() {
+        eprintln!("no knowledge bases (create one with `lar kb create NAME`)");
+    }
+    for k in kbs {
+        let store = if k.is_postgres() {
+            "postgres"
+        } else {
+            "sqlite"
+        };
+        writeln!(
+            out,
+            "{:<20} {:<8} {} ({} roots)",
+            k.name,
+            store,
+            k.embedder,
+            k.roots.len()
+        )?;
+    }
+    Ok(())
+}
+
+fn stats(a: NameArgs) -> Result<()> {
+    let reg = registry();
+    let cfg = reg.get(&a.name)?;
+    let s = reg.open(&cfg)?.stats()?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        let by: serde_json::Map<String, serde_json::Value> = s
+            .by_kind
+            .iter()
+            .map(|(k, n)| (k.to_string(), (*n).into()))
+            .collect();
+        let v = serde_json::json!({
+            "name": cfg.name, "embedder": cfg.embedder, "dim": cfg.dim, "store": if cfg.is_postgres() { "postgres" } else { "sqlite" },
+            "files": s.files, "chunks": s.chunks, "by_kind": by, "bytes": s.bytes,
+        });
+        writeln!(out, "{v}")?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{}: {} files, {} chunks, {}",
+        cfg.name,
+        s.files,
+        s.chunks,
+        lar_plan::size::fmt_bytes(s.bytes)
+    )?;
+    for (k, n) in s.by_kind {
+        writeln!(out, "  {k:<11} {n} chunks")?;
+    }
+    Ok(())
+}
+
+impl FilterArgs {
+    pub fn filter(&self) -> Result<Filter> {
+        let kinds = self
+            .kinds
+            .iter()
+            .map(|k| {
+                SourceKind::parse(k).with_context(|| {
+                    format!("unknown kind '{k}' (text, markdown, html, pdf, docx, mail, calendar, transcript)")
+                })
+            })
+            .collect::<Result<_>>()?;
+        if let Some(g) = &self.path {
+            globset::Glob::new(g).with_context(|| format!("bad --path glob '{g}'"))?;
+        }
+        let date = |s: &Option<String>, flag: &str| -> Result<Option<i64>> {
+            s.as_deref()
+                .map(|d| {
+                    parse_date(d).with_context(|| {
+                        format!("{flag}: '{d}' is not a date (YYYY-MM-DD or RFC 3339)")
+                    })
+                })
+                .transpose()
+        };
+        Ok(Filter {
+            kinds,
+            path_glob: self.path.clone(),
+            since: date(&self.since, "--since")?,
+            until: date(&self.until, "--until")?,
+            sender: self.sender.clone(),
+        })
+    }
+}
+
+/// `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM[:SS][Z]` (UTC) as Unix seconds.
+pub fn parse_date(s: &str) -> Option<i64> {
+    let s = s.trim().trim_end_matches('Z');
+    let (d, t) = s.split_once(['T', ' ']).unwrap_or((s, "00:00:00"));
+    let mut dp = d.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (dp.next()??, dp.next()??, dp.next()??);
+    let mut tp = t.split(':').map(|x| x.parse::<i64>().ok());
+    let (h, mi) = (tp.next()??, tp.next()??);
+    let sec = tp.next().flatten().unwrap_or(0);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    Some(days * 86400 + h * 3600 + mi * 60 + sec)
+}
+
+fn search_cmd(a: SearchArgs) -> Result<()> {
+    if a.k == 0 {
+        bail!("-k must be at least 1");
+    }
+    let filter = a.filter.filter()?;
+    let (_, store, emb) = open(&a.name, a.threads)?;
+    let opts = SearchOptions {
+        k: a.k,
+        filter,
+        ..Default::default()
+    };
+    let hits = search(store.as_ref(), &emb, &a.query, &opts)?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        writeln!(out, "{}", serde_json::to_string(&hits)?)?;
+        return Ok(());
+    }
+    if hits.is_empty() {
+        writeln!(out, "no results")?;
+    }
+    for (i, h) in hits.iter().enumerate() {
+        let src = lar_rag::answer::sources_for(
+            std::slice::from_ref(h),
+            &lar_rag::answer::AskOptions {
+                min_similarity: f32::MIN,
+                ..Default::default()
+            },
+        );
+        let cite = src.first().map_or(h.chunk.path.clone(), |s| s.cite());
+        writeln!(out, "{}. [{:.4}] {cite}", i + 1, h.score)?;
+        let text: String = h.chunk.text.chars().take(300).collect();
+        writeln!(out, "   {}", text.replace('\n', "\n   "))?;
+    }
+    Ok(())
+}
+
+fn eval_cmd(a: EvalArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&a.questions)
+        .with_context(|| format!("reading {}", a.questions.display()))?;
+    let cases = eval::read_cases(&text).with_context(|| format!("{}", a.questions.display()))?;
+    let (_, store, emb) = open(&a.name, a.threads)?;
+    let opts = SearchOptions {
+        k: a.k,
+        ..Default::default()
+    };
+    let r = eval::evaluate(store.as_ref(), &emb, &cases, &opts)?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        writeln!(out, "{}", serde_json::to_string(&r)?)?;
+        return Ok(());
+    }
+    for c in &r.cases {
+        let mark = if c.recall >= 1.0 { "ok  " } else { "MISS" };
+        writeln!(
+            out,
+            "{mark} {:?} -> {}",
+            c.q,
+            c.got
+                .iter()
+                .map(|g| short(g))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
+    }
+    writeln!(
+        out,
+        "{} questions: recall@{} = {:.3}, MRR = {:.3}",
+        r.questions, r.k, r.recall_at_k, r.mrr
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_date;
+
+    #[test]
+    fn dates_parse_to_unix_seconds() {
+        assert_eq!(parse_date("1970-01-01"), Some(0));
+        assert_eq!(parse_date("2024-03-01T10:30:00Z"), Some(1709289000));
+        assert_eq!(parse_date("2024-02-29"), Some(1709164800));
+        assert_eq!(parse_date("2024-13-01"), None);
+        assert_eq!(parse_date("yesterday"), None);
+    }
+}

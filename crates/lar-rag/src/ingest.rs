@@ -1,0 +1,337 @@
+//! Ingest: walk the given paths, skip what has not changed (by sha256 of the bytes), read each new or changed file
+//! through its connector, chunk it, embed the chunks and replace the file's entry in the store in one transaction.
+//! `sync` does the same for a knowledge base's recorded roots and drops files that are gone. Nothing one file does
+//! (unreadable, corrupt, encrypted, too large, a symlink loop, removed halfway) stops the others: it is skipped and
+//! the reason reported.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use lar_types::Embedder;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::chunk::{ChunkConfig, chunk_documents, embed_text};
+use crate::connectors::{self, ReadOptions};
+use crate::store::{FileEntry, Store};
+use crate::{Error, Result};
+
+/// A path given to `kb add`, with its filters; `sync` walks the same roots again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Root {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+}
+
+/// A file left out, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub path: String,
+    pub reason: String,
+}
+
+/// What an ingest did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// Files read and (re)indexed.
+    pub files_read: u64,
+    /// Files whose content hash had not changed.
+    pub files_unchanged: u64,
+    /// Files dropped because they are gone (sync).
+    pub files_removed: u64,
+    pub chunks_added: u64,
+    pub chunks_removed: u64,
+    pub skipped: Vec<Skipped>,
+    pub seconds: f64,
+}
+
+/// Progress of an ingest, for a progress bar.
+pub enum Progress<'a> {
+    /// The walk is done: this many candidate files.
+    Found(usize),
+    /// One file done (indexed, unchanged or skipped).
+    File(&'a str),
+    /// Chunks embedded so far in this file.
+    Chunks(usize),
+}
+
+/// How an ingest reads and cuts files.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub read: ReadOptions,
+    pub chunk: ChunkConfig,
+    /// Texts per embedder call.
+    pub batch: usize,
+}
+
+impl Options {
+    pub fn for_embedder(e: &dyn Embedder) -> Self {
+        Options {
+            read: ReadOptions::default(),
+            chunk: ChunkConfig::for_embedder(e.max_tokens()),
+            batch: 64,
+        }
+    }
+}
+
+/// Compiled include/exclude globs of a root. A glob matches a file when it matches the path relative to the root or
+/// the file name alone (`*.md`, `notes/**`).
+struct Globs {
+    include: Option<GlobSet>,
+    exclude: Option<GlobSet>,
+}
+
+fn globset(pats: &[String]) -> Result<Option<GlobSet>> {
+    if pats.is_empty() {
+        return Ok(None);
+    }
+    let mut b = GlobSetBuilder::new();
+    for p in pats {
+        b.add(Glob::new(p).map_err(|e| Error::Invalid(format!("bad glob '{p}': {e}")))?);
+    }
+    b.build()
+        .map(Some)
+        .map_err(|e| Error::Invalid(format!("bad glob: {e}")))
+}
+
+impl Globs {
+    fn new(root: &Root) -> Result<Self> {
+        Ok(Globs {
+            include: globset(&root.include)?,
+            exclude: globset(&root.exclude)?,
+        })
+    }
+    fn wants(&self, rel: &Path) -> bool {
+        let name = rel.file_name().map(Path::new).unwrap_or(rel);
+        let hit = |g: &GlobSet| g.is_match(rel) || g.is_match(name);
+        self.include.as_ref().is_none_or(hit) && !self.exclude.as_ref().is_some_and(hit)
+    }
+}
+
+/// Whether a directory entry is hidden (`.git`, `.cache`), except Maildir++ folders (`.Sent`), which hold mail.
+fn hidden(entry: &walkdir::DirEntry) -> bool {
+    entry.depth() > 0
+        && entry.file_name().to_string_lossy().starts_with('.')
+        && !(entry.file_type().is_dir() && entry.path().join("cur").is_dir())
+}
+
+/// The files under `roots` that a connector reads and the globs let through (absolute paths, sorted, no
+/// duplicates), and what was skipped on the way (symlink loops, unreadable directories, unsupported types).
+pub fn walk(roots: &[Root]) -> Result<(Vec<PathBuf>, Vec<Skipped>)> {
+    let mut files = Vec::new();
+    let mut skipped = Vec::new();
+    for root in roots {
+        let globs = Globs::new(root)?;
+        let base = match std::fs::canonicalize(&root.path) {
+            Ok(p) => p,
+            Err(e) => {
+                skipped.push(Skipped {
+                    path: root.path.clone(),
+                    reason: io_reason(&e),
+                });
+                continue;
+            }
+        };
+        let it = walkdir::WalkDir::new(&base)
+            .follow_links(true)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| !hidden(e));
+        for entry in it {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    let path = e
+                        .path()
+                        .map_or(root.path.clone(), |p| p.display().to_string());
+                    let reason = if e.loop_ancestor().is_some() {
+                        "symlink loop".to_string()
+                    } else {
+                        e.io_error().map_or(e.to_string(), io_reason)
+                    };
+                    skipped.push(Skipped { path, reason });
+                    continue;
+                }
+            };
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let path = entry.path();
+            let rel = path.strip_prefix(&base).unwrap_or(path);
+            if !globs.wants(rel) {
+                continue;
+            }
+            if connectors::detect(path).is_none() {
+                // Only worth a line when the user named the file itself.
+                if entry.depth() == 0 {
+                    skipped.push(Skipped {
+                        path: path.display().to_string(),
+                        reason: "unsupported file type".into(),
+                    });
+                }
+                continue;
+            }
+            files.push(path.to_path_buf());
+        }
+    }
+    files.sort();
+    files.dedup();
+    Ok((files, skipped))
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(40) => "symlink loop".into(), // ELOOP
+        _ if e.kind() == std::io::ErrorKind::NotFound => "not found".into(),
+        _ if e.kind() == std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// sha256 (hex), size and mtime of a file, read with a bounded reader.
+fn fingerprint(path: &Path, max_bytes: u64) -> std::result::Result<(String, u64, i64), String> {
+    let meta = std::fs::metadata(path).map_err(|e| io_reason(&e))?;
+    if meta.len() > max_bytes {
+        return Err(format!(
+            "larger than the {} MiB limit ({} MiB)",
+            max_bytes >> 20,
+            meta.len() >> 20
+        ));
+    }
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs() as i64);
+    let f = std::fs::File::open(path).map_err(|e| io_reason(&e))?;
+    let mut r = f.take(max_bytes + 1);
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = r.read(&mut buf).map_err(|e| io_reason(&e))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+    if size > max_bytes {
+        return Err(format!("larger than the {} MiB limit", max_bytes >> 20));
+    }
+    let hex = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok((hex, size, mtime))
+}
+
+/// Indexes `files` (new or changed ones; unchanged hashes are skipped). Files already stored and not in `files` are
+/// left alone.
+pub fn ingest(
+    store: &mut dyn Store,
+    embedder: &dyn Embedder,
+    files: &[PathBuf],
+    opts: &Options,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<Report> {
+    let t0 = Instant::now();
+    let known: HashMap<String, FileEntry> = store
+        .files()?
+        .into_iter()
+        .map(|f| (f.path.clone(), f))
+        .collect();
+    let mut report = Report::default();
+    progress(Progress::Found(files.len()));
+    for path in files {
+        let name = path.display().to_string();
+        match ingest_one(store, embedder, path, known.get(&name), opts, progress) {
+            Ok(Some((added, removed))) => {
+                report.files_read += 1;
+                report.chunks_added += added;
+                report.chunks_removed += removed;
+            }
+            Ok(None) => report.files_unchanged += 1,
+            Err(Error::Unreadable { path, reason }) => {
+                report.skipped.push(Skipped { path, reason })
+            }
+            Err(Error::Unsupported(path)) => report.skipped.push(Skipped {
+                path,
+                reason: "unsupported file type".into(),
+            }),
+            Err(e) => return Err(e),
+        }
+        progress(Progress::File(&name));
+    }
+    report.seconds = t0.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// `Some((chunks added, chunks removed))` when indexed, `None` when unchanged.
+fn ingest_one(
+    store: &mut dyn Store,
+    embedder: &dyn Embedder,
+    path: &Path,
+    known: Option<&FileEntry>,
+    opts: &Options,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<Option<(u64, u64)>> {
+    let name = path
+        .to_str()
+        .ok_or_else(|| Error::unreadable(path.display(), "the path is not valid UTF-8"))?;
+    let (sha256, size, mtime) =
+        fingerprint(path, opts.read.max_bytes).map_err(|r| Error::unreadable(name, r))?;
+    if known.is_some_and(|k| k.sha256 == sha256) {
+        return Ok(None);
+    }
+    let docs = connectors::read(path, &opts.read)?;
+    let chunks = chunk_documents(&docs, &opts.chunk, &|s| embedder.count_tokens(s));
+    let texts: Vec<String> = chunks.iter().map(embed_text).collect();
+    let mut vectors = Vec::with_capacity(texts.len());
+    for batch in texts.chunks(opts.batch.max(1)) {
+        let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+        let v = embedder
+            .embed(&refs)
+            .map_err(|e| Error::Embed(format!("{name}: {e}")))?;
+        vectors.extend(v);
+        progress(Progress::Chunks(vectors.len()));
+    }
+    let entry = FileEntry {
+        path: name.to_string(),
+        sha256,
+        size,
+        mtime,
+        chunks: chunks.len() as u64,
+    };
+    store.put_file(&entry, &chunks, &vectors)?;
+    Ok(Some((chunks.len() as u64, known.map_or(0, |k| k.chunks))))
+}
+
+/// Re-walks `roots`: indexes what is new or changed, drops files that no longer exist.
+pub fn sync(
+    store: &mut dyn Store,
+    embedder: &dyn Embedder,
+    roots: &[Root],
+    opts: &Options,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<Report> {
+    let t0 = Instant::now();
+    let (files, skipped) = walk(roots)?;
+    let mut report = ingest(store, embedder, &files, opts, progress)?;
+    report.skipped.splice(0..0, skipped);
+    let present: std::collections::HashSet<String> =
+        files.iter().map(|p| p.display().to_string()).collect();
+    // A file that is skipped this time (unreadable now) keeps its old chunks only if it still exists.
+    for f in store.files()? {
+        if !present.contains(&f.path) && !Path::new(&f.path).exists() {
+            store.remove_file(&f.path)?;
+            report.files_removed += 1;
+            report.chunks_removed += f.chunks;
+        }
+    }
+    report.seconds = t0.elapsed().as_secs_f64();
+    Ok(report)
+}

@@ -1,0 +1,138 @@
+//! Hybrid retrieval: the full-text side (BM25 over accent- and case-folded words) and the vector side (cosine
+//! similarity of the embedder's vectors) each rank candidates, and reciprocal rank fusion (Cormack et al. 2009:
+//! `sum 1 / (60 + rank)`) merges the two lists, so a chunk that both find comes first and either side alone can still
+//! surface what the other misses (an exact product code; a paraphrase). Filters apply on both sides, inside the store.
+
+use lar_types::Embedder;
+use serde::Serialize;
+
+use crate::store::{Filter, Store};
+use crate::{Chunk, Error, Result, fold};
+
+/// How to search.
+#[derive(Clone, Debug)]
+pub struct SearchOptions {
+    /// Hits to return.
+    pub k: usize,
+    pub filter: Filter,
+    /// Candidates taken from each side before fusion (at least `k`).
+    pub candidates: usize,
+    /// RRF's rank constant.
+    pub rrf_k: f32,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        SearchOptions {
+            k: 5,
+            filter: Filter::default(),
+            candidates: 50,
+            rrf_k: 60.0,
+        }
+    }
+}
+
+/// One result of a hybrid search.
+#[derive(Clone, Debug, Serialize)]
+pub struct Hit {
+    pub id: i64,
+    /// Fused score (higher is better).
+    pub score: f32,
+    /// 1-based rank on the full-text side, if it found this chunk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_rank: Option<usize>,
+    /// 1-based rank on the vector side, and the cosine similarity there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vector_rank: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<f32>,
+    #[serde(flatten)]
+    pub chunk: Chunk,
+}
+
+/// Embeds `query`, runs both retrievers and fuses them; best first, at most `opts.k`.
+pub fn search(
+    store: &dyn Store,
+    embedder: &dyn Embedder,
+    query: &str,
+    opts: &SearchOptions,
+) -> Result<Vec<Hit>> {
+    if query.trim().is_empty() {
+        return Err(Error::Invalid("the query is empty".into()));
+    }
+    let n = opts.candidates.max(opts.k);
+    let terms = fold::terms(query);
+    let text = if terms.is_empty() {
+        Vec::new()
+    } else {
+        store.text_search(&terms, n, &opts.filter)?
+    };
+    let v = embed_query(embedder, query)?;
+    let vec = store.vector_search(&v, n, &opts.filter)?;
+
+    // Reciprocal rank fusion.
+    let mut fused: Vec<Hit> = Vec::new();
+    let mut index = std::collections::HashMap::<i64, usize>::new();
+    for (side, list) in [(0, &text), (1, &vec)] {
+        for (rank, r) in list.iter().enumerate() {
+            let i = *index.entry(r.id).or_insert_with(|| {
+                fused.push(Hit {
+                    id: r.id,
+                    score: 0.0,
+                    text_rank: None,
+                    vector_rank: None,
+                    similarity: None,
+                    chunk: placeholder(),
+                });
+                fused.len() - 1
+            });
+            let h = &mut fused[i];
+            h.score += 1.0 / (opts.rrf_k + rank as f32 + 1.0);
+            if side == 0 {
+                h.text_rank = Some(rank + 1);
+            } else {
+                h.vector_rank = Some(rank + 1);
+                h.similarity = Some(r.score);
+            }
+        }
+    }
+    fused.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+    fused.truncate(opts.k);
+    let ids: Vec<i64> = fused.iter().map(|h| h.id).collect();
+    let mut chunks: std::collections::HashMap<i64, Chunk> = store
+        .chunks(&ids)?
+        .into_iter()
+        .map(|c| (c.id, c.chunk))
+        .collect();
+    Ok(fused
+        .into_iter()
+        .filter_map(|mut h| {
+            h.chunk = chunks.remove(&h.id)?;
+            Some(h)
+        })
+        .collect())
+}
+
+/// The query's vector (a query longer than the embedder takes is cut, as sentence-transformers does).
+pub fn embed_query(embedder: &dyn Embedder, query: &str) -> Result<Vec<f32>> {
+    let mut v = embedder
+        .embed(&[query])
+        .map_err(|e| Error::Embed(e.to_string()))?;
+    v.pop()
+        .filter(|v| v.len() == embedder.dim())
+        .ok_or_else(|| Error::Embed("the embedder returned no vector of its dimension".into()))
+}
+
+fn placeholder() -> Chunk {
+    Chunk {
+        path: String::new(),
+        kind: crate::SourceKind::Text,
+        title: None,
+        date: None,
+        sender: None,
+        meta: Default::default(),
+        loc: Default::default(),
+        ord: 0,
+        text: String::new(),
+    }
+}
