@@ -1,6 +1,8 @@
 //! Benchmark of the SQLite knowledge-base store: inserts N chunks (default 10000) of short synthetic text with random
 //! unit vectors of dim 384 into a temporary store, then times 200 text and 200 vector searches (k = 10), unfiltered
-//! and with a filter. `cargo run --release -p lar-rag --example store_bench -- 100000`
+//! and with a filter. With a sentence-transformers directory as second argument it also times the whole hybrid
+//! query as `lar kb search` runs it (embed the query, BM25 + vector, fusion, fetch the chunks; k = 5).
+//! `cargo run --release -p lar-rag --example store_bench -- 100000 ~/.cache/lar/models/all-MiniLM-L6-v2`
 
 use std::time::{Duration, Instant};
 
@@ -194,6 +196,41 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(e) = failed {
         return Err(e.into());
+    }
+    if let Some(model) = std::env::args().nth(2) {
+        let emb = lar_engine::SentenceEmbedder::open(std::path::Path::new(&model), 0)?;
+        let opts = lar_rag::search::SearchOptions::default();
+        let queries: Vec<String> = (0..QUERIES)
+            .map(|i| {
+                format!(
+                    "when is the {} meeting about {} {}",
+                    ["budget", "garden", "lease", "school"][i % 4],
+                    rng.word(&vocab),
+                    rng.word(&vocab)
+                )
+            })
+            .collect();
+        let embed = time(|i| {
+            if let Err(e) = lar_rag::search::embed_query(&emb, &queries[i]) {
+                failed = Some(e);
+            }
+        });
+        let hybrid = time(|i| {
+            if let Err(e) = lar_rag::search::search(&store, &emb, &queries[i], &opts) {
+                failed = Some(e);
+            }
+        });
+        println!(
+            "query embedding          : p50 {:7.2} ms  p99 {:7.2} ms",
+            embed.0, embed.1
+        );
+        println!(
+            "hybrid search        k=5: p50 {:7.2} ms  p99 {:7.2} ms",
+            hybrid.0, hybrid.1
+        );
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
     }
     Ok(())
 }

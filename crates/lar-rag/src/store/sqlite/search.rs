@@ -180,11 +180,11 @@ pub(super) fn vector(
     let mut out = Vec::new();
     for row in rows {
         let (id, distance) = row?;
-        // A stored zero vector has no defined cosine (NaN): it is never a result.
+        // Unit vectors: cosine = 1 - d^2 / 2.
         if distance.is_finite() {
             out.push(Ranked {
                 id,
-                score: (1.0 - distance) as f32,
+                score: (1.0 - distance * distance / 2.0) as f32,
             });
         }
     }
