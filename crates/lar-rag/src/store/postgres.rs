@@ -1,1 +1,831 @@
-//! The scale-out store: PostgreSQL with pgvector (HNSW index) behind the same [`super::Store`] trait.
+//! The scale-out store: PostgreSQL with pgvector behind the same [`super::Store`] trait. One schema per knowledge base
+//! (`lar_<name>`) with three tables: `info` (embedder, vector length, schema version), `files` (one row per ingested
+//! file) and `chunks` (the chunk with its metadata, a `tsvector` and a `vector(DIM)`, deleted with their file).
+//!
+//! Full text: the `tsvector` is `to_tsvector('simple', ...)` of the chunk's title and text cut into words by
+//! [`crate::fold::terms`] in Rust and joined by spaces, so accent/case folding and word boundaries are the same as the
+//! SQLite store's whatever the server's locale; queries are the same words OR-ed in `to_tsquery('simple', ...)` (only
+//! letters and digits reach it, as a bind parameter) and ranked by `ts_rank_cd`. Vectors: an HNSW index with
+//! `vector_cosine_ops` (vector lengths up to 2000; longer ones are searched exactly, without an index), searched with
+//! pgvector 0.8's iterative scan so filtered searches still find `k` results, and exactly when it did not.
+//!
+//! The trait is synchronous: the store owns a current-thread tokio runtime and blocks on it, so it must not be used
+//! from inside another tokio runtime's worker (use `spawn_blocking` there). It does not start or manage servers:
+//! `scripts/postgres.sh` starts one for the tests.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use pgvector::Vector;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
+
+use super::{FileEntry, Filter, Ranked, Stats, Store, StoreInfo, StoredChunk};
+use crate::{Chunk, Error, Location, Meta, Result, SourceKind, fold};
+
+/// Version of the schema below, recorded in `info` and checked on open.
+const SCHEMA_VERSION: i32 = 1;
+/// Longest vector pgvector's HNSW index takes for the `vector` type; longer ones are searched without an index.
+const HNSW_MAX_DIM: usize = 2000;
+/// Longest vector the `vector` type stores.
+const MAX_DIM: usize = 16000;
+/// Advisory lock key serializing knowledge base creation (CREATE EXTENSION races with itself otherwise).
+const CREATE_LOCK: i64 = 0x006c_6172_5f72_6167; // "lar_rag"
+/// The columns a [`StoredChunk`] is read from, in [`row_to_chunk`]'s order.
+const CHUNK_COLUMNS: &str = "id, path, kind, title, date, sender, meta::text, page, heading, speaker, start_ts, \
+                             end_ts, ord, text";
+
+/// A knowledge base kept in a PostgreSQL schema.
+pub struct PgStore {
+    rt: tokio::runtime::Runtime,
+    pool: PgPool,
+    /// `lar_<kb>`: checked to be `[a-z0-9_]` only, so it is written into SQL as is.
+    schema: String,
+    info: StoreInfo,
+}
+
+impl PgStore {
+    /// Creates knowledge base `kb` in the database at `url` (installing the `vector` extension if the database lacks
+    /// it). If it exists already it is opened, provided it was made for the same embedder and vector length.
+    pub fn create(url: &str, kb: &str, info: StoreInfo) -> Result<Self> {
+        let schema = schema_name(kb)?;
+        if info.dim == 0 || info.dim > MAX_DIM {
+            return Err(Error::Invalid(format!(
+                "vector length {} is not one PostgreSQL can store (1..={MAX_DIM})",
+                info.dim
+            )));
+        }
+        let (rt, pool) = connect(url)?;
+        let stored = rt.block_on(async {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(CREATE_LOCK)
+                .execute(&mut *tx)
+                .await?;
+            if let Some(stored) = read_info(&mut tx, kb, &schema).await? {
+                return Ok::<_, Error>(Some(stored));
+            }
+            let has_vector: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector')",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            if !has_vector {
+                sqlx::query("CREATE EXTENSION IF NOT EXISTS vector")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        Error::Store(format!(
+                            "the pgvector extension is not installed and cannot be created ({e})"
+                        ))
+                    })?;
+            }
+            for ddl in schema_ddl(&schema, info.dim) {
+                sqlx::query(AssertSqlSafe(ddl)).execute(&mut *tx).await?;
+            }
+            let sql =
+                format!("INSERT INTO {schema}.info (version, embedder, dim) VALUES ($1, $2, $3)");
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(SCHEMA_VERSION)
+                .bind(&info.embedder)
+                .bind(dim_i32(info.dim)?)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(None)
+        })?;
+        if let Some(stored) = stored
+            && stored != info
+        {
+            return Err(Error::Invalid(format!(
+                "knowledge base '{kb}' exists with embedder {} ({} dimensions), not {} ({} dimensions)",
+                stored.embedder, stored.dim, info.embedder, info.dim
+            )));
+        }
+        Ok(PgStore {
+            rt,
+            pool,
+            schema,
+            info,
+        })
+    }
+
+    /// Opens knowledge base `kb`; [`Error::NotFound`] if the database has none by that name.
+    pub fn open(url: &str, kb: &str) -> Result<Self> {
+        let schema = schema_name(kb)?;
+        let (rt, pool) = connect(url)?;
+        let info = rt.block_on(async {
+            let mut conn = pool.acquire().await?;
+            read_info(&mut conn, kb, &schema).await
+        })?;
+        let info = info.ok_or_else(|| Error::NotFound(kb.to_string()))?;
+        Ok(PgStore {
+            rt,
+            pool,
+            schema,
+            info,
+        })
+    }
+
+    /// Deletes knowledge base `kb` and everything in it; [`Error::NotFound`] if there is none by that name.
+    pub fn drop_kb(url: &str, kb: &str) -> Result<()> {
+        let schema = schema_name(kb)?;
+        let (rt, pool) = connect(url)?;
+        let dropped = rt.block_on(async {
+            let mut tx = pool.begin().await?;
+            // Only drop what looks like ours: a schema without our info table is left alone.
+            let ours = has_info_table(&mut tx, &schema).await?;
+            if ours {
+                let sql = format!("DROP SCHEMA {schema} CASCADE");
+                sqlx::query(AssertSqlSafe(sql)).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            pool.close().await;
+            Ok::<_, Error>(ours)
+        })?;
+        if dropped {
+            Ok(())
+        } else {
+            Err(Error::NotFound(kb.to_string()))
+        }
+    }
+
+    /// The schema this knowledge base lives in.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    fn check_dim(&self, len: usize) -> Result<()> {
+        if len == self.info.dim {
+            Ok(())
+        } else {
+            Err(Error::Invalid(format!(
+                "vector of length {len} for a knowledge base of {}-dimensional vectors ({})",
+                self.info.dim, self.info.embedder
+            )))
+        }
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // Close the connections politely, unless this runs inside another runtime (block_on would panic there).
+        if tokio::runtime::Handle::try_current().is_err() {
+            self.rt.block_on(self.pool.close());
+        }
+    }
+}
+
+impl Store for PgStore {
+    fn info(&self) -> &StoreInfo {
+        &self.info
+    }
+
+    fn files(&self) -> Result<Vec<FileEntry>> {
+        let sql = format!(
+            "SELECT path, sha256, size, mtime, chunks FROM {}.files ORDER BY path",
+            self.schema
+        );
+        let rows = self
+            .rt
+            .block_on(sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool))?;
+        rows.iter()
+            .map(|r| {
+                Ok(FileEntry {
+                    path: r.try_get(0)?,
+                    sha256: r.try_get(1)?,
+                    size: to_u64(r.try_get(2)?, "size")?,
+                    mtime: r.try_get(3)?,
+                    chunks: to_u64(r.try_get(4)?, "chunks")?,
+                })
+            })
+            .collect()
+    }
+
+    fn put_file(&mut self, file: &FileEntry, chunks: &[Chunk], vectors: &[Vec<f32>]) -> Result<()> {
+        if chunks.len() != vectors.len() {
+            return Err(Error::Invalid(format!(
+                "{}: {} chunks but {} vectors",
+                file.path,
+                chunks.len(),
+                vectors.len()
+            )));
+        }
+        for v in vectors {
+            self.check_dim(v.len())?;
+        }
+        let size = i64::try_from(file.size)
+            .map_err(|_| Error::Invalid(format!("{}: size too large", file.path)))?;
+        let n =
+            i64::try_from(chunks.len()).map_err(|_| Error::Invalid("too many chunks".into()))?;
+        let rows = ChunkColumns::new(chunks, vectors)?;
+        let s = &self.schema;
+        let upsert = format!(
+            "INSERT INTO {s}.files (path, sha256, size, mtime, chunks) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (path) DO UPDATE SET sha256 = EXCLUDED.sha256, size = EXCLUDED.size, \
+             mtime = EXCLUDED.mtime, chunks = EXCLUDED.chunks"
+        );
+        let delete = format!("DELETE FROM {s}.chunks WHERE file = $1");
+        let insert = format!(
+            "INSERT INTO {s}.chunks (file, path, kind, title, date, sender, meta, page, heading, speaker, start_ts, \
+             end_ts, ord, text, tsv, embedding) \
+             SELECT $1, t.path, t.kind, t.title, t.date, t.sender, t.meta::jsonb, t.page, t.heading, t.speaker, \
+             t.start_ts, t.end_ts, t.ord, t.text, to_tsvector('simple', t.words), t.embedding \
+             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], $7::text[], $8::int8[], \
+             $9::text[], $10::text[], $11::text[], $12::text[], $13::int8[], $14::text[], $15::text[], \
+             $16::vector[]) WITH ORDINALITY \
+             AS t(path, kind, title, date, sender, meta, page, heading, speaker, start_ts, end_ts, ord, text, words, \
+             embedding, n) ORDER BY t.n"
+        );
+        let path = pg_text(&file.path);
+        self.rt.block_on(async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(AssertSqlSafe(upsert))
+                .bind(&path)
+                .bind(pg_text(&file.sha256))
+                .bind(size)
+                .bind(file.mtime)
+                .bind(n)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(AssertSqlSafe(delete))
+                .bind(&path)
+                .execute(&mut *tx)
+                .await?;
+            if !chunks.is_empty() {
+                let c = rows;
+                sqlx::query(AssertSqlSafe(insert))
+                    .bind(&path)
+                    .bind(c.path)
+                    .bind(c.kind)
+                    .bind(c.title)
+                    .bind(c.date)
+                    .bind(c.sender)
+                    .bind(c.meta)
+                    .bind(c.page)
+                    .bind(c.heading)
+                    .bind(c.speaker)
+                    .bind(c.start)
+                    .bind(c.end)
+                    .bind(c.ord)
+                    .bind(c.text)
+                    .bind(c.words)
+                    .bind(c.embedding)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn remove_file(&mut self, path: &str) -> Result<()> {
+        // The chunks go with the file row (ON DELETE CASCADE), in the statement's own transaction.
+        let sql = format!("DELETE FROM {}.files WHERE path = $1", self.schema);
+        self.rt.block_on(
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(pg_text(path))
+                .execute(&self.pool),
+        )?;
+        Ok(())
+    }
+
+    fn text_search(&self, terms: &[String], k: usize, filter: &Filter) -> Result<Vec<Ranked>> {
+        // Re-folding keeps only letters and digits, whatever the caller passed: nothing in the query string is
+        // tsquery syntax but the `|` put here.
+        let mut words: Vec<String> = terms.iter().flat_map(|t| fold::terms(t)).collect();
+        words.sort();
+        words.dedup();
+        if words.is_empty() || k == 0 {
+            return Ok(Vec::new());
+        }
+        let mut q = SqlArgs::default();
+        let query = q.bind(Arg::Text(words.join(" | ")));
+        let cond = filter_sql(filter, &mut q);
+        let sql = format!(
+            "SELECT c.id, ts_rank_cd(c.tsv, q.q, 1)::float4 AS score \
+             FROM {}.chunks c, to_tsquery('simple', {query}) AS q(q) \
+             WHERE c.tsv @@ q.q{cond} ORDER BY score DESC, c.id LIMIT {}",
+            self.schema,
+            limit(k)
+        );
+        let rows = self.rt.block_on(q.query(&sql).fetch_all(&self.pool))?;
+        rows.iter().map(to_ranked).collect()
+    }
+
+    fn vector_search(&self, vector: &[f32], k: usize, filter: &Filter) -> Result<Vec<Ranked>> {
+        self.check_dim(vector.len())?;
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let mut q = SqlArgs::default();
+        let v = q.bind(Arg::Vector(Vector::from(vector.to_vec())));
+        let cond = filter_sql(filter, &mut q);
+        // Relaxed order (iterative scan) may hand rows back slightly out of order: the outer query sorts them.
+        let sql = format!(
+            "WITH r AS MATERIALIZED (SELECT c.id, c.embedding <=> {v} AS d FROM {}.chunks c WHERE true{cond} \
+             ORDER BY d LIMIT {}) SELECT id, (1 - d)::float4 AS score FROM r ORDER BY d + 0, id",
+            self.schema,
+            limit(k)
+        );
+        let ef_search = k.clamp(40, 1000).to_string();
+        let exact_if_short = !filter.is_empty() || k > 1000;
+        self.rt.block_on(async {
+            let mut tx = self.pool.begin().await?;
+            set_local(&mut tx, "hnsw.ef_search", &ef_search).await?;
+            set_local(&mut tx, "hnsw.iterative_scan", "relaxed_order").await?;
+            let mut rows = q.query(&sql).fetch_all(&mut *tx).await?;
+            if rows.len() < k && exact_if_short {
+                // The iterative scan gives up after hnsw.max_scan_tuples: when it found fewer than k rows, ask
+                // again without the index, which is exact (and is what the planner picks for selective filters).
+                set_local(&mut tx, "enable_indexscan", "off").await?;
+                set_local(&mut tx, "enable_seqscan", "on").await?;
+                rows = q.query(&sql).fetch_all(&mut *tx).await?;
+            }
+            tx.rollback().await?;
+            rows.iter().map(to_ranked).collect()
+        })
+    }
+
+    fn chunks(&self, ids: &[i64]) -> Result<Vec<StoredChunk>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {CHUNK_COLUMNS} FROM {}.chunks WHERE id = ANY($1)",
+            self.schema
+        );
+        let rows = self.rt.block_on(
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(ids.to_vec())
+                .fetch_all(&self.pool),
+        )?;
+        let mut by_id = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let c = row_to_chunk(row)?;
+            by_id.insert(c.id, c);
+        }
+        Ok(ids.iter().filter_map(|id| by_id.get(id).cloned()).collect())
+    }
+
+    fn stats(&self) -> Result<Stats> {
+        let s = &self.schema;
+        let counts =
+            format!("SELECT (SELECT count(*) FROM {s}.files), (SELECT count(*) FROM {s}.chunks)");
+        let kinds = format!("SELECT kind, count(*) FROM {s}.chunks GROUP BY kind");
+        let bytes = "SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0)::int8 FROM pg_class c \
+                     JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'";
+        self.rt.block_on(async {
+            let mut conn = self.pool.acquire().await?;
+            let (files, chunks): (i64, i64) = sqlx::query_as(AssertSqlSafe(counts))
+                .fetch_one(&mut *conn)
+                .await?;
+            let kind_rows: Vec<(String, i64)> = sqlx::query_as(AssertSqlSafe(kinds))
+                .fetch_all(&mut *conn)
+                .await?;
+            let bytes: i64 = sqlx::query_scalar(bytes)
+                .bind(s)
+                .fetch_one(&mut *conn)
+                .await?;
+            let mut by_kind = kind_rows
+                .into_iter()
+                .map(|(k, n)| Ok((parse_kind(&k)?, to_u64(n, "count")?)))
+                .collect::<Result<Vec<_>>>()?;
+            by_kind.sort();
+            Ok(Stats {
+                files: to_u64(files, "count")?,
+                chunks: to_u64(chunks, "count")?,
+                by_kind,
+                bytes: to_u64(bytes, "size")?,
+            })
+        })
+    }
+}
+
+/// `lar_<kb>` for a knowledge base name of lower-case ASCII letters, digits and `_` (at most 59, PostgreSQL's
+/// identifiers being 63 bytes long); any other name is refused rather than rewritten, so that two names never share
+/// a schema.
+pub fn schema_name(kb: &str) -> Result<String> {
+    let ok = !kb.is_empty()
+        && kb.len() <= 59
+        && kb
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(format!("lar_{kb}"))
+    } else {
+        Err(Error::Invalid(format!(
+            "knowledge base name '{kb}' cannot be used with PostgreSQL: use 1 to 59 lower-case letters (a-z), digits \
+             and '_'"
+        )))
+    }
+}
+
+/// The tables and indexes of a knowledge base in `schema` (already checked to be a plain identifier).
+fn schema_ddl(s: &str, dim: usize) -> Vec<String> {
+    let mut ddl = vec![
+        format!("CREATE SCHEMA {s}"),
+        format!(
+            "CREATE TABLE {s}.info (one bool PRIMARY KEY DEFAULT true CHECK (one), version int4 NOT NULL, \
+             embedder text NOT NULL, dim int4 NOT NULL)"
+        ),
+        format!(
+            "CREATE TABLE {s}.files (path text PRIMARY KEY, sha256 text NOT NULL, size int8 NOT NULL, \
+             mtime int8 NOT NULL, chunks int8 NOT NULL)"
+        ),
+        format!(
+            "CREATE TABLE {s}.chunks (id int8 GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
+             file text NOT NULL REFERENCES {s}.files (path) ON DELETE CASCADE, \
+             path text NOT NULL, kind text NOT NULL, title text, date int8, sender text, \
+             meta jsonb NOT NULL DEFAULT '{{}}', page int8, heading text, speaker text, start_ts text, end_ts text, \
+             ord int8 NOT NULL, text text NOT NULL, tsv tsvector NOT NULL, embedding vector({dim}) NOT NULL)"
+        ),
+        format!("CREATE INDEX chunks_file ON {s}.chunks (file)"),
+        format!("CREATE INDEX chunks_tsv ON {s}.chunks USING gin (tsv)"),
+    ];
+    if dim <= HNSW_MAX_DIM {
+        ddl.push(format!(
+            "CREATE INDEX chunks_embedding ON {s}.chunks USING hnsw (embedding vector_cosine_ops)"
+        ));
+    }
+    ddl
+}
+
+/// Connects with a small pool (the store is used from one thread at a time) on a runtime of its own.
+fn connect(url: &str) -> Result<(tokio::runtime::Runtime, PgPool)> {
+    let opts = PgConnectOptions::from_str(url)
+        .map_err(|e| Error::Invalid(format!("PostgreSQL URL {}: {e}", redact(url))))?
+        .application_name("lar");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the PostgreSQL client runtime", e))?;
+    // One connection first, alone: the pool retries refused connections until its acquire timeout, and a wrong
+    // URL should fail at once.
+    let pool = rt.block_on(async {
+        let conn = PgConnection::connect_with(&opts).await?;
+        conn.close().await?;
+        Ok::<_, sqlx::Error>(
+            PgPoolOptions::new()
+                .max_connections(2)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_lazy_with(opts),
+        )
+    });
+    let pool = pool.map_err(|e| {
+        Error::Store(format!(
+            "cannot connect to PostgreSQL at {}: {e}",
+            redact(url)
+        ))
+    })?;
+    Ok((rt, pool))
+}
+
+/// The URL with its password (if any) replaced by `***`, for messages.
+fn redact(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let Some(at) = url[start..].rfind('@').map(|i| start + i) else {
+        return url.to_string();
+    };
+    match url[start..at].find(':') {
+        Some(colon) => format!("{}***{}", &url[..start + colon + 1], &url[at..]),
+        None => url.to_string(),
+    }
+}
+
+/// The stored settings of knowledge base `kb`, or `None` if its schema does not exist.
+async fn read_info(conn: &mut PgConnection, kb: &str, schema: &str) -> Result<Option<StoreInfo>> {
+    if !has_info_table(conn, schema).await? {
+        let has_schema: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+                .bind(schema)
+                .fetch_one(&mut *conn)
+                .await?;
+        if has_schema {
+            return Err(Error::Invalid(format!(
+                "schema {schema} exists but is not a lar knowledge base; knowledge base '{kb}' cannot use it"
+            )));
+        }
+        return Ok(None);
+    }
+    let sql = format!("SELECT version, embedder, dim FROM {schema}.info");
+    let row: Option<(i32, String, i32)> = sqlx::query_as(AssertSqlSafe(sql))
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some((version, embedder, dim)) = row else {
+        return Err(Error::Store(format!(
+            "knowledge base '{kb}': its info row is missing"
+        )));
+    };
+    if version != SCHEMA_VERSION {
+        return Err(Error::Invalid(format!(
+            "knowledge base '{kb}' has schema version {version}; this lar reads version {SCHEMA_VERSION}"
+        )));
+    }
+    let dim = usize::try_from(dim)
+        .map_err(|_| Error::Store(format!("knowledge base '{kb}': bad dim {dim}")))?;
+    Ok(Some(StoreInfo { embedder, dim }))
+}
+
+/// Whether `schema` has the `info` table of a knowledge base.
+async fn has_info_table(conn: &mut PgConnection, schema: &str) -> Result<bool> {
+    let has: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = 'info')",
+    )
+    .bind(schema)
+    .fetch_one(conn)
+    .await?;
+    Ok(has)
+}
+
+/// `SET LOCAL name = value`, with the value bound.
+async fn set_local(conn: &mut PgConnection, name: &str, value: &str) -> Result<()> {
+    sqlx::query("SELECT set_config($1, $2, true)")
+        .bind(name)
+        .bind(value)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A bind parameter of a query built at run time.
+enum Arg {
+    Text(String),
+    Texts(Vec<String>),
+    Int(i64),
+    Vector(Vector),
+}
+
+/// Bind parameters numbered as they are added, for SQL assembled from a [`Filter`].
+#[derive(Default)]
+struct SqlArgs(Vec<Arg>);
+
+impl SqlArgs {
+    /// Adds a parameter; returns its placeholder (`$n`).
+    fn bind(&mut self, arg: Arg) -> String {
+        self.0.push(arg);
+        format!("${}", self.0.len())
+    }
+
+    /// `sql` with the parameters bound. Everything in `sql` besides placeholders comes from this file or is a
+    /// checked schema name.
+    fn query<'q>(
+        &self,
+        sql: &str,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        let mut q = sqlx::query(AssertSqlSafe(sql.to_string()));
+        for a in &self.0 {
+            q = match a {
+                Arg::Text(s) => q.bind(s.clone()),
+                Arg::Texts(v) => q.bind(v.clone()),
+                Arg::Int(i) => q.bind(*i),
+                Arg::Vector(v) => q.bind(v.clone()),
+            };
+        }
+        q
+    }
+}
+
+/// The `AND ...` conditions on chunk alias `c` for `filter` (empty when it does not restrict), its values bound.
+fn filter_sql(filter: &Filter, q: &mut SqlArgs) -> String {
+    let mut sql = String::new();
+    if !filter.kinds.is_empty() {
+        let kinds = filter
+            .kinds
+            .iter()
+            .map(|k| k.as_str().to_string())
+            .collect();
+        sql += &format!(" AND c.kind = ANY({}::text[])", q.bind(Arg::Texts(kinds)));
+    }
+    if let Some(glob) = &filter.path_glob {
+        sql += &format!(" AND c.path ~ {}", q.bind(Arg::Text(glob_to_regex(glob))));
+    }
+    if let Some(since) = filter.since {
+        sql += &format!(" AND c.date >= {}", q.bind(Arg::Int(since)));
+    }
+    if let Some(until) = filter.until {
+        sql += &format!(" AND c.date <= {}", q.bind(Arg::Int(until)));
+    }
+    if let Some(sender) = &filter.sender {
+        let pattern = format!("%{}%", like_escape(&pg_text(&sender.to_lowercase())));
+        sql += &format!(
+            " AND c.sender ILIKE {} ESCAPE '\\'",
+            q.bind(Arg::Text(pattern))
+        );
+    }
+    sql
+}
+
+/// A path glob as an anchored PostgreSQL regular expression: `**` matches across `/` (`**/` also matches no
+/// directory at all), `*` and `?` do not; everything else is literal.
+pub fn glob_to_regex(glob: &str) -> String {
+    let mut re = String::from("^");
+    let mut chars = glob.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' if chars.peek() == Some(&'*') => {
+                chars.next();
+                while chars.peek() == Some(&'*') {
+                    chars.next();
+                }
+                if chars.peek() == Some(&'/') {
+                    chars.next();
+                    re.push_str("(.*/)?");
+                } else {
+                    re.push_str(".*");
+                }
+            }
+            '*' => re.push_str("[^/]*"),
+            '?' => re.push_str("[^/]"),
+            c if c.is_ascii_punctuation() => {
+                re.push('\\');
+                re.push(c);
+            }
+            c => re.push(c),
+        }
+    }
+    re.push('$');
+    re
+}
+
+/// `s` with LIKE's wildcards (and its escape character `\`) taken literally.
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// PostgreSQL text cannot hold NUL characters: they are dropped.
+fn pg_text(s: &str) -> String {
+    s.replace('\0', "")
+}
+
+fn limit(k: usize) -> i64 {
+    i64::try_from(k).unwrap_or(i64::MAX)
+}
+
+fn dim_i32(dim: usize) -> Result<i32> {
+    i32::try_from(dim).map_err(|_| Error::Invalid(format!("vector length {dim} too large")))
+}
+
+fn to_u64(v: i64, what: &str) -> Result<u64> {
+    u64::try_from(v).map_err(|_| Error::Store(format!("negative {what} {v} in the database")))
+}
+
+fn to_u32(v: Option<i64>, what: &str) -> Result<Option<u32>> {
+    v.map(|v| {
+        u32::try_from(v)
+            .map_err(|_| Error::Store(format!("{what} {v} out of range in the database")))
+    })
+    .transpose()
+}
+
+fn parse_kind(s: &str) -> Result<SourceKind> {
+    SourceKind::parse(s)
+        .ok_or_else(|| Error::Store(format!("unknown source kind '{s}' in the database")))
+}
+
+fn to_ranked(row: &PgRow) -> Result<Ranked> {
+    Ok(Ranked {
+        id: row.try_get(0)?,
+        score: row.try_get(1)?,
+    })
+}
+
+fn row_to_chunk(r: &PgRow) -> Result<StoredChunk> {
+    let meta: String = r.try_get(6)?;
+    let meta: Meta =
+        serde_json::from_str(&meta).map_err(|e| Error::Store(format!("chunk metadata: {e}")))?;
+    let ord: i64 = r.try_get(12)?;
+    Ok(StoredChunk {
+        id: r.try_get(0)?,
+        chunk: Chunk {
+            path: r.try_get(1)?,
+            kind: parse_kind(&r.try_get::<String, _>(2)?)?,
+            title: r.try_get(3)?,
+            date: r.try_get(4)?,
+            sender: r.try_get(5)?,
+            meta,
+            loc: Location {
+                page: to_u32(r.try_get(7)?, "page")?,
+                heading: r.try_get(8)?,
+                speaker: r.try_get(9)?,
+                start: r.try_get(10)?,
+                end: r.try_get(11)?,
+            },
+            ord: to_u32(Some(ord), "ord")?.unwrap_or_default(),
+            text: r.try_get(13)?,
+        },
+    })
+}
+
+/// A file's chunks as one array per column, for a single `INSERT ... SELECT FROM UNNEST(...)`.
+#[derive(Default)]
+struct ChunkColumns {
+    path: Vec<String>,
+    kind: Vec<String>,
+    title: Vec<Option<String>>,
+    date: Vec<Option<i64>>,
+    sender: Vec<Option<String>>,
+    meta: Vec<String>,
+    page: Vec<Option<i64>>,
+    heading: Vec<Option<String>>,
+    speaker: Vec<Option<String>>,
+    start: Vec<Option<String>>,
+    end: Vec<Option<String>>,
+    ord: Vec<i64>,
+    text: Vec<String>,
+    /// What the full-text index sees: the folded words of title and text, separated by spaces.
+    words: Vec<String>,
+    embedding: Vec<Vector>,
+}
+
+impl ChunkColumns {
+    fn new(chunks: &[Chunk], vectors: &[Vec<f32>]) -> Result<Self> {
+        let opt = |s: &Option<String>| s.as_deref().map(pg_text);
+        let mut c = ChunkColumns::default();
+        for (ch, v) in chunks.iter().zip(vectors) {
+            let meta: Meta = ch
+                .meta
+                .iter()
+                .map(|(k, v)| (pg_text(k), pg_text(v)))
+                .collect();
+            let meta = serde_json::to_string(&meta)
+                .map_err(|e| Error::Invalid(format!("chunk metadata: {e}")))?;
+            let mut words = fold::terms(ch.title.as_deref().unwrap_or_default());
+            words.extend(fold::terms(&ch.text));
+            c.path.push(pg_text(&ch.path));
+            c.kind.push(ch.kind.as_str().to_string());
+            c.title.push(opt(&ch.title));
+            c.date.push(ch.date);
+            c.sender.push(opt(&ch.sender));
+            c.meta.push(meta);
+            c.page.push(ch.loc.page.map(i64::from));
+            c.heading.push(opt(&ch.loc.heading));
+            c.speaker.push(opt(&ch.loc.speaker));
+            c.start.push(opt(&ch.loc.start));
+            c.end.push(opt(&ch.loc.end));
+            c.ord.push(i64::from(ch.ord));
+            c.text.push(pg_text(&ch.text));
+            c.words.push(words.join(" "));
+            c.embedding.push(Vector::from(v.clone()));
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! What needs no server; tests/postgres.rs runs the store against one.
+    use super::*;
+
+    #[test]
+    fn schema_names() {
+        assert_eq!(schema_name("notes_2024").unwrap(), "lar_notes_2024");
+        for bad in [
+            "",
+            "Notes",
+            "my-notes",
+            "a b",
+            "x;drop",
+            "ñ",
+            &"a".repeat(60),
+        ] {
+            assert!(
+                matches!(schema_name(bad), Err(Error::Invalid(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(schema_name(&"a".repeat(59)).is_ok());
+    }
+
+    #[test]
+    fn globs() {
+        assert_eq!(glob_to_regex("/a/*.md"), "^\\/a\\/[^/]*\\.md$");
+        assert_eq!(glob_to_regex("**/x?"), "^(.*/)?x[^/]$");
+        assert_eq!(glob_to_regex("/a/**"), "^\\/a\\/.*$");
+        assert_eq!(
+            glob_to_regex("(a)[b]{c}+|$^"),
+            "^\\(a\\)\\[b\\]\\{c\\}\\+\\|\\$\\^$"
+        );
+    }
+
+    #[test]
+    fn escapes() {
+        assert_eq!(like_escape("a%b_c\\d"), "a\\%b\\_c\\\\d");
+        assert_eq!(
+            redact("postgres://u:secret@h:5/db"),
+            "postgres://u:***@h:5/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(pg_text("a\0b"), "ab");
+    }
+}
