@@ -9,10 +9,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::bert_ops::{self, Qkv};
 use crate::error::{Error, Result};
+use crate::gemm_i8::{self, Epilogue, PackedQ8, QActs, gemm};
 use crate::gguf::{Bytes, Gguf, Value};
-use crate::ops;
 use crate::pool::ThreadPool;
+use crate::quant::GgmlType;
 use crate::tensor::{ActSet, SyncPtr, Weight, load_vector, matmul};
 
 /// The shape of an encoder, from `config.json`.
@@ -44,6 +46,44 @@ struct Layer {
     ln2: (Vec<f32>, Vec<f32>),
 }
 
+/// A layer's projections repacked for [`gemm_i8`] (Q, K and V as one matrix).
+struct Packed {
+    qkv: PackedQ8,
+    bqkv: Vec<f32>,
+    o: PackedQ8,
+    up: PackedQ8,
+    down: PackedQ8,
+}
+
+impl Packed {
+    /// Where the CPU runs the int8 GEMM and every projection is Q8_0 of a shape it takes.
+    fn new(l: &Layer) -> Option<Self> {
+        let ws = [&l.q, &l.k, &l.v, &l.o, &l.up, &l.down];
+        if !gemm_i8::available()
+            || ws.iter().any(|w| {
+                w.ty != GgmlType::Q8_0 || !w.rows.is_multiple_of(16) || !w.cols.is_multiple_of(32)
+            })
+        {
+            return None;
+        }
+        let pack = |w: &Weight| PackedQ8::from_q8_0(w.data(), w.rows, w.cols);
+        let qkv: Vec<u8> = [&l.q, &l.k, &l.v]
+            .iter()
+            .flat_map(|w| w.data().iter().copied())
+            .collect();
+        Some(Self {
+            qkv: PackedQ8::from_q8_0(&qkv, 3 * l.q.rows, l.q.cols),
+            bqkv: [&l.bq, &l.bk, &l.bv]
+                .iter()
+                .flat_map(|b| b.iter().copied())
+                .collect(),
+            o: pack(&l.o),
+            up: pack(&l.up),
+            down: pack(&l.down),
+        })
+    }
+}
+
 pub struct Bert {
     pub cfg: BertConfig,
     word: Weight,
@@ -51,6 +91,8 @@ pub struct Bert {
     token_type: Vec<f32>,
     ln: (Vec<f32>, Vec<f32>),
     layers: Vec<Layer>,
+    /// The layers' projections for the int8 GEMM, where it runs (Q8_0 projections on AVX-512 VNNI).
+    packed: Option<Vec<Packed>>,
 }
 
 fn bad(msg: String) -> Error {
@@ -213,13 +255,14 @@ impl Bert {
             )?,
             token_type,
             ln: ln("embeddings.LayerNorm")?,
+            packed: layers.iter().map(Packed::new).collect(),
             layers,
             cfg,
         })
     }
 
     /// The last hidden states of each sequence (`len x hidden`, row-major). Sequences are encoded together: every
-    /// projection runs once over all their tokens; attention stays within each sequence.
+    /// projection runs once over all their tokens (no padding); attention stays within each sequence.
     pub fn forward(&self, seqs: &[&[u32]], pool: &ThreadPool) -> Result<Vec<Vec<f32>>> {
         let c = &self.cfg;
         let d = c.hidden;
@@ -258,106 +301,94 @@ impl Bert {
                 }
             }
         }
-        layer_norm(&mut x, d, &self.ln, c.eps);
-        let (mut q, mut k, mut v) = (vec![0f32; n * d], vec![0f32; n * d], vec![0f32; n * d]);
+        let ln = |x: &mut [f32], (w, b): &(Vec<f32>, Vec<f32>)| {
+            bert_ops::layer_norm(x, d, w, b, c.eps, pool)
+        };
+        ln(&mut x, &self.ln);
         let mut att = vec![0f32; n * d];
-        let mut o = vec![0f32; n * d];
         let mut up = vec![0f32; n * c.ff];
-        for l in &self.layers {
-            {
+        if let Some(packed) = &self.packed {
+            // The int8 GEMM: bias, GELU and the residual added as results are stored.
+            let mut qkv = vec![0f32; n * 3 * d];
+            let mut acts = QActs::default();
+            let epi = |bias, gelu, accumulate| Epilogue {
+                bias: Some(bias),
+                gelu,
+                accumulate,
+            };
+            for (l, p) in self.layers.iter().zip(packed) {
+                acts.quantize(&x, n, d, pool);
+                gemm(
+                    &acts,
+                    &p.qkv,
+                    &mut qkv,
+                    3 * d,
+                    epi(&p.bqkv, false, false),
+                    pool,
+                );
+                let parts = Qkv {
+                    q: &qkv,
+                    k: &qkv[d..],
+                    v: &qkv[2 * d..],
+                    ld: 3 * d,
+                };
+                bert_ops::attention(parts, d, c.heads, &starts, &mut att, pool);
+                acts.quantize(&att, n, d, pool);
+                gemm(&acts, &p.o, &mut x, d, epi(&l.bo, false, true), pool);
+                ln(&mut x, &l.ln1);
+                acts.quantize(&x, n, d, pool);
+                gemm(&acts, &p.up, &mut up, c.ff, epi(&l.bup, true, false), pool);
+                acts.quantize(&up, n, c.ff, pool);
+                gemm(&acts, &p.down, &mut x, d, epi(&l.bdown, false, true), pool);
+                ln(&mut x, &l.ln2);
+            }
+        } else {
+            let (mut q, mut k, mut v) = (vec![0f32; n * d], vec![0f32; n * d], vec![0f32; n * d]);
+            let mut o = vec![0f32; n * d];
+            for l in &self.layers {
+                {
+                    let mut acts = ActSet::new(&x, n, d, pool);
+                    acts.prepare(&[&l.q, &l.k, &l.v]);
+                    matmul(&l.q, acts.get(&l.q), &mut q, pool);
+                    matmul(&l.k, acts.get(&l.k), &mut k, pool);
+                    matmul(&l.v, acts.get(&l.v), &mut v, pool);
+                }
+                add_bias(&mut q, &l.bq);
+                add_bias(&mut k, &l.bk);
+                add_bias(&mut v, &l.bv);
+                let parts = Qkv {
+                    q: &q,
+                    k: &k,
+                    v: &v,
+                    ld: d,
+                };
+                bert_ops::attention(parts, d, c.heads, &starts, &mut att, pool);
+                let mut acts = ActSet::new(&att, n, d, pool);
+                matmul(&l.o, acts.for_weight(&l.o), &mut o, pool);
+                add_bias(&mut o, &l.bo);
+                for (xi, oi) in x.iter_mut().zip(&o) {
+                    *xi += oi;
+                }
+                ln(&mut x, &l.ln1);
                 let mut acts = ActSet::new(&x, n, d, pool);
-                acts.prepare(&[&l.q, &l.k, &l.v]);
-                matmul(&l.q, acts.get(&l.q), &mut q, pool);
-                matmul(&l.k, acts.get(&l.k), &mut k, pool);
-                matmul(&l.v, acts.get(&l.v), &mut v, pool);
+                matmul(&l.up, acts.for_weight(&l.up), &mut up, pool);
+                par_rows(&mut up, c.ff, pool, &|p| {
+                    add_bias(p, &l.bup);
+                    p.iter_mut().for_each(|u| *u = gelu_erf(*u));
+                });
+                let mut acts = ActSet::new(&up, n, c.ff, pool);
+                matmul(&l.down, acts.for_weight(&l.down), &mut o, pool);
+                add_bias(&mut o, &l.bdown);
+                for (xi, oi) in x.iter_mut().zip(&o) {
+                    *xi += oi;
+                }
+                ln(&mut x, &l.ln2);
             }
-            add_bias(&mut q, &l.bq);
-            add_bias(&mut k, &l.bk);
-            add_bias(&mut v, &l.bv);
-            self.attention(&q, &k, &v, &starts, &mut att, pool);
-            matmul(
-                &l.o,
-                ActSet::new(&att, n, d, pool).for_weight(&l.o),
-                &mut o,
-                pool,
-            );
-            add_bias(&mut o, &l.bo);
-            for (xi, oi) in x.iter_mut().zip(&o) {
-                *xi += oi;
-            }
-            par_rows(&mut x, d, pool, &|p| layer_norm(p, d, &l.ln1, c.eps));
-            matmul(
-                &l.up,
-                ActSet::new(&x, n, d, pool).for_weight(&l.up),
-                &mut up,
-                pool,
-            );
-            par_rows(&mut up, c.ff, pool, &|p| {
-                add_bias(p, &l.bup);
-                p.iter_mut().for_each(|u| *u = gelu_erf(*u));
-            });
-            matmul(
-                &l.down,
-                ActSet::new(&up, n, c.ff, pool).for_weight(&l.down),
-                &mut o,
-                pool,
-            );
-            add_bias(&mut o, &l.bdown);
-            for (xi, oi) in x.iter_mut().zip(&o) {
-                *xi += oi;
-            }
-            par_rows(&mut x, d, pool, &|p| layer_norm(p, d, &l.ln2, c.eps));
         }
         Ok(starts
             .windows(2)
             .map(|w| x[w[0] * d..w[1] * d].to_vec())
             .collect())
-    }
-
-    /// Softmax attention of every token over all tokens of its own sequence, one task per (sequence, head).
-    fn attention(
-        &self,
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        starts: &[usize],
-        out: &mut [f32],
-        pool: &ThreadPool,
-    ) {
-        let (d, nh) = (self.cfg.hidden, self.cfg.heads);
-        let hd = d / nh;
-        let scale = 1.0 / (hd as f32).sqrt();
-        let n_seq = starts.len() - 1;
-        let ptr = SyncPtr(out.as_mut_ptr());
-        pool.run(n_seq * nh, &|task| {
-            let out = ptr;
-            let (s, h) = (task / nh, task % nh);
-            let (a, b) = (starts[s], starts[s + 1]);
-            // Where head h of token j starts in Q, K, V.
-            let at = |j: usize| j * d + h * hd;
-            let mut w = vec![0f32; b - a];
-            let mut acc = vec![0f32; hd];
-            for i in a..b {
-                let qi = &q[at(i)..at(i) + hd];
-                for (j, wj) in (a..b).zip(w.iter_mut()) {
-                    *wj = ops::dot_f32(qi, &k[at(j)..at(j) + hd]) * scale;
-                }
-                let m = w.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                w.iter_mut().for_each(|x| *x -= m);
-                ops::exp_in_place(&mut w);
-                let sum: f32 = w.iter().sum();
-                acc.fill(0.0);
-                for (j, &wj) in (a..b).zip(&w) {
-                    ops::axpy_f32(wj, &v[at(j)..at(j) + hd], &mut acc);
-                }
-                // SAFETY: task (s, h) alone writes the head-h columns of sequence s's rows.
-                let dst =
-                    unsafe { std::slice::from_raw_parts_mut(out.get().add(i * d + h * hd), hd) };
-                for (o, x) in dst.iter_mut().zip(&acc) {
-                    *o = x / sum;
-                }
-            }
-        });
     }
 }
 
@@ -380,18 +411,6 @@ fn add_bias(x: &mut [f32], b: &[f32]) {
     for row in x.chunks_exact_mut(b.len()) {
         for (v, bb) in row.iter_mut().zip(b) {
             *v += bb;
-        }
-    }
-}
-
-/// LayerNorm over rows of `d`: `(x - mean) / sqrt(var + eps) * w + b`.
-fn layer_norm(x: &mut [f32], d: usize, (w, b): &(Vec<f32>, Vec<f32>), eps: f32) {
-    for row in x.chunks_exact_mut(d) {
-        let mean = row.iter().sum::<f32>() / d as f32;
-        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
-        let inv = 1.0 / (var + eps).sqrt();
-        for ((v, ww), bb) in row.iter_mut().zip(w).zip(b) {
-            *v = (*v - mean) * inv * ww + bb;
         }
     }
 }

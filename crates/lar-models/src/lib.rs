@@ -5,13 +5,16 @@
 //! - [`quant`]: GGML block types, dequantization, activation quantizers and dot kernels (AVX2 with reference twins);
 //! - [`tensor`], [`ops`], [`pool`]: weight views, matrix multiplication, f32 ops, the thread pool;
 //! - [`model`] and `arch/`: one decoder forward pass, batched over sequences, over the paged [`kv`] store;
-//! - [`bert`]: BERT-family encoders for sentence embeddings.
+//! - [`bert`]: BERT-family encoders for sentence embeddings, with [`bert_ops`] (attention, LayerNorm, GELU) and
+//!   [`gemm_i8`] (the int8 GEMM of their projections on AVX-512 VNNI).
 //!
 //! This crate knows nothing of tokenizers, sampling or scheduling; `lar-engine` drives it.
 
 pub mod arch;
 pub mod bert;
+pub mod bert_ops;
 pub mod error;
+pub mod gemm_i8;
 pub mod gguf;
 pub mod gguf_write;
 pub mod hf;
