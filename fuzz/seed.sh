@@ -15,3 +15,5 @@ for f in "$M"/hf/*/*.safetensors; do head -c 65536 "$f" > "corpus/safetensors/$(
 # A GGUF carrying a tokenizer.json, so the fuzzer reaches the tokenizers library (the tools venv has gguf).
 PYT="${LAR_PYTOOLS:-$HOME/.cache/lar/pytools}/bin/python"
 [ -x "$PYT" ] && "$PYT" hf-json-seed.py corpus/gguf/hf-json-seed.gguf
+# Knowledge-base documents: every corpus file (and the bad-input fixtures) behind its format's selector byte.
+(cd .. && cargo run --release -q -p lar-rag --example fuzz-seeds -- fuzz/corpus/documents)

