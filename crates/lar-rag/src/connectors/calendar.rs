@@ -114,10 +114,10 @@ fn text_value(p: &Property<'_>) -> String {
 /// "Name <address>" of an ATTENDEE or ORGANIZER, `mailto:` dropped.
 fn person(p: &Property<'_>) -> String {
     let v = p.val.as_str().trim();
-    let email = if v.len() >= 7 && v[..7].eq_ignore_ascii_case("mailto:") {
-        &v[7..]
-    } else {
-        v
+    // `get`: byte 7 of a non-ASCII value may fall inside a character.
+    let email = match v.get(..7) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("mailto:") => &v[7..],
+        _ => v,
     };
     match param(p, "CN").filter(|n| !n.is_empty()) {
         Some(cn) if !email.is_empty() => format!("{cn} <{email}>"),
@@ -342,6 +342,19 @@ mod tests {
         assert!(
             docs.iter().any(|d| d.title.as_deref() == Some("Kept")),
             "{docs:#?}"
+        );
+    }
+
+    #[test]
+    fn non_ascii_attendee_without_mailto_is_kept() {
+        // Byte 7 of "ññññ@x.es" is inside a character: slicing there used to panic and lose the event.
+        let ics = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nSUMMARY:Cena\r\nDTSTART:20240102\r\n\
+                   ATTENDEE:ññññ@x.es\r\nATTENDEE;CN=Zoë:MAILTO:zoe@x.es\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let docs = parse("c.ics", ics.as_bytes()).unwrap();
+        assert_eq!(docs.len(), 1);
+        assert_eq!(
+            docs[0].meta.get("attendees").map(String::as_str),
+            Some("ññññ@x.es, Zoë <zoe@x.es>")
         );
     }
 
