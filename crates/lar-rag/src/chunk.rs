@@ -213,26 +213,16 @@ fn pack(
     count: &dyn Fn(&str) -> usize,
 ) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    let mut cur: Vec<&str> = Vec::new();
+    let mut cur: Vec<String> = Vec::new();
     let mut fresh = 0; // units in `cur` that are not overlap
     for u in units {
-        let candidate: String = cur.iter().copied().chain([u.as_str()]).collect();
+        let candidate: String = cur.iter().map(String::as_str).chain([u.as_str()]).collect();
         if !cur.is_empty() && count(candidate.trim()) > budget {
             out.push(cur.concat().trim().to_string());
-            // Carry whole units from the end while they fit in the overlap, and leave room for `u`.
-            let mut tail: Vec<&str> = Vec::new();
-            for prev in cur.iter().rev() {
-                let t: String = [*prev].into_iter().chain(tail.iter().copied()).collect();
-                let with_u = format!("{t}{u}");
-                if count(t.trim()) > overlap || count(with_u.trim()) > budget {
-                    break;
-                }
-                tail.insert(0, prev);
-            }
-            cur = tail;
+            cur = overlap_tail(&cur, u, budget, overlap, count);
             fresh = 0;
         }
-        cur.push(u);
+        cur.push(u.clone());
         fresh += 1;
     }
     if fresh > 0 {
@@ -240,6 +230,56 @@ fn pack(
     }
     out.retain(|p| !p.is_empty());
     out
+}
+
+/// The units that start the piece after `cur` (before `next`): whole units from the end of `cur` while they fit in
+/// `overlap` tokens and leave room for `next`; when even the last unit is longer than the overlap (a paragraph), the
+/// finer units (sentences, words) at its end, so a long paragraph still overlaps. Never starts inside a word.
+fn overlap_tail(
+    cur: &[String],
+    next: &str,
+    budget: usize,
+    overlap: usize,
+    count: &dyn Fn(&str) -> usize,
+) -> Vec<String> {
+    let fits = |t: &[String]| {
+        let t = t.concat();
+        count(t.trim()) <= overlap && count(format!("{t}{next}").trim()) <= budget
+    };
+    let mut tail: Vec<String> = Vec::new();
+    for prev in cur.iter().rev() {
+        let mut t = vec![prev.clone()];
+        t.extend(tail.iter().cloned());
+        if !fits(&t) {
+            break;
+        }
+        tail = t;
+    }
+    if !tail.is_empty() || overlap == 0 {
+        return tail;
+    }
+    let Some(last) = cur.last() else {
+        return tail;
+    };
+    // Finer units of the last one (they concatenate back to it), taken from the end; the tail is kept only where it
+    // starts after white space (a hard-cut fragment would start mid-word).
+    let fine = units(last, 0, overlap, count);
+    let mut t: Vec<String> = Vec::new();
+    let mut len = 0;
+    for f in fine.iter().rev() {
+        let mut longer = vec![f.clone()];
+        longer.extend(t.iter().cloned());
+        if !fits(&longer) {
+            break;
+        }
+        t = longer;
+        len += f.len();
+        let before = &last[..last.len() - len];
+        if before.is_empty() || before.ends_with(char::is_whitespace) {
+            tail = t.clone();
+        }
+    }
+    tail
 }
 
 #[cfg(test)]
