@@ -55,30 +55,60 @@ pub fn chunk_documents(
     let mut out = Vec::new();
     for doc in docs {
         let mut pieces: Vec<(String, Location)> = Vec::new();
-        for (text, loc) in group_sections(doc, cfg, count) {
-            let proto = chunk_of(doc, &loc, String::new(), 0);
-            // The title/heading line goes into the embedded text too: leave room for it.
-            let header = count(&embed_text(&proto)).saturating_sub(base);
-            let budget = cfg.max_tokens.saturating_sub(base + header).max(8);
-            for piece in split(&text, budget, cfg.overlap.min(budget / 2), &|s| {
-                count(s).saturating_sub(base)
-            }) {
+        let tokens = |s: &str| count(s).saturating_sub(base);
+        // The title/heading lines go into the embedded text too and may take at most half of it: a longer title or
+        // heading (a paragraph tagged <h1>, a run-on subject) is cut for the chunk, or the embedder would silently
+        // truncate the text itself.
+        let half = cfg.max_tokens.saturating_sub(base) / 2;
+        let title = doc.title.as_deref().map(|t| clip(t, half / 2, &tokens));
+        for (text, mut loc) in group_sections(doc, cfg, count) {
+            let header = |title: &Option<String>, loc: &Location| {
+                tokens(&embed_text(&chunk_of(doc, title, loc, String::new(), 0)))
+            };
+            if header(&title, &loc) > half
+                && let Some(h) = &loc.heading
+            {
+                let room = half.saturating_sub(header(&title, &Location::default()));
+                loc.heading = Some(clip(h, room, &tokens));
+            }
+            let budget = cfg
+                .max_tokens
+                .saturating_sub(base + header(&title, &loc))
+                .max(8);
+            for piece in split(&text, budget, cfg.overlap.min(budget / 2), &tokens) {
                 pieces.push((piece, loc.clone()));
             }
         }
         for (text, loc) in pieces {
             let ord = out.len() as u32;
-            out.push(chunk_of(doc, &loc, text, ord));
+            out.push(chunk_of(doc, &title, &loc, text, ord));
         }
     }
     out
 }
 
-fn chunk_of(doc: &Document, loc: &Location, text: String, ord: u32) -> Chunk {
+/// The first `max` tokens' worth of `s` (by `tokens`), cut where [`split`] would cut.
+fn clip(s: &str, max: usize, tokens: &dyn Fn(&str) -> usize) -> String {
+    if tokens(s) <= max {
+        return s.to_string();
+    }
+    split(s, max.max(1), 0, tokens)
+        .into_iter()
+        .next()
+        .unwrap_or_default()
+}
+
+fn chunk_of(
+    doc: &Document,
+    title: &Option<String>,
+    loc: &Location,
+    text: String,
+    ord: u32,
+) -> Chunk {
     Chunk {
         path: doc.path.clone(),
         kind: doc.kind,
-        title: doc.title.clone(),
+        title: title.clone(),
         date: doc.date,
         sender: doc.sender.clone(),
         meta: doc.meta.clone(),
@@ -430,6 +460,39 @@ mod tests {
         assert_eq!(c[0].loc.speaker.as_deref(), Some("Ana, Luis"));
         assert_eq!(c[0].loc.start.as_deref(), Some("00:00:01.000"));
         assert_eq!(c[0].loc.end.as_deref(), Some("00:00:06.000"));
+    }
+
+    #[test]
+    fn a_huge_title_or_heading_never_pushes_a_chunk_over_the_budget() {
+        // A paragraph tagged <h1> (or a run-on subject) used to leave the text a budget of 8 tokens on top of the
+        // whole heading line: every chunk's embedded text was over the embedder's limit and silently truncated.
+        let long = |w: &str, n: usize| vec![w; n].join(" ");
+        let mut d = doc(
+            SourceKind::Html,
+            vec![Section {
+                text: format!("{}\n\n{}", long("head", 300), long("body", 200)),
+                loc: Location {
+                    heading: Some(long("head", 300)),
+                    ..Default::default()
+                },
+            }],
+        );
+        d.title = Some(long("title", 100));
+        let cfg = ChunkConfig {
+            max_tokens: 64,
+            overlap: 8,
+        };
+        let c = chunk_documents(&[d], &cfg, &words);
+        assert!(!c.is_empty());
+        for ch in &c {
+            let n = words(&embed_text(ch));
+            assert!(n <= 64, "{n} tokens: {}", embed_text(ch));
+            assert!(ch.loc.heading.as_deref().unwrap().starts_with("head head"));
+            assert!(ch.title.as_deref().unwrap().starts_with("title title"));
+        }
+        // The body is all there.
+        let body: usize = c.iter().map(|ch| ch.text.matches("body").count()).sum();
+        assert!(body >= 200, "{body}");
     }
 
     #[test]
