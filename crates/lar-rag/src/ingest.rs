@@ -163,7 +163,11 @@ pub fn walk(roots: &[Root]) -> Result<(Vec<PathBuf>, Vec<Skipped>)> {
                 continue;
             }
             let path = entry.path();
-            let rel = path.strip_prefix(&base).unwrap_or(path);
+            // A root that is a file is its own relative path: match the globs on its name, not on "".
+            let rel = match path.strip_prefix(&base) {
+                Ok(r) if !r.as_os_str().is_empty() => r,
+                _ => path,
+            };
             if !globs.wants(rel) {
                 continue;
             }

@@ -120,6 +120,25 @@ fn walk_follows_globs_skips_hidden_and_finds_maildir() {
 }
 
 #[test]
+fn a_file_root_is_matched_by_its_name() {
+    // `lar kb add kb notes.md --include '*.md'` used to match the glob against an empty relative path and drop it.
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("notes.md");
+    std::fs::write(&f, "# Notes\n\nHello.").unwrap();
+    let with = |include: &[&str], exclude: &[&str]| {
+        let r = Root {
+            include: include.iter().map(|s| s.to_string()).collect(),
+            exclude: exclude.iter().map(|s| s.to_string()).collect(),
+            ..root(&f)
+        };
+        names(&ingest::walk(&[r]).unwrap().0)
+    };
+    assert_eq!(with(&["*.md"], &[]), ["notes.md"]);
+    assert!(with(&["*.txt"], &[]).is_empty());
+    assert!(with(&[], &["notes.*"]).is_empty());
+}
+
+#[test]
 fn ingest_skips_a_vanished_file_and_sync_follows_changes() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path().join("docs");
