@@ -91,7 +91,7 @@ pub struct FilterArgs {
     /// Only this source kind (text, markdown, html, pdf, docx, mail, calendar, transcript; repeatable).
     #[arg(long = "kind")]
     pub kinds: Vec<String>,
-    /// Only paths matching this glob (`**/contracts/*.pdf`).
+    /// Only paths matching this glob (`*.pdf`, `contracts/*.pdf`: a relative glob matches at any depth).
     #[arg(long)]
     pub path: Option<String>,
     /// Only documents dated on or after (YYYY-MM-DD or RFC 3339).
@@ -390,7 +390,16 @@ impl FilterArgs {
                 })
             })
             .collect::<Result<_>>()?;
-        if let Some(g) = &self.path {
+        // Stored paths are absolute: a relative glob (`*.pdf`, `contracts/*.pdf`) matches at any depth, as it
+        // would have matched nothing.
+        let path_glob = self.path.as_ref().map(|g| {
+            if g.starts_with('/') || g.starts_with("**") {
+                g.clone()
+            } else {
+                format!("**/{g}")
+            }
+        });
+        if let Some(g) = &path_glob {
             globset::Glob::new(g).with_context(|| format!("bad --path glob '{g}'"))?;
         }
         let date = |s: &Option<String>, flag: &str| -> Result<Option<i64>> {
@@ -418,7 +427,7 @@ impl FilterArgs {
         }
         Ok(Filter {
             kinds,
-            path_glob: self.path.clone(),
+            path_glob,
             since,
             until,
             sender: self.sender.clone(),
@@ -640,5 +649,27 @@ mod tests {
         assert!(err.contains("--since is after --until"), "{err}");
         let err = f("2024-02-30", "2024-03-01").unwrap_err().to_string();
         assert!(err.contains("--since: '2024-02-30' is not a date"), "{err}");
+    }
+
+    #[test]
+    fn a_relative_path_glob_matches_at_any_depth() {
+        // Stored paths are absolute, so `--path '*.pdf'` used to match nothing and print "no results".
+        let f = |g: &str| {
+            super::FilterArgs {
+                kinds: vec![],
+                path: Some(g.into()),
+                since: None,
+                until: None,
+                sender: None,
+            }
+            .filter()
+            .unwrap()
+            .path_glob
+            .unwrap()
+        };
+        assert_eq!(f("*.pdf"), "**/*.pdf");
+        assert_eq!(f("contracts/*.pdf"), "**/contracts/*.pdf");
+        assert_eq!(f("**/x/*.md"), "**/x/*.md");
+        assert_eq!(f("/home/ana/docs/**"), "/home/ana/docs/**");
     }
 }
