@@ -323,7 +323,8 @@ fn list(a: ListArgs) -> Result<()> {
     let kbs = registry().list()?;
     let mut out = std::io::stdout().lock();
     if a.json {
-        writeln!(out, "{}", serde_json::to_string(&kbs)?)?;
+        let shown: Vec<KbConfig> = kbs.iter().cloned().map(without_password).collect();
+        writeln!(out, "{}", serde_json::to_string(&shown)?)?;
         return Ok(());
     }
     if kbs.is_empty() {
@@ -345,6 +346,14 @@ fn list(a: ListArgs) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The config as `kb list --json` shows it: a PostgreSQL URL's password replaced by `***`.
+fn without_password(mut cfg: KbConfig) -> KbConfig {
+    if cfg.is_postgres() {
+        cfg.store = lar_rag::store::postgres::redact(&cfg.store);
+    }
+    cfg
 }
 
 fn stats(a: NameArgs) -> Result<()> {
@@ -649,6 +658,24 @@ mod tests {
         assert!(err.contains("--since is after --until"), "{err}");
         let err = f("2024-02-30", "2024-03-01").unwrap_err().to_string();
         assert!(err.contains("--since: '2024-02-30' is not a date"), "{err}");
+    }
+
+    #[test]
+    fn kb_list_json_hides_the_database_password() {
+        let cfg = lar_rag::kb::KbConfig {
+            name: "big".into(),
+            embedder: "all-minilm".into(),
+            dim: 384,
+            store: "postgres://lar:s3cret@db.lan:5432/kb".into(),
+            roots: vec![],
+            created: 0,
+        };
+        let shown = serde_json::to_string(&super::without_password(cfg)).unwrap();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("postgres://lar:***@db.lan:5432/kb"),
+            "{shown}"
+        );
     }
 
     #[test]

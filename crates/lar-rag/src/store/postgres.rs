@@ -482,8 +482,8 @@ fn connect(url: &str) -> Result<(tokio::runtime::Runtime, PgPool)> {
     Ok((rt, pool))
 }
 
-/// The URL with its password (if any) replaced by `***`, for messages.
-fn redact(url: &str) -> String {
+/// The URL with its password (if any) replaced by `***`, for messages and listings.
+pub fn redact(url: &str) -> String {
     let Some(start) = url.find("://").map(|i| i + 3) else {
         return url.to_string();
     };
