@@ -6,7 +6,7 @@ use std::io::Write;
 
 use anyhow::{Result, bail};
 use lar_engine::Engine;
-use lar_rag::answer::{AskOptions, ask};
+use lar_rag::answer::{AskOptions, answer_from, retrieve};
 use lar_rag::search::SearchOptions;
 use lar_types::{ChatMessage, Generator, SamplingParams};
 
@@ -91,10 +91,6 @@ pub fn main(a: Args) -> Result<()> {
     }
     let filter = a.filter.filter()?;
     let (_, store, emb) = crate::kb::open(&a.kb, a.engine.threads)?;
-    let mut generator = EngineGenerator {
-        template: crate::run::template_source(&a.template)?,
-        engine: a.engine.load(&a.model)?,
-    };
     let opts = AskOptions {
         search: SearchOptions {
             k: a.k,
@@ -110,15 +106,24 @@ pub fn main(a: Args) -> Result<()> {
         },
         ..Default::default()
     };
+    // Retrieval first: when nothing is relevant the answer is "I don't know" and the chat model is never loaded.
+    let sources = retrieve(store.as_ref(), &emb, &a.question, &opts)?;
+    let mut generator = if sources.is_empty() {
+        None
+    } else {
+        Some(EngineGenerator {
+            template: crate::run::template_source(&a.template)?,
+            engine: a.engine.load(&a.model)?,
+        })
+    };
     // Not streamed: when the model cites nothing, citations are added to the whole answer afterwards.
     let spinner = indicatif::ProgressBar::new_spinner();
-    spinner.set_message("retrieving and answering");
+    spinner.set_message("answering");
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-    let answer = ask(
-        store.as_ref(),
-        &emb,
-        &mut generator,
+    let answer = answer_from(
+        generator.as_mut().map(|g| g as &mut dyn Generator),
         &a.question,
+        sources,
         &opts,
         &mut |_| true,
     )?;

@@ -560,6 +560,9 @@ fn search_cmd(a: SearchArgs) -> Result<()> {
 }
 
 fn eval_cmd(a: EvalArgs) -> Result<()> {
+    if a.k == 0 {
+        bail!("-k must be at least 1");
+    }
     let text = std::fs::read_to_string(&a.questions)
         .with_context(|| format!("reading {}", a.questions.display()))?;
     let cases = eval::read_cases(&text).with_context(|| format!("{}", a.questions.display()))?;

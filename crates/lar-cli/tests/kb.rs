@@ -396,7 +396,7 @@ fn ask_answers_with_citations_or_says_it_does_not_know() {
         "{out}"
     );
 
-    // Nothing relevant: no generation, a plain "I don't know".
+    // Nothing relevant: a plain "I don't know", without loading (here: without even finding) the chat model.
     let a = ok_json(
         &h,
         &[
@@ -405,7 +405,7 @@ fn ask_answers_with_citations_or_says_it_does_not_know() {
             "home",
             "What is the boiling point of tungsten?",
             "--model",
-            &smol,
+            "/no/such/model.gguf",
             "--json",
         ],
     );

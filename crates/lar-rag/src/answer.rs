@@ -248,26 +248,35 @@ pub fn attribute(answer: &str, sources: &[Source]) -> (String, Vec<usize>) {
     (out, cited)
 }
 
-/// Retrieves, builds the grounded prompt and generates; `on_text` sees the answer as it streams.
-pub fn ask(
+/// The relevant sources for `question`, numbered from 1 (empty: nothing in the knowledge base answers it).
+pub fn retrieve(
     store: &dyn Store,
     embedder: &dyn Embedder,
-    generator: &mut dyn Generator,
     question: &str,
+    opts: &AskOptions,
+) -> crate::Result<Vec<Source>> {
+    let hits = search(store, embedder, question, &opts.search)?;
+    Ok(sources_for(&hits, opts))
+}
+
+/// The answer from already retrieved `sources`: "I don't know" without generating when there are none, else the
+/// grounded prompt through `generator`; `on_text` sees the answer as it streams.
+pub fn answer_from(
+    generator: Option<&mut dyn Generator>,
+    question: &str,
+    sources: Vec<Source>,
     opts: &AskOptions,
     on_text: &mut dyn FnMut(&str) -> bool,
 ) -> crate::Result<Answer> {
-    let hits = search(store, embedder, question, &opts.search)?;
-    let sources = sources_for(&hits, opts);
-    if sources.is_empty() {
+    let Some(generator) = generator.filter(|_| !sources.is_empty()) else {
         return Ok(Answer {
             answer: DONT_KNOW.to_string(),
-            sources,
+            sources: Vec::new(),
             cited: Vec::new(),
             attributed: false,
             grounded: false,
         });
-    }
+    };
     let budget = generator
         .context_tokens()
         .saturating_sub(opts.answer_tokens.min(opts.params.max_tokens));
@@ -293,6 +302,19 @@ pub fn ask(
         attributed,
         grounded: true,
     })
+}
+
+/// [`retrieve`] then [`answer_from`]: the whole question-to-answer path the CLI and the server share.
+pub fn ask(
+    store: &dyn Store,
+    embedder: &dyn Embedder,
+    generator: &mut dyn Generator,
+    question: &str,
+    opts: &AskOptions,
+    on_text: &mut dyn FnMut(&str) -> bool,
+) -> crate::Result<Answer> {
+    let sources = retrieve(store, embedder, question, opts)?;
+    answer_from(Some(generator), question, sources, opts, on_text)
 }
 
 #[cfg(test)]

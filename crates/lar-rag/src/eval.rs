@@ -25,6 +25,9 @@ pub fn read_cases(text: &str) -> Result<Vec<Case>> {
         }
         let c: Case = serde_json::from_str(line)
             .map_err(|e| Error::Invalid(format!("line {}: {e}", i + 1)))?;
+        if c.q.trim().is_empty() {
+            return Err(Error::Invalid(format!("line {}: \"q\" is empty", i + 1)));
+        }
         if c.pages.is_empty() {
             return Err(Error::Invalid(format!(
                 "line {}: \"pages\" is empty",
@@ -121,6 +124,8 @@ mod tests {
         let e = read_cases("{\"q\": \"a?\", \"pages\": [\"x.md\"]}\n{oops").unwrap_err();
         assert!(e.to_string().contains("line 2"), "{e}");
         assert!(read_cases("{\"q\": \"a\", \"pages\": []}").is_err());
+        let e = read_cases("{\"q\": \" \", \"pages\": [\"x.md\"]}").unwrap_err();
+        assert!(e.to_string().contains("line 1: \"q\" is empty"), "{e}");
     }
 
     #[test]
