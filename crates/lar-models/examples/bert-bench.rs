@@ -1,5 +1,5 @@
 //! Times the BERT encoder's forward pass alone over a file of texts (one per line), batched as `lar embed` batches
-//! them (sorted by length, 32 texts at most per pass), for profiling the encoder without the CLI:
+//! them (sorted by length, 32 texts per pass or `BATCH`), for profiling the encoder without the CLI:
 //! `cargo run --release -p lar-models --example bert-bench -- MODEL_DIR TEXTS [THREADS] [f32] [REPEATS]`.
 
 use std::path::PathBuf;
@@ -21,11 +21,12 @@ fn main() {
         .collect();
     ids.sort_by_key(|s| s.len());
     let n_tokens: usize = ids.iter().map(|s| s.len()).sum();
+    let batch: usize = std::env::var("BATCH").map_or(32, |b| b.parse().expect("BATCH"));
     let pool = lar_models::ThreadPool::new(threads);
     let mut best = f64::INFINITY;
     for _ in 0..repeats {
         let t0 = Instant::now();
-        for batch in ids.chunks(32) {
+        for batch in ids.chunks(batch) {
             let b: Vec<&[u32]> = batch.iter().map(|s| s.as_slice()).collect();
             std::hint::black_box(bert.forward(&b, &pool).expect("forward"));
         }

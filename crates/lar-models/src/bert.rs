@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::bert_ops::{self, Qkv};
 use crate::error::{Error, Result};
-use crate::gemm_i8::{self, Epilogue, PackedQ8, QActs, gemm};
+use crate::gemm_i8::{self, Epilogue, PackedQ8, QActs, gemm, gemm_quantized};
 use crate::gguf::{Bytes, Gguf, Value};
 use crate::pool::ThreadPool;
 use crate::quant::GgmlType;
@@ -306,11 +306,11 @@ impl Bert {
         };
         ln(&mut x, &self.ln);
         let mut att = vec![0f32; n * d];
-        let mut up = vec![0f32; n * c.ff];
         if let Some(packed) = &self.packed {
             // The int8 GEMM: bias, GELU and the residual added as results are stored.
             let mut qkv = vec![0f32; n * 3 * d];
-            let mut acts = QActs::default();
+            // The FFN's hidden layer exists only quantized (the up projection's tiles quantize what they store).
+            let (mut acts, mut hidden) = (QActs::default(), QActs::default());
             let epi = |bias, gelu, accumulate| Epilogue {
                 bias: Some(bias),
                 gelu,
@@ -337,14 +337,21 @@ impl Bert {
                 gemm(&acts, &p.o, &mut x, d, epi(&l.bo, false, true), pool);
                 ln(&mut x, &l.ln1);
                 acts.quantize(&x, n, d, pool);
-                gemm(&acts, &p.up, &mut up, c.ff, epi(&l.bup, true, false), pool);
-                acts.quantize(&up, n, c.ff, pool);
-                gemm(&acts, &p.down, &mut x, d, epi(&l.bdown, false, true), pool);
+                gemm_quantized(&acts, &p.up, &mut hidden, epi(&l.bup, true, false), pool);
+                gemm(
+                    &hidden,
+                    &p.down,
+                    &mut x,
+                    d,
+                    epi(&l.bdown, false, true),
+                    pool,
+                );
                 ln(&mut x, &l.ln2);
             }
         } else {
             let (mut q, mut k, mut v) = (vec![0f32; n * d], vec![0f32; n * d], vec![0f32; n * d]);
             let mut o = vec![0f32; n * d];
+            let mut up = vec![0f32; n * c.ff];
             for l in &self.layers {
                 {
                     let mut acts = ActSet::new(&x, n, d, pool);

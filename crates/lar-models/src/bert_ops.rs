@@ -293,11 +293,31 @@ pub(crate) mod x86 {
         let l = b - a;
         let lp = l.div_ceil(32) * 32;
         let scale = 1.0 / (hd as f32).sqrt();
+        // Keys transposed 16 at a time by gathers (columns past l stay zero).
         let mut kt = vec![0f32; hd * lp];
-        for j in 0..l {
-            let kr = &x.k[(a + j) * x.ld + h * hd..][..hd];
-            for (dd, &v) in kr.iter().enumerate() {
-                kt[dd * lp + j] = v;
+        // SAFETY: the gathers read rows a..b (masked past l) of the head's columns; stores are inside kt.
+        unsafe {
+            let k0 = x.k.as_ptr().add(a * x.ld + h * hd);
+            let stride = _mm512_mullo_epi32(
+                _mm512_set1_epi32(x.ld as i32),
+                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            );
+            for j in (0..l).step_by(16) {
+                let valid = if j + 16 <= l {
+                    0xFFFF
+                } else {
+                    (1u32 << (l - j)) as u16 - 1
+                };
+                let base = k0.add(j * x.ld);
+                for dd in 0..hd {
+                    let v = _mm512_mask_i32gather_ps::<4>(
+                        _mm512_setzero_ps(),
+                        valid,
+                        stride,
+                        base.add(dd),
+                    );
+                    _mm512_storeu_ps(kt.as_mut_ptr().add(dd * lp + j), v);
+                }
             }
         }
         let mut s = vec![0f32; R * lp];
@@ -363,8 +383,16 @@ pub(crate) mod x86 {
             let mut inv = [0f32; T];
             for (r, inv) in inv.iter_mut().enumerate() {
                 let row = &mut s[r * lp..r * lp + lp];
-                let m = row[..l].iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mv = _mm512_set1_ps(m);
+                let mut mv = _mm512_set1_ps(f32::NEG_INFINITY);
+                for c in (0..lp).step_by(16) {
+                    let valid = if c + 16 <= l {
+                        0xFFFF
+                    } else {
+                        (1u32 << (l.saturating_sub(c))) as u16 - 1
+                    };
+                    mv = _mm512_mask_max_ps(mv, valid, mv, load(row.as_ptr().add(c)));
+                }
+                let mv = _mm512_set1_ps(_mm512_reduce_max_ps(mv));
                 let mut sum = _mm512_setzero_ps();
                 for c in (0..lp).step_by(16) {
                     let e = exp16(_mm512_sub_ps(load(row.as_ptr().add(c)), mv));

@@ -10,7 +10,8 @@
 //!   block starts at `-128·Σqw`, which takes the offset back out exactly.
 //! - The microkernel keeps a tile of 4 rows × 32 columns in registers (8 i32 and 8 f32 accumulators): per block,
 //!   8 weight loads and 16 broadcast activation words feed 64 `vpdpbusd`, then each tile converts, scales and
-//!   accumulates in f32. Bias, erf-GELU or a residual add are applied as a tile is stored.
+//!   accumulates in f32. Bias, erf-GELU or a residual add are applied as a tile is stored; [`gemm_quantized`]
+//!   quantizes the tile instead (a tile row is one 32-element block), so the FFN's hidden layer is never f32.
 //!
 //! [`gemm_reference`] is the plain twin (same integers, block sums in f32 in the same order); the tests compare.
 
@@ -146,6 +147,21 @@ pub struct Epilogue<'a> {
     pub accumulate: bool,
 }
 
+/// Where a tile's results go: f32 rows, or straight into the quantized input of the next product (whole blocks:
+/// a tile is 32 columns wide).
+#[derive(Clone, Copy)]
+enum Sink {
+    F32 {
+        out: SyncPtr<f32>,
+        ldc: usize,
+    },
+    Q8 {
+        q: SyncPtr<u8>,
+        d: SyncPtr<f32>,
+        k: usize,
+    },
+}
+
 /// Whether this CPU runs [`gemm`] (AVX-512 with VNNI).
 pub fn available() -> bool {
     simd_level() == SimdLevel::Avx512Vnni
@@ -165,6 +181,38 @@ pub fn gemm(
     assert_eq!(a.k, w.k, "inner dimensions");
     assert!(ldc >= w.n && out.len() >= a.m.saturating_sub(1) * ldc + w.n);
     assert!(epi.bias.is_none_or(|b| b.len() >= w.n));
+    run_tasks(
+        a,
+        w,
+        Sink::F32 {
+            out: SyncPtr(out.as_mut_ptr()),
+            ldc,
+        },
+        epi,
+        pool,
+    );
+}
+
+/// [`gemm`] with the results quantized as [`QActs::quantize`] would (same rounding, from the same f32 values as
+/// [`gemm`] stores) into `out`, never stored as f32: the input of the next product. `w.n` must be a multiple of 32;
+/// no accumulate.
+pub fn gemm_quantized(a: &QActs, w: &PackedQ8, out: &mut QActs, epi: Epilogue, pool: &ThreadPool) {
+    assert!(available(), "gemm_i8 needs AVX-512 VNNI");
+    assert_eq!(a.k, w.k, "inner dimensions");
+    assert!(w.n.is_multiple_of(2 * NR) && !epi.accumulate);
+    assert!(epi.bias.is_none_or(|b| b.len() >= w.n));
+    (out.m, out.k) = (a.m, w.n);
+    out.q.resize(a.m * w.n, 0);
+    out.d.resize(a.m * w.n / QK, 0.0);
+    let sink = Sink::Q8 {
+        q: SyncPtr(out.q.as_mut_ptr()),
+        d: SyncPtr(out.d.as_mut_ptr()),
+        k: w.n,
+    };
+    run_tasks(a, w, sink, epi, pool);
+}
+
+fn run_tasks(a: &QActs, w: &PackedQ8, sink: Sink, epi: Epilogue, pool: &ThreadPool) {
     if a.m == 0 {
         return;
     }
@@ -174,7 +222,6 @@ pub fn gemm(
     let chunks = a.m.div_ceil(ROWS);
     let pairs = w.n.div_ceil(2 * NR);
     let groups = (pool.n_threads() * 4).div_ceil(chunks).min(pairs).max(1);
-    let ptr = SyncPtr(out.as_mut_ptr());
     pool.run(chunks * groups, &|t| {
         let (c, g) = (t / groups, t % groups);
         let rows = c * ROWS..((c + 1) * ROWS).min(a.m);
@@ -184,10 +231,10 @@ pub fn gemm(
         // features (asserted above).
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            x86::run(a, w, ptr, ldc, rows, panels, epi)
+            x86::run(a, w, sink, rows, panels, epi)
         };
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = (rows, panels, ptr);
+        let _ = (rows, panels, sink);
     });
 }
 
@@ -212,17 +259,26 @@ mod x86 {
             unsafe {
                 let p = x.as_ptr().add(b * QK);
                 let (v0, v1) = (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)));
-                let amax =
-                    _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-                *db = amax / 127.0;
-                let id = _mm512_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
-                let off = _mm512_set1_epi32(128);
-                for (h, v) in [v0, v1].into_iter().enumerate() {
-                    let i = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, id)), off);
-                    let o = q.as_mut_ptr().add(b * QK + h * 16) as *mut __m128i;
-                    _mm_storeu_si128(o, _mm512_cvtepi32_epi8(i));
-                }
+                block(v0, v1, q.as_mut_ptr().add(b * QK), db);
             }
+        }
+    }
+
+    /// One block of 32 (`v0`, `v1`) quantized: the scale to `d`, `q + 128` to the 32 bytes at `q`.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW; `q` writable for 32 bytes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl")]
+    unsafe fn block(v0: __m512, v1: __m512, q: *mut u8, d: &mut f32) {
+        let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        *d = amax / 127.0;
+        let id = _mm512_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+        let off = _mm512_set1_epi32(128);
+        for (h, v) in [v0, v1].into_iter().enumerate() {
+            let i = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, id)), off);
+            // SAFETY: the caller's.
+            unsafe { _mm_storeu_si128(q.add(h * 16) as *mut __m128i, _mm512_cvtepi32_epi8(i)) };
         }
     }
 
@@ -234,8 +290,7 @@ mod x86 {
     pub(super) unsafe fn run(
         a: &QActs,
         w: &PackedQ8,
-        out: SyncPtr<f32>,
-        ldc: usize,
+        sink: Sink,
         rows: std::ops::Range<usize>,
         panels: std::ops::Range<usize>,
         epi: Epilogue,
@@ -249,14 +304,14 @@ mod x86 {
                 // SAFETY: as this function's.
                 unsafe {
                     match (nm, np) {
-                        (4, 2) => tile::<4, 2>(a, w, out, ldc, m, p, epi),
-                        (3, 2) => tile::<3, 2>(a, w, out, ldc, m, p, epi),
-                        (2, 2) => tile::<2, 2>(a, w, out, ldc, m, p, epi),
-                        (1, 2) => tile::<1, 2>(a, w, out, ldc, m, p, epi),
-                        (4, _) => tile::<4, 1>(a, w, out, ldc, m, p, epi),
-                        (3, _) => tile::<3, 1>(a, w, out, ldc, m, p, epi),
-                        (2, _) => tile::<2, 1>(a, w, out, ldc, m, p, epi),
-                        _ => tile::<1, 1>(a, w, out, ldc, m, p, epi),
+                        (4, 2) => tile::<4, 2>(a, w, sink, m, p, epi),
+                        (3, 2) => tile::<3, 2>(a, w, sink, m, p, epi),
+                        (2, 2) => tile::<2, 2>(a, w, sink, m, p, epi),
+                        (1, 2) => tile::<1, 2>(a, w, sink, m, p, epi),
+                        (4, _) => tile::<4, 1>(a, w, sink, m, p, epi),
+                        (3, _) => tile::<3, 1>(a, w, sink, m, p, epi),
+                        (2, _) => tile::<2, 1>(a, w, sink, m, p, epi),
+                        _ => tile::<1, 1>(a, w, sink, m, p, epi),
                     }
                 }
                 m += nm;
@@ -271,8 +326,7 @@ mod x86 {
     unsafe fn tile<const M: usize, const P: usize>(
         a: &QActs,
         w: &PackedQ8,
-        out: SyncPtr<f32>,
-        ldc: usize,
+        sink: Sink,
         m0: usize,
         p0: usize,
         epi: Epilogue,
@@ -319,20 +373,39 @@ mod x86 {
                 }
             }
             for (mi, row) in acc.iter().enumerate() {
-                for (p, &v) in row.iter().enumerate() {
+                let mut vs = *row;
+                for (p, v) in vs.iter_mut().enumerate() {
                     let col = (p0 + p) * NR;
-                    let dst = out.get().add((m0 + mi) * ldc + col);
-                    let mut v = v;
                     if let Some(bias) = epi.bias {
-                        v = _mm512_add_ps(v, _mm512_loadu_ps(bias.as_ptr().add(col)));
+                        *v = _mm512_add_ps(*v, _mm512_loadu_ps(bias.as_ptr().add(col)));
                     }
                     if epi.gelu {
-                        v = crate::bert_ops::x86::gelu16(v);
+                        *v = crate::bert_ops::x86::gelu16(*v);
                     }
-                    if epi.accumulate {
-                        v = _mm512_add_ps(v, _mm512_loadu_ps(dst));
+                }
+                match sink {
+                    Sink::F32 { out, ldc } => {
+                        for (p, &v) in vs.iter().enumerate() {
+                            let dst = out.get().add((m0 + mi) * ldc + (p0 + p) * NR);
+                            let v = if epi.accumulate {
+                                _mm512_add_ps(v, _mm512_loadu_ps(dst))
+                            } else {
+                                v
+                            };
+                            _mm512_storeu_ps(dst, v);
+                        }
                     }
-                    _mm512_storeu_ps(dst, v);
+                    Sink::Q8 { q, d, k } => {
+                        // Whole blocks: P is 2 and p0 even where the columns are a multiple of 32.
+                        debug_assert!(P == 2 && p0.is_multiple_of(2));
+                        let (row, b) = (m0 + mi, p0 * NR / QK);
+                        block(
+                            vs[0],
+                            vs[P - 1],
+                            q.get().add(row * k + b * QK),
+                            &mut *d.get().add(row * k / QK + b),
+                        );
+                    }
                 }
             }
         }
@@ -435,6 +508,23 @@ mod tests {
                         "{m}x{n}x{k} gelu {gelu} acc {accumulate} at {i}: {g} vs {e}"
                     );
                 }
+            }
+            // Quantized straight from the tile: what quantizing gemm's f32 output gives, exactly.
+            if n.is_multiple_of(32) {
+                let epi = Epilogue {
+                    bias: Some(&bias),
+                    gelu: true,
+                    accumulate: false,
+                };
+                let mut f = vec![0f32; m * n];
+                gemm(&a, &w, &mut f, n, epi, &pool);
+                let (mut want, mut got) = (QActs::default(), QActs::default());
+                want.quantize(&f, m, n, &pool);
+                gemm_quantized(&a, &w, &mut got, epi, &pool);
+                assert!(
+                    got.q == want.q && got.d == want.d,
+                    "{m}x{n}x{k} quantized sink"
+                );
             }
             // The integers are those of the Q8_0 dot kernel: compare against it on the unfused product.
             let mut act = Vec::new();

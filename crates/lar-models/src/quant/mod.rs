@@ -213,6 +213,13 @@ pub fn available_levels() -> Vec<SimdLevel> {
 
 /// Dequantizes `data` (a whole number of blocks of `ty`) into `out`.
 pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) {
+    if ty == GgmlType::F32 {
+        // A copy (embedding rows of F32 checkpoints): the reference's per-element dispatch costs 10x more.
+        for (o, c) in out.iter_mut().zip(data.chunks_exact(4)) {
+            *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        }
+        return;
+    }
     reference::dequantize(ty, data, out)
 }
 
