@@ -181,7 +181,8 @@ pub fn walk(roots: &[Root]) -> Result<(Vec<PathBuf>, Vec<Skipped>)> {
                 }
                 continue;
             }
-            files.push(path.to_path_buf());
+            // One entry per file, however many links lead to it.
+            files.push(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()));
         }
     }
     files.sort();
@@ -314,7 +315,7 @@ fn ingest_one(
     Ok(Some((chunks.len() as u64, known.map_or(0, |k| k.chunks))))
 }
 
-/// Re-walks `roots`: indexes what is new or changed, drops files that no longer exist.
+/// Re-walks `roots`: indexes what is new or changed, drops files the walk no longer yields.
 pub fn sync(
     store: &mut dyn Store,
     embedder: &dyn Embedder,
@@ -325,17 +326,27 @@ pub fn sync(
     let t0 = Instant::now();
     let (files, skipped) = walk(roots)?;
     let mut report = ingest(store, embedder, &files, opts, progress)?;
-    report.skipped.splice(0..0, skipped);
     let present: std::collections::HashSet<String> =
         files.iter().map(|p| p.display().to_string()).collect();
-    // A file that is skipped this time (unreadable now) keeps its old chunks only if it still exists.
+    // Dropped: files the walk no longer yields (deleted, moved, now excluded by a glob or hidden), except under a
+    // path the walk could not read this time (an unreadable folder keeps its files until it can be read again; a
+    // root that is gone loses them).
+    let unreadable: Vec<&str> = skipped
+        .iter()
+        .filter(|s| s.reason != "not found")
+        .map(|s| s.path.as_str())
+        .collect();
     for f in store.files()? {
-        if !present.contains(&f.path) && !Path::new(&f.path).exists() {
+        let blocked = unreadable
+            .iter()
+            .any(|u| f.path == *u || f.path.starts_with(&format!("{u}/")));
+        if !present.contains(&f.path) && !blocked {
             store.remove_file(&f.path)?;
             report.files_removed += 1;
             report.chunks_removed += f.chunks;
         }
     }
+    report.skipped.splice(0..0, skipped);
     report.seconds = t0.elapsed().as_secs_f64();
     Ok(report)
 }

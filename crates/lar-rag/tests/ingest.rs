@@ -267,3 +267,29 @@ fn chunks_fit_the_embedder_and_keep_their_places() {
         assert!(chunks.iter().any(|c| c.chunk.text.contains(&s)), "{s} lost");
     }
 }
+
+#[test]
+fn sync_drops_what_the_globs_now_leave_out_and_links_index_once() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("docs");
+    std::fs::create_dir_all(d.join("sub")).unwrap();
+    std::fs::write(d.join("a.md"), "# A\n\nalpha notes").unwrap();
+    std::fs::write(d.join("sub/b.txt"), "beta notes").unwrap();
+    std::os::unix::fs::symlink("sub/b.txt", d.join("link.txt")).unwrap();
+    let mut s = store(t.path());
+    let opts = Options::for_embedder(&Hashed);
+    let r = ingest::sync(&mut s, &Hashed, &[root(&d)], &opts, &mut |_| {}).unwrap();
+    // b.txt is reached twice (directly and through link.txt) and indexed once, under its real path.
+    assert_eq!(r.files_read, 2, "{r:?}");
+    let mut only_md = root(&d);
+    only_md.include = vec!["*.md".into()];
+    let r = ingest::sync(&mut s, &Hashed, &[only_md], &opts, &mut |_| {}).unwrap();
+    assert_eq!((r.files_removed, r.files_unchanged), (1, 1), "{r:?}");
+    let names: Vec<String> = s.files().unwrap().into_iter().map(|f| f.path).collect();
+    assert!(names.len() == 1 && names[0].ends_with("/a.md"), "{names:?}");
+    // A root that is gone takes its files with it.
+    std::fs::remove_dir_all(&d).unwrap();
+    let r = ingest::sync(&mut s, &Hashed, &[root(&d)], &opts, &mut |_| {}).unwrap();
+    assert_eq!(r.files_removed, 1, "{r:?}");
+    assert!(s.files().unwrap().is_empty());
+}
