@@ -20,6 +20,7 @@ pub mod ingest;
 pub mod kb;
 pub mod search;
 pub mod store;
+pub mod time;
 
 pub use doc::{Chunk, Document, Location, Meta, Section, SourceKind};
 pub use error::{Error, Result};

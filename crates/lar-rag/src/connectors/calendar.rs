@@ -9,6 +9,7 @@
 use icalendar::parser::{Component, Property, read_calendar, unfold};
 
 use crate::doc::{Location, Section, SourceKind};
+use crate::time::{days_from_civil, days_in_month};
 use crate::{Document, Error, Result};
 
 /// Parses an iCalendar file into one document per event.
@@ -273,26 +274,6 @@ fn parse_datetime(v: &str) -> Option<DateTime> {
         text: format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}{zone}"),
         unix: days * 86_400 + hh * 3600 + mm * 60 + ss,
     })
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
