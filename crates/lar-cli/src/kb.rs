@@ -465,14 +465,7 @@ fn search_cmd(a: SearchArgs) -> Result<()> {
         writeln!(out, "no results")?;
     }
     for (i, h) in hits.iter().enumerate() {
-        let src = lar_rag::answer::sources_for(
-            std::slice::from_ref(h),
-            &lar_rag::answer::AskOptions {
-                min_similarity: f32::MIN,
-                ..Default::default()
-            },
-        );
-        let cite = src.first().map_or(h.chunk.path.clone(), |s| s.cite());
+        let cite = lar_rag::answer::Source::from_hit(i + 1, h).cite();
         writeln!(out, "{}. [{:.4}] {cite}", i + 1, h.score)?;
         let text: String = h.chunk.text.chars().take(300).collect();
         writeln!(out, "   {}", text.replace('\n', "\n   "))?;

@@ -257,6 +257,8 @@ fn knowledge_base_end_to_end() {
             "--json",
         ],
     );
+    // Both HTML pages' chunks and nothing else (an empty list would pass the check below on its own).
+    assert!(!hits.as_array().unwrap().is_empty(), "{hits}");
     assert!(
         hits.as_array()
             .unwrap()
@@ -309,6 +311,7 @@ fn knowledge_base_end_to_end() {
         &h,
         &["kb", "search", "home", "bike chain lubrication", "--json"],
     );
+    assert!(!hits.as_array().unwrap().is_empty(), "{hits}");
     assert!(
         hits.as_array()
             .unwrap()

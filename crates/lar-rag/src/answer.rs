@@ -36,6 +36,36 @@ pub struct Source {
 }
 
 impl Source {
+    /// Source number `n` made of a search hit: its place, and for mail and events the message or event it is.
+    pub fn from_hit(n: usize, h: &Hit) -> Source {
+        let c = &h.chunk;
+        let (message_id, event, date) = match c.kind {
+            SourceKind::Mail => (
+                c.meta.get("message_id").cloned(),
+                None,
+                c.meta.get("date").cloned(),
+            ),
+            SourceKind::Calendar => (
+                None,
+                c.meta.get("summary").cloned().or(c.title.clone()),
+                c.meta.get("start").cloned(),
+            ),
+            _ => (None, None, None),
+        };
+        Source {
+            n,
+            path: c.path.clone(),
+            kind: c.kind,
+            title: c.title.clone(),
+            loc: c.loc.clone(),
+            message_id,
+            event,
+            date,
+            score: h.score,
+            text: c.text.clone(),
+        }
+    }
+
     /// `path` plus the most precise location there is: page, heading, message, event or cue.
     pub fn cite(&self) -> String {
         let mut s = self.path.clone();
@@ -119,34 +149,7 @@ pub fn sources_for(hits: &[Hit], opts: &AskOptions) -> Vec<Source> {
                 || (h.text_rank.is_some_and(|r| r <= 3) && sim >= opts.min_similarity_both)
         })
         .enumerate()
-        .map(|(i, h)| {
-            let c = &h.chunk;
-            let (message_id, event, date) = match c.kind {
-                SourceKind::Mail => (
-                    c.meta.get("message_id").cloned(),
-                    None,
-                    c.meta.get("date").cloned(),
-                ),
-                SourceKind::Calendar => (
-                    None,
-                    c.meta.get("summary").cloned().or(c.title.clone()),
-                    c.meta.get("start").cloned(),
-                ),
-                _ => (None, None, None),
-            };
-            Source {
-                n: i + 1,
-                path: c.path.clone(),
-                kind: c.kind,
-                title: c.title.clone(),
-                loc: c.loc.clone(),
-                message_id,
-                event,
-                date,
-                score: h.score,
-                text: c.text.clone(),
-            }
-        })
+        .map(|(i, h)| Source::from_hit(i + 1, h))
         .collect()
 }
 

@@ -80,13 +80,6 @@ pub struct Location {
     pub end: Option<String>,
 }
 
-impl Location {
-    /// Whether two sections may share a chunk (same page, heading and speaker).
-    pub fn same_place(&self, other: &Location) -> bool {
-        self.page == other.page && self.heading == other.heading && self.speaker == other.speaker
-    }
-}
-
 /// A run of text with one location: a Markdown section's body, a PDF page, a transcript cue, a mail body.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Section {

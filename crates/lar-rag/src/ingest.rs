@@ -5,7 +5,6 @@
 //! the reason reported.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -199,41 +198,6 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
-/// sha256 (hex), size and mtime of a file, read with a bounded reader.
-fn fingerprint(path: &Path, max_bytes: u64) -> std::result::Result<(String, u64, i64), String> {
-    let meta = std::fs::metadata(path).map_err(|e| io_reason(&e))?;
-    if meta.len() > max_bytes {
-        return Err(format!(
-            "larger than the {} MiB limit ({} MiB)",
-            max_bytes >> 20,
-            meta.len() >> 20
-        ));
-    }
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs() as i64);
-    let f = std::fs::File::open(path).map_err(|e| io_reason(&e))?;
-    let mut r = f.take(max_bytes + 1);
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut size = 0u64;
-    loop {
-        let n = r.read(&mut buf).map_err(|e| io_reason(&e))?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        h.update(&buf[..n]);
-    }
-    if size > max_bytes {
-        return Err(format!("larger than the {} MiB limit", max_bytes >> 20));
-    }
-    let hex = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    Ok((hex, size, mtime))
-}
-
 /// Indexes `files` (new or changed ones; unchanged hashes are skipped). Files already stored and not in `files` are
 /// left alone.
 pub fn ingest(
@@ -287,12 +251,28 @@ fn ingest_one(
     let name = path
         .to_str()
         .ok_or_else(|| Error::unreadable(path.display(), "the path is not valid UTF-8"))?;
-    let (sha256, size, mtime) =
-        fingerprint(path, opts.read.max_bytes).map_err(|r| Error::unreadable(name, r))?;
+    let format = connectors::detect(path).ok_or_else(|| Error::Unsupported(name.to_string()))?;
+    // One bounded read serves both the hash and the parser (a PDF read by the isolated worker is the exception).
+    let bytes = connectors::read_limited(path, name, opts.read.max_bytes)?;
+    let sha256: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     if known.is_some_and(|k| k.sha256 == sha256) {
         return Ok(None);
     }
-    let docs = connectors::read(path, &opts.read)?;
+    let size = bytes.len() as u64;
+    let mtime = std::fs::metadata(path)
+        .ok()
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs() as i64);
+    let docs = match (format, &opts.read.pdf) {
+        (connectors::Format::Pdf, connectors::PdfIsolation::Subprocess { .. }) => {
+            connectors::read(path, &opts.read)?
+        }
+        _ => connectors::parse(name, format, bytes, &opts.read)?,
+    };
     let chunks = chunk_documents(&docs, &opts.chunk, &|s| embedder.count_tokens(s));
     let texts: Vec<String> = chunks.iter().map(embed_text).collect();
     let mut vectors = Vec::with_capacity(texts.len());

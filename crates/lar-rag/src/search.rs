@@ -70,35 +70,40 @@ pub fn search(
     let v = embed_query(embedder, query)?;
     let vec = store.vector_search(&v, n, &opts.filter)?;
 
-    // Reciprocal rank fusion.
-    let mut fused: Vec<Hit> = Vec::new();
+    // Reciprocal rank fusion, in first-seen order.
+    struct Fused {
+        id: i64,
+        score: f32,
+        text_rank: Option<usize>,
+        vector_rank: Option<usize>,
+        similarity: Option<f32>,
+    }
+    let mut fused: Vec<Fused> = Vec::new();
     let mut index = std::collections::HashMap::<i64, usize>::new();
     for (side, list) in [(0, &text), (1, &vec)] {
         for (rank, r) in list.iter().enumerate() {
             let i = *index.entry(r.id).or_insert_with(|| {
-                fused.push(Hit {
+                fused.push(Fused {
                     id: r.id,
                     score: 0.0,
                     text_rank: None,
                     vector_rank: None,
                     similarity: None,
-                    chunk: placeholder(),
                 });
                 fused.len() - 1
             });
-            let h = &mut fused[i];
-            h.score += 1.0 / (opts.rrf_k + rank as f32 + 1.0);
+            let f = &mut fused[i];
+            f.score += 1.0 / (opts.rrf_k + rank as f32 + 1.0);
             if side == 0 {
-                h.text_rank = Some(rank + 1);
+                f.text_rank = Some(rank + 1);
             } else {
-                h.vector_rank = Some(rank + 1);
-                h.similarity = Some(r.score);
+                (f.vector_rank, f.similarity) = (Some(rank + 1), Some(r.score));
             }
         }
     }
     fused.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
     fused.truncate(opts.k);
-    let ids: Vec<i64> = fused.iter().map(|h| h.id).collect();
+    let ids: Vec<i64> = fused.iter().map(|f| f.id).collect();
     let mut chunks: std::collections::HashMap<i64, Chunk> = store
         .chunks(&ids)?
         .into_iter()
@@ -106,9 +111,15 @@ pub fn search(
         .collect();
     Ok(fused
         .into_iter()
-        .filter_map(|mut h| {
-            h.chunk = chunks.remove(&h.id)?;
-            Some(h)
+        .filter_map(|f| {
+            Some(Hit {
+                id: f.id,
+                score: f.score,
+                text_rank: f.text_rank,
+                vector_rank: f.vector_rank,
+                similarity: f.similarity,
+                chunk: chunks.remove(&f.id)?,
+            })
         })
         .collect())
 }
@@ -121,18 +132,4 @@ pub fn embed_query(embedder: &dyn Embedder, query: &str) -> Result<Vec<f32>> {
     v.pop()
         .filter(|v| v.len() == embedder.dim())
         .ok_or_else(|| Error::Embed("the embedder returned no vector of its dimension".into()))
-}
-
-fn placeholder() -> Chunk {
-    Chunk {
-        path: String::new(),
-        kind: crate::SourceKind::Text,
-        title: None,
-        date: None,
-        sender: None,
-        meta: Default::default(),
-        loc: Default::default(),
-        ord: 0,
-        text: String::new(),
-    }
 }

@@ -201,7 +201,7 @@ fn check_size(path: &Path, name: &str, max: u64) -> Result<u64> {
 
 /// Reads at most `max` bytes of the file, after checking its size: a file larger than `max` (or one that grows past
 /// it while we read) is [`Error::Unreadable`] and never fully in memory.
-pub(crate) fn read_limited(path: &Path, name: &str, max: u64) -> Result<Vec<u8>> {
+pub fn read_limited(path: &Path, name: &str, max: u64) -> Result<Vec<u8>> {
     let len = check_size(path, name, max)?;
     let file = std::fs::File::open(path).map_err(|e| io_unreadable(name, &e))?;
     let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0).saturating_add(1));

@@ -237,11 +237,6 @@ impl SqliteStore {
         })
     }
 
-    /// Where the store lives.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Checks the file and the store's own invariants: SQLite's integrity check, the full-text index's, every file's
     /// chunk count matching its chunks, and one full-text entry and one vector per chunk. Returns the problems found.
     pub fn check(&self) -> Result<Vec<String>> {
