@@ -462,6 +462,36 @@ impl Gguf {
         &self.parts[part].as_slice()[local..local + size]
     }
 
+    /// Tells the OS that bytes `offset..offset + size` (extents from a [`TensorInfo`]) will not be read again, so their
+    /// pages leave this process's resident memory (a repacked copy replaced them). A later read would still work: the
+    /// map is read-only, so the pages come back from the file.
+    pub(crate) fn release(&self, offset: usize, size: usize) {
+        if self.parts.is_empty() || size == 0 {
+            return;
+        }
+        let part = self
+            .starts
+            .partition_point(|&s| s <= offset)
+            .saturating_sub(1);
+        if let Bytes::Map(map) = &self.parts[part] {
+            // Whole pages inside the range only: the neighbours' pages stay.
+            let page = 4096;
+            let local = offset - self.starts[part];
+            let (start, end) = (local.next_multiple_of(page), (local + size) / page * page);
+            if end > start {
+                // SAFETY: DONTNEED on a private read-only file map only drops clean pages; nothing here holds a
+                // pointer that relies on their contents staying resident (reads fault them back in).
+                let _ = unsafe {
+                    map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        start,
+                        end - start,
+                    )
+                };
+            }
+        }
+    }
+
     /// Size of the whole file (all files of a directory) in bytes.
     pub fn file_size(&self) -> usize {
         if let Some(len) = self.header_only {

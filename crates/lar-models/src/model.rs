@@ -166,7 +166,11 @@ impl Model {
         let (d, hd) = (hp.n_embd, hp.head_dim);
         let tok_embd = Weight::load(&file, "token_embd.weight", hp.n_vocab, d)?;
         let output = match file.tensor("output.weight") {
-            Some(_) => Weight::load(&file, "output.weight", hp.n_vocab, d)?,
+            Some(_) => {
+                let mut w = Weight::load(&file, "output.weight", hp.n_vocab, d)?;
+                w.pack();
+                w
+            }
             None => tok_embd.clone(),
         };
         let output_norm = load_vector(&file, "output_norm.weight", d)?;
@@ -223,6 +227,21 @@ impl Model {
                 down: Weight::load(&file, &p("ffn_down"), d, hp.n_ff)?,
                 post_ffn_norm: opt(p("post_ffw_norm"), d)?,
             });
+        }
+        // Repacked for this CPU's kernels where it has faster ones (not the embedding table: its rows are read
+        // one by one in the file's layout).
+        for l in &mut layers {
+            for w in [
+                &mut l.wq,
+                &mut l.wk,
+                &mut l.wv,
+                &mut l.wo,
+                &mut l.gate,
+                &mut l.up,
+                &mut l.down,
+            ] {
+                w.pack();
+            }
         }
         let mut inv_freq = ops::rope_inv_freq(hp.rope_dim, hp.rope_base);
         if let Some(info) = file.tensor("rope_freqs.weight") {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::gguf::{Gguf, TensorInfo};
 use crate::pool::{ThreadPool, split};
+use crate::quant::packed_q4k::{self, PackedQ4K};
 use crate::quant::{self, GgmlType};
 
 /// A 2-D weight inside the memory-mapped file.
@@ -22,6 +23,8 @@ pub struct Weight {
     file: Arc<Gguf>,
     offset: usize,
     size: usize,
+    /// The rows repacked for this CPU's kernels ([`Weight::pack`]); the file's bytes stay the embedding source.
+    packed: Option<Arc<PackedQ4K>>,
 }
 
 impl std::fmt::Debug for Weight {
@@ -74,7 +77,27 @@ impl Weight {
             file: file.clone(),
             offset: info.offset,
             size: info.size,
+            packed: None,
         })
+    }
+
+    /// Repacks the weight for the fastest kernels this CPU has, where there are any (Q4_K rows in panels of 16 on
+    /// AVX-512 VNNI), and gives the file's pages of it back to the OS: the packed copy replaces them in memory.
+    /// `LAR_PACK=0` keeps the file's layout.
+    pub fn pack(&mut self) {
+        let wanted = self.ty == GgmlType::Q4_K
+            && quant::simd_level() == quant::SimdLevel::Avx512Vnni
+            && PackedQ4K::fits(self.rows, self.cols)
+            && std::env::var("LAR_PACK").as_deref() != Ok("0");
+        if wanted && self.packed.is_none() {
+            self.packed = Some(Arc::new(PackedQ4K::pack(self.data(), self.rows, self.cols)));
+            self.file.release(self.offset, self.size);
+        }
+    }
+
+    /// Whether [`Weight::pack`] repacked it.
+    pub fn is_packed(&self) -> bool {
+        self.packed.is_some()
     }
 
     pub fn data(&self) -> &[u8] {
@@ -84,6 +107,7 @@ impl Weight {
     /// Rows `start..start + count` as a weight of their own (a view: fused matrices are split this way).
     pub fn rows_view(&self, start: usize, count: usize) -> Weight {
         assert!(start + count <= self.rows, "row view out of range");
+        assert!(self.packed.is_none(), "views are taken before packing");
         let rb = self.row_bytes();
         Weight {
             name: format!("{}[{start}..{}]", self.name, start + count),
@@ -281,6 +305,7 @@ pub fn matmul_many(jobs: &mut [(&Weight, &Acts, &mut [f32])], pool: &ThreadPool)
         dot: quant::DotFn,
         rows4: Option<quant::Rows4Fn>,
         rows8: Option<quant::Rows8Fn>,
+        packed: Option<&'a PackedQ4K>,
         /// First task of this job, and how many it has.
         first: usize,
         tasks: usize,
@@ -291,10 +316,15 @@ pub fn matmul_many(jobs: &mut [(&Weight, &Acts, &mut [f32])], pool: &ThreadPool)
         assert!(out.len() >= x.n_rows * w.rows, "matmul output too small");
         // Enough tasks to balance, few enough that each is worth handing out.
         let work = w.rows * x.n_rows * w.cols;
+        let units = if w.packed.is_some() {
+            w.rows / packed_q4k::NR
+        } else {
+            w.rows
+        };
         let tasks = if work < 1 << 14 {
             1
         } else {
-            (pool.n_threads() * 4).min(w.rows)
+            (pool.n_threads() * 4).min(units)
         };
         plan.push(Job {
             w,
@@ -303,6 +333,7 @@ pub fn matmul_many(jobs: &mut [(&Weight, &Acts, &mut [f32])], pool: &ThreadPool)
             dot: quant::dot_fn(w.ty),
             rows4: quant::rows4_fn(w.ty),
             rows8: quant::rows8_fn(w.ty),
+            packed: w.packed.as_deref(),
             first: total,
             tasks,
         });
@@ -315,6 +346,18 @@ pub fn matmul_many(jobs: &mut [(&Weight, &Acts, &mut [f32])], pool: &ThreadPool)
             .find(|j| j.first <= task)
             .expect("task 0 belongs to the first job");
         let (rows, cols, n) = (j.w.rows, j.w.cols, j.x.n_rows);
+        if let Some(pw) = j.packed {
+            let panels = split(rows / packed_q4k::NR, j.tasks, task - j.first);
+            // SAFETY: packed weights exist only where the CPU has AVX-512 VNNI (Weight::pack); tasks write disjoint
+            // panels' columns of every activation row, inside `out` (asserted above).
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                packed_q4k::matmul(pw, panels, n, |t| j.x.row(t), j.out.get(), rows)
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = (pw, panels);
+            return;
+        }
         let (data, rb, x, p) = (j.w.data(), j.w.row_bytes(), j.x, j.out);
         // SAFETY: (i, r) pairs are disjoint across tasks; indices are in bounds (asserted above).
         let put = |i: usize, r: usize, v: f32| unsafe { *p.0.add(i * rows + r) = v };

@@ -239,7 +239,7 @@ fn q4_k<const T: usize, const V: bool>(n: usize, x: &[u8], ys: [&[u8]; T]) -> [f
     assert!(x.len() >= nb * 144 && ys.iter().all(|y| y.len() >= nb * 292));
     // SAFETY (whole body): compiled inside avx2+fma+f16c callers; all reads are within the rows (asserted above).
     unsafe {
-        let mut acc = [_mm256_setzero_ps(); T];
+        let mut acc = [0f32; T];
         let m4 = _mm256_set1_epi8(0x0F);
         for b in 0..nb {
             let xs = &x[b * 144..b * 144 + 144];
@@ -265,26 +265,29 @@ fn q4_k<const T: usize, const V: bool>(n: usize, x: &[u8], ys: [&[u8]; T]) -> [f
                     sumi[t] = dpwssd::<V>(dpwssd::<V>(sumi[t], p0, s0), p1, s1);
                 }
             }
+            let (d, dmin) = (_mm_cvtss_f32(dm), _mm_cvtss_f32(_mm_movehdup_ps(dm)));
             for t in 0..T {
                 let yb = ys[t].as_ptr().add(b * 292);
                 let dy = (yb as *const f32).read_unaligned();
-                let s = _mm_mul_ps(dm, _mm_set1_ps(dy)); // [d·dy, dmin·dy]
-                // acc += d·dy·Σ scale·q·y − dmin·dy·Σ min·(sums of 16 y), lane by lane.
-                let mins = _mm256_cvtepi32_ps(_mm256_madd_epi16(loadp(yb.add(260)), mv));
-                let a = _mm256_fmadd_ps(
-                    _mm256_broadcastss_ps(s),
-                    _mm256_cvtepi32_ps(sumi[t]),
-                    acc[t],
-                );
-                acc[t] = _mm256_fnmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(s)), mins, a);
+                // acc += d·dy·Σ scale·q·y − dmin·dy·Σ min·(sums of 16 y): both sums whole integers per block, so
+                // the packed kernel (rows in lanes) gives the same bits (`super::packed_q4k`).
+                let mins = hsum_i32(_mm256_madd_epi16(loadp(yb.add(260)), mv));
+                let a = (d * dy).mul_add(hsum_i32(sumi[t]) as f32, acc[t]);
+                acc[t] = (-(dmin * dy)).mul_add(mins as f32, a);
             }
         }
-        let mut out = [0f32; T];
-        for t in 0..T {
-            out[t] = hsum_f32(acc[t]);
-        }
-        out
+        acc
     }
+}
+
+/// The sum of eight i32 lanes (wrapping, as the integer sums never come near overflow).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn hsum_i32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01));
+    _mm_cvtsi128_si32(s)
 }
 
 /// Q6_K against `T` (1, 4 or 8) activation rows; the weight block is unpacked once for all of them.

@@ -8,6 +8,7 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+pub mod packed_q4k;
 pub mod reference;
 
 use std::sync::OnceLock;

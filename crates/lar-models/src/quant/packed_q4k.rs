@@ -1,0 +1,411 @@
+//! Q4_K weights repacked sixteen rows side by side, and the AVX-512 VNNI kernel that multiplies them with Q8_K
+//! activation rows: the prompt's matrix products and the decode's mat-vec on the K-quant models.
+//!
+//! A Q4_K row stores per 256 weights an f16 `d` and `dmin`, eight 6-bit scales and mins (one per 32) and 4-bit
+//! quants, `w = d·sc·q − dmin·m`. The one-row kernel ([`super::avx2`]) unpacks one row's block and multiplies it
+//! with 32 activations at a time; here a panel of 16 rows is stored so that one 64-byte line holds, for each row, the
+//! same four consecutive quants (`[row][4 bytes]`, low nibbles) and the four 16 places further (high nibbles): one
+//! `vpdpbusd` multiplies all 16 rows with a broadcast word of four activations. Per (panel, block), [`LINES`] lines:
+//! - 0..32: quants, line `4j + i` for sub-block `j`, quants `32j + 4i..+4` (low nibble) and `32j + 16 + 4i..+4`
+//!   (high nibble) of each row;
+//! - 32, 33: the scales as bytes `[j][row]`; 34, 35: the mins as byte pairs `[j/2][row][j%2]`;
+//! - 36: `d[16]` then `dmin[16]` as f16.
+//!
+//! Same size as the file's rows plus 2.8% (unpacked 6-bit scales). The integers are those of the one-row kernel,
+//! and both finish a block the same way (`acc = fma(d·dy, Σ sc·q·y, acc)`, then `fma(−dmin·dy, Σ m·ysum, acc)`, with
+//! whole-block integer sums), so a token's logits have the same bits whether its row went through here or there.
+//! [`dot_reference`] is the plain twin of both.
+
+use super::{QK_K, f16_at, scale_min_k4};
+
+/// Rows per panel.
+pub const NR: usize = 16;
+/// 64-byte lines per (panel, 256-element block).
+pub const LINES: usize = 37;
+/// Bytes of one Q4_K block and one Q8_K block.
+const W_BLOCK: usize = 144;
+const A_BLOCK: usize = 292;
+
+/// One 64-byte line (aligned, so no load splits a cache line).
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+/// A Q4_K weight of `rows` (a multiple of [`NR`]) × `cols` (a multiple of 256), repacked.
+pub struct PackedQ4K {
+    pub rows: usize,
+    pub cols: usize,
+    lines: Vec<Line>,
+}
+
+impl PackedQ4K {
+    /// Whether a `rows × cols` Q4_K weight can be packed.
+    pub fn fits(rows: usize, cols: usize) -> bool {
+        rows.is_multiple_of(NR) && cols.is_multiple_of(QK_K) && rows > 0 && cols > 0
+    }
+
+    /// Packs `rows` Q4_K rows of `cols` (the file's bytes, row after row).
+    pub fn pack(data: &[u8], rows: usize, cols: usize) -> Self {
+        assert!(Self::fits(rows, cols), "packed Q4_K shape {rows}x{cols}");
+        let nb = cols / QK_K;
+        let rb = nb * W_BLOCK;
+        assert_eq!(data.len(), rows * rb, "Q4_K rows");
+        let mut lines = vec![Line([0; 64]); rows / NR * nb * LINES];
+        for (pb, l) in lines.chunks_exact_mut(LINES).enumerate() {
+            let (p, b) = (pb / nb, pb % nb);
+            for r in 0..NR {
+                let blk = &data[(p * NR + r) * rb + b * W_BLOCK..][..W_BLOCK];
+                let (sm, qs) = (&blk[4..16], &blk[16..]);
+                // Quant e of sub-block j: qs[32·(j/2) + e], low nibble for even j, high for odd.
+                let q = |j: usize, e: usize| {
+                    let v = qs[32 * (j / 2) + e];
+                    if j % 2 == 0 { v & 15 } else { v >> 4 }
+                };
+                for j in 0..8 {
+                    for i in 0..4 {
+                        for e in 0..4 {
+                            l[4 * j + i].0[r * 4 + e] = q(j, 4 * i + e) | q(j, 16 + 4 * i + e) << 4;
+                        }
+                    }
+                    let (sc, m) = scale_min_k4(j, sm);
+                    l[32 + j / 4].0[(j % 4) * NR + r] = sc;
+                    l[34 + j / 4].0[((j % 4) / 2) * 32 + r * 2 + j % 2] = m;
+                }
+                l[36].0[r * 2..r * 2 + 2].copy_from_slice(&blk[0..2]);
+                l[36].0[32 + r * 2..32 + r * 2 + 2].copy_from_slice(&blk[2..4]);
+            }
+        }
+        Self { rows, cols, lines }
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.lines.len() * 64
+    }
+
+    /// Row `r` back in the file's Q4_K layout (for the tests and the reference).
+    pub fn row_q4k(&self, r: usize) -> Vec<u8> {
+        let nb = self.cols / QK_K;
+        let (p, rr) = (r / NR, r % NR);
+        let mut out = Vec::with_capacity(nb * W_BLOCK);
+        for b in 0..nb {
+            let l = &self.lines[(p * nb + b) * LINES..][..LINES];
+            let mut blk = [0u8; W_BLOCK];
+            blk[0..2].copy_from_slice(&l[36].0[rr * 2..rr * 2 + 2]);
+            blk[2..4].copy_from_slice(&l[36].0[32 + rr * 2..32 + rr * 2 + 2]);
+            let sc = |j: usize| l[32 + j / 4].0[(j % 4) * NR + rr];
+            let m = |j: usize| l[34 + j / 4].0[((j % 4) / 2) * 32 + rr * 2 + j % 2];
+            // The 12 scale bytes (inverse of `scale_min_k4`).
+            for j in 0..4 {
+                blk[4 + j] = sc(j) | (sc(j + 4) >> 4) << 6;
+                blk[8 + j] = m(j) | (m(j + 4) >> 4) << 6;
+                blk[12 + j] = (sc(j + 4) & 15) | (m(j + 4) & 15) << 4;
+            }
+            for j in 0..8 {
+                for i in 0..4 {
+                    for e in 0..4 {
+                        let v = l[4 * j + i].0[rr * 4 + e];
+                        for (half, q) in [(0, v & 15), (16, v >> 4)] {
+                            let byte = &mut blk[16 + 32 * (j / 2) + half + 4 * i + e];
+                            *byte |= if j % 2 == 0 { q } else { q << 4 };
+                        }
+                    }
+                }
+            }
+            out.extend_from_slice(&blk);
+        }
+        out
+    }
+}
+
+/// The plain twin: one Q4_K row (`x`, the file's layout) with one Q8_K activation row, the same integers and the
+/// same float steps as the kernels.
+pub fn dot_reference(n: usize, x: &[u8], y: &[u8]) -> f32 {
+    let mut acc = 0f32;
+    for b in 0..n / QK_K {
+        let (xb, yb) = (&x[b * W_BLOCK..][..W_BLOCK], &y[b * A_BLOCK..][..A_BLOCK]);
+        let dy = f32::from_le_bytes([yb[0], yb[1], yb[2], yb[3]]);
+        let (mut si, mut sm) = (0i32, 0i32);
+        for j in 0..8 {
+            let (sc, m) = scale_min_k4(j, &xb[4..16]);
+            let mut dot = 0i32;
+            for e in 0..32 {
+                let v = xb[16 + 32 * (j / 2) + e];
+                let q = if j % 2 == 0 { v & 15 } else { v >> 4 };
+                dot += q as i32 * yb[4 + 32 * j + e] as i8 as i32;
+            }
+            si += sc as i32 * dot;
+            let ysum = |k: usize| i16::from_le_bytes([yb[260 + 2 * k], yb[261 + 2 * k]]) as i32;
+            sm += m as i32 * (ysum(2 * j) + ysum(2 * j + 1));
+        }
+        let (d, dmin) = (f16_at(xb, 0), f16_at(xb, 2));
+        acc = (d * dy).mul_add(si as f32, acc);
+        acc = (-(dmin * dy)).mul_add(sm as f32, acc);
+    }
+    acc
+}
+
+/// `out[t·ldo + r] = dot(row r, activation t)` for the rows of `panels` and activation rows `acts` (each `cols/256`
+/// Q8_K blocks, in the layout of [`crate::tensor::Acts`]: `act(t)` gives row `t`). Needs AVX-512 VNNI
+/// ([`super::SimdLevel::Avx512Vnni`]).
+///
+/// # Safety
+/// The CPU has AVX-512 F/BW/VL/VNNI; `out` is valid for writes at `t·ldo + r` for every `t < n_acts` and row `r`
+/// of `panels`, and no one else writes those places meanwhile.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn matmul<'a>(
+    w: &PackedQ4K,
+    panels: std::ops::Range<usize>,
+    n_acts: usize,
+    act: impl Fn(usize) -> &'a [u8],
+    out: *mut f32,
+    ldo: usize,
+) {
+    // SAFETY: the caller's.
+    unsafe { x86::matmul(w, panels, n_acts, &act, out, ldo) }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::*;
+
+    /// Panels per block (kept in L2 while every group of activation rows visits them).
+    const PANEL_BLOCK: usize = 4;
+    /// Activation rows per tile (the tile's rows stay in L2 while all blocks of panels pass).
+    const TOKEN_TILE: usize = 64;
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn matmul<'a>(
+        w: &PackedQ4K,
+        panels: std::ops::Range<usize>,
+        n_acts: usize,
+        act: &dyn Fn(usize) -> &'a [u8],
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        let nb = w.cols / QK_K;
+        assert!(panels.end * NR <= w.rows);
+        // Per activation row and block, the sums of its sub-blocks of 32 as i16 pairs (the mins' partners).
+        let mut ysums = vec![0u32; TOKEN_TILE * nb * 4];
+        for t0 in (0..n_acts).step_by(TOKEN_TILE) {
+            let rows: Vec<&[u8]> = (t0..(t0 + TOKEN_TILE).min(n_acts)).map(act).collect();
+            for (t, y) in rows.iter().enumerate() {
+                assert!(y.len() >= nb * A_BLOCK, "Q8_K activation row");
+                for b in 0..nb {
+                    let s = |k: usize| {
+                        let o = b * A_BLOCK + 260 + 2 * k;
+                        i16::from_le_bytes([y[o], y[o + 1]])
+                    };
+                    for i in 0..4 {
+                        let lo = s(4 * i) + s(4 * i + 1);
+                        let hi = s(4 * i + 2) + s(4 * i + 3);
+                        ysums[(t * nb + b) * 4 + i] = lo as u16 as u32 | (hi as u16 as u32) << 16;
+                    }
+                }
+            }
+            let mut pb = panels.start;
+            while pb < panels.end {
+                let pb_end = (pb + PANEL_BLOCK).min(panels.end);
+                // Groups of 8 activation rows (their quants stay in L1 while the block's panels pass), then 4, 2, 1.
+                let mut t = 0;
+                macro_rules! group {
+                    ($n:literal) => {
+                        while t + $n <= rows.len() {
+                            for p in pb..pb_end {
+                                // SAFETY: panel p < rows/16 (asserted), rows t..t+$n of this tile were checked above;
+                                // the outputs are the caller's.
+                                unsafe {
+                                    tile::<$n>(
+                                        w,
+                                        p,
+                                        std::array::from_fn(|k| rows[t + k].as_ptr()),
+                                        ysums.as_ptr().add(t * nb * 4),
+                                        out.add((t0 + t) * ldo + p * NR),
+                                        ldo,
+                                    )
+                                };
+                            }
+                            t += $n;
+                        }
+                    };
+                }
+                group!(8);
+                group!(4);
+                group!(2);
+                group!(1);
+                pb = pb_end;
+            }
+        }
+    }
+
+    /// Panel `p` against `T` activation rows (`ys`, and their sub-block sums at `ysum`, `4·nb` words per row),
+    /// results to `out[t·ldo + 0..16]`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn tile<const T: usize>(
+        w: &PackedQ4K,
+        p: usize,
+        ys: [*const u8; T],
+        ysum: *const u32,
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        let nb = w.cols / QK_K;
+        // SAFETY (whole body): the caller's bounds: panel p's lines, T rows of nb Q8_K blocks, T·nb·4 sums, and
+        // 16 outputs per row.
+        unsafe {
+            let base = w.lines.as_ptr().add(p * nb * LINES) as *const u8;
+            let m4 = _mm512_set1_epi8(0x0F);
+            let mut acc = [_mm512_setzero_ps(); T];
+            for b in 0..nb {
+                let l = base.add(b * LINES * 64);
+                let mut isum = [_mm512_setzero_si512(); T];
+                for j in 0..8 {
+                    let sc = _mm512_cvtepu8_epi32(_mm_load_si128(
+                        l.add(32 * 64 + j * 16) as *const __m128i
+                    ));
+                    let mut dot = [_mm512_setzero_si512(); T];
+                    for i in 0..4 {
+                        let q = _mm512_load_si512(l.add((4 * j + i) * 64) as *const _);
+                        let lo = _mm512_and_si512(q, m4);
+                        let hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+                        for t in 0..T {
+                            let y = ys[t].add(b * A_BLOCK + 4 + 32 * j + 4 * i);
+                            let y0 = _mm512_set1_epi32((y as *const i32).read_unaligned());
+                            let y1 = _mm512_set1_epi32((y.add(16) as *const i32).read_unaligned());
+                            dot[t] = _mm512_dpbusd_epi32(dot[t], lo, y0);
+                            dot[t] = _mm512_dpbusd_epi32(dot[t], hi, y1);
+                        }
+                    }
+                    for t in 0..T {
+                        isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(dot[t], sc));
+                    }
+                }
+                let mins: [__m512i; 4] = std::array::from_fn(|i| {
+                    _mm512_cvtepu8_epi16(_mm256_load_si256(
+                        l.add(34 * 64 + i * 32) as *const __m256i
+                    ))
+                });
+                let dd = l.add(36 * 64);
+                let d = _mm512_cvtph_ps(_mm256_load_si256(dd as *const __m256i));
+                let dmin = _mm512_cvtph_ps(_mm256_load_si256(dd.add(32) as *const __m256i));
+                for t in 0..T {
+                    let s = ysum.add((t * nb + b) * 4);
+                    let mut msum = _mm512_setzero_si512();
+                    for (i, mv) in mins.iter().enumerate() {
+                        msum = _mm512_dpwssd_epi32(msum, *mv, _mm512_set1_epi32(*s.add(i) as i32));
+                    }
+                    let dy =
+                        _mm512_set1_ps((ys[t].add(b * A_BLOCK) as *const f32).read_unaligned());
+                    let a =
+                        _mm512_fmadd_ps(_mm512_mul_ps(d, dy), _mm512_cvtepi32_ps(isum[t]), acc[t]);
+                    acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(dmin, dy), _mm512_cvtepi32_ps(msum), a);
+                }
+            }
+            for (t, a) in acc.iter().enumerate() {
+                _mm512_storeu_ps(out.add(t * ldo), *a);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::tests::{Rng, random_row};
+    use crate::quant::{GgmlType, SimdLevel, dot_fn_at, quantize_act, simd_level};
+
+    fn weight(rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8> {
+        random_row(GgmlType::Q4_K, rows * cols / QK_K, rng)
+    }
+
+    fn acts(n: usize, cols: usize, rng: &mut Rng) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|_| {
+                let x: Vec<f32> = (0..cols).map(|_| rng.f32() * 3.0).collect();
+                let mut a = Vec::new();
+                quantize_act(GgmlType::Q8_K, &x, &mut a);
+                a
+            })
+            .collect()
+    }
+
+    #[test]
+    fn packing_round_trips() {
+        let mut rng = Rng::new(7);
+        let (rows, cols) = (32, 512);
+        let data = weight(rows, cols, &mut rng);
+        let p = PackedQ4K::pack(&data, rows, cols);
+        let rb = cols / QK_K * W_BLOCK;
+        for r in 0..rows {
+            assert_eq!(p.row_q4k(r), &data[r * rb..(r + 1) * rb], "row {r}");
+        }
+        assert_eq!(p.bytes(), rows / NR * 2 * LINES * 64);
+    }
+
+    /// The reference twin against the dequantizing reference (float sums in another order: close, not equal), and
+    /// the one-row kernels of every tier against the twin (equal bits).
+    #[test]
+    fn one_row_kernels_match_the_twin() {
+        let mut rng = Rng::new(11);
+        let cols = 1024;
+        let data = weight(8, cols, &mut rng);
+        let ys = acts(3, cols, &mut rng);
+        let rb = cols / QK_K * W_BLOCK;
+        for r in 0..8 {
+            let x = &data[r * rb..(r + 1) * rb];
+            for y in &ys {
+                let want = dot_reference(cols, x, y);
+                let deq = crate::quant::reference::dot_fn(GgmlType::Q4_K)(cols, x, y);
+                assert!(
+                    (want - deq).abs() <= 1e-3 * (1.0 + deq.abs()),
+                    "{want} vs {deq}"
+                );
+                for level in crate::quant::available_levels() {
+                    if level != SimdLevel::Scalar {
+                        let got = dot_fn_at(level, GgmlType::Q4_K)(cols, x, y);
+                        assert_eq!(got.to_bits(), want.to_bits(), "{level:?} row {r}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The packed kernel gives the twin's bits for every row and activation row, whatever the grouping (1 to 19
+    /// activation rows go through groups of 8, 4, 2 and 1; more than a tile of 64 through two tiles).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn packed_kernel_gives_the_one_row_bits() {
+        if simd_level() != SimdLevel::Avx512Vnni {
+            eprintln!("skipped: no AVX-512 VNNI here");
+            return;
+        }
+        let mut rng = Rng::new(3);
+        let (rows, cols) = (80, 768);
+        let data = weight(rows, cols, &mut rng);
+        let p = PackedQ4K::pack(&data, rows, cols);
+        let rb = cols / QK_K * W_BLOCK;
+        for n in [1, 3, 7, 19, 70] {
+            let ys = acts(n, cols, &mut rng);
+            let ldo = rows + 5;
+            let mut out = vec![f32::NAN; n * ldo];
+            // Two calls over disjoint panel ranges, as two tasks would.
+            for panels in [0..2, 2..rows / NR] {
+                // SAFETY: the test CPU has VNNI (checked); out holds n rows of ldo.
+                unsafe { matmul(&p, panels, n, |t| &ys[t][..], out.as_mut_ptr(), ldo) };
+            }
+            for (t, y) in ys.iter().enumerate() {
+                for r in 0..rows {
+                    let want = dot_reference(cols, &data[r * rb..(r + 1) * rb], y);
+                    assert_eq!(
+                        out[t * ldo + r].to_bits(),
+                        want.to_bits(),
+                        "n {n} t {t} r {r}"
+                    );
+                }
+            }
+        }
+    }
+}
