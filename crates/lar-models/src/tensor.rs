@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::gguf::{Gguf, TensorInfo};
 use crate::pool::{ThreadPool, split};
 use crate::quant::packed_q4k::{self, PackedQ4K};
+use crate::quant::packed_q5_0::{self, PackedQ5_0};
 use crate::quant::{self, GgmlType};
 
 /// A 2-D weight inside the memory-mapped file.
@@ -24,7 +25,50 @@ pub struct Weight {
     offset: usize,
     size: usize,
     /// The rows repacked for this CPU's kernels ([`Weight::pack`]); the file's bytes stay the embedding source.
-    packed: Option<Arc<PackedQ4K>>,
+    packed: Option<Arc<Packed>>,
+}
+
+/// A weight repacked for a kernel of this CPU.
+pub enum Packed {
+    Q4K(PackedQ4K),
+    Q5_0(PackedQ5_0),
+}
+
+impl Packed {
+    /// Packs `w` where this CPU has a kernel for its type and shape (AVX-512 VNNI; Q4_K, Q5_0 in panels of 16 rows).
+    fn new(w: &Weight) -> Option<Self> {
+        if quant::simd_level() != quant::SimdLevel::Avx512Vnni
+            || std::env::var("LAR_PACK").as_deref() == Ok("0")
+        {
+            return None;
+        }
+        match w.ty {
+            GgmlType::Q4_K if PackedQ4K::fits(w.rows, w.cols) => {
+                Some(Self::Q4K(PackedQ4K::pack(w.data(), w.rows, w.cols)))
+            }
+            GgmlType::Q5_0 if PackedQ5_0::fits(w.rows, w.cols) => {
+                Some(Self::Q5_0(PackedQ5_0::pack(w.data(), w.rows, w.cols)))
+            }
+            _ => None,
+        }
+    }
+
+    /// `out[t·ldo + r]` for the rows of `panels` (of 16 rows) and every activation row of `x`.
+    ///
+    /// # Safety
+    /// As [`packed_q4k::matmul`]: the outputs are valid and written by no one else meanwhile.
+    unsafe fn matmul(&self, panels: std::ops::Range<usize>, x: &Acts, out: *mut f32, ldo: usize) {
+        // SAFETY: packed weights exist only where the CPU has AVX-512 VNNI (Packed::new); the caller's.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            match self {
+                Self::Q4K(w) => packed_q4k::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
+                Self::Q5_0(w) => packed_q5_0::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (panels, x, out, ldo);
+    }
 }
 
 impl std::fmt::Debug for Weight {
@@ -81,16 +125,14 @@ impl Weight {
         })
     }
 
-    /// Repacks the weight for the fastest kernels this CPU has, where there are any (Q4_K rows in panels of 16 on
-    /// AVX-512 VNNI), and gives the file's pages of it back to the OS: the packed copy replaces them in memory.
-    /// `LAR_PACK=0` keeps the file's layout.
+    /// Repacks the weight for the fastest kernels this CPU has, where there are any ([`Packed`]), and gives the
+    /// file's pages of it back to the OS: the packed copy replaces them in memory. `LAR_PACK=0` keeps the file's
+    /// layout.
     pub fn pack(&mut self) {
-        let wanted = self.ty == GgmlType::Q4_K
-            && quant::simd_level() == quant::SimdLevel::Avx512Vnni
-            && PackedQ4K::fits(self.rows, self.cols)
-            && std::env::var("LAR_PACK").as_deref() != Ok("0");
-        if wanted && self.packed.is_none() {
-            self.packed = Some(Arc::new(PackedQ4K::pack(self.data(), self.rows, self.cols)));
+        if self.packed.is_none()
+            && let Some(p) = Packed::new(self)
+        {
+            self.packed = Some(Arc::new(p));
             self.file.release(self.offset, self.size);
         }
     }
@@ -305,7 +347,7 @@ pub fn matmul_many(jobs: &mut [(&Weight, &Acts, &mut [f32])], pool: &ThreadPool)
         dot: quant::DotFn,
         rows4: Option<quant::Rows4Fn>,
         rows8: Option<quant::Rows8Fn>,
-        packed: Option<&'a PackedQ4K>,
+        packed: Option<&'a Packed>,
         /// First task of this job, and how many it has.
         first: usize,
         tasks: usize,
@@ -348,14 +390,8 @@ pub fn matmul_many(jobs: &mut [(&Weight, &Acts, &mut [f32])], pool: &ThreadPool)
         let (rows, cols, n) = (j.w.rows, j.w.cols, j.x.n_rows);
         if let Some(pw) = j.packed {
             let panels = split(rows / packed_q4k::NR, j.tasks, task - j.first);
-            // SAFETY: packed weights exist only where the CPU has AVX-512 VNNI (Weight::pack); tasks write disjoint
-            // panels' columns of every activation row, inside `out` (asserted above).
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                packed_q4k::matmul(pw, panels, n, |t| j.x.row(t), j.out.get(), rows)
-            };
-            #[cfg(not(target_arch = "x86_64"))]
-            let _ = (pw, panels);
+            // SAFETY: tasks write disjoint panels' columns of every activation row, inside `out` (asserted above).
+            unsafe { pw.matmul(panels, j.x, j.out.get(), rows) };
             return;
         }
         let (data, rb, x, p) = (j.w.data(), j.w.row_bytes(), j.x, j.out);

@@ -1,0 +1,368 @@
+//! Q5_0 weights repacked sixteen rows side by side, and the AVX-512 VNNI kernel that multiplies them with Q8_0
+//! activation rows (Gemma 3's projections are mostly Q5_0 in its Q4_K_M file).
+//!
+//! A Q5_0 block is 32 weights `w = d·(q − 16)` with 5-bit `q`: an f16 `d`, the 32 high bits, 16 bytes of nibbles.
+//! Packed, two blocks of a panel of 16 rows take eleven 64-byte lines, the same bytes as in the file:
+//! - per block, four lines of nibbles: line `i` holds for each row its quants `4i..4i+4` (low nibbles) and
+//!   `16 + 4i..+4` (high nibbles), `[row][4 bytes]`, what one `vpdpbusd` multiplies with a broadcast word;
+//! - per block, one line of eight 64-bit masks, mask `g` the high bits of quants `4g..4g+4` of the 16 rows (one
+//!   masked OR puts them in place);
+//! - one line with both blocks' sixteen `d` as f16.
+//!
+//! `Σ (q − 16)·y = Σ q·y − 16·Σ y`: the integer accumulator of a block starts at `−16·Σy`, then
+//! `acc = fma(float(Σ), d·dy, acc)` per block. Every weight of this layout goes through this kernel (decode as well
+//! as prompts), so a token's result does not depend on how it was batched; [`dot_reference`] is the plain twin.
+
+use super::{QK, f16_at};
+
+/// Rows per panel.
+pub const NR: usize = 16;
+/// 64-byte lines per (panel, pair of blocks).
+const LINES: usize = 11;
+/// Bytes of a Q5_0 and a Q8_0 block.
+const W_BLOCK: usize = 22;
+const A_BLOCK: usize = 34;
+
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+/// A Q5_0 weight of `rows` (a multiple of [`NR`]) × `cols` (a multiple of 64), repacked.
+pub struct PackedQ5_0 {
+    pub rows: usize,
+    pub cols: usize,
+    lines: Vec<Line>,
+}
+
+/// Quant `e` (0..32) of a Q5_0 block.
+fn quant(blk: &[u8], e: usize) -> u8 {
+    let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
+    let nib = if e < 16 {
+        blk[6 + e] & 15
+    } else {
+        blk[6 + e - 16] >> 4
+    };
+    nib | (((qh >> e) & 1) as u8) << 4
+}
+
+impl PackedQ5_0 {
+    /// Whether a `rows × cols` Q5_0 weight can be packed.
+    pub fn fits(rows: usize, cols: usize) -> bool {
+        rows.is_multiple_of(NR) && cols.is_multiple_of(2 * QK) && rows > 0 && cols > 0
+    }
+
+    /// Packs `rows` Q5_0 rows of `cols` (the file's bytes, row after row).
+    pub fn pack(data: &[u8], rows: usize, cols: usize) -> Self {
+        assert!(Self::fits(rows, cols), "packed Q5_0 shape {rows}x{cols}");
+        let (nb, pairs) = (cols / QK, cols / (2 * QK));
+        let rb = nb * W_BLOCK;
+        assert_eq!(data.len(), rows * rb, "Q5_0 rows");
+        let mut lines = vec![Line([0; 64]); rows / NR * pairs * LINES];
+        for (pp, l) in lines.chunks_exact_mut(LINES).enumerate() {
+            let (p, pair) = (pp / pairs, pp % pairs);
+            for h in 0..2 {
+                let b = 2 * pair + h;
+                for r in 0..NR {
+                    let blk = &data[(p * NR + r) * rb + b * W_BLOCK..][..W_BLOCK];
+                    for i in 0..4 {
+                        for e in 0..4 {
+                            let (lo, hi) = (quant(blk, 4 * i + e), quant(blk, 16 + 4 * i + e));
+                            l[5 * h + i].0[r * 4 + e] = (lo & 15) | (hi & 15) << 4;
+                        }
+                    }
+                    for g in 0..8 {
+                        for e in 0..4 {
+                            let bit = r * 4 + e;
+                            l[5 * h + 4].0[g * 8 + bit / 8] |=
+                                (quant(blk, 4 * g + e) >> 4) << (bit % 8);
+                        }
+                    }
+                    l[10].0[h * 32 + r * 2..h * 32 + r * 2 + 2].copy_from_slice(&blk[0..2]);
+                }
+            }
+        }
+        Self { rows, cols, lines }
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.lines.len() * 64
+    }
+
+    /// Quant `e` of block `b` of row `r` and the block's `d`.
+    #[cfg(test)]
+    fn get(&self, r: usize, b: usize, e: usize) -> (u8, f32) {
+        let pairs = self.cols / (2 * QK);
+        let (p, rr, h) = (r / NR, r % NR, b % 2);
+        let l = &self.lines[(p * pairs + b / 2) * LINES..][..LINES];
+        let (i, shift) = if e < 16 {
+            (e / 4, 0)
+        } else {
+            ((e - 16) / 4, 4)
+        };
+        let nib = (l[5 * h + i].0[rr * 4 + e % 4] >> shift) & 15;
+        let (g, bit) = (e / 4, rr * 4 + e % 4);
+        let hb = (l[5 * h + 4].0[g * 8 + bit / 8] >> (bit % 8)) & 1;
+        (nib | hb << 4, f16_at(&l[10].0, h * 32 + rr * 2))
+    }
+}
+
+/// The plain twin: one Q5_0 row (the file's layout) with one Q8_0 activation row, the kernel's integers and float
+/// steps.
+pub fn dot_reference(n: usize, x: &[u8], y: &[u8]) -> f32 {
+    let mut acc = 0f32;
+    for b in 0..n / QK {
+        let (xb, yb) = (&x[b * W_BLOCK..][..W_BLOCK], &y[b * A_BLOCK..][..A_BLOCK]);
+        let (mut dot, mut ysum) = (0i32, 0i32);
+        for e in 0..32 {
+            let yv = yb[2 + e] as i8 as i32;
+            dot += quant(xb, e) as i32 * yv;
+            ysum += yv;
+        }
+        acc = ((dot - 16 * ysum) as f32).mul_add(f16_at(xb, 0) * f16_at(yb, 0), acc);
+    }
+    acc
+}
+
+/// `out[t·ldo + r] = dot(row r, activation t)` for the rows of `panels` and `n_acts` Q8_0 activation rows
+/// (`act(t)`, `cols/32` blocks each). Needs AVX-512 VNNI.
+///
+/// # Safety
+/// The CPU has AVX-512 F/BW/VL/VNNI; `out` is valid for writes at `t·ldo + r` for every `t < n_acts` and row `r`
+/// of `panels`, and no one else writes those places meanwhile.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn matmul<'a>(
+    w: &PackedQ5_0,
+    panels: std::ops::Range<usize>,
+    n_acts: usize,
+    act: impl Fn(usize) -> &'a [u8],
+    out: *mut f32,
+    ldo: usize,
+) {
+    // SAFETY: the caller's.
+    unsafe { x86::matmul(w, panels, n_acts, &act, out, ldo) }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::*;
+
+    /// Panels per block (kept in L2 while every group of activation rows visits them).
+    const PANEL_BLOCK: usize = 4;
+    /// Activation rows per tile.
+    const TOKEN_TILE: usize = 64;
+
+    /// Per activation row and block: the scale as f32, and `−16·Σy`.
+    #[derive(Clone, Copy, Default)]
+    #[repr(C)]
+    struct ActBlock {
+        d: f32,
+        neg16sum: i32,
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn matmul<'a>(
+        w: &PackedQ5_0,
+        panels: std::ops::Range<usize>,
+        n_acts: usize,
+        act: &dyn Fn(usize) -> &'a [u8],
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        let nb = w.cols / QK;
+        assert!(panels.end * NR <= w.rows);
+        let mut side = vec![ActBlock::default(); TOKEN_TILE * nb];
+        for t0 in (0..n_acts).step_by(TOKEN_TILE) {
+            let rows: Vec<&[u8]> = (t0..(t0 + TOKEN_TILE).min(n_acts)).map(act).collect();
+            for (t, y) in rows.iter().enumerate() {
+                assert!(y.len() >= nb * A_BLOCK, "Q8_0 activation row");
+                for b in 0..nb {
+                    let yb = &y[b * A_BLOCK..][..A_BLOCK];
+                    let sum: i32 = yb[2..].iter().map(|&v| v as i8 as i32).sum();
+                    side[t * nb + b] = ActBlock {
+                        d: f16_at(yb, 0),
+                        neg16sum: -16 * sum,
+                    };
+                }
+            }
+            let mut pb = panels.start;
+            while pb < panels.end {
+                let pb_end = (pb + PANEL_BLOCK).min(panels.end);
+                // Groups of 8 activation rows (their quants stay in L1 while the block's panels pass), then 4, 2, 1.
+                let mut t = 0;
+                macro_rules! group {
+                    ($n:literal) => {
+                        while t + $n <= rows.len() {
+                            for p in pb..pb_end {
+                                // SAFETY: panel p < rows/16 (asserted), rows t..t+$n of this tile were checked above;
+                                // the outputs are the caller's.
+                                unsafe {
+                                    tile::<$n>(
+                                        w,
+                                        p,
+                                        std::array::from_fn(|k| rows[t + k].as_ptr()),
+                                        side.as_ptr().add(t * nb),
+                                        out.add((t0 + t) * ldo + p * NR),
+                                        ldo,
+                                    )
+                                };
+                            }
+                            t += $n;
+                        }
+                    };
+                }
+                group!(8);
+                group!(4);
+                group!(2);
+                group!(1);
+                pb = pb_end;
+            }
+        }
+    }
+
+    /// Panel `p` against `T` activation rows (`ys`, their per-block `side` data, `nb` per row), results to
+    /// `out[t·ldo + 0..16]`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn tile<const T: usize>(
+        w: &PackedQ5_0,
+        p: usize,
+        ys: [*const u8; T],
+        side: *const ActBlock,
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        let (nb, pairs) = (w.cols / QK, w.cols / (2 * QK));
+        // SAFETY (whole body): the caller's bounds: panel p's lines, T rows of nb Q8_0 blocks and their side data,
+        // 16 outputs per row.
+        unsafe {
+            let base = w.lines.as_ptr().add(p * pairs * LINES) as *const u8;
+            let (m4, bit4) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x10));
+            let mut acc = [_mm512_setzero_ps(); T];
+            for b in 0..nb {
+                let l = base.add((b / 2 * LINES + 5 * (b % 2)) * 64);
+                let dw = _mm512_cvtph_ps(_mm256_load_si256(
+                    base.add((b / 2 * LINES + 10) * 64 + 32 * (b % 2)) as *const __m256i,
+                ));
+                let masks = l.add(4 * 64) as *const u64;
+                let mut dot: [__m512i; T] =
+                    std::array::from_fn(|t| _mm512_set1_epi32((*side.add(t * nb + b)).neg16sum));
+                for i in 0..4 {
+                    let q = _mm512_load_si512(l.add(i * 64) as *const _);
+                    let lo = _mm512_and_si512(q, m4);
+                    let hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+                    // The fifth bit where the masks have it (an add: bit 4 of a nibble is clear).
+                    let lo = _mm512_mask_add_epi8(lo, masks.add(i).read(), lo, bit4);
+                    let hi = _mm512_mask_add_epi8(hi, masks.add(4 + i).read(), hi, bit4);
+                    for t in 0..T {
+                        let y = ys[t].add(b * A_BLOCK + 2 + 4 * i);
+                        let y0 = _mm512_set1_epi32((y as *const i32).read_unaligned());
+                        let y1 = _mm512_set1_epi32((y.add(16) as *const i32).read_unaligned());
+                        dot[t] = _mm512_dpbusd_epi32(dot[t], lo, y0);
+                        dot[t] = _mm512_dpbusd_epi32(dot[t], hi, y1);
+                    }
+                }
+                for t in 0..T {
+                    let dy = _mm512_set1_ps((*side.add(t * nb + b)).d);
+                    acc[t] =
+                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[t]), _mm512_mul_ps(dw, dy), acc[t]);
+                }
+            }
+            for (t, a) in acc.iter().enumerate() {
+                _mm512_storeu_ps(out.add(t * ldo), *a);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::tests::{Rng, random_row};
+    use crate::quant::{GgmlType, SimdLevel, quantize_act, simd_level};
+
+    fn acts(n: usize, cols: usize, rng: &mut Rng) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|_| {
+                let x: Vec<f32> = (0..cols).map(|_| rng.f32() * 3.0).collect();
+                let mut a = Vec::new();
+                quantize_act(GgmlType::Q8_0, &x, &mut a);
+                a
+            })
+            .collect()
+    }
+
+    #[test]
+    fn packing_keeps_every_quant_and_scale() {
+        let mut rng = Rng::new(5);
+        let (rows, cols) = (32, 128);
+        let data = random_row(GgmlType::Q5_0, rows * cols / QK, &mut rng);
+        let p = PackedQ5_0::pack(&data, rows, cols);
+        let rb = cols / QK * W_BLOCK;
+        for r in 0..rows {
+            for b in 0..cols / QK {
+                let blk = &data[r * rb + b * W_BLOCK..][..W_BLOCK];
+                for e in 0..32 {
+                    assert_eq!(
+                        p.get(r, b, e),
+                        (quant(blk, e), f16_at(blk, 0)),
+                        "r {r} b {b} e {e}"
+                    );
+                }
+            }
+        }
+        assert_eq!(p.bytes(), rows * rb);
+    }
+
+    /// The twin against the dequantizing reference (close: float sums in another order).
+    #[test]
+    fn twin_matches_the_dequantizing_reference() {
+        let mut rng = Rng::new(9);
+        let cols = 640;
+        let x = random_row(GgmlType::Q5_0, cols / QK, &mut rng);
+        for y in acts(4, cols, &mut rng) {
+            let want = crate::quant::reference::dot_fn(GgmlType::Q5_0)(cols, &x, &y);
+            let got = dot_reference(cols, &x, &y);
+            assert!(
+                (want - got).abs() <= 1e-3 * (1.0 + want.abs()),
+                "{got} vs {want}"
+            );
+        }
+    }
+
+    /// The kernel gives the twin's bits for every row and activation row, however the rows are grouped.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn packed_kernel_gives_the_twin_bits() {
+        if simd_level() != SimdLevel::Avx512Vnni {
+            eprintln!("skipped: no AVX-512 VNNI here");
+            return;
+        }
+        let mut rng = Rng::new(13);
+        let (rows, cols) = (96, 640);
+        let data = random_row(GgmlType::Q5_0, rows * cols / QK, &mut rng);
+        let p = PackedQ5_0::pack(&data, rows, cols);
+        let rb = cols / QK * W_BLOCK;
+        for n in [1, 5, 19, 70] {
+            let ys = acts(n, cols, &mut rng);
+            let ldo = rows + 3;
+            let mut out = vec![f32::NAN; n * ldo];
+            for panels in [0..1, 1..rows / NR] {
+                // SAFETY: the test CPU has VNNI (checked); out holds n rows of ldo.
+                unsafe { matmul(&p, panels, n, |t| &ys[t][..], out.as_mut_ptr(), ldo) };
+            }
+            for (t, y) in ys.iter().enumerate() {
+                for r in 0..rows {
+                    let want = dot_reference(cols, &data[r * rb..(r + 1) * rb], y);
+                    assert_eq!(
+                        out[t * ldo + r].to_bits(),
+                        want.to_bits(),
+                        "n {n} t {t} r {r}"
+                    );
+                }
+            }
+        }
+    }
+}
