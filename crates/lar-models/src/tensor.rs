@@ -12,6 +12,7 @@ use crate::gguf::{Gguf, TensorInfo};
 use crate::pool::{ThreadPool, split};
 use crate::quant::packed_q4k::{self, PackedQ4K};
 use crate::quant::packed_q5_0::{self, PackedQ5_0};
+use crate::quant::packed_q6k::{self, PackedQ6K};
 use crate::quant::{self, GgmlType};
 
 /// A 2-D weight inside the memory-mapped file.
@@ -32,10 +33,11 @@ pub struct Weight {
 pub enum Packed {
     Q4K(PackedQ4K),
     Q5_0(PackedQ5_0),
+    Q6K(PackedQ6K),
 }
 
 impl Packed {
-    /// Packs `w` where this CPU has a kernel for its type and shape (AVX-512 VNNI; Q4_K, Q5_0 in panels of 16 rows).
+    /// Packs `w` where this CPU has a kernel for its type and shape (AVX-512 VNNI; Q4_K, Q5_0, Q6_K in panels of 16 rows).
     fn new(w: &Weight) -> Option<Self> {
         if quant::simd_level() != quant::SimdLevel::Avx512Vnni
             || std::env::var("LAR_PACK").as_deref() == Ok("0")
@@ -48,6 +50,9 @@ impl Packed {
             }
             GgmlType::Q5_0 if PackedQ5_0::fits(w.rows, w.cols) => {
                 Some(Self::Q5_0(PackedQ5_0::pack(w.data(), w.rows, w.cols)))
+            }
+            GgmlType::Q6_K if PackedQ6K::fits(w.rows, w.cols) => {
+                Some(Self::Q6K(PackedQ6K::pack(w.data(), w.rows, w.cols)))
             }
             _ => None,
         }
@@ -64,6 +69,7 @@ impl Packed {
             match self {
                 Self::Q4K(w) => packed_q4k::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
                 Self::Q5_0(w) => packed_q5_0::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
+                Self::Q6K(w) => packed_q6k::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]

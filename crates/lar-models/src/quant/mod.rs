@@ -10,6 +10,8 @@
 mod avx2;
 pub mod packed_q4k;
 pub mod packed_q5_0;
+pub mod packed_q6k;
+mod panels;
 pub mod reference;
 
 use std::sync::OnceLock;

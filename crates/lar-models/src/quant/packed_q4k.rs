@@ -16,10 +16,10 @@
 //! whole-block integer sums), so a token's logits have the same bits whether its row went through here or there.
 //! [`dot_reference`] is the plain twin of both.
 
+use super::panels::{self, PanelKernel};
 use super::{QK_K, f16_at, scale_min_k4};
 
-/// Rows per panel.
-pub const NR: usize = 16;
+pub use super::panels::NR;
 /// 64-byte lines per (panel, 256-element block).
 pub const LINES: usize = 37;
 /// Bytes of one Q4_K block and one Q8_K block.
@@ -145,13 +145,11 @@ pub fn dot_reference(n: usize, x: &[u8], y: &[u8]) -> f32 {
     acc
 }
 
-/// `out[t·ldo + r] = dot(row r, activation t)` for the rows of `panels` and activation rows `acts` (each `cols/256`
-/// Q8_K blocks, in the layout of [`crate::tensor::Acts`]: `act(t)` gives row `t`). Needs AVX-512 VNNI
-/// ([`super::SimdLevel::Avx512Vnni`]).
+/// `out[t·ldo + r] = dot(row r, activation t)` for the rows of `panels` and `n_acts` Q8_K activation rows
+/// (`act(t)`, `cols/256` blocks each). Needs AVX-512 VNNI ([`super::SimdLevel::Avx512Vnni`]).
 ///
 /// # Safety
-/// The CPU has AVX-512 F/BW/VL/VNNI; `out` is valid for writes at `t·ldo + r` for every `t < n_acts` and row `r`
-/// of `panels`, and no one else writes those places meanwhile.
+/// As [`panels::matmul`].
 #[cfg(target_arch = "x86_64")]
 pub unsafe fn matmul<'a>(
     w: &PackedQ4K,
@@ -162,101 +160,56 @@ pub unsafe fn matmul<'a>(
     ldo: usize,
 ) {
     // SAFETY: the caller's.
-    unsafe { x86::matmul(w, panels, n_acts, &act, out, ldo) }
+    unsafe { panels::matmul(w, panels, n_acts, &act, out, ldo) }
 }
 
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use std::arch::x86_64::*;
+impl PanelKernel for PackedQ4K {
+    /// Per block, the activation's sums of its sub-blocks of 32 as i16 pairs (the mins' partners).
+    type Side = u32;
 
-    use super::*;
+    fn rows(&self) -> usize {
+        self.rows
+    }
 
-    /// Panels per block (kept in L2 while every group of activation rows visits them).
-    const PANEL_BLOCK: usize = 4;
-    /// Activation rows per tile (the tile's rows stay in L2 while all blocks of panels pass).
-    const TOKEN_TILE: usize = 64;
+    fn side_len(&self) -> usize {
+        self.cols / QK_K * 4
+    }
 
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    pub(super) unsafe fn matmul<'a>(
-        w: &PackedQ4K,
-        panels: std::ops::Range<usize>,
-        n_acts: usize,
-        act: &dyn Fn(usize) -> &'a [u8],
-        out: *mut f32,
-        ldo: usize,
-    ) {
-        let nb = w.cols / QK_K;
-        assert!(panels.end * NR <= w.rows);
-        // Per activation row and block, the sums of its sub-blocks of 32 as i16 pairs (the mins' partners).
-        let mut ysums = vec![0u32; TOKEN_TILE * nb * 4];
-        for t0 in (0..n_acts).step_by(TOKEN_TILE) {
-            let rows: Vec<&[u8]> = (t0..(t0 + TOKEN_TILE).min(n_acts)).map(act).collect();
-            for (t, y) in rows.iter().enumerate() {
-                assert!(y.len() >= nb * A_BLOCK, "Q8_K activation row");
-                for b in 0..nb {
-                    let s = |k: usize| {
-                        let o = b * A_BLOCK + 260 + 2 * k;
-                        i16::from_le_bytes([y[o], y[o + 1]])
-                    };
-                    for i in 0..4 {
-                        let lo = s(4 * i) + s(4 * i + 1);
-                        let hi = s(4 * i + 2) + s(4 * i + 3);
-                        ysums[(t * nb + b) * 4 + i] = lo as u16 as u32 | (hi as u16 as u32) << 16;
-                    }
-                }
-            }
-            let mut pb = panels.start;
-            while pb < panels.end {
-                let pb_end = (pb + PANEL_BLOCK).min(panels.end);
-                // Groups of 8 activation rows (their quants stay in L1 while the block's panels pass), then 4, 2, 1.
-                let mut t = 0;
-                macro_rules! group {
-                    ($n:literal) => {
-                        while t + $n <= rows.len() {
-                            for p in pb..pb_end {
-                                // SAFETY: panel p < rows/16 (asserted), rows t..t+$n of this tile were checked above;
-                                // the outputs are the caller's.
-                                unsafe {
-                                    tile::<$n>(
-                                        w,
-                                        p,
-                                        std::array::from_fn(|k| rows[t + k].as_ptr()),
-                                        ysums.as_ptr().add(t * nb * 4),
-                                        out.add((t0 + t) * ldo + p * NR),
-                                        ldo,
-                                    )
-                                };
-                            }
-                            t += $n;
-                        }
-                    };
-                }
-                group!(8);
-                group!(4);
-                group!(2);
-                group!(1);
-                pb = pb_end;
+    fn act_bytes(&self) -> usize {
+        self.cols / QK_K * A_BLOCK
+    }
+
+    fn side(&self, y: &[u8], out: &mut [u32]) {
+        for (b, o) in out.chunks_exact_mut(4).enumerate() {
+            let s = |k: usize| {
+                let at = b * A_BLOCK + 260 + 2 * k;
+                i16::from_le_bytes([y[at], y[at + 1]])
+            };
+            for (i, w) in o.iter_mut().enumerate() {
+                let lo = s(4 * i) + s(4 * i + 1);
+                let hi = s(4 * i + 2) + s(4 * i + 3);
+                *w = lo as u16 as u32 | (hi as u16 as u32) << 16;
             }
         }
     }
 
-    /// Panel `p` against `T` activation rows (`ys`, and their sub-block sums at `ysum`, `4·nb` words per row),
-    /// results to `out[t·ldo + 0..16]`.
+    #[cfg(target_arch = "x86_64")]
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn tile<const T: usize>(
-        w: &PackedQ4K,
+        &self,
         p: usize,
         ys: [*const u8; T],
         ysum: *const u32,
         out: *mut f32,
         ldo: usize,
     ) {
-        let nb = w.cols / QK_K;
-        // SAFETY (whole body): the caller's bounds: panel p's lines, T rows of nb Q8_K blocks, T·nb·4 sums, and
+        use std::arch::x86_64::*;
+        let nb = self.cols / QK_K;
+        // SAFETY (whole body): the trait's contract: panel p's lines, T rows of nb Q8_K blocks, T·nb·4 sums, and
         // 16 outputs per row.
         unsafe {
-            let base = w.lines.as_ptr().add(p * nb * LINES) as *const u8;
+            let base = self.lines.as_ptr().add(p * nb * LINES) as *const u8;
             let m4 = _mm512_set1_epi8(0x0F);
             let mut acc = [_mm512_setzero_ps(); T];
             for b in 0..nb {

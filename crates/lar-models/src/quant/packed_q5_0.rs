@@ -13,10 +13,10 @@
 //! `acc = fma(float(Σ), d·dy, acc)` per block. Every weight of this layout goes through this kernel (decode as well
 //! as prompts), so a token's result does not depend on how it was batched; [`dot_reference`] is the plain twin.
 
+use super::panels::{self, PanelKernel};
 use super::{QK, f16_at};
 
-/// Rows per panel.
-pub const NR: usize = 16;
+pub use super::panels::NR;
 /// 64-byte lines per (panel, pair of blocks).
 const LINES: usize = 11;
 /// Bytes of a Q5_0 and a Q8_0 block.
@@ -128,8 +128,7 @@ pub fn dot_reference(n: usize, x: &[u8], y: &[u8]) -> f32 {
 /// (`act(t)`, `cols/32` blocks each). Needs AVX-512 VNNI.
 ///
 /// # Safety
-/// The CPU has AVX-512 F/BW/VL/VNNI; `out` is valid for writes at `t·ldo + r` for every `t < n_acts` and row `r`
-/// of `panels`, and no one else writes those places meanwhile.
+/// As [`panels::matmul`].
 #[cfg(target_arch = "x86_64")]
 pub unsafe fn matmul<'a>(
     w: &PackedQ5_0,
@@ -140,105 +139,58 @@ pub unsafe fn matmul<'a>(
     ldo: usize,
 ) {
     // SAFETY: the caller's.
-    unsafe { x86::matmul(w, panels, n_acts, &act, out, ldo) }
+    unsafe { panels::matmul(w, panels, n_acts, &act, out, ldo) }
 }
 
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use std::arch::x86_64::*;
+/// Per activation row and block: the scale as f32, and `−16·Σy`.
+#[derive(Clone, Copy, Default)]
+pub struct ActBlock {
+    d: f32,
+    neg16sum: i32,
+}
 
-    use super::*;
+impl PanelKernel for PackedQ5_0 {
+    type Side = ActBlock;
 
-    /// Panels per block (kept in L2 while every group of activation rows visits them).
-    const PANEL_BLOCK: usize = 4;
-    /// Activation rows per tile.
-    const TOKEN_TILE: usize = 64;
-
-    /// Per activation row and block: the scale as f32, and `−16·Σy`.
-    #[derive(Clone, Copy, Default)]
-    #[repr(C)]
-    struct ActBlock {
-        d: f32,
-        neg16sum: i32,
+    fn rows(&self) -> usize {
+        self.rows
     }
 
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    pub(super) unsafe fn matmul<'a>(
-        w: &PackedQ5_0,
-        panels: std::ops::Range<usize>,
-        n_acts: usize,
-        act: &dyn Fn(usize) -> &'a [u8],
-        out: *mut f32,
-        ldo: usize,
-    ) {
-        let nb = w.cols / QK;
-        assert!(panels.end * NR <= w.rows);
-        let mut side = vec![ActBlock::default(); TOKEN_TILE * nb];
-        for t0 in (0..n_acts).step_by(TOKEN_TILE) {
-            let rows: Vec<&[u8]> = (t0..(t0 + TOKEN_TILE).min(n_acts)).map(act).collect();
-            for (t, y) in rows.iter().enumerate() {
-                assert!(y.len() >= nb * A_BLOCK, "Q8_0 activation row");
-                for b in 0..nb {
-                    let yb = &y[b * A_BLOCK..][..A_BLOCK];
-                    let sum: i32 = yb[2..].iter().map(|&v| v as i8 as i32).sum();
-                    side[t * nb + b] = ActBlock {
-                        d: f16_at(yb, 0),
-                        neg16sum: -16 * sum,
-                    };
-                }
-            }
-            let mut pb = panels.start;
-            while pb < panels.end {
-                let pb_end = (pb + PANEL_BLOCK).min(panels.end);
-                // Groups of 8 activation rows (their quants stay in L1 while the block's panels pass), then 4, 2, 1.
-                let mut t = 0;
-                macro_rules! group {
-                    ($n:literal) => {
-                        while t + $n <= rows.len() {
-                            for p in pb..pb_end {
-                                // SAFETY: panel p < rows/16 (asserted), rows t..t+$n of this tile were checked above;
-                                // the outputs are the caller's.
-                                unsafe {
-                                    tile::<$n>(
-                                        w,
-                                        p,
-                                        std::array::from_fn(|k| rows[t + k].as_ptr()),
-                                        side.as_ptr().add(t * nb),
-                                        out.add((t0 + t) * ldo + p * NR),
-                                        ldo,
-                                    )
-                                };
-                            }
-                            t += $n;
-                        }
-                    };
-                }
-                group!(8);
-                group!(4);
-                group!(2);
-                group!(1);
-                pb = pb_end;
-            }
+    fn side_len(&self) -> usize {
+        self.cols / QK
+    }
+
+    fn act_bytes(&self) -> usize {
+        self.cols / QK * A_BLOCK
+    }
+
+    fn side(&self, y: &[u8], out: &mut [ActBlock]) {
+        for (yb, o) in y.chunks_exact(A_BLOCK).zip(out) {
+            let sum: i32 = yb[2..].iter().map(|&v| v as i8 as i32).sum();
+            *o = ActBlock {
+                d: f16_at(yb, 0),
+                neg16sum: -16 * sum,
+            };
         }
     }
 
-    /// Panel `p` against `T` activation rows (`ys`, their per-block `side` data, `nb` per row), results to
-    /// `out[t·ldo + 0..16]`.
+    #[cfg(target_arch = "x86_64")]
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn tile<const T: usize>(
-        w: &PackedQ5_0,
+        &self,
         p: usize,
         ys: [*const u8; T],
         side: *const ActBlock,
         out: *mut f32,
         ldo: usize,
     ) {
-        let (nb, pairs) = (w.cols / QK, w.cols / (2 * QK));
-        // SAFETY (whole body): the caller's bounds: panel p's lines, T rows of nb Q8_0 blocks and their side data,
+        use std::arch::x86_64::*;
+        let (nb, pairs) = (self.cols / QK, self.cols / (2 * QK));
+        // SAFETY (whole body): the trait's contract: panel p's lines, T rows of nb Q8_0 blocks and their side data,
         // 16 outputs per row.
         unsafe {
-            let base = w.lines.as_ptr().add(p * pairs * LINES) as *const u8;
+            let base = self.lines.as_ptr().add(p * pairs * LINES) as *const u8;
             let (m4, bit4) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x10));
             let mut acc = [_mm512_setzero_ps(); T];
             for b in 0..nb {

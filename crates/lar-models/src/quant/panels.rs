@@ -1,0 +1,98 @@
+//! The loop shared by the kernels of weights repacked in panels of 16 rows ([`super::packed_q4k`],
+//! [`super::packed_q5_0`], [`super::packed_q6k`]): activation rows in tiles (kept in L2), per tile each row's
+//! per-block side data computed once, panels in blocks of four (kept in L2 while the tile's rows visit them in groups
+//! of 8, then 4, 2, 1, whose quants stay in L1). A kernel gives each (row, activation) the same operations whatever
+//! group it is in, so results do not depend on batching.
+
+/// Rows per panel.
+pub const NR: usize = 16;
+/// Panels per block.
+const PANEL_BLOCK: usize = 4;
+/// Activation rows per tile.
+const TOKEN_TILE: usize = 64;
+
+/// A packed weight's kernel.
+pub(crate) trait PanelKernel {
+    /// What a tile reads per activation row and block besides the row itself (e.g. the block's scale as f32).
+    type Side: Copy + Default;
+    /// Rows of the weight.
+    fn rows(&self) -> usize;
+    /// Side entries per activation row.
+    fn side_len(&self) -> usize;
+    /// Bytes of an activation row.
+    fn act_bytes(&self) -> usize;
+    /// Fills `out` (`side_len` entries) for activation row `y`.
+    fn side(&self, y: &[u8], out: &mut [Self::Side]);
+    /// Panel `p` against `T` activation rows `ys` (their side data from `side`, `side_len` per row): results to
+    /// `out[t·ldo + 0..16]`.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL/VNNI; `p` is a panel of the weight, each `ys[t]` has `act_bytes`, `side` has `T·side_len`
+    /// entries, `out` is writable at the 16 places of each of the `T` rows.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn tile<const T: usize>(
+        &self,
+        p: usize,
+        ys: [*const u8; T],
+        side: *const Self::Side,
+        out: *mut f32,
+        ldo: usize,
+    );
+}
+
+/// `out[t·ldo + r] = dot(row r, activation t)` for the rows of `panels` and `n_acts` activation rows `act(t)`.
+///
+/// # Safety
+/// The CPU has AVX-512 F/BW/VL/VNNI; `out` is valid for writes at `t·ldo + r` for every `t < n_acts` and row `r`
+/// of `panels`, and no one else writes those places meanwhile.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) unsafe fn matmul<'a, K: PanelKernel>(
+    k: &K,
+    panels: std::ops::Range<usize>,
+    n_acts: usize,
+    act: &dyn Fn(usize) -> &'a [u8],
+    out: *mut f32,
+    ldo: usize,
+) {
+    assert!(panels.end * NR <= k.rows(), "panels out of range");
+    let sl = k.side_len();
+    let mut side = vec![K::Side::default(); TOKEN_TILE * sl];
+    for t0 in (0..n_acts).step_by(TOKEN_TILE) {
+        let rows: Vec<&[u8]> = (t0..(t0 + TOKEN_TILE).min(n_acts)).map(act).collect();
+        for (t, y) in rows.iter().enumerate() {
+            assert!(y.len() >= k.act_bytes(), "activation row too short");
+            k.side(y, &mut side[t * sl..(t + 1) * sl]);
+        }
+        let mut pb = panels.start;
+        while pb < panels.end {
+            let pb_end = (pb + PANEL_BLOCK).min(panels.end);
+            let mut t = 0;
+            macro_rules! group {
+                ($n:literal) => {
+                    while t + $n <= rows.len() {
+                        for p in pb..pb_end {
+                            // SAFETY: panel p is the weight's (asserted), rows t..t+$n were checked above, the side
+                            // data is theirs; the outputs are the caller's.
+                            unsafe {
+                                k.tile::<$n>(
+                                    p,
+                                    std::array::from_fn(|i| rows[t + i].as_ptr()),
+                                    side.as_ptr().add(t * sl),
+                                    out.add((t0 + t) * ldo + p * NR),
+                                    ldo,
+                                )
+                            };
+                        }
+                        t += $n;
+                    }
+                };
+            }
+            group!(8);
+            group!(4);
+            group!(2);
+            group!(1);
+            pb = pb_end;
+        }
+    }
+}
