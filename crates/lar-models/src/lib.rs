@@ -11,6 +11,7 @@
 //! This crate knows nothing of tokenizers, sampling or scheduling; `lar-engine` drives it.
 
 pub mod arch;
+pub mod attention;
 pub mod bert;
 pub mod bert_ops;
 pub mod error;

@@ -129,8 +129,6 @@ pub struct SeqBatch<'a> {
 
 /// Largest head dimension the attention kernel's stack buffers take.
 const MAX_HEAD_DIM: usize = 512;
-/// Keys scored at once in attention (at most one KV block).
-const SCORE_CHUNK: usize = 64;
 
 impl Model {
     /// Opens a GGUF file and loads the model it describes.
@@ -458,8 +456,8 @@ impl Model {
         Ok(out)
     }
 
-    /// Causal (and, on sliding-window layers, windowed) attention of every new token over its sequence's cache,
-    /// with an online softmax; one task per (token, head).
+    /// Causal (and, on sliding-window layers, windowed) attention of every new token over its sequence's cache:
+    /// the tiled kernel of [`crate::attention`].
     #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
@@ -472,70 +470,19 @@ impl Model {
         pool: &ThreadPool,
     ) {
         let hp = &self.hp;
-        let (hd, nh) = (hp.head_dim, hp.n_head);
-        let group = nh / hp.n_head_kv;
-        let kvd = hp.kv_dim();
-        let bs = kv.block_size;
-        let window = if hp.is_swa_layer(layer) {
-            hp.sliding_window
-        } else {
-            None
+        let a = crate::attention::Attn {
+            n_head: hp.n_head,
+            n_head_kv: hp.n_head_kv,
+            head_dim: hp.head_dim,
+            scale: hp.attn_scale,
+            window: hp.sliding_window.filter(|_| hp.is_swa_layer(layer)),
+            layer,
+            q,
+            batch,
+            where_,
+            kv,
         };
-        let ptr = SyncPtr(out.as_mut_ptr());
-        pool.run(where_.len() * nh, &|task| {
-            let out = ptr;
-            let (t, h) = (task / nh, task % nh);
-            let (s, pos) = where_[t];
-            let g = h / group;
-            let qh: Vec<f32> = q[(t * nh + h) * hd..(t * nh + h + 1) * hd]
-                .iter()
-                .map(|x| half::f16::from_f32(*x).to_f32())
-                .collect();
-            let qh = &qh[..];
-            let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
-            let mut acc = [0f32; MAX_HEAD_DIM];
-            let acc = &mut acc[..hd];
-            let (mut m, mut l) = (f32::NEG_INFINITY, 0f32);
-            // Keys a block (or a chunk of one) at a time: scores, one max and rescale, one vectorized exp.
-            let mut w = [0f32; SCORE_CHUNK];
-            let mut p = lo;
-            while p <= pos {
-                let block = batch[s].block_table[p / bs];
-                let Some((kb, vb)) = kv.layer(block, layer) else {
-                    break;
-                };
-                let end = ((p / bs + 1) * bs).min(pos + 1).min(p + SCORE_CHUNK);
-                let n = end - p;
-                for (i, pp) in (p..end).enumerate() {
-                    let off = (pp % bs) * kvd + g * hd;
-                    w[i] = ops::dot_f16(qh, &kb[off..off + hd]) * hp.attn_scale;
-                }
-                let bmax = w[..n].iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                if bmax > m {
-                    if l > 0.0 {
-                        let c = (m - bmax).exp();
-                        ops::scale(c, acc);
-                        l *= c;
-                    }
-                    m = bmax;
-                }
-                for v in &mut w[..n] {
-                    *v -= m;
-                }
-                ops::exp_in_place(&mut w[..n]);
-                for (i, pp) in (p..end).enumerate() {
-                    let off = (pp % bs) * kvd + g * hd;
-                    l += w[i];
-                    ops::axpy_f16(w[i], &vb[off..off + hd], acc);
-                }
-                p = end;
-            }
-            let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
-            for (i, a) in acc.iter().enumerate() {
-                // SAFETY: each (t, h) task writes its own head slice of `out`.
-                unsafe { *out.0.add((t * nh + h) * hd + i) = a * inv };
-            }
-        });
+        crate::attention::attention(&a, out, pool);
     }
 }
 
