@@ -59,7 +59,7 @@ impl PackedQ4K {
                 // Quant e of sub-block j: qs[32·(j/2) + e], low nibble for even j, high for odd.
                 let q = |j: usize, e: usize| {
                     let v = qs[32 * (j / 2) + e];
-                    if j % 2 == 0 { v & 15 } else { v >> 4 }
+                    if j.is_multiple_of(2) { v & 15 } else { v >> 4 }
                 };
                 for j in 0..8 {
                     for i in 0..4 {
@@ -131,7 +131,7 @@ pub fn dot_reference(n: usize, x: &[u8], y: &[u8]) -> f32 {
             let mut dot = 0i32;
             for e in 0..32 {
                 let v = xb[16 + 32 * (j / 2) + e];
-                let q = if j % 2 == 0 { v & 15 } else { v >> 4 };
+                let q = if j.is_multiple_of(2) { v & 15 } else { v >> 4 };
                 dot += q as i32 * yb[4 + 32 * j + e] as i8 as i32;
             }
             si += sc as i32 * dot;

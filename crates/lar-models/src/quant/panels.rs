@@ -70,7 +70,7 @@ pub(crate) unsafe fn matmul<'a, K: PanelKernel>(
             let mut t = 0;
             macro_rules! group {
                 ($n:literal) => {
-                    while t + $n <= rows.len() {
+                    while rows.len() - t >= $n {
                         for p in pb..pb_end {
                             // SAFETY: panel p is the weight's (asserted), rows t..t+$n were checked above, the side
                             // data is theirs; the outputs are the caller's.
