@@ -2,9 +2,11 @@
 //!
 //! - [`gguf`]: the GGUF reader (memory-mapped, every length checked); [`safetensors`] and [`hf`]: Hugging Face model
 //!   directories, read into the same form;
-//! - [`quant`]: GGML block types, dequantization, activation quantizers and dot kernels (AVX2 with reference twins);
+//! - [`quant`]: GGML block types, dequantization, activation quantizers and dot kernels (AVX2 with reference twins),
+//!   and the AVX-512 VNNI kernels of weights repacked in panels of 16 rows;
 //! - [`tensor`], [`ops`], [`pool`]: weight views, matrix multiplication, f32 ops, the thread pool;
-//! - [`model`] and `arch/`: one decoder forward pass, batched over sequences, over the paged [`kv`] store;
+//! - [`model`] and `arch/`: one decoder forward pass, batched over sequences, over the paged [`kv`] store, with
+//!   [`attention`] (tiled over queries and keys);
 //! - [`bert`]: BERT-family encoders for sentence embeddings, with [`bert_ops`] (attention, LayerNorm, GELU) and
 //!   [`gemm_i8`] (the int8 GEMM of their projections on AVX-512 VNNI).
 //!

@@ -202,7 +202,7 @@ impl PanelKernel for PackedQ5_0 {
                 let mut dot: [__m512i; T] =
                     std::array::from_fn(|t| _mm512_set1_epi32((*side.add(t * nb + b)).neg16sum));
                 for i in 0..4 {
-                    let q = _mm512_load_si512(l.add(i * 64) as *const _);
+                    let q = _mm512_load_si512(panels::prefetched(l.add(i * 64)) as *const _);
                     let lo = _mm512_and_si512(q, m4);
                     let hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
                     // The fifth bit where the masks have it (an add: bit 4 of a nibble is clear).

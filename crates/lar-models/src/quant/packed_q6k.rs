@@ -216,9 +216,13 @@ impl PanelKernel for PackedQ6K {
                     ];
                     for (h, sc) in scs.iter().enumerate() {
                         let s = 2 * i + h;
+                        // Two chains per activation row (as in the Q4_K kernel: shorter latency for decode).
                         let mut dot = [_mm512_setzero_si512(); T];
+                        let mut dot2 = [_mm512_setzero_si512(); T];
                         for k in 0..2 {
-                            let q = _mm512_load_si512(l.add((2 * s + k) * 64) as *const _);
+                            let q = _mm512_load_si512(
+                                panels::prefetched(l.add((2 * s + k) * 64)) as *const _
+                            );
                             let (glo, ghi) = (4 * s + k, 4 * s + 2 + k);
                             // The two top bits where the masks have them (adds: those bits are clear).
                             macro_rules! bits {
@@ -240,11 +244,12 @@ impl PanelKernel for PackedQ6K {
                                     (y.add(4 * ghi) as *const i32).read_unaligned(),
                                 );
                                 dot[t] = _mm512_dpbusd_epi32(dot[t], lo, y0);
-                                dot[t] = _mm512_dpbusd_epi32(dot[t], hi, y1);
+                                dot2[t] = _mm512_dpbusd_epi32(dot2[t], hi, y1);
                             }
                         }
                         for t in 0..T {
-                            isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(dot[t], *sc));
+                            let d = _mm512_add_epi32(dot[t], dot2[t]);
+                            isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(d, *sc));
                         }
                     }
                 }
