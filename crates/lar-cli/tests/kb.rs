@@ -393,7 +393,13 @@ fn ask_answers_with_citations_or_says_it_does_not_know() {
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("1,250 euros [1]"), "{out}");
+    // The answer's sentence names the rent and carries citation [1] (greedy text; its wording moves with float
+    // reorderings in the kernels, so only the fact and the citation are pinned).
+    let answer = out.split("\n\nSources:").next().unwrap_or_default();
+    assert!(
+        answer.contains("1,250 euros") && answer.contains("[1]"),
+        "{out}"
+    );
     assert!(
         out.contains("Sources:\n[1] ") && out.contains("lease.pdf, page 1\n"),
         "{out}"
