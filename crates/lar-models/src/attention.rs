@@ -529,13 +529,7 @@ mod x86;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rand(seed: &mut u64) -> f32 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
+    use crate::quant::tests::Rng;
 
     /// A cache of `lens[s]` random positions per sequence, and a random query per (sequence, position).
     struct Case {
@@ -562,10 +556,9 @@ mod tests {
                         .collect()
                 })
                 .collect();
-            let mut seed = seed;
-            let mut row = |scale: f32| -> Vec<f32> {
-                (0..nkv * hd).map(|_| rand(&mut seed) * scale).collect()
-            };
+            let mut rng = Rng::new(seed);
+            let mut row =
+                |scale: f32| -> Vec<f32> { (0..nkv * hd).map(|_| rng.f32() * scale).collect() };
             for (s, &len) in lens.iter().enumerate() {
                 for p in 0..len {
                     for layer in 0..layers {
@@ -582,7 +575,7 @@ mod tests {
                 kv,
                 tables,
                 tokens: vec![0; 1024],
-                q: (0..1024 * nh * hd).map(|_| rand(&mut seed) * 2.0).collect(),
+                q: (0..1024 * nh * hd).map(|_| rng.f32() * 2.0).collect(),
             }
         }
 

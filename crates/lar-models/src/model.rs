@@ -523,3 +523,36 @@ fn add(x: &mut [f32], y: &[f32]) {
         *a += b;
     }
 }
+
+#[cfg(test)]
+mod packing_tests {
+    use super::*;
+    use crate::quant::{GgmlType, SimdLevel, simd_level};
+
+    /// On an AVX-512 VNNI machine every Q4_K, Q5_0 and Q6_K projection of Gemma 3 is repacked at load (the golden
+    /// tests would also pass on the file's layout, so this is what shows the packed kernels are the ones running);
+    /// the embedding table, read row by row, stays in the file's layout.
+    #[test]
+    fn projections_are_repacked_where_the_cpu_has_the_kernels() {
+        let path = crate::testdata::model(crate::testdata::GEMMA3);
+        let file = crate::open_model(&path).expect("Gemma 3 test model");
+        let m = Model::from_gguf(Arc::new(file)).expect("loads");
+        let vnni = simd_level() == SimdLevel::Avx512Vnni;
+        let mut packed = 0;
+        for l in &m.layers {
+            for w in [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down] {
+                let packable = matches!(w.ty, GgmlType::Q4_K | GgmlType::Q5_0 | GgmlType::Q6_K);
+                assert_eq!(w.is_packed(), vnni && packable, "{w:?}");
+                packed += w.is_packed() as usize;
+            }
+        }
+        assert!(!m.tok_embd.is_packed());
+        if vnni {
+            assert_eq!(
+                packed,
+                27 + 81 + 9,
+                "Gemma 3 270M Q4_K_M: 27 Q4_K, 81 Q5_0, 9 Q6_K projections"
+            );
+        }
+    }
+}

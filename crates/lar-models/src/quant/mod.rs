@@ -340,4 +340,4 @@ pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -41,7 +41,7 @@ pub struct PackedQ4K {
 impl PackedQ4K {
     /// Whether a `rows × cols` Q4_K weight can be packed.
     pub fn fits(rows: usize, cols: usize) -> bool {
-        rows.is_multiple_of(NR) && cols.is_multiple_of(QK_K) && rows > 0 && cols > 0
+        panels::fits(rows, cols, QK_K)
     }
 
     /// Packs `rows` Q4_K rows of `cols` (the file's bytes, row after row).
@@ -274,21 +274,10 @@ impl PanelKernel for PackedQ4K {
 mod tests {
     use super::*;
     use crate::quant::tests::{Rng, random_row};
-    use crate::quant::{GgmlType, SimdLevel, dot_fn_at, quantize_act, simd_level};
+    use crate::quant::{GgmlType, SimdLevel, dot_fn_at};
 
     fn weight(rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8> {
         random_row(GgmlType::Q4_K, rows * cols / QK_K, rng)
-    }
-
-    fn acts(n: usize, cols: usize, rng: &mut Rng) -> Vec<Vec<u8>> {
-        (0..n)
-            .map(|_| {
-                let x: Vec<f32> = (0..cols).map(|_| rng.f32() * 3.0).collect();
-                let mut a = Vec::new();
-                quantize_act(GgmlType::Q8_K, &x, &mut a);
-                a
-            })
-            .collect()
     }
 
     #[test]
@@ -311,7 +300,7 @@ mod tests {
         let mut rng = Rng::new(11);
         let cols = 1024;
         let data = weight(8, cols, &mut rng);
-        let ys = acts(3, cols, &mut rng);
+        let ys = panels::testing::acts(GgmlType::Q8_K, 3, cols, &mut rng);
         let rb = cols / QK_K * W_BLOCK;
         for r in 0..8 {
             let x = &data[r * rb..(r + 1) * rb];
@@ -332,39 +321,22 @@ mod tests {
         }
     }
 
-    /// The packed kernel gives the twin's bits for every row and activation row, whatever the grouping (1 to 19
-    /// activation rows go through groups of 8, 4, 2 and 1; more than a tile of 64 through two tiles).
+    /// The kernel gives the twin's bits for every row and activation row, however the rows are grouped.
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn packed_kernel_gives_the_one_row_bits() {
-        if simd_level() != SimdLevel::Avx512Vnni {
-            eprintln!("skipped: no AVX-512 VNNI here");
-            return;
-        }
+    fn packed_kernel_gives_the_twin_bits() {
         let mut rng = Rng::new(3);
         let (rows, cols) = (80, 768);
-        let data = weight(rows, cols, &mut rng);
+        let data = random_row(GgmlType::Q4_K, rows * cols / QK_K, &mut rng);
         let p = PackedQ4K::pack(&data, rows, cols);
         let rb = cols / QK_K * W_BLOCK;
-        for n in [1, 3, 7, 19, 70] {
-            let ys = acts(n, cols, &mut rng);
-            let ldo = rows + 5;
-            let mut out = vec![f32::NAN; n * ldo];
-            // Two calls over disjoint panel ranges, as two tasks would.
-            for panels in [0..2, 2..rows / NR] {
-                // SAFETY: the test CPU has VNNI (checked); out holds n rows of ldo.
-                unsafe { matmul(&p, panels, n, |t| &ys[t][..], out.as_mut_ptr(), ldo) };
-            }
-            for (t, y) in ys.iter().enumerate() {
-                for r in 0..rows {
-                    let want = dot_reference(cols, &data[r * rb..(r + 1) * rb], y);
-                    assert_eq!(
-                        out[t * ldo + r].to_bits(),
-                        want.to_bits(),
-                        "n {n} t {t} r {r}"
-                    );
-                }
-            }
-        }
+        panels::testing::kernel_gives_twin_bits(
+            &p,
+            &data,
+            (rb, cols, 2),
+            GgmlType::Q8_K,
+            dot_reference,
+            &mut rng,
+        );
     }
 }

@@ -48,7 +48,7 @@ fn quant(blk: &[u8], e: usize) -> u8 {
 impl PackedQ5_0 {
     /// Whether a `rows × cols` Q5_0 weight can be packed.
     pub fn fits(rows: usize, cols: usize) -> bool {
-        rows.is_multiple_of(NR) && cols.is_multiple_of(2 * QK) && rows > 0 && cols > 0
+        panels::fits(rows, cols, 2 * QK)
     }
 
     /// Packs `rows` Q5_0 rows of `cols` (the file's bytes, row after row).
@@ -232,19 +232,8 @@ impl PanelKernel for PackedQ5_0 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::GgmlType;
     use crate::quant::tests::{Rng, random_row};
-    use crate::quant::{GgmlType, SimdLevel, quantize_act, simd_level};
-
-    fn acts(n: usize, cols: usize, rng: &mut Rng) -> Vec<Vec<u8>> {
-        (0..n)
-            .map(|_| {
-                let x: Vec<f32> = (0..cols).map(|_| rng.f32() * 3.0).collect();
-                let mut a = Vec::new();
-                quantize_act(GgmlType::Q8_0, &x, &mut a);
-                a
-            })
-            .collect()
-    }
 
     #[test]
     fn packing_keeps_every_quant_and_scale() {
@@ -274,7 +263,7 @@ mod tests {
         let mut rng = Rng::new(9);
         let cols = 640;
         let x = random_row(GgmlType::Q5_0, cols / QK, &mut rng);
-        for y in acts(4, cols, &mut rng) {
+        for y in panels::testing::acts(GgmlType::Q8_0, 4, cols, &mut rng) {
             let want = crate::quant::reference::dot_fn(GgmlType::Q5_0)(cols, &x, &y);
             let got = dot_reference(cols, &x, &y);
             assert!(
@@ -288,33 +277,18 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn packed_kernel_gives_the_twin_bits() {
-        if simd_level() != SimdLevel::Avx512Vnni {
-            eprintln!("skipped: no AVX-512 VNNI here");
-            return;
-        }
         let mut rng = Rng::new(13);
         let (rows, cols) = (96, 640);
         let data = random_row(GgmlType::Q5_0, rows * cols / QK, &mut rng);
         let p = PackedQ5_0::pack(&data, rows, cols);
         let rb = cols / QK * W_BLOCK;
-        for n in [1, 5, 19, 70] {
-            let ys = acts(n, cols, &mut rng);
-            let ldo = rows + 3;
-            let mut out = vec![f32::NAN; n * ldo];
-            for panels in [0..1, 1..rows / NR] {
-                // SAFETY: the test CPU has VNNI (checked); out holds n rows of ldo.
-                unsafe { matmul(&p, panels, n, |t| &ys[t][..], out.as_mut_ptr(), ldo) };
-            }
-            for (t, y) in ys.iter().enumerate() {
-                for r in 0..rows {
-                    let want = dot_reference(cols, &data[r * rb..(r + 1) * rb], y);
-                    assert_eq!(
-                        out[t * ldo + r].to_bits(),
-                        want.to_bits(),
-                        "n {n} t {t} r {r}"
-                    );
-                }
-            }
-        }
+        panels::testing::kernel_gives_twin_bits(
+            &p,
+            &data,
+            (rb, cols, 1),
+            GgmlType::Q8_0,
+            dot_reference,
+            &mut rng,
+        );
     }
 }

@@ -52,7 +52,7 @@ fn scale(blk: &[u8], e: usize) -> i8 {
 impl PackedQ6K {
     /// Whether a `rows × cols` Q6_K weight can be packed.
     pub fn fits(rows: usize, cols: usize) -> bool {
-        rows.is_multiple_of(NR) && cols.is_multiple_of(QK_K) && rows > 0 && cols > 0
+        panels::fits(rows, cols, QK_K)
     }
 
     /// Packs `rows` Q6_K rows of `cols` (the file's bytes, row after row).
@@ -271,19 +271,8 @@ impl PanelKernel for PackedQ6K {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::GgmlType;
     use crate::quant::tests::{Rng, random_row};
-    use crate::quant::{GgmlType, SimdLevel, quantize_act, simd_level};
-
-    fn acts(n: usize, cols: usize, rng: &mut Rng) -> Vec<Vec<u8>> {
-        (0..n)
-            .map(|_| {
-                let x: Vec<f32> = (0..cols).map(|_| rng.f32() * 3.0).collect();
-                let mut a = Vec::new();
-                quantize_act(GgmlType::Q8_K, &x, &mut a);
-                a
-            })
-            .collect()
-    }
 
     #[test]
     fn packing_keeps_every_quant_and_scale() {
@@ -309,7 +298,7 @@ mod tests {
         let mut rng = Rng::new(23);
         let cols = 1024;
         let x = random_row(GgmlType::Q6_K, cols / QK_K, &mut rng);
-        for y in acts(4, cols, &mut rng) {
+        for y in panels::testing::acts(GgmlType::Q8_K, 4, cols, &mut rng) {
             let want = crate::quant::reference::dot_fn(GgmlType::Q6_K)(cols, &x, &y);
             let got = dot_reference(cols, &x, &y);
             assert!(
@@ -323,33 +312,18 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn packed_kernel_gives_the_twin_bits() {
-        if simd_level() != SimdLevel::Avx512Vnni {
-            eprintln!("skipped: no AVX-512 VNNI here");
-            return;
-        }
         let mut rng = Rng::new(29);
         let (rows, cols) = (80, 768);
         let data = random_row(GgmlType::Q6_K, rows * cols / QK_K, &mut rng);
         let p = PackedQ6K::pack(&data, rows, cols);
         let rb = cols / QK_K * W_BLOCK;
-        for n in [1, 6, 19, 70] {
-            let ys = acts(n, cols, &mut rng);
-            let ldo = rows + 7;
-            let mut out = vec![f32::NAN; n * ldo];
-            for panels in [0..3, 3..rows / NR] {
-                // SAFETY: the test CPU has VNNI (checked); out holds n rows of ldo.
-                unsafe { matmul(&p, panels, n, |t| &ys[t][..], out.as_mut_ptr(), ldo) };
-            }
-            for (t, y) in ys.iter().enumerate() {
-                for r in 0..rows {
-                    let want = dot_reference(cols, &data[r * rb..(r + 1) * rb], y);
-                    assert_eq!(
-                        out[t * ldo + r].to_bits(),
-                        want.to_bits(),
-                        "n {n} t {t} r {r}"
-                    );
-                }
-            }
-        }
+        panels::testing::kernel_gives_twin_bits(
+            &p,
+            &data,
+            (rb, cols, 3),
+            GgmlType::Q8_K,
+            dot_reference,
+            &mut rng,
+        );
     }
 }

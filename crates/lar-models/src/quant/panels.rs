@@ -27,6 +27,11 @@ pub(crate) fn prefetched(p: *const u8) -> *const u8 {
     p
 }
 
+/// Whether a `rows × cols` weight fits panels of [`NR`] rows and whole blocks of `block` elements.
+pub fn fits(rows: usize, cols: usize, block: usize) -> bool {
+    rows.is_multiple_of(NR) && cols.is_multiple_of(block) && rows > 0 && cols > 0
+}
+
 /// A packed weight's kernel.
 pub(crate) trait PanelKernel {
     /// What a tile reads per activation row and block besides the row itself (e.g. the block's scale as f32).
@@ -110,6 +115,64 @@ pub(crate) unsafe fn matmul<'a, K: PanelKernel>(
             group!(2);
             group!(1);
             pb = pb_end;
+        }
+    }
+}
+
+/// What the three packed kernels' tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use crate::quant::tests::Rng;
+    use crate::quant::{GgmlType, SimdLevel, quantize_act, simd_level};
+
+    /// `n` random activation rows of `cols`, quantized to `ty`.
+    pub(crate) fn acts(ty: GgmlType, n: usize, cols: usize, rng: &mut Rng) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|_| {
+                let x: Vec<f32> = (0..cols).map(|_| rng.f32() * 3.0).collect();
+                let mut a = Vec::new();
+                quantize_act(ty, &x, &mut a);
+                a
+            })
+            .collect()
+    }
+
+    /// `k` (packed from `data`, rows of `rb` bytes, `cols` wide) gives `twin`'s bits for every row and activation
+    /// row of `act_ty`, whatever the grouping (1 to 70 activation rows: groups of 8, 4, 2, 1 and two tiles), with the
+    /// panels split at `split` as two tasks would. Skipped without AVX-512 VNNI.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn kernel_gives_twin_bits<K: PanelKernel>(
+        k: &K,
+        data: &[u8],
+        (rb, cols, split): (usize, usize, usize),
+        act_ty: GgmlType,
+        twin: fn(usize, &[u8], &[u8]) -> f32,
+        rng: &mut Rng,
+    ) {
+        if simd_level() != SimdLevel::Avx512Vnni {
+            eprintln!("skipped: no AVX-512 VNNI here");
+            return;
+        }
+        let rows = k.rows();
+        for n in [1, 3, 7, 19, 70] {
+            let ys = acts(act_ty, n, cols, rng);
+            let ldo = rows + 5;
+            let mut out = vec![f32::NAN; n * ldo];
+            for panels in [0..split, split..rows / NR] {
+                // SAFETY: the CPU has VNNI (checked); `out` holds n rows of ldo.
+                unsafe { matmul(k, panels, n, &|t| &ys[t][..], out.as_mut_ptr(), ldo) };
+            }
+            for (t, y) in ys.iter().enumerate() {
+                for r in 0..rows {
+                    let want = twin(cols, &data[r * rb..(r + 1) * rb], y);
+                    assert_eq!(
+                        out[t * ldo + r].to_bits(),
+                        want.to_bits(),
+                        "n {n} t {t} r {r}"
+                    );
+                }
+            }
         }
     }
 }
