@@ -5,11 +5,12 @@
 //! quants, `w = d·sc·q − dmin·m`. The one-row kernel ([`super::avx2`]) unpacks one row's block and multiplies it
 //! with 32 activations at a time; here a panel of 16 rows is stored so that one 64-byte line holds, for each row, the
 //! same four consecutive quants (`[row][4 bytes]`, low nibbles) and the four 16 places further (high nibbles): one
-//! `vpdpbusd` multiplies all 16 rows with a broadcast word of four activations. Per (panel, block), [`LINES`] lines:
-//! - 0..32: quants, line `4j + i` for sub-block `j`, quants `32j + 4i..+4` (low nibble) and `32j + 16 + 4i..+4`
-//!   (high nibble) of each row;
-//! - 32, 33: the scales as bytes `[j][row]`; 34, 35: the mins as byte pairs `[j/2][row][j%2]`;
-//! - 36: `d[16]` then `dmin[16]` as f16.
+//! `vpdpbusd` multiplies all 16 rows with a broadcast word of four activations. Per (panel, block), [`LINES`] lines
+//! in the order the kernel reads them (one sequential stream, which the hardware prefetcher follows):
+//! - per half `c` of the block ([`scale_line`], [`quant_line`]): the scales of sub-blocks `4c..4c+4` as bytes
+//!   `[j][row]`, then per sub-block `j` four lines of quants, line `i` holding quants `32j + 4i..+4` (low nibble) and
+//!   `32j + 16 + 4i..+4` (high nibble) of each row;
+//! - 34, 35: the mins as byte pairs `[j/2][row][j%2]`; 36: `d[16]` then `dmin[16]` as f16.
 //!
 //! Same size as the file's rows plus 2.8% (unpacked 6-bit scales). The integers are those of the one-row kernel,
 //! and both finish a block the same way (`acc = fma(d·dy, Σ sc·q·y, acc)`, then `fma(−dmin·dy, Σ m·ysum, acc)`, with
@@ -22,20 +23,29 @@ use super::{QK_K, f16_at, scale_min_k4};
 pub use super::panels::NR;
 /// 64-byte lines per (panel, 256-element block).
 pub const LINES: usize = 37;
+/// The line of the scales of sub-blocks `4c..4c+4`.
+const fn scale_line(c: usize) -> usize {
+    17 * c
+}
+
+/// Line `i` (0..4) of sub-block `j`'s quants.
+const fn quant_line(j: usize, i: usize) -> usize {
+    17 * (j / 4) + 1 + 4 * (j % 4) + i
+}
+
+/// The first of the two lines of mins, and the line of `d` and `dmin`.
+const MIN_LINE: usize = 34;
+const D_LINE: usize = 36;
+
 /// Bytes of one Q4_K block and one Q8_K block.
 const W_BLOCK: usize = 144;
 const A_BLOCK: usize = 292;
-
-/// One 64-byte line (aligned, so no load splits a cache line).
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Line([u8; 64]);
 
 /// A Q4_K weight of `rows` (a multiple of [`NR`]) × `cols` (a multiple of 256), repacked.
 pub struct PackedQ4K {
     pub rows: usize,
     pub cols: usize,
-    lines: Vec<Line>,
+    lines: panels::Lines,
 }
 
 impl PackedQ4K {
@@ -50,7 +60,7 @@ impl PackedQ4K {
         let nb = cols / QK_K;
         let rb = nb * W_BLOCK;
         assert_eq!(data.len(), rows * rb, "Q4_K rows");
-        let mut lines = vec![Line([0; 64]); rows / NR * nb * LINES];
+        let mut lines = panels::Lines::zeroed(rows / NR * nb * LINES);
         for (pb, l) in lines.chunks_exact_mut(LINES).enumerate() {
             let (p, b) = (pb / nb, pb % nb);
             for r in 0..NR {
@@ -64,15 +74,16 @@ impl PackedQ4K {
                 for j in 0..8 {
                     for i in 0..4 {
                         for e in 0..4 {
-                            l[4 * j + i].0[r * 4 + e] = q(j, 4 * i + e) | q(j, 16 + 4 * i + e) << 4;
+                            l[quant_line(j, i)].0[r * 4 + e] =
+                                q(j, 4 * i + e) | q(j, 16 + 4 * i + e) << 4;
                         }
                     }
                     let (sc, m) = scale_min_k4(j, sm);
-                    l[32 + j / 4].0[(j % 4) * NR + r] = sc;
-                    l[34 + j / 4].0[((j % 4) / 2) * 32 + r * 2 + j % 2] = m;
+                    l[scale_line(j / 4)].0[(j % 4) * NR + r] = sc;
+                    l[MIN_LINE + j / 4].0[((j % 4) / 2) * 32 + r * 2 + j % 2] = m;
                 }
-                l[36].0[r * 2..r * 2 + 2].copy_from_slice(&blk[0..2]);
-                l[36].0[32 + r * 2..32 + r * 2 + 2].copy_from_slice(&blk[2..4]);
+                l[D_LINE].0[r * 2..r * 2 + 2].copy_from_slice(&blk[0..2]);
+                l[D_LINE].0[32 + r * 2..32 + r * 2 + 2].copy_from_slice(&blk[2..4]);
             }
         }
         Self { rows, cols, lines }
@@ -91,10 +102,10 @@ impl PackedQ4K {
         for b in 0..nb {
             let l = &self.lines[(p * nb + b) * LINES..][..LINES];
             let mut blk = [0u8; W_BLOCK];
-            blk[0..2].copy_from_slice(&l[36].0[rr * 2..rr * 2 + 2]);
-            blk[2..4].copy_from_slice(&l[36].0[32 + rr * 2..32 + rr * 2 + 2]);
-            let sc = |j: usize| l[32 + j / 4].0[(j % 4) * NR + rr];
-            let m = |j: usize| l[34 + j / 4].0[((j % 4) / 2) * 32 + rr * 2 + j % 2];
+            blk[0..2].copy_from_slice(&l[D_LINE].0[rr * 2..rr * 2 + 2]);
+            blk[2..4].copy_from_slice(&l[D_LINE].0[32 + rr * 2..32 + rr * 2 + 2]);
+            let sc = |j: usize| l[scale_line(j / 4)].0[(j % 4) * NR + rr];
+            let m = |j: usize| l[MIN_LINE + j / 4].0[((j % 4) / 2) * 32 + rr * 2 + j % 2];
             // The 12 scale bytes (inverse of `scale_min_k4`).
             for j in 0..4 {
                 blk[4 + j] = sc(j) | (sc(j + 4) >> 4) << 6;
@@ -104,7 +115,7 @@ impl PackedQ4K {
             for j in 0..8 {
                 for i in 0..4 {
                     for e in 0..4 {
-                        let v = l[4 * j + i].0[rr * 4 + e];
+                        let v = l[quant_line(j, i)].0[rr * 4 + e];
                         for (half, q) in [(0, v & 15), (16, v >> 4)] {
                             let byte = &mut blk[16 + 32 * (j / 2) + half + 4 * i + e];
                             *byte |= if j % 2 == 0 { q } else { q << 4 };
@@ -217,16 +228,14 @@ impl PanelKernel for PackedQ4K {
                 let mut isum = [_mm512_setzero_si512(); T];
                 for j in 0..8 {
                     let sc = _mm512_cvtepu8_epi32(_mm_load_si128(
-                        l.add(32 * 64 + j * 16) as *const __m128i
+                        l.add(scale_line(j / 4) * 64 + (j % 4) * 16) as *const __m128i,
                     ));
                     // Two chains of `vpdpbusd` per activation row (low and high nibbles; integer sums, so the
                     // same result): half the latency of one long chain, which decode's single row waits on.
                     let mut dot = [_mm512_setzero_si512(); T];
                     let mut dot2 = [_mm512_setzero_si512(); T];
                     for i in 0..4 {
-                        let q = _mm512_load_si512(
-                            panels::prefetched(l.add((4 * j + i) * 64)) as *const _
-                        );
+                        let q = _mm512_load_si512(l.add(quant_line(j, i) * 64) as *const _);
                         let lo = _mm512_and_si512(q, m4);
                         let hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
                         for t in 0..T {
@@ -244,10 +253,10 @@ impl PanelKernel for PackedQ4K {
                 }
                 let mins: [__m512i; 4] = std::array::from_fn(|i| {
                     _mm512_cvtepu8_epi16(_mm256_load_si256(
-                        l.add(34 * 64 + i * 32) as *const __m256i
+                        l.add(MIN_LINE * 64 + i * 32) as *const __m256i
                     ))
                 });
-                let dd = l.add(36 * 64);
+                let dd = l.add(D_LINE * 64);
                 let d = _mm512_cvtph_ps(_mm256_load_si256(dd as *const __m256i));
                 let dmin = _mm512_cvtph_ps(_mm256_load_si256(dd.add(32) as *const __m256i));
                 for t in 0..T {

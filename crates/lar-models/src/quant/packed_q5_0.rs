@@ -2,12 +2,13 @@
 //! activation rows (Gemma 3's projections are mostly Q5_0 in its Q4_K_M file).
 //!
 //! A Q5_0 block is 32 weights `w = d·(q − 16)` with 5-bit `q`: an f16 `d`, the 32 high bits, 16 bytes of nibbles.
-//! Packed, two blocks of a panel of 16 rows take eleven 64-byte lines, the same bytes as in the file:
-//! - per block, four lines of nibbles: line `i` holds for each row its quants `4i..4i+4` (low nibbles) and
-//!   `16 + 4i..+4` (high nibbles), `[row][4 bytes]`, what one `vpdpbusd` multiplies with a broadcast word;
-//! - per block, one line of eight 64-bit masks, mask `g` the high bits of quants `4g..4g+4` of the 16 rows (one
-//!   masked OR puts them in place);
-//! - one line with both blocks' sixteen `d` as f16.
+//! Packed, two blocks of a panel of 16 rows take eleven 64-byte lines, the same bytes as in the file, in the order the
+//! kernel reads them (one sequential stream, which the hardware prefetcher follows):
+//! - one line with both blocks' sixteen `d` as f16;
+//! - per block ([`mask_line`], [`quant_line`]), one line of eight 64-bit masks, mask `g` the high bits of quants
+//!   `4g..4g+4` of the 16 rows (one masked add puts them in place), then four lines of nibbles: line `i` holds for
+//!   each row its quants `4i..4i+4` (low nibbles) and `16 + 4i..+4` (high nibbles), `[row][4 bytes]`, what one
+//!   `vpdpbusd` multiplies with a broadcast word.
 //!
 //! `Σ (q − 16)·y = Σ q·y − 16·Σ y`: the integer accumulator of a block starts at `−16·Σy`, then
 //! `acc = fma(float(Σ), d·dy, acc)` per block. Every weight of this layout goes through this kernel (decode as well
@@ -19,19 +20,28 @@ use super::{QK, f16_at};
 pub use super::panels::NR;
 /// 64-byte lines per (panel, pair of blocks).
 const LINES: usize = 11;
+/// The line of both blocks' `d`.
+const D_LINE: usize = 0;
+
+/// The line of block `h`'s (0, 1) high-bit masks.
+const fn mask_line(h: usize) -> usize {
+    1 + 5 * h
+}
+
+/// Line `i` (0..4) of block `h`'s nibbles.
+const fn quant_line(h: usize, i: usize) -> usize {
+    2 + 5 * h + i
+}
+
 /// Bytes of a Q5_0 and a Q8_0 block.
 const W_BLOCK: usize = 22;
 const A_BLOCK: usize = 34;
-
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Line([u8; 64]);
 
 /// A Q5_0 weight of `rows` (a multiple of [`NR`]) × `cols` (a multiple of 64), repacked.
 pub struct PackedQ5_0 {
     pub rows: usize,
     pub cols: usize,
-    lines: Vec<Line>,
+    lines: panels::Lines,
 }
 
 /// Quant `e` (0..32) of a Q5_0 block.
@@ -57,7 +67,7 @@ impl PackedQ5_0 {
         let (nb, pairs) = (cols / QK, cols / (2 * QK));
         let rb = nb * W_BLOCK;
         assert_eq!(data.len(), rows * rb, "Q5_0 rows");
-        let mut lines = vec![Line([0; 64]); rows / NR * pairs * LINES];
+        let mut lines = panels::Lines::zeroed(rows / NR * pairs * LINES);
         for (pp, l) in lines.chunks_exact_mut(LINES).enumerate() {
             let (p, pair) = (pp / pairs, pp % pairs);
             for h in 0..2 {
@@ -67,17 +77,17 @@ impl PackedQ5_0 {
                     for i in 0..4 {
                         for e in 0..4 {
                             let (lo, hi) = (quant(blk, 4 * i + e), quant(blk, 16 + 4 * i + e));
-                            l[5 * h + i].0[r * 4 + e] = (lo & 15) | (hi & 15) << 4;
+                            l[quant_line(h, i)].0[r * 4 + e] = (lo & 15) | (hi & 15) << 4;
                         }
                     }
                     for g in 0..8 {
                         for e in 0..4 {
                             let bit = r * 4 + e;
-                            l[5 * h + 4].0[g * 8 + bit / 8] |=
+                            l[mask_line(h)].0[g * 8 + bit / 8] |=
                                 (quant(blk, 4 * g + e) >> 4) << (bit % 8);
                         }
                     }
-                    l[10].0[h * 32 + r * 2..h * 32 + r * 2 + 2].copy_from_slice(&blk[0..2]);
+                    l[D_LINE].0[h * 32 + r * 2..h * 32 + r * 2 + 2].copy_from_slice(&blk[0..2]);
                 }
             }
         }
@@ -100,10 +110,10 @@ impl PackedQ5_0 {
         } else {
             ((e - 16) / 4, 4)
         };
-        let nib = (l[5 * h + i].0[rr * 4 + e % 4] >> shift) & 15;
+        let nib = (l[quant_line(h, i)].0[rr * 4 + e % 4] >> shift) & 15;
         let (g, bit) = (e / 4, rr * 4 + e % 4);
-        let hb = (l[5 * h + 4].0[g * 8 + bit / 8] >> (bit % 8)) & 1;
-        (nib | hb << 4, f16_at(&l[10].0, h * 32 + rr * 2))
+        let hb = (l[mask_line(h)].0[g * 8 + bit / 8] >> (bit % 8)) & 1;
+        (nib | hb << 4, f16_at(&l[D_LINE].0, h * 32 + rr * 2))
     }
 }
 
@@ -194,15 +204,15 @@ impl PanelKernel for PackedQ5_0 {
             let (m4, bit4) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x10));
             let mut acc = [_mm512_setzero_ps(); T];
             for b in 0..nb {
-                let l = base.add((b / 2 * LINES + 5 * (b % 2)) * 64);
+                let (l, h) = (base.add(b / 2 * LINES * 64), b % 2);
                 let dw = _mm512_cvtph_ps(_mm256_load_si256(
-                    base.add((b / 2 * LINES + 10) * 64 + 32 * (b % 2)) as *const __m256i,
+                    l.add(D_LINE * 64 + 32 * h) as *const __m256i
                 ));
-                let masks = l.add(4 * 64) as *const u64;
+                let masks = l.add(mask_line(h) * 64) as *const u64;
                 let mut dot: [__m512i; T] =
                     std::array::from_fn(|t| _mm512_set1_epi32((*side.add(t * nb + b)).neg16sum));
                 for i in 0..4 {
-                    let q = _mm512_load_si512(panels::prefetched(l.add(i * 64)) as *const _);
+                    let q = _mm512_load_si512(l.add(quant_line(h, i) * 64) as *const _);
                     let lo = _mm512_and_si512(q, m4);
                     let hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
                     // The fifth bit where the masks have it (an add: bit 4 of a nibble is clear).

@@ -2,13 +2,15 @@
 //! activation rows (the FFN down projections and output layers of Q4_K_M files).
 //!
 //! A Q6_K block is 256 weights `w = d·sc·(q − 32)`: 6-bit `q` (low four bits in `ql`, top two in `qh`), sixteen
-//! signed 8-bit scales (one per 16), an f16 `d`. Packed, a (panel of 16 rows, block) takes [`LINES`] lines:
-//! - 0..32: nibbles, line `2s + i` for sub-block `s` of 16: quants `16s + 4i..+4` (low nibbles) and `16s + 8 + 4i..+4`
-//!   (high nibbles) of each row, `[row][4 bytes]` (what one `vpdpbusd` multiplies with a broadcast word);
-//! - 32..48: per group of four quants `g`, two 64-bit masks: bit 4 and bit 5 of each row's four quants (masked adds
-//!   put them in place);
-//! - 48..52: the scales as signed byte pairs `[s/2][row][s%2]`;
-//! - 52: the sixteen `d` as f16.
+//! signed 8-bit scales (one per 16), an f16 `d`. Packed, a (panel of 16 rows, block) takes [`LINES`] lines, in the
+//! order the kernel reads them (one sequential stream, which the hardware prefetcher follows), per group `c` of four
+//! sub-blocks of 16 ([`scale_line`], [`quant_line`], [`mask_line`]):
+//! - the scales of sub-blocks `4c..4c+4` as signed byte pairs `[pair][row][s%2]`;
+//! - per sub-block `s`: two lines of nibbles, line `i` holding quants `16s + 4i..+4` (low nibbles) and
+//!   `16s + 8 + 4i..+4` (high nibbles) of each row, `[row][4 bytes]` (what one `vpdpbusd` multiplies with a broadcast
+//!   word); then one line of masks: per group of four quants `g` (four per sub-block), bit 4 and bit 5 of each row's
+//!   four quants as two 64-bit masks (masked adds put them in place);
+//! - last, the sixteen `d` as f16.
 //!
 //! `Σ sc·(q − 32)·y = Σ sc·q·y − 32·Σ sc·ysum16`: the second term from the activation's sums of 16 (Q8_K keeps
 //! them), with `vpdpwssd` on the scale pairs times −32. Then `acc = fma(d·dy, float(Σ), acc)` per block. Every weight
@@ -23,16 +25,30 @@ pub const LINES: usize = 53;
 const W_BLOCK: usize = 210;
 const A_BLOCK: usize = 292;
 
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Line([u8; 64]);
-
 /// A Q6_K weight of `rows` (a multiple of [`NR`]) × `cols` (a multiple of 256), repacked.
 pub struct PackedQ6K {
     pub rows: usize,
     pub cols: usize,
-    lines: Vec<Line>,
+    lines: panels::Lines,
 }
+
+/// The line of the scales of sub-blocks `4c..4c+4`.
+const fn scale_line(c: usize) -> usize {
+    13 * c
+}
+
+/// Line `i` (0, 1) of sub-block `s`'s nibbles.
+const fn quant_line(s: usize, i: usize) -> usize {
+    13 * (s / 4) + 1 + 3 * (s % 4) + i
+}
+
+/// The line of sub-block `s`'s high-bit masks.
+const fn mask_line(s: usize) -> usize {
+    quant_line(s, 2)
+}
+
+/// The line of the sixteen `d`.
+const D_LINE: usize = 52;
 
 /// Quant `e` (0..256, unsigned 0..64) of a Q6_K block.
 fn quant(blk: &[u8], e: usize) -> u8 {
@@ -61,7 +77,7 @@ impl PackedQ6K {
         let nb = cols / QK_K;
         let rb = nb * W_BLOCK;
         assert_eq!(data.len(), rows * rb, "Q6_K rows");
-        let mut lines = vec![Line([0; 64]); rows / NR * nb * LINES];
+        let mut lines = panels::Lines::zeroed(rows / NR * nb * LINES);
         for (pb, l) in lines.chunks_exact_mut(LINES).enumerate() {
             let (p, b) = (pb / nb, pb % nb);
             for r in 0..NR {
@@ -73,21 +89,22 @@ impl PackedQ6K {
                                 quant(blk, 16 * s + 4 * i + e),
                                 quant(blk, 16 * s + 8 + 4 * i + e),
                             );
-                            l[2 * s + i].0[r * 4 + e] = (lo & 15) | (hi & 15) << 4;
+                            l[quant_line(s, i)].0[r * 4 + e] = (lo & 15) | (hi & 15) << 4;
                         }
                     }
-                    l[48 + s / 4].0[((s % 4) / 2) * 32 + r * 2 + s % 2] = scale(blk, 16 * s) as u8;
+                    l[scale_line(s / 4)].0[((s % 4) / 2) * 32 + r * 2 + s % 2] =
+                        scale(blk, 16 * s) as u8;
                 }
                 for g in 0..64 {
                     for e in 0..4 {
                         let (q, bit) = (quant(blk, 4 * g + e), r * 4 + e);
                         for h in 0..2 {
-                            let m = &mut l[32 + g / 4].0[(g % 4) * 16 + h * 8..][..8];
+                            let m = &mut l[mask_line(g / 4)].0[(g % 4) * 16 + h * 8..][..8];
                             m[bit / 8] |= ((q >> (4 + h)) & 1) << (bit % 8);
                         }
                     }
                 }
-                l[52].0[r * 2..r * 2 + 2].copy_from_slice(&blk[208..210]);
+                l[D_LINE].0[r * 2..r * 2 + 2].copy_from_slice(&blk[208..210]);
             }
         }
         Self { rows, cols, lines }
@@ -106,11 +123,16 @@ impl PackedQ6K {
         let l = &self.lines[(p * nb + b) * LINES..][..LINES];
         let (s, w) = (e / 16, e % 16);
         let (i, shift) = ((w % 8) / 4, if w < 8 { 0 } else { 4 });
-        let nib = (l[2 * s + i].0[rr * 4 + w % 4] >> shift) & 15;
+        let nib = (l[quant_line(s, i)].0[rr * 4 + w % 4] >> shift) & 15;
         let (g, bit) = (e / 4, rr * 4 + e % 4);
-        let hb = |h: usize| (l[32 + g / 4].0[(g % 4) * 16 + h * 8 + bit / 8] >> (bit % 8)) & 1;
-        let sc = l[48 + s / 4].0[((s % 4) / 2) * 32 + rr * 2 + s % 2] as i8;
-        (nib | hb(0) << 4 | hb(1) << 5, sc, f16_at(&l[52].0, rr * 2))
+        let hb =
+            |h: usize| (l[mask_line(g / 4)].0[(g % 4) * 16 + h * 8 + bit / 8] >> (bit % 8)) & 1;
+        let sc = l[scale_line(s / 4)].0[((s % 4) / 2) * 32 + rr * 2 + s % 2] as i8;
+        (
+            nib | hb(0) << 4 | hb(1) << 5,
+            sc,
+            f16_at(&l[D_LINE].0, rr * 2),
+        )
     }
 }
 
@@ -196,13 +218,12 @@ impl PanelKernel for PackedQ6K {
             let mut acc = [_mm512_setzero_ps(); T];
             for b in 0..nb {
                 let l = base.add(b * LINES * 64);
-                let masks = l.add(32 * 64) as *const u64;
                 let mut isum = [_mm512_setzero_si512(); T];
                 for i in 0..8 {
                     // Scales of sub-blocks 2i and 2i+1 as i16 pairs: times −32 against the sums of 16 (the offset),
                     // and each as i32 for its sub-block's products.
                     let pair = _mm512_cvtepi8_epi16(_mm256_load_si256(
-                        l.add(48 * 64 + i * 32) as *const __m256i
+                        l.add(scale_line(i / 2) * 64 + (i % 2) * 32) as *const __m256i,
                     ));
                     let off = _mm512_sub_epi16(_mm512_setzero_si512(), _mm512_slli_epi16(pair, 5));
                     for t in 0..T {
@@ -220,17 +241,25 @@ impl PanelKernel for PackedQ6K {
                         let mut dot = [_mm512_setzero_si512(); T];
                         let mut dot2 = [_mm512_setzero_si512(); T];
                         for k in 0..2 {
-                            let q = _mm512_load_si512(
-                                panels::prefetched(l.add((2 * s + k) * 64)) as *const _
-                            );
+                            let q = _mm512_load_si512(l.add(quant_line(s, k) * 64) as *const _);
                             let (glo, ghi) = (4 * s + k, 4 * s + 2 + k);
+                            let masks = l.add(mask_line(s) * 64) as *const u64;
                             // The two top bits where the masks have them (adds: those bits are clear).
                             macro_rules! bits {
                                 ($v:expr, $g:expr) => {{
                                     let v = $v;
-                                    let v =
-                                        _mm512_mask_add_epi8(v, masks.add(2 * $g).read(), v, b4);
-                                    _mm512_mask_add_epi8(v, masks.add(2 * $g + 1).read(), v, b5)
+                                    let v = _mm512_mask_add_epi8(
+                                        v,
+                                        masks.add(2 * ($g % 4)).read(),
+                                        v,
+                                        b4,
+                                    );
+                                    _mm512_mask_add_epi8(
+                                        v,
+                                        masks.add(2 * ($g % 4) + 1).read(),
+                                        v,
+                                        b5,
+                                    )
                                 }};
                             }
                             let lo = bits!(_mm512_and_si512(q, m4), glo);
@@ -253,7 +282,7 @@ impl PanelKernel for PackedQ6K {
                         }
                     }
                 }
-                let d = _mm512_cvtph_ps(_mm256_load_si256(l.add(52 * 64) as *const __m256i));
+                let d = _mm512_cvtph_ps(_mm256_load_si256(l.add(D_LINE * 64) as *const __m256i));
                 for t in 0..T {
                     let dy =
                         _mm512_set1_ps((ys[t].add(b * A_BLOCK) as *const f32).read_unaligned());

@@ -11,20 +11,50 @@ const PANEL_BLOCK: usize = 4;
 /// Activation rows per tile.
 const TOKEN_TILE: usize = 64;
 
-/// How far ahead of its loads a kernel prefetches the panel's lines. Decode reads each weight once: one row of
-/// activations is too little work per line for out-of-order execution to keep enough loads in flight, and the
-/// hardware prefetcher alone left the 1.1B model's decode waiting on memory.
-const PREFETCH: usize = 4096;
+/// One 64-byte line of a packed weight (aligned, so no load splits a cache line).
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+pub(crate) struct Line(pub [u8; 64]);
 
-/// `p`, after asking for the line [`PREFETCH`] bytes further (past a panel's end it prefetches a neighbour's or
-/// nothing: a prefetch never faults).
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-pub(crate) fn prefetched(p: *const u8) -> *const u8 {
-    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-    // SAFETY: a prefetch hint reads nothing architecturally and cannot fault, whatever the address.
-    unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH) as *const i8) };
-    p
+/// A packed weight's lines, zeroed, in their own anonymous mapping advised for transparent huge pages: decode
+/// streams every weight once per token, and with 4 KB pages each 4 KB of it costs a TLB miss (the page walk sits
+/// on the load's critical path).
+pub(crate) struct Lines {
+    map: memmap2::MmapMut,
+    len: usize,
+}
+
+impl Lines {
+    /// `len` zeroed lines.
+    pub(crate) fn zeroed(len: usize) -> Self {
+        let bytes = (len * 64).max(64);
+        let map = match memmap2::MmapMut::map_anon(bytes) {
+            Ok(m) => m,
+            Err(e) => panic!("cannot map {bytes} bytes for a packed weight: {e}"),
+        };
+        #[cfg(target_os = "linux")]
+        {
+            // A hint: without it (THP off) the pages are 4 KB, as before.
+            let _ = map.advise(memmap2::Advice::HugePage);
+        }
+        Self { map, len }
+    }
+}
+
+impl std::ops::Deref for Lines {
+    type Target = [Line];
+    fn deref(&self) -> &[Line] {
+        // SAFETY: the mapping is page aligned (so 64-byte aligned), holds at least `len` lines, and any bytes are a
+        // valid `Line`.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr() as *const Line, self.len) }
+    }
+}
+
+impl std::ops::DerefMut for Lines {
+    fn deref_mut(&mut self) -> &mut [Line] {
+        // SAFETY: as `deref`, and the mapping is ours alone.
+        unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr() as *mut Line, self.len) }
+    }
 }
 
 /// Whether a `rows × cols` weight fits panels of [`NR`] rows and whole blocks of `block` elements.
