@@ -9,7 +9,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use lar_engine::physical_cores;
-use lar_models::{KvStore, Model, SeqBatch, ThreadPool};
+use lar_engine::runner::{Runner, parse_device};
+use lar_models::{Model, SeqBatch, ThreadPool};
 
 use crate::common::{model_path, peak_rss_bytes};
 
@@ -31,6 +32,10 @@ pub struct Args {
     pub reps: usize,
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Where the forward pass runs: cpu (our kernels), cuda or cuda:N (a build with `--features cuda`),
+    /// candle-cpu.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     #[arg(long)]
     pub json: bool,
 }
@@ -109,21 +114,22 @@ pub fn main(args: Args) -> Result<()> {
     if args.reps == 0 || (args.n_prompt == 0 && args.n_gen == 0) {
         bail!("nothing to measure: give -r >= 1 and -p or -n > 0");
     }
+    let device = parse_device(&args.device)?;
     let path = model_path(model)?;
     let file = Arc::new(lar_models::open_model(&path)?);
     // Planned first, like run and chat: a bench that will not fit is refused with the numbers.
     crate::plan::check_fits(&file, Some(args.n_prompt.max(args.n_gen) + 1))?;
-    let model = Model::from_gguf(file).with_context(|| format!("loading {}", path.display()))?;
+    let model = Model::from_gguf_with(file, device.is_none())
+        .with_context(|| format!("loading {}", path.display()))?;
     let threads = if args.threads == 0 {
         physical_cores()
     } else {
         args.threads
     };
-    let pool = ThreadPool::new(threads);
-    let hp = &model.hp;
+    let hp = model.hp.clone();
     let ctx = args.n_prompt.max(args.n_gen) + 1;
     let bs = 16;
-    let mut kv = KvStore::new(bs, hp.n_layers, hp.kv_dim(), ctx.div_ceil(bs));
+    let mut runner = Runner::new(model, device.as_deref(), bs, ctx.div_ceil(bs), threads)?;
     let table: Vec<u32> = (0..ctx.div_ceil(bs) as u32).collect();
     let mut rng = lar_engine::sampler::Rng::new(42);
     let mut random_tokens = |n: usize| -> Vec<u32> {
@@ -131,7 +137,7 @@ pub fn main(args: Args) -> Result<()> {
             .map(|_| (rng.next_u64() % hp.n_vocab as u64) as u32)
             .collect()
     };
-    let run_prompt = |tokens: &[u32], kv: &mut KvStore| -> Result<()> {
+    let run_prompt = |tokens: &[u32], runner: &mut Runner| -> Result<()> {
         for (i, chunk) in tokens.chunks(UBATCH).enumerate() {
             let b = SeqBatch {
                 tokens: chunk,
@@ -139,24 +145,20 @@ pub fn main(args: Args) -> Result<()> {
                 block_table: &table,
                 all_logits: false,
             };
-            model.forward(&[b], kv, &pool)?;
+            runner.forward(&[b])?;
         }
         Ok(())
     };
     // Warm-up as llama-bench does it: one full prompt pass and one generated token, so the weights are paged in
     // and the cache blocks allocated before anything is timed.
-    run_prompt(&random_tokens(args.n_prompt.max(1)), &mut kv)?;
+    run_prompt(&random_tokens(args.n_prompt.max(1)), &mut runner)?;
     let tok = random_tokens(1);
-    model.forward(
-        &[SeqBatch {
-            tokens: &tok,
-            pos: 0,
-            block_table: &table,
-            all_logits: false,
-        }],
-        &mut kv,
-        &pool,
-    )?;
+    runner.forward(&[SeqBatch {
+        tokens: &tok,
+        pos: 0,
+        block_table: &table,
+        all_logits: false,
+    }])?;
     let bar = ProgressBar::new((args.reps * 2) as u64);
     bar.set_style(
         ProgressStyle::with_template("{msg} {bar:30} {pos}/{len}")
@@ -168,7 +170,7 @@ pub fn main(args: Args) -> Result<()> {
         if args.n_prompt > 0 {
             let toks = random_tokens(args.n_prompt);
             let t = Instant::now();
-            run_prompt(&toks, &mut kv)?;
+            run_prompt(&toks, &mut runner)?;
             pp.push(args.n_prompt as f64 / t.elapsed().as_secs_f64());
         }
         bar.inc(1);
@@ -182,7 +184,7 @@ pub fn main(args: Args) -> Result<()> {
                     block_table: &table,
                     all_logits: false,
                 };
-                model.forward(&[b], &mut kv, &pool)?;
+                runner.forward(&[b])?;
             }
             tg.push(args.n_gen as f64 / t.elapsed().as_secs_f64());
         }
@@ -195,6 +197,7 @@ pub fn main(args: Args) -> Result<()> {
         let v = serde_json::json!({
             "model": path.display().to_string(),
             "threads": threads,
+            "device": runner.device(),
             "n_prompt": args.n_prompt,
             "n_gen": args.n_gen,
             "repetitions": args.reps,

@@ -60,6 +60,10 @@ pub struct EngineArgs {
     /// Threads; default: the number of physical cores.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Where the forward pass runs: cpu (our kernels), cuda or cuda:N (through candle; a build with
+    /// `--features cuda`), candle-cpu (the GPU path on candle's CPU kernels, for checking it).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 impl EngineArgs {
@@ -79,6 +83,7 @@ impl EngineArgs {
         let cfg = EngineConfig {
             ctx: Some(ctx),
             threads: self.threads,
+            device: lar_engine::runner::parse_device(&self.device)?,
             ..Default::default()
         };
         Engine::from_file(file, &cfg).with_context(|| format!("loading {}", path.display()))

@@ -9,13 +9,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use lar_models::{KvStore, Model, SeqBatch, ThreadPool};
+use lar_models::{Model, SeqBatch};
 use lar_tokenizer::detok::{StopMatcher, Utf8Stream};
 use lar_tokenizer::{ChatTemplate, Tokenizer};
 use lar_types::{
     ChatMessage, FinishReason, GenerationStats, SamplingParams, TokenEvent, TokenLogprob,
 };
 
+use crate::runner::Runner;
 use crate::sampler::Sampler;
 use crate::scheduler::{BlockManager, Scheduled, Scheduler};
 use crate::{Error, Result};
@@ -35,6 +36,9 @@ pub struct EngineConfig {
     pub max_seqs: usize,
     /// Tokens the KV store holds over all sequences; `None`: `ctx` (enough for one full sequence).
     pub kv_tokens: Option<usize>,
+    /// Where the forward pass runs: `None`, our CPU kernels; else a candle device (`cuda`, `cuda:N`, `cpu`), as
+    /// [`crate::runner::parse_device`] gives it.
+    pub device: Option<String>,
 }
 
 impl Default for EngineConfig {
@@ -46,6 +50,7 @@ impl Default for EngineConfig {
             max_batch_tokens: 512,
             max_seqs: 8,
             kv_tokens: None,
+            device: None,
         }
     }
 }
@@ -85,13 +90,11 @@ pub struct Output {
 }
 
 pub struct Engine {
-    pub model: Model,
     pub tokenizer: Tokenizer,
     /// Context length per sequence.
     pub ctx: usize,
-    kv: KvStore,
+    runner: Runner,
     sched: Scheduler,
-    pool: ThreadPool,
     reqs: HashMap<u64, Request>,
     next_id: u64,
 }
@@ -108,7 +111,8 @@ impl Engine {
     /// Loads the model of an opened file (which the caller may have planned first).
     pub fn from_file(file: Arc<lar_models::Gguf>, cfg: &EngineConfig) -> Result<Self> {
         let tokenizer = Tokenizer::from_gguf(&file)?;
-        let model = Model::from_gguf(file)?;
+        // Repacked for our CPU kernels only when they are the ones that run.
+        let model = Model::from_gguf_with(file, cfg.device.is_none())?;
         if tokenizer.vocab.len() > model.hp.n_vocab {
             return Err(Error::Invalid(format!(
                 "the tokenizer has {} tokens but the model's embedding only {}",
@@ -116,14 +120,13 @@ impl Engine {
                 model.hp.n_vocab
             )));
         }
-        Ok(Self::new(model, tokenizer, cfg))
+        Self::new(model, tokenizer, cfg)
     }
 
-    pub fn new(model: Model, tokenizer: Tokenizer, cfg: &EngineConfig) -> Self {
+    pub fn new(model: Model, tokenizer: Tokenizer, cfg: &EngineConfig) -> Result<Self> {
         let ctx = cfg.ctx.unwrap_or(model.hp.ctx_train).max(1);
         let bs = cfg.block_size.max(1);
         let n_blocks = cfg.kv_tokens.unwrap_or(ctx).max(ctx).div_ceil(bs);
-        let kv = KvStore::new(bs, model.hp.n_layers, model.hp.kv_dim(), n_blocks);
         let sched = Scheduler::new(
             BlockManager::new(n_blocks, bs),
             cfg.max_batch_tokens,
@@ -134,21 +137,31 @@ impl Engine {
         } else {
             cfg.threads
         };
-        Self {
-            model,
+        let runner = Runner::new(model, cfg.device.as_deref(), bs, n_blocks, threads)?;
+        Ok(Self {
             tokenizer,
             ctx,
-            kv,
+            runner,
             sched,
-            pool: ThreadPool::new(threads),
             reqs: HashMap::new(),
             next_id: 1,
-        }
+        })
+    }
+
+    /// The loaded model.
+    pub fn model(&self) -> &Model {
+        &self.runner.model
+    }
+
+    /// Where the forward pass runs (`cpu`, `cuda:0`, `candle-cpu`).
+    pub fn device(&self) -> String {
+        self.runner.device()
     }
 
     /// The model's own chat template, if it has one.
     pub fn model_template(&self) -> Option<&str> {
-        self.model
+        self.runner
+            .model
             .file
             .get("tokenizer.chat_template")
             .and_then(|v| v.as_str())
@@ -232,7 +245,7 @@ impl Engine {
         }
         if let Some(&bad) = prompt
             .iter()
-            .find(|&&t| t as usize >= self.model.hp.n_vocab)
+            .find(|&&t| t as usize >= self.runner.model.hp.n_vocab)
         {
             return Err(Error::Invalid(format!(
                 "token id {bad} is outside the vocabulary"
@@ -292,7 +305,7 @@ impl Engine {
                     }
                 })
                 .collect();
-            self.model.forward(&batch, &mut self.kv, &self.pool)?
+            self.runner.forward(&batch)?
         };
         let mut finished = Vec::new();
         for (it, mut row) in items.iter().zip(logits) {

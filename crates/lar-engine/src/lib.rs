@@ -1,8 +1,10 @@
-//! The inference engine: [`Engine`] (the loop), [`scheduler`] (books on sequences and KV blocks) and [`sampler`];
-//! [`embed`]: sentence embeddings with BERT-family encoders.
+//! The inference engine: [`Engine`] (the loop), [`scheduler`] (books on sequences and KV blocks), [`sampler`] and
+//! [`runner`] (where the forward pass runs: our CPU kernels or the candle backend on a GPU); [`embed`]: sentence
+//! embeddings with BERT-family encoders.
 
 pub mod embed;
 pub mod engine;
+pub mod runner;
 pub mod sampler;
 pub mod scheduler;
 

@@ -41,6 +41,9 @@ pub enum Error {
     },
     #[error("{0}")]
     Unsupported(String),
+    /// An error of the candle backend (device, kernel or shape).
+    #[error("candle: {0}")]
+    Backend(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

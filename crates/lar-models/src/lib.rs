@@ -16,6 +16,8 @@ pub mod arch;
 pub mod attention;
 pub mod bert;
 pub mod bert_ops;
+#[cfg(feature = "candle")]
+pub mod candle_backend;
 pub mod error;
 pub mod gemm_i8;
 pub mod gguf;

@@ -111,8 +111,8 @@ pub struct Model {
     pub(crate) output_norm: Vec<f32>,
     pub(crate) output: Weight,
     pub(crate) layers: Vec<Layer>,
-    inv_freq: Vec<f32>,
-    inv_freq_swa: Vec<f32>,
+    pub(crate) inv_freq: Vec<f32>,
+    pub(crate) inv_freq_swa: Vec<f32>,
 }
 
 /// New tokens of one sequence within a batch.
@@ -137,6 +137,12 @@ impl Model {
     }
 
     pub fn from_gguf(file: Arc<Gguf>) -> Result<Self> {
+        Self::from_gguf_with(file, true)
+    }
+
+    /// As [`Model::from_gguf`]; `pack: false` keeps every weight in the file's layout (for a model that runs on
+    /// another device, where a repacked copy in host memory would be dead weight).
+    pub fn from_gguf_with(file: Arc<Gguf>, pack: bool) -> Result<Self> {
         if file.is_header_only() {
             return Err(Error::Invalid(
                 "only the header of this model file was read; it can be planned, not run".into(),
@@ -166,7 +172,9 @@ impl Model {
         let output = match file.tensor("output.weight") {
             Some(_) => {
                 let mut w = Weight::load(&file, "output.weight", hp.n_vocab, d)?;
-                w.pack();
+                if pack {
+                    w.pack();
+                }
                 w
             }
             None => tok_embd.clone(),
@@ -228,7 +236,7 @@ impl Model {
         }
         // Repacked for this CPU's kernels where it has faster ones (not the embedding table: its rows are read
         // one by one in the file's layout).
-        for l in &mut layers {
+        for l in layers.iter_mut().filter(|_| pack) {
             for w in [
                 &mut l.wq,
                 &mut l.wk,

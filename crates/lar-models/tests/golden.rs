@@ -55,17 +55,24 @@ fn argmax(x: &[f32]) -> u32 {
         .0 as u32
 }
 
-fn check(model_file: &str, golden: &str) {
+/// The model's logits for every position of the golden text, in two chunks so the second half reads the cache the
+/// first half wrote: our CPU engine, or (`candle`) the candle backend on candle's CPU device.
+fn forced_logits(model_file: &str, f: &Forced, candle: bool) -> Vec<Vec<f32>> {
     let model =
         Model::from_gguf(Arc::new(open_model(&testdata::model(model_file)).unwrap())).unwrap();
-    let f = load_forced(golden);
     let n = f.ids.len();
     assert_eq!(n, 512);
     let bs = 16;
-    let mut kv = KvStore::new(bs, model.hp.n_layers, model.hp.kv_dim(), n.div_ceil(bs));
     let table: Vec<u32> = (0..n.div_ceil(bs) as u32).collect();
     let pool = ThreadPool::new(2);
-    // Two chunks, so the second half reads the cache the first half wrote.
+    let mut kv = KvStore::new(bs, model.hp.n_layers, model.hp.kv_dim(), n.div_ceil(bs));
+    #[cfg(feature = "candle")]
+    let mut cm = candle.then(|| {
+        let dev = lar_models::candle_backend::device("cpu").unwrap();
+        lar_models::candle_backend::CandleModel::new(&model, dev, bs, n.div_ceil(bs)).unwrap()
+    });
+    #[cfg(not(feature = "candle"))]
+    assert!(!candle, "built without the candle backend");
     let half = 300;
     let mut logits = Vec::new();
     for (start, end) in [(0, half), (half, n)] {
@@ -75,9 +82,27 @@ fn check(model_file: &str, golden: &str) {
             block_table: &table,
             all_logits: true,
         };
+        #[cfg(feature = "candle")]
+        let out = match cm.as_mut() {
+            Some(cm) => cm.forward(&[b]).unwrap().remove(0),
+            None => model.forward(&[b], &mut kv, &pool).unwrap().remove(0),
+        };
+        #[cfg(not(feature = "candle"))]
         let out = model.forward(&[b], &mut kv, &pool).unwrap().remove(0);
         logits.extend(out.chunks_exact(model.hp.n_vocab).map(|c| c.to_vec()));
     }
+    logits
+}
+
+fn check(model_file: &str, golden: &str) {
+    let f = load_forced(golden);
+    let logits = forced_logits(model_file, &f, false);
+    assess(model_file, &f, &logits);
+}
+
+/// The stated tolerances (module header) for `logits` against llama.cpp's.
+fn assess(model_file: &str, f: &Forced, logits: &[Vec<f32>]) {
+    let n = f.ids.len();
     let (mut agree, mut diff_sum, mut diff_n, mut flips) = (0, 0f64, 0, Vec::new());
     for (i, (row, top)) in logits.iter().zip(&f.top8).enumerate() {
         if argmax(row) == top[0].0 {
@@ -151,6 +176,30 @@ fn smollm2_teacher_forced_matches_llama_cpp() {
 #[test]
 fn gemma3_teacher_forced_matches_llama_cpp() {
     check(testdata::GEMMA3, "gemma3.json");
+}
+
+// The candle backend (what runs on CUDA), on candle's CPU device, held to the same tolerances.
+
+#[cfg(feature = "candle")]
+#[test]
+fn smollm2_on_candle_teacher_forced_matches_llama_cpp() {
+    let f = load_forced("smollm2.json");
+    assess(
+        "candle/smollm2",
+        &f,
+        &forced_logits(testdata::SMOLLM2, &f, true),
+    );
+}
+
+#[cfg(feature = "candle")]
+#[test]
+fn gemma3_on_candle_teacher_forced_matches_llama_cpp() {
+    let f = load_forced("gemma3.json");
+    assess(
+        "candle/gemma3",
+        &f,
+        &forced_logits(testdata::GEMMA3, &f, true),
+    );
 }
 
 // Hugging Face directories (safetensors, BF16 in two shards / F16) against llama.cpp on a GGUF holding the same
