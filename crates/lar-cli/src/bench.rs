@@ -77,7 +77,14 @@ fn bandwidth(threads: usize) -> f64 {
             let t = Instant::now();
             pool.run(parts, &|i| {
                 let s = lar_models::pool::split(words, parts, i);
-                let sum = buf[s].iter().fold(0u64, |a, &b| a.wrapping_add(b));
+                // Eight independent sums: one chain of adds would time the adds, not the memory.
+                let lanes = buf[s].chunks_exact(8).fold([0u64; 8], |mut acc, c| {
+                    for (a, &b) in acc.iter_mut().zip(c) {
+                        *a = a.wrapping_add(b);
+                    }
+                    acc
+                });
+                let sum = lanes.iter().fold(0u64, |a, &b| a.wrapping_add(b));
                 sink.fetch_add(sum, std::sync::atomic::Ordering::Relaxed);
             });
             (words * 8) as f64 / t.elapsed().as_secs_f64() / 1e9

@@ -21,9 +21,10 @@ use crate::quant::GgmlType;
 use crate::tensor::Weight;
 use crate::{Error, Result};
 
-/// A candle error as ours.
+/// A candle error as ours, on one line (candle appends a backtrace to some).
 fn ce(e: candle_core::Error) -> Error {
-    Error::Backend(e.to_string())
+    let s = e.to_string();
+    Error::Backend(s.lines().next().unwrap_or_default().to_string())
 }
 
 /// Opens the device named by `spec`: `cpu` (candle's own CPU kernels), `cuda` or `cuda:N`.
@@ -42,7 +43,12 @@ pub fn device(spec: &str) -> Result<Device> {
                     "this build of lar has no CUDA support: build it with `--features cuda`".into(),
                 ));
             }
-            Device::new_cuda(ordinal).map_err(ce)
+            Device::new_cuda(ordinal).map_err(|e| match ce(e) {
+                Error::Backend(m) => {
+                    Error::Backend(format!("cannot open CUDA device {ordinal}: {m}"))
+                }
+                other => other,
+            })
         }
         other => Err(Error::Invalid(format!(
             "unknown device '{other}' (cpu, cuda, cuda:N)"
