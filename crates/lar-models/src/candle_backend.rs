@@ -211,29 +211,8 @@ impl CandleModel {
         let mut slots_of: Vec<Vec<u32>> = Vec::with_capacity(batch.len());
         let mut tokens = Vec::new();
         for sb in batch {
+            sb.check(self.block_size, self.max_blocks, hp.n_vocab)?;
             let end = sb.pos + sb.tokens.len();
-            if sb.block_table.len() * self.block_size < end {
-                return Err(Error::Invalid(format!(
-                    "block table covers {} positions, batch needs {end}",
-                    sb.block_table.len() * self.block_size
-                )));
-            }
-            if let Some(&bad) = sb
-                .block_table
-                .iter()
-                .find(|&&b| b as usize >= self.max_blocks)
-            {
-                return Err(Error::Invalid(format!(
-                    "block id {bad} is beyond the cache's {} blocks",
-                    self.max_blocks
-                )));
-            }
-            if let Some(&t) = sb.tokens.iter().find(|&&t| t as usize >= hp.n_vocab) {
-                return Err(Error::Invalid(format!(
-                    "token id {t} is outside the vocabulary of {}",
-                    hp.n_vocab
-                )));
-            }
             let bs = self.block_size;
             slots_of.push(
                 (0..end)

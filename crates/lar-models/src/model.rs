@@ -127,6 +127,31 @@ pub struct SeqBatch<'a> {
     pub all_logits: bool,
 }
 
+impl SeqBatch<'_> {
+    /// That the block table covers the new positions with blocks of a cache of `max_blocks` blocks of
+    /// `block_size`, and that every token is in a vocabulary of `n_vocab`.
+    pub fn check(&self, block_size: usize, max_blocks: usize, n_vocab: usize) -> Result<()> {
+        let end = self.pos + self.tokens.len();
+        if self.block_table.len() * block_size < end {
+            return Err(Error::Invalid(format!(
+                "block table covers {} positions, batch needs {end}",
+                self.block_table.len() * block_size
+            )));
+        }
+        if let Some(&bad) = self.block_table.iter().find(|&&b| b as usize >= max_blocks) {
+            return Err(Error::Invalid(format!(
+                "block id {bad} is beyond the cache's {max_blocks} blocks"
+            )));
+        }
+        if let Some(&t) = self.tokens.iter().find(|&&t| t as usize >= n_vocab) {
+            return Err(Error::Invalid(format!(
+                "token id {t} is outside the vocabulary of {n_vocab}"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Largest head dimension the attention kernel's stack buffers take.
 const MAX_HEAD_DIM: usize = 512;
 
@@ -284,30 +309,8 @@ impl Model {
         // token index -> (sequence, position)
         let mut where_: Vec<(usize, usize)> = Vec::new();
         for (s, sb) in batch.iter().enumerate() {
-            let end = sb.pos + sb.tokens.len();
-            if sb.block_table.len() * kv.block_size < end {
-                return Err(Error::Invalid(format!(
-                    "block table covers {} positions, batch needs {end}",
-                    sb.block_table.len() * kv.block_size
-                )));
-            }
-            if let Some(&bad) = sb
-                .block_table
-                .iter()
-                .find(|&&b| b as usize >= kv.max_blocks)
-            {
-                return Err(Error::Invalid(format!(
-                    "block id {bad} is beyond the cache's {} blocks",
-                    kv.max_blocks
-                )));
-            }
-            if let Some(&t) = sb.tokens.iter().find(|&&t| t as usize >= hp.n_vocab) {
-                return Err(Error::Invalid(format!(
-                    "token id {t} is outside the vocabulary of {}",
-                    hp.n_vocab
-                )));
-            }
-            where_.extend((sb.pos..end).map(|p| (s, p)));
+            sb.check(kv.block_size, kv.max_blocks, hp.n_vocab)?;
+            where_.extend((sb.pos..sb.pos + sb.tokens.len()).map(|p| (s, p)));
         }
         let n = where_.len();
         if n == 0 {

@@ -56,6 +56,43 @@ pub fn golden_ids(v: &serde_json::Value) -> Vec<u32> {
         .collect()
 }
 
+/// Index of the largest value.
+pub fn argmax(x: &[f32]) -> usize {
+    x.iter()
+        .enumerate()
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |m, (i, &v)| if v > m.1 { (i, v) } else { m },
+        )
+        .0
+}
+
+/// Logits per position against a golden file's `logits` (llama.cpp's): panics where the argmax differs or the
+/// counts do, and returns the largest |difference|.
+pub fn max_diff_vs_golden(rows: &[Vec<f32>], golden: &serde_json::Value, what: &str) -> f32 {
+    let theirs = golden["logits"].as_array().expect("golden logits");
+    assert_eq!(rows.len(), theirs.len(), "{what}: positions");
+    let mut worst = 0f32;
+    for (pos, (ours, theirs)) in rows.iter().zip(theirs).enumerate() {
+        let theirs: Vec<f32> = theirs
+            .as_array()
+            .expect("a row of logits")
+            .iter()
+            .map(|v| v.as_f64().expect("a logit") as f32)
+            .collect();
+        assert_eq!(ours.len(), theirs.len(), "{what}: vocabulary");
+        assert_eq!(
+            argmax(ours),
+            argmax(&theirs),
+            "{what}: argmax differs at position {pos}"
+        );
+        for (a, b) in ours.iter().zip(&theirs) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    worst
+}
+
 /// Architectures with a tiny synthetic model.
 pub const TINY_ARCHS: [&str; 4] = ["llama", "qwen2", "qwen3", "phi3"];
 

@@ -1,7 +1,8 @@
 //! The candle backend (the forward pass that runs on CUDA with `--features cuda`) on candle's CPU device, so CI checks
 //! it without a GPU: the tiny random-weight models of every architecture against llama.cpp's logits (the goldens of
 //! tests/tiny_archs.rs), two sequences at once in scattered cache blocks, and clear errors for devices this build
-//! cannot open or batches it cannot run. The real models (Q4_1; Q4_K/Q5_0/Q6_K/Q8_0, Gemma 3's sliding windows) are
+//! cannot open or batches it cannot run. (lar-models builds the backend with its `candle` feature, which the workspace
+//! turns on through lar-engine: `cargo test --workspace`, or `-p lar-models --features candle`.) The real models (Q4_1; Q4_K/Q5_0/Q6_K/Q8_0, Gemma 3's sliding windows) are
 //! held to llama.cpp's teacher-forced logits in tests/golden.rs.
 #![cfg(feature = "candle")]
 
@@ -9,13 +10,6 @@ use std::sync::Arc;
 
 use lar_models::candle_backend::{CandleModel, device};
 use lar_models::{Gguf, Model, SeqBatch, testdata};
-
-fn argmax(x: &[f32]) -> usize {
-    x.iter()
-        .enumerate()
-        .fold((0, f32::MIN), |m, (i, &v)| if v > m.1 { (i, v) } else { m })
-        .0
-}
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
@@ -78,19 +72,7 @@ fn tiny_models_on_candle_cpu_match_llama_cpp() {
         let ids = testdata::golden_ids(&golden["ids"]);
         let mut cm = CandleModel::new(&model, device("cpu").unwrap(), 4, 2 * ids.len()).unwrap();
         let rows = run_two(&mut cm, &ids, 10);
-        let theirs = golden["logits"].as_array().unwrap();
-        assert_eq!(rows.len(), theirs.len());
-        let mut worst = 0f32;
-        for (pos, (ours, theirs)) in rows.iter().zip(theirs).enumerate() {
-            let theirs: Vec<f32> = theirs
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap() as f32)
-                .collect();
-            assert_eq!(argmax(ours), argmax(&theirs), "{arch}: argmax at {pos}");
-            worst = worst.max(max_diff(ours, &theirs));
-        }
+        let worst = testdata::max_diff_vs_golden(&rows, &golden, arch);
         eprintln!("{arch}: max |logit diff| vs llama.cpp {worst:.5}");
         // As tests/tiny_archs.rs holds our CPU engine (F32 weights: only summation order and llama.cpp's f16 KV).
         assert!(worst <= 0.01, "{arch}: {worst}");

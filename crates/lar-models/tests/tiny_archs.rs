@@ -74,34 +74,7 @@ fn check_as(arch: &str, hf: Option<(&str, usize)>, tol: f32) {
             .unwrap();
         rows.push(out[0].clone());
     }
-    let mut max_diff = 0f32;
-    for (pos, (ours, theirs)) in rows
-        .iter()
-        .zip(golden["logits"].as_array().unwrap())
-        .enumerate()
-    {
-        let theirs: Vec<f32> = theirs
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect();
-        assert_eq!(ours.len(), theirs.len());
-        for (a, b) in ours.iter().zip(&theirs) {
-            max_diff = max_diff.max((a - b).abs());
-        }
-        let am = |x: &[f32]| {
-            x.iter()
-                .enumerate()
-                .fold((0, f32::MIN), |m, (i, &v)| if v > m.1 { (i, v) } else { m })
-                .0
-        };
-        assert_eq!(
-            am(ours),
-            am(&theirs),
-            "{arch}: argmax differs at position {pos}"
-        );
-    }
+    let max_diff = testdata::max_diff_vs_golden(&rows, &golden, arch);
     eprintln!("{arch} {hf:?}: max |logit diff| vs llama.cpp {max_diff:.5}");
     assert!(
         max_diff <= tol,
