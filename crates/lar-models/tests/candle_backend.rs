@@ -1,9 +1,10 @@
 //! The candle backend (the forward pass that runs on CUDA with `--features cuda`) on candle's CPU device, so CI checks
 //! it without a GPU: the tiny random-weight models of every architecture against llama.cpp's logits (the goldens of
 //! tests/tiny_archs.rs), two sequences at once in scattered cache blocks, and clear errors for devices this build
-//! cannot open or batches it cannot run. (lar-models builds the backend with its `candle` feature, which the workspace
-//! turns on through lar-engine: `cargo test --workspace`, or `-p lar-models --features candle`.) The real models (Q4_1; Q4_K/Q5_0/Q6_K/Q8_0, Gemma 3's sliding windows) are
-//! held to llama.cpp's teacher-forced logits in tests/golden.rs.
+//! cannot open or batches it cannot run. The real models (Q4_1; Q4_K/Q5_0/Q6_K/Q8_0, Gemma 3's sliding windows) are
+//! held to llama.cpp's teacher-forced logits in tests/golden.rs. lar-models builds the backend with its `candle`
+//! feature, which the workspace turns on through lar-engine: `cargo test --workspace`, or `-p lar-models --features
+//! candle`.
 #![cfg(feature = "candle")]
 
 use std::sync::Arc;
