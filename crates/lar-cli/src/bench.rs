@@ -65,11 +65,23 @@ fn stats(mut v: Vec<f64>) -> Stats {
     }
 }
 
-/// Median read bandwidth in GB/s: the pool's threads sum disjoint parts of a 1 GiB buffer, 5 times.
+/// Median read bandwidth in GB/s: the pool's threads sum disjoint parts of a 1 GiB buffer, 5 times. The buffer is
+/// advised for huge pages, as the repacked weights are (`quant::panels::Lines`), so the limit it sets is the one
+/// decode runs against.
 fn bandwidth(threads: usize) -> f64 {
     let pool = ThreadPool::new(threads);
     let words = (1usize << 30) / 8;
-    let buf: Vec<u64> = (0..words as u64).collect();
+    let mut map = match memmap2::MmapMut::map_anon(words * 8) {
+        Ok(m) => m,
+        Err(_) => return 0.0,
+    };
+    #[cfg(target_os = "linux")]
+    let _ = map.advise(memmap2::Advice::HugePage);
+    for (i, c) in map.chunks_exact_mut(8).enumerate() {
+        c.copy_from_slice(&(i as u64).to_le_bytes());
+    }
+    // SAFETY: the mapping is page aligned, `words · 8` bytes long, ours alone, and any bytes are valid u64s.
+    let buf: &[u64] = unsafe { std::slice::from_raw_parts(map.as_ptr() as *const u64, words) };
     let parts = pool.n_threads();
     let sink = std::sync::atomic::AtomicU64::new(0);
     let mut rates: Vec<f64> = (0..5)
