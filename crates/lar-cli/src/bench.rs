@@ -68,13 +68,10 @@ fn stats(mut v: Vec<f64>) -> Stats {
 /// Median read bandwidth in GB/s: the pool's threads sum disjoint parts of a 1 GiB buffer, 5 times. The buffer is
 /// advised for huge pages, as the repacked weights are (`quant::panels::Lines`), so the limit it sets is the one
 /// decode runs against.
-fn bandwidth(threads: usize) -> f64 {
+fn bandwidth(threads: usize) -> Result<f64> {
     let pool = ThreadPool::new(threads);
     let words = (1usize << 30) / 8;
-    let mut map = match memmap2::MmapMut::map_anon(words * 8) {
-        Ok(m) => m,
-        Err(_) => return 0.0,
-    };
+    let mut map = memmap2::MmapMut::map_anon(words * 8).context("mapping 1 GiB to read")?;
     #[cfg(target_os = "linux")]
     let _ = map.advise(memmap2::Advice::HugePage);
     for (i, c) in map.chunks_exact_mut(8).enumerate() {
@@ -103,7 +100,7 @@ fn bandwidth(threads: usize) -> f64 {
         })
         .collect();
     rates.sort_by(f64::total_cmp);
-    rates[2]
+    Ok(rates[2])
 }
 
 pub fn main(args: Args) -> Result<()> {
@@ -113,7 +110,7 @@ pub fn main(args: Args) -> Result<()> {
         } else {
             args.threads
         };
-        let bw = bandwidth(threads);
+        let bw = bandwidth(threads)?;
         if args.json {
             println!(
                 "{}",

@@ -209,6 +209,7 @@ fn bench_json_has_the_fields() {
 /// `--device candle-cpu`: the path that runs on CUDA (the candle backend), here on candle's CPU kernels, through the
 /// same engine and CLI. Greedy text agrees with our CPU kernels at the start (later tokens may part at near-ties:
 /// the two sum floats in different orders), bench reports the device, and devices this build lacks are clear errors.
+/// (A candle run that fell through to our kernels would fail: the CPU cache is not allocated on a candle device.)
 #[test]
 fn the_candle_device_runs_the_same_model() {
     let run = |device: &str| {

@@ -153,11 +153,6 @@ impl Engine {
         &self.runner.model
     }
 
-    /// Where the forward pass runs (`cpu`, `cuda:0`, `candle-cpu`).
-    pub fn device(&self) -> String {
-        self.runner.device()
-    }
-
     /// The model's own chat template, if it has one.
     pub fn model_template(&self) -> Option<&str> {
         self.runner

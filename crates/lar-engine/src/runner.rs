@@ -40,7 +40,8 @@ impl Runner {
         threads: usize,
     ) -> Result<Self> {
         let hp = &model.hp;
-        let pool = ThreadPool::new(threads);
+        // Our kernels' threads; a candle device brings its own.
+        let pool = ThreadPool::new(if device.is_some() { 1 } else { threads });
         let Some(dev) = device else {
             return Ok(Self {
                 kv: KvStore::new(block_size, hp.n_layers, hp.kv_dim(), n_blocks),
@@ -61,7 +62,7 @@ impl Runner {
                 model,
                 pool,
                 candle: Some(cm),
-                device: dev.to_string(),
+                device: if dev == "cpu" { "candle-cpu" } else { dev }.to_string(),
             })
         }
         #[cfg(not(feature = "candle"))]
@@ -79,22 +80,8 @@ impl Runner {
         Ok(self.model.forward(batch, &mut self.kv, &self.pool)?)
     }
 
-    /// `cpu` for our kernels, else the candle device's spec (`cuda:0`, ...; `candle-cpu` for candle's CPU).
-    pub fn device(&self) -> String {
-        match self.device.as_str() {
-            "cpu" if self.is_candle() => "candle-cpu".into(),
-            d => d.into(),
-        }
-    }
-
-    fn is_candle(&self) -> bool {
-        #[cfg(feature = "candle")]
-        return self.candle.is_some();
-        #[cfg(not(feature = "candle"))]
-        false
-    }
-
-    pub fn threads(&self) -> usize {
-        self.pool.n_threads()
+    /// `cpu` for our kernels, else the device as `--device` named it (`cuda`, `cuda:1`, `candle-cpu`).
+    pub fn device(&self) -> &str {
+        &self.device
     }
 }

@@ -16,7 +16,7 @@
 use candle_core::quantized::{GgmlDType, QMatMul, ggml_file::qtensor_from_ggml};
 use candle_core::{D, DType, Device, Module, Tensor};
 
-use crate::model::{Activation, Hparams, Layer, Model, SeqBatch};
+use crate::model::{Activation, Hparams, Layer, Model, SeqBatch, logit_rows, split_logits};
 use crate::quant::GgmlType;
 use crate::tensor::Weight;
 use crate::{Error, Result};
@@ -199,14 +199,10 @@ impl CandleModel {
         })
     }
 
-    pub fn device(&self) -> &Device {
-        &self.dev
-    }
-
     /// As [`Model::forward`]: logits per sequence (the last token's, or every token's with `all_logits`); writes the
     /// batch's K and V into the device cache at their block-table slots.
     pub fn forward(&mut self, batch: &[SeqBatch]) -> Result<Vec<Vec<f32>>> {
-        let hp = self.hp.clone();
+        let hp = &self.hp;
         let d = hp.n_embd;
         let mut slots_of: Vec<Vec<u32>> = Vec::with_capacity(batch.len());
         let mut tokens = Vec::new();
@@ -236,18 +232,7 @@ impl CandleModel {
         for il in 0..self.layers.len() {
             x = self.layer(il, &x, batch, &slots_of).map_err(ce)?;
         }
-        // Logits only for the rows asked for.
-        let mut rows: Vec<u32> = Vec::new();
-        let mut start = 0u32;
-        for sb in batch {
-            let len = sb.tokens.len() as u32;
-            if sb.all_logits {
-                rows.extend(start..start + len);
-            } else if len > 0 {
-                rows.push(start + len - 1);
-            }
-            start += len;
-        }
+        let rows: Vec<u32> = logit_rows(batch).iter().map(|&r| r as u32).collect();
         let logits = (|| {
             let idx = Tensor::new(rows.as_slice(), &self.dev)?;
             let sel = x.index_select(&idx, 0)?;
@@ -255,20 +240,11 @@ impl CandleModel {
             self.output
                 .forward(&sel)?
                 .to_dtype(DType::F32)?
-                .to_vec2::<f32>()
+                .flatten_all()?
+                .to_vec1::<f32>()
         })()
         .map_err(ce)?;
-        let mut out = Vec::with_capacity(batch.len());
-        let mut it = logits.into_iter();
-        for sb in batch {
-            let take = if sb.all_logits {
-                sb.tokens.len()
-            } else {
-                usize::from(!sb.tokens.is_empty())
-            };
-            out.push(it.by_ref().take(take).flatten().collect());
-        }
-        Ok(out)
+        Ok(split_logits(batch, &logits, hp.n_vocab))
     }
 
     /// One transformer layer over the batch's rows `x` (`[n, d]`).

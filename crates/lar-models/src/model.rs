@@ -424,18 +424,7 @@ impl Model {
             }
             add(&mut x, &o);
         }
-        // Logits only for the rows asked for.
-        let mut rows: Vec<usize> = Vec::new();
-        let mut start = 0;
-        for sb in batch {
-            let len = sb.tokens.len();
-            if sb.all_logits {
-                rows.extend(start..start + len);
-            } else if len > 0 {
-                rows.push(start + len - 1);
-            }
-            start += len;
-        }
+        let rows = logit_rows(batch);
         let mut sel = vec![0f32; rows.len() * d];
         for (j, &r) in rows.iter().enumerate() {
             ops::rms_norm(
@@ -453,18 +442,7 @@ impl Model {
             &mut logits,
             pool,
         );
-        let mut out = Vec::with_capacity(batch.len());
-        let mut j = 0;
-        for sb in batch {
-            let take = if sb.all_logits {
-                sb.tokens.len()
-            } else {
-                usize::from(!sb.tokens.is_empty())
-            };
-            out.push(logits[j * nv..(j + take) * nv].to_vec());
-            j += take;
-        }
-        Ok(out)
+        Ok(split_logits(batch, &logits, nv))
     }
 
     /// Causal (and, on sliding-window layers, windowed) attention of every new token over its sequence's cache:
@@ -495,6 +473,39 @@ impl Model {
         };
         crate::attention::attention(&a, out, pool);
     }
+}
+
+/// The rows of a batch's tokens (laid end to end) whose logits are asked for: every token of an `all_logits`
+/// sequence, else its last.
+pub(crate) fn logit_rows(batch: &[SeqBatch]) -> Vec<usize> {
+    let mut rows = Vec::new();
+    let mut start = 0;
+    for sb in batch {
+        let len = sb.tokens.len();
+        if sb.all_logits {
+            rows.extend(start..start + len);
+        } else if len > 0 {
+            rows.push(start + len - 1);
+        }
+        start += len;
+    }
+    rows
+}
+
+/// `logits` (`nv` per row of [`logit_rows`]) handed back per sequence.
+pub(crate) fn split_logits(batch: &[SeqBatch], logits: &[f32], nv: usize) -> Vec<Vec<f32>> {
+    let mut rows = logits.chunks_exact(nv);
+    batch
+        .iter()
+        .map(|sb| {
+            let take = if sb.all_logits {
+                sb.tokens.len()
+            } else {
+                usize::from(!sb.tokens.is_empty())
+            };
+            rows.by_ref().take(take).flatten().copied().collect()
+        })
+        .collect()
 }
 
 fn norm_rows(x: &[f32], w: &[f32], eps: f32, d: usize, out: &mut [f32]) {

@@ -240,10 +240,10 @@ impl PanelKernel for PackedQ6K {
                         // Two chains per activation row (as in the Q4_K kernel: shorter latency for decode).
                         let mut dot = [_mm512_setzero_si512(); T];
                         let mut dot2 = [_mm512_setzero_si512(); T];
+                        let masks = l.add(mask_line(s) * 64) as *const u64;
                         for k in 0..2 {
                             let q = _mm512_load_si512(l.add(quant_line(s, k) * 64) as *const _);
                             let (glo, ghi) = (4 * s + k, 4 * s + 2 + k);
-                            let masks = l.add(mask_line(s) * 64) as *const u64;
                             // The two top bits where the masks have them (adds: those bits are clear).
                             macro_rules! bits {
                                 ($v:expr, $g:expr) => {{
