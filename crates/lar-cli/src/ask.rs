@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use anyhow::{Result, bail};
-use lar_engine::Engine;
+use lar_engine::EngineHandle;
 use lar_rag::answer::{AskOptions, answer_from, retrieve};
 use lar_rag::search::SearchOptions;
 use lar_types::{ChatMessage, Generator, SamplingParams};
@@ -47,16 +47,16 @@ pub struct Args {
 
 /// The engine as the knowledge base sees a chat model.
 struct EngineGenerator {
-    engine: Engine,
+    engine: EngineHandle,
     template: Option<String>,
 }
 
 impl Generator for EngineGenerator {
     fn context_tokens(&self) -> usize {
-        self.engine.ctx
+        self.engine.ctx()
     }
     fn count_tokens(&self, text: &str) -> usize {
-        self.engine.tokenizer.encode(text, false, false).len()
+        self.engine.tokenizer().encode(text, false, false).len()
     }
     fn chat(
         &mut self,
@@ -67,14 +67,6 @@ impl Generator for EngineGenerator {
         let ids = self
             .engine
             .chat_tokens(messages, self.template.as_deref())?;
-        if ids.len() >= self.engine.ctx {
-            return Err(format!(
-                "the grounded prompt has {} tokens, the context {}",
-                ids.len(),
-                self.engine.ctx
-            )
-            .into());
-        }
         Ok(self
             .engine
             .generate(ids, params.clone(), |p| on_text(p))?
@@ -86,9 +78,13 @@ pub fn main(a: Args) -> Result<()> {
     if a.k == 0 {
         bail!("-k must be at least 1");
     }
-    if !(a.temperature >= 0.0 && a.temperature.is_finite()) {
-        bail!("--temperature must be a number >= 0");
-    }
+    let params = SamplingParams {
+        temperature: a.temperature,
+        max_tokens: a.max_tokens,
+        seed: a.seed,
+        ..SamplingParams::default()
+    };
+    params.validate().map_err(crate::common::param_error)?;
     let filter = a.filter.filter()?;
     let (_, store, emb) = crate::kb::open(&a.kb, a.engine.threads)?;
     let opts = AskOptions {
@@ -98,12 +94,7 @@ pub fn main(a: Args) -> Result<()> {
             ..Default::default()
         },
         answer_tokens: a.max_tokens,
-        params: SamplingParams {
-            temperature: a.temperature,
-            max_tokens: a.max_tokens,
-            seed: a.seed,
-            ..SamplingParams::default()
-        },
+        params,
         ..Default::default()
     };
     // Retrieval first: when nothing is relevant the answer is "I don't know" and the chat model is never loaded.

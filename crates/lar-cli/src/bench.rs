@@ -1,18 +1,20 @@
-//! `lar bench MODEL -p 512 -n 128 -r 5`: speed of the forward pass, measured as llama-bench does: prompt
-//! processing of `p` random tokens (in batches of 512) from an empty cache, and generation of `n` tokens one at a
-//! time from an empty cache, each repeated `r` times after a warm-up (one full prompt pass and one generated token,
-//! as llama-bench); medians, min and max, and peak RSS.
+//! `lar bench MODEL -p 512 -n 128 -r 5`: speed of the engine, measured as llama-bench does: prompt processing of
+//! `p` random tokens (in batches of 512) from an empty cache, and generation of `n` tokens one at a time from an
+//! empty cache, each repeated `r` times after a warm-up (one full prompt pass and one generated token, as
+//! llama-bench); medians, min and max, and peak RSS. Each test is a request through the engine's handle, as any
+//! client's would be, so the figures include scheduling, sampling and streaming.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use lar_engine::physical_cores;
-use lar_engine::runner::{Runner, parse_device};
-use lar_models::{Model, SeqBatch, ThreadPool};
+use lar_engine::{Device, EngineConfig, Event, Request, physical_cores};
+use lar_models::ThreadPool;
+use lar_plan::gate::Load;
+use lar_types::{FinishReason, SamplingParams};
 
-use crate::common::{model_path, peak_rss_bytes};
+use crate::common::{gate, model_path, peak_rss_bytes};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -124,57 +126,64 @@ pub fn main(args: Args) -> Result<()> {
     let Some(model) = &args.model else {
         bail!("give a model (or --bandwidth)")
     };
-    if args.threads > 1024 {
-        bail!("--threads must be at most 1024");
-    }
     if args.reps == 0 || (args.n_prompt == 0 && args.n_gen == 0) {
         bail!("nothing to measure: give -r >= 1 and -p or -n > 0");
     }
-    let device = parse_device(&args.device)?;
+    let threads =
+        lar_engine::load::check_threads(args.threads).map_err(|e| anyhow!("--threads: {e}"))?;
+    let device: Device = args.device.parse().map_err(|e| anyhow!("--device: {e}"))?;
     let path = model_path(model)?;
     let file = Arc::new(lar_models::open_model(&path)?);
+    // Room for the longer test and the token sampled after it.
+    let ctx = args.n_prompt.max(args.n_gen) + 4;
     // Planned first, like run and chat: a bench that will not fit is refused with the numbers.
-    crate::plan::check_fits(&file, Some(args.n_prompt.max(args.n_gen) + 1))?;
-    let model = Model::from_gguf_with(file, device.is_none())
-        .with_context(|| format!("loading {}", path.display()))?;
-    let threads = if args.threads == 0 {
-        physical_cores()
-    } else {
-        args.threads
+    gate(
+        &file,
+        Load {
+            ctx: Some(ctx),
+            ..Load::default()
+        },
+    )?;
+    let cfg = EngineConfig {
+        ctx: Some(ctx),
+        threads,
+        device,
+        max_batch_tokens: UBATCH,
+        ..Default::default()
     };
-    let hp = model.hp.clone();
-    let ctx = args.n_prompt.max(args.n_gen) + 1;
-    let bs = 16;
-    let mut runner = Runner::new(model, device.as_deref(), bs, ctx.div_ceil(bs), threads)?;
-    let table: Vec<u32> = (0..ctx.div_ceil(bs) as u32).collect();
+    // The engine like any other client: the prompt in chunks of 512 through its scheduler, each generated token
+    // sampled (greedy) and streamed.
+    let engine =
+        lar_engine::from_file(file, &cfg).with_context(|| format!("loading {}", path.display()))?;
+    let n_vocab = engine.model().n_vocab;
     let mut rng = lar_engine::sampler::Rng::new(42);
     let mut random_tokens = |n: usize| -> Vec<u32> {
         (0..n)
-            .map(|_| (rng.next_u64() % hp.n_vocab as u64) as u32)
+            .map(|_| (rng.next_u64() % n_vocab as u64) as u32)
             .collect()
     };
-    let run_prompt = |tokens: &[u32], runner: &mut Runner| -> Result<()> {
-        for (i, chunk) in tokens.chunks(UBATCH).enumerate() {
-            let b = SeqBatch {
-                tokens: chunk,
-                pos: i * UBATCH,
-                block_table: &table,
-                all_logits: false,
-            };
-            runner.forward(&[b])?;
+    let run = |prompt: Vec<u32>, n: usize| -> Result<lar_types::GenerationStats> {
+        let params = SamplingParams {
+            ignore_eos: true,
+            ..SamplingParams::greedy(n)
+        };
+        let stream = engine.submit(Request::new(prompt, params))?;
+        for ev in stream {
+            if let Event::Done(f) = ev {
+                return match f.reason {
+                    FinishReason::Length => Ok(f.stats),
+                    r => Err(anyhow!(
+                        "the benchmark's request ended with {r:?}: {}",
+                        f.error.unwrap_or_default()
+                    )),
+                };
+            }
         }
-        Ok(())
+        bail!("the engine stopped")
     };
     // Warm-up as llama-bench does it: one full prompt pass and one generated token, so the weights are paged in
     // and the cache blocks allocated before anything is timed.
-    run_prompt(&random_tokens(args.n_prompt.max(1)), &mut runner)?;
-    let tok = random_tokens(1);
-    runner.forward(&[SeqBatch {
-        tokens: &tok,
-        pos: 0,
-        block_table: &table,
-        all_logits: false,
-    }])?;
+    run(random_tokens(args.n_prompt.max(1)), 2)?;
     let bar = ProgressBar::new((args.reps * 2) as u64);
     bar.set_style(
         ProgressStyle::with_template("{msg} {bar:30} {pos}/{len}")
@@ -184,25 +193,15 @@ pub fn main(args: Args) -> Result<()> {
     let (mut pp, mut tg) = (Vec::new(), Vec::new());
     for _ in 0..args.reps {
         if args.n_prompt > 0 {
-            let toks = random_tokens(args.n_prompt);
-            let t = Instant::now();
-            run_prompt(&toks, &mut runner)?;
-            pp.push(args.n_prompt as f64 / t.elapsed().as_secs_f64());
+            // Prompt processing: the time to the first token (the prompt's passes and one sampled token).
+            let st = run(random_tokens(args.n_prompt), 1)?;
+            pp.push(st.prompt_tps());
         }
         bar.inc(1);
         if args.n_gen > 0 {
-            let toks = random_tokens(args.n_gen);
-            let t = Instant::now();
-            for (pos, tok) in toks.iter().enumerate() {
-                let b = SeqBatch {
-                    tokens: std::slice::from_ref(tok),
-                    pos,
-                    block_table: &table,
-                    all_logits: false,
-                };
-                runner.forward(&[b])?;
-            }
-            tg.push(args.n_gen as f64 / t.elapsed().as_secs_f64());
+            // Generation: n_gen decode passes after the first token.
+            let st = run(random_tokens(1), args.n_gen + 1)?;
+            tg.push(st.gen_tps());
         }
         bar.inc(1);
     }
@@ -213,7 +212,7 @@ pub fn main(args: Args) -> Result<()> {
         let v = serde_json::json!({
             "model": path.display().to_string(),
             "threads": threads,
-            "device": runner.device(),
+            "device": engine.model().device,
             "n_prompt": args.n_prompt,
             "n_gen": args.n_gen,
             "repetitions": args.reps,

@@ -30,7 +30,7 @@ pub struct Args {
 pub fn main(args: Args) -> Result<()> {
     let mut params = args.sampling.params()?;
     let template = template_source(&args.template)?;
-    let mut engine = args.engine.load(&args.model)?;
+    let engine = args.engine.load(&args.model)?;
     // Fail now, not after the first question, if there is no template.
     engine.chat_tokens(&[ChatMessage::new(Role::User, "hi")], template.as_deref())?;
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -72,13 +72,13 @@ pub fn main(args: Args) -> Result<()> {
             .collect();
         msgs.extend(history.iter().cloned());
         // Keep room for the answer; drop the oldest turns when the conversation outgrows the context.
-        let reserve = params.max_tokens.min(engine.ctx / 2);
+        let reserve = params.max_tokens.min(engine.ctx() / 2);
         let ids = match engine.chat_tokens_fitting(&msgs, template.as_deref(), reserve) {
             Ok((ids, 0)) => ids,
             Ok((ids, dropped)) => {
                 eprintln!(
                     "(the conversation outgrew the context of {}: dropped the {dropped} oldest messages)",
-                    engine.ctx
+                    engine.ctx()
                 );
                 history.drain(..dropped);
                 ids

@@ -1,56 +1,16 @@
-//! What several subcommands share: finding the model file, the engine options, sampling flags.
+//! What several subcommands share: the engine flags, sampling flags, and how the library's errors are shown with
+//! the flag that caused them. No policy lives here: model resolution is `lar_store::resolve`, the memory gate
+//! `lar_plan::gate`, parameter ranges `SamplingParams::validate`, engine limits `lar_engine::load`.
 
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
-use lar_engine::{Engine, EngineConfig};
-use lar_types::SamplingParams;
+use anyhow::{Context, Result, anyhow};
+use lar_engine::{EngineConfig, EngineHandle};
+use lar_plan::gate::Load;
+use lar_plan::size::parse_bytes;
+use lar_types::{ParamError, SamplingParams};
 
-/// Resolves MODEL: a `.gguf` file, a directory holding exactly one or a Hugging Face model, or a store name.
-pub fn model_path(model: &str) -> Result<PathBuf> {
-    let p = Path::new(model);
-    if !p.exists() {
-        // A name in the store, checked (size and mtime of every file) before anything is loaded.
-        let Ok(name) = lar_store::ModelName::parse(model) else {
-            bail!(
-                "model '{model}' not found (give a .gguf file, a model directory, or a name from `lar list`)"
-            );
-        };
-        let store = crate::store::open()?;
-        return match store.resolve(&name) {
-            Ok(path) => Ok(path),
-            // A starter alias not pulled yet: pull it, as `ollama run` does.
-            Err(lar_store::Error::NotFound(_))
-                if crate::store::ALIASES.iter().any(|(a, _)| *a == model) =>
-            {
-                crate::store::pull_into(&store, model, None)?;
-                Ok(store.resolve(&name)?)
-            }
-            Err(lar_store::Error::NotFound(_)) => bail!(
-                "model '{model}' not found: no such file, and no model of that name in the store (see `lar list`)"
-            ),
-            Err(e) => Err(e.into()),
-        };
-    }
-    if p.is_dir() {
-        // A Hugging Face directory (config.json + safetensors), or a folder holding one GGUF file.
-        if p.join("config.json").exists() {
-            return Ok(p.to_path_buf());
-        }
-        let mut ggufs: Vec<PathBuf> = std::fs::read_dir(p)
-            .with_context(|| format!("reading {model}"))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|f| f.extension().is_some_and(|x| x == "gguf"))
-            .collect();
-        ggufs.sort();
-        return match ggufs.len() {
-            1 => Ok(ggufs.remove(0)),
-            0 => bail!("{model} holds no .gguf file and no config.json"),
-            n => bail!("{model} holds {n} .gguf files; name one"),
-        };
-    }
-    Ok(p.to_path_buf())
-}
+pub use crate::store::model_path;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct EngineArgs {
@@ -64,30 +24,80 @@ pub struct EngineArgs {
     /// `--features cuda`), candle-cpu (the GPU path on candle's CPU kernels, for checking it).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Sequences the KV cache holds at full context at once (the memory gate plans for all of them).
+    #[arg(long, default_value_t = 1)]
+    pub parallel: usize,
+    /// Bytes the KV cache may use in all (e.g. 2GiB), instead of `--parallel` full contexts.
+    #[arg(long, value_parser = parse_bytes)]
+    pub kv_budget: Option<u64>,
 }
 
 impl EngineArgs {
-    pub fn load(&self, model: &str) -> Result<Engine> {
+    /// The engine's configuration from the flags, with `ctx` as the gate decided it.
+    pub fn config(&self, ctx: usize) -> Result<EngineConfig> {
+        Ok(EngineConfig {
+            ctx: Some(ctx),
+            threads: lar_engine::load::check_threads(self.threads)
+                .map_err(|e| anyhow!("--threads: {e}"))?,
+            device: self.device.parse().map_err(|e| anyhow!("--device: {e}"))?,
+            parallel: self.parallel,
+            kv_budget: self.kv_budget,
+            ..Default::default()
+        })
+    }
+
+    /// Resolves `model`, passes the memory gate, and starts an engine on it.
+    pub fn load(&self, model: &str) -> Result<EngineHandle> {
+        // Flags first: a bad one is reported before anything is read or pulled.
+        self.config(1)?;
         let path = model_path(model)?;
-        if self.ctx == Some(0) {
-            bail!("--ctx must be at least 1");
-        }
-        if self.threads > 1024 {
-            bail!("--threads must be at most 1024");
-        }
-        let file = std::sync::Arc::new(
+        let file = Arc::new(
             lar_models::open_model(&path).with_context(|| format!("loading {}", path.display()))?,
         );
-        // The planner first: a load that will not fit is refused with the numbers, before any OOM kill.
-        let ctx = crate::plan::check_fits(&file, self.ctx)?;
-        let cfg = EngineConfig {
-            ctx: Some(ctx),
-            threads: self.threads,
-            device: lar_engine::runner::parse_device(&self.device)?,
-            ..Default::default()
-        };
-        Engine::from_file(file, &cfg).with_context(|| format!("loading {}", path.display()))
+        let ctx = gate(&file, self.load_request())?;
+        lar_engine::from_file(file, &self.config(ctx)?)
+            .with_context(|| format!("loading {}", path.display()))
     }
+
+    pub fn load_request(&self) -> Load {
+        Load {
+            ctx: self.ctx,
+            parallel: self.parallel,
+            kv_budget: self.kv_budget,
+        }
+    }
+}
+
+/// The memory gate before a load: the context to run at, or the planner's refusal with the flag that helps.
+pub fn gate(file: &lar_models::Gguf, load: Load) -> Result<usize> {
+    let info = lar_plan::ModelInfo::from_gguf(file)?;
+    match lar_plan::gate::check(&info, &load) {
+        Ok(a) => Ok(a.ctx),
+        Err(lar_plan::Error::NotEnoughMemory(r)) => {
+            let e = lar_plan::Error::NotEnoughMemory(r.clone());
+            let hint = match r.max_ctx {
+                0 => String::new(),
+                c => format!(": try --ctx {c}"),
+            };
+            Err(anyhow!(
+                "{e}{hint} (details: `lar plan MODEL --ctx {} --parallel {} --explain`)",
+                r.ctx,
+                r.parallel
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A parameter error as the command line shows it: with the flag's name.
+pub fn param_error(e: ParamError) -> anyhow::Error {
+    anyhow!(
+        "--{}: {} must be {} (got {})",
+        e.param.replace('_', "-"),
+        e.param,
+        e.expected,
+        e.got
+    )
 }
 
 #[derive(clap::Args, Clone, Debug)]
@@ -120,13 +130,7 @@ pub struct SamplingArgs {
 
 impl SamplingArgs {
     pub fn params(&self) -> Result<SamplingParams> {
-        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            bail!("--temperature must be a number >= 0");
-        }
-        if !(0.0..=1.0).contains(&self.top_p) || !(0.0..=1.0).contains(&self.min_p) {
-            bail!("--top-p and --min-p must be between 0 and 1");
-        }
-        Ok(SamplingParams {
+        let p = SamplingParams {
             temperature: self.temperature,
             top_k: self.top_k,
             top_p: self.top_p,
@@ -138,7 +142,9 @@ impl SamplingArgs {
             max_tokens: self.max_tokens,
             stop: self.stop.clone(),
             ..SamplingParams::default()
-        })
+        };
+        p.validate().map_err(param_error)?;
+        Ok(p)
     }
 }
 

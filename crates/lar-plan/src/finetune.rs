@@ -10,13 +10,29 @@ use crate::plan::Line;
 use crate::size::fmt_bytes;
 
 /// Frozen base precision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     /// LoRA over 16-bit (bf16/f16) base weights.
     Lora,
     /// QLoRA: the base's linear layers in 4-bit NF4 with double-quantized block scales.
     Qlora,
+}
+
+impl std::str::FromStr for Method {
+    type Err = crate::Error;
+    /// `lora` or `qlora`.
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s {
+            "lora" => Ok(Method::Lora),
+            "qlora" => Ok(Method::Qlora),
+            _ => Err(crate::Error::unknown(
+                "fine-tuning method",
+                s,
+                "lora, qlora",
+            )),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

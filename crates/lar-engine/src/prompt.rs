@@ -1,0 +1,75 @@
+//! The model as the engine's callers see it ([`ModelInfo`]): its tokenizer, context length, chat template and
+//! device, and the rendering of a conversation into prompt tokens. Shared by every [`crate::EngineHandle`] clone;
+//! nothing here touches the forward pass.
+
+use std::sync::Arc;
+
+use lar_tokenizer::{ChatTemplate, Tokenizer};
+use lar_types::{ChatMessage, Role};
+
+use crate::{Error, Result};
+
+pub struct ModelInfo {
+    pub tokenizer: Arc<Tokenizer>,
+    /// Context length per sequence.
+    pub ctx: usize,
+    /// Vocabulary size of the model's output.
+    pub n_vocab: usize,
+    /// The model's own chat template (GGUF `tokenizer.chat_template`), if it has one.
+    pub template: Option<String>,
+    /// Where the forward pass runs (`cpu`, `cuda:0`, `candle-cpu`).
+    pub device: String,
+}
+
+impl ModelInfo {
+    /// Renders `messages` with `template` (a built-in name or Jinja source) or the model's own, and tokenizes the
+    /// result with special tokens parsed. BOS is added when the model wants one and the template did not write it.
+    pub fn chat_tokens(
+        &self,
+        messages: &[ChatMessage],
+        template: Option<&str>,
+    ) -> Result<Vec<u32>> {
+        let spec = template
+            .or(self.template.as_deref())
+            .ok_or(Error::NoTemplate)?;
+        let t = ChatTemplate::new(spec)?;
+        let tok = &self.tokenizer;
+        let tok_text = |id: Option<u32>| id.map(|i| tok.decode(&[i], true)).unwrap_or_default();
+        let (bos, eos) = (tok_text(tok.vocab.bos), tok_text(tok.vocab.eos));
+        let text = t.render(messages, true, &bos, &eos)?;
+        let mut ids = tok.encode(&text, false, true);
+        if let Some(b) = tok.vocab.bos
+            && tok.vocab.add_bos
+            && ids.first() != Some(&b)
+        {
+            ids.insert(0, b);
+        }
+        Ok(ids)
+    }
+
+    /// [`ModelInfo::chat_tokens`] for a conversation that may have outgrown the context: drops the oldest messages
+    /// (never a leading system message, never the last message) until the prompt leaves `reserve` tokens of the
+    /// context free for the answer. Returns the tokens and how many messages were dropped. If even the system
+    /// message and the last message do not fit, the tokens are returned as they are and submitting them fails.
+    pub fn chat_tokens_fitting(
+        &self,
+        messages: &[ChatMessage],
+        template: Option<&str>,
+        reserve: usize,
+    ) -> Result<(Vec<u32>, usize)> {
+        let keep = usize::from(messages.first().is_some_and(|m| m.role == Role::System));
+        let mut dropped = 0;
+        loop {
+            let msgs: Vec<ChatMessage> = messages[..keep]
+                .iter()
+                .chain(&messages[keep + dropped..])
+                .cloned()
+                .collect();
+            let ids = self.chat_tokens(&msgs, template)?;
+            if ids.len() + reserve <= self.ctx || keep + dropped + 1 >= messages.len() {
+                return Ok((ids, dropped));
+            }
+            dropped += 1;
+        }
+    }
+}
