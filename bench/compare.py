@@ -7,6 +7,9 @@
 For each model it alternates `llama-bench -r 1` and `lar bench -r 1` (prompt 512, 128 generated) RUNS times, takes
 medians, and prints the ratio Lar / llama.cpp. It measures read bandwidth once (`lar bench --bandwidth`) and prints
 decode speed as a fraction of the limit bandwidth / bytes read per token (all weights but the embedding lookup).
+
+With LAR_BEFORE=/path/to/an/older/lar it also runs that binary in the same rotation and prints its figures and the
+ratio of this build to it, so a change that must not move speed is checked side by side in one run.
 """
 import datetime
 import json
@@ -32,8 +35,8 @@ def llama(bin_dir, model, threads, p, n):
     return pp, tg
 
 
-def lar(model, threads, p, n):
-    v = run_json([LAR, "bench", model, "-p", str(p), "-n", str(n), "-r", "1", "--threads", str(threads), "--json"])
+def lar(model, threads, p, n, binary=LAR):
+    v = run_json([binary, "bench", model, "-p", str(p), "-n", str(n), "-r", "1", "--threads", str(threads), "--json"])
     return v["prompt_tps"], v["gen_tps"], v["peak_rss_bytes"]
 
 
@@ -45,6 +48,7 @@ def bytes_per_token(model):
 def main():
     bin_dir, models = sys.argv[1], sys.argv[2:]
     runs, threads = int(os.environ.get("RUNS", "5")), int(os.environ.get("THREADS", "2"))
+    before = os.environ.get("LAR_BEFORE")
     p, n = 512, 128
     bw = run_json([LAR, "bench", "--bandwidth", "--threads", str(threads), "--json", "-"])["read_gb_per_s"]
     lines = [
@@ -55,8 +59,10 @@ def main():
         "| model | llama.cpp pp t/s | Lar pp t/s | pp ratio | llama.cpp tg t/s | Lar tg t/s | tg ratio | tg limit t/s | Lar tg / limit | Lar peak RSS MiB |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    ab_rows = []
     for m in models:
         lp, lt, rp, rt, rss = [], [], [], [], []
+        bp, bt = [], []
         for _ in range(runs):
             a, b = llama(bin_dir, m, threads, p, n)
             lp.append(a)
@@ -65,13 +71,26 @@ def main():
             rp.append(c)
             rt.append(d)
             rss.append(r)
+            if before:
+                c, d, _ = lar(m, threads, p, n, before)
+                bp.append(c)
+                bt.append(d)
         med = statistics.median
+        if before:
+            ab_rows.append(f"| {os.path.basename(m)} | {med(bp):.1f} | {med(rp):.1f} | {med(rp) / med(bp):.3f}x | "
+                           f"{med(bt):.1f} | {med(rt):.1f} | {med(rt) / med(bt):.3f}x |")
         limit = bw * 1e9 / bytes_per_token(m)
         row = (f"| {os.path.basename(m)} | {med(lp):.1f} | {med(rp):.1f} | {med(rp) / med(lp):.2f}x | {med(lt):.1f} | "
                f"{med(rt):.1f} | {med(rt) / med(lt):.2f}x | {limit:.0f} | {med(rt) / limit:.0%} | {max(rss) / 2**20:.0f} |")
         print(row, flush=True)
         lines.append(row)
-    lines += ["", f"Command: `RUNS={runs} THREADS={threads} bench/compare.sh`", ""]
+    command = f"RUNS={runs} THREADS={threads} bench/compare.sh"
+    if before:
+        lines += ["", f"This build against `{before}` in the same rotation:", "",
+                  "| model | before pp t/s | after pp t/s | pp after/before | before tg t/s | after tg t/s | tg after/before |",
+                  "|---|---|---|---|---|---|---|"] + ab_rows
+        command = f"LAR_BEFORE={before} " + command
+    lines += ["", f"Command: `{command}`", ""]
     with open(os.path.join(ROOT, "BENCHMARKS.md"), "a") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use lar_engine::EngineHandle;
 use lar_rag::answer::{AskOptions, answer_from, retrieve};
 use lar_rag::search::SearchOptions;
@@ -75,9 +75,6 @@ impl Generator for EngineGenerator {
 }
 
 pub fn main(a: Args) -> Result<()> {
-    if a.k == 0 {
-        bail!("-k must be at least 1");
-    }
     let params = SamplingParams {
         temperature: a.temperature,
         max_tokens: a.max_tokens,
@@ -86,7 +83,6 @@ pub fn main(a: Args) -> Result<()> {
     };
     params.validate().map_err(crate::common::param_error)?;
     let filter = a.filter.filter()?;
-    let (_, store, emb) = crate::kb::open(&a.kb, a.engine.threads)?;
     let opts = AskOptions {
         search: SearchOptions {
             k: a.k,
@@ -97,6 +93,8 @@ pub fn main(a: Args) -> Result<()> {
         params,
         ..Default::default()
     };
+    opts.search.validate()?;
+    let (_, store, emb) = crate::kb::open(&a.kb, a.engine.threads)?;
     // Retrieval first: when nothing is relevant the answer is "I don't know" and the chat model is never loaded.
     let sources = retrieve(store.as_ref(), &emb, &a.question, &opts)?;
     let mut generator = if sources.is_empty() {

@@ -429,32 +429,28 @@ impl FilterArgs {
             .as_deref()
             .is_some_and(|d| !d.trim().contains(['T', 't', ' ']));
         let until = date(&self.until, "--until")?.map(|t| if whole_day { t + 86_399 } else { t });
-        if let (Some(a), Some(b)) = (since, until)
-            && a > b
-        {
-            bail!("--since is after --until: nothing can match");
-        }
-        Ok(Filter {
+        let f = Filter {
             kinds,
             path_glob,
             since,
             until,
             sender: self.sender.clone(),
-        })
+        };
+        f.validate()
+            .map_err(|e| anyhow::anyhow!("--since is after --until: {e}"))?;
+        Ok(f)
     }
 }
 
 fn search_cmd(a: SearchArgs) -> Result<()> {
-    if a.k == 0 {
-        bail!("-k must be at least 1");
-    }
-    let filter = a.filter.filter()?;
-    let (_, store, emb) = open(&a.name, a.threads)?;
     let opts = SearchOptions {
         k: a.k,
-        filter,
+        filter: a.filter.filter()?,
         ..Default::default()
     };
+    // Checked before the knowledge base (and its embedder) is opened.
+    opts.validate()?;
+    let (_, store, emb) = open(&a.name, a.threads)?;
     let hits = search(store.as_ref(), &emb, &a.query, &opts)?;
     let mut out = std::io::stdout().lock();
     if a.json {
@@ -474,17 +470,15 @@ fn search_cmd(a: SearchArgs) -> Result<()> {
 }
 
 fn eval_cmd(a: EvalArgs) -> Result<()> {
-    if a.k == 0 {
-        bail!("-k must be at least 1");
-    }
     let text = std::fs::read_to_string(&a.questions)
         .with_context(|| format!("reading {}", a.questions.display()))?;
     let cases = eval::read_cases(&text).with_context(|| format!("{}", a.questions.display()))?;
-    let (_, store, emb) = open(&a.name, a.threads)?;
     let opts = SearchOptions {
         k: a.k,
         ..Default::default()
     };
+    opts.validate()?;
+    let (_, store, emb) = open(&a.name, a.threads)?;
     let r = eval::evaluate(store.as_ref(), &emb, &cases, &opts)?;
     let mut out = std::io::stdout().lock();
     if a.json {

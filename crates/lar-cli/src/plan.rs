@@ -2,7 +2,7 @@
 //! and whether it fits; `--explain` says where each figure comes from, `--json` gives them to programs. (The gate
 //! every load passes is `lar_plan::gate`.)
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use lar_plan::finetune::{self, Method};
 use lar_plan::size::{fmt_bytes, parse_bytes};
 use lar_plan::{KvType, ModelInfo, Plan, Request, SwaCache};
@@ -65,9 +65,6 @@ fn ram_budget(flag: Option<u64>) -> Result<(u64, String)> {
 }
 
 pub(crate) fn request(args: &Args) -> Result<(Request, String, String)> {
-    if args.parallel == 0 || args.ctx == Some(0) {
-        bail!("--parallel and --ctx must be at least 1");
-    }
     let (ram, ram_source) = ram_budget(args.ram)?;
     let hw = lar_plan::hw::detect(&lar_store::default_home());
     let (gpu, gpu_source) = match args.gpu_mem {
@@ -87,6 +84,8 @@ pub(crate) fn request(args: &Args) -> Result<(Request, String, String)> {
     r.kv_type = args.kv_type;
     r.swa = args.swa;
     r.gpu_budget = gpu;
+    r.check()
+        .map_err(|e| anyhow::anyhow!("--ctx/--parallel: {e}"))?;
     r.bandwidth = Some(lar_plan::budget::memory_bandwidth(hw.physical_cores));
     Ok((r, ram_source, gpu_source))
 }

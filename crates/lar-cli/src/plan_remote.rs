@@ -4,7 +4,7 @@
 //! GGUF file of the repository is planned at one context and the largest that fits is recommended.
 
 use anyhow::{Context, Result, bail};
-use lar_models::Gguf;
+use lar_formats::Gguf;
 use lar_plan::size::fmt_bytes;
 use lar_plan::{ModelInfo, plan};
 use lar_store::hf::{HfSource, HubClient, HubFile, RepoInfo, Selection, short};
@@ -49,7 +49,7 @@ fn gguf_info(client: &HubClient, repo: &RepoInfo, path: &str) -> Result<ModelInf
             Ok(g) => {
                 return ModelInfo::from_gguf(&g).with_context(|| format!("planning {path}"));
             }
-            Err(lar_models::Error::Truncated(_))
+            Err(lar_formats::Error::Truncated(_))
                 if (head.len() as u64) < total && len < MAX_HEADER =>
             {
                 len *= 4;

@@ -8,7 +8,7 @@ mod hub;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use lar_models::testdata;
+use lar_testdata as testdata;
 
 fn lar(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lar"))

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use lar_models::testdata;
+use lar_testdata as testdata;
 
 fn minilm() -> String {
     testdata::models_dir()

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use lar_models::testdata;
+use lar_testdata as testdata;
 
 /// The temporary directory, unmounted (if it was mounted) and removed when dropped, also when the test fails.
 struct Scratch {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use lar_models::testdata;
+use lar_testdata as testdata;
 use serde_json::Value;
 
 fn minilm() -> String {
@@ -52,15 +52,23 @@ fn file_name(v: &Value) -> String {
 
 /// The corpus plus one of each kind of bad input.
 fn corpus_with_bad_input(dir: &Path) {
-    lar_rag::corpus::write(dir).unwrap();
+    lar_testdata::corpus::write(dir).unwrap();
     let junk: Vec<u8> = (0..4096u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
     std::fs::write(dir.join("junk.txt"), junk).unwrap();
     let big = std::fs::File::create(dir.join("huge.txt")).unwrap();
     big.set_len(2 << 30).unwrap(); // 2 GiB, sparse
-    std::fs::write(dir.join("bomb.docx"), lar_rag::fixtures::zip_bomb_docx()).unwrap();
-    std::fs::write(dir.join("secret.pdf"), lar_rag::fixtures::encrypted_pdf()).unwrap();
+    std::fs::write(
+        dir.join("bomb.docx"),
+        lar_testdata::fixtures::zip_bomb_docx(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("secret.pdf"),
+        lar_testdata::fixtures::encrypted_pdf(),
+    )
+    .unwrap();
     std::os::unix::fs::symlink("loop.md", dir.join("loop.md")).unwrap();
     std::os::unix::fs::symlink(".", dir.join("again")).unwrap();
 }
@@ -83,7 +91,7 @@ fn knowledge_base_end_to_end() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("invalid knowledge base name"));
 
     let r = ok_json(&h, &["kb", "add", "home", &docs_s, "--json"]);
-    let n_files = lar_rag::corpus::files().len() as u64;
+    let n_files = lar_testdata::corpus::files().len() as u64;
     assert_eq!(r["files_read"], n_files, "{r}");
     let skipped: Vec<(String, String)> = r["skipped"]
         .as_array()
@@ -331,7 +339,7 @@ fn knowledge_base_end_to_end() {
 fn ask_answers_with_citations_or_says_it_does_not_know() {
     let h = home("ask");
     let docs = h.join("docs/corpus");
-    lar_rag::corpus::write(&docs).unwrap();
+    lar_testdata::corpus::write(&docs).unwrap();
     let smol = testdata::model("SmolLM2-135M-Instruct.Q4_1.gguf")
         .display()
         .to_string();
@@ -526,7 +534,7 @@ fn knowledge_base_on_postgres() {
     };
     let h = home("pg");
     let docs = h.join("docs/corpus");
-    lar_rag::corpus::write(&docs).unwrap();
+    lar_testdata::corpus::write(&docs).unwrap();
     let name = format!("clitest{}", std::process::id());
     let o = lar(
         &h,
@@ -547,7 +555,7 @@ fn knowledge_base_on_postgres() {
     );
     assert_eq!(
         r["files_read"],
-        lar_rag::corpus::files().len() as u64,
+        lar_testdata::corpus::files().len() as u64,
         "{r}"
     );
     let q = h.join("docs/questions.jsonl").display().to_string();

@@ -8,7 +8,7 @@ mod hub;
 
 use std::process::{Command, Output};
 
-use lar_models::testdata;
+use lar_testdata as testdata;
 
 fn lar(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lar"));
@@ -220,8 +220,8 @@ fn figures(v: &serde_json::Value) -> Vec<u64> {
 fn remote_plans_equal_local_ones() {
     let hub = hub::Hub::start();
     let gemma_bytes = std::fs::read(gemma()).unwrap();
-    let tiny = lar_models::testdata::tiny_model("llama");
-    let tiny_f32 = lar_models::testdata::tiny_model("qwen2");
+    let tiny = lar_testdata::tiny_model("llama");
+    let tiny_f32 = lar_testdata::tiny_model("qwen2");
     let dir = std::env::temp_dir().join(format!("lar-plan-remote-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -239,7 +239,7 @@ fn remote_plans_equal_local_ones() {
     // A safetensors repository made from the tiny model.
     let hfdir = dir.join("hf");
     let g = lar_models::Gguf::from_bytes(tiny.clone()).unwrap();
-    lar_models::testdata::write_hf_dir(&g, &hfdir, "F32", 2).unwrap();
+    lar_testdata::write_hf_dir(&g, &hfdir, "F32", 2).unwrap();
     let files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&hfdir)
         .unwrap()
         .map(|e| {

@@ -28,6 +28,8 @@ pub use prompt::ModelInfo;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
+    Format(#[from] lar_formats::Error),
+    #[error(transparent)]
     Model(#[from] lar_models::Error),
     #[error(transparent)]
     Tokenizer(#[from] lar_tokenizer::Error),

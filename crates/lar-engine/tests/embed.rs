@@ -3,7 +3,7 @@
 //! much closer) on English, Spanish, code, emoji, whitespace runs, one letter, and a text cut at 256 tokens.
 
 use lar_engine::SentenceEmbedder;
-use lar_models::testdata;
+use lar_testdata as testdata;
 use lar_types::Embedder;
 
 fn embedder_with(q8: bool) -> SentenceEmbedder {

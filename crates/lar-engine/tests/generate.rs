@@ -2,7 +2,7 @@
 //! sequences gives each the tokens it gets alone, and the limits (stop strings, max tokens, context) hold.
 
 use lar_engine::{EngineConfig, EngineHandle, Error, Event, Request};
-use lar_models::testdata;
+use lar_testdata as testdata;
 use lar_types::{FinishReason, SamplingParams};
 
 fn config() -> EngineConfig {

@@ -1,13 +1,13 @@
-//! Writes the tiny random-weight models (`lar_models::testdata::tiny_model`) into a directory, for
+//! Writes the tiny random-weight models (`lar_testdata::tiny_model`) into a directory, for
 //! scripts/make-goldens.py to run through llama.cpp:
 //! `cargo run --release -p lar-models --example tiny-models -- DIR`.
 
 fn main() -> std::io::Result<()> {
     let dir = std::path::PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| ".".into()));
     std::fs::create_dir_all(&dir)?;
-    for arch in lar_models::testdata::TINY_ARCHS {
+    for arch in lar_testdata::TINY_ARCHS {
         let path = dir.join(format!("tiny-{arch}.gguf"));
-        std::fs::write(&path, lar_models::testdata::tiny_model(arch))?;
+        std::fs::write(&path, lar_testdata::tiny_model(arch))?;
         println!("{}", path.display());
     }
     Ok(())

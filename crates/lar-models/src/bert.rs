@@ -109,9 +109,10 @@ impl BertConfig {
                 )));
             }
             Some(kind) => {
-                return Err(Error::UnsupportedArch(format!(
+                return Err(lar_formats::Error::UnsupportedArch(format!(
                     "{kind} (not a BERT encoder)"
-                )));
+                ))
+                .into());
             }
             None => return Err(bad("lacks model_type".into())),
         }
@@ -198,14 +199,15 @@ fn open_weights(dir: &Path, q8: bool) -> Result<Gguf> {
     }
     let mut meta = std::collections::HashMap::new();
     meta.insert("general.architecture".into(), Value::String("bert".into()));
-    Gguf::from_parts(meta, tensors, parts)
+    Ok(Gguf::from_parts(meta, tensors, parts)?)
 }
 
 impl Bert {
     /// Opens a Hugging Face BERT directory, its projections requantized to Q8_0 when `q8`.
     pub fn open_dir(dir: &Path, q8: bool) -> Result<Self> {
         let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(|cause| Error::Io { path, cause })?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|cause| lar_formats::Error::Io { path, cause })?;
         let json: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
         let cfg = BertConfig::from_json(&json)?;
@@ -381,7 +383,8 @@ impl Bert {
                 matmul(&l.up, acts.for_weight(&l.up), &mut up, pool);
                 par_rows(&mut up, c.ff, pool, &|p| {
                     add_bias(p, &l.bup);
-                    p.iter_mut().for_each(|u| *u = gelu_erf(*u));
+                    p.iter_mut()
+                        .for_each(|u| *u = crate::bert_ops::gelu_erf(*u));
                 });
                 let mut acts = ActSet::new(&up, n, c.ff, pool);
                 matmul(&l.down, acts.for_weight(&l.down), &mut o, pool);
@@ -422,47 +425,9 @@ fn add_bias(x: &mut [f32], b: &[f32]) {
     }
 }
 
-/// `x * Φ(x)` with the exact (erf) normal CDF, as BERT's "gelu".
-pub fn gelu_erf(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf(x as f64 / std::f64::consts::SQRT_2) as f32)
-}
-
-/// erf to within 1.2e-7 (Numerical Recipes' erfc by Chebyshev fitting).
-fn erf(x: f64) -> f64 {
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let r = t
-        * (-z * z - 1.265_512_23
-            + t * (1.000_023_68
-                + t * (0.374_091_96
-                    + t * (0.096_784_18
-                        + t * (-0.186_288_06
-                            + t * (0.278_868_07
-                                + t * (-1.135_203_98
-                                    + t * (1.488_515_87
-                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
-            .exp();
-    if x >= 0.0 { 1.0 - r } else { r - 1.0 }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn erf_and_gelu_against_known_values() {
-        // erf(0.5), erf(1), erf(2) to 9 digits; GELU(1) = 0.841344746.
-        for (x, want) in [
-            (0.5, 0.520_499_878),
-            (1.0, 0.842_700_793),
-            (2.0, 0.995_322_265),
-            (-1.0, -0.842_700_793),
-        ] {
-            assert!((erf(x) - want).abs() < 2e-7, "erf({x}) = {}", erf(x));
-        }
-        assert!((gelu_erf(1.0) - 0.841_344_7).abs() < 1e-6);
-        assert_eq!(gelu_erf(0.0), 0.0);
-    }
 
     #[test]
     fn configs_are_checked() {

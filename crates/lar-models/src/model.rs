@@ -9,7 +9,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::arch;
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
 use crate::kv::KvStore;
@@ -17,72 +16,8 @@ use crate::ops;
 use crate::pool::ThreadPool;
 use crate::tensor::{ActSet, SyncPtr, Weight, load_vector, matmul, matmul_many};
 
-/// Feed-forward activation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Activation {
-    /// `silu(gate) * up` (Llama, Qwen, Phi-3)
-    Silu,
-    /// `gelu_tanh(gate) * up` (Gemma)
-    Gelu,
-}
-
-/// Shape and behaviour of a model, read from its metadata by the architecture's file.
-#[derive(Clone, Debug)]
-pub struct Hparams {
-    pub arch: String,
-    pub n_layers: usize,
-    pub n_embd: usize,
-    pub n_head: usize,
-    pub n_head_kv: usize,
-    pub head_dim: usize,
-    pub n_ff: usize,
-    pub n_vocab: usize,
-    /// Context length the model was trained for.
-    pub ctx_train: usize,
-    pub rms_eps: f32,
-    /// Rotate pairs `(i, i + d/2)` rather than `(2i, 2i + 1)`.
-    pub rope_neox: bool,
-    pub rope_dim: usize,
-    pub rope_base: f32,
-    /// Rope base of sliding-window layers (Gemma 3 uses 10 000 there).
-    pub rope_base_swa: f32,
-    /// Window of sliding-window layers, in tokens (a query at `p` sees keys `p - window + 1 ..= p`).
-    pub sliding_window: Option<usize>,
-    /// Every `swa_pattern`-th layer is global, the others use the sliding window (0: none).
-    pub swa_pattern: usize,
-    pub attn_scale: f32,
-    /// Multiplier of the token embeddings (Gemma: `sqrt(n_embd)`).
-    pub embed_scale: f32,
-    pub activation: Activation,
-    /// Q, K and V are one `attn_qkv` matrix (Phi-3).
-    pub fused_qkv: bool,
-    /// Gate and up are one `ffn_up` matrix of `2 * n_ff` rows, gate first (Phi-3).
-    pub fused_gate_up: bool,
-}
-
-impl Hparams {
-    /// The hyperparameters of the architecture `file` names (the file's metadata and tensor shapes only).
-    pub fn from_gguf(file: &Gguf) -> Result<Self> {
-        match file.architecture()? {
-            "llama" => arch::llama::hparams(file),
-            "gemma3" => arch::gemma3::hparams(file),
-            "qwen2" => arch::qwen2::hparams(file),
-            "qwen3" => arch::qwen3::hparams(file),
-            "phi3" => arch::phi3::hparams(file),
-            other => Err(Error::UnsupportedArch(other.to_string())),
-        }
-    }
-
-    pub fn kv_dim(&self) -> usize {
-        self.n_head_kv * self.head_dim
-    }
-
-    pub fn is_swa_layer(&self, layer: usize) -> bool {
-        self.sliding_window.is_some()
-            && self.swa_pattern > 0
-            && layer % self.swa_pattern < self.swa_pattern - 1
-    }
-}
+pub use lar_formats::hparams::{Activation, Hparams};
+pub use lar_kernels::SeqBatch;
 
 pub(crate) struct Layer {
     pub attn_norm: Vec<f32>,
@@ -113,43 +48,6 @@ pub struct Model {
     pub(crate) layers: Vec<Layer>,
     pub(crate) inv_freq: Vec<f32>,
     pub(crate) inv_freq_swa: Vec<f32>,
-}
-
-/// New tokens of one sequence within a batch.
-#[derive(Clone, Copy, Debug)]
-pub struct SeqBatch<'a> {
-    pub tokens: &'a [u32],
-    /// Position of `tokens[0]`; the cache already holds positions `0..pos`.
-    pub pos: usize,
-    /// Block ids holding this sequence's cache, in order; must cover `pos + tokens.len()` positions.
-    pub block_table: &'a [u32],
-    /// Return logits for every new token (teacher forcing, perplexity), not just the last.
-    pub all_logits: bool,
-}
-
-impl SeqBatch<'_> {
-    /// That the block table covers the new positions with blocks of a cache of `max_blocks` blocks of
-    /// `block_size`, and that every token is in a vocabulary of `n_vocab`.
-    pub fn check(&self, block_size: usize, max_blocks: usize, n_vocab: usize) -> Result<()> {
-        let end = self.pos + self.tokens.len();
-        if self.block_table.len() * block_size < end {
-            return Err(Error::Invalid(format!(
-                "block table covers {} positions, batch needs {end}",
-                self.block_table.len() * block_size
-            )));
-        }
-        if let Some(&bad) = self.block_table.iter().find(|&&b| b as usize >= max_blocks) {
-            return Err(Error::Invalid(format!(
-                "block id {bad} is beyond the cache's {max_blocks} blocks"
-            )));
-        }
-        if let Some(&t) = self.tokens.iter().find(|&&t| t as usize >= n_vocab) {
-            return Err(Error::Invalid(format!(
-                "token id {t} is outside the vocabulary of {n_vocab}"
-            )));
-        }
-        Ok(())
-    }
 }
 
 /// Largest head dimension the attention kernel's stack buffers take.
@@ -207,7 +105,7 @@ impl Model {
         let output_norm = load_vector(&file, "output_norm.weight", d)?;
         let opt = |name: String, n: usize| -> Result<Option<Vec<f32>>> {
             if file.tensor(&name).is_some() {
-                load_vector(&file, &name, n).map(Some)
+                Ok(load_vector(&file, &name, n).map(Some)?)
             } else {
                 Ok(None)
             }
@@ -556,7 +454,7 @@ mod packing_tests {
     /// the embedding table, read row by row, stays in the file's layout.
     #[test]
     fn projections_are_repacked_where_the_cpu_has_the_kernels() {
-        let path = crate::testdata::model(crate::testdata::GEMMA3);
+        let path = lar_testdata::model(lar_testdata::GEMMA3);
         let file = crate::open_model(&path).expect("Gemma 3 test model");
         let m = Model::from_gguf(Arc::new(file)).expect("loads");
         let vnni = simd_level() == SimdLevel::Avx512Vnni;

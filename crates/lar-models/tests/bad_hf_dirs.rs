@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use lar_models::{Gguf, Model, open_model, testdata};
+use lar_models::{Gguf, Model, open_model};
+use lar_testdata as testdata;
 
 /// A fresh valid directory (two shards) per case.
 fn valid_dir(case: &str) -> PathBuf {
@@ -20,7 +21,9 @@ fn valid_dir(case: &str) -> PathBuf {
 fn open_err(dir: &Path) -> String {
     let t = Instant::now();
     let r = std::panic::catch_unwind(|| {
-        open_model(dir).and_then(|g| Model::from_gguf(std::sync::Arc::new(g)).map(|_| ()))
+        open_model(dir)
+            .map_err(lar_models::Error::from)
+            .and_then(|g| Model::from_gguf(std::sync::Arc::new(g)).map(|_| ()))
     })
     .expect("loading panicked");
     assert!(

@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use lar_models::{Error, Gguf, Model, testdata};
+use lar_formats::Error;
+use lar_models::{Gguf, Model};
+use lar_testdata as testdata;
 
 /// The first 4 MiB of the real file: the whole header (vocabulary included) and the start of the tensor data.
 fn header() -> Vec<u8> {

@@ -10,7 +10,8 @@
 use std::sync::Arc;
 
 use lar_models::candle_backend::{CandleModel, device};
-use lar_models::{Gguf, Model, SeqBatch, testdata};
+use lar_models::{Gguf, Model, SeqBatch};
+use lar_testdata as testdata;
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());

@@ -11,7 +11,8 @@
 
 use std::sync::Arc;
 
-use lar_models::{KvStore, Model, SeqBatch, ThreadPool, open_model, testdata};
+use lar_models::{KvStore, Model, SeqBatch, ThreadPool, open_model};
+use lar_testdata as testdata;
 
 struct Forced {
     ids: Vec<u32>,

@@ -8,7 +8,8 @@
 
 use std::sync::Arc;
 
-use lar_models::{Gguf, KvStore, Model, SeqBatch, ThreadPool, testdata};
+use lar_models::{Gguf, KvStore, Model, SeqBatch, ThreadPool};
+use lar_testdata as testdata;
 use sha2::{Digest, Sha256};
 
 /// Largest allowed |logit difference| (logits of these models are of order 1-10; measured: at most 0.0054).

@@ -6,7 +6,7 @@ use crate::size::fmt_bytes;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
-    Model(#[from] lar_models::Error),
+    Model(#[from] lar_formats::Error),
     /// The memory budget itself could not be read (a malformed `LAR_MEMORY_LIMIT`).
     #[error("{0}")]
     Budget(String),

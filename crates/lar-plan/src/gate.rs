@@ -45,18 +45,13 @@ pub fn check(info: &ModelInfo, load: &Load) -> Result<Admitted> {
 /// Plans `load` of the model `info` describes within `budget`: the context (asked, or the largest that fits),
 /// with a KV cache of `parallel` contexts or of `kv_budget` bytes.
 pub fn check_with(info: &ModelInfo, load: &Load, budget: &Budget) -> Result<Admitted> {
-    if load.ctx == Some(0) || load.parallel == 0 {
-        return Err(Error::Invalid(
-            "the context and the number of parallel sequences must be at least 1".into(),
-        ));
-    }
     let mut r = Request::new(budget.bytes);
     r.ctx = load.ctx;
-    r.parallel = if load.kv_budget.is_some() {
-        1
-    } else {
-        load.parallel
-    };
+    r.parallel = load.parallel;
+    r.check()?;
+    if load.kv_budget.is_some() {
+        r.parallel = 1;
+    }
     if let Some(kv) = load.kv_budget {
         // The KV cache is the budget, whatever the context: plan one context, then swap its KV line for it.
         let mut p = plan(info, &r);

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use lar_models::{Gguf, Hparams};
+use lar_formats::{Gguf, Hparams};
 use serde::Serialize;
 
 /// Bytes and count of the tensors of one type.
@@ -56,7 +56,7 @@ pub struct ModelInfo {
 impl ModelInfo {
     /// Reads the shape and the tensor table of `g`. Fails like loading would on an unknown architecture or
     /// missing hyperparameters.
-    pub fn from_gguf(g: &Gguf) -> lar_models::Result<Self> {
+    pub fn from_gguf(g: &Gguf) -> lar_formats::Result<Self> {
         let hp = Hparams::from_gguf(g)?;
         let mut layer_bytes = vec![0u64; hp.n_layers];
         let (mut embd_bytes, mut output_bytes, mut n_params) = (0u64, 0u64, 0u64);

@@ -127,6 +127,16 @@ pub struct Request {
 }
 
 impl Request {
+    /// Refuses a context or a number of sequences of 0 (nothing could run).
+    pub fn check(&self) -> crate::Result<()> {
+        if self.ctx == Some(0) || self.parallel == 0 {
+            return Err(crate::Error::Invalid(
+                "the context and the number of parallel sequences must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn new(ram_budget: u64) -> Self {
         Self {
             ctx: None,
@@ -357,7 +367,7 @@ fn explain(m: &ModelInfo, r: &Request, ctx: usize, batch: usize, f: [u64; 6]) ->
         (None, _) => String::new(),
         (Some(w), SwaCache::Full) => format!(
             "; {} of the layers slide over a {w}-token window but cache the whole context here (Lar's engine; \
-             --swa window plans for llama.cpp's windowed cache)",
+             the `window` sliding-window option plans llama.cpp's windowed cache)",
             m.swa_layers
         ),
         (Some(w), SwaCache::Window) => format!(

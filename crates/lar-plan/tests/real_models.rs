@@ -1,8 +1,9 @@
 //! The planner's arithmetic on the two real test models, against figures computed by hand from their shapes and
 //! tensor tables (sizes from gguf-py: `sum(t.n_bytes)` and the file size).
 
-use lar_models::{Gguf, testdata};
+use lar_formats::Gguf;
 use lar_plan::{KvType, ModelInfo, Request, SwaCache, plan};
+use lar_testdata as testdata;
 
 fn info(file: &str) -> ModelInfo {
     let g = Gguf::open(&testdata::model(file)).expect("test model");
@@ -95,7 +96,7 @@ fn model_directories_count_their_tokenizer() {
     // Counted from tokenizer.json (checked with Python's json): SmolLM2's 49 152 tokens and 48 900 merges, as in its
     // GGUF; Gemma's tokenizer.json, written by transformers, is a BPE model with 514 906 merges.
     let dir = |d: &str| {
-        let g = lar_models::open_model(&testdata::models_dir().join(d)).expect("HF directory");
+        let g = lar_formats::open_model(&testdata::models_dir().join(d)).expect("HF directory");
         ModelInfo::from_gguf(&g).expect("plannable")
     };
     let smol = dir(testdata::SMOLLM2_HF);
@@ -103,4 +104,58 @@ fn model_directories_count_their_tokenizer() {
     assert_eq!(smol.main_type(), "BF16");
     let gemma = dir(testdata::GEMMA3_HF);
     assert_eq!((gemma.vocab_tokens, gemma.vocab_merges), (262_144, 514_906));
+}
+
+/// The gate every load passes: a context that fits is let through; the same load with four sequences' KV, or with a
+/// KV budget past the memory, is refused with the plan's figures; a KV budget within it is let through.
+#[test]
+fn the_gate_plans_parallel_sequences_and_kv_budgets() {
+    use lar_plan::budget::Budget;
+    use lar_plan::gate::{Load, check_with};
+    let m = info("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let one = check_with(
+        &m,
+        &Load {
+            ctx: Some(2048),
+            ..Load::default()
+        },
+        &Budget {
+            bytes: u64::MAX,
+            source: "test".into(),
+        },
+    )
+    .expect("fits");
+    assert_eq!(one.ctx, 2048);
+    // 768 B x 30 layers per token: one 2048-token context is 45 MiB of KV; a budget that holds one and a half.
+    let kv_one = 768 * 30 * 2048;
+    let budget = Budget {
+        bytes: one.total_bytes + kv_one / 2,
+        source: "LAR_MEMORY_LIMIT=test".into(),
+    };
+    let load = |parallel, kv_budget| Load {
+        ctx: Some(2048),
+        parallel,
+        kv_budget,
+    };
+    assert_eq!(check_with(&m, &load(1, None), &budget).unwrap().ctx, 2048);
+    match check_with(&m, &load(4, None), &budget) {
+        Err(lar_plan::Error::NotEnoughMemory(r)) => {
+            assert_eq!((r.parallel, r.kv_bytes), (4, 4 * kv_one));
+            let msg = lar_plan::Error::NotEnoughMemory(r).to_string();
+            assert!(
+                msg.contains("x 4 sequences") && msg.contains("LAR_MEMORY_LIMIT=test"),
+                "{msg}"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(check_with(&m, &load(1, Some(kv_one + kv_one / 4)), &budget).is_ok());
+    assert!(matches!(
+        check_with(&m, &load(1, Some(2 * kv_one)), &budget),
+        Err(lar_plan::Error::NotEnoughMemory(_))
+    ));
+    assert!(matches!(
+        check_with(&m, &load(0, None), &budget),
+        Err(lar_plan::Error::Invalid(_))
+    ));
 }

@@ -6,7 +6,7 @@ fn main() -> std::io::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "kb-corpus".into());
     let dir = std::path::Path::new(&dir);
-    lar_rag::corpus::write(&dir.join("corpus"))?;
+    lar_testdata::corpus::write(&dir.join("corpus"))?;
     eprintln!(
         "wrote {}/corpus and {}/questions.jsonl",
         dir.display(),

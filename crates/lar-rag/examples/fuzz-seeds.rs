@@ -1,7 +1,7 @@
 //! Seeds for the `documents` fuzz target: each corpus file and bad-input fixture, prefixed with the selector byte of
 //! its format (the order of `fuzz/fuzz_targets/documents.rs`). `cargo run -p lar-rag --example fuzz-seeds -- DIR`
 
-use lar_rag::fixtures;
+use lar_testdata::fixtures;
 
 fn selector(name: &str) -> u8 {
     let ext = name.rsplit('.').next().unwrap_or("");
@@ -19,7 +19,7 @@ fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "fuzz/corpus/documents".into());
     let dir = std::path::Path::new(&dir);
     std::fs::create_dir_all(dir)?;
-    let mut files = lar_rag::corpus::files();
+    let mut files = lar_testdata::corpus::files();
     files.push(("encrypted.pdf", fixtures::encrypted_pdf()));
     files.push(("broken.mbox", fixtures::mbox_with_broken_message()));
     files.push((

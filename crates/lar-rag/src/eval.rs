@@ -78,6 +78,7 @@ pub fn evaluate(
     cases: &[Case],
     opts: &SearchOptions,
 ) -> Result<Report> {
+    opts.validate()?;
     let mut results = Vec::new();
     for c in cases {
         let hits = search(store, embedder, &c.q, opts)?;

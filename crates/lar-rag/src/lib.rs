@@ -9,12 +9,9 @@ pub mod answer;
 pub mod chunk;
 pub mod connectors;
 #[doc(hidden)]
-pub mod corpus;
 pub mod doc;
 pub mod error;
 pub mod eval;
-#[doc(hidden)]
-pub mod fixtures;
 pub mod fold;
 pub mod ingest;
 pub mod kb;

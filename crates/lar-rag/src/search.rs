@@ -32,6 +32,25 @@ impl Default for SearchOptions {
     }
 }
 
+impl SearchOptions {
+    /// Refuses what can only return nothing: `k` of 0, or a date range whose start is after its end.
+    pub fn validate(&self) -> Result<()> {
+        if self.k == 0 {
+            return Err(Error::Invalid(
+                "k (results to return) must be at least 1".into(),
+            ));
+        }
+        if let (Some(a), Some(b)) = (self.filter.since, self.filter.until)
+            && a > b
+        {
+            return Err(Error::Invalid(
+                "the date range starts after it ends: nothing can match".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One result of a hybrid search.
 #[derive(Clone, Debug, Serialize)]
 pub struct Hit {
@@ -57,6 +76,7 @@ pub fn search(
     query: &str,
     opts: &SearchOptions,
 ) -> Result<Vec<Hit>> {
+    opts.validate()?;
     if query.trim().is_empty() {
         return Err(Error::Invalid("the query is empty".into()));
     }

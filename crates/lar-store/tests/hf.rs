@@ -7,9 +7,9 @@ mod hub;
 use std::path::PathBuf;
 
 use hub::{Hub, sha256_hex};
-use lar_models::testdata;
 use lar_store::hf::{HfSource, HubClient, HubConfig};
 use lar_store::{Error, Manifest, ModelName, Store};
+use lar_testdata as testdata;
 
 const REPO: &str = "lar-test/Tiny-GGUF";
 

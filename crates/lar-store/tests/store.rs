@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use lar_models::testdata;
 use lar_store::{Error, ModelName, Store};
+use lar_testdata as testdata;
 
 fn fresh(case: &str) -> (Store, PathBuf) {
     let root = std::env::temp_dir().join(format!("lar-store-{case}-{}", std::process::id()));

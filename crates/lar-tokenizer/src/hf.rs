@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
-use lar_models::Gguf;
-use lar_models::gguf::Value;
+use lar_formats::Gguf;
+use lar_formats::gguf::Value;
 
 use crate::vocab::{Model, TokenType, Vocab, end_of_generation};
 use crate::{Error, Result};

@@ -33,7 +33,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Tokenizer {
     /// The tokenizer of a model: its GGUF vocabulary, or the `tokenizer.json` of a model directory (which the
     /// directory loader places under `tokenizer.huggingface.json`).
-    pub fn from_gguf(g: &lar_models::Gguf) -> Result<Self> {
+    pub fn from_gguf(g: &lar_formats::Gguf) -> Result<Self> {
         if g.get("tokenizer.ggml.model").is_none()
             && let Some(json) = g.get("tokenizer.huggingface.json").and_then(|v| v.as_str())
         {

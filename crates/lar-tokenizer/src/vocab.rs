@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
-use lar_models::Gguf;
-use lar_models::gguf::Value;
+use lar_formats::Gguf;
+use lar_formats::gguf::Value;
 
 use crate::{Error, Result};
 

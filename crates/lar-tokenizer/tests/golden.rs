@@ -2,11 +2,11 @@
 //! newlines), for both test models: byte-level BPE (SmolLM2) and SentencePiece-style (Gemma 3).
 //! Goldens: tests/golden/*.json, made by scripts/make-goldens.py.
 
-use lar_models::testdata;
+use lar_testdata as testdata;
 use lar_tokenizer::Tokenizer;
 
 fn check(model_file: &str, golden: &str) {
-    let g = lar_models::open_model(&testdata::model(model_file)).unwrap();
+    let g = lar_formats::open_model(&testdata::model(model_file)).unwrap();
     let tok = Tokenizer::from_gguf(&g).unwrap();
     let json = testdata::golden(golden);
     let cases = json["tokenize"].as_array().unwrap();
@@ -53,7 +53,7 @@ fn gemma3_tokenizer_json_matches_llama_cpp() {
 #[test]
 fn control_tokens_are_text_unless_parsed() {
     for model in [testdata::SMOLLM2, testdata::SMOLLM2_HF] {
-        let g = lar_models::open_model(&testdata::model(model)).unwrap();
+        let g = lar_formats::open_model(&testdata::model(model)).unwrap();
         let tok = Tokenizer::from_gguf(&g).unwrap();
         let im_start = tok.vocab.id("<|im_start|>").unwrap();
         assert_eq!(

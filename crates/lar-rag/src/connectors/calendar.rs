@@ -279,7 +279,7 @@ fn parse_datetime(v: &str) -> Option<DateTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures;
+    use lar_testdata::fixtures;
 
     #[test]
     fn events_with_metadata_and_an_invalid_date() {

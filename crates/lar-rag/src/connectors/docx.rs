@@ -340,7 +340,7 @@ impl Body {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{self, Block};
+    use lar_testdata::fixtures::{self, Block};
 
     fn s(x: &str) -> String {
         x.to_string()

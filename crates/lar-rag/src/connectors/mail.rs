@@ -185,7 +185,7 @@ fn body_text(m: &Message<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures;
+    use lar_testdata::fixtures;
 
     #[test]
     fn mbox_keeps_good_messages_around_a_broken_one() {

@@ -368,7 +368,7 @@ fn worker_answer(path: &Path) -> (serde_json::Value, i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures;
+    use lar_testdata::fixtures;
 
     fn thread_opts(ms: u64) -> ReadOptions {
         ReadOptions {

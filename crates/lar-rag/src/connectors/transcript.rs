@@ -304,7 +304,7 @@ fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures;
+    use lar_testdata::fixtures;
 
     fn turns(d: &Document) -> Vec<(Option<&str>, &str, &str, &str)> {
         d.sections

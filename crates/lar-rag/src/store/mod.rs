@@ -49,6 +49,18 @@ impl Filter {
     pub fn is_empty(&self) -> bool {
         *self == Filter::default()
     }
+
+    /// Refuses a date range whose start is after its end (nothing could match).
+    pub fn validate(&self) -> crate::Result<()> {
+        if let (Some(a), Some(b)) = (self.since, self.until)
+            && a > b
+        {
+            return Err(crate::Error::Invalid(
+                "the date range starts after it ends: nothing can match".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// One ranked result of a single retriever: the chunk id and that retriever's score (higher is better: BM25 score

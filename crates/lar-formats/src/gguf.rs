@@ -15,7 +15,7 @@ use std::path::Path;
 use memmap2::Mmap;
 
 use crate::error::{Error, Result};
-use crate::quant::GgmlType;
+use crate::ggml_type::GgmlType;
 
 /// A metadata value.
 #[derive(Clone, Debug, PartialEq)]
@@ -130,13 +130,13 @@ impl TensorInfo {
 }
 
 /// The raw bytes of a GGUF file: a memory map, or an owned buffer (tests, fuzzing, files written in memory).
-pub(crate) enum Bytes {
+pub enum Bytes {
     Map(Mmap),
     Owned(Vec<u8>),
 }
 
 impl Bytes {
-    pub(crate) fn as_slice(&self) -> &[u8] {
+    pub fn as_slice(&self) -> &[u8] {
         match self {
             Bytes::Map(m) => m,
             Bytes::Owned(v) => v,
@@ -364,7 +364,7 @@ impl Gguf {
 
     /// A model assembled from several files (a safetensors directory): `tensors` carry offsets into `parts` laid
     /// end to end, and must each lie inside one part (the caller checked).
-    pub(crate) fn from_parts(
+    pub fn from_parts(
         metadata: HashMap<String, Value>,
         tensors: Vec<TensorInfo>,
         parts: Vec<Bytes>,
@@ -450,7 +450,7 @@ impl Gguf {
     }
 
     /// Bytes `offset..offset + size` of the file(s); callers pass extents taken from a [`TensorInfo`].
-    pub(crate) fn raw(&self, offset: usize, size: usize) -> &[u8] {
+    pub fn raw(&self, offset: usize, size: usize) -> &[u8] {
         if self.parts.is_empty() {
             return &[]; // header only: there is no data (Model::from_gguf refuses such a file)
         }
@@ -465,7 +465,7 @@ impl Gguf {
     /// Tells the OS that bytes `offset..offset + size` (extents from a [`TensorInfo`]) will not be read again, so their
     /// pages leave this process's resident memory (a repacked copy replaced them). A later read would still work: the
     /// map is read-only, so the pages come back from the file.
-    pub(crate) fn release(&self, offset: usize, size: usize) {
+    pub fn release(&self, offset: usize, size: usize) {
         if self.parts.is_empty() || size == 0 {
             return;
         }

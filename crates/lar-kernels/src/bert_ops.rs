@@ -4,7 +4,7 @@
 //! Attention, per (sequence, head): the head's keys transposed into a zero-padded `hd × L` block, then for each
 //! group of 8 queries the scores (8 × L, in L1) by an 8 × 32 register tile, an exact softmax (max-subtracted, a
 //! vector `exp` with relative error ~2e-7), and the weighted sum of values by an 8 × hd tile. The twins
-//! ([`attention_reference`], [`layer_norm_reference`], [`crate::bert::gelu_erf`]) are the straightforward loops;
+//! ([`attention_reference`], [`layer_norm_reference`], [`gelu_erf`]) are the straightforward loops;
 //! the tests compare.
 
 use crate::pool::ThreadPool;
@@ -431,9 +431,47 @@ pub(crate) mod x86 {
     }
 }
 
+/// `x * Φ(x)` with the exact (erf) normal CDF, as BERT's "gelu".
+pub fn gelu_erf(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf(x as f64 / std::f64::consts::SQRT_2) as f32)
+}
+
+/// erf to within 1.2e-7 (Numerical Recipes' erfc by Chebyshev fitting).
+fn erf(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
+    if x >= 0.0 { 1.0 - r } else { r - 1.0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn erf_and_gelu_against_known_values() {
+        // erf(0.5), erf(1), erf(2) to 9 digits; GELU(1) = 0.841344746.
+        for (x, want) in [
+            (0.5, 0.520_499_878),
+            (1.0, 0.842_700_793),
+            (2.0, 0.995_322_265),
+            (-1.0, -0.842_700_793),
+        ] {
+            assert!((erf(x) - want).abs() < 2e-7, "erf({x}) = {}", erf(x));
+        }
+        assert!((gelu_erf(1.0) - 0.841_344_7).abs() < 1e-6);
+        assert_eq!(gelu_erf(0.0), 0.0);
+    }
 
     fn rand(seed: &mut u64) -> f32 {
         *seed = seed
@@ -446,7 +484,7 @@ mod tests {
     fn gelu_fast_matches_erf_gelu() {
         for i in -4000..=4000 {
             let x = i as f32 * 0.0025;
-            let (g, e) = (gelu_fast(x), crate::bert::gelu_erf(x));
+            let (g, e) = (gelu_fast(x), gelu_erf(x));
             assert!(
                 (g - e).abs() <= 1e-6 * (1.0 + e.abs()),
                 "gelu({x}) = {g}, want {e}"
@@ -469,7 +507,7 @@ mod tests {
                 // SAFETY: the CPU has AVX-512 (fast()).
                 let g = unsafe { lanes(&x) };
                 for (x, g) in x.iter().zip(g) {
-                    let e = crate::bert::gelu_erf(*x);
+                    let e = gelu_erf(*x);
                     assert!(
                         (g - e).abs() <= 1e-6 * (1.0 + e.abs()),
                         "gelu16({x}) = {g}, want {e}"

@@ -5,7 +5,7 @@
 
 use crate::error::Result;
 use crate::gguf::Gguf;
-use crate::model::Hparams;
+use crate::hparams::Hparams;
 
 pub fn hparams(g: &Gguf) -> Result<Hparams> {
     let mut hp = super::common(g, "llama")?;

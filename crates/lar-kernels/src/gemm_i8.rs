@@ -430,7 +430,7 @@ pub fn gemm_reference(a: &QActs, w: &PackedQ8, out: &mut [f32], ldc: usize, epi:
                 acc += bias[n];
             }
             if epi.gelu {
-                acc = crate::bert::gelu_erf(acc);
+                acc = crate::bert_ops::gelu_erf(acc);
             }
             let o = &mut out[m * ldc + n];
             *o = if epi.accumulate { *o + acc } else { acc };

@@ -8,12 +8,12 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::gguf::{Gguf, TensorInfo};
 use crate::pool::{ThreadPool, split};
 use crate::quant::packed_q4k::{self, PackedQ4K};
 use crate::quant::packed_q5_0::{self, PackedQ5_0};
 use crate::quant::packed_q6k::{self, PackedQ6K};
 use crate::quant::{self, GgmlType};
+use lar_formats::gguf::{Gguf, TensorInfo};
 
 /// A 2-D weight inside the memory-mapped file.
 #[derive(Clone)]
@@ -287,7 +287,7 @@ impl<'a> ActSet<'a> {
 }
 
 /// A raw pointer that tasks may share to write disjoint parts of one output buffer.
-pub(crate) struct SyncPtr<T>(pub *mut T);
+pub struct SyncPtr<T>(pub *mut T);
 
 impl<T> Clone for SyncPtr<T> {
     fn clone(&self) -> Self {
@@ -298,7 +298,7 @@ impl<T> Copy for SyncPtr<T> {}
 
 impl<T> SyncPtr<T> {
     /// The pointer (a method, so closures capture the whole `Sync` wrapper rather than the raw field).
-    pub(crate) fn get(&self) -> *mut T {
+    pub fn get(&self) -> *mut T {
         self.0
     }
 }

@@ -20,9 +20,9 @@ use std::cell::RefCell;
 use std::ops::Range;
 
 use crate::kv::KvStore;
-use crate::model::SeqBatch;
 use crate::pool::ThreadPool;
 use crate::quant::{SimdLevel, simd_level};
+use crate::seq_batch::SeqBatch;
 use crate::tensor::SyncPtr;
 
 /// Keys per chunk (a multiple of 16; chunks start at multiples of it).

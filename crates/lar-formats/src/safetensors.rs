@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 
 use crate::error::{Error, Result};
+use crate::ggml_type::GgmlType;
 use crate::gguf::{Bytes, Gguf, TensorInfo};
 use crate::hf;
-use crate::quant::GgmlType;
 
 /// Largest JSON header accepted (real headers are well under 1 MB; the format's own limit is 100 MB).
 const MAX_HEADER: u64 = 100 << 20;
@@ -51,6 +51,27 @@ pub fn ggml_type(dtype: &str) -> Option<GgmlType> {
         "F16" => Some(GgmlType::F16),
         "BF16" => Some(GgmlType::BF16),
         _ => None,
+    }
+}
+
+/// Values of an F32, F16 or BF16 tensor (the checkpoint types [`ggml_type`] admits) as f32.
+pub fn floats_to_f32(ty: GgmlType, data: &[u8], out: &mut [f32]) {
+    match ty {
+        GgmlType::F16 | GgmlType::BF16 => {
+            for (o, c) in out.iter_mut().zip(data.chunks_exact(2)) {
+                let bits = u16::from_le_bytes([c[0], c[1]]);
+                *o = if ty == GgmlType::F16 {
+                    half::f16::from_bits(bits).to_f32()
+                } else {
+                    half::bf16::from_bits(bits).to_f32()
+                };
+            }
+        }
+        _ => {
+            for (o, c) in out.iter_mut().zip(data.chunks_exact(4)) {
+                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
     }
 }
 
@@ -156,7 +177,7 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
 
 /// The safetensors files of a directory: the shards its index names, else `model.safetensors`, else every
 /// `*.safetensors` file in name order.
-pub(crate) fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
     if index.exists() {
         let text = std::fs::read_to_string(&index).map_err(io(&index))?;
@@ -217,7 +238,7 @@ fn read_config(dir: &Path) -> Result<(serde_json::Value, String)> {
 }
 
 /// Memory-maps a weight file; also returns its file name for errors.
-pub(crate) fn map_file(f: &Path) -> Result<(Mmap, String)> {
+pub fn map_file(f: &Path) -> Result<(Mmap, String)> {
     let file = std::fs::File::open(f).map_err(io(f))?;
     // SAFETY: read-only map; see `Gguf::open` on files truncated while mapped.
     let map = unsafe { Mmap::map(&file) }.map_err(io(f))?;
@@ -230,7 +251,7 @@ pub(crate) fn map_file(f: &Path) -> Result<(Mmap, String)> {
 
 /// The tensor-table entry for `e` under `name`, its offset moved by `base` (files laid end to end); refuses dtypes
 /// Lar does not compute in.
-pub(crate) fn tensor_info(e: &Entry, name: String, base: usize) -> Result<TensorInfo> {
+pub fn tensor_info(e: &Entry, name: String, base: usize) -> Result<TensorInfo> {
     let ty = ggml_type(&e.dtype).ok_or_else(|| {
         Error::Unsupported(format!(
             "tensor '{}' has dtype {}; Lar reads safetensors in F32, F16 and BF16",
@@ -273,7 +294,7 @@ pub fn open_dir(dir: &Path) -> Result<Gguf> {
             if hf::adds_one_to_norms(&arch) && t.name.ends_with("norm.weight") {
                 // Gemma computes `x * (1 + w)`; GGUF (and Lar) store `1 + w`. Norms are small: f32 copies.
                 let mut v = vec![0f32; t.n_elements()];
-                crate::quant::dequantize(t.ty, &map[e.start..e.end], &mut v);
+                floats_to_f32(t.ty, &map[e.start..e.end], &mut v);
                 extra_tensors.push((t.name, t.dims, v.iter().map(|x| x + 1.0).collect()));
                 continue;
             }

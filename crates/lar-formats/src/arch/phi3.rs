@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
-use crate::model::Hparams;
+use crate::hparams::Hparams;
 
 pub fn hparams(g: &Gguf) -> Result<Hparams> {
     let mut hp = super::common(g, "phi3")?;

@@ -9,7 +9,7 @@ pub mod qwen3;
 
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
-use crate::model::{Activation, Hparams};
+use crate::hparams::{Activation, Hparams};
 
 /// The hyperparameters every architecture names the same way; arch files then adjust what differs.
 pub(crate) fn common(g: &Gguf, arch: &str) -> Result<Hparams> {

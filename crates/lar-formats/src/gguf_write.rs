@@ -1,8 +1,8 @@
 //! GGUF writer (version 3): metadata and tensors into one file, as [`crate::gguf`] reads it. Used for synthetic
 //! test models (tiny random-weight models of each architecture) and, later, by `lar quantize`.
 
+use crate::ggml_type::GgmlType;
 use crate::gguf::Value;
-use crate::quant::GgmlType;
 
 const ALIGN: usize = 32;
 

@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::gguf::{Gguf, Value};
-use crate::gguf_write::GgufWriter;
+use lar_formats::gguf::{Gguf, Value};
+use lar_formats::gguf_write::GgufWriter;
 
 pub const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 pub const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
@@ -240,7 +240,7 @@ fn gpt2_byte_chars() -> Vec<char> {
         .collect()
 }
 
-/// The checkpoint name of a GGUF tensor (the inverse of [`crate::hf::tensor_name`]), for writing test directories.
+/// The checkpoint name of a GGUF tensor (the inverse of [`lar_formats::hf::tensor_name`]), for writing test directories.
 fn hf_name(arch: &str, name: &str) -> String {
     match name {
         "token_embd.weight" => return "model.embed_tokens.weight".into(),
@@ -282,7 +282,7 @@ fn hf_name(arch: &str, name: &str) -> String {
 /// there is more than one. Llama's Q and K rows go back to checkpoint order, as llama.cpp's converter permuted
 /// them. The test twin of scripts/make-hf-models.py, for the tiny models.
 pub fn write_hf_dir(g: &Gguf, dir: &Path, dtype: &str, shards: usize) -> std::io::Result<()> {
-    use crate::quant::dequantize;
+    use lar_formats::safetensors::floats_to_f32 as dequantize;
     std::fs::create_dir_all(dir)?;
     let arch = g.architecture().unwrap_or("llama").to_string();
     let get = |k: &str| g.get_u64(&format!("{arch}.{k}")).unwrap_or(0);

@@ -1,0 +1,41 @@
+//! The forward pass's input: the new tokens of one sequence, their position, and the block table of its paged KV
+//! cache ([`SeqBatch`]), and the check every backend makes of it.
+
+use crate::error::{Error, Result};
+
+/// New tokens of one sequence within a batch.
+#[derive(Clone, Copy, Debug)]
+pub struct SeqBatch<'a> {
+    pub tokens: &'a [u32],
+    /// Position of `tokens[0]`; the cache already holds positions `0..pos`.
+    pub pos: usize,
+    /// Block ids holding this sequence's cache, in order; must cover `pos + tokens.len()` positions.
+    pub block_table: &'a [u32],
+    /// Return logits for every new token (teacher forcing, perplexity), not just the last.
+    pub all_logits: bool,
+}
+
+impl SeqBatch<'_> {
+    /// That the block table covers the new positions with blocks of a cache of `max_blocks` blocks of
+    /// `block_size`, and that every token is in a vocabulary of `n_vocab`.
+    pub fn check(&self, block_size: usize, max_blocks: usize, n_vocab: usize) -> Result<()> {
+        let end = self.pos + self.tokens.len();
+        if self.block_table.len() * block_size < end {
+            return Err(Error::Invalid(format!(
+                "block table covers {} positions, batch needs {end}",
+                self.block_table.len() * block_size
+            )));
+        }
+        if let Some(&bad) = self.block_table.iter().find(|&&b| b as usize >= max_blocks) {
+            return Err(Error::Invalid(format!(
+                "block id {bad} is beyond the cache's {max_blocks} blocks"
+            )));
+        }
+        if let Some(&t) = self.tokens.iter().find(|&&t| t as usize >= n_vocab) {
+            return Err(Error::Invalid(format!(
+                "token id {t} is outside the vocabulary of {n_vocab}"
+            )));
+        }
+        Ok(())
+    }
+}

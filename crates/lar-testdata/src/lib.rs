@@ -1,0 +1,10 @@
+//! Test fixtures shared by the crates' tests, benchmarks and examples, and by nothing else (every user is a
+//! dev-dependency): [`models`] (where `scripts/fetch-models.sh` puts the real models, tiny random-weight models of
+//! each architecture, llama.cpp's goldens), [`fixtures`] (small files of every format the knowledge base reads,
+//! valid or deliberately broken) and [`corpus`] (a household corpus with questions, for retrieval tests).
+
+pub mod corpus;
+pub mod fixtures;
+pub mod models;
+
+pub use models::*;
