@@ -8,7 +8,17 @@ VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
 CACHE="${LAR_CACHE:-$HOME/.cache/lar}"
 DEST="$CACHE/llama.cpp-$VERSION"
 BIN="$DEST/build/bin"
-if [ -x "$BIN/llama-bench" ] && [ -x "$BIN/llama-quantize" ]; then
+# Not GGML_NATIVE: some Intel VMs report AMX without enabling its tiles, and a native build then dies in ggml's AMX
+# matmul (llama-bench segfaults). The x86 levels are picked from what the CPU reports, AVX-512 only where present.
+FLAGS="-DGGML_NATIVE=OFF"
+if grep -qw avx2 /proc/cpuinfo 2>/dev/null; then
+  FLAGS="$FLAGS -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+fi
+if grep -qw avx512f /proc/cpuinfo 2>/dev/null && grep -qw avx512bw /proc/cpuinfo; then
+  FLAGS="$FLAGS -DGGML_AVX512=ON"
+  grep -qw avx512_vnni /proc/cpuinfo && FLAGS="$FLAGS -DGGML_AVX512_VNNI=ON"
+fi
+if [ -x "$BIN/llama-bench" ] && [ -x "$BIN/llama-quantize" ] && [ "$(cat "$DEST/.flags" 2>/dev/null)" = "$FLAGS" ]; then
   echo "$BIN"
   exit 0
 fi
@@ -23,7 +33,9 @@ tar -xzf "$tmp"/llama_cpp_python-*.tar.gz -C "$tmp"
 rm -rf "$DEST"
 mv "$tmp"/llama_cpp_python-*/vendor/llama.cpp "$DEST"
 export PATH="$VENV/bin:$PATH"
-cmake -S "$DEST" -B "$DEST/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_BUILD_SERVER=ON \
+# shellcheck disable=SC2086
+cmake -S "$DEST" -B "$DEST/build" -G Ninja -DCMAKE_BUILD_TYPE=Release $FLAGS -DLLAMA_BUILD_SERVER=ON \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF >/dev/null
 cmake --build "$DEST/build" -j2 --target llama-bench llama-quantize llama-tokenize llama-perplexity >/dev/null
+echo "$FLAGS" > "$DEST/.flags"
 echo "$BIN"

@@ -69,35 +69,34 @@ pub struct PullArgs {
     pub name: Option<String>,
 }
 
+/// Runs `work` with a progress callback drawn as a byte bar on stderr, cleared afterwards.
+fn with_bar<T>(work: impl FnOnce(lar_store::resolve::Progress) -> T) -> T {
+    let pb = bar("pull");
+    let progress = |label: &str, done: u64, total: u64| {
+        pb.set_message(label.to_string());
+        pb.set_length(total);
+        pb.set_position(done);
+    };
+    let r = work(&progress);
+    pb.finish_and_clear();
+    r
+}
+
 /// Fetches `source` into `store` under `name` or its default name, with a progress bar.
 fn fetch(
     store: &Store,
     source: &str,
     name: Option<&str>,
 ) -> Result<(ModelName, lar_store::Manifest)> {
-    let pb = bar("pull");
-    let progress = |label: &str, done: u64, total: u64| {
-        pb.set_message(label.to_string());
-        pb.set_length(total);
-        pb.set_position(done);
-    };
-    let r = lar_store::resolve::fetch(store, source, name, &progress);
-    pb.finish_and_clear();
-    Ok(r?)
+    Ok(with_bar(|p| {
+        lar_store::resolve::fetch(store, source, name, p)
+    })?)
 }
 
 /// Pulls `source` into `store` unless a pinned source is already stored intact under that name (with a progress
 /// bar); returns the name it is stored under.
 pub fn pull_into(store: &Store, source: &str, name: Option<&str>) -> Result<ModelName> {
-    let pb = bar("pull");
-    let progress = |label: &str, done: u64, total: u64| {
-        pb.set_message(label.to_string());
-        pb.set_length(total);
-        pb.set_position(done);
-    };
-    let r = lar_store::resolve::pull(store, source, name, &progress);
-    pb.finish_and_clear();
-    match r? {
+    match with_bar(|p| lar_store::resolve::pull(store, source, name, p))? {
         Pulled::UpToDate(n, resolved) => {
             eprintln!("{n} is up to date ({resolved})");
             Ok(n)
@@ -117,20 +116,14 @@ pub fn pull_into(store: &Store, source: &str, name: Option<&str>) -> Result<Mode
 /// Resolves MODEL: a `.gguf` file, a directory holding exactly one or a Hugging Face model, or a store name; a
 /// starter alias not pulled yet is pulled first, with a progress bar.
 pub fn model_path(model: &str) -> Result<std::path::PathBuf> {
-    let pb = bar("pull");
-    let progress = |label: &str, done: u64, total: u64| {
-        pb.set_message(label.to_string());
-        pb.set_length(total);
-        pb.set_position(done);
-    };
-    let r = lar_store::resolve::model_path(
-        &|| Store::open(&lar_store::default_home()),
-        model,
-        &|alias| eprintln!("pulling {alias} (first use)"),
-        &progress,
-    );
-    pb.finish_and_clear();
-    Ok(r?)
+    Ok(with_bar(|p| {
+        lar_store::resolve::model_path(
+            &|| Store::open(&lar_store::default_home()),
+            model,
+            &|alias| eprintln!("pulling {alias} (first use)"),
+            p,
+        )
+    })?)
 }
 
 pub fn pull(args: PullArgs) -> Result<()> {

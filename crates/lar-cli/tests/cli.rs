@@ -517,3 +517,42 @@ fn pull_from_the_hugging_face_hub() {
     assert_eq!(hub.requests().len(), before);
     let _ = std::fs::remove_dir_all(&home);
 }
+
+/// The KV cache's size from the command line: `--parallel` full contexts or a `--kv-budget`, planned before the
+/// load; a budget that cannot hold one context, and zero sequences, are refused with one line each.
+#[test]
+fn parallel_and_kv_budget_size_the_cache() {
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--raw", "--json", "-n", "4", "--temperature", "0"];
+        args.extend_from_slice(extra);
+        json(&lar(&args))
+    };
+    let s = smol();
+    let plain = run(&[&s, "The capital of France is", "--ctx", "256"]);
+    let four = run(&[
+        &s,
+        "The capital of France is",
+        "--ctx",
+        "256",
+        "--parallel",
+        "4",
+    ]);
+    let budget = run(&[
+        &s,
+        "The capital of France is",
+        "--ctx",
+        "256",
+        "--kv-budget",
+        "24MiB",
+    ]);
+    // The cache's size does not change what one greedy request generates.
+    assert_eq!(plain["text"], four["text"]);
+    assert_eq!(plain["text"], budget["text"]);
+    // SmolLM2 takes 23 040 B of KV per token: 64 KiB hold 2 tokens, not a context of 256.
+    fails(
+        &["run", &s, "hi", "--ctx", "256", "--kv-budget", "64KiB"],
+        "KV budget",
+    );
+    fails(&["run", &s, "hi", "--kv-budget", "1KiB"], "holds no token");
+    fails(&["run", &s, "hi", "--parallel", "0"], "at least 1");
+}

@@ -1,5 +1,6 @@
-//! The kernels' errors: a weight that is missing, misshapen or of a type no kernel reads, and a batch that does not
-//! fit its cache. A model file's own errors pass through as [`lar_formats::Error`].
+//! The error type of the kernels and of the models built on them (`lar-models` re-exports it): a weight that is
+//! missing, misshapen or of a type no kernel reads, a batch that does not fit its cache, a backend's failure. A
+//! model file's own errors pass through as [`lar_formats::Error`].
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -17,6 +18,9 @@ pub enum Error {
     },
     #[error("{0}")]
     Unsupported(String),
+    /// An error of the candle backend (device, kernel or shape).
+    #[error("candle: {0}")]
+    Backend(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -8,12 +8,11 @@
 pub mod bert;
 #[cfg(feature = "candle")]
 pub mod candle_backend;
-pub mod error;
 pub mod model;
 
-pub use error::{Error, Result};
 pub use lar_formats::{Gguf, Hparams, gguf, gguf_write, hf, open_model, safetensors};
 pub use lar_kernels::{
-    KvStore, SeqBatch, ThreadPool, attention, bert_ops, gemm_i8, kv, ops, pool, quant, tensor,
+    Error, KvStore, Result, SeqBatch, ThreadPool, attention, bert_ops, error, gemm_i8, kv, ops,
+    pool, quant, tensor,
 };
 pub use model::Model;

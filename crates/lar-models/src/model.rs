@@ -105,7 +105,7 @@ impl Model {
         let output_norm = load_vector(&file, "output_norm.weight", d)?;
         let opt = |name: String, n: usize| -> Result<Option<Vec<f32>>> {
             if file.tensor(&name).is_some() {
-                Ok(load_vector(&file, &name, n).map(Some)?)
+                load_vector(&file, &name, n).map(Some)
             } else {
                 Ok(None)
             }

@@ -55,6 +55,20 @@ pub fn check_with(info: &ModelInfo, load: &Load, budget: &Budget) -> Result<Admi
     if let Some(kv) = load.kv_budget {
         // The KV cache is the budget, whatever the context: plan one context, then swap its KV line for it.
         let mut p = plan(info, &r);
+        if load.ctx.is_none() && p.ctx > 0 {
+            // No context asked: the largest that fits, and that the budget holds at least once.
+            let per_token = (p.kv_bytes / p.ctx as u64).max(1);
+            let holds = (kv / per_token) as usize;
+            if holds == 0 {
+                return Err(Error::Invalid(format!(
+                    "a KV budget of {kv} bytes holds no token ({per_token} bytes each)"
+                )));
+            }
+            if holds < p.ctx {
+                r.ctx = Some(holds);
+                p = plan(info, &r);
+            }
+        }
         let total = p.total_bytes - p.kv_bytes + kv;
         p.kv_bytes = kv;
         if total <= budget.bytes {

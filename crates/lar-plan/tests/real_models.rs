@@ -158,4 +158,11 @@ fn the_gate_plans_parallel_sequences_and_kv_budgets() {
         check_with(&m, &load(0, None), &budget),
         Err(lar_plan::Error::Invalid(_))
     ));
+    // No context asked with a KV budget: the largest the budget holds (768 x 30 B per token: 1000 tokens here).
+    let free = Load {
+        ctx: None,
+        parallel: 1,
+        kv_budget: Some(768 * 30 * 1000),
+    };
+    assert_eq!(check_with(&m, &free, &budget).unwrap().ctx, 1000);
 }
