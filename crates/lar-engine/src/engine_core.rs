@@ -101,6 +101,8 @@ pub struct CoreConfig {
     pub reserve_per_seq: usize,
     /// Tokens a consumer may fall behind before it is cancelled.
     pub event_buffer: usize,
+    /// Reuse the cached K/V of prompt prefixes seen before.
+    pub prefix_caching: bool,
 }
 
 /// Counters of the engine, as [`crate::EngineHandle::stats`] reports them.
@@ -109,8 +111,14 @@ pub struct EngineStats {
     pub running: usize,
     pub waiting: usize,
     pub kv_blocks_total: usize,
+    /// Free blocks, cached ones included (they are reused when nothing else is free).
     pub kv_blocks_free: usize,
+    /// Free blocks that still hold a prompt prefix.
+    pub kv_blocks_cached: usize,
     pub block_size: usize,
+    /// Prompt tokens looked up in the prefix cache at admission, and how many were found.
+    pub prefix_query_tokens: u64,
+    pub prefix_hit_tokens: u64,
     /// Forward passes run.
     pub steps: u64,
     pub preemptions: u64,
@@ -150,7 +158,8 @@ impl EngineCore {
             cfg.max_batch_tokens,
             cfg.max_seqs,
         )
-        .with_reserve(cfg.reserve_per_seq);
+        .with_reserve(cfg.reserve_per_seq)
+        .with_prefix_caching(cfg.prefix_caching);
         Self {
             backend,
             tokenizer,
@@ -223,7 +232,10 @@ impl EngineCore {
             waiting: self.sched.n_waiting(),
             kv_blocks_total: self.sched.blocks.total,
             kv_blocks_free: self.sched.blocks.n_free(),
+            kv_blocks_cached: self.sched.blocks.n_cached(),
             block_size: self.sched.blocks.block_size,
+            prefix_query_tokens: self.sched.blocks.stats.query_tokens,
+            prefix_hit_tokens: self.sched.blocks.stats.hit_tokens,
             ..self.stats.clone()
         }
     }
@@ -404,8 +416,9 @@ impl EngineCore {
         let secs = |a: Instant, b: Instant| b.saturating_duration_since(a).as_secs_f64();
         let stats = GenerationStats {
             prompt_tokens: r.prompt_len,
+            cached_tokens: seq.as_ref().map_or(0, |s| s.n_cached),
             queue_secs: secs(r.arrived, r.started.unwrap_or(end)),
-            completion_tokens: seq.map_or(0, |s| s.n_generated),
+            completion_tokens: seq.as_ref().map_or(0, |s| s.n_generated),
             prompt_secs: r.started.map_or(0.0, |s| secs(s, first)),
             gen_secs: secs(first, end),
         };

@@ -7,6 +7,7 @@
 //! with BERT-family encoders.
 
 pub mod backend;
+pub mod blocks;
 pub mod embed;
 pub mod engine_core;
 pub mod events;

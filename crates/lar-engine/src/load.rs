@@ -38,6 +38,8 @@ pub struct EngineConfig {
     pub device: Device,
     /// Tokens a consumer may fall behind before it is cancelled.
     pub event_buffer: usize,
+    /// Reuse the cached K/V of prompt prefixes seen before (a chat's history, a shared system prompt).
+    pub prefix_caching: bool,
 }
 
 impl Default for EngineConfig {
@@ -52,6 +54,7 @@ impl Default for EngineConfig {
             kv_budget: None,
             device: Device::Cpu,
             event_buffer: 1024,
+            prefix_caching: true,
         }
     }
 }
@@ -168,5 +171,6 @@ pub fn core_config(hp: &Hparams, cfg: &EngineConfig) -> Result<CoreConfig> {
         max_seqs: cfg.max_seqs.max(cfg.parallel).max(1),
         reserve_per_seq: 1,
         event_buffer: cfg.event_buffer.max(1),
+        prefix_caching: cfg.prefix_caching,
     })
 }

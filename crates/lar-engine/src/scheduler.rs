@@ -1,41 +1,13 @@
 //! Books on sequences and KV blocks; no model, no tensors. The engine asks [`Scheduler::schedule`] what to run,
-//! runs it, and reports back with [`Scheduler::advance`] and [`Scheduler::append_token`].
+//! runs it, and reports back with [`Scheduler::advance`] and [`Scheduler::append_token`]. Blocks come from the
+//! [`BlockManager`], which caches full blocks of prompt prefixes: a new sequence starts after the longest cached
+//! prefix of its tokens.
 
 use std::collections::{HashMap, VecDeque};
 
-/// Free-list of KV block ids.
-#[derive(Debug)]
-pub struct BlockManager {
-    pub block_size: usize,
-    pub total: usize,
-    free: Vec<u32>,
-}
+use crate::blocks::block_hash;
 
-impl BlockManager {
-    pub fn new(total: usize, block_size: usize) -> Self {
-        Self {
-            block_size,
-            total,
-            free: (0..total as u32).rev().collect(),
-        }
-    }
-
-    pub fn n_free(&self) -> usize {
-        self.free.len()
-    }
-
-    pub fn blocks_for(&self, tokens: usize) -> usize {
-        tokens.div_ceil(self.block_size)
-    }
-
-    pub fn allocate(&mut self) -> Option<u32> {
-        self.free.pop()
-    }
-
-    pub fn release(&mut self, ids: &mut Vec<u32>) {
-        self.free.extend(ids.drain(..).rev());
-    }
-}
+pub use crate::blocks::BlockManager;
 
 /// One sequence as the scheduler sees it.
 #[derive(Debug, Clone)]
@@ -48,6 +20,11 @@ pub struct Seq {
     pub blocks: Vec<u32>,
     /// Generated tokens so far.
     pub n_generated: usize,
+    /// Prompt tokens found in the prefix cache when the sequence was first admitted.
+    pub n_cached: usize,
+    /// Leading full blocks whose content is registered with the block manager, and the hash of the last of them.
+    n_registered: usize,
+    parent_hash: u64,
 }
 
 /// A piece of work for one forward pass: tokens `start..start + len` of sequence `id`.
@@ -74,6 +51,8 @@ pub struct Scheduler {
     pub preempted: Vec<u64>,
     /// Free blocks kept per running sequence when admitting a new one (none when nothing runs).
     reserve_per_seq: usize,
+    /// Look up cached prefixes at admission (on by default).
+    prefix_caching: bool,
 }
 
 impl Scheduler {
@@ -87,7 +66,15 @@ impl Scheduler {
             running: Vec::new(),
             preempted: Vec::new(),
             reserve_per_seq: 0,
+            prefix_caching: true,
         }
+    }
+
+    /// With `false`, admission never looks up cached prefixes: every prompt is computed whole (for measuring what
+    /// the cache saves).
+    pub fn with_prefix_caching(mut self, on: bool) -> Self {
+        self.prefix_caching = on;
+        self
     }
 
     /// Admission keeps `blocks` free blocks per running sequence, so the running ones can grow into them instead
@@ -114,6 +101,9 @@ impl Scheduler {
                 n_computed: 0,
                 blocks: Vec::new(),
                 n_generated: 0,
+                n_cached: 0,
+                n_registered: 0,
+                parent_hash: 0,
             },
         );
         self.waiting.push_back(id);
@@ -133,8 +123,10 @@ impl Scheduler {
     /// 1. Running sequences come first, in the order they were admitted, each with all its uncomputed tokens
     ///    (one, when decoding) as far as the token budget allows.
     /// 2. Then waiting sequences are admitted in arrival order while sequences, budget and blocks allow (blocks for
-    ///    the whole sequence so far, plus the reserve for each running sequence); a prompt longer than the
-    ///    remaining budget is cut into chunks (chunked prefill) and continues next time.
+    ///    the whole sequence so far, plus the reserve for each running sequence). A sequence that owns no blocks
+    ///    (new, or preempted) first takes the longest cached prefix of its tokens (full blocks, never its last
+    ///    token) and starts computing after it. A prompt longer than the remaining budget is cut into chunks
+    ///    (chunked prefill) and continues next time.
     /// 3. Every returned item already owns the blocks for `start + len` tokens.
     /// 4. When a running sequence needs a block and none is free, the most recently admitted running sequence
     ///    is preempted: its blocks are freed, its cache forgotten (`n_computed = 0`), and it goes back to the
@@ -176,18 +168,31 @@ impl Scheduler {
             let Some(&id) = self.waiting.front() else {
                 break;
             };
-            let (start, total) = {
-                let s = &self.seqs[&id];
-                (s.n_computed, s.tokens.len())
+            let bs = self.blocks.block_size;
+            let s = &self.seqs[&id];
+            let total = s.tokens.len();
+            // Full blocks of every token but the last, which must be computed for its logits.
+            let usable = total.saturating_sub(1) / bs * bs;
+            let (hit, hit_free) = if s.blocks.is_empty() && self.prefix_caching {
+                self.blocks.longest_prefix(&s.tokens[..usable])
+            } else {
+                (0, 0)
             };
+            let start = if hit > 0 { hit * bs } else { s.n_computed };
             let len = (total - start).min(budget);
             // Admit only if the whole sequence so far fits in what is free, so admission cannot thrash.
             let need = self
                 .blocks
                 .blocks_for(total)
-                .saturating_sub(self.seqs[&id].blocks.len());
+                .saturating_sub(s.blocks.len().max(hit));
             let keep_free = self.running.len() * self.reserve_per_seq;
-            if need + keep_free > self.blocks.n_free() || !self.reserve(id, start + len) {
+            if need + keep_free > self.blocks.n_free() - hit_free {
+                break;
+            }
+            if s.blocks.is_empty() && self.prefix_caching {
+                self.take_cached_prefix(id, usable, hit);
+            }
+            if !self.reserve(id, start + len) {
                 break;
             }
             self.waiting.pop_front();
@@ -201,6 +206,23 @@ impl Scheduler {
             });
         }
         out
+    }
+
+    /// Gives `id` the first `hit` cached blocks of its tokens (a lookup of `usable` tokens); its computation starts
+    /// after them.
+    fn take_cached_prefix(&mut self, id: u64, usable: usize, hit: usize) {
+        let Some(s) = self.seqs.get_mut(&id) else {
+            return;
+        };
+        let bs = self.blocks.block_size;
+        s.blocks = self.blocks.acquire(&s.tokens[..usable], hit, usable);
+        let n = s.blocks.len();
+        s.n_computed = n * bs;
+        s.n_registered = n;
+        s.parent_hash = s.tokens[..n * bs].chunks_exact(bs).fold(0, block_hash);
+        if s.n_generated == 0 {
+            s.n_cached = n * bs;
+        }
     }
 
     /// Makes sure `id` owns blocks for `tokens` tokens; false (and nothing allocated) if there are not enough.
@@ -224,6 +246,8 @@ impl Scheduler {
         if let Some(s) = self.seqs.get_mut(&id) {
             self.blocks.release(&mut s.blocks);
             s.n_computed = 0;
+            s.n_registered = 0;
+            s.parent_hash = 0;
         }
         self.waiting.push_front(id);
         self.preempted.push(id);
@@ -231,9 +255,27 @@ impl Scheduler {
 
     /// Records that the scheduled chunk ran: its tokens are now in the cache.
     pub fn advance(&mut self, item: &Scheduled) {
+        let bs = self.blocks.block_size;
         if let Some(s) = self.seqs.get_mut(&item.id) {
             s.n_computed = s.n_computed.max(item.start + item.len);
+            // Blocks that are now full become findable by the sequences that share their prefix.
+            let full = (s.n_computed / bs).min(s.blocks.len());
+            while s.n_registered < full {
+                let i = s.n_registered;
+                s.parent_hash = self.blocks.register(
+                    s.blocks[i],
+                    s.parent_hash,
+                    &s.tokens[i * bs..(i + 1) * bs],
+                );
+                s.n_registered += 1;
+            }
         }
+    }
+
+    /// Checks the block books against every sequence's block table (see [`BlockManager::check`]).
+    pub fn check(&self) -> Result<(), String> {
+        self.blocks
+            .check(self.seqs.values().map(|s| s.blocks.as_slice()))
     }
 
     /// Appends a generated token (not yet in the cache).
@@ -414,5 +456,121 @@ mod tests {
             s.schedule().iter().map(|x| x.id).collect::<Vec<_>>(),
             vec![2]
         );
+    }
+
+    #[test]
+    fn a_cached_prefix_is_skipped_and_shared() {
+        let mut s = sched(16, 64);
+        s.add(1, vec![5; 10]);
+        let a = s.schedule();
+        run(&mut s, &a);
+        s.finish(1);
+        // Same first 8 tokens (two full blocks), then different: computing starts at 8.
+        let mut p = vec![5; 8];
+        p.extend([6, 6, 6]);
+        s.add(2, p.clone());
+        s.add(3, p);
+        let b = s.schedule();
+        assert_eq!(
+            b.iter().map(|x| (x.id, x.start, x.len)).collect::<Vec<_>>(),
+            vec![(2, 8, 3), (3, 8, 3)]
+        );
+        assert_eq!(s.get(2).unwrap().n_cached, 8);
+        // Both own the two cached blocks (shared), each its own third block.
+        assert_eq!(s.get(2).unwrap().blocks[..2], s.get(3).unwrap().blocks[..2]);
+        assert_ne!(s.get(2).unwrap().blocks[2], s.get(3).unwrap().blocks[2]);
+        s.check().unwrap();
+        // Looked up: 8 tokens for each of the three (all but the last token, in whole blocks); found: 8 twice.
+        assert_eq!(
+            (s.blocks.stats.query_tokens, s.blocks.stats.hit_tokens),
+            (24, 16)
+        );
+    }
+
+    #[test]
+    fn a_prompt_that_is_all_cached_still_computes_its_last_token() {
+        let mut s = sched(16, 64);
+        s.add(1, vec![3; 8]);
+        let a = s.schedule();
+        run(&mut s, &a);
+        s.finish(1);
+        s.add(2, vec![3; 8]);
+        // One full block of the two is usable: the last token (in the second block) must be computed.
+        assert_eq!(
+            s.schedule(),
+            vec![Scheduled {
+                id: 2,
+                start: 4,
+                len: 4,
+                samples: true
+            }]
+        );
+        s.check().unwrap();
+    }
+
+    /// Random traffic over a small cache with much shared prefix (two token values): after every step the books
+    /// hold (every block free, cached or owned; counts match the tables), every scheduled item owns its blocks,
+    /// and every sequence finishes.
+    #[test]
+    fn randomized_traffic_keeps_the_books() {
+        let mut rng = crate::sampler::Rng::new(11);
+        for reserve in [0, 1] {
+            let mut s = Scheduler::new(BlockManager::new(24, 4), 16, 4).with_reserve(reserve);
+            let mut next_id = 1u64;
+            let mut live: Vec<(u64, usize)> = Vec::new(); // (id, tokens to generate)
+            let mut done = 0;
+            for step in 0..3000 {
+                if live.len() < 6 && rng.next_u64().is_multiple_of(3) && step < 2500 {
+                    let len = 1 + (rng.next_u64() % 30) as usize;
+                    let prompt: Vec<u32> = (0..len).map(|_| (rng.next_u64() % 2) as u32).collect();
+                    s.add(next_id, prompt);
+                    live.push((next_id, 1 + (rng.next_u64() % 20) as usize));
+                    next_id += 1;
+                }
+                let items = s.schedule();
+                for it in &items {
+                    let seq = s.get(it.id).unwrap();
+                    assert!(
+                        seq.blocks.len() * 4 >= it.start + it.len,
+                        "step {step}: {it:?}"
+                    );
+                    assert_eq!(seq.n_computed, it.start, "step {step}: {it:?}");
+                }
+                for it in &items {
+                    s.advance(it);
+                    if it.samples {
+                        s.append_token(it.id, (rng.next_u64() % 2) as u32);
+                    }
+                }
+                s.preempted.clear();
+                // Finish sequences that generated enough, and now and then cancel one outright.
+                live.retain(|&(id, want)| {
+                    let (generated, len) = {
+                        let seq = s.get(id).unwrap();
+                        (seq.n_generated, seq.tokens.len())
+                    };
+                    let cancel = rng.next_u64().is_multiple_of(200);
+                    if generated >= want || cancel || len >= 60 {
+                        s.finish(id);
+                        done += 1;
+                        false
+                    } else {
+                        true
+                    }
+                });
+                s.check().unwrap_or_else(|e| panic!("step {step}: {e}"));
+            }
+            assert!(live.is_empty() || !s.has_work() || done > 0);
+            for (id, _) in live.drain(..) {
+                s.finish(id);
+            }
+            s.check().unwrap();
+            assert_eq!(s.blocks.n_free(), 24);
+            assert!(
+                s.blocks.stats.hit_tokens > 0,
+                "the traffic must hit the cache"
+            );
+            assert!(done > 100, "{done} sequences finished");
+        }
     }
 }

@@ -284,3 +284,34 @@ fn a_long_conversation_drops_its_oldest_turns_to_fit() {
     );
     assert!(!text.contains("Question 0:"), "the oldest turn goes");
 }
+
+/// The prefix cache on a real model: the same chat prompt twice gives the same tokens (the kernels give a token the
+/// same bits whether its prefix was computed in the same pass or read from cached blocks), and the second time the
+/// prompt's full blocks come from the cache.
+#[test]
+fn a_cached_prefix_gives_the_same_tokens() {
+    use lar_types::{ChatMessage, Role};
+    let e = engine(testdata::SMOLLM2);
+    let ids = e
+        .chat_tokens(
+            &[
+                ChatMessage::new(
+                    Role::System,
+                    "You are a helpful assistant who answers briefly.",
+                ),
+                ChatMessage::new(Role::User, "Name three rivers in Spain."),
+            ],
+            None,
+        )
+        .unwrap();
+    let params = SamplingParams {
+        ignore_eos: true,
+        ..SamplingParams::greedy(24)
+    };
+    let first = e.generate(ids.clone(), params.clone(), |_| true).unwrap();
+    let second = e.generate(ids.clone(), params, |_| true).unwrap();
+    assert_eq!(first.tokens, second.tokens);
+    assert_eq!(first.stats.cached_tokens, 0);
+    assert_eq!(second.stats.cached_tokens, (ids.len() - 1) / 16 * 16);
+    assert!(second.stats.cached_tokens > 0);
+}

@@ -24,6 +24,7 @@ fn config(ctx: usize, block_size: usize, n_blocks: usize) -> CoreConfig {
         max_seqs: 8,
         reserve_per_seq: 1,
         event_buffer: 1024,
+        prefix_caching: true,
     }
 }
 

@@ -244,6 +244,9 @@ pub struct TokenEvent {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct GenerationStats {
     pub prompt_tokens: usize,
+    /// Prompt tokens whose K/V came from the prefix cache instead of being computed.
+    #[serde(default)]
+    pub cached_tokens: usize,
     /// Seconds from the request's arrival to its first forward pass (waiting for a free slot or KV blocks).
     #[serde(default)]
     pub queue_secs: f64,
