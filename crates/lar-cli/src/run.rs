@@ -20,7 +20,7 @@ pub struct Args {
     /// System message.
     #[arg(long)]
     pub system: Option<String>,
-    /// Feed the prompt as is, without the chat template.
+    /// Feed the prompt as is, without the chat template (control tokens such as `<|im_start|>` in it are parsed).
     #[arg(long)]
     pub raw: bool,
     /// Chat template: a built-in name (chatml, gemma, llama3) or a Jinja file; default: the model's own.
@@ -78,7 +78,9 @@ pub fn main(args: Args) -> Result<()> {
     let template = template_source(&args.template)?;
     let engine = args.engine.load(&args.model)?;
     let ids = if args.raw {
-        engine.tokenizer().encode(&prompt, true, false)
+        // A raw prompt is the model's own format: its control tokens (`<|im_start|>`) are parsed as tokens, as
+        // llama.cpp and Ollama do. (Message content in a chat never is: no user can inject them there.)
+        engine.tokenizer().encode(&prompt, true, true)
     } else {
         let mut msgs = Vec::new();
         if let Some(s) = &args.system {

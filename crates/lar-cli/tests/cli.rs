@@ -556,3 +556,23 @@ fn parallel_and_kv_budget_size_the_cache() {
     fails(&["run", &s, "hi", "--kv-budget", "1KiB"], "holds no token");
     fails(&["run", &s, "hi", "--parallel", "0"], "at least 1");
 }
+
+/// A raw prompt in the model's own chat format is tokenized as llama.cpp does it: control tokens parsed, not spelled
+/// out. 26 tokens from `llama-tokenize -m SmolLM2-135M-Instruct.Q4_1.gguf -p PROMPT --ids` (llama.cpp 0.3.36):
+/// `[1, 9690, 198, 2683, 359, 1733, 313, 30, 2, 198, 1, 4093, ...]`, where 1 and 2 are `<|im_start|>`/`<|im_end|>`.
+#[test]
+fn raw_prompts_parse_control_tokens_as_llama_cpp() {
+    let prompt = "<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nWhat is the capital of Spain?<|im_end|>\n<|im_start|>assistant\n";
+    let v = json(&lar(&[
+        "run",
+        &smol(),
+        "--raw",
+        prompt,
+        "-n",
+        "1",
+        "--temperature",
+        "0",
+        "--json",
+    ]));
+    assert_eq!(v["prompt_tokens"], 26);
+}
