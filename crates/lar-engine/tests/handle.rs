@@ -3,75 +3,16 @@
 //! abort in the middle of a prefill, a consumer that stops reading or goes away, failing and panicking forward
 //! passes, and requests refused at the door.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use lar_engine::engine_core::{CoreConfig, Limits};
+use lar_engine::engine_core::CoreConfig;
 use lar_engine::scripted::{self, ScriptedBackend, continuation};
-use lar_engine::{EngineHandle, EngineStats, Error, Event, EventStream, Finished, Request};
+use lar_engine::{EngineStats, Error, EventStream, Request};
 use lar_types::{FinishReason, SamplingParams};
 
-const VOCAB: usize = 500;
+mod common;
 
-fn config(ctx: usize, block_size: usize, n_blocks: usize) -> CoreConfig {
-    CoreConfig {
-        limits: Limits {
-            ctx,
-            n_vocab: VOCAB,
-        },
-        block_size,
-        n_blocks,
-        max_batch_tokens: 64,
-        max_seqs: 8,
-        reserve_per_seq: 1,
-        event_buffer: 1024,
-        prefix_caching: true,
-    }
-}
-
-fn start(backend: ScriptedBackend, cfg: CoreConfig) -> EngineHandle {
-    scripted::start(backend, cfg).unwrap()
-}
-
-fn greedy(n: usize) -> SamplingParams {
-    SamplingParams {
-        ignore_eos: true,
-        ..SamplingParams::greedy(n)
-    }
-}
-
-/// Every token of a stream, and how it ended.
-fn drain(s: EventStream) -> (Vec<u32>, Finished) {
-    let mut tokens = Vec::new();
-    for ev in s {
-        match ev {
-            Event::Token(t) => tokens.push(t.token),
-            Event::Done(f) => return (tokens, f),
-        }
-    }
-    panic!("a stream ended without Done");
-}
-
-fn prompt(seed: u32, len: usize) -> Vec<u32> {
-    (0..len as u32)
-        .map(|i| scripted::FIRST_WORD + (seed * 31 + i * 7) % (VOCAB as u32 - 10))
-        .collect()
-}
-
-/// Waits (at most 10 s) until the engine's counters satisfy `ok`.
-fn wait_for(e: &EngineHandle, ok: impl Fn(&EngineStats) -> bool) -> EngineStats {
-    let t = Instant::now();
-    loop {
-        let s = e.stats();
-        if ok(&s) {
-            return s;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "gave up waiting: {s:?}"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
+use common::{VOCAB, config, drain, greedy, prompt, start, wait_for};
 
 fn all_blocks_free(s: &EngineStats) -> bool {
     s.running == 0 && s.waiting == 0 && s.kv_blocks_free == s.kv_blocks_total

@@ -2,55 +2,19 @@
 //! back through the block table, so a block shared or reused wrongly changes the tokens): a repeated prompt
 //! computes only its uncached tail, concurrent requests share a system prompt, and evicted prefixes are recomputed.
 
-use lar_engine::engine_core::{CoreConfig, Limits};
-use lar_engine::scripted::{self, ScriptedBackend, continuation};
-use lar_engine::{EngineHandle, Event, EventStream, Finished, Request};
-use lar_types::SamplingParams;
+mod common;
 
-const VOCAB: usize = 500;
+use std::sync::{Arc, Mutex};
 
-fn start(
-    block_size: usize,
-    n_blocks: usize,
-    ctx: usize,
-) -> (
-    EngineHandle,
-    std::sync::Arc<std::sync::Mutex<scripted::Log>>,
-) {
+use common::{VOCAB, config, drain, greedy, wait_for};
+use lar_engine::scripted::{self, Log, ScriptedBackend, continuation};
+use lar_engine::{EngineHandle, EngineStats, EventStream, Request};
+
+/// An engine of `n_blocks` blocks of `block_size`, and the log of what its backend computed.
+fn start(block_size: usize, n_blocks: usize, ctx: usize) -> (EngineHandle, Arc<Mutex<Log>>) {
     let b = ScriptedBackend::new(VOCAB, block_size, n_blocks);
     let log = b.log.clone();
-    let cfg = CoreConfig {
-        limits: Limits {
-            ctx,
-            n_vocab: VOCAB,
-        },
-        block_size,
-        n_blocks,
-        max_batch_tokens: 64,
-        max_seqs: 8,
-        reserve_per_seq: 1,
-        event_buffer: 1024,
-        prefix_caching: true,
-    };
-    (scripted::start(b, cfg).unwrap(), log)
-}
-
-fn greedy(n: usize) -> SamplingParams {
-    SamplingParams {
-        ignore_eos: true,
-        ..SamplingParams::greedy(n)
-    }
-}
-
-fn drain(s: EventStream) -> (Vec<u32>, Finished) {
-    let mut tokens = Vec::new();
-    for ev in s {
-        match ev {
-            Event::Token(t) => tokens.push(t.token),
-            Event::Done(f) => return (tokens, f),
-        }
-    }
-    panic!("a stream ended without Done");
+    (common::start(b, config(ctx, block_size, n_blocks)), log)
 }
 
 fn words(seed: u32, len: usize) -> Vec<u32> {
@@ -59,23 +23,14 @@ fn words(seed: u32, len: usize) -> Vec<u32> {
         .collect()
 }
 
-/// The engine's counters once nothing runs or waits (they are published after each step).
-fn settled(e: &EngineHandle) -> lar_engine::EngineStats {
-    let t = std::time::Instant::now();
-    loop {
-        let s = e.stats();
-        if s.running == 0 && s.waiting == 0 && s.kv_blocks_free == s.kv_blocks_total {
-            return s;
-        }
-        assert!(
-            t.elapsed().as_secs() < 10,
-            "the engine did not settle: {s:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
+/// The engine's counters once nothing runs or waits and every block is free again.
+fn settled(e: &EngineHandle) -> EngineStats {
+    wait_for(e, |s| {
+        s.running == 0 && s.waiting == 0 && s.kv_blocks_free == s.kv_blocks_total
+    })
 }
 
-fn computed(log: &std::sync::Mutex<scripted::Log>) -> u64 {
+fn computed(log: &Mutex<Log>) -> u64 {
     log.lock().unwrap().tokens
 }
 
