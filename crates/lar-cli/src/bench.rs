@@ -229,9 +229,10 @@ pub fn main(args: Args) -> Result<()> {
     } else {
         println!("| model | threads | test | t/s (median) | min | max |");
         println!("|---|---|---|---|---|---|");
-        let name = path
+        // The model as it was named (a store name, or the file's name), not the blob it resolved to.
+        let name = std::path::Path::new(model)
             .file_name()
-            .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+            .map_or(model.clone(), |n| n.to_string_lossy().into_owned());
         if args.n_prompt > 0 {
             println!(
                 "| {name} | {threads} | pp{} | {:.2} | {:.2} | {:.2} |",

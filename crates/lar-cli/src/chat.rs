@@ -142,6 +142,7 @@ fn command(
                 .map(|(a, b)| (a, b.trim()))
                 .unwrap_or((rest, ""));
             let bad = || anyhow::anyhow!("/set {k}: '{v}' is not a valid value");
+            let before = p.clone();
             match k {
                 "temperature" => p.temperature = v.parse().map_err(|_| bad())?,
                 "top_p" => p.top_p = v.parse().map_err(|_| bad())?,
@@ -153,6 +154,11 @@ fn command(
                 _ => bail!(
                     "/set knows temperature, top_p, top_k, min_p, seed, max_tokens, repeat_penalty"
                 ),
+            }
+            // The engine's own ranges, checked now rather than at the next question; a bad value is not kept.
+            if let Err(e) = p.validate() {
+                *p = before;
+                bail!("/set {k}: {e}");
             }
             eprintln!("({k} = {v})");
         }

@@ -33,10 +33,9 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
-    /// The engine's configuration from the flags, with `ctx` as the gate decided it.
-    pub fn config(&self, ctx: usize) -> Result<EngineConfig> {
+    /// The engine's configuration from the flags (the context is set once the gate has decided it).
+    pub fn config(&self) -> Result<EngineConfig> {
         Ok(EngineConfig {
-            ctx: Some(ctx),
             threads: lar_engine::load::check_threads(self.threads)
                 .map_err(|e| anyhow!("--threads: {e}"))?,
             device: self.device.parse().map_err(|e| anyhow!("--device: {e}"))?,
@@ -49,44 +48,40 @@ impl EngineArgs {
     /// Resolves `model`, passes the memory gate, and starts an engine on it.
     pub fn load(&self, model: &str) -> Result<EngineHandle> {
         // Flags first: a bad one is reported before anything is read or pulled.
-        self.config(1)?;
+        let mut cfg = self.config()?;
         let path = model_path(model)?;
-        let file = Arc::new(
-            lar_models::open_model(&path).with_context(|| format!("loading {}", path.display()))?,
-        );
-        let ctx = gate(&file, self.load_request())?;
-        lar_engine::from_file(file, &self.config(ctx)?)
-            .with_context(|| format!("loading {}", path.display()))
-    }
-
-    pub fn load_request(&self) -> Load {
-        Load {
+        let file =
+            Arc::new(lar_models::open_model(&path).with_context(|| format!("loading {model}"))?);
+        let load = Load {
             ctx: self.ctx,
             parallel: self.parallel,
             kv_budget: self.kv_budget,
-        }
+        };
+        cfg.ctx = Some(gate(&file, load)?);
+        lar_engine::from_file(file, &cfg).with_context(|| format!("loading {model}"))
     }
 }
 
 /// The memory gate before a load: the context to run at, or the planner's refusal with the flag that helps.
 pub fn gate(file: &lar_models::Gguf, load: Load) -> Result<usize> {
     let info = lar_plan::ModelInfo::from_gguf(file)?;
-    match lar_plan::gate::check(&info, &load) {
-        Ok(a) => Ok(a.ctx),
-        Err(lar_plan::Error::NotEnoughMemory(r)) => {
-            let e = lar_plan::Error::NotEnoughMemory(r.clone());
-            let hint = match r.max_ctx {
-                0 => String::new(),
-                c => format!(": try --ctx {c}"),
-            };
-            Err(anyhow!(
-                "{e}{hint} (details: `lar plan MODEL --ctx {} --parallel {} --explain`)",
-                r.ctx,
-                r.parallel
-            ))
-        }
-        Err(e) => Err(e.into()),
-    }
+    let e = match lar_plan::gate::check(&info, &load) {
+        Ok(a) => return Ok(a.ctx),
+        Err(e) => e,
+    };
+    let r = match &e {
+        lar_plan::Error::NotEnoughMemory(r) => r,
+        lar_plan::Error::Invalid(_) => return Err(anyhow!("--ctx/--parallel: {e}")),
+        _ => return Err(e.into()),
+    };
+    let hint = match r.max_ctx {
+        0 => String::new(),
+        c => format!(": try --ctx {c}"),
+    };
+    let (ctx, parallel) = (r.ctx, r.parallel);
+    Err(anyhow!(
+        "{e}{hint} (details: `lar plan MODEL --ctx {ctx} --parallel {parallel} --explain`)"
+    ))
 }
 
 /// A parameter error as the command line shows it: with the flag's name.

@@ -93,14 +93,12 @@ fn fetch(
     })?)
 }
 
-/// Pulls `source` into `store` unless a pinned source is already stored intact under that name (with a progress
-/// bar); returns the name it is stored under.
-pub fn pull_into(store: &Store, source: &str, name: Option<&str>) -> Result<ModelName> {
-    match with_bar(|p| lar_store::resolve::pull(store, source, name, p))? {
-        Pulled::UpToDate(n, resolved) => {
-            eprintln!("{n} is up to date ({resolved})");
-            Ok(n)
-        }
+/// `lar pull`: fetches the source unless a pinned source is already stored intact under that name.
+pub fn pull(args: PullArgs) -> Result<()> {
+    let store = open()?;
+    let (source, name) = (args.source.as_str(), args.name.as_deref());
+    match with_bar(|p| lar_store::resolve::pull(&store, source, name, p))? {
+        Pulled::UpToDate(n, resolved) => eprintln!("{n} is up to date ({resolved})"),
         Pulled::Fetched(n, m) => {
             eprintln!(
                 "pulled {n} from {}: {} bytes, sha256 {}",
@@ -108,9 +106,9 @@ pub fn pull_into(store: &Store, source: &str, name: Option<&str>) -> Result<Mode
                 m.total_size(),
                 m.files.first().map_or("-", |f| f.sha256.as_str())
             );
-            Ok(n)
         }
     }
+    Ok(())
 }
 
 /// Resolves MODEL: a `.gguf` file, a directory holding exactly one or a Hugging Face model, or a store name; a
@@ -124,10 +122,6 @@ pub fn model_path(model: &str) -> Result<std::path::PathBuf> {
             p,
         )
     })?)
-}
-
-pub fn pull(args: PullArgs) -> Result<()> {
-    pull_into(&open()?, &args.source, args.name.as_deref()).map(|_| ())
 }
 
 #[derive(clap::Args, Debug)]

@@ -32,7 +32,6 @@ enum Command {
 
 struct Shared {
     info: ModelInfo,
-    limits: Limits,
     event_buffer: usize,
     ids: Arc<AtomicU64>,
     stats: Mutex<EngineStats>,
@@ -55,10 +54,18 @@ pub struct Output {
 }
 
 impl EngineHandle {
-    /// Runs `core` on a thread of its own; `info` describes its model to callers (tokenizer, context, template).
-    pub fn start(core: EngineCore, info: ModelInfo) -> Result<Self> {
+    /// Runs `core` on a thread of its own. Callers see its model through [`Self::model`]: the core's tokenizer,
+    /// limits and device, and `template`, the model's own chat template.
+    pub fn start(core: EngineCore, template: Option<String>) -> Result<Self> {
+        let limits = core.config().limits;
+        let info = ModelInfo {
+            tokenizer: core.tokenizer().clone(),
+            ctx: limits.ctx,
+            n_vocab: limits.n_vocab,
+            template,
+            device: core.device(),
+        };
         let shared = Arc::new(Shared {
-            limits: core.config().limits,
             event_buffer: core.config().event_buffer,
             ids: core.ids(),
             stats: Mutex::new(core.stats()),
@@ -110,7 +117,12 @@ impl EngineHandle {
 
     /// Checks a request and queues it; its events come on the returned stream (whose `id` [`Self::abort`] takes).
     pub fn submit(&self, req: Request) -> Result<EventStream> {
-        self.shared.limits.check(&req)?;
+        let info = &self.shared.info;
+        Limits {
+            ctx: info.ctx,
+            n_vocab: info.n_vocab,
+        }
+        .check(&req)?;
         let id = self.shared.ids.fetch_add(1, Ordering::Relaxed);
         let (out, stream) = channel(id, self.shared.event_buffer);
         self.tx

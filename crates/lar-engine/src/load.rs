@@ -14,7 +14,6 @@ use lar_tokenizer::Tokenizer;
 use crate::backend::{self, Device};
 use crate::engine_core::{CoreConfig, EngineCore, Limits};
 use crate::handle::EngineHandle;
-use crate::prompt::ModelInfo;
 use crate::{Error, Result};
 
 /// How the engine is set up.
@@ -88,13 +87,13 @@ pub fn load(path: &Path, cfg: &EngineConfig) -> Result<EngineHandle> {
 
 /// Starts an engine on the model of an opened file (which the caller may have planned first).
 pub fn from_file(file: Arc<Gguf>, cfg: &EngineConfig) -> Result<EngineHandle> {
-    let (core, info) = build(file, cfg)?;
-    EngineHandle::start(core, info)
+    let (core, template) = build(file, cfg)?;
+    EngineHandle::start(core, template)
 }
 
-/// The engine core for the model of an opened file, not started: for callers that drive [`EngineCore::step`]
-/// themselves (tests that count steps).
-pub fn build(file: Arc<Gguf>, cfg: &EngineConfig) -> Result<(EngineCore, ModelInfo)> {
+/// The engine core for the model of an opened file, not started, and the model's own chat template: for callers
+/// that drive [`EngineCore::step`] themselves (tests that count steps).
+pub fn build(file: Arc<Gguf>, cfg: &EngineConfig) -> Result<(EngineCore, Option<String>)> {
     let tokenizer = Tokenizer::from_gguf(&file)?;
     // Repacked for our CPU kernels only when they are the ones that run.
     let model = Model::from_gguf_with(file, cfg.device.is_cpu())?;
@@ -120,15 +119,10 @@ pub fn build(file: Arc<Gguf>, cfg: &EngineConfig) -> Result<(EngineCore, ModelIn
         core_cfg.n_blocks,
         threads,
     )?;
-    let tokenizer = Arc::new(tokenizer);
-    let info = ModelInfo {
-        tokenizer: tokenizer.clone(),
-        ctx: core_cfg.limits.ctx,
-        n_vocab: hp.n_vocab,
+    Ok((
+        EngineCore::new(backend, Arc::new(tokenizer), core_cfg),
         template,
-        device: backend.device(),
-    };
-    Ok((EngineCore::new(backend, tokenizer, core_cfg), info))
+    ))
 }
 
 /// The core's configuration for a model of shape `hp`: the context, and a cache of `parallel` contexts or of

@@ -20,7 +20,6 @@ use lar_tokenizer::{Tokenizer, Vocab};
 use crate::backend::Backend;
 use crate::engine_core::{CoreConfig, EngineCore};
 use crate::handle::EngineHandle;
-use crate::prompt::ModelInfo;
 use crate::{Error, Result};
 
 /// End-of-sequence id of [`tokenizer`]; ids below [`FIRST_WORD`] are special.
@@ -167,12 +166,8 @@ impl Backend for ScriptedBackend {
 /// An engine on `backend` with `cfg`, running on its own thread.
 pub fn start(backend: ScriptedBackend, cfg: CoreConfig) -> Result<EngineHandle> {
     let tokenizer = Arc::new(tokenizer(backend.n_vocab)?);
-    let info = ModelInfo {
-        tokenizer: tokenizer.clone(),
-        ctx: cfg.limits.ctx,
-        n_vocab: backend.n_vocab,
-        template: Some("chatml".into()),
-        device: backend.device(),
-    };
-    EngineHandle::start(EngineCore::new(Box::new(backend), tokenizer, cfg), info)
+    EngineHandle::start(
+        EngineCore::new(Box::new(backend), tokenizer, cfg),
+        Some("chatml".into()),
+    )
 }
