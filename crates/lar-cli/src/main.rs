@@ -11,6 +11,7 @@ mod kb;
 mod plan;
 mod plan_remote;
 mod run;
+mod serve;
 mod show;
 mod store;
 
@@ -61,6 +62,10 @@ enum Cmd {
     Cp(store::CpArgs),
     /// Rehash stored models and compare with their recorded sha256.
     Verify(store::VerifyArgs),
+    /// Serve the OpenAI and Ollama APIs (port 11434, loopback only unless given a key).
+    Serve(serve::Args),
+    /// The models a running `lar serve` has loaded.
+    Ps(serve::PsArgs),
 }
 
 fn main() {
@@ -81,6 +86,8 @@ fn main() {
         Cmd::Rm(a) => store::rm(a),
         Cmd::Cp(a) => store::cp(a),
         Cmd::Verify(a) => store::verify(a),
+        Cmd::Serve(a) => serve::main(a),
+        Cmd::Ps(a) => serve::ps(a),
     };
     if let Err(e) = result {
         // One line: the chain of causes joined by ": ".

@@ -27,6 +27,7 @@ use crate::backend::Backend;
 use crate::events::{EventStream, Finished, Outbox, Undelivered, channel};
 use crate::sampler::{LogitsProcessor, Sampler};
 use crate::scheduler::{BlockManager, Scheduled, Scheduler};
+use crate::scoring::{PromptLogprob, score};
 use crate::{Error, Result};
 
 /// A generation request: prompt tokens, sampling parameters, and any logits processors beyond those the
@@ -35,6 +36,9 @@ pub struct Request {
     pub prompt: Vec<u32>,
     pub params: SamplingParams,
     pub processors: Vec<Box<dyn LogitsProcessor>>,
+    /// Score the prompt's own tokens, with this many alternatives each (the prompt is then computed whole, never
+    /// taken from the prefix cache); they come back in [`Finished::prompt_logprobs`].
+    pub prompt_logprobs: Option<usize>,
 }
 
 impl Request {
@@ -43,6 +47,7 @@ impl Request {
             prompt,
             params,
             processors: Vec::new(),
+            prompt_logprobs: None,
         }
     }
 }
@@ -83,6 +88,15 @@ impl Limits {
             });
         }
         req.params.validate()?;
+        if let Some(k) = req.prompt_logprobs
+            && k > lar_types::MAX_TOP_LOGPROBS
+        {
+            return Err(Error::Param(lar_types::ParamError {
+                param: "prompt_logprobs",
+                expected: format!("at most {}", lar_types::MAX_TOP_LOGPROBS),
+                got: k.to_string(),
+            }));
+        }
         Ok(())
     }
 }
@@ -139,6 +153,8 @@ struct Active {
     arrived: Instant,
     started: Option<Instant>,
     first_token: Option<Instant>,
+    /// The prompt's scores as they are computed, and how many alternatives each (requests that asked).
+    scored: Option<(usize, Vec<Option<PromptLogprob>>)>,
 }
 
 pub struct EngineCore {
@@ -201,6 +217,7 @@ impl EngineCore {
     pub(crate) fn add(&mut self, id: u64, req: Request, out: Outbox, arrived: Instant) {
         let stop = StopMatcher::new(&req.params.stop);
         let prompt_len = req.prompt.len();
+        let scored = req.prompt_logprobs.map(|k| (k, vec![None; prompt_len]));
         self.reqs.insert(
             id,
             Active {
@@ -212,9 +229,11 @@ impl EngineCore {
                 arrived,
                 started: None,
                 first_token: None,
+                scored,
             },
         );
-        self.sched.add(id, req.prompt);
+        self.sched
+            .add_with(id, req.prompt, req.prompt_logprobs.is_none());
     }
 
     pub fn has_work(&self) -> bool {
@@ -269,6 +288,7 @@ impl EngineCore {
         for (it, result) in items.iter().zip(results) {
             match result {
                 Ok(mut row) => {
+                    row = self.score_prompt(it, row);
                     self.sched.advance(it);
                     let prompt_len = self.reqs.get(&it.id).map_or(0, |r| r.prompt_len);
                     self.stats.prompt_tokens +=
@@ -310,11 +330,15 @@ impl EngineCore {
             let Some(s) = self.sched.get(it.id) else {
                 return Err(format!("sequence {} is not scheduled", it.id));
             };
+            let all_logits = self
+                .reqs
+                .get(&it.id)
+                .is_some_and(|r| r.scored.is_some() && it.start < r.prompt_len);
             batch.push(SeqBatch {
                 tokens: &s.tokens[it.start..it.start + it.len],
                 pos: it.start,
                 block_table: &s.blocks,
-                all_logits: false,
+                all_logits,
             });
         }
         let backend = &mut self.backend;
@@ -337,6 +361,28 @@ impl EngineCore {
                     .unwrap_or("(no message)")
             )),
         }
+    }
+
+    /// For a request that scores its prompt, records the scores of the chunk's rows (row `j` scores the token after
+    /// it) and returns the last row, which samples; any other row is returned as it is.
+    fn score_prompt(&mut self, it: &Scheduled, row: Vec<f32>) -> Vec<f32> {
+        let n_vocab = self.cfg.limits.n_vocab;
+        if row.len() <= n_vocab {
+            return row;
+        }
+        let (Some(seq), Some(r)) = (self.sched.get(it.id), self.reqs.get_mut(&it.id)) else {
+            return row;
+        };
+        if let Some((k, scores)) = r.scored.as_mut() {
+            for (j, logits) in row.chunks_exact(n_vocab).enumerate() {
+                let next = it.start + j + 1;
+                if next < r.prompt_len && scores[next].is_none() {
+                    scores[next] = Some(score(logits, seq.tokens[next], *k));
+                }
+            }
+        }
+        let last = row.len() / n_vocab - 1;
+        row[last * n_vocab..(last + 1) * n_vocab].to_vec()
     }
 
     /// Samples the next token of a sequence and sends its text; `Some` when the request is done.
@@ -427,6 +473,7 @@ impl EngineCore {
             stats,
             text,
             error,
+            prompt_logprobs: r.scored.map(|(_, s)| s),
         });
     }
 }

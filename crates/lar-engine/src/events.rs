@@ -23,6 +23,8 @@ pub struct Finished {
     pub text: String,
     /// Why the request failed (`reason` is `Error`) or was cancelled by the engine (a consumer that fell behind).
     pub error: Option<String>,
+    /// The prompt's own tokens scored (requests that asked): `None` for the first token, which nothing predicts.
+    pub prompt_logprobs: Option<Vec<Option<crate::scoring::PromptLogprob>>>,
 }
 
 /// What a request's stream yields.
@@ -131,6 +133,7 @@ impl EventStream {
             stats: GenerationStats::default(),
             text: String::new(),
             error: Some("the engine stopped before this request finished".into()),
+            prompt_logprobs: None,
         }))
     }
 }

@@ -16,6 +16,7 @@ pub mod load;
 pub mod prompt;
 pub mod sampler;
 pub mod scheduler;
+pub mod scoring;
 pub mod scripted;
 
 pub use backend::{Backend, Device};
@@ -25,6 +26,7 @@ pub use events::{Event, EventStream, Finished};
 pub use handle::{EngineHandle, Output};
 pub use load::{EngineConfig, from_file, load, physical_cores};
 pub use prompt::ModelInfo;
+pub use scoring::PromptLogprob;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -25,6 +25,8 @@ pub struct Seq {
     /// Leading full blocks whose content is registered with the block manager, and the hash of the last of them.
     n_registered: usize,
     parent_hash: u64,
+    /// Never take a cached prefix: every prompt token is computed (a request that asks for the prompt's logprobs).
+    uncached: bool,
 }
 
 /// A piece of work for one forward pass: tokens `start..start + len` of sequence `id`.
@@ -93,6 +95,11 @@ impl Scheduler {
     }
 
     pub fn add(&mut self, id: u64, prompt: Vec<u32>) {
+        self.add_with(id, prompt, true);
+    }
+
+    /// [`Self::add`]; with `use_cache` false the sequence never starts from a cached prefix.
+    pub fn add_with(&mut self, id: u64, prompt: Vec<u32>, use_cache: bool) {
         self.seqs.insert(
             id,
             Seq {
@@ -104,6 +111,7 @@ impl Scheduler {
                 n_cached: 0,
                 n_registered: 0,
                 parent_hash: 0,
+                uncached: !use_cache,
             },
         );
         self.waiting.push_back(id);
@@ -173,7 +181,8 @@ impl Scheduler {
             let total = s.tokens.len();
             // Full blocks of every token but the last, which must be computed for its logits.
             let usable = total.saturating_sub(1) / bs * bs;
-            let (hit, hit_free) = if s.blocks.is_empty() && self.prefix_caching {
+            let lookup = s.blocks.is_empty() && self.prefix_caching && !s.uncached;
+            let (hit, hit_free) = if lookup {
                 self.blocks.longest_prefix(&s.tokens[..usable])
             } else {
                 (0, 0)
@@ -189,7 +198,7 @@ impl Scheduler {
             if need + keep_free > self.blocks.n_free() - hit_free {
                 break;
             }
-            if s.blocks.is_empty() && self.prefix_caching {
+            if lookup {
                 self.take_cached_prefix(id, usable, hit);
             }
             if !self.reserve(id, start + len) {

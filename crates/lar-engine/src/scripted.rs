@@ -151,8 +151,14 @@ impl Backend for ScriptedBackend {
                     .ok_or_else(|| Error::Invalid(format!("position {p} was never computed")))?;
                 history.push(t);
             }
-            let mut logits = vec![0.0; self.n_vocab];
-            logits[next_token(&history, self.n_vocab) as usize] = 10.0;
+            // One row per new token when asked, each predicting from the history up to it.
+            let first = if s.all_logits { s.pos + 1 } else { end };
+            let mut logits = Vec::with_capacity((end + 1 - first) * self.n_vocab);
+            for upto in first..=end {
+                let mut row = vec![0.0; self.n_vocab];
+                row[next_token(&history[..upto], self.n_vocab) as usize] = 10.0;
+                logits.extend_from_slice(&row);
+            }
             out.push(logits);
         }
         Ok(out)

@@ -1,0 +1,126 @@
+//! One generation as the routes drive it: a lease on the model, the engine's event stream, and the books kept as
+//! events pass (time to first token, inter-token latency, end-to-end and queue time, token counts). Dropping a
+//! [`Generation`] drops its stream, which the engine takes as a cancellation at its next step: a client that
+//! disconnects frees its sequence and KV blocks without anything else to do.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lar_engine::{EngineHandle, Event, EventStream, Finished, Request};
+use lar_types::{FinishReason, TokenEvent};
+
+use crate::catalog::Runner;
+use crate::error::{ApiError, ApiResult};
+use crate::manager::Lease;
+use crate::metrics::Metrics;
+
+pub struct Generation {
+    stream: EventStream,
+    metrics: Arc<Metrics>,
+    model: String,
+    submitted: Instant,
+    last: Option<Instant>,
+    /// Held until the generation is dropped: the model stays loaded meanwhile.
+    _lease: Arc<Lease>,
+}
+
+/// What a whole generation produced.
+#[derive(Debug)]
+pub struct Collected {
+    pub text: String,
+    pub tokens: Vec<TokenEvent>,
+    pub finished: Finished,
+}
+
+/// The chat engine of a lease, or a 400 for an embedding model.
+pub fn engine(lease: &Lease) -> ApiResult<&EngineHandle> {
+    match &lease.model.runner {
+        Runner::Chat(h) => Ok(h),
+        Runner::Embed(_) => Err(ApiError::bad_request(format!(
+            "'{}' is an embedding model; it cannot generate text",
+            lease.model.entry.name
+        ))
+        .param("model")),
+    }
+}
+
+impl Generation {
+    /// Submits `req` to the lease's engine.
+    pub fn start(lease: Arc<Lease>, metrics: Arc<Metrics>, req: Request) -> ApiResult<Self> {
+        let stream = engine(&lease)?.submit(req)?;
+        Ok(Self {
+            stream,
+            metrics,
+            model: lease.model.entry.name.clone(),
+            submitted: Instant::now(),
+            last: None,
+            _lease: lease,
+        })
+    }
+
+    /// The next event; `None` after `Done`.
+    pub async fn next(&mut self) -> Option<Event> {
+        let ev = self.stream.next().await?;
+        let now = Instant::now();
+        match &ev {
+            Event::Token(_) => {
+                match self.last {
+                    None => self
+                        .metrics
+                        .first_token(&self.model, (now - self.submitted).as_secs_f64()),
+                    Some(t) => self
+                        .metrics
+                        .inter_token(&self.model, (now - t).as_secs_f64()),
+                }
+                self.last = Some(now);
+            }
+            Event::Done(f) => self.metrics.finished(
+                &self.model,
+                (now - self.submitted).as_secs_f64(),
+                f.stats.queue_secs,
+                f.stats.prompt_tokens,
+                f.stats.completion_tokens,
+            ),
+        }
+        Some(ev)
+    }
+
+    /// The next event, or `None` when `every` passes without one (the caller sends a keep-alive and asks again).
+    pub async fn next_or_tick(&mut self, every: Duration) -> Option<Option<Event>> {
+        tokio::time::timeout(every, self.next()).await.ok()
+    }
+
+    /// Reads the whole generation. A failed one is a 500 (its cause goes to the log).
+    pub async fn collect(mut self) -> ApiResult<Collected> {
+        let mut text = String::new();
+        let mut tokens = Vec::new();
+        while let Some(ev) = self.next().await {
+            match ev {
+                Event::Token(t) => {
+                    text.push_str(&t.text);
+                    tokens.push(t);
+                }
+                Event::Done(f) => {
+                    if f.reason == FinishReason::Error {
+                        return Err(ApiError::internal(format!(
+                            "generation failed: {}",
+                            f.error.as_deref().unwrap_or("unknown")
+                        )));
+                    }
+                    text.push_str(&f.text);
+                    return Ok(Collected {
+                        text,
+                        tokens,
+                        finished: f,
+                    });
+                }
+            }
+        }
+        Err(ApiError::internal(
+            "the engine ended a stream without its end",
+        ))
+    }
+}
+
+/// How often a stream that has nothing to send sends a keep-alive (a long prefill, a long queue).
+pub const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(10);

@@ -1,0 +1,172 @@
+//! What every route shares: the API key check, the request id (in the `x-request-id` response header and in
+//! every log line of the request), request counters by route and status, the body limit, CORS when origins are
+//! named, the JSON body extractor, `/health` and `/metrics`. Logs carry sizes and timings, never prompt text.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::extract::{FromRequest, MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tracing::Instrument;
+
+use crate::AppState;
+use crate::error::{ApiError, Shape};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Counts, logs and tags one matched request.
+pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let id = format!("req-{:x}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = req.method().clone();
+    let span = tracing::info_span!("request", id = %id, method = %method, route = %route);
+    let started = Instant::now();
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    let status = resp.status().as_u16();
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            ms = started.elapsed().as_millis() as u64,
+            "answered"
+        )
+    });
+    st.metrics.request(&route, status);
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+/// Requires one of the configured keys on every route but `/health`.
+async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if st.cfg.api_keys.is_empty() || path == "/health" {
+        return next.run(req).await;
+    }
+    let h = req.headers();
+    let bearer = h
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let x_key = h
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    let ok = [bearer, x_key].into_iter().flatten().any(|given| {
+        st.cfg
+            .api_keys
+            .iter()
+            .any(|k| same(k.as_bytes(), given.as_bytes()))
+    });
+    if ok {
+        next.run(req).await
+    } else {
+        let shape = Shape::of_path(path);
+        st.metrics.request("unauthorized", 401);
+        ApiError::unauthorized().shape(shape).into_response()
+    }
+}
+
+/// Compares without stopping at the first difference (no timing hint of how much of a key was right).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Auth, the body limit and CORS around every route (the fallback included).
+pub fn outer_layers(router: Router<AppState>, st: &AppState) -> Router<AppState> {
+    let mut r = router
+        .layer(axum::extract::DefaultBodyLimit::max(st.cfg.body_limit))
+        .layer(axum::middleware::from_fn_with_state(st.clone(), auth));
+    if !st.cfg.cors_origins.is_empty() {
+        let origins: Vec<HeaderValue> = st
+            .cfg
+            .cors_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        r = r.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods(tower_http::cors::Any)
+                .allow_headers(tower_http::cors::Any),
+        );
+    }
+    r
+}
+
+/// A route that does not exist, answered in the shape its path suggests.
+pub async fn not_found(req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    ApiError::new(StatusCode::NOT_FOUND, format!("no route {path}"))
+        .shape(Shape::of_path(&path))
+        .into_response()
+}
+
+/// A request body read as a JSON object (see [`crate::body`]); errors in the shape of the route's API.
+pub struct JsonBody(pub Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let shape = Shape::of_path(req.uri().path());
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            let msg = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                "the request body is larger than the server's limit (--body-limit)".to_string()
+            } else {
+                e.body_text()
+            };
+            ApiError::new(e.status(), msg).shape(shape)
+        })?;
+        crate::body::object(&bytes)
+            .map(JsonBody)
+            .map_err(|e| e.shape(shape))
+    }
+}
+
+/// 200 once the models named at start have loaded, 503 before.
+pub async fn health(State(st): State<AppState>) -> Response {
+    if st.ready.load(Ordering::SeqCst) {
+        Json(json!({"status": "ok"})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "loading model"})),
+        )
+            .into_response()
+    }
+}
+
+pub async fn metrics(State(st): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        st.metrics.render(&st.manager),
+    )
+        .into_response()
+}
+
+/// Seconds since the epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,126 @@
+//! Lar's HTTP server as a library: [`app`] builds the axum `Router` from an [`AppState`], and [`serve`] runs it on a
+//! listener with the connection limits a public socket needs. The CLI only parses flags into these.
+//!
+//! One request's way through: the middleware ([`http`]: request id, auth, metrics, logs) -> a route of [`openai`]
+//! or [`ollama`], which reads its body ([`body`]: UTF-8, JSON, every field known and typed) into engine types (the
+//! prompt rendered and tokenized, sampling parameters validated by `lar_types`) -> the model manager
+//! ([`manager`]: load on demand, keep-alive, LRU unload, queue limit) -> the engine handle's `submit` -> the
+//! engine's events, turned into the API's JSON, SSE or NDJSON as they come ([`generation`]).
+
+pub mod body;
+pub mod catalog;
+pub mod error;
+pub mod generation;
+pub mod http;
+pub mod manager;
+pub mod metrics;
+pub mod ollama;
+pub mod openai;
+pub mod serve;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+pub use catalog::{Catalog, StoreCatalog};
+pub use error::{ApiError, Shape};
+pub use manager::{KeepAlive, Manager, ManagerConfig};
+pub use serve::{ServeConfig, serve};
+
+/// What the routes need beyond the model manager.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Keys accepted in `Authorization: Bearer` or `X-Api-Key`; empty: no key asked.
+    pub api_keys: Vec<String>,
+    /// Origins allowed by CORS; empty: no CORS headers at all.
+    pub cors_origins: Vec<String>,
+    /// Largest request body, in bytes.
+    pub body_limit: usize,
+    /// Write prompts and outputs to the log (off: only sizes and timings).
+    pub log_prompts: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            api_keys: Vec::new(),
+            cors_origins: Vec::new(),
+            body_limit: 32 << 20,
+            log_prompts: false,
+        }
+    }
+}
+
+/// The server's state, shared by every route.
+#[derive(Clone)]
+pub struct AppState {
+    pub manager: Arc<Manager>,
+    pub metrics: Arc<metrics::Metrics>,
+    pub cfg: Arc<ServerConfig>,
+    pub started: Instant,
+    /// False until the models named at start have loaded (`/health` answers 503 until then).
+    pub ready: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn new(manager: Arc<Manager>, cfg: ServerConfig) -> Self {
+        Self {
+            manager,
+            metrics: Arc::default(),
+            cfg: Arc::new(cfg),
+            started: Instant::now(),
+            ready: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
+    /// Loads `models` (in the background), `/health` answering 503 until every one has loaded or failed.
+    pub fn preload(&self, models: Vec<String>) {
+        if models.is_empty() {
+            return;
+        }
+        self.ready.store(false, Ordering::SeqCst);
+        let st = self.clone();
+        tokio::spawn(async move {
+            for m in models {
+                let opts = catalog::LoadOptions::default();
+                match st.manager.get(&m, &opts, None, manager::Wait::Yes).await {
+                    Ok(lease) => drop(lease),
+                    Err(e) => tracing::error!("{m}: {}", e.message),
+                }
+            }
+            st.ready.store(true, Ordering::SeqCst);
+        });
+    }
+}
+
+/// The whole API: OpenAI's under `/v1`, Ollama's under `/api` and `/`, and `/health`, `/metrics`.
+pub fn app(state: AppState) -> Router {
+    let routes = Router::new()
+        .route("/health", get(http::health))
+        .route("/metrics", get(http::metrics))
+        .route("/v1/models", get(openai::models::list))
+        .route("/v1/models/{*id}", get(openai::models::one))
+        .route("/v1/chat/completions", post(openai::chat::handle))
+        .route("/v1/completions", post(openai::completions::handle))
+        .route("/v1/embeddings", post(openai::embeddings::handle))
+        .route("/", get(ollama::root).head(ollama::root))
+        .route("/api/version", get(ollama::version))
+        .route("/api/tags", get(ollama::models::tags))
+        .route("/api/ps", get(ollama::models::ps))
+        .route("/api/show", post(ollama::models::show))
+        .route("/api/delete", axum::routing::delete(ollama::models::delete))
+        .route("/api/copy", post(ollama::models::copy))
+        .route("/api/pull", post(ollama::pull::handle))
+        .route("/api/generate", post(ollama::generate::handle))
+        .route("/api/chat", post(ollama::chat::handle))
+        .route("/api/embed", post(ollama::embed::embed))
+        .route("/api/embeddings", post(ollama::embed::embeddings))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::track,
+        ));
+    http::outer_layers(routes.fallback(http::not_found), &state).with_state(state)
+}

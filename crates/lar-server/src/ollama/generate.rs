@@ -1,0 +1,177 @@
+//! `POST /api/generate`: a prompt (with an optional `system`) through the model's chat template, or with
+//! `raw: true` as it is (control tokens parsed, as Ollama and llama.cpp do); `context` continues an earlier
+//! answer, and the final line gives the new `context`. An empty prompt loads the model, or with `keep_alive: 0`
+//! unloads it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use lar_engine::{Finished, Request};
+use lar_types::{ChatMessage, Role};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    Lines, Options, done_reason, err, final_fields, keep_alive, ndjson, now_rfc3339, whole,
+};
+use crate::AppState;
+use crate::body::{check_fields, refuse, typed};
+use crate::catalog::LoadOptions;
+use crate::error::{ApiError, ApiResult};
+use crate::generation::{Generation, engine};
+use crate::http::JsonBody;
+use crate::manager::{KeepAlive, Wait};
+
+const FIELDS: &[&str] = &[
+    "model",
+    "prompt",
+    "suffix",
+    "system",
+    "template",
+    "context",
+    "stream",
+    "raw",
+    "format",
+    "images",
+    "options",
+    "keep_alive",
+    "think",
+];
+
+#[derive(Deserialize)]
+struct Req {
+    model: String,
+    #[serde(default)]
+    prompt: String,
+    system: Option<String>,
+    #[serde(default)]
+    context: Vec<u32>,
+    stream: Option<bool>,
+    raw: Option<bool>,
+    images: Option<Vec<String>>,
+    think: Option<bool>,
+}
+
+pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> Response {
+    match run(st, obj).await {
+        Ok(r) => r,
+        Err(e) => err(e).into_response(),
+    }
+}
+
+async fn run(st: AppState, obj: serde_json::Map<String, Value>) -> ApiResult<Response> {
+    let started = Instant::now();
+    check_fields(&obj, &[FIELDS])?;
+    refuse(
+        &obj,
+        &["format"],
+        "yet (JSON output comes with constrained decoding)",
+    )?;
+    refuse(
+        &obj,
+        &["suffix"],
+        "(fill-in-the-middle needs the model's FIM tokens; send a raw prompt)",
+    )?;
+    if obj
+        .get("template")
+        .and_then(Value::as_str)
+        .is_some_and(|t| !t.is_empty())
+    {
+        return Err(ApiError::unsupported(
+            "template",
+            "(Lar renders the model's own Jinja template; send raw: true with the prompt already formatted)",
+        ));
+    }
+    let r: Req = typed(&obj)?;
+    if r.images.as_ref().is_some_and(|v| !v.is_empty()) {
+        return Err(
+            ApiError::bad_request("this model reads text only; it cannot take images")
+                .param("images"),
+        );
+    }
+    if r.think == Some(true) {
+        return Err(ApiError::bad_request(format!(
+            "'{}' does not support thinking",
+            r.model
+        )));
+    }
+    let opts = Options::parse(&obj)?;
+    let ka = keep_alive(&obj)?;
+    let load = LoadOptions { ctx: opts.ctx()? };
+    if r.prompt.is_empty() && r.context.is_empty() {
+        let unload = ka == Some(KeepAlive::For(std::time::Duration::ZERO));
+        if unload {
+            st.manager.unload(&r.model)?;
+        } else {
+            drop(st.manager.get(&r.model, &load, ka, Wait::Yes).await?);
+        }
+        return Ok(axum::Json(json!({
+            "model": r.model,
+            "created_at": now_rfc3339(),
+            "response": "",
+            "done_reason": if unload { "unload" } else { "load" },
+            "done": true,
+        }))
+        .into_response());
+    }
+    let lease = Arc::new(st.manager.get(&r.model, &load, ka, Wait::Yes).await?);
+    let h = engine(&lease)?;
+    let tok = h.tokenizer();
+    let mut prompt = r.context.clone();
+    if r.raw.unwrap_or(false) || h.model().template.is_none() {
+        prompt.extend(tok.encode(&r.prompt, r.context.is_empty(), true));
+    } else {
+        let mut msgs = Vec::new();
+        if let Some(s) = r.system.filter(|s| !s.is_empty()) {
+            msgs.push(ChatMessage::new(Role::System, s));
+        }
+        msgs.push(ChatMessage::new(Role::User, r.prompt));
+        prompt.extend(h.chat_tokens(&msgs, None)?);
+    }
+    let params = opts.params(prompt.len(), lease.model.ctx)?;
+    let lines = GenLines {
+        model: lease.model.entry.name.clone(),
+        started,
+        load_secs: lease.model.load_secs,
+        context: prompt.clone(),
+    };
+    let job = Generation::start(lease, st.metrics.clone(), Request::new(prompt, params))?;
+    if r.stream.unwrap_or(true) {
+        Ok(ndjson(job, lines))
+    } else {
+        whole(job, lines).await
+    }
+}
+
+struct GenLines {
+    model: String,
+    started: Instant,
+    load_secs: f64,
+    /// Prompt tokens, then the answer's as they come: the final line's `context`.
+    context: Vec<u32>,
+}
+
+impl Lines for GenLines {
+    fn seen(&mut self, token: u32) {
+        self.context.push(token);
+    }
+
+    fn piece(&mut self, text: &str) -> Value {
+        json!({"model": self.model, "created_at": now_rfc3339(), "response": text, "done": false})
+    }
+
+    fn done(&mut self, text: &str, f: &Finished) -> Value {
+        let mut l = json!({
+            "model": self.model,
+            "created_at": now_rfc3339(),
+            "response": text,
+            "done": true,
+            "done_reason": done_reason(f.reason),
+            "context": self.context,
+        });
+        final_fields(&mut l, &f.stats, self.started, self.load_secs);
+        l
+    }
+}

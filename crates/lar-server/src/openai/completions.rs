@@ -1,0 +1,296 @@
+//! `POST /v1/completions`: raw prompts (a string, a list of strings, token ids, or a list of token-id lists; control
+//! tokens parsed as llama.cpp does), `n` choices each, `echo`, and `logprobs` in the legacy shape (`tokens`,
+//! `token_logprobs`, `top_logprobs`, `text_offset`), with the prompt's own logprobs when `echo` is set, so
+//! lm-evaluation-harness's log-likelihood tasks run against Lar.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, StreamExt};
+use lar_engine::{Event, Request};
+use lar_types::{FinishReason, TokenEvent};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{DESCRIPTIVE_FIELDS, SAMPLING_FIELDS, Sampling, Usage, finish_reason, new_id, seed_of};
+use crate::AppState;
+use crate::body::{check_fields, count, refuse, typed};
+use crate::catalog::LoadOptions;
+use crate::error::{ApiError, ApiResult};
+use crate::generation::{Generation, KEEP_ALIVE_EVERY, engine};
+use crate::http::{JsonBody, unix_now};
+use crate::manager::Wait;
+
+const FIELDS: &[&str] = &["prompt", "echo", "logprobs", "suffix", "best_of"];
+/// Most alternatives per token in the legacy `logprobs` (OpenAI allows 5; the engine gives up to 20).
+const MAX_LOGPROBS: usize = lar_types::MAX_TOP_LOGPROBS;
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Prompt {
+    Text(String),
+    Texts(Vec<String>),
+    Tokens(Vec<u32>),
+    TokenLists(Vec<Vec<u32>>),
+}
+
+#[derive(Deserialize)]
+struct Extra {
+    prompt: Prompt,
+    echo: Option<bool>,
+    logprobs: Option<i64>,
+    best_of: Option<i64>,
+}
+
+pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiResult<Response> {
+    check_fields(&obj, &[SAMPLING_FIELDS, FIELDS, DESCRIPTIVE_FIELDS])?;
+    refuse(
+        &obj,
+        &["suffix"],
+        "(fill-in-the-middle needs the model's FIM tokens; send them in the prompt)",
+    )?;
+    let s: Sampling = typed(&obj)?;
+    let x: Extra = typed(&obj)?;
+    let n = s.n()?;
+    if let Some(b) = x.best_of
+        && b != n as i64
+    {
+        return Err(ApiError::unsupported("best_of", "unless it equals n"));
+    }
+    let top = match x.logprobs {
+        None => None,
+        Some(k) => {
+            let k = count("logprobs", k, 0)?;
+            if k > MAX_LOGPROBS {
+                return Err(ApiError::field(
+                    "logprobs",
+                    format!("logprobs must be at most {MAX_LOGPROBS} (got {k})"),
+                ));
+            }
+            Some(k)
+        }
+    };
+    let echo = x.echo.unwrap_or(false);
+    let lease = Arc::new(
+        st.manager
+            .get(&s.model, &LoadOptions::default(), None, Wait::No)
+            .await?,
+    );
+    let h = engine(&lease)?.clone();
+    let tok = h.tokenizer();
+    let prompts: Vec<Vec<u32>> = match x.prompt {
+        Prompt::Text(t) => vec![tok.encode(&t, true, true)],
+        Prompt::Texts(ts) => ts.iter().map(|t| tok.encode(t, true, true)).collect(),
+        Prompt::Tokens(ids) => vec![ids],
+        Prompt::TokenLists(l) => l,
+    };
+    if prompts.is_empty() {
+        return Err(ApiError::field(
+            "prompt",
+            "prompt must not be an empty list",
+        ));
+    }
+    if prompts.len() * n > super::MAX_N {
+        return Err(ApiError::field(
+            "prompt",
+            format!(
+                "{} prompts x n={n} choices is more than {} in one request",
+                prompts.len(),
+                super::MAX_N
+            ),
+        ));
+    }
+    let mut gens = Vec::new();
+    for p in &prompts {
+        let params = s.params(p.len(), lease.model.ctx, top.unwrap_or(0))?;
+        for i in 0..n {
+            let mut req = Request::new(p.clone(), seed_of(&params, i));
+            if echo && top.is_some() {
+                req.prompt_logprobs = top;
+            }
+            gens.push(Generation::start(lease.clone(), st.metrics.clone(), req)?);
+        }
+    }
+    let id = new_id("cmpl");
+    let created = unix_now();
+    let model = lease.model.entry.name.clone();
+    if s.stream() {
+        let with_usage = s.include_usage();
+        return Ok(stream_response(id, created, model, gens, with_usage).into_response());
+    }
+    let done = futures_util::future::join_all(gens.into_iter().map(|g| g.collect())).await;
+    let mut usage = Usage::default();
+    let mut choices = Vec::new();
+    for (i, c) in done.into_iter().enumerate() {
+        let c = c?;
+        usage.add(&c);
+        let prompt = &prompts[i / n];
+        let mut text = String::new();
+        let mut lp = top.map(|_| Legacy::default());
+        if echo {
+            let prompt_text = tok.decode(prompt, false);
+            if let Some(l) = lp.as_mut() {
+                let scored = c.finished.prompt_logprobs.as_deref().unwrap_or(&[]);
+                for (j, &t) in prompt.iter().enumerate() {
+                    let s = scored.get(j).and_then(|x| x.as_ref());
+                    l.push(
+                        tok,
+                        t,
+                        s.map(|x| x.logprob),
+                        s.map(|x| &x.top[..]).unwrap_or(&[]),
+                        &text,
+                    );
+                    text.push_str(&tok.decode(&[t], false));
+                }
+            }
+            text = prompt_text;
+        }
+        if let Some(l) = lp.as_mut() {
+            for t in &c.tokens {
+                let alts: Vec<(u32, f32)> = t
+                    .top_logprobs
+                    .iter()
+                    .map(|a| (a.token, a.logprob))
+                    .collect();
+                l.push(tok, t.token, Some(t.logprob), &alts, &text);
+                text.push_str(&t.text);
+            }
+            text.push_str(&c.finished.text);
+        } else {
+            text.push_str(&c.text);
+        }
+        choices.push(json!({
+            "index": i,
+            "text": text,
+            "logprobs": lp.map(|l| l.json()),
+            "finish_reason": finish_reason(c.finished.reason),
+        }));
+    }
+    Ok(axum::Json(json!({
+        "id": id,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "system_fingerprint": super::chat::fingerprint(),
+        "choices": choices,
+        "usage": usage.json(),
+    }))
+    .into_response())
+}
+
+/// The legacy logprobs object, built token by token.
+#[derive(Default)]
+struct Legacy {
+    tokens: Vec<String>,
+    token_logprobs: Vec<Option<f32>>,
+    top_logprobs: Vec<Option<BTreeMap<String, f32>>>,
+    text_offset: Vec<usize>,
+}
+
+impl Legacy {
+    fn push(
+        &mut self,
+        tok: &lar_tokenizer::Tokenizer,
+        id: u32,
+        lp: Option<f32>,
+        alts: &[(u32, f32)],
+        text_so_far: &str,
+    ) {
+        self.tokens.push(tok.decode(&[id], false));
+        self.token_logprobs.push(lp);
+        self.top_logprobs.push(lp.map(|_| {
+            alts.iter()
+                .map(|&(t, l)| (tok.decode(&[t], false), l))
+                .collect()
+        }));
+        self.text_offset.push(text_so_far.len());
+    }
+
+    fn json(self) -> Value {
+        json!({
+            "tokens": self.tokens,
+            "token_logprobs": self.token_logprobs,
+            "top_logprobs": self.top_logprobs,
+            "text_offset": self.text_offset,
+        })
+    }
+}
+
+fn stream_response(
+    id: String,
+    created: u64,
+    model: String,
+    gens: Vec<Generation>,
+    with_usage: bool,
+) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
+    let meta = Arc::new((id, created, model));
+    let usage = Arc::new(std::sync::Mutex::new(Usage::default()));
+    let chunk = move |meta: &(String, u64, String), choices: Value, with_usage: bool| {
+        let mut c = json!({
+            "id": meta.0, "object": "text_completion", "created": meta.1, "model": meta.2,
+            "choices": choices,
+        });
+        if with_usage {
+            c["usage"] = Value::Null;
+        }
+        SseEvent::default().data(c.to_string())
+    };
+    let per_choice =
+        gens.into_iter().enumerate().map(|(i, g)| {
+            let (meta, usage) = (meta.clone(), usage.clone());
+            stream::unfold(Some(g), move |g| {
+            let (meta, usage) = (meta.clone(), usage.clone());
+            async move {
+                let mut g = g?;
+                let ev = g.next().await?;
+                let (text, reason, next) = match ev {
+                    Event::Token(TokenEvent { text, .. }) if text.is_empty() => {
+                        return Some((None, Some(g)));
+                    }
+                    Event::Token(t) => (t.text, Value::Null, Some(g)),
+                    Event::Done(f) if f.reason == FinishReason::Error => {
+                        let e = ApiError::internal(f.error.unwrap_or_default());
+                        return Some((Some(SseEvent::default().data(e.body().to_string())), None));
+                    }
+                    Event::Done(f) => {
+                        usage.lock().unwrap_or_else(|p| p.into_inner()).add_stats(&f.stats);
+                        (f.text, finish_reason(f.reason).into(), None)
+                    }
+                };
+                let c = chunk(
+                    &meta,
+                    json!([{"index": i, "text": text, "logprobs": null, "finish_reason": reason}]),
+                    with_usage,
+                );
+                Some((Some(c), next))
+            }
+        })
+        .filter_map(|c| async move { c })
+        .boxed()
+        });
+    let per_choice: Vec<_> = per_choice.collect();
+    let tail_meta = meta.clone();
+    let tail = stream::once(async move {
+        let mut out = Vec::new();
+        if with_usage {
+            let u = *usage.lock().unwrap_or_else(|p| p.into_inner());
+            let c = json!({
+                "id": tail_meta.0, "object": "text_completion", "created": tail_meta.1, "model": tail_meta.2,
+                "choices": [], "usage": u.json(),
+            });
+            out.push(SseEvent::default().data(c.to_string()));
+        }
+        out.push(SseEvent::default().data("[DONE]"));
+        out
+    })
+    .flat_map(stream::iter);
+    Sse::new(stream::select_all(per_choice).chain(tail).map(Ok)).keep_alive(
+        KeepAlive::new()
+            .interval(KEEP_ALIVE_EVERY)
+            .text("keep-alive"),
+    )
+}
