@@ -249,6 +249,14 @@ impl Manager {
         wait: Wait,
     ) -> ApiResult<Lease> {
         let key = crate::catalog::parse_name(name)?.to_string();
+        if !self.slots().contains_key(&key) {
+            // An unknown name is a 404 at once, not a load that fails later.
+            let cat = self.catalog.clone();
+            let k = key.clone();
+            tokio::task::spawn_blocking(move || cat.entry(&k))
+                .await
+                .map_err(ApiError::internal)??;
+        }
         loop {
             let rx = {
                 let mut slots = self.slots();

@@ -16,6 +16,9 @@ const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 
+/// A metric family written by hand: name, type, help, and its series (labels, value).
+type Family = (&'static str, &'static str, &'static str, Vec<(String, f64)>);
+
 pub struct Metrics {
     recorder: PrometheusRecorder,
 }
@@ -74,7 +77,7 @@ impl Metrics {
         handle.run_upkeep();
         let mut out = handle.render();
         let loaded = manager.loaded();
-        let mut gauges: Vec<(&str, &str, &str, Vec<(String, f64)>)> = vec![
+        let mut gauges: Vec<Family> = vec![
             (
                 "lar_models_loaded",
                 "gauge",
@@ -88,7 +91,7 @@ impl Metrics {
                 vec![(String::new(), manager.loading() as f64)],
             ),
         ];
-        let mut rows: Vec<(&str, &str, &str, Vec<(String, f64)>)> = vec![
+        let mut rows: Vec<Family> = vec![
             (
                 "lar_requests_running",
                 "gauge",

@@ -148,6 +148,8 @@ struct CopyReq {
 pub async fn copy(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiResult<Response> {
     check_fields(&obj, &[&["source", "destination"]]).map_err(err)?;
     let r: CopyReq = typed(&obj).map_err(err)?;
+    crate::catalog::parse_name(&r.source).map_err(err)?;
+    crate::catalog::parse_name(&r.destination).map_err(|e| err(e.param("destination")))?;
     blocking(st.manager.catalog(), move |c| {
         c.copy(&r.source, &r.destination)
     })
