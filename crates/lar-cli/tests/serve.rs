@@ -56,11 +56,18 @@ impl Drop for Server {
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, out.split("\r\n\r\n").nth(1).unwrap_or("").to_string()))
+    Some((
+        status,
+        out.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
+    ))
 }
 
 fn start(home: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Server {
@@ -91,6 +98,8 @@ fn start(home: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Server {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("lar serve did not become healthy");
 }
 
@@ -149,10 +158,16 @@ fn real_clients_work_unchanged() {
     );
     assert!(stdout.contains("client checks passed"), "{stdout}");
     // `lar ps` reads the same server.
-    let o = lar(&home).args(["ps", "--url", &url]).output().expect("lar ps");
+    let o = lar(&home)
+        .args(["ps", "--url", &url])
+        .output()
+        .expect("lar ps");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let ps = String::from_utf8_lossy(&o.stdout);
-    assert!(ps.contains("smollm2:latest") && ps.contains("CONTEXT"), "{ps}");
+    assert!(
+        ps.contains("smollm2:latest") && ps.contains("CONTEXT"),
+        "{ps}"
+    );
     drop(srv);
     let _ = std::fs::remove_dir_all(&home);
 }

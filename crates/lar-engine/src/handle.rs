@@ -229,6 +229,8 @@ fn run(mut core: EngineCore, rx: mpsc::Receiver<Command>, shared: Arc<Shared>) {
                 Err(TryRecvError::Disconnected) => open = false,
             }
         }
+        // Readers see the requests just taken (waiting) before the step, which may be a long prefill.
+        *shared.stats.lock().unwrap_or_else(|p| p.into_inner()) = core.stats();
         core.step();
     }
 }

