@@ -18,7 +18,7 @@ if grep -qw avx512f /proc/cpuinfo 2>/dev/null && grep -qw avx512bw /proc/cpuinfo
   FLAGS="$FLAGS -DGGML_AVX512=ON"
   grep -qw avx512_vnni /proc/cpuinfo && FLAGS="$FLAGS -DGGML_AVX512_VNNI=ON"
 fi
-if [ -x "$BIN/llama-bench" ] && [ -x "$BIN/llama-quantize" ] && [ "$(cat "$DEST/.flags" 2>/dev/null)" = "$FLAGS" ]; then
+if [ -x "$BIN/llama-bench" ] && [ -x "$BIN/llama-quantize" ] && [ -x "$BIN/llama-server" ] && [ "$(cat "$DEST/.flags" 2>/dev/null)" = "$FLAGS" ]; then
   echo "$BIN"
   exit 0
 fi
@@ -36,6 +36,6 @@ export PATH="$VENV/bin:$PATH"
 # shellcheck disable=SC2086
 cmake -S "$DEST" -B "$DEST/build" -G Ninja -DCMAKE_BUILD_TYPE=Release $FLAGS -DLLAMA_BUILD_SERVER=ON \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF >/dev/null
-cmake --build "$DEST/build" -j2 --target llama-bench llama-quantize llama-tokenize llama-perplexity >/dev/null
+cmake --build "$DEST/build" -j2 --target llama-bench llama-quantize llama-tokenize llama-perplexity llama-server >/dev/null
 echo "$FLAGS" > "$DEST/.flags"
 echo "$BIN"

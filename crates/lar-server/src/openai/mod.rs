@@ -45,6 +45,7 @@ pub const SAMPLING_FIELDS: &[&str] = &[
     "repetition_penalty",
     "logit_bias",
     "n",
+    "ignore_eos",
 ];
 
 #[derive(Deserialize, Debug)]
@@ -81,6 +82,8 @@ pub struct Sampling {
     pub repetition_penalty: Option<f32>,
     pub logit_bias: Option<HashMap<String, f32>>,
     pub n: Option<i64>,
+    /// Keep generating past end-of-sequence tokens (vLLM's and llama-server's extension, for benchmarks).
+    pub ignore_eos: Option<bool>,
 }
 
 impl Sampling {
@@ -186,6 +189,7 @@ impl Sampling {
             stop,
             top_logprobs,
             logit_bias,
+            ignore_eos: self.ignore_eos.unwrap_or(false),
             ..d
         };
         p.validate()
