@@ -3,6 +3,7 @@
 
     bench/serve-load.sh                       # builds what it needs, then runs this on the 1.1B and Qwen 0.5B
     python3 bench/serve-load.py LAR LLAMA_BIN_DIR MODEL.gguf...   # CONC=1,4,8,16 THREADS=2 REQS=2 TOKENS=64
+    SKIP_LOAD=1 python3 bench/serve-load.py ...                 # only the single-server figures
 
 For each model and concurrency C, each server is started alone with C slots (llama-server `-np C -c C*CTX`,
 `lar serve --parallel C --ctx CTX`), warmed up, then C client threads each send REQS streamed `/v1/completions`
@@ -10,7 +11,7 @@ requests one after another (a distinct ~100-token prompt each, so neither server
 generated with `ignore_eos`). Reported: aggregate generated tokens/s (all tokens / wall time), time to first token
 p50/p99, inter-token latency p50/p99, and Lar/llama-server ratios.
 
-Lar alone, on the first model: one stream through HTTP against `lar bench` decode on the same file and threads;
+Lar alone, on the last model (it needs a chat template): one stream through HTTP against `lar bench` decode on the same file and threads;
 a repeated 1,000-token system prompt (time to first token of the first and second request); and the idle server's
 RSS and CPU over 5 s.
 """
@@ -130,11 +131,11 @@ def start_llama(bin_dir, model, conc):
     return p, port, "model"
 
 
-def start_lar(lar, home, name, conc):
+def start_lar(lar, home, name, conc, ctx=CTX):
     port = free_port()
     env = dict(os.environ, LAR_HOME=home, RUST_LOG="warn")
     p = subprocess.Popen([lar, "serve", "--port", str(port), "--threads", str(THREADS), "--parallel", str(conc),
-                          "--ctx", str(CTX), "--model", name], env=env, stdout=subprocess.DEVNULL,
+                          "--ctx", str(ctx), "--model", name], env=env, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     wait_healthy(port, p)
     return p, port, name
@@ -176,7 +177,7 @@ def lar_only(lar, home, name, model):
     out = {}
     bench = json.loads(subprocess.run([lar, "bench", model, "-p", "16", "-n", "128", "-r", "3", "--threads",
                                        str(THREADS), "--json"], check=True, capture_output=True, text=True).stdout)
-    p, port, _ = start_lar(lar, home, name, 1)
+    p, port, _ = start_lar(lar, home, name, 1, ctx=2048)
     try:
         stream(port, "/v1/completions", {"model": name, "prompt": prompt(3), "max_tokens": 8, "stream": True})
         _, gaps, _ = stream(port, "/v1/completions", {"model": name, "prompt": prompt(4), "max_tokens": 128,
@@ -218,14 +219,14 @@ def main():
             name = f"bench{i}"
             subprocess.run([lar, "import", model, "--name", name], env=dict(os.environ, LAR_HOME=home), check=True,
                            capture_output=True)
-            for c in CONC:
+            for c in ([] if os.environ.get("SKIP_LOAD") else CONC):
                 ll = run(lambda n: start_llama(bin_dir, model, n), c)
                 la = run(lambda n: start_lar(lar, home, name, n), c)
                 print(f"| {os.path.basename(model)} | {c} | {la['tps']:.1f} | {ll['tps']:.1f} | "
                       f"{la['tps'] / ll['tps']:.2f} | {la['ttft50']:.2f} / {la['ttft99']:.2f} | "
                       f"{ll['ttft50']:.2f} / {ll['ttft99']:.2f} | {la['itl50'] * 1e3:.0f} / {la['itl99'] * 1e3:.0f} | "
                       f"{ll['itl50'] * 1e3:.0f} / {ll['itl99'] * 1e3:.0f} |", flush=True)
-        o = lar_only(lar, home, "bench0", models[0])
+        o = lar_only(lar, home, f"bench{len(models) - 1}", models[-1])
         print(f"\nOne stream through HTTP: {o['http_decode_tps']:.1f} tok/s vs lar bench decode "
               f"{o['bench_decode_tps']:.1f} tok/s: {o['http_decode_tps'] / o['bench_decode_tps']:.2f}x")
         print(f"Repeated ~1,000-token system prompt: TTFT {o['system_ttft_first'] * 1e3:.0f} ms, then "

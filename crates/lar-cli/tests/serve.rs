@@ -70,6 +70,24 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     ))
 }
 
+fn http_post(port: u16, path: &str, body: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    Some((
+        status,
+        out.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
+    ))
+}
+
 fn start(home: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Server {
     let port = free_port();
     let mut c = lar(home);
@@ -201,6 +219,24 @@ fn a_key_is_required_everywhere_but_health() {
     assert_eq!(http_get(srv.port, "/health").map(|r| r.0), Some(200));
     let (status, body) = http_get(srv.port, "/api/tags").expect("answer");
     assert_eq!(status, 401, "{body}");
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+#[test]
+fn a_model_that_cannot_fit_is_refused_with_the_figures() {
+    let home = store("memory");
+    let srv = start(&home, &[], &[("LAR_MEMORY_LIMIT", "64MiB")]);
+    let body = r#"{"model": "smollm2", "prompt": "Hi", "stream": false}"#;
+    let (status, answer) = http_post(srv.port, "/api/generate", body).expect("answer");
+    assert_eq!(status, 503, "{answer}");
+    assert!(
+        answer.contains("cannot be loaded") && answer.contains("MiB"),
+        "{answer}"
+    );
+    // The server is still there for what fits.
+    let (status, _) = http_get(srv.port, "/api/tags").expect("answer");
+    assert_eq!(status, 200);
     drop(srv);
     let _ = std::fs::remove_dir_all(&home);
 }

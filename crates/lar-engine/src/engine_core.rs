@@ -39,6 +39,9 @@ pub struct Request {
     /// Score the prompt's own tokens, with this many alternatives each (the prompt is then computed whole, never
     /// taken from the prefix cache); they come back in [`Finished::prompt_logprobs`].
     pub prompt_logprobs: Option<usize>,
+    /// The id of an earlier request with the same prompt (the first of `n` choices): this one starts once that one
+    /// has computed the prompt, and shares its blocks instead of computing them again.
+    pub follows: Option<u64>,
 }
 
 impl Request {
@@ -48,6 +51,7 @@ impl Request {
             params,
             processors: Vec::new(),
             prompt_logprobs: None,
+            follows: None,
         }
     }
 }
@@ -234,6 +238,9 @@ impl EngineCore {
         );
         self.sched
             .add_with(id, req.prompt, req.prompt_logprobs.is_none());
+        if let Some(leader) = req.follows {
+            self.sched.follow(id, leader);
+        }
     }
 
     pub fn has_work(&self) -> bool {

@@ -27,6 +27,9 @@ pub struct Seq {
     parent_hash: u64,
     /// Never take a cached prefix: every prompt token is computed (a request that asks for the prompt's logprobs).
     uncached: bool,
+    /// Another sequence with the same prompt (`n > 1`): this one is admitted once that one has computed the
+    /// prompt's full blocks, and shares them through the prefix cache instead of computing them again.
+    follows: Option<u64>,
 }
 
 /// A piece of work for one forward pass: tokens `start..start + len` of sequence `id`.
@@ -112,9 +115,18 @@ impl Scheduler {
                 n_registered: 0,
                 parent_hash: 0,
                 uncached: !use_cache,
+                follows: None,
             },
         );
         self.waiting.push_back(id);
+    }
+
+    /// Makes `id` wait for `leader` (same prompt) to compute the prompt's full blocks before it is admitted, so it
+    /// shares them. No effect once `leader` has finished.
+    pub fn follow(&mut self, id: u64, leader: u64) {
+        if let Some(s) = self.seqs.get_mut(&id) {
+            s.follows = Some(leader);
+        }
     }
 
     pub fn get(&self, id: u64) -> Option<&Seq> {
@@ -181,6 +193,14 @@ impl Scheduler {
             let total = s.tokens.len();
             // Full blocks of every token but the last, which must be computed for its logits.
             let usable = total.saturating_sub(1) / bs * bs;
+            // A follower waits (and holds the queue: it was submitted right behind its leader) until the leader
+            // has computed the blocks it will share.
+            if let Some(leader) = s.follows.and_then(|l| self.seqs.get(&l))
+                && leader.n_computed < usable
+                && self.prefix_caching
+            {
+                break;
+            }
             let lookup = s.blocks.is_empty() && self.prefix_caching && !s.uncached;
             let (hit, hit_free) = if lookup {
                 self.blocks.longest_prefix(&s.tokens[..usable])

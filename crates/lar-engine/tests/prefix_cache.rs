@@ -89,3 +89,32 @@ fn evicted_prefixes_are_recomputed_and_answers_stay_right() {
     // Each prompt evicts part of the others: fewer hits than the 6 x 28 a large cache would give.
     assert!(s.prefix_hit_tokens < 6 * 28, "{s:?}");
 }
+
+/// `n` choices of one prompt: the first computes it, the others wait for its full blocks and share them, computing
+/// only the last partial block (and the last token) themselves; each still gets its own right answer.
+#[test]
+fn choices_of_one_prompt_share_its_blocks() {
+    let (e, log) = start(4, 128, 256);
+    let p = words(3, 42);
+    let leader = e.submit(Request::new(p.clone(), greedy(6))).unwrap();
+    let followers: Vec<EventStream> = (0..3)
+        .map(|_| {
+            let mut r = Request::new(p.clone(), greedy(6));
+            r.follows = Some(leader.id());
+            e.submit(r).unwrap()
+        })
+        .collect();
+    let want = continuation(&p, 6, VOCAB);
+    let (tokens, f) = drain(leader);
+    assert_eq!(tokens, want);
+    assert_eq!(f.stats.cached_tokens, 0);
+    for s in followers {
+        let (tokens, f) = drain(s);
+        assert_eq!(tokens, want);
+        // 42 tokens: ten full blocks (40) shared, two computed.
+        assert_eq!(f.stats.cached_tokens, 40);
+    }
+    settled(&e);
+    // The prompt once, each follower's two-token tail, and every decode step (5 per choice).
+    assert_eq!(computed(&log), 42 + 3 * 2 + 4 * 5);
+}

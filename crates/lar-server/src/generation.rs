@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use lar_engine::{EngineHandle, Event, EventStream, Finished, Request};
 use lar_types::{FinishReason, TokenEvent};
 
+use crate::AppState;
 use crate::catalog::Runner;
 use crate::error::{ApiError, ApiResult};
 use crate::manager::Lease;
@@ -20,6 +21,8 @@ pub struct Generation {
     model: String,
     submitted: Instant,
     last: Option<Instant>,
+    /// The answer so far, kept only when prompts and answers are logged (`--log-prompts`).
+    logged: Option<String>,
     /// Held until the generation is dropped: the model stays loaded meanwhile.
     _lease: Arc<Lease>,
 }
@@ -45,12 +48,18 @@ pub fn engine(lease: &Lease) -> ApiResult<&EngineHandle> {
 }
 
 impl Generation {
-    /// Submits `req` to the lease's engine.
-    pub fn start(lease: Arc<Lease>, metrics: Arc<Metrics>, req: Request) -> ApiResult<Self> {
-        let stream = engine(&lease)?.submit(req)?;
+    /// Submits `req` to the lease's engine. With `--log-prompts` the prompt and, at the end, the answer are logged.
+    pub fn start(lease: Arc<Lease>, st: &AppState, req: Request) -> ApiResult<Self> {
+        let h = engine(&lease)?;
+        let logged = st.cfg.log_prompts.then(|| {
+            tracing::info!(prompt = %h.tokenizer().decode(&req.prompt, true), "prompt");
+            String::new()
+        });
+        let stream = h.submit(req)?;
         Ok(Self {
             stream,
-            metrics,
+            metrics: st.metrics.clone(),
+            logged,
             model: lease.model.entry.name.clone(),
             submitted: Instant::now(),
             last: None,
@@ -58,12 +67,20 @@ impl Generation {
         })
     }
 
+    /// The engine's id of the request (for [`lar_engine::Request::follows`]).
+    pub fn id(&self) -> u64 {
+        self.stream.id()
+    }
+
     /// The next event; `None` after `Done`.
     pub async fn next(&mut self) -> Option<Event> {
         let ev = self.stream.next().await?;
         let now = Instant::now();
         match &ev {
-            Event::Token(_) => {
+            Event::Token(t) => {
+                if let Some(l) = self.logged.as_mut() {
+                    l.push_str(&t.text);
+                }
                 match self.last {
                     None => self
                         .metrics
@@ -74,13 +91,18 @@ impl Generation {
                 }
                 self.last = Some(now);
             }
-            Event::Done(f) => self.metrics.finished(
-                &self.model,
-                (now - self.submitted).as_secs_f64(),
-                f.stats.queue_secs,
-                f.stats.prompt_tokens,
-                f.stats.completion_tokens,
-            ),
+            Event::Done(f) => {
+                if let Some(l) = self.logged.take() {
+                    tracing::info!(answer = %format!("{l}{}", f.text), reason = ?f.reason, "answer");
+                }
+                self.metrics.finished(
+                    &self.model,
+                    (now - self.submitted).as_secs_f64(),
+                    f.stats.queue_secs,
+                    f.stats.prompt_tokens,
+                    f.stats.completion_tokens,
+                )
+            }
         }
         Some(ev)
     }

@@ -382,3 +382,29 @@ async fn embeddings_come_as_floats_or_base64() {
     }
     assert_eq!(a.status, 400);
 }
+
+#[tokio::test]
+async fn choices_after_the_first_share_its_prompt_blocks() {
+    let t = app();
+    t.state
+        .manager
+        .get(
+            "scripted",
+            &Default::default(),
+            None,
+            lar_server::manager::Wait::Yes,
+        )
+        .await
+        .unwrap();
+    let prompt: Vec<u32> = (0..21).map(|i| 3 + (i * 7) % 50).collect();
+    let body =
+        json!({"model": "scripted", "prompt": prompt, "max_tokens": 3, "temperature": 0, "n": 3});
+    let v = post_json(&t.router, "/v1/completions", &body).await.json();
+    let want = words(&continuation(&prompt, 3, N_VOCAB));
+    for i in 0..3 {
+        assert_eq!(v["choices"][i]["text"], want, "choice {i}");
+    }
+    // 21 tokens: five full blocks of 4 computed once, shared by the two other choices.
+    assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 20);
+    assert_eq!(v["usage"]["completion_tokens"], 9);
+}

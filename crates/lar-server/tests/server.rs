@@ -245,3 +245,49 @@ async fn silent_connections_do_not_block_a_real_request() {
     }
     assert_eq!(closed, 20, "silent connections stayed open");
 }
+
+#[tokio::test]
+async fn idle_models_unload_after_keep_alive_and_lru_makes_room() {
+    let t = app_with(
+        ManagerConfig {
+            keep_alive: lar_server::KeepAlive::For(Duration::from_millis(300)),
+            max_loaded: 2,
+            ..Default::default()
+        },
+        ServerConfig::default(),
+    );
+    t.state.manager.start_sweeper(Duration::from_millis(50));
+    let request = |m: &str| json!({"model": m, "prompt": "w5", "raw": true, "stream": false, "options": {"num_predict": 1}});
+    post_json(&t.router, "/api/generate", &request("scripted")).await;
+    post_json(&t.router, "/api/generate", &request("slow")).await;
+    let names = |t: &TestApp| -> Vec<String> {
+        t.state
+            .manager
+            .loaded()
+            .iter()
+            .map(|m| m.entry.name.clone())
+            .collect()
+    };
+    assert_eq!(names(&t), ["scripted:latest", "slow:latest"]);
+    // A third model: the least recently used idle one (scripted) makes room.
+    post_json(&t.router, "/api/generate", &request("slowload")).await;
+    assert_eq!(names(&t), ["slow:latest", "slowload:latest"]);
+    // A request's own keep_alive outlives the server's; the others go when theirs runs out.
+    let mut b = request("slow");
+    b["keep_alive"] = json!("1h");
+    post_json(&t.router, "/api/generate", &b).await;
+    let m = t.state.manager.clone();
+    eventually("the sweep", || m.loaded().len() == 1).await;
+    assert_eq!(names(&t), ["slow:latest"]);
+    let ps = get(&t.router, "/api/ps").await.json();
+    let expires = ps["models"][0]["expires_at"].as_str().unwrap().to_string();
+    assert!(expires > now_plus_minutes(50), "{expires}");
+}
+
+/// An RFC 3339 time `m` minutes from now, for comparing with `expires_at` as strings.
+fn now_plus_minutes(m: u64) -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    lar_server::ollama::rfc3339(d.as_secs() + m * 60, 0)
+}

@@ -155,7 +155,7 @@ async fn run(st: AppState, obj: serde_json::Map<String, Value>) -> ApiResult<Res
         started,
         load_secs: lease.model.load_secs,
     };
-    let job = Generation::start(lease, st.metrics.clone(), Request::new(prompt, params))?;
+    let job = Generation::start(lease, &st, Request::new(prompt, params))?;
     if r.stream.unwrap_or(true) {
         Ok(ndjson(job, lines))
     } else {

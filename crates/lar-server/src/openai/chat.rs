@@ -185,8 +185,10 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
     let params = s.params(prompt.len(), lease.model.ctx, top)?;
     let mut gens = Vec::with_capacity(n);
     for i in 0..n {
-        let req = Request::new(prompt.clone(), seed_of(&params, i));
-        gens.push(Generation::start(lease.clone(), st.metrics.clone(), req)?);
+        let mut req = Request::new(prompt.clone(), seed_of(&params, i));
+        // Choices after the first share its prompt blocks instead of computing them again.
+        req.follows = gens.first().map(Generation::id);
+        gens.push(Generation::start(lease.clone(), &st, req)?);
     }
     let meta = Meta {
         id: new_id("chatcmpl"),

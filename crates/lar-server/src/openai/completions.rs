@@ -107,12 +107,16 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
     let mut gens = Vec::new();
     for p in &prompts {
         let params = s.params(p.len(), lease.model.ctx, top.unwrap_or(0))?;
+        let first = gens.len();
         for i in 0..n {
             let mut req = Request::new(p.clone(), seed_of(&params, i));
             if echo && top.is_some() {
                 req.prompt_logprobs = top;
+            } else if i > 0 {
+                // Choices after the first share its prompt blocks instead of computing them again.
+                req.follows = gens.get(first).map(Generation::id);
             }
-            gens.push(Generation::start(lease.clone(), st.metrics.clone(), req)?);
+            gens.push(Generation::start(lease.clone(), &st, req)?);
         }
     }
     let id = new_id("cmpl");
