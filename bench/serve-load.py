@@ -4,6 +4,7 @@
     bench/serve-load.sh                       # builds what it needs, then runs this on the 1.1B and Qwen 0.5B
     python3 bench/serve-load.py LAR LLAMA_BIN_DIR MODEL.gguf...   # CONC=1,4,8,16 THREADS=2 REQS=2 TOKENS=64
     SKIP_LOAD=1 python3 bench/serve-load.py ...                 # only the single-server figures
+    LAR_SERVE_ARGS="--max-batch-tokens 256" python3 bench/serve-load.py ...   # extra flags for lar serve
 
 For each model and concurrency C, each server is started alone with C slots (llama-server `-np C -c C*CTX`,
 `lar serve --parallel C --ctx CTX`), warmed up, then C client threads each send REQS streamed `/v1/completions`
@@ -135,7 +136,7 @@ def start_lar(lar, home, name, conc, ctx=CTX):
     port = free_port()
     env = dict(os.environ, LAR_HOME=home, RUST_LOG="warn")
     p = subprocess.Popen([lar, "serve", "--port", str(port), "--threads", str(THREADS), "--parallel", str(conc),
-                          "--ctx", str(ctx), "--model", name], env=env, stdout=subprocess.DEVNULL,
+                          "--ctx", str(ctx), "--model", name] + os.environ.get("LAR_SERVE_ARGS", "").split(), env=env, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     wait_healthy(port, p)
     return p, port, name

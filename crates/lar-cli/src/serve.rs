@@ -48,6 +48,11 @@ pub struct Args {
     /// Where the forward pass runs: cpu, cuda, cuda:N, candle-cpu.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Most tokens in one forward pass: prompts are computed in chunks of what is left after the running
+    /// sequences' decode tokens, so a smaller figure keeps decoding smooth while prompts arrive (lower inter-token
+    /// latency tail) at some cost in prompt throughput.
+    #[arg(long, default_value_t = 256)]
+    pub max_batch_tokens: usize,
     /// Bytes the KV cache of each model may use, instead of --parallel full contexts.
     #[arg(long, value_parser = parse_bytes)]
     pub kv_budget: Option<u64>,
@@ -131,6 +136,7 @@ pub fn main(args: Args) -> Result<()> {
         parallel: args.parallel.max(1),
         max_seqs: args.parallel.max(1),
         kv_budget: args.kv_budget,
+        max_batch_tokens: args.max_batch_tokens.max(1),
         ..Default::default()
     };
     // Starter names given at start are pulled now, with progress, rather than inside a request.
