@@ -155,6 +155,7 @@ pub fn main(args: Args) -> Result<()> {
             max_loaded: args.max_loaded.max(1),
             parallel: args.parallel.max(1),
             max_queue: args.max_queue,
+            ..Default::default()
         },
     );
     let cfg = ServerConfig {

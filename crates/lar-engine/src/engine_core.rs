@@ -374,12 +374,13 @@ impl EngineCore {
     /// it) and returns the last row, which samples; any other row is returned as it is.
     fn score_prompt(&mut self, it: &Scheduled, row: Vec<f32>) -> Vec<f32> {
         let n_vocab = self.cfg.limits.n_vocab;
-        if row.len() <= n_vocab {
-            return row;
-        }
         let (Some(seq), Some(r)) = (self.sched.get(it.id), self.reqs.get_mut(&it.id)) else {
             return row;
         };
+        // The same test `run` used to ask for every row (a one-token chunk gives one row, and it scores too).
+        if !(r.scored.is_some() && it.start < r.prompt_len) || row.len() != it.len * n_vocab {
+            return row;
+        }
         if let Some((k, scores)) = r.scored.as_mut() {
             for (j, logits) in row.chunks_exact(n_vocab).enumerate() {
                 let next = it.start + j + 1;

@@ -226,6 +226,10 @@ impl Scheduler {
             }
             self.waiting.pop_front();
             self.running.push(id);
+            if let Some(s) = self.seqs.get_mut(&id) {
+                // Admitted: after a preemption it comes back without waiting for anyone.
+                s.follows = None;
+            }
             budget -= len;
             out.push(Scheduled {
                 id,

@@ -118,3 +118,35 @@ fn choices_of_one_prompt_share_its_blocks() {
     // The prompt once, each follower's two-token tail, and every decode step (5 per choice).
     assert_eq!(computed(&log), 42 + 3 * 2 + 4 * 5);
 }
+
+/// Prompt logprobs are computed for every position, also in one-token chunks and for a prompt whose blocks are
+/// cached (it is computed whole, never taken from the cache).
+#[test]
+fn every_prompt_position_is_scored_even_in_one_token_chunks() {
+    let b = ScriptedBackend::new(VOCAB, 4, 64);
+    let mut cfg = config(128, 4, 64);
+    cfg.max_batch_tokens = 1;
+    let e = common::start(b, cfg);
+    let p = words(4, 13);
+    drain(e.submit(Request::new(p.clone(), greedy(1))).unwrap());
+    let mut r = Request::new(p.clone(), greedy(1));
+    r.prompt_logprobs = Some(2);
+    let (_, f) = drain(e.submit(r).unwrap());
+    assert_eq!(f.stats.cached_tokens, 0);
+    let scores = f.prompt_logprobs.expect("scores");
+    assert_eq!(scores.len(), p.len());
+    assert!(scores[0].is_none());
+    for (j, s) in scores.iter().enumerate().skip(1) {
+        let s = s
+            .as_ref()
+            .unwrap_or_else(|| panic!("position {j} not scored"));
+        assert_eq!(s.top.len(), 2);
+        let predicted = scripted::next_token(&p[..j], VOCAB) == p[j];
+        assert_eq!(s.top[0].0, scripted::next_token(&p[..j], VOCAB));
+        assert_eq!(
+            predicted,
+            (s.logprob - s.top[0].1).abs() < 1e-6,
+            "position {j}"
+        );
+    }
+}

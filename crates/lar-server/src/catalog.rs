@@ -90,7 +90,8 @@ pub trait Catalog: Send + Sync + 'static {
     fn list(&self) -> ApiResult<Vec<ModelEntry>>;
     /// One model; a 404 when there is none of that name.
     fn entry(&self, name: &str) -> ApiResult<ModelEntry>;
-    fn details(&self, name: &str) -> ApiResult<ModelDetails>;
+    /// `verbose`: long metadata arrays (the vocabulary, merges) too.
+    fn details(&self, name: &str, verbose: bool) -> ApiResult<ModelDetails>;
     /// Opens `name` to serve it: the memory gate first, refusing with its figures what cannot fit.
     fn open(&self, name: &str, opts: &LoadOptions) -> ApiResult<Opened>;
     /// Pulls `source` (a starter alias, `pypi:...`, `hf:...`) as `name` (or its default name).
@@ -233,7 +234,7 @@ impl Catalog for StoreCatalog {
         self.describe(&n, &m)
     }
 
-    fn details(&self, name: &str) -> ApiResult<ModelDetails> {
+    fn details(&self, name: &str, verbose: bool) -> ApiResult<ModelDetails> {
         let (n, _) = self.manifest(name)?;
         let path = self.store.resolve(&n)?;
         if is_embedder(&path) {
@@ -259,7 +260,7 @@ impl Catalog for StoreCatalog {
             if k == "tokenizer.chat_template" {
                 continue;
             }
-            if let Some(j) = value_json(v) {
+            if let Some(j) = value_json(v, verbose) {
                 model_info.insert(k.clone(), j);
             }
         }
@@ -373,11 +374,11 @@ impl Catalog for StoreCatalog {
 
 /// A metadata value as JSON; arrays longer than 64 elements (vocabularies, merges) are left out, as Ollama does
 /// unless asked for them.
-fn value_json(v: &lar_formats::gguf::Value) -> Option<serde_json::Value> {
+fn value_json(v: &lar_formats::gguf::Value, verbose: bool) -> Option<serde_json::Value> {
     use lar_formats::gguf::Value as V;
     Some(match v {
-        V::Array(a) if a.len() > 64 => return None,
-        V::Array(a) => a.iter().filter_map(value_json).collect(),
+        V::Array(a) if a.len() > 64 && !verbose => return None,
+        V::Array(a) => a.iter().filter_map(|x| value_json(x, verbose)).collect(),
         V::String(s) => s.as_str().into(),
         V::Bool(b) => (*b).into(),
         V::F32(f) => f64::from(*f).into(),

@@ -55,7 +55,15 @@ impl Generation {
             tracing::info!(prompt = %h.tokenizer().decode(&req.prompt, true), "prompt");
             String::new()
         });
-        let stream = h.submit(req)?;
+        let stream = match h.submit(req) {
+            Ok(s) => s,
+            Err(lar_engine::Error::EngineStopped) => {
+                // A dead engine: the next request loads the model again.
+                st.manager.forget(&lease.model.entry.name);
+                return Err(lar_engine::Error::EngineStopped.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         Ok(Self {
             stream,
             metrics: st.metrics.clone(),
@@ -123,11 +131,8 @@ impl Generation {
                     tokens.push(t);
                 }
                 Event::Done(f) => {
-                    if f.reason == FinishReason::Error {
-                        return Err(ApiError::internal(format!(
-                            "generation failed: {}",
-                            f.error.as_deref().unwrap_or("unknown")
-                        )));
+                    if let Some(e) = failure(&f) {
+                        return Err(ApiError::internal(format!("generation failed: {e}")));
                     }
                     text.push_str(&f.text);
                     return Ok(Collected {
@@ -141,6 +146,16 @@ impl Generation {
         Err(ApiError::internal(
             "the engine ended a stream without its end",
         ))
+    }
+}
+
+/// Why a finished generation did not complete: it failed, or the engine cut it short (a client that fell too
+/// far behind). A truncated answer is never reported as a normal end.
+pub fn failure(f: &Finished) -> Option<String> {
+    match f.reason {
+        FinishReason::Error => Some(f.error.clone().unwrap_or_else(|| "unknown".into())),
+        FinishReason::Cancelled => f.error.clone(),
+        _ => None,
     }
 }
 

@@ -100,6 +100,8 @@ pub struct ManagerConfig {
     /// Sequences each model runs at once, and requests that may wait beyond them.
     pub parallel: usize,
     pub max_queue: usize,
+    /// How long a request that does not wait ([`Wait::No`]) still waits for a load before its 503.
+    pub load_wait: Duration,
 }
 
 impl Default for ManagerConfig {
@@ -109,6 +111,7 @@ impl Default for ManagerConfig {
             max_loaded: 3,
             parallel: 1,
             max_queue: 64,
+            load_wait: Duration::from_secs(3),
         }
     }
 }
@@ -199,6 +202,8 @@ pub struct Manager {
     catalog: Arc<dyn Catalog>,
     pub cfg: ManagerConfig,
     slots: Mutex<HashMap<String, Slot>>,
+    /// Held by the load in progress.
+    loads: Mutex<()>,
 }
 
 impl Manager {
@@ -207,6 +212,7 @@ impl Manager {
             catalog,
             cfg,
             slots: Mutex::default(),
+            loads: Mutex::default(),
         })
     }
 
@@ -257,17 +263,23 @@ impl Manager {
                 .await
                 .map_err(ApiError::internal)??;
         }
+        let mut reloaded = false;
         loop {
             let rx = {
                 let mut slots = self.slots();
                 match slots.get(&key) {
                     Some(Slot::Ready(m)) => {
                         let m = m.clone();
-                        let ctx_ok = opts.ctx.is_none_or(|c| c <= m.ctx || m.ctx == 0);
-                        if ctx_ok || m.active() > 0 {
-                            return self.lease(m, keep_alive);
+                        // What a load can give: the ask, capped by the model's own context.
+                        let own = m.entry.context_length;
+                        let want = opts.ctx.map(|c| if own > 0 { c.min(own) } else { c });
+                        let ctx_ok = want.is_none_or(|c| c <= m.ctx || m.ctx == 0);
+                        if ctx_ok || m.active() > 0 || reloaded {
+                            drop(slots);
+                            return self.lease(&m, keep_alive);
                         }
-                        // A larger context than the one loaded: load again with it, as Ollama does.
+                        // A larger context than the one loaded: load again with it, as Ollama does (once).
+                        reloaded = true;
                         slots.remove(&key);
                         continue;
                     }
@@ -291,19 +303,24 @@ impl Manager {
                     }
                 }
             };
-            if wait == Wait::No {
-                return Err(ApiError::unavailable(
-                    format!("model '{key}' is loading; try again shortly"),
-                    1,
-                )
-                .code("model_loading"));
-            }
             let mut rx = rx;
-            let r = rx
-                .wait_for(Option::is_some)
-                .await
-                .map_err(|_| ApiError::internal("a model load was abandoned"))?
-                .clone();
+            let done = rx.wait_for(Option::is_some);
+            let r = match wait {
+                Wait::Yes => done.await,
+                // A short load is waited for; a long one is a 503 the client retries.
+                Wait::No => match tokio::time::timeout(self.cfg.load_wait, done).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        return Err(ApiError::unavailable(
+                            format!("model '{key}' is loading; try again shortly"),
+                            2,
+                        )
+                        .code("model_loading"));
+                    }
+                },
+            }
+            .map_err(|_| ApiError::internal("a model load was abandoned"))?
+            .clone();
             match r {
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(e),
@@ -312,15 +329,22 @@ impl Manager {
         }
     }
 
-    fn lease(self: &Arc<Self>, m: Arc<Loaded>, keep_alive: Option<KeepAlive>) -> ApiResult<Lease> {
+    /// One more lease on a model already leased (each further sequence of a request with `n > 1` or several
+    /// prompts takes one, so the queue limit counts sequences).
+    pub fn lease_again(self: &Arc<Self>, lease: &Lease) -> ApiResult<Lease> {
+        self.lease(&lease.model, None)
+    }
+
+    /// Counts a request in, unless the model already has `parallel + max_queue` (then a 503 at once).
+    fn lease(self: &Arc<Self>, m: &Arc<Loaded>, keep_alive: Option<KeepAlive>) -> ApiResult<Lease> {
         let limit = self.cfg.parallel + self.cfg.max_queue;
-        let prev = m.active.fetch_add(1, Ordering::AcqRel);
-        let lease = Lease {
-            model: m.clone(),
-            manager: self.clone(),
-        };
-        if prev >= limit {
-            drop(lease);
+        // Counted in only below the limit: a refused request never holds (or drops) a lease.
+        if let Err(prev) = m
+            .active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |a| {
+                (a < limit).then_some(a + 1)
+            })
+        {
             return Err(ApiError::unavailable(
                 format!(
                     "the server is busy: {prev} requests are running or queued for '{}' (--parallel {} + --max-queue {})",
@@ -332,9 +356,14 @@ impl Manager {
         }
         let mut u = m.usage.lock().unwrap_or_else(|p| p.into_inner());
         u.last_used = Instant::now();
+        // In use: no expiry until the last lease ends (the sweeper never acts on an old one meanwhile).
+        u.expires = None;
         u.keep_alive = keep_alive.unwrap_or(self.cfg.keep_alive);
         drop(u);
-        Ok(lease)
+        Ok(Lease {
+            model: m.clone(),
+            manager: self.clone(),
+        })
     }
 
     async fn load(self: Arc<Self>, name: &str, opts: LoadOptions) -> ApiResult<Arc<Loaded>> {
@@ -346,6 +375,8 @@ impl Manager {
     }
 
     fn load_blocking(&self, name: &str, opts: &LoadOptions) -> ApiResult<Arc<Loaded>> {
+        // One load at a time: each plans against the memory the others left, and `max_loaded` counts them all.
+        let _one = self.loads.lock().unwrap_or_else(|p| p.into_inner());
         let entry = self.catalog.entry(name)?;
         while self.loaded().len() >= self.cfg.max_loaded.max(1) {
             if !self.unload_lru(name) {
@@ -364,6 +395,8 @@ impl Manager {
                     tracing::info!(
                         "unloaded the least recently used model to make room for {name}"
                     );
+                    // Its engine thread frees the memory when it ends, a moment after the last handle goes.
+                    std::thread::sleep(Duration::from_millis(300));
                 }
                 Err(e) => return Err(e),
             }
@@ -382,7 +415,12 @@ impl Manager {
             active: AtomicUsize::new(0),
             usage: Mutex::new(Usage {
                 last_used: Instant::now(),
-                expires: None,
+                // Loaded for a request that may never come back (a 503 that was not retried, a client gone):
+                // the keep-alive runs from the load.
+                expires: match self.cfg.keep_alive {
+                    KeepAlive::For(d) => Some(Instant::now() + d),
+                    KeepAlive::Forever => None,
+                },
                 keep_alive: self.cfg.keep_alive,
             }),
         }))
@@ -409,9 +447,23 @@ impl Manager {
         }
     }
 
-    /// Unloads `name` now if it is idle (Ollama's `keep_alive: 0` with no prompt); true if it was loaded.
-    pub fn unload(&self, name: &str) -> ApiResult<bool> {
+    /// Forgets `name` at once, busy or not (its running requests finish on the engine they hold): for a model
+    /// deleted from the store, or whose engine has stopped.
+    pub fn forget(&self, name: &str) {
+        if let Ok(n) = crate::catalog::parse_name(name) {
+            self.slots().remove(&n.to_string());
+        }
+    }
+
+    /// Unloads `name` now if it is idle (Ollama's `keep_alive: 0` with no prompt), else when its requests end;
+    /// true if it was loaded. A name the store does not have is a 404.
+    pub async fn unload(&self, name: &str) -> ApiResult<bool> {
         let key = crate::catalog::parse_name(name)?.to_string();
+        let cat = self.catalog.clone();
+        let k = key.clone();
+        tokio::task::spawn_blocking(move || cat.entry(&k))
+            .await
+            .map_err(ApiError::internal)??;
         let mut slots = self.slots();
         let Some(Slot::Ready(m)) = slots.get(&key) else {
             return Ok(false);

@@ -29,19 +29,25 @@ async fn models_are_listed_and_found_by_id() {
 
 #[tokio::test]
 async fn a_chat_answer_is_the_greedy_continuation_with_usage() {
-    let t = app();
+    let t = app_with(
+        lar_server::ManagerConfig {
+            load_wait: std::time::Duration::from_millis(50),
+            ..Default::default()
+        },
+        Default::default(),
+    );
     let msgs = [ChatMessage::new(Role::User, "w5 w6")];
     let prompt = chat_prompt(&msgs);
     let want = words(&continuation(&prompt, 6, N_VOCAB));
     let body = json!({
-        "model": "scripted",
+        "model": "slowload",
         "messages": [{"role": "user", "content": [{"type": "text", "text": "w5 w6"}]}],
         "max_tokens": 6, "temperature": 0, "user": "someone", "metadata": {"a": "b"},
     });
     // The first request starts the load and is told to come back (as llama-server does).
     let a = post_json(&t.router, "/v1/chat/completions", &body).await;
     assert_eq!(a.status, 503, "{}", a.text());
-    assert_eq!(a.headers["retry-after"], "1");
+    assert_eq!(a.headers["retry-after"], "2");
     assert_eq!(a.json()["error"]["code"], "model_loading");
     eventually("the load", || !t.state.manager.loaded().is_empty()).await;
     let a = post_json(&t.router, "/v1/chat/completions", &body).await;
@@ -407,4 +413,34 @@ async fn choices_after_the_first_share_its_prompt_blocks() {
     // 21 tokens: five full blocks of 4 computed once, shared by the two other choices.
     assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 20);
     assert_eq!(v["usage"]["completion_tokens"], 9);
+}
+
+#[tokio::test]
+async fn usage_counts_each_prompt_once_and_streams_refuse_echo() {
+    let t = app();
+    t.state
+        .manager
+        .get(
+            "scripted",
+            &Default::default(),
+            None,
+            lar_server::manager::Wait::Yes,
+        )
+        .await
+        .unwrap();
+    let body = json!({"model": "scripted", "prompt": [[5, 6, 7], [8, 9]], "max_tokens": 2, "n": 2, "temperature": 0});
+    let v = post_json(&t.router, "/v1/completions", &body).await.json();
+    assert_eq!(v["usage"]["prompt_tokens"], 5);
+    assert_eq!(v["usage"]["completion_tokens"], 8);
+    assert_eq!(
+        v["choices"][2]["text"],
+        words(&continuation(&[8, 9], 2, N_VOCAB))
+    );
+    for (field, value) in [("echo", json!(true)), ("logprobs", json!(1))] {
+        let mut b = json!({"model": "scripted", "prompt": [5], "stream": true});
+        b[field] = value;
+        let a = post_json(&t.router, "/v1/completions", &b).await;
+        assert_eq!(a.status, 400);
+        assert_eq!(a.json()["error"]["param"], field);
+    }
 }

@@ -291,3 +291,38 @@ fn now_plus_minutes(m: u64) -> String {
         .unwrap();
     lar_server::ollama::rfc3339(d.as_secs() + m * 60, 0)
 }
+
+#[tokio::test]
+async fn a_context_beyond_the_models_own_loads_once_and_answers() {
+    let t = app();
+    let body = json!({"model": "scripted", "messages": [{"role": "user", "content": "w5"}], "stream": false,
+                      "options": {"num_ctx": 100000, "num_predict": 2}});
+    let a = post_json(&t.router, "/api/chat", &body).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let a = post_json(&t.router, "/api/chat", &body).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    // Loaded at the model's own 4 x CTX, once: asking again for more does not reload it.
+    assert_eq!(t.catalog.opens.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(t.state.manager.loaded()[0].ctx, 4 * CTX);
+}
+
+#[tokio::test]
+async fn a_model_loaded_for_a_request_that_never_came_back_still_unloads() {
+    let t = app_with(
+        ManagerConfig {
+            keep_alive: lar_server::KeepAlive::For(Duration::from_millis(300)),
+            load_wait: Duration::from_millis(20),
+            ..Default::default()
+        },
+        ServerConfig::default(),
+    );
+    t.state.manager.start_sweeper(Duration::from_millis(50));
+    let body = json!({"model": "slowload", "prompt": [5], "max_tokens": 1});
+    assert_eq!(
+        post_json(&t.router, "/v1/completions", &body).await.status,
+        503
+    );
+    let m = t.state.manager.clone();
+    eventually("the load", || m.loaded().len() == 1).await;
+    eventually("the keep-alive", || m.loaded().is_empty()).await;
+}

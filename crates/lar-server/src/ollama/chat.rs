@@ -111,7 +111,7 @@ async fn run(st: AppState, obj: serde_json::Map<String, Value>) -> ApiResult<Res
     )?;
     if obj
         .get("tools")
-        .is_some_and(|t| t.as_array().is_some_and(|a| !a.is_empty()))
+        .is_some_and(|t| !(t.is_null() || t.as_array().is_some_and(|a| a.is_empty())))
     {
         return Err(ApiError::unsupported(
             "tools",
@@ -133,7 +133,7 @@ async fn run(st: AppState, obj: serde_json::Map<String, Value>) -> ApiResult<Res
         let name = r.model.clone();
         let unload = ka == Some(KeepAlive::For(std::time::Duration::ZERO));
         if unload {
-            st.manager.unload(&name)?;
+            st.manager.unload(&name).await?;
         } else {
             drop(st.manager.get(&name, &load, ka, Wait::Yes).await?);
         }

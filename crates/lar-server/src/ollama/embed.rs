@@ -46,6 +46,17 @@ pub async fn embed(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiRe
     )
     .map_err(err)?;
     let r: EmbedReq = typed(&obj).map_err(err)?;
+    // Sampling options do not change an embedding; they are checked all the same, as Ollama's are.
+    super::Options::parse(&obj).map_err(err)?;
+    if obj
+        .get("truncate")
+        .is_some_and(|t| !t.is_null() && !t.is_boolean())
+    {
+        return Err(err(ApiError::field(
+            "truncate",
+            "truncate must be a boolean",
+        )));
+    }
     let ka = keep_alive(&obj).map_err(err)?;
     let texts = match r.input {
         Input::One(t) => vec![t],
@@ -84,6 +95,7 @@ pub async fn embeddings(
 ) -> ApiResult<Json<Value>> {
     check_fields(&obj, &[&["model", "prompt", "options", "keep_alive"]]).map_err(err)?;
     let r: EmbeddingsReq = typed(&obj).map_err(err)?;
+    super::Options::parse(&obj).map_err(err)?;
     let ka = keep_alive(&obj).map_err(err)?;
     let (mut vectors, _, _) = embed_texts(&st, &r.model, vec![r.prompt], ka, Wait::Yes)
         .await

@@ -103,7 +103,7 @@ async fn run(st: AppState, obj: serde_json::Map<String, Value>) -> ApiResult<Res
     if r.prompt.is_empty() && r.context.is_empty() {
         let unload = ka == Some(KeepAlive::For(std::time::Duration::ZERO));
         if unload {
-            st.manager.unload(&r.model)?;
+            st.manager.unload(&r.model).await?;
         } else {
             drop(st.manager.get(&r.model, &load, ka, Wait::Yes).await?);
         }
@@ -120,7 +120,14 @@ async fn run(st: AppState, obj: serde_json::Map<String, Value>) -> ApiResult<Res
     let h = engine(&lease)?;
     let tok = h.tokenizer();
     let mut prompt = r.context.clone();
-    if r.raw.unwrap_or(false) || h.model().template.is_none() {
+    let raw = r.raw.unwrap_or(false) || h.model().template.is_none();
+    if raw && r.system.as_ref().is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::unsupported(
+            "system",
+            "with a raw prompt (raw: true, or a model without a chat template): put it in the prompt",
+        ));
+    }
+    if raw {
         prompt.extend(tok.encode(&r.prompt, r.context.is_empty(), true));
     } else {
         let mut msgs = Vec::new();

@@ -28,7 +28,7 @@ use serde_json::{Map, Value, json};
 
 use crate::body::{check_fields, count, refuse, typed_value};
 use crate::error::{ApiError, ApiResult, Shape};
-use crate::generation::{Generation, KEEP_ALIVE_EVERY};
+use crate::generation::{Generation, KEEP_ALIVE_EVERY, failure};
 use crate::manager::KeepAlive;
 
 pub async fn root() -> &'static str {
@@ -151,6 +151,17 @@ impl Options {
             }
             Some(n) => (n as usize).min(room),
         };
+        let stop = self.stop.clone().unwrap_or_default();
+        if stop.len() > crate::openai::MAX_STOP {
+            return Err(ApiError::field(
+                "stop",
+                format!(
+                    "at most {} stop strings (got {})",
+                    crate::openai::MAX_STOP,
+                    stop.len()
+                ),
+            ));
+        }
         let d = SamplingParams::default();
         let p = SamplingParams {
             temperature: self.temperature.unwrap_or(d.temperature),
@@ -170,7 +181,7 @@ impl Options {
             frequency_penalty: self.frequency_penalty.unwrap_or(0.0),
             seed: self.seed.filter(|&s| s >= 0).map(|s| s as u64),
             max_tokens,
-            stop: self.stop.clone().unwrap_or_default(),
+            stop,
             ..d
         };
         p.validate()
@@ -255,8 +266,8 @@ pub async fn whole(mut job: Generation, mut lines: impl Lines) -> ApiResult<Resp
                 lines.seen(t.token);
                 text.push_str(&t.text);
             }
-            Event::Done(f) if f.reason == FinishReason::Error => {
-                return Err(err(ApiError::internal(f.error.unwrap_or_default())));
+            Event::Done(f) if failure(&f).is_some() => {
+                return Err(err(ApiError::internal(failure(&f).unwrap_or_default())));
             }
             Event::Done(f) => {
                 text.push_str(&f.text);
@@ -281,8 +292,8 @@ pub fn ndjson(job: Generation, lines: impl Lines) -> Response {
                 let line = (!t.text.is_empty()).then(|| lines.piece(&t.text));
                 (line, Some((job, lines)))
             }
-            Event::Done(f) if f.reason == FinishReason::Error => {
-                let e = err(ApiError::internal(f.error.clone().unwrap_or_default()));
+            Event::Done(f) if failure(&f).is_some() => {
+                let e = err(ApiError::internal(failure(&f).unwrap_or_default()));
                 (Some(e.body()), None)
             }
             Event::Done(f) => (Some(lines.done(&f.text, &f)), None),

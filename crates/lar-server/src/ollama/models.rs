@@ -104,9 +104,16 @@ pub async fn show(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiRes
         &[&["model", "name", "verbose", "system", "template", "options"]],
     )
     .map_err(err)?;
+    crate::body::refuse(
+        &obj,
+        &["system", "template", "options"],
+        "(a Modelfile's overrides are not kept)",
+    )
+    .map_err(err)?;
+    let verbose = obj.get("verbose").and_then(Value::as_bool).unwrap_or(false);
     let name = name_of(&obj).map_err(err)?;
     let (e, d) = blocking(st.manager.catalog(), move |c| {
-        Ok((c.entry(&name)?, c.details(&name)?))
+        Ok((c.entry(&name)?, c.details(&name, verbose)?))
     })
     .await?;
     let capabilities = match e.kind {
@@ -133,9 +140,10 @@ pub async fn show(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiRes
 pub async fn delete(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiResult<Response> {
     check_fields(&obj, &[&["model", "name"]]).map_err(err)?;
     let name = name_of(&obj).map_err(err)?;
-    // A loaded model is unloaded first (at the end of its running requests).
-    st.manager.unload(&name).map_err(err)?;
-    blocking(st.manager.catalog(), move |c| c.delete(&name)).await?;
+    let n = name.clone();
+    blocking(st.manager.catalog(), move |c| c.delete(&n)).await?;
+    // Gone from the store: no new request reaches it (running ones finish on the engine they hold).
+    st.manager.forget(&name);
     Ok(StatusCode::OK.into_response())
 }
 

@@ -37,6 +37,17 @@ async fn run(st: AppState, obj: serde_json::Map<String, Value>) -> ApiResult<Res
             "model", "name", "insecure", "stream", "username", "password",
         ]],
     )?;
+    crate::body::refuse(
+        &obj,
+        &["username", "password"],
+        "(Lar's registries need no login)",
+    )?;
+    if obj.get("insecure").and_then(Value::as_bool) == Some(true) {
+        return Err(crate::ApiError::unsupported(
+            "insecure",
+            "(downloads are always checked)",
+        ));
+    }
     let r: Req = typed(&obj)?;
     let source = r
         .model

@@ -11,7 +11,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
 use lar_engine::{Event, Request};
-use lar_types::{ChatMessage, FinishReason, Role, TokenEvent};
+use lar_types::{ChatMessage, Role, TokenEvent};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -20,7 +20,7 @@ use crate::AppState;
 use crate::body::{check_fields, refuse, typed, typed_value};
 use crate::catalog::LoadOptions;
 use crate::error::{ApiError, ApiResult};
-use crate::generation::{Generation, KEEP_ALIVE_EVERY, engine};
+use crate::generation::{Generation, KEEP_ALIVE_EVERY, engine, failure};
 use crate::http::{JsonBody, unix_now};
 use crate::manager::Wait;
 
@@ -181,14 +181,24 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
             .await?,
     );
     let h = engine(&lease)?.clone();
-    let prompt = h.chat_tokens(&msgs, None)?;
+    // Rendering and tokenizing a long conversation is real work: off the async threads.
+    let h2 = h.clone();
+    let prompt = tokio::task::spawn_blocking(move || h2.chat_tokens(&msgs, None))
+        .await
+        .map_err(ApiError::internal)??;
     let params = s.params(prompt.len(), lease.model.ctx, top)?;
-    let mut gens = Vec::with_capacity(n);
+    let mut gens: Vec<Generation> = Vec::with_capacity(n);
     for i in 0..n {
         let mut req = Request::new(prompt.clone(), seed_of(&params, i));
         // Choices after the first share its prompt blocks instead of computing them again.
         req.follows = gens.first().map(Generation::id);
-        gens.push(Generation::start(lease.clone(), &st, req)?);
+        // Every sequence counts against the model's queue limit.
+        let l = if i == 0 {
+            lease.clone()
+        } else {
+            Arc::new(st.manager.lease_again(&lease)?)
+        };
+        gens.push(Generation::start(l, &st, req)?);
     }
     let meta = Meta {
         id: new_id("chatcmpl"),
@@ -201,11 +211,14 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
         return Ok(stream_response(meta, gens, s.include_usage()).into_response());
     }
     let done = futures_util::future::join_all(gens.into_iter().map(|g| g.collect())).await;
-    let mut usage = Usage::default();
+    let done: Vec<_> = done.into_iter().collect::<ApiResult<_>>()?;
+    let stats: Vec<_> = done
+        .iter()
+        .map(|c| Some(c.finished.stats.clone()))
+        .collect();
+    let usage = Usage::of(&stats, n);
     let mut choices = Vec::with_capacity(n);
     for (i, c) in done.into_iter().enumerate() {
-        let c = c?;
-        usage.add(&c);
         choices.push(json!({
             "index": i,
             "message": {"role": "assistant", "content": c.text},
@@ -281,7 +294,8 @@ fn stream_response(
     with_usage: bool,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let meta = Arc::new(meta);
-    let usage = Arc::new(Mutex::new(Usage::default()));
+    let n = gens.len();
+    let usage = Arc::new(Mutex::new(vec![None; n]));
     let failed = Arc::new(Mutex::new(None::<String>));
     let per_choice = gens.into_iter().enumerate().map(|(i, g)| {
         choice_stream(
@@ -304,7 +318,7 @@ fn stream_response(
             return out;
         }
         if with_usage {
-            let u = *usage.lock().unwrap_or_else(|p| p.into_inner());
+            let u = Usage::of(&usage.lock().unwrap_or_else(|p| p.into_inner()), n);
             out.push(chunk(&tail_meta, json!([]), Some(u.json()), true));
         }
         out.push(SseEvent::default().data("[DONE]"));
@@ -324,7 +338,7 @@ fn choice_stream(
     index: usize,
     job: Generation,
     with_usage: bool,
-    usage: Arc<Mutex<Usage>>,
+    usage: Arc<Mutex<Vec<Option<lar_types::GenerationStats>>>>,
     failed: Arc<Mutex<Option<String>>>,
 ) -> impl Stream<Item = SseEvent> {
     let first = chunk(
@@ -355,15 +369,11 @@ fn choice_stream(
                     Some((Some(c), Some(g)))
                 }
                 Event::Done(f) => {
-                    if f.reason == FinishReason::Error {
-                        *failed.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Some(f.error.unwrap_or_default());
+                    if let Some(e) = failure(&f) {
+                        *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                         return Some((None, None));
                     }
-                    usage
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .add_stats(&f.stats);
+                    usage.lock().unwrap_or_else(|p| p.into_inner())[index] = Some(f.stats.clone());
                     let delta = if f.text.is_empty() {
                         json!({})
                     } else {

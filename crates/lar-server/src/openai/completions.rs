@@ -12,7 +12,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, StreamExt};
 use lar_engine::{Event, Request};
-use lar_types::{FinishReason, TokenEvent};
+use lar_types::TokenEvent;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -21,7 +21,7 @@ use crate::AppState;
 use crate::body::{check_fields, count, refuse, typed};
 use crate::catalog::LoadOptions;
 use crate::error::{ApiError, ApiResult};
-use crate::generation::{Generation, KEEP_ALIVE_EVERY, engine};
+use crate::generation::{Generation, KEEP_ALIVE_EVERY, engine, failure};
 use crate::http::{JsonBody, unix_now};
 use crate::manager::Wait;
 
@@ -75,36 +75,62 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
         }
     };
     let echo = x.echo.unwrap_or(false);
+    if s.stream() {
+        // The streamed shape carries neither; refused rather than dropped.
+        if echo {
+            return Err(ApiError::unsupported(
+                "echo",
+                "with stream: true (ask without streaming)",
+            ));
+        }
+        if top.is_some() {
+            return Err(ApiError::unsupported(
+                "logprobs",
+                "with stream: true (ask without streaming)",
+            ));
+        }
+    }
+    let n_prompts = match &x.prompt {
+        Prompt::Text(_) | Prompt::Tokens(_) => 1,
+        Prompt::Texts(v) => v.len(),
+        Prompt::TokenLists(v) => v.len(),
+    };
+    if n_prompts == 0 {
+        return Err(ApiError::field(
+            "prompt",
+            "prompt must not be an empty list",
+        ));
+    }
+    if n_prompts * n > super::MAX_N {
+        return Err(ApiError::field(
+            "prompt",
+            format!(
+                "{n_prompts} prompts x n={n} choices is more than {} in one request",
+                super::MAX_N
+            ),
+        ));
+    }
     let lease = Arc::new(
         st.manager
             .get(&s.model, &LoadOptions::default(), None, Wait::No)
             .await?,
     );
     let h = engine(&lease)?.clone();
+    // Tokenizing a large body is real work: off the async threads.
+    let h2 = h.clone();
+    let prompts: Vec<Vec<u32>> = tokio::task::spawn_blocking(move || {
+        let tok = h2.tokenizer();
+        match x.prompt {
+            Prompt::Text(t) => vec![tok.encode(&t, true, true)],
+            Prompt::Texts(ts) => ts.iter().map(|t| tok.encode(t, true, true)).collect(),
+            Prompt::Tokens(ids) => vec![ids],
+            Prompt::TokenLists(l) => l,
+        }
+    })
+    .await
+    .map_err(ApiError::internal)?;
     let tok = h.tokenizer();
-    let prompts: Vec<Vec<u32>> = match x.prompt {
-        Prompt::Text(t) => vec![tok.encode(&t, true, true)],
-        Prompt::Texts(ts) => ts.iter().map(|t| tok.encode(t, true, true)).collect(),
-        Prompt::Tokens(ids) => vec![ids],
-        Prompt::TokenLists(l) => l,
-    };
-    if prompts.is_empty() {
-        return Err(ApiError::field(
-            "prompt",
-            "prompt must not be an empty list",
-        ));
-    }
-    if prompts.len() * n > super::MAX_N {
-        return Err(ApiError::field(
-            "prompt",
-            format!(
-                "{} prompts x n={n} choices is more than {} in one request",
-                prompts.len(),
-                super::MAX_N
-            ),
-        ));
-    }
-    let mut gens = Vec::new();
+    let mut gens: Vec<Generation> = Vec::new();
     for p in &prompts {
         let params = s.params(p.len(), lease.model.ctx, top.unwrap_or(0))?;
         let first = gens.len();
@@ -116,7 +142,13 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
                 // Choices after the first share its prompt blocks instead of computing them again.
                 req.follows = gens.get(first).map(Generation::id);
             }
-            gens.push(Generation::start(lease.clone(), &st, req)?);
+            // Every sequence counts against the model's queue limit.
+            let l = if gens.is_empty() {
+                lease.clone()
+            } else {
+                Arc::new(st.manager.lease_again(&lease)?)
+            };
+            gens.push(Generation::start(l, &st, req)?);
         }
     }
     let id = new_id("cmpl");
@@ -124,14 +156,17 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
     let model = lease.model.entry.name.clone();
     if s.stream() {
         let with_usage = s.include_usage();
-        return Ok(stream_response(id, created, model, gens, with_usage).into_response());
+        return Ok(stream_response(id, created, model, gens, n, with_usage).into_response());
     }
     let done = futures_util::future::join_all(gens.into_iter().map(|g| g.collect())).await;
-    let mut usage = Usage::default();
+    let done: Vec<_> = done.into_iter().collect::<ApiResult<_>>()?;
+    let stats: Vec<_> = done
+        .iter()
+        .map(|c| Some(c.finished.stats.clone()))
+        .collect();
+    let usage = Usage::of(&stats, n);
     let mut choices = Vec::new();
     for (i, c) in done.into_iter().enumerate() {
-        let c = c?;
-        usage.add(&c);
         let prompt = &prompts[i / n];
         let mut text = String::new();
         let mut lp = top.map(|_| Legacy::default());
@@ -229,10 +264,11 @@ fn stream_response(
     created: u64,
     model: String,
     gens: Vec<Generation>,
+    n: usize,
     with_usage: bool,
 ) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
     let meta = Arc::new((id, created, model));
-    let usage = Arc::new(std::sync::Mutex::new(Usage::default()));
+    let usage = Arc::new(std::sync::Mutex::new(vec![None; gens.len()]));
     let chunk = move |meta: &(String, u64, String), choices: Value, with_usage: bool| {
         let mut c = json!({
             "id": meta.0, "object": "text_completion", "created": meta.1, "model": meta.2,
@@ -243,10 +279,9 @@ fn stream_response(
         }
         SseEvent::default().data(c.to_string())
     };
-    let per_choice =
-        gens.into_iter().enumerate().map(|(i, g)| {
-            let (meta, usage) = (meta.clone(), usage.clone());
-            stream::unfold(Some(g), move |g| {
+    let per_choice = gens.into_iter().enumerate().map(|(i, g)| {
+        let (meta, usage) = (meta.clone(), usage.clone());
+        stream::unfold(Some(g), move |g| {
             let (meta, usage) = (meta.clone(), usage.clone());
             async move {
                 let mut g = g?;
@@ -256,12 +291,12 @@ fn stream_response(
                         return Some((None, Some(g)));
                     }
                     Event::Token(t) => (t.text, Value::Null, Some(g)),
-                    Event::Done(f) if f.reason == FinishReason::Error => {
-                        let e = ApiError::internal(f.error.unwrap_or_default());
+                    Event::Done(f) if failure(&f).is_some() => {
+                        let e = ApiError::internal(failure(&f).unwrap_or_default());
                         return Some((Some(SseEvent::default().data(e.body().to_string())), None));
                     }
                     Event::Done(f) => {
-                        usage.lock().unwrap_or_else(|p| p.into_inner()).add_stats(&f.stats);
+                        usage.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(f.stats.clone());
                         (f.text, finish_reason(f.reason).into(), None)
                     }
                 };
@@ -275,13 +310,13 @@ fn stream_response(
         })
         .filter_map(|c| async move { c })
         .boxed()
-        });
+    });
     let per_choice: Vec<_> = per_choice.collect();
     let tail_meta = meta.clone();
     let tail = stream::once(async move {
         let mut out = Vec::new();
         if with_usage {
-            let u = *usage.lock().unwrap_or_else(|p| p.into_inner());
+            let u = Usage::of(&usage.lock().unwrap_or_else(|p| p.into_inner()), n);
             let c = json!({
                 "id": tail_meta.0, "object": "text_completion", "created": tail_meta.1, "model": tail_meta.2,
                 "choices": [], "usage": u.json(),

@@ -17,7 +17,6 @@ use serde_json::{Value, json};
 
 use crate::body::count;
 use crate::error::{ApiError, ApiResult};
-use crate::generation::Collected;
 
 /// Most choices one request may ask for (`n`).
 pub const MAX_N: usize = 16;
@@ -56,11 +55,10 @@ pub enum Stop {
 }
 
 #[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
 pub struct StreamOptions {
     #[serde(default)]
     pub include_usage: Option<bool>,
-    #[serde(default)]
-    pub continuous_usage_stats: Option<bool>,
 }
 
 /// The fields of [`SAMPLING_FIELDS`], typed.
@@ -211,7 +209,8 @@ pub fn new_id(prefix: &str) -> String {
     )
 }
 
-/// Token counts of a request's choices: the prompt once, the completions summed, the cached prompt tokens.
+/// Token counts of a request: each prompt once (its `n` choices share it), the completions summed, the prompt
+/// tokens that came from the prefix cache.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Usage {
     pub prompt: usize,
@@ -220,14 +219,16 @@ pub struct Usage {
 }
 
 impl Usage {
-    pub fn add(&mut self, c: &Collected) {
-        self.add_stats(&c.finished.stats);
-    }
-
-    pub fn add_stats(&mut self, s: &lar_types::GenerationStats) {
-        self.prompt = self.prompt.max(s.prompt_tokens);
-        self.completion += s.completion_tokens;
-        self.cached = self.cached.max(s.cached_tokens);
+    /// The usage of choices laid out prompt by prompt, `n` per prompt (`None`: a choice that did not finish).
+    pub fn of(stats: &[Option<lar_types::GenerationStats>], n: usize) -> Self {
+        let mut u = Usage::default();
+        for group in stats.chunks(n.max(1)) {
+            let done = || group.iter().flatten();
+            u.prompt += done().map(|s| s.prompt_tokens).max().unwrap_or(0);
+            u.cached += done().map(|s| s.cached_tokens).max().unwrap_or(0);
+            u.completion += done().map(|s| s.completion_tokens).sum::<usize>();
+        }
+        u
     }
 
     pub fn json(&self) -> Value {
