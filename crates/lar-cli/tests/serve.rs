@@ -53,12 +53,14 @@ impl Drop for Server {
     }
 }
 
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+/// One request on a fresh connection: (status, body).
+fn http(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
     )
     .ok()?;
     let mut out = String::new();
@@ -70,22 +72,8 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     ))
 }
 
-fn http_post(port: u16, path: &str, body: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    Some((
-        status,
-        out.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
-    ))
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http(port, "GET", path, "")
 }
 
 fn start(home: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Server {
@@ -228,7 +216,7 @@ fn a_model_that_cannot_fit_is_refused_with_the_figures() {
     let home = store("memory");
     let srv = start(&home, &[], &[("LAR_MEMORY_LIMIT", "64MiB")]);
     let body = r#"{"model": "smollm2", "prompt": "Hi", "stream": false}"#;
-    let (status, answer) = http_post(srv.port, "/api/generate", body).expect("answer");
+    let (status, answer) = http(srv.port, "POST", "/api/generate", body).expect("answer");
     assert_eq!(status, 503, "{answer}");
     assert!(
         answer.contains("cannot be loaded") && answer.contains("MiB"),

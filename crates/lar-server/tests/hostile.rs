@@ -7,22 +7,8 @@ mod common;
 use axum::body::Body;
 use axum::http::Request;
 use common::*;
+use lar_testdata::Rng;
 use serde_json::{Value, json};
-
-/// xorshift64*: a fixed, dependency-free stream of pseudo-random numbers.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 fn odd_value(r: &mut Rng) -> Value {
     let mut deep = json!(1);

@@ -134,16 +134,7 @@ async fn completions_echo_the_prompt_with_its_logprobs() {
         "model": "scripted", "prompt": prompt, "max_tokens": 2, "temperature": 0,
         "echo": true, "logprobs": 2,
     });
-    t.state
-        .manager
-        .get(
-            "scripted",
-            &Default::default(),
-            None,
-            lar_server::manager::Wait::Yes,
-        )
-        .await
-        .unwrap();
+    t.load("scripted").await;
     let a = post_json(&t.router, "/v1/completions", &body).await;
     assert_eq!(a.status, 200, "{}", a.text());
     let v = a.json();
@@ -177,16 +168,7 @@ async fn completions_echo_the_prompt_with_its_logprobs() {
 #[tokio::test]
 async fn bad_requests_get_the_right_status_and_shape() {
     let t = app();
-    t.state
-        .manager
-        .get(
-            "scripted",
-            &Default::default(),
-            None,
-            lar_server::manager::Wait::Yes,
-        )
-        .await
-        .unwrap();
+    t.load("scripted").await;
     let r = &t.router;
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         ("malformed", b"{\"model\":".to_vec(), 400, "not valid JSON"),
@@ -392,16 +374,7 @@ async fn embeddings_come_as_floats_or_base64() {
 #[tokio::test]
 async fn choices_after_the_first_share_its_prompt_blocks() {
     let t = app();
-    t.state
-        .manager
-        .get(
-            "scripted",
-            &Default::default(),
-            None,
-            lar_server::manager::Wait::Yes,
-        )
-        .await
-        .unwrap();
+    t.load("scripted").await;
     let prompt: Vec<u32> = (0..21).map(|i| 3 + (i * 7) % 50).collect();
     let body =
         json!({"model": "scripted", "prompt": prompt, "max_tokens": 3, "temperature": 0, "n": 3});
@@ -418,16 +391,7 @@ async fn choices_after_the_first_share_its_prompt_blocks() {
 #[tokio::test]
 async fn usage_counts_each_prompt_once_and_streams_refuse_echo() {
     let t = app();
-    t.state
-        .manager
-        .get(
-            "scripted",
-            &Default::default(),
-            None,
-            lar_server::manager::Wait::Yes,
-        )
-        .await
-        .unwrap();
+    t.load("scripted").await;
     let body = json!({"model": "scripted", "prompt": [[5, 6, 7], [8, 9]], "max_tokens": 2, "n": 2, "temperature": 0});
     let v = post_json(&t.router, "/v1/completions", &body).await.json();
     assert_eq!(v["usage"]["prompt_tokens"], 5);

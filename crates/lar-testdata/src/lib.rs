@@ -1,10 +1,13 @@
 //! Test fixtures shared by the crates' tests, benchmarks and examples, and by nothing else (every user is a
 //! dev-dependency): [`models`] (where `scripts/fetch-models.sh` puts the real models, tiny random-weight models of
 //! each architecture, llama.cpp's goldens), [`fixtures`] (small files of every format the knowledge base reads,
-//! valid or deliberately broken) and [`corpus`] (a household corpus with questions, for retrieval tests).
+//! valid or deliberately broken), [`corpus`] (a household corpus with questions, for retrieval tests) and [`rng`]
+//! (reproducible pseudo-random data).
 
 pub mod corpus;
 pub mod fixtures;
 pub mod models;
+pub mod rng;
 
 pub use models::*;
+pub use rng::Rng;

@@ -12,7 +12,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Lines, Options, done_reason, err, final_fields, keep_alive, ndjson, now_rfc3339, whole,
+    Lines, Options, done_reason, err, final_fields, keep_alive, load_or_unload, ndjson,
+    now_rfc3339, whole,
 };
 use crate::AppState;
 use crate::body::{check_fields, refuse, typed, typed_value};
@@ -20,7 +21,7 @@ use crate::catalog::LoadOptions;
 use crate::error::{ApiError, ApiResult};
 use crate::generation::{Generation, engine};
 use crate::http::JsonBody;
-use crate::manager::{KeepAlive, Wait};
+use crate::manager::Wait;
 
 const FIELDS: &[&str] = &[
     "model",
@@ -130,18 +131,12 @@ async fn run(st: AppState, obj: serde_json::Map<String, Value>) -> ApiResult<Res
     let msgs = messages(r.messages)?;
     let load = LoadOptions { ctx: opts.ctx()? };
     if msgs.is_empty() {
-        let name = r.model.clone();
-        let unload = ka == Some(KeepAlive::For(std::time::Duration::ZERO));
-        if unload {
-            st.manager.unload(&name).await?;
-        } else {
-            drop(st.manager.get(&name, &load, ka, Wait::Yes).await?);
-        }
+        let reason = load_or_unload(&st, &r.model, &load, ka).await?;
         return Ok(axum::Json(json!({
-            "model": name,
+            "model": r.model,
             "created_at": now_rfc3339(),
             "message": {"role": "assistant", "content": ""},
-            "done_reason": if unload { "unload" } else { "load" },
+            "done_reason": reason,
             "done": true,
         }))
         .into_response());

@@ -14,7 +14,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Lines, Options, done_reason, err, final_fields, keep_alive, ndjson, now_rfc3339, whole,
+    Lines, Options, done_reason, err, final_fields, keep_alive, load_or_unload, ndjson,
+    now_rfc3339, whole,
 };
 use crate::AppState;
 use crate::body::{check_fields, refuse, typed};
@@ -22,7 +23,7 @@ use crate::catalog::LoadOptions;
 use crate::error::{ApiError, ApiResult};
 use crate::generation::{Generation, engine};
 use crate::http::JsonBody;
-use crate::manager::{KeepAlive, Wait};
+use crate::manager::Wait;
 
 const FIELDS: &[&str] = &[
     "model",
@@ -101,17 +102,12 @@ async fn run(st: AppState, obj: serde_json::Map<String, Value>) -> ApiResult<Res
     let ka = keep_alive(&obj)?;
     let load = LoadOptions { ctx: opts.ctx()? };
     if r.prompt.is_empty() && r.context.is_empty() {
-        let unload = ka == Some(KeepAlive::For(std::time::Duration::ZERO));
-        if unload {
-            st.manager.unload(&r.model).await?;
-        } else {
-            drop(st.manager.get(&r.model, &load, ka, Wait::Yes).await?);
-        }
+        let reason = load_or_unload(&st, &r.model, &load, ka).await?;
         return Ok(axum::Json(json!({
             "model": r.model,
             "created_at": now_rfc3339(),
             "response": "",
-            "done_reason": if unload { "unload" } else { "load" },
+            "done_reason": reason,
             "done": true,
         }))
         .into_response());

@@ -200,6 +200,26 @@ pub fn keep_alive(obj: &Map<String, Value>) -> ApiResult<Option<KeepAlive>> {
     }
 }
 
+/// A request without a prompt: loads `model` (waiting for it), or with `keep_alive: 0` unloads it. Returns
+/// Ollama's `done_reason` for it: `load` or `unload`.
+pub async fn load_or_unload(
+    st: &crate::AppState,
+    model: &str,
+    load: &crate::catalog::LoadOptions,
+    ka: Option<KeepAlive>,
+) -> ApiResult<&'static str> {
+    if ka == Some(KeepAlive::For(std::time::Duration::ZERO)) {
+        st.manager.unload(model).await?;
+        return Ok("unload");
+    }
+    drop(
+        st.manager
+            .get(model, load, ka, crate::manager::Wait::Yes)
+            .await?,
+    );
+    Ok("load")
+}
+
 /// The time now as Ollama writes it (RFC 3339, UTC, nanoseconds).
 pub fn now_rfc3339() -> String {
     let d = std::time::SystemTime::now()

@@ -10,12 +10,14 @@ use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
-use lar_engine::{Event, Request};
+use lar_engine::Event;
 use lar_types::{ChatMessage, Role, TokenEvent};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{DESCRIPTIVE_FIELDS, SAMPLING_FIELDS, Sampling, Usage, finish_reason, new_id, seed_of};
+use super::{
+    DESCRIPTIVE_FIELDS, SAMPLING_FIELDS, Sampling, Usage, finish_reason, new_id, start_choices,
+};
 use crate::AppState;
 use crate::body::{check_fields, refuse, typed, typed_value};
 use crate::catalog::LoadOptions;
@@ -187,19 +189,8 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
         .await
         .map_err(ApiError::internal)??;
     let params = s.params(prompt.len(), lease.model.ctx, top)?;
-    let mut gens: Vec<Generation> = Vec::with_capacity(n);
-    for i in 0..n {
-        let mut req = Request::new(prompt.clone(), seed_of(&params, i));
-        // Choices after the first share its prompt blocks instead of computing them again.
-        req.follows = gens.first().map(Generation::id);
-        // Every sequence counts against the model's queue limit.
-        let l = if i == 0 {
-            lease.clone()
-        } else {
-            Arc::new(st.manager.lease_again(&lease)?)
-        };
-        gens.push(Generation::start(l, &st, req)?);
-    }
+    let mut gens = Vec::with_capacity(n);
+    start_choices(&st, &lease, &mut gens, &prompt, &params, n, None)?;
     let meta = Meta {
         id: new_id("chatcmpl"),
         created: unix_now(),

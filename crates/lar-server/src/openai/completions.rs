@@ -11,12 +11,14 @@ use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, StreamExt};
-use lar_engine::{Event, Request};
+use lar_engine::Event;
 use lar_types::TokenEvent;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{DESCRIPTIVE_FIELDS, SAMPLING_FIELDS, Sampling, Usage, finish_reason, new_id, seed_of};
+use super::{
+    DESCRIPTIVE_FIELDS, SAMPLING_FIELDS, Sampling, Usage, finish_reason, new_id, start_choices,
+};
 use crate::AppState;
 use crate::body::{check_fields, count, refuse, typed};
 use crate::catalog::LoadOptions;
@@ -130,26 +132,11 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
     .await
     .map_err(ApiError::internal)?;
     let tok = h.tokenizer();
-    let mut gens: Vec<Generation> = Vec::new();
+    let mut gens = Vec::new();
+    let scored = if echo { top } else { None };
     for p in &prompts {
         let params = s.params(p.len(), lease.model.ctx, top.unwrap_or(0))?;
-        let first = gens.len();
-        for i in 0..n {
-            let mut req = Request::new(p.clone(), seed_of(&params, i));
-            if echo && top.is_some() {
-                req.prompt_logprobs = top;
-            } else if i > 0 {
-                // Choices after the first share its prompt blocks instead of computing them again.
-                req.follows = gens.get(first).map(Generation::id);
-            }
-            // Every sequence counts against the model's queue limit.
-            let l = if gens.is_empty() {
-                lease.clone()
-            } else {
-                Arc::new(st.manager.lease_again(&lease)?)
-            };
-            gens.push(Generation::start(l, &st, req)?);
-        }
+        start_choices(&st, &lease, &mut gens, p, &params, n, scored)?;
     }
     let id = new_id("cmpl");
     let created = unix_now();

@@ -249,6 +249,36 @@ pub fn finish_reason(r: lar_types::FinishReason) -> &'static str {
     }
 }
 
+/// Starts `n` choices of one prompt, appended to `gens`: the first computes the prompt, the others follow it and
+/// share its blocks (unless the prompt's own logprobs are asked for: then each computes it whole). Every sequence
+/// takes a lease, so the queue limit counts sequences.
+pub fn start_choices(
+    st: &crate::AppState,
+    lease: &std::sync::Arc<crate::manager::Lease>,
+    gens: &mut Vec<crate::generation::Generation>,
+    prompt: &[u32],
+    params: &SamplingParams,
+    n: usize,
+    prompt_logprobs: Option<usize>,
+) -> ApiResult<()> {
+    use crate::generation::Generation;
+    let first = gens.len();
+    for i in 0..n {
+        let mut req = lar_engine::Request::new(prompt.to_vec(), seed_of(params, i));
+        req.prompt_logprobs = prompt_logprobs;
+        if prompt_logprobs.is_none() {
+            req.follows = gens.get(first).map(Generation::id);
+        }
+        let l = if gens.is_empty() {
+            lease.clone()
+        } else {
+            std::sync::Arc::new(st.manager.lease_again(lease)?)
+        };
+        gens.push(Generation::start(l, st, req)?);
+    }
+    Ok(())
+}
+
 /// The seed of choice `i`: distinct choices from one seed, reproducibly.
 pub fn seed_of(p: &SamplingParams, i: usize) -> SamplingParams {
     let mut p = p.clone();

@@ -22,6 +22,24 @@ pub struct TestApp {
     pub catalog: Arc<ScriptedCatalog>,
 }
 
+impl TestApp {
+    /// Loads `model` and waits for it.
+    pub async fn load(&self, model: &str) {
+        let lease = self
+            .state
+            .manager
+            .get(
+                model,
+                &Default::default(),
+                None,
+                lar_server::manager::Wait::Yes,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("loading {model}: {e}"));
+        drop(lease);
+    }
+}
+
 pub fn app_with(mcfg: ManagerConfig, scfg: ServerConfig) -> TestApp {
     let catalog = Arc::new(ScriptedCatalog::default());
     let manager = Manager::new(catalog.clone(), mcfg);
