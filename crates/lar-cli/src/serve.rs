@@ -181,7 +181,7 @@ pub fn main(args: Args) -> Result<()> {
                 anyhow!("cannot listen on {addr}: {e}")
             }
         })?;
-        manager.start_sweeper(std::time::Duration::from_secs(1));
+        manager.start_sweeper(std::time::Duration::from_secs(3600));
         let state = AppState::new(manager, cfg);
         state.preload(args.models.clone());
         let auth = if state.cfg.api_keys.is_empty() { "no API key" } else { "API key required" };

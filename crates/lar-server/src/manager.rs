@@ -184,6 +184,8 @@ impl Drop for Lease {
             };
             let unload_now = u.keep_alive == KeepAlive::For(Duration::ZERO);
             drop(u);
+            // A new expiry: the sweeper sleeps until the earliest one.
+            self.manager.wake.notify_one();
             if unload_now {
                 self.manager.sweep();
             }
@@ -204,6 +206,8 @@ pub struct Manager {
     slots: Mutex<HashMap<String, Slot>>,
     /// Held by the load in progress.
     loads: Mutex<()>,
+    /// Wakes the sweeper when an expiry may have moved (a model loaded, a last lease ended).
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl Manager {
@@ -213,6 +217,7 @@ impl Manager {
             cfg,
             slots: Mutex::default(),
             loads: Mutex::default(),
+            wake: Arc::default(),
         })
     }
 
@@ -293,7 +298,10 @@ impl Manager {
                             let r = me.clone().load(&k, o).await;
                             let mut slots = me.slots();
                             match &r {
-                                Ok(m) => slots.insert(k, Slot::Ready(m.clone())),
+                                Ok(m) => {
+                                    me.wake.notify_one();
+                                    slots.insert(k, Slot::Ready(m.clone()))
+                                }
                                 Err(_) => slots.remove(&k),
                             };
                             drop(slots);
@@ -495,15 +503,34 @@ impl Manager {
     }
 
     /// Runs [`Self::sweep`] every `every` until the manager is dropped.
+    /// When the next idle model's keep-alive runs out, if one is idle with an expiry.
+    fn next_expiry(&self) -> Option<Instant> {
+        self.slots()
+            .values()
+            .filter_map(|s| match s {
+                Slot::Ready(m) if m.active() == 0 => {
+                    m.usage.lock().unwrap_or_else(|p| p.into_inner()).expires
+                }
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Sweeps whenever a keep-alive runs out, until the manager is dropped: it sleeps until the earliest expiry
+    /// (or until woken by a load or a request's end), at most `every` at a time, so an idle server spends no CPU.
     pub fn start_sweeper(self: &Arc<Self>, every: Duration) {
         let weak = Arc::downgrade(self);
+        let wake = self.wake.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
             loop {
-                tick.tick().await;
-                match weak.upgrade() {
-                    Some(m) => m.sweep(),
-                    None => break,
+                let Some(m) = weak.upgrade() else { break };
+                m.sweep();
+                let cap = Instant::now() + every;
+                let until = m.next_expiry().map_or(cap, |t| t.min(cap));
+                drop(m);
+                tokio::select! {
+                    () = tokio::time::sleep_until(until.into()) => {}
+                    () = wake.notified() => {}
                 }
             }
         });

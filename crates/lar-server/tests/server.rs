@@ -250,7 +250,7 @@ async fn silent_connections_do_not_block_a_real_request() {
 async fn idle_models_unload_after_keep_alive_and_lru_makes_room() {
     let t = app_with(
         ManagerConfig {
-            keep_alive: lar_server::KeepAlive::For(Duration::from_millis(300)),
+            keep_alive: lar_server::KeepAlive::For(Duration::from_millis(1500)),
             max_loaded: 2,
             ..Default::default()
         },
