@@ -405,6 +405,9 @@ impl EngineCore {
         let r = self.reqs.get_mut(&it.id)?;
         let s = r.sampler.sample(logits, &seq.tokens);
         r.first_token.get_or_insert_with(Instant::now);
+        if let Some(e) = r.sampler.failure() {
+            return Some((FinishReason::Error, String::new(), Some(e)));
+        }
         let params = &r.sampler.params;
         if self.tokenizer.is_eog(s.token) && !params.ignore_eos {
             let tail = r.utf8.finish() + &r.stop.finish();

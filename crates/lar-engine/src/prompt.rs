@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use lar_tokenizer::{ChatTemplate, Tokenizer};
-use lar_types::{ChatMessage, Role};
+use lar_types::{ChatMessage, Role, Tool};
 
 use crate::{Error, Result};
 
@@ -29,6 +29,24 @@ impl ModelInfo {
         messages: &[ChatMessage],
         template: Option<&str>,
     ) -> Result<Vec<u32>> {
+        self.chat_tokens_with_tools(messages, &[], template)
+    }
+
+    /// The template that renders a conversation: `template` (a built-in name or Jinja source) or the model's own.
+    pub fn template_source(&self, template: Option<&str>) -> Result<String> {
+        let spec = template
+            .or(self.template.as_deref())
+            .ok_or(Error::NoTemplate)?;
+        Ok(ChatTemplate::new(spec)?.source)
+    }
+
+    /// [`ModelInfo::chat_tokens`] with the tools the model may call, rendered by the template.
+    pub fn chat_tokens_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[Tool],
+        template: Option<&str>,
+    ) -> Result<Vec<u32>> {
         let spec = template
             .or(self.template.as_deref())
             .ok_or(Error::NoTemplate)?;
@@ -36,7 +54,7 @@ impl ModelInfo {
         let tok = &self.tokenizer;
         let tok_text = |id: Option<u32>| id.map(|i| tok.decode(&[i], true)).unwrap_or_default();
         let (bos, eos) = (tok_text(tok.vocab.bos), tok_text(tok.vocab.eos));
-        let text = t.render(messages, true, &bos, &eos)?;
+        let text = t.render_with_tools(messages, tools, true, &bos, &eos)?;
         let mut ids = tok.encode(&text, false, true);
         if let Some(b) = tok.vocab.bos
             && tok.vocab.add_bos

@@ -42,6 +42,11 @@ pub trait LogitsProcessor: Send {
     fn process(&mut self, history: &[u32], logits: &mut [f32]);
     /// The token that was drawn (a grammar advances its state here).
     fn accept(&mut self, _token: u32) {}
+    /// Why this processor cannot go on (a grammar engine's failure): the sequence then ends with an error rather
+    /// than with text the processor did not vouch for.
+    fn failed(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Repetition (CTRL-style: divide positive logits, multiply negative ones), frequency and presence penalties over
@@ -151,6 +156,11 @@ impl Sampler {
             logprob,
             top,
         }
+    }
+
+    /// The first processor's failure, if one failed (see [`LogitsProcessor::failed`]).
+    pub fn failure(&self) -> Option<String> {
+        self.processors.iter().find_map(|p| p.failed())
     }
 
     /// Draws from the logits after top-k, top-p and min-p, without sorting the whole vocabulary: top-k and min-p

@@ -2,7 +2,7 @@
 //! rendered with minijinja and its Python-compatibility methods (`.strip()`, `.startswith()`, ...), or a built-in
 //! template chosen by name with `--template`.
 
-use lar_types::ChatMessage;
+use lar_types::{ChatMessage, Tool};
 use minijinja::{Environment, Value, context};
 
 use crate::{Error, Result};
@@ -68,6 +68,20 @@ impl ChatTemplate {
         bos: &str,
         eos: &str,
     ) -> Result<String> {
+        self.render_with_tools(messages, &[], add_generation_prompt, bos, eos)
+    }
+
+    /// [`ChatTemplate::render`] with the tools the model may call, as Hugging Face templates take them
+    /// (`tools`: `{"type": "function", "function": {name, description, parameters}}`; an assistant message's
+    /// `tool_calls`: `{id, type, function: {name, arguments}}` with the arguments as an object).
+    pub fn render_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[Tool],
+        add_generation_prompt: bool,
+        bos: &str,
+        eos: &str,
+    ) -> Result<String> {
         let tmpl = self
             .env
             .get_template("chat")
@@ -75,16 +89,40 @@ impl ChatTemplate {
         let msgs: Vec<Value> = messages
             .iter()
             .map(|m| {
-                context! { role => m.role.as_str(), content => m.content.clone(), tool_call_id => m.tool_call_id.clone() }
+                let calls: Vec<Value> = m
+                    .tool_calls
+                    .iter()
+                    .map(|c| {
+                        context! { id => c.id.clone(), type => "function", function => context! {
+                            name => c.name.clone(), arguments => Value::from_serialize(&c.arguments) } }
+                    })
+                    .collect();
+                let calls = (!calls.is_empty()).then_some(calls);
+                context! { role => m.role.as_str(), content => m.content.clone(),
+                    tool_call_id => m.tool_call_id.clone(), name => m.name.clone(), tool_calls => calls }
             })
             .collect();
+        let tools: Option<Vec<Value>> = (!tools.is_empty()).then(|| {
+            tools
+                .iter()
+                .map(|t| {
+                    Value::from_serialize(serde_json::json!({"type": "function", "function": t}))
+                })
+                .collect()
+        });
         tmpl.render(context! {
             messages => msgs,
+            tools => tools,
             add_generation_prompt => add_generation_prompt,
             bos_token => bos,
             eos_token => eos,
         })
         .map_err(|e| Error::Template(format!("{e:#}")))
+    }
+
+    /// Whether the template renders a `tools` list (it mentions `tools` at all).
+    pub fn knows_tools(&self) -> bool {
+        self.source.contains("tools")
     }
 }
 

@@ -195,6 +195,12 @@ pub struct ChatMessage {
     /// For `Role::Tool`: the call this message answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// For `Role::Tool`: the tool that answered (Ollama's `tool_name`, OpenAI's `name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// For `Role::Assistant`: the tools it called.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
 }
 
 impl ChatMessage {
@@ -203,8 +209,28 @@ impl ChatMessage {
             role,
             content: content.into(),
             tool_call_id: None,
+            name: None,
+            tool_calls: Vec::new(),
         }
     }
+}
+
+/// A function the model may call: its name, what it does, and a JSON schema of its arguments.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tool {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// A JSON schema (an object schema) of the arguments.
+    pub parameters: serde_json::Value,
+}
+
+/// A call the model made: which function, with which arguments (a JSON object).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: serde_json::Value,
 }
 
 /// Why generation stopped.
