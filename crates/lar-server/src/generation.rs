@@ -23,6 +23,8 @@ pub struct Generation {
     last: Option<Instant>,
     /// The answer so far, kept only when prompts and answers are logged (`--log-prompts`).
     logged: Option<String>,
+    /// A control token whose text is shown anyway (a tool call's opening marker, for the parser).
+    reveal: Option<(u32, String)>,
     /// Held until the generation is dropped: the model stays loaded meanwhile.
     _lease: Arc<Lease>,
 }
@@ -71,6 +73,7 @@ impl Generation {
             model: lease.model.entry.name.clone(),
             submitted: Instant::now(),
             last: None,
+            reveal: None,
             _lease: lease,
         })
     }
@@ -80,10 +83,20 @@ impl Generation {
         self.stream.id()
     }
 
+    /// Shows `text` for the control token `token` (which the engine's text leaves out).
+    pub fn reveal(&mut self, token: Option<(u32, String)>) {
+        self.reveal = token;
+    }
+
     /// The next event; `None` after `Done`.
     pub async fn next(&mut self) -> Option<Event> {
-        let ev = self.stream.next().await?;
+        let mut ev = self.stream.next().await?;
         let now = Instant::now();
+        if let (Event::Token(t), Some((id, text))) = (&mut ev, &self.reveal)
+            && t.token == *id
+        {
+            t.text = format!("{text}{}", t.text);
+        }
         match &ev {
             Event::Token(t) => {
                 if let Some(l) = self.logged.as_mut() {

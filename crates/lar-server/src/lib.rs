@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod ollama;
 pub mod openai;
 pub mod serve;
+pub mod structured;
 pub mod testing;
 
 use std::sync::Arc;

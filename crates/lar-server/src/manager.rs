@@ -124,6 +124,8 @@ pub struct Loaded {
     pub size: u64,
     pub ctx: usize,
     pub load_secs: f64,
+    /// The model's vocabulary for constrained decoding, built on the first request that asks for a grammar.
+    pub(crate) grammar_vocab: std::sync::OnceLock<Result<Arc<lar_grammar::Vocabulary>, String>>,
     active: AtomicUsize,
     usage: Mutex<Usage>,
 }
@@ -420,6 +422,7 @@ impl Manager {
             size,
             ctx,
             load_secs: started.elapsed().as_secs_f64(),
+            grammar_vocab: std::sync::OnceLock::new(),
             active: AtomicUsize::new(0),
             usage: Mutex::new(Usage {
                 last_used: Instant::now(),

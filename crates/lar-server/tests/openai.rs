@@ -211,10 +211,10 @@ async fn bad_requests_get_the_right_status_and_shape() {
             "n must be at most",
         ),
         (
-            "tools",
+            "a tool that is not a function",
             br#"{"model":"scripted","messages":[{"role":"user","content":"x"}],"tools":[{}]}"#.to_vec(),
             400,
-            "'tools' is not supported",
+            "tools[0].type must be \"function\"",
         ),
         (
             "images",

@@ -1,16 +1,20 @@
 """Real clients, unchanged, against a running `lar serve`: the openai and ollama SDKs, langchain-openai and
 langchain-ollama. Run by crates/lar-cli/tests/clients.rs with the venv scripts/test.sh makes:
 
-    python test_clients.py http://127.0.0.1:PORT CHAT_MODEL EMBED_MODEL
+    python test_clients.py http://127.0.0.1:PORT CHAT_MODEL EMBED_MODEL TOOL_MODEL
+
+CHAT_MODEL's template knows no tools (Lar's generic tool prompt); TOOL_MODEL's renders them (Qwen's syntax).
 
 Each check prints its name; any failure raises and exits non-zero.
 """
+import json
 import sys
 
+import jsonschema
 import ollama
 import openai
 
-url, chat_model, embed_model = sys.argv[1], sys.argv[2], sys.argv[3]
+url, chat_model, embed_model, tool_model = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 oai = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=5)
 oll = ollama.Client(host=url)
 checks = []
@@ -170,6 +174,184 @@ def langchain_ollama():
     assert a.content and s == a.content, (a.content, s)
     emb = OllamaEmbeddings(base_url=url, model=embed_model)
     assert len(emb.embed_query("hello")) == 384
+
+
+PERSON = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 20},
+        "age": {"type": "integer", "minimum": 0, "maximum": 120},
+        "color": {"enum": ["red", "green", "blue"]},
+        "tags": {"type": "array", "items": {"type": "string", "maxLength": 10}, "maxItems": 3},
+        "address": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 16},
+                                                     "zip": {"type": "integer", "minimum": 1000, "maximum": 99999}},
+                    "required": ["city"], "additionalProperties": False},
+    },
+    "required": ["name", "age", "color"],
+    "additionalProperties": False,
+}
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Get the current weather in a city",
+    "parameters": {"type": "object", "properties": {
+        "city": {"type": "string", "description": "The city, e.g. Paris"},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+        "required": ["city"]}}}
+TIME = {"type": "function", "function": {
+    "name": "get_time", "description": "Get the current time in a time zone",
+    "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}, "required": ["timezone"]}}}
+SCHEMAS = {t["function"]["name"]: t["function"]["parameters"] for t in (WEATHER, TIME)}
+ASK_WEATHER = [{"role": "user", "content": "What is the weather like in Paris today?"}]
+
+
+def bad_request(fn, *needles):
+    try:
+        fn()
+    except (openai.BadRequestError, ollama.ResponseError) as e:
+        text = str(e)
+        assert all(n in text for n in needles), (text, needles)
+        return
+    raise AssertionError(f"no 400 for {needles}")
+
+
+@check
+def openai_json_schema_50_samples_validate():
+    for seed in range(5):
+        r = oai.chat.completions.create(
+            model=chat_model, messages=[{"role": "user", "content": "Invent a person and describe them as JSON."}],
+            response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}},
+            temperature=1.0, seed=seed, n=10, max_tokens=150)
+        assert len(r.choices) == 10
+        for c in r.choices:
+            assert c.finish_reason == "stop", c
+            jsonschema.validate(json.loads(c.message.content), PERSON)
+    chunks = oai.chat.completions.create(
+        model=chat_model, messages=[{"role": "user", "content": "A JSON object about cats, please."}],
+        response_format={"type": "json_object"}, temperature=0, max_tokens=80, stream=True)
+    text, reason = "", None
+    for c in chunks:
+        text += c.choices[0].delta.content or ""
+        reason = c.choices[0].finish_reason or reason
+    assert text.startswith("{"), text
+    if reason == "stop":
+        assert isinstance(json.loads(text), dict), text
+    bad_request(lambda: oai.chat.completions.create(
+        model=chat_model, messages=ASK_WEATHER, response_format={"type": "json_schema", "json_schema": {
+            "name": "x", "schema": {"type": "array", "uniqueItems": True}}}), "uniqueItems")
+
+
+def assemble(chunks):
+    """The tool calls of a stream, from their fragments, checking the fragments' shape as the SDK expects it."""
+    calls, reason = {}, None
+    for c in chunks:
+        ch = c.choices[0]
+        reason = ch.finish_reason or reason
+        for d in ch.delta.tool_calls or []:
+            if d.index not in calls:
+                assert d.id and d.type == "function" and d.function.name and d.function.arguments == "", d
+                calls[d.index] = {"id": d.id, "name": d.function.name, "arguments": ""}
+            else:
+                assert d.id is None and d.function.name is None, d
+                calls[d.index]["arguments"] += d.function.arguments
+    return [calls[i] for i in sorted(calls)], reason
+
+
+@check
+def openai_tools_forced_named_streamed_and_round_trip():
+    for model in (tool_model, chat_model):
+        r = oai.chat.completions.create(model=model, messages=ASK_WEATHER, tools=[WEATHER, TIME],
+                                        tool_choice="required", temperature=0, max_tokens=100)
+        c = r.choices[0]
+        assert c.finish_reason == "tool_calls" and c.message.tool_calls, (model, c)
+        for call in c.message.tool_calls:
+            jsonschema.validate(json.loads(call.function.arguments), SCHEMAS[call.function.name])
+        streamed, reason = assemble(oai.chat.completions.create(
+            model=model, messages=ASK_WEATHER, tools=[WEATHER, TIME], tool_choice="required", temperature=0,
+            max_tokens=100, stream=True))
+        assert reason == "tool_calls"
+        assert [(s["name"], json.loads(s["arguments"])) for s in streamed] == \
+            [(t.function.name, json.loads(t.function.arguments)) for t in c.message.tool_calls], (streamed, c)
+        named = oai.chat.completions.create(model=model, messages=ASK_WEATHER, tools=[WEATHER, TIME],
+                                            tool_choice={"type": "function", "function": {"name": "get_time"}},
+                                            temperature=0, max_tokens=60)
+        (call,) = named.choices[0].message.tool_calls
+        assert call.function.name == "get_time" and "timezone" in json.loads(call.function.arguments)
+    # Auto: Qwen calls the weather tool of its own accord, and its answer uses the result.
+    r = oai.chat.completions.create(model=tool_model, messages=ASK_WEATHER, tools=[WEATHER, TIME],
+                                    temperature=0, max_tokens=100)
+    msg = r.choices[0].message
+    assert r.choices[0].finish_reason == "tool_calls" and msg.tool_calls[0].function.name == "get_weather", msg
+    assert "paris" in json.loads(msg.tool_calls[0].function.arguments)["city"].lower()
+    follow = ASK_WEATHER + [msg.model_dump(exclude_none=True),
+                            {"role": "tool", "tool_call_id": msg.tool_calls[0].id,
+                             "content": "{\"temperature\": 31, \"sky\": \"sunny\"}"}]
+    r2 = oai.chat.completions.create(model=tool_model, messages=follow, tools=[WEATHER, TIME], temperature=0,
+                                     max_tokens=60, parallel_tool_calls=False)
+    # The call and its result went into the prompt (a 0.5B model may well call the tool again: any answer will do).
+    assert r2.usage.prompt_tokens >= r.usage.prompt_tokens + r.usage.completion_tokens + 10, (r.usage, r2.usage)
+    assert r2.choices[0].message.content or r2.choices[0].message.tool_calls, r2
+    # tool_choice none: no tools, an answer in words.
+    r3 = oai.chat.completions.create(model=tool_model, messages=ASK_WEATHER, tools=[WEATHER], tool_choice="none",
+                                     temperature=0, max_tokens=20)
+    assert r3.choices[0].message.content and not r3.choices[0].message.tool_calls
+    # Bad input: 400s that say what is wrong.
+    bad_request(lambda: oai.chat.completions.create(
+        model=tool_model, messages=ASK_WEATHER, tools=[{"type": "function", "function": {"parameters": {}}}]),
+        "name")
+    bad_request(lambda: oai.chat.completions.create(
+        model=tool_model, messages=follow[:2] + [{"role": "tool", "tool_call_id": "nope", "content": "x"}],
+        tools=[WEATHER]), "nope")
+    broken = json.loads(json.dumps(follow[1]))
+    broken["tool_calls"][0]["function"]["arguments"] = "{city: Paris"
+    bad_request(lambda: oai.chat.completions.create(model=tool_model, messages=[ASK_WEATHER[0], broken],
+                                                    tools=[WEATHER]), "arguments is not JSON")
+
+
+@check
+def ollama_tools_and_format():
+    opts = {"temperature": 0, "num_predict": 100}
+    r = oll.chat(model=tool_model, messages=ASK_WEATHER, tools=[WEATHER, TIME], options=opts)
+    (call,) = r.message.tool_calls
+    assert call.function.name == "get_weather" and "paris" in call.function.arguments["city"].lower(), r
+    parts = list(oll.chat(model=tool_model, messages=ASK_WEATHER, tools=[WEATHER, TIME], options=opts, stream=True))
+    streamed = [tc for p in parts for tc in (p.message.tool_calls or [])]
+    assert [(t.function.name, t.function.arguments) for t in streamed] == [(call.function.name, call.function.arguments)]
+    follow = ASK_WEATHER + [r.message, {"role": "tool", "content": "31 degrees, sunny", "tool_name": "get_weather"}]
+    r2 = oll.chat(model=tool_model, messages=follow, tools=[WEATHER, TIME], options=opts)
+    assert r2.prompt_eval_count >= r.prompt_eval_count + r.eval_count + 5, (r, r2)
+    f = oll.chat(model=chat_model, messages=[{"role": "user", "content": "Describe a person."}], format=PERSON,
+                 options=opts)
+    jsonschema.validate(json.loads(f.message.content), PERSON)
+    g = oll.generate(model=chat_model, prompt="A JSON list of three fruits:", format={"type": "array", "items": {
+        "type": "string", "maxLength": 12}, "minItems": 3, "maxItems": 3}, options=opts)
+    assert len(json.loads(g.response)) == 3, g.response
+    bad_request(lambda: oll.chat(model=chat_model, messages=ASK_WEATHER,
+                                 format={"type": "array", "uniqueItems": True}), "uniqueItems")
+
+
+@check
+def langchain_structured_output_and_bind_tools():
+    from langchain_core.tools import tool
+    from langchain_openai import ChatOpenAI
+    from pydantic import BaseModel, Field
+
+    class Person(BaseModel):
+        name: str = Field(max_length=30)
+        age: int = Field(ge=0, le=150)
+
+    p = ChatOpenAI(base_url=url + "/v1", api_key="unused", model=chat_model, temperature=0, max_tokens=80) \
+        .with_structured_output(Person).invoke("Describe Ada Lovelace.")
+    assert isinstance(p, Person) and p.name, p
+
+    @tool
+    def get_weather(city: str) -> str:
+        """Get the current weather in a city."""
+        return "31 degrees"
+
+    llm = ChatOpenAI(base_url=url + "/v1", api_key="unused", model=tool_model, temperature=0, max_tokens=100)
+    msg = llm.bind_tools([get_weather], tool_choice="required").invoke("What is the weather in Paris?")
+    assert msg.tool_calls and msg.tool_calls[0]["name"] == "get_weather", msg
+    assert "paris" in msg.tool_calls[0]["args"]["city"].lower()
+
 
 
 for fn in checks:

@@ -1,5 +1,8 @@
 //! `POST /api/chat`: messages through the model's chat template, NDJSON by default or one object with
 //! `stream: false`. No messages loads the model (`done_reason: "load"`), or with `keep_alive: 0` unloads it.
+//! `tools` are offered as in OpenAI's API (Ollama has no `tool_choice`: the model decides, and a call it starts
+//! is held to its tool's schema); calls come back in `message.tool_calls` with the arguments as an object, and
+//! `tool` messages (`tool_name`) carry the results in.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -7,7 +10,8 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use lar_engine::{Finished, Request};
-use lar_types::{ChatMessage, Role};
+use lar_grammar::tools::{Piece, ToolChoice, ToolParser};
+use lar_types::{ChatMessage, Role, ToolCall};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -16,7 +20,7 @@ use super::{
     now_rfc3339, whole,
 };
 use crate::AppState;
-use crate::body::{check_fields, refuse, typed, typed_value};
+use crate::body::{check_fields, typed, typed_value};
 use crate::catalog::LoadOptions;
 use crate::error::{ApiError, ApiResult};
 use crate::generation::{Generation, engine};
@@ -83,14 +87,56 @@ fn messages(raw: Vec<Value>) -> ApiResult<Vec<ChatMessage>> {
                     "messages[{i}]: this model reads text only; it cannot take images"
                 )));
             }
-            if m.tool_calls.as_ref().is_some_and(|t| !t.is_null()) {
-                return Err(ApiError::unsupported(
-                    "tool_calls",
-                    "yet (tool calling comes with constrained decoding)",
-                ));
-            }
-            let _ = (&m.thinking, &m.tool_name);
-            Ok(ChatMessage::new(role, m.content))
+            let calls = match m.tool_calls.as_ref().filter(|t| !t.is_null()) {
+                Some(v) if role == Role::Assistant => calls_in(v, i)?,
+                Some(_) => {
+                    return Err(ApiError::field(
+                        "tool_calls",
+                        format!("messages[{i}]: only assistant messages carry tool calls"),
+                    ));
+                }
+                None => Vec::new(),
+            };
+            let _ = &m.thinking;
+            let mut msg = ChatMessage::new(role, m.content);
+            msg.name = m.tool_name.filter(|_| role == Role::Tool);
+            msg.tool_calls = calls;
+            Ok(msg)
+        })
+        .collect()
+}
+
+/// An assistant message's `tool_calls`: `[{"function": {"name": ..., "arguments": {...}}}]`.
+fn calls_in(v: &Value, i: usize) -> ApiResult<Vec<ToolCall>> {
+    let at = format!("messages[{i}].tool_calls");
+    let bad = |why: String| ApiError::field("tool_calls", format!("{at}{why}"));
+    let a = v
+        .as_array()
+        .ok_or_else(|| bad(" must be an array".into()))?;
+    a.iter()
+        .enumerate()
+        .map(|(j, c)| {
+            let f = c.get("function");
+            let name = f
+                .and_then(|f| f.get("name"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad(format!("[{j}] needs function.name")))?;
+            let arguments = match f.and_then(|f| f.get("arguments")) {
+                None | Some(Value::Null) => json!({}),
+                Some(o @ Value::Object(_)) => o.clone(),
+                Some(Value::String(s)) => serde_json::from_str(s)
+                    .map_err(|e| bad(format!("[{j}].function.arguments is not JSON: {e}")))?,
+                Some(_) => return Err(bad(format!("[{j}].function.arguments must be an object"))),
+            };
+            let id = c
+                .get("id")
+                .and_then(Value::as_str)
+                .map_or_else(|| format!("call_{i}_{j}"), str::to_string);
+            Ok(ToolCall {
+                id,
+                name: name.to_string(),
+                arguments,
+            })
         })
         .collect()
 }
@@ -105,18 +151,12 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> Resp
 async fn run(st: AppState, obj: serde_json::Map<String, Value>) -> ApiResult<Response> {
     let started = Instant::now();
     check_fields(&obj, &[FIELDS])?;
-    refuse(
-        &obj,
-        &["format"],
-        "yet (JSON output comes with constrained decoding)",
-    )?;
-    if obj
-        .get("tools")
-        .is_some_and(|t| !(t.is_null() || t.as_array().is_some_and(|a| a.is_empty())))
-    {
+    let constraint = crate::structured::ollama_format(obj.get("format"))?;
+    let tool_spec = crate::openai::tools::spec(&obj)?;
+    if tool_spec.is_some() && constraint.is_some() {
         return Err(ApiError::unsupported(
-            "tools",
-            "yet (tool calling comes with constrained decoding)",
+            "format",
+            "together with tools yet (ask for one or the other)",
         ));
     }
     let r: Req = typed(&obj)?;
@@ -142,15 +182,37 @@ async fn run(st: AppState, obj: serde_json::Map<String, Value>) -> ApiResult<Res
         .into_response());
     }
     let lease = Arc::new(st.manager.get(&r.model, &load, ka, Wait::Yes).await?);
-    let h = engine(&lease)?;
-    let prompt = h.chat_tokens(&msgs, None)?;
+    let h = engine(&lease)?.clone();
+    let (prompt, format) = match &tool_spec {
+        Some(t) => {
+            let (p, f) = crate::structured::tool_prompt(&h, &msgs, &t.tools)?;
+            (p, Some(f))
+        }
+        None => (h.chat_tokens(&msgs, None)?, None),
+    };
     let params = opts.params(prompt.len(), lease.model.ctx)?;
     let lines = ChatLines {
         model: lease.model.entry.name.clone(),
         started,
         load_secs: lease.model.load_secs,
+        parser: format.map(|f| ToolParser::new(f, crate::openai::new_id("call"))),
+        calls: Vec::new(),
     };
-    let job = Generation::start(lease, &st, Request::new(prompt, params))?;
+    let grammar = match (format, tool_spec) {
+        (Some(f), Some(t)) => {
+            crate::structured::compile_tools(&lease, f, t.tools, ToolChoice::Auto, t.parallel)
+                .await?
+        }
+        _ => crate::structured::compile(&lease, constraint, "format").await?,
+    };
+    let mut req = Request::new(prompt, params);
+    if let Some(c) = &grammar {
+        req.processors.push(c.mask());
+    }
+    let mut job = Generation::start(lease, &st, req)?;
+    if let Some(f) = format {
+        job.reveal(crate::structured::marker_token(&h, f));
+    }
     if r.stream.unwrap_or(true) {
         Ok(ndjson(job, lines))
     } else {
@@ -162,23 +224,63 @@ struct ChatLines {
     model: String,
     started: Instant,
     load_secs: f64,
+    /// When tools were offered: the calls' parser, and the calls found in this line's text.
+    parser: Option<ToolParser>,
+    calls: Vec<ToolCall>,
+}
+
+impl ChatLines {
+    /// The message of a line: the text to show and, when tools were offered, the calls completed in it.
+    fn message(&mut self, text: &str, last: bool) -> Option<Value> {
+        let Some(p) = self.parser.as_mut() else {
+            return Some(json!({"role": "assistant", "content": text}));
+        };
+        let mut pieces = p.push(text);
+        if last {
+            pieces.extend(p.finish());
+        }
+        let mut content = String::new();
+        for piece in pieces {
+            match piece {
+                Piece::Text(t) => content.push_str(&t),
+                Piece::Call(c) => self.calls.push(c),
+            }
+        }
+        if content.is_empty() && self.calls.is_empty() && !last {
+            return None;
+        }
+        let mut m = json!({"role": "assistant", "content": content});
+        if !self.calls.is_empty() {
+            m["tool_calls"] = std::mem::take(&mut self.calls)
+                .iter()
+                .map(
+                    |c| json!({"id": c.id, "function": {"name": c.name, "arguments": c.arguments}}),
+                )
+                .collect();
+        }
+        Some(m)
+    }
 }
 
 impl Lines for ChatLines {
-    fn piece(&mut self, text: &str) -> Value {
-        json!({
+    fn piece(&mut self, text: &str) -> Option<Value> {
+        let message = self.message(text, false)?;
+        Some(json!({
             "model": self.model,
             "created_at": now_rfc3339(),
-            "message": {"role": "assistant", "content": text},
+            "message": message,
             "done": false,
-        })
+        }))
     }
 
     fn done(&mut self, text: &str, f: &Finished) -> Value {
+        let message = self
+            .message(text, true)
+            .unwrap_or_else(|| json!({"role": "assistant", "content": ""}));
         let mut l = json!({
             "model": self.model,
             "created_at": now_rfc3339(),
-            "message": {"role": "assistant", "content": text},
+            "message": message,
             "done_reason": done_reason(f.reason),
             "done": true,
         });

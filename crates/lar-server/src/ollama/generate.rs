@@ -65,11 +65,7 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> Resp
 async fn run(st: AppState, obj: serde_json::Map<String, Value>) -> ApiResult<Response> {
     let started = Instant::now();
     check_fields(&obj, &[FIELDS])?;
-    refuse(
-        &obj,
-        &["format"],
-        "yet (JSON output comes with constrained decoding)",
-    )?;
+    let constraint = crate::structured::ollama_format(obj.get("format"))?;
     refuse(
         &obj,
         &["suffix"],
@@ -140,7 +136,12 @@ async fn run(st: AppState, obj: serde_json::Map<String, Value>) -> ApiResult<Res
         load_secs: lease.model.load_secs,
         context: prompt.clone(),
     };
-    let job = Generation::start(lease, &st, Request::new(prompt, params))?;
+    let grammar = crate::structured::compile(&lease, constraint, "format").await?;
+    let mut req = Request::new(prompt, params);
+    if let Some(c) = &grammar {
+        req.processors.push(c.mask());
+    }
+    let job = Generation::start(lease, &st, req)?;
     if r.stream.unwrap_or(true) {
         Ok(ndjson(job, lines))
     } else {
@@ -161,8 +162,10 @@ impl Lines for GenLines {
         self.context.push(token);
     }
 
-    fn piece(&mut self, text: &str) -> Value {
-        json!({"model": self.model, "created_at": now_rfc3339(), "response": text, "done": false})
+    fn piece(&mut self, text: &str) -> Option<Value> {
+        Some(
+            json!({"model": self.model, "created_at": now_rfc3339(), "response": text, "done": false}),
+        )
     }
 
     fn done(&mut self, text: &str, f: &Finished) -> Value {

@@ -273,7 +273,8 @@ pub fn final_fields(line: &mut Value, stats: &GenerationStats, started: Instant,
 pub trait Lines: Send + 'static {
     /// Every generated token, before its text is shown.
     fn seen(&mut self, _token: u32) {}
-    fn piece(&mut self, text: &str) -> Value;
+    /// The line for a piece of text (`None`: nothing to show yet).
+    fn piece(&mut self, text: &str) -> Option<Value>;
     fn done(&mut self, text: &str, f: &lar_engine::Finished) -> Value;
 }
 
@@ -309,7 +310,7 @@ pub fn ndjson(job: Generation, lines: impl Lines) -> Response {
         let (line, next) = match ev? {
             Event::Token(t) => {
                 lines.seen(t.token);
-                let line = (!t.text.is_empty()).then(|| lines.piece(&t.text));
+                let line = (!t.text.is_empty()).then(|| lines.piece(&t.text)).flatten();
                 (line, Some((job, lines)))
             }
             Event::Done(f) if failure(&f).is_some() => {

@@ -1,7 +1,8 @@
 //! `POST /v1/chat/completions`: messages (string or array-of-parts content) rendered with the model's chat
 //! template, `n` choices, logprobs, and the answer as one JSON object or as SSE chunks (`stream_options.
 //! include_usage`: every chunk carries `usage: null`, then one chunk with no choices and the usage, then `[DONE]`).
-//! Tool calls and response formats come with constrained decoding; until then they are refused, not ignored.
+//! `response_format` (and vLLM's `structured_outputs`) constrain the answer with a grammar; `tools` are rendered
+//! by the model's template and its calls parsed back (see [`super::tools`]), enforced by their grammar.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -11,7 +12,8 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
 use lar_engine::Event;
-use lar_types::{ChatMessage, Role, TokenEvent};
+use lar_grammar::tools::{Piece, ToolChoice, ToolFormat, ToolParser};
+use lar_types::{ChatMessage, Role, TokenEvent, ToolCall};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -26,12 +28,18 @@ use crate::generation::{Generation, KEEP_ALIVE_EVERY, engine, failure};
 use crate::http::{JsonBody, unix_now};
 use crate::manager::Wait;
 
-const FIELDS: &[&str] = &["messages", "logprobs", "top_logprobs", "response_format"];
-/// Fields of OpenAI's API that need constrained decoding or other modalities.
-const LATER: &[&str] = &[
+const FIELDS: &[&str] = &[
+    "messages",
+    "logprobs",
+    "top_logprobs",
+    "response_format",
+    "structured_outputs",
     "tools",
     "tool_choice",
     "parallel_tool_calls",
+];
+/// Fields of OpenAI's API that need other modalities or are deprecated.
+const LATER: &[&str] = &[
     "functions",
     "function_call",
     "audio",
@@ -85,6 +93,8 @@ fn messages(raw: Vec<Value>) -> ApiResult<Vec<ChatMessage>> {
         return Err(ApiError::field("messages", "messages must not be empty"));
     }
     let mut out = Vec::with_capacity(raw.len());
+    // The calls made so far (id, tool), for the tool messages that answer them.
+    let mut called: Vec<(String, String)> = Vec::new();
     for (i, v) in raw.into_iter().enumerate() {
         let at = |f: &str| format!("messages[{i}].{f}");
         let m: InMessage = typed_value(v).map_err(|e| {
@@ -106,12 +116,43 @@ fn messages(raw: Vec<Value>) -> ApiResult<Vec<ChatMessage>> {
                 ));
             }
         };
-        if m.tool_calls.as_ref().is_some_and(|t| !t.is_null()) {
-            return Err(ApiError::unsupported(
-                &at("tool_calls"),
-                "yet (tool calling comes with constrained decoding)",
-            ));
-        }
+        let calls = match m.tool_calls.as_ref().filter(|t| !t.is_null()) {
+            Some(v) if role == Role::Assistant => super::tools::calls_in(v, &at("tool_calls"))?,
+            Some(_) => {
+                return Err(ApiError::field(
+                    &at("tool_calls"),
+                    format!(
+                        "{}: only assistant messages carry tool calls",
+                        at("tool_calls")
+                    ),
+                ));
+            }
+            None => Vec::new(),
+        };
+        called.extend(calls.iter().map(|c| (c.id.clone(), c.name.clone())));
+        let answers = if role == Role::Tool {
+            let id = m.tool_call_id.as_deref().ok_or_else(|| {
+                ApiError::field(
+                    &at("tool_call_id"),
+                    format!(
+                        "{}: a tool message names the call it answers",
+                        at("tool_call_id")
+                    ),
+                )
+            })?;
+            let tool = called.iter().find(|(k, _)| k == id).ok_or_else(|| {
+                ApiError::field(
+                    &at("tool_call_id"),
+                    format!(
+                        "{}: no earlier assistant message made a call with id '{id}'",
+                        at("tool_call_id")
+                    ),
+                )
+            })?;
+            Some(tool.1.clone())
+        } else {
+            None
+        };
         let _ = (&m.name, &m.refusal);
         let content = match m.content {
             None => String::new(),
@@ -142,6 +183,8 @@ fn messages(raw: Vec<Value>) -> ApiResult<Vec<ChatMessage>> {
         };
         let mut msg = ChatMessage::new(role, content);
         msg.tool_call_id = m.tool_call_id;
+        msg.name = answers;
+        msg.tool_calls = calls;
         out.push(msg);
     }
     Ok(out)
@@ -154,12 +197,12 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
         LATER,
         "yet (tools and structured output come with constrained decoding)",
     )?;
-    if let Some(rf) = obj.get("response_format").filter(|v| !v.is_null())
-        && rf.get("type").and_then(Value::as_str) != Some("text")
-    {
+    let (constraint, param) = crate::structured::of_openai(&obj)?;
+    let tool_spec = super::tools::spec(&obj)?;
+    if tool_spec.is_some() && constraint.is_some() {
         return Err(ApiError::unsupported(
-            "response_format",
-            "yet beyond {\"type\": \"text\"} (JSON output comes with constrained decoding)",
+            param,
+            "together with tools yet (ask for one or the other)",
         ));
     }
     let s: Sampling = typed(&obj)?;
@@ -177,6 +220,9 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
         _ => 0,
     };
     let want_logprobs = x.logprobs.unwrap_or(false);
+    if want_logprobs && tool_spec.is_some() {
+        return Err(ApiError::unsupported("logprobs", "together with tools yet"));
+    }
     let lease = Arc::new(
         st.manager
             .get(&s.model, &LoadOptions::default(), None, Wait::No)
@@ -185,18 +231,47 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
     let h = engine(&lease)?.clone();
     // Rendering and tokenizing a long conversation is real work: off the async threads.
     let h2 = h.clone();
-    let prompt = tokio::task::spawn_blocking(move || h2.chat_tokens(&msgs, None))
-        .await
-        .map_err(ApiError::internal)??;
+    let offered = tool_spec
+        .as_ref()
+        .filter(|t| t.choice != ToolChoice::None)
+        .map(|t| t.tools.clone());
+    let (prompt, format) = tokio::task::spawn_blocking(move || match offered {
+        Some(tools) => {
+            crate::structured::tool_prompt(&h2, &msgs, &tools).map(|(p, f)| (p, Some(f)))
+        }
+        None => Ok((h2.chat_tokens(&msgs, None)?, None)),
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let constrained = match (format, tool_spec) {
+        (Some(f), Some(t)) => {
+            crate::structured::compile_tools(&lease, f, t.tools, t.choice, t.parallel).await?
+        }
+        _ => crate::structured::compile(&lease, constraint, param).await?,
+    };
     let params = s.params(prompt.len(), lease.model.ctx, top)?;
     let mut gens = Vec::with_capacity(n);
-    start_choices(&st, &lease, &mut gens, &prompt, &params, n, None)?;
+    let choices = super::Choices {
+        prompt: &prompt,
+        params: &params,
+        n,
+        prompt_logprobs: None,
+        constrained: constrained.as_ref(),
+    };
+    start_choices(&st, &lease, &mut gens, &choices)?;
+    if let Some(f) = format {
+        let marker = crate::structured::marker_token(&h, f);
+        for g in &mut gens {
+            g.reveal(marker.clone());
+        }
+    }
     let meta = Meta {
         id: new_id("chatcmpl"),
         created: unix_now(),
         model: lease.model.entry.name.clone(),
         logprobs: want_logprobs,
         tokenizer: h,
+        tools: format,
     };
     if s.stream() {
         return Ok(stream_response(meta, gens, s.include_usage()).into_response());
@@ -210,11 +285,22 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
     let usage = Usage::of(&stats, n);
     let mut choices = Vec::with_capacity(n);
     for (i, c) in done.into_iter().enumerate() {
+        let (content, calls) = match meta.tools {
+            Some(f) => split_calls(f, &c.text),
+            None => (c.text, Vec::new()),
+        };
+        let mut message = json!({"role": "assistant", "content": content});
+        if !calls.is_empty() {
+            message["tool_calls"] = calls.iter().map(super::tools::call_json).collect();
+            if content.is_empty() {
+                message["content"] = Value::Null;
+            }
+        }
         choices.push(json!({
             "index": i,
-            "message": {"role": "assistant", "content": c.text},
+            "message": message,
             "logprobs": meta.logprobs.then(|| json!({"content": logprobs(&meta, &c.tokens)})),
-            "finish_reason": finish_reason(c.finished.reason),
+            "finish_reason": reason_of(c.finished.reason, calls.len()),
         }));
     }
     Ok(axum::Json(json!({
@@ -236,6 +322,32 @@ struct Meta {
     model: String,
     logprobs: bool,
     tokenizer: lar_engine::EngineHandle,
+    /// The syntax of the model's tool calls, when the request offered tools.
+    tools: Option<ToolFormat>,
+}
+
+/// A whole answer's text and the calls in it.
+fn split_calls(format: ToolFormat, text: &str) -> (String, Vec<ToolCall>) {
+    let mut p = ToolParser::new(format, new_id("call"));
+    let mut pieces = p.push(text);
+    pieces.extend(p.finish());
+    let (mut content, mut calls) = (String::new(), Vec::new());
+    for piece in pieces {
+        match piece {
+            Piece::Text(t) => content.push_str(&t),
+            Piece::Call(c) => calls.push(c),
+        }
+    }
+    (content, calls)
+}
+
+/// `tool_calls` when the answer ended in calls.
+fn reason_of(r: lar_types::FinishReason, calls: usize) -> &'static str {
+    if calls > 0 && r == lar_types::FinishReason::Stop {
+        "tool_calls"
+    } else {
+        finish_reason(r)
+    }
 }
 
 pub fn fingerprint() -> String {
@@ -323,7 +435,8 @@ fn stream_response(
     )
 }
 
-/// One choice's chunks: the role first, then a chunk per piece of text, then the finish reason.
+/// One choice's chunks: the role first, then a chunk per piece of text (and two per tool call), then the finish
+/// reason.
 fn choice_stream(
     meta: Arc<Meta>,
     index: usize,
@@ -338,49 +451,89 @@ fn choice_stream(
         None,
         with_usage,
     );
-    let rest = stream::unfold(Some(job), move |g| {
+    let parser = meta.tools.map(|f| ToolParser::new(f, new_id("call")));
+    let rest = stream::unfold(Some((job, parser, 0usize)), move |state| {
         let (meta, usage, failed) = (meta.clone(), usage.clone(), failed.clone());
         async move {
-            let mut g = g?;
+            let (mut g, mut parser, mut calls) = state?;
+            let mut out = Vec::new();
             match g.next().await? {
                 Event::Token(t) => {
-                    if t.text.is_empty() && !meta.logprobs {
-                        // Nothing to show yet (an incomplete character, a possible stop string).
-                        return Some((None, Some(g)));
+                    if let Some(p) = parser.as_mut() {
+                        let pieces = p.push(&t.text);
+                        pieces_chunks(&meta, index, pieces, &mut calls, with_usage, &mut out);
+                    } else if !t.text.is_empty() || meta.logprobs {
+                        // (Empty text: nothing to show yet, an incomplete character or a possible stop string.)
+                        let lp = meta
+                            .logprobs
+                            .then(|| json!({"content": logprobs(&meta, std::slice::from_ref(&t))}));
+                        out.push(chunk(
+                            &meta,
+                            json!([{"index": index, "delta": {"content": t.text}, "logprobs": lp, "finish_reason": null}]),
+                            None,
+                            with_usage,
+                        ));
                     }
-                    let lp = meta
-                        .logprobs
-                        .then(|| json!({"content": logprobs(&meta, std::slice::from_ref(&t))}));
-                    let c = chunk(
-                        &meta,
-                        json!([{"index": index, "delta": {"content": t.text}, "logprobs": lp, "finish_reason": null}]),
-                        None,
-                        with_usage,
-                    );
-                    Some((Some(c), Some(g)))
+                    Some((out, Some((g, parser, calls))))
                 }
                 Event::Done(f) => {
                     if let Some(e) = failure(&f) {
                         *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                        return Some((None, None));
+                        return Some((out, None));
                     }
                     usage.lock().unwrap_or_else(|p| p.into_inner())[index] = Some(f.stats.clone());
-                    let delta = if f.text.is_empty() {
-                        json!({})
-                    } else {
-                        json!({"content": f.text})
+                    let delta = match parser.as_mut() {
+                        Some(p) => {
+                            let mut pieces = p.push(&f.text);
+                            pieces.extend(p.finish());
+                            pieces_chunks(&meta, index, pieces, &mut calls, with_usage, &mut out);
+                            json!({})
+                        }
+                        None if f.text.is_empty() => json!({}),
+                        None => json!({"content": f.text}),
                     };
-                    let c = chunk(
+                    out.push(chunk(
                         &meta,
-                        json!([{"index": index, "delta": delta, "logprobs": null, "finish_reason": finish_reason(f.reason)}]),
+                        json!([{"index": index, "delta": delta, "logprobs": null, "finish_reason": reason_of(f.reason, calls)}]),
                         None,
                         with_usage,
-                    );
-                    Some((Some(c), None))
+                    ));
+                    Some((out, None))
                 }
             }
         }
     })
-    .filter_map(|c| async move { c });
+    .flat_map(stream::iter);
     stream::once(async move { first }).chain(rest)
+}
+
+/// The chunks of parsed pieces: text as content, each call as its two fragments (`calls` counts them).
+fn pieces_chunks(
+    meta: &Meta,
+    index: usize,
+    pieces: Vec<Piece>,
+    calls: &mut usize,
+    with_usage: bool,
+    out: &mut Vec<SseEvent>,
+) {
+    for piece in pieces {
+        let deltas = match piece {
+            Piece::Text(t) => vec![json!({"content": t})],
+            Piece::Call(c) => {
+                *calls += 1;
+                super::tools::call_deltas(*calls - 1, &c)
+                    .into_iter()
+                    .map(|d| json!({"tool_calls": d}))
+                    .collect()
+            }
+        };
+        for d in deltas {
+            out.push(chunk(
+                meta,
+                json!([{"index": index, "delta": d, "logprobs": null, "finish_reason": null}]),
+                None,
+                with_usage,
+            ));
+        }
+    }
 }

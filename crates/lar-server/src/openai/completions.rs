@@ -27,7 +27,15 @@ use crate::generation::{Generation, KEEP_ALIVE_EVERY, engine, failure};
 use crate::http::{JsonBody, unix_now};
 use crate::manager::Wait;
 
-const FIELDS: &[&str] = &["prompt", "echo", "logprobs", "suffix", "best_of"];
+const FIELDS: &[&str] = &[
+    "prompt",
+    "echo",
+    "logprobs",
+    "suffix",
+    "best_of",
+    "response_format",
+    "structured_outputs",
+];
 /// Most alternatives per token in the legacy `logprobs` (OpenAI allows 5; the engine gives up to 20).
 const MAX_LOGPROBS: usize = lar_types::MAX_TOP_LOGPROBS;
 
@@ -57,6 +65,7 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
     )?;
     let s: Sampling = typed(&obj)?;
     let x: Extra = typed(&obj)?;
+    let (constraint, param) = crate::structured::of_openai(&obj)?;
     let n = s.n()?;
     if let Some(b) = x.best_of
         && b != n as i64
@@ -131,12 +140,20 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
     })
     .await
     .map_err(ApiError::internal)?;
+    let grammar = crate::structured::compile(&lease, constraint, param).await?;
     let tok = h.tokenizer();
     let mut gens = Vec::new();
     let scored = if echo { top } else { None };
     for p in &prompts {
         let params = s.params(p.len(), lease.model.ctx, top.unwrap_or(0))?;
-        start_choices(&st, &lease, &mut gens, p, &params, n, scored)?;
+        let choices = super::Choices {
+            prompt: p,
+            params: &params,
+            n,
+            prompt_logprobs: scored,
+            constrained: grammar.as_ref(),
+        };
+        start_choices(&st, &lease, &mut gens, &choices)?;
     }
     let id = new_id("cmpl");
     let created = unix_now();

@@ -7,6 +7,7 @@ pub mod chat;
 pub mod completions;
 pub mod embeddings;
 pub mod models;
+pub mod tools;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -249,23 +250,34 @@ pub fn finish_reason(r: lar_types::FinishReason) -> &'static str {
     }
 }
 
-/// Starts `n` choices of one prompt, appended to `gens`: the first computes the prompt, the others follow it and
+/// How a request's choices start: `n` of them on one prompt, with its own logprobs scored or not, each held to a
+/// constraint or not.
+pub struct Choices<'a> {
+    pub prompt: &'a [u32],
+    pub params: &'a SamplingParams,
+    pub n: usize,
+    pub prompt_logprobs: Option<usize>,
+    pub constrained: Option<&'a crate::structured::Constrained>,
+}
+
+/// Starts the choices of one prompt, appended to `gens`: the first computes the prompt, the others follow it and
 /// share its blocks (unless the prompt's own logprobs are asked for: then each computes it whole). Every sequence
 /// takes a lease, so the queue limit counts sequences.
 pub fn start_choices(
     st: &crate::AppState,
     lease: &std::sync::Arc<crate::manager::Lease>,
     gens: &mut Vec<crate::generation::Generation>,
-    prompt: &[u32],
-    params: &SamplingParams,
-    n: usize,
-    prompt_logprobs: Option<usize>,
+    c: &Choices<'_>,
 ) -> ApiResult<()> {
     use crate::generation::Generation;
     let first = gens.len();
-    for i in 0..n {
-        let mut req = lar_engine::Request::new(prompt.to_vec(), seed_of(params, i));
+    let prompt_logprobs = c.prompt_logprobs;
+    for i in 0..c.n {
+        let mut req = lar_engine::Request::new(c.prompt.to_vec(), seed_of(c.params, i));
         req.prompt_logprobs = prompt_logprobs;
+        if let Some(k) = c.constrained {
+            req.processors.push(k.mask());
+        }
         if prompt_logprobs.is_none() {
             req.follows = gens.get(first).map(Generation::id);
         }
