@@ -113,6 +113,10 @@ fn apply(mask: &SimpleVob, logits: &mut [f32]) {
         if bits == u32::MAX {
             continue;
         }
+        if bits == 0 {
+            chunk.fill(f32::NEG_INFINITY);
+            continue;
+        }
         for (i, l) in chunk.iter_mut().enumerate() {
             if bits >> i & 1 == 0 {
                 *l = f32::NEG_INFINITY;
