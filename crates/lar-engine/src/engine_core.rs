@@ -484,6 +484,7 @@ impl EngineCore {
             stats,
             text,
             error,
+            stop_string: r.stop.matched().map(str::to_string),
             prompt_logprobs: r.scored.map(|(_, s)| s),
         });
     }

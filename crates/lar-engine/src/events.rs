@@ -25,6 +25,8 @@ pub struct Finished {
     pub error: Option<String>,
     /// The prompt's own tokens scored (requests that asked): `None` for the first token, which nothing predicts.
     pub prompt_logprobs: Option<Vec<Option<crate::scoring::PromptLogprob>>>,
+    /// The stop string that ended the text (`reason` is `Stop`), if one did rather than an end-of-turn token.
+    pub stop_string: Option<String>,
 }
 
 /// What a request's stream yields.
@@ -134,6 +136,7 @@ impl EventStream {
             text: String::new(),
             error: Some("the engine stopped before this request finished".into()),
             prompt_logprobs: None,
+            stop_string: None,
         }))
     }
 }

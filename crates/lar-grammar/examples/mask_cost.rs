@@ -27,7 +27,7 @@ fn time(vocab: &Vocabulary, make: &dyn Fn() -> Box<dyn LogitsProcessor>, walks: 
     let mut us = Vec::new();
     for seed in 1..=walks {
         let mut p = make();
-        let mut rng = Rng(seed * 7919 | 1);
+        let mut rng = Rng((seed * 7919) | 1);
         let mut sampler = Sampler::new(SamplingParams {
             temperature: 1.0,
             top_k: 0,

@@ -1,5 +1,6 @@
 //! One error type, [`ApiError`], answered in the caller's API shape: OpenAI's
-//! `{"error": {"message", "type", "param", "code"}}` or Ollama's `{"error": "..."}`, with the right status and, for
+//! `{"error": {"message", "type", "param", "code"}}`, Ollama's `{"error": "..."}` or Anthropic's
+//! `{"type": "error", "error": {"type", "message"}}`, with the right status and, for
 //! a 503, `Retry-After`. Internal failures are logged with their detail and answered without it; bad user input is
 //! not an error of the server and is logged at debug level only.
 
@@ -12,12 +13,16 @@ use serde_json::json;
 pub enum Shape {
     OpenAi,
     Ollama,
+    Anthropic,
 }
 
 impl Shape {
-    /// The shape of the API a path belongs to (`/v1/...` is OpenAI's, everything else Ollama's).
+    /// The shape of the API a path belongs to (`/v1/messages...` is Anthropic's, the rest of `/v1/...` OpenAI's,
+    /// everything else Ollama's).
     pub fn of_path(path: &str) -> Self {
-        if path.starts_with("/v1/") {
+        if path.starts_with("/v1/messages") {
+            Shape::Anthropic
+        } else if path.starts_with("/v1/") {
             Shape::OpenAi
         } else {
             Shape::Ollama
@@ -125,6 +130,20 @@ impl ApiError {
         }
     }
 
+    /// Anthropic's error `type` for this status.
+    fn anthropic_kind(&self) -> &'static str {
+        match self.status.as_u16() {
+            400 | 422 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            503 | 529 => "overloaded_error",
+            _ => "api_error",
+        }
+    }
+
     /// The body as JSON (also used for an error line inside a stream).
     pub fn body(&self) -> serde_json::Value {
         match self.shape {
@@ -135,6 +154,10 @@ impl ApiError {
                 "code": self.code,
             }}),
             Shape::Ollama => json!({"error": self.message}),
+            Shape::Anthropic => json!({"type": "error", "error": {
+                "type": self.anthropic_kind(),
+                "message": self.message,
+            }}),
         }
     }
 }

@@ -1,12 +1,13 @@
 //! Lar's HTTP server as a library: [`app`] builds the axum `Router` from an [`AppState`], and [`serve`] runs it on a
 //! listener with the connection limits a public socket needs. The CLI only parses flags into these.
 //!
-//! One request's way through: the middleware ([`http`]: request id, auth, metrics, logs) -> a route of [`openai`]
-//! or [`ollama`], which reads its body ([`body`]: UTF-8, JSON, every field known and typed) into engine types (the
+//! One request's way through: the middleware ([`http`]: request id, auth, metrics, logs) -> a route of [`openai`],
+//! [`ollama`] or [`anthropic`], which reads its body ([`body`]: UTF-8, JSON, every field known and typed) into engine types (the
 //! prompt rendered and tokenized, sampling parameters validated by `lar_types`) -> the model manager
 //! ([`manager`]: load on demand, keep-alive, LRU unload, queue limit) -> the engine handle's `submit` -> the
 //! engine's events, turned into the API's JSON, SSE or NDJSON as they come ([`generation`]).
 
+pub mod anthropic;
 pub mod body;
 pub mod catalog;
 pub mod error;
@@ -108,6 +109,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/chat/completions", post(openai::chat::handle))
         .route("/v1/completions", post(openai::completions::handle))
         .route("/v1/embeddings", post(openai::embeddings::handle))
+        .route("/v1/messages", post(anthropic::messages::handle))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/", get(ollama::root).head(ollama::root))
         .route("/api/version", get(ollama::version))
         .route("/api/tags", get(ollama::models::tags))

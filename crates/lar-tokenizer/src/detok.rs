@@ -55,6 +55,7 @@ impl Utf8Stream {
 pub struct StopMatcher {
     stops: Vec<String>,
     held: String,
+    matched: Option<String>,
 }
 
 impl StopMatcher {
@@ -62,6 +63,7 @@ impl StopMatcher {
         Self {
             stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(),
             held: String::new(),
+            matched: None,
         }
     }
 
@@ -69,13 +71,14 @@ impl StopMatcher {
     /// the returned text ends right before it and nothing more should be generated).
     pub fn push(&mut self, text: &str) -> (String, bool) {
         self.held.push_str(text);
-        if let Some(pos) = self
+        if let Some((pos, s)) = self
             .stops
             .iter()
-            .filter_map(|s| self.held.find(s.as_str()))
-            .min()
+            .filter_map(|s| self.held.find(s.as_str()).map(|p| (p, s)))
+            .min_by_key(|(p, _)| *p)
         {
             let out = self.held[..pos].to_string();
+            self.matched = Some(s.clone());
             self.held.clear();
             return (out, true);
         }
@@ -93,6 +96,11 @@ impl StopMatcher {
         let out = self.held[..cut].to_string();
         self.held.drain(..cut);
         (out, false)
+    }
+
+    /// The stop string that ended the text, once one has.
+    pub fn matched(&self) -> Option<&str> {
+        self.matched.as_deref()
     }
 
     /// The text still held back (generation ended without a stop string).

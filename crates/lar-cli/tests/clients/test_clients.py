@@ -1,5 +1,5 @@
-"""Real clients, unchanged, against a running `lar serve`: the openai and ollama SDKs, langchain-openai and
-langchain-ollama. Run by crates/lar-cli/tests/clients.rs with the venv scripts/test.sh makes:
+"""Real clients, unchanged, against a running `lar serve`: the openai, ollama and anthropic SDKs, langchain-openai
+and langchain-ollama. Run by crates/lar-cli/tests/clients.rs with the venv scripts/test.sh makes:
 
     python test_clients.py http://127.0.0.1:PORT CHAT_MODEL EMBED_MODEL TOOL_MODEL
 
@@ -10,6 +10,7 @@ Each check prints its name; any failure raises and exits non-zero.
 import json
 import sys
 
+import anthropic
 import jsonschema
 import ollama
 import openai
@@ -17,6 +18,7 @@ import openai
 url, chat_model, embed_model, tool_model = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 oai = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=5)
 oll = ollama.Client(host=url)
+ant = anthropic.Anthropic(base_url=url, api_key="unused", max_retries=5)
 checks = []
 
 
@@ -200,6 +202,7 @@ TIME = {"type": "function", "function": {
     "name": "get_time", "description": "Get the current time in a time zone",
     "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}, "required": ["timezone"]}}}
 SCHEMAS = {t["function"]["name"]: t["function"]["parameters"] for t in (WEATHER, TIME)}
+GREEDY = {"temperature": 0}
 ASK_WEATHER = [{"role": "user", "content": "What is the weather like in Paris today?"}]
 
 
@@ -352,6 +355,58 @@ def langchain_structured_output_and_bind_tools():
     assert msg.tool_calls and msg.tool_calls[0]["name"] == "get_weather", msg
     assert "paris" in msg.tool_calls[0]["args"]["city"].lower()
 
+
+
+@check
+def anthropic_messages_stream_tools_and_count_tokens():
+    # This SDK no longer sends sampling parameters; Lar still reads them, for older clients and for tests.
+    r = ant.messages.create(model=chat_model, max_tokens=12, extra_body=GREEDY,
+                            system="You are terse.", messages=[{"role": "user", "content": "Name a color."}])
+    assert r.type == "message" and r.role == "assistant" and r.content[0].type == "text" and r.content[0].text, r
+    assert r.stop_reason in ("end_turn", "max_tokens") and r.usage.output_tokens > 0 and r.usage.input_tokens > 0
+    with ant.messages.stream(model=chat_model, max_tokens=12, extra_body=GREEDY, system="You are terse.",
+                             messages=[{"role": "user", "content": "Name a color."}]) as s:
+        streamed = "".join(s.text_stream)
+        final = s.get_final_message()
+    assert streamed == r.content[0].text and final.usage.output_tokens == r.usage.output_tokens, (streamed, r)
+    stop = ant.messages.create(model=chat_model, max_tokens=40, extra_body=GREEDY, stop_sequences=[" "],
+                               messages=[{"role": "user", "content": "Write a sentence about the sea."}])
+    assert stop.stop_reason == "stop_sequence" and stop.stop_sequence == " ", stop
+    n = ant.messages.count_tokens(model=chat_model, system="You are terse.",
+                                  messages=[{"role": "user", "content": "Name a color."}])
+    assert n.input_tokens == r.usage.input_tokens, (n, r.usage)
+    tools = [{"name": t["function"]["name"], "description": t["function"]["description"],
+              "input_schema": t["function"]["parameters"]} for t in (WEATHER, TIME)]
+    r = ant.messages.create(model=tool_model, max_tokens=100, extra_body=GREEDY, tools=tools, messages=ASK_WEATHER)
+    uses = [b for b in r.content if b.type == "tool_use"]
+    assert r.stop_reason == "tool_use" and uses and uses[0].name == "get_weather", r
+    assert "paris" in uses[0].input["city"].lower()
+    with ant.messages.stream(model=tool_model, max_tokens=100, extra_body=GREEDY, tools=tools,
+                             messages=ASK_WEATHER) as s:
+        final = s.get_final_message()
+    assert [(b.name, b.input) for b in final.content if b.type == "tool_use"] == [(u.name, u.input) for u in uses]
+    forced = ant.messages.create(model=tool_model, max_tokens=60, extra_body=GREEDY, tools=tools,
+                                 tool_choice={"type": "tool", "name": "get_time"}, messages=ASK_WEATHER)
+    (use,) = [b for b in forced.content if b.type == "tool_use"]
+    assert use.name == "get_time" and "timezone" in use.input, forced
+    follow = ASK_WEATHER + [{"role": "assistant", "content": [u.model_dump() for u in uses]},
+                            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": uses[0].id,
+                                                          "content": "31 degrees, sunny"}]}]
+    r2 = ant.messages.create(model=tool_model, max_tokens=60, extra_body=GREEDY, tools=tools, messages=follow,
+                             tool_choice={"type": "auto", "disable_parallel_tool_use": True})
+    assert r2.usage.input_tokens >= r.usage.input_tokens + r.usage.output_tokens + 5, (r.usage, r2.usage)
+    try:
+        ant.messages.create(model=tool_model, max_tokens=10, messages=ASK_WEATHER + [
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "nope", "content": "x"}]}])
+        raise AssertionError("no 400 for an unknown tool_use_id")
+    except anthropic.BadRequestError as e:
+        assert e.body["error"]["type"] == "invalid_request_error" and "nope" in e.body["error"]["message"], e.body
+    try:
+        ant.messages.create(model="no-such-model", max_tokens=5, messages=ASK_WEATHER)
+        raise AssertionError("no 404")
+    except anthropic.NotFoundError as e:
+        assert e.body["error"]["type"] == "not_found_error", e.body
 
 
 for fn in checks:
