@@ -8,8 +8,10 @@ use std::sync::{Arc, OnceLock};
 use libfuzzer_sys::fuzz_target;
 use tower::ServiceExt;
 
-const ROUTES: [&str; 11] = [
+const ROUTES: [&str; 13] = [
     "/v1/chat/completions",
+    "/v1/messages",
+    "/v1/messages/count_tokens",
     "/v1/completions",
     "/v1/embeddings",
     "/api/chat",
