@@ -163,6 +163,8 @@ pub fn main(args: Args) -> Result<()> {
         cors_origins: args.cors_origins.clone(),
         body_limit: usize::try_from(args.body_limit).unwrap_or(usize::MAX),
         log_prompts: args.log_prompts,
+        // /v1/responses keeps its answers (for previous_response_id) beside the store.
+        responses_db: Some(lar_store::default_home().join("responses.sqlite")),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -40,13 +40,14 @@ impl ModelInfo {
         Ok(ChatTemplate::new(spec)?.source)
     }
 
-    /// [`ModelInfo::chat_tokens`] with the tools the model may call, rendered by the template.
-    pub fn chat_tokens_with_tools(
+    /// The text the template renders for `messages` and `tools`, the assistant's turn opened (llama-server's
+    /// `/apply-template`).
+    pub fn chat_text(
         &self,
         messages: &[ChatMessage],
         tools: &[Tool],
         template: Option<&str>,
-    ) -> Result<Vec<u32>> {
+    ) -> Result<String> {
         let spec = template
             .or(self.template.as_deref())
             .ok_or(Error::NoTemplate)?;
@@ -54,7 +55,18 @@ impl ModelInfo {
         let tok = &self.tokenizer;
         let tok_text = |id: Option<u32>| id.map(|i| tok.decode(&[i], true)).unwrap_or_default();
         let (bos, eos) = (tok_text(tok.vocab.bos), tok_text(tok.vocab.eos));
-        let text = t.render_with_tools(messages, tools, true, &bos, &eos)?;
+        Ok(t.render_with_tools(messages, tools, true, &bos, &eos)?)
+    }
+
+    /// [`ModelInfo::chat_tokens`] with the tools the model may call, rendered by the template.
+    pub fn chat_tokens_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[Tool],
+        template: Option<&str>,
+    ) -> Result<Vec<u32>> {
+        let text = self.chat_text(messages, tools, template)?;
+        let tok = &self.tokenizer;
         let mut ids = tok.encode(&text, false, true);
         if let Some(b) = tok.vocab.bos
             && tok.vocab.add_bos

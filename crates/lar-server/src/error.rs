@@ -17,12 +17,14 @@ pub enum Shape {
 }
 
 impl Shape {
-    /// The shape of the API a path belongs to (`/v1/messages...` is Anthropic's, the rest of `/v1/...` OpenAI's,
-    /// everything else Ollama's).
+    /// The shape of the API a path belongs to (`/v1/messages...` is Anthropic's, the rest of `/v1/...` and
+    /// llama-server's helpers OpenAI's, everything else Ollama's).
     pub fn of_path(path: &str) -> Self {
         if path.starts_with("/v1/messages") {
             Shape::Anthropic
-        } else if path.starts_with("/v1/") {
+        } else if path.starts_with("/v1/")
+            || matches!(path, "/tokenize" | "/detokenize" | "/apply-template")
+        {
             Shape::OpenAi
         } else {
             Shape::Ollama

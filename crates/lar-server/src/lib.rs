@@ -13,10 +13,12 @@ pub mod catalog;
 pub mod error;
 pub mod generation;
 pub mod http;
+pub mod llama;
 pub mod manager;
 pub mod metrics;
 pub mod ollama;
 pub mod openai;
+pub mod responses;
 pub mod serve;
 pub mod structured;
 pub mod testing;
@@ -44,6 +46,8 @@ pub struct ServerConfig {
     pub body_limit: usize,
     /// Write prompts and outputs to the log (off: only sizes and timings).
     pub log_prompts: bool,
+    /// The SQLite file `/v1/responses` stores responses in (`None`: in memory, gone with the server).
+    pub responses_db: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +57,7 @@ impl Default for ServerConfig {
             cors_origins: Vec::new(),
             body_limit: 32 << 20,
             log_prompts: false,
+            responses_db: None,
         }
     }
 }
@@ -66,11 +71,16 @@ pub struct AppState {
     pub started: Instant,
     /// False until the models named at start have loaded (`/health` answers 503 until then).
     pub ready: Arc<AtomicBool>,
+    /// Stored `/v1/responses` answers.
+    pub responses: Arc<responses::store::ResponseStore>,
 }
 
 impl AppState {
     pub fn new(manager: Arc<Manager>, cfg: ServerConfig) -> Self {
         Self {
+            responses: Arc::new(responses::store::ResponseStore::new(
+                cfg.responses_db.clone(),
+            )),
             manager,
             metrics: Arc::default(),
             cfg: Arc::new(cfg),
@@ -111,6 +121,14 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/embeddings", post(openai::embeddings::handle))
         .route("/v1/messages", post(anthropic::messages::handle))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
+        .route("/v1/responses", post(responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::get_one).delete(responses::delete),
+        )
+        .route("/tokenize", post(llama::tokenize))
+        .route("/detokenize", post(llama::detokenize))
+        .route("/apply-template", post(llama::apply_template))
         .route("/", get(ollama::root).head(ollama::root))
         .route("/api/version", get(ollama::version))
         .route("/api/tags", get(ollama::models::tags))

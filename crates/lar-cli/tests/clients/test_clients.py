@@ -409,6 +409,49 @@ def anthropic_messages_stream_tools_and_count_tokens():
         assert e.body["error"]["type"] == "not_found_error", e.body
 
 
+@check
+def openai_responses_stream_store_and_function_call_round_trip():
+    r = oai.responses.create(model=chat_model, input="Name a color.", instructions="You are terse.",
+                             max_output_tokens=12, temperature=0)
+    assert r.status in ("completed", "incomplete") and r.output_text, r
+    events = list(oai.responses.create(model=chat_model, input="Name a color.", instructions="You are terse.",
+                                       max_output_tokens=12, temperature=0, stream=True))
+    assert events[0].type == "response.created" and events[-1].type in ("response.completed", "response.incomplete")
+    streamed = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert streamed == r.output_text == events[-1].response.output_text, (streamed, r.output_text)
+    again = oai.responses.create(model=chat_model, input="Another one.", previous_response_id=r.id,
+                                 max_output_tokens=8, temperature=0)
+    assert again.usage.input_tokens > r.usage.input_tokens + r.usage.output_tokens, (again.usage, r.usage)
+    assert oai.responses.retrieve(r.id).id == r.id
+    tools = [{"type": "function", "name": t["function"]["name"], "description": t["function"]["description"],
+              "parameters": t["function"]["parameters"]} for t in (WEATHER, TIME)]
+    r = oai.responses.create(model=tool_model, input="What is the weather like in Paris today?", tools=tools,
+                             tool_choice="required", temperature=0, max_output_tokens=100)
+    calls = [o for o in r.output if o.type == "function_call"]
+    assert calls and calls[0].name in SCHEMAS, r.output
+    jsonschema.validate(json.loads(calls[0].arguments), SCHEMAS[calls[0].name])
+    with oai.responses.stream(model=tool_model, input="What is the weather like in Paris today?", tools=tools,
+                              tool_choice="required", temperature=0, max_output_tokens=100) as s:
+        final = s.get_final_response()
+    assert [(o.name, json.loads(o.arguments)) for o in final.output if o.type == "function_call"] == \
+        [(c.name, json.loads(c.arguments)) for c in calls]
+    follow = oai.responses.create(model=tool_model, previous_response_id=r.id, tools=tools, temperature=0,
+                                  max_output_tokens=40, parallel_tool_calls=False,
+                                  input=[{"type": "function_call_output", "call_id": calls[0].call_id,
+                                          "output": "31 degrees, sunny"}])
+    assert follow.usage.input_tokens >= r.usage.input_tokens + r.usage.output_tokens + 5, (r.usage, follow.usage)
+    schema = {"type": "object", "properties": {"color": {"type": "string", "maxLength": 20}}, "required": ["color"]}
+    j = oai.responses.create(model=chat_model, input="A color as JSON.", temperature=0, max_output_tokens=40,
+                             text={"format": {"type": "json_schema", "name": "c", "schema": schema, "strict": True}})
+    jsonschema.validate(json.loads(j.output_text), schema)
+    try:
+        oai.responses.create(model=tool_model, input=[{"type": "function_call_output", "call_id": "nope",
+                                                       "output": "x"}])
+        raise AssertionError("no 400 for an unknown call_id")
+    except openai.BadRequestError as e:
+        assert "nope" in str(e)
+
+
 for fn in checks:
     print(f"check {fn.__name__}", flush=True)
     fn()

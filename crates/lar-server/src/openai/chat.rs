@@ -88,7 +88,7 @@ struct Part {
 }
 
 /// The conversation as the engine's messages.
-fn messages(raw: Vec<Value>) -> ApiResult<Vec<ChatMessage>> {
+pub(crate) fn messages(raw: Vec<Value>) -> ApiResult<Vec<ChatMessage>> {
     if raw.is_empty() {
         return Err(ApiError::field("messages", "messages must not be empty"));
     }

@@ -1,0 +1,184 @@
+//! llama-server's helpers that people script against: `POST /tokenize` (`content`, `add_special`,
+//! `parse_special`, `with_pieces`), `POST /detokenize` (`tokens`) and `POST /apply-template` (OpenAI-style
+//! `messages` and `tools`, rendered by the model's template). llama-server serves one model; here `model` names
+//! one, and may be left out while exactly one chat model is loaded.
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use lar_engine::EngineHandle;
+use serde_json::{Map, Value, json};
+
+use crate::AppState;
+use crate::body::{check_fields, kind};
+use crate::catalog::{LoadOptions, Runner};
+use crate::error::{ApiError, ApiResult};
+use crate::generation::engine;
+use crate::http::JsonBody;
+use crate::manager::{Lease, Wait};
+
+/// The model a helper request names, or the one chat model loaded.
+async fn model(st: &AppState, obj: &Map<String, Value>) -> ApiResult<(Lease, EngineHandle)> {
+    let name = match obj.get("model") {
+        Some(Value::String(m)) => m.clone(),
+        None | Some(Value::Null) => {
+            let chat: Vec<String> = st
+                .manager
+                .loaded()
+                .iter()
+                .filter(|m| matches!(m.runner, Runner::Chat(_)))
+                .map(|m| m.entry.name.clone())
+                .collect();
+            match &chat[..] {
+                [one] => one.clone(),
+                _ => {
+                    return Err(ApiError::field(
+                        "model",
+                        format!(
+                            "name the model: {} chat models are loaded ({})",
+                            chat.len(),
+                            chat.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        Some(v) => {
+            return Err(ApiError::field(
+                "model",
+                format!("model must be a string, not {}", kind(v)),
+            ));
+        }
+    };
+    let lease = st
+        .manager
+        .get(&name, &LoadOptions::default(), None, Wait::Yes)
+        .await?;
+    let h = engine(&lease)?.clone();
+    Ok((lease, h))
+}
+
+fn flag(obj: &Map<String, Value>, k: &str, default: bool) -> ApiResult<bool> {
+    match obj.get(k) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(v) => Err(ApiError::field(
+            k,
+            format!("{k} must be a boolean, not {}", kind(v)),
+        )),
+    }
+}
+
+/// `POST /tokenize`.
+pub async fn tokenize(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiResult<Response> {
+    check_fields(
+        &obj,
+        &[&[
+            "model",
+            "content",
+            "add_special",
+            "parse_special",
+            "with_pieces",
+        ]],
+    )?;
+    let content = match obj.get("content") {
+        Some(Value::String(s)) => s.clone(),
+        _ => return Err(ApiError::field("content", "content must be a string")),
+    };
+    let add_special = flag(&obj, "add_special", false)?;
+    let parse_special = flag(&obj, "parse_special", true)?;
+    let pieces = flag(&obj, "with_pieces", false)?;
+    let (_lease, h) = model(&st, &obj).await?;
+    let out = tokio::task::spawn_blocking(move || {
+        let tok = h.tokenizer();
+        let ids = tok.encode(&content, add_special, parse_special);
+        if !pieces {
+            return json!({"tokens": ids});
+        }
+        let list: Vec<Value> = ids
+            .iter()
+            .map(|&id| {
+                let bytes = tok.token_bytes(id, true);
+                match String::from_utf8(bytes.clone()) {
+                    Ok(s) => json!({"id": id, "piece": s}),
+                    // A piece that is not whole UTF-8 comes as its bytes, as llama-server sends it.
+                    Err(_) => json!({"id": id, "piece": bytes}),
+                }
+            })
+            .collect();
+        json!({"tokens": list})
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(Json(out).into_response())
+}
+
+/// `POST /detokenize`.
+pub async fn detokenize(
+    State(st): State<AppState>,
+    JsonBody(obj): JsonBody,
+) -> ApiResult<Response> {
+    check_fields(&obj, &[&["model", "tokens"]])?;
+    let ids: Vec<u32> = match obj.get("tokens") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| {
+                v.as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| ApiError::field("tokens", "tokens must be token ids"))
+            })
+            .collect::<ApiResult<_>>()?,
+        _ => {
+            return Err(ApiError::field(
+                "tokens",
+                "tokens must be an array of token ids",
+            ));
+        }
+    };
+    let (_lease, h) = model(&st, &obj).await?;
+    let n_vocab = h.model().n_vocab;
+    if let Some(bad) = ids.iter().find(|&&t| t as usize >= n_vocab) {
+        return Err(ApiError::field(
+            "tokens",
+            format!("token id {bad} is outside the vocabulary of {n_vocab}"),
+        ));
+    }
+    let content = h.tokenizer().decode(&ids, true);
+    Ok(Json(json!({"content": content})).into_response())
+}
+
+/// `POST /apply-template`: the prompt text a chat request would be given.
+pub async fn apply_template(
+    State(st): State<AppState>,
+    JsonBody(obj): JsonBody,
+) -> ApiResult<Response> {
+    check_fields(&obj, &[&["model", "messages", "tools"]])?;
+    let raw = match obj.get("messages") {
+        Some(Value::Array(a)) => a.clone(),
+        _ => return Err(ApiError::field("messages", "messages must be an array")),
+    };
+    let msgs = crate::openai::chat::messages(raw)?;
+    let tools = crate::openai::tools::spec(&obj)?
+        .map(|t| t.tools)
+        .unwrap_or_default();
+    let (_lease, h) = model(&st, &obj).await?;
+    let prompt = tokio::task::spawn_blocking(move || -> ApiResult<String> {
+        let m = h.model();
+        if tools.is_empty() {
+            return Ok(m.chat_text(&msgs, &[], None)?);
+        }
+        let format = lar_grammar::tools::ToolFormat::detect(&m.template_source(None)?);
+        Ok(if format.renders_tools() {
+            m.chat_text(&msgs, &tools, None)?
+        } else {
+            m.chat_text(
+                &lar_grammar::tools::generic_messages(&msgs, &tools),
+                &[],
+                None,
+            )?
+        })
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(Json(json!({"prompt": prompt})).into_response())
+}

@@ -1,0 +1,637 @@
+//! OpenAI's Responses API, as Codex and the `openai` SDK's `responses.create` use it: `POST /v1/responses` with
+//! `input` as text or items (messages, `function_call`, `function_call_output`), `instructions`, function
+//! `tools`, `tool_choice`, `text.format` (a JSON schema), `max_output_tokens`, `previous_response_id` (the
+//! conversation a stored response ended is continued), `store`; the answer whole or as its event stream
+//! ([`stream`]). `GET` and `DELETE /v1/responses/{id}` read and remove a stored one ([`store`]).
+
+pub mod store;
+pub mod stream;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use lar_engine::Request;
+use lar_grammar::tools::{Piece, ToolChoice, ToolFormat, ToolParser};
+use lar_types::{ChatMessage, FinishReason, GenerationStats, Role, Tool, ToolCall};
+use serde_json::{Map, Value, json};
+
+use crate::AppState;
+use crate::body::{check_fields, kind};
+use crate::catalog::LoadOptions;
+use crate::error::{ApiError, ApiResult};
+use crate::generation::{Generation, engine};
+use crate::http::{JsonBody, unix_now};
+use crate::manager::Wait;
+use crate::openai::{Sampling, new_id};
+use crate::structured::Constrained;
+
+const FIELDS: &[&str] = &[
+    "model",
+    "input",
+    "instructions",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "max_output_tokens",
+    "temperature",
+    "top_p",
+    "stream",
+    "store",
+    "previous_response_id",
+    "text",
+    "metadata",
+    "user",
+    "truncation",
+    "reasoning",
+    "include",
+    "background",
+    "service_tier",
+    "prompt_cache_key",
+    "safety_identifier",
+];
+
+/// A Responses request in the engine's terms, and what its answer repeats.
+pub struct Parsed {
+    pub model: String,
+    /// The conversation without the instructions (what a later request continues).
+    pub conversation: Vec<ChatMessage>,
+    pub instructions: Option<String>,
+    pub tools: Vec<Tool>,
+    pub choice: ToolChoice,
+    pub parallel: bool,
+    pub format: Option<lar_grammar::Constraint>,
+    pub sampling: Sampling,
+    pub store: bool,
+    /// The request's settings as the response object echoes them.
+    pub echo: Map<String, Value>,
+}
+
+fn field(at: &str, msg: impl Into<String>) -> ApiError {
+    ApiError::field(at, msg)
+}
+
+fn text_of(content: &Value, at: &str) -> ApiResult<String> {
+    match content {
+        Value::String(s) => Ok(s.clone()),
+        Value::Array(parts) => {
+            let mut out = Vec::new();
+            for (j, p) in parts.iter().enumerate() {
+                match (
+                    p.get("type").and_then(Value::as_str),
+                    p.get("text").and_then(Value::as_str),
+                ) {
+                    (Some("input_text" | "output_text" | "text"), Some(t)) => {
+                        out.push(t.to_string())
+                    }
+                    (Some("refusal"), _) => {}
+                    (ty, _) => {
+                        return Err(field(
+                            &format!("{at}[{j}]"),
+                            format!("{at}[{j}]: this model reads text only, not {ty:?}"),
+                        ));
+                    }
+                }
+            }
+            Ok(out.join("\n"))
+        }
+        v => Err(field(
+            at,
+            format!("{at} must be text or content parts, not {}", kind(v)),
+        )),
+    }
+}
+
+/// `input` items appended to `conv` (which may hold a stored conversation, whose calls results may answer).
+fn read_input(input: &Value, conv: &mut Vec<ChatMessage>) -> ApiResult<()> {
+    let items = match input {
+        Value::String(s) => {
+            conv.push(ChatMessage::new(Role::User, s.clone()));
+            return Ok(());
+        }
+        Value::Array(a) => a,
+        v => {
+            return Err(field(
+                "input",
+                format!("input must be text or an array of items, not {}", kind(v)),
+            ));
+        }
+    };
+    for (i, it) in items.iter().enumerate() {
+        let at = format!("input[{i}]");
+        let ty = it.get("type").and_then(Value::as_str).unwrap_or("message");
+        match ty {
+            "message" => {
+                let role = match it.get("role").and_then(Value::as_str) {
+                    Some("user") => Role::User,
+                    Some("assistant") => Role::Assistant,
+                    Some("system" | "developer") => Role::System,
+                    other => {
+                        return Err(field(
+                            &format!("{at}.role"),
+                            format!("{at}.role: unknown role {other:?}"),
+                        ));
+                    }
+                };
+                let text = text_of(
+                    it.get("content").unwrap_or(&Value::Null),
+                    &format!("{at}.content"),
+                )?;
+                conv.push(ChatMessage::new(role, text));
+            }
+            "function_call" => {
+                let (Some(id), Some(name)) = (
+                    it.get("call_id").and_then(Value::as_str),
+                    it.get("name").and_then(Value::as_str),
+                ) else {
+                    return Err(field(
+                        &at,
+                        format!("{at}: a function_call needs a call_id and a name"),
+                    ));
+                };
+                let arguments = match it.get("arguments") {
+                    Some(Value::String(s)) => serde_json::from_str(s).map_err(|e| {
+                        field(
+                            &format!("{at}.arguments"),
+                            format!("{at}.arguments is not JSON: {e}"),
+                        )
+                    })?,
+                    _ => {
+                        return Err(field(
+                            &format!("{at}.arguments"),
+                            format!("{at}.arguments must be a JSON string"),
+                        ));
+                    }
+                };
+                let call = ToolCall {
+                    id: id.into(),
+                    name: name.into(),
+                    arguments,
+                };
+                match conv.last_mut() {
+                    Some(m) if m.role == Role::Assistant => m.tool_calls.push(call),
+                    _ => {
+                        let mut m = ChatMessage::new(Role::Assistant, "");
+                        m.tool_calls.push(call);
+                        conv.push(m);
+                    }
+                }
+            }
+            "function_call_output" => {
+                let id = it.get("call_id").and_then(Value::as_str).ok_or_else(|| {
+                    field(
+                        &at,
+                        format!("{at}: a function_call_output needs the call_id it answers"),
+                    )
+                })?;
+                let name = conv
+                    .iter()
+                    .flat_map(|m| &m.tool_calls)
+                    .find(|c| c.id == id)
+                    .map(|c| c.name.clone())
+                    .ok_or_else(|| {
+                        field(
+                            &format!("{at}.call_id"),
+                            format!("{at}: no function_call has the call_id '{id}'"),
+                        )
+                    })?;
+                let output = text_of(
+                    it.get("output").unwrap_or(&Value::Null),
+                    &format!("{at}.output"),
+                )?;
+                let mut m = ChatMessage::new(Role::Tool, output);
+                m.tool_call_id = Some(id.into());
+                m.name = Some(name);
+                conv.push(m);
+            }
+            other => {
+                return Err(ApiError::unsupported(
+                    &format!("{at}.type"),
+                    &format!("for '{other}' items"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_tools(obj: &Map<String, Value>) -> ApiResult<(Vec<Tool>, ToolChoice, bool)> {
+    let mut tools = Vec::new();
+    if let Some(a) = obj.get("tools").filter(|v| !v.is_null()) {
+        let a = a
+            .as_array()
+            .ok_or_else(|| field("tools", "tools must be an array"))?;
+        for (i, t) in a.iter().enumerate() {
+            let at = format!("tools[{i}]");
+            let mut f = t
+                .as_object()
+                .cloned()
+                .ok_or_else(|| field(&at, format!("{at} must be an object")))?;
+            match f.remove("type").as_ref().and_then(Value::as_str) {
+                Some("function") => {}
+                other => {
+                    return Err(ApiError::unsupported(
+                        &format!("{at}.type"),
+                        &format!("for {other:?} tools (only function tools run here)"),
+                    ));
+                }
+            }
+            tools.push(crate::openai::tools::function(&f, &at)?);
+        }
+    }
+    let parallel = obj
+        .get("parallel_tool_calls")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let choice = match obj.get("tool_choice") {
+        None | Some(Value::Null) => ToolChoice::Auto,
+        Some(Value::String(s)) => match s.as_str() {
+            "auto" => ToolChoice::Auto,
+            "none" => ToolChoice::None,
+            "required" => ToolChoice::Required,
+            o => {
+                return Err(field(
+                    "tool_choice",
+                    format!("tool_choice must be auto, none, required or a function (got '{o}')"),
+                ));
+            }
+        },
+        Some(Value::Object(o)) if o.get("type").and_then(Value::as_str) == Some("function") => {
+            let name = o
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| field("tool_choice", "tool_choice names the function"))?;
+            if !tools.iter().any(|t| t.name == name) {
+                return Err(field(
+                    "tool_choice",
+                    format!("tool_choice names '{name}', which is not among the tools"),
+                ));
+            }
+            ToolChoice::Function(name.into())
+        }
+        Some(v) => {
+            return Err(field(
+                "tool_choice",
+                format!("tool_choice must be a string or a function, not {v}"),
+            ));
+        }
+    };
+    Ok((tools, choice, parallel))
+}
+
+/// Reads a request; a stored conversation is continued from `store`.
+pub fn parse(obj: &Map<String, Value>, st: &AppState) -> ApiResult<Parsed> {
+    check_fields(obj, &[FIELDS])?;
+    let model = obj
+        .get("model")
+        .and_then(Value::as_str)
+        .ok_or_else(|| field("model", "model is required"))?
+        .to_string();
+    if obj.get("background").and_then(Value::as_bool) == Some(true) {
+        return Err(ApiError::unsupported(
+            "background",
+            "(answers come in the request, or streamed)",
+        ));
+    }
+    if obj
+        .get("include")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
+    {
+        return Err(ApiError::unsupported(
+            "include",
+            "(there is nothing extra to include)",
+        ));
+    }
+    if let Some(r) = obj.get("reasoning").filter(|r| !r.is_null())
+        && r.get("effort").is_some_and(|e| !e.is_null() && e != "none")
+    {
+        return Err(ApiError::unsupported(
+            "reasoning",
+            "yet (it needs a reasoning model's markers)",
+        ));
+    }
+    if let Some(t) = obj
+        .get("truncation")
+        .and_then(Value::as_str)
+        .filter(|t| *t != "disabled")
+    {
+        return Err(ApiError::unsupported(
+            "truncation",
+            &format!("as '{t}' (a conversation that does not fit is a 400)"),
+        ));
+    }
+    let mut conversation = Vec::new();
+    if let Some(prev) = obj.get("previous_response_id").filter(|v| !v.is_null()) {
+        let id = prev.as_str().ok_or_else(|| {
+            field(
+                "previous_response_id",
+                "previous_response_id must be a string",
+            )
+        })?;
+        let stored = st.responses.get(id)?.ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                format!("no stored response has the id '{id}'"),
+            )
+            .param("previous_response_id")
+        })?;
+        conversation = stored.messages;
+    }
+    read_input(
+        obj.get("input")
+            .ok_or_else(|| field("input", "input is required"))?,
+        &mut conversation,
+    )?;
+    let instructions = match obj.get("instructions") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(v) => {
+            return Err(field(
+                "instructions",
+                format!("instructions must be a string, not {}", kind(v)),
+            ));
+        }
+    };
+    let (tools, choice, parallel) = read_tools(obj)?;
+    let format = match obj
+        .get("text")
+        .and_then(|t| t.get("format"))
+        .filter(|f| !f.is_null())
+    {
+        None => None,
+        Some(f) => {
+            // The same formats as chat's response_format, with the schema's fields beside its type.
+            let mut js = f
+                .as_object()
+                .cloned()
+                .ok_or_else(|| field("text.format", "text.format must be an object"))?;
+            let ty = js.remove("type");
+            let rf = match ty.as_ref().and_then(Value::as_str) {
+                Some("json_schema") => json!({"type": "json_schema", "json_schema": js}),
+                _ => json!({"type": ty}),
+            };
+            crate::structured::response_format(Some(&rf)).map_err(|mut e| {
+                e.param = Some("text.format".into());
+                e
+            })?
+        }
+    };
+    if format.is_some() && !tools.is_empty() {
+        return Err(ApiError::unsupported(
+            "text.format",
+            "together with tools yet (ask for one or the other)",
+        ));
+    }
+    let num = |k: &str| obj.get(k).and_then(Value::as_f64).map(|v| v as f32);
+    let sampling = Sampling {
+        model: model.clone(),
+        stream: obj.get("stream").and_then(Value::as_bool),
+        stream_options: None,
+        max_tokens: obj.get("max_output_tokens").and_then(Value::as_i64),
+        max_completion_tokens: None,
+        temperature: num("temperature"),
+        top_p: num("top_p"),
+        top_k: None,
+        min_p: None,
+        seed: None,
+        stop: None,
+        presence_penalty: None,
+        frequency_penalty: None,
+        repetition_penalty: None,
+        logit_bias: None,
+        n: None,
+        ignore_eos: None,
+    };
+    let mut echo = Map::new();
+    for k in [
+        "instructions",
+        "max_output_tokens",
+        "temperature",
+        "top_p",
+        "tool_choice",
+        "tools",
+        "text",
+        "metadata",
+        "previous_response_id",
+        "user",
+    ] {
+        echo.insert(k.into(), obj.get(k).cloned().unwrap_or(Value::Null));
+    }
+    echo.insert("parallel_tool_calls".into(), json!(parallel));
+    Ok(Parsed {
+        model,
+        conversation,
+        instructions,
+        tools,
+        choice,
+        parallel,
+        format,
+        sampling,
+        store: obj.get("store").and_then(Value::as_bool).unwrap_or(true),
+        echo,
+    })
+}
+
+/// The response object.
+pub fn response_object(
+    id: &str,
+    model: &str,
+    p: &Map<String, Value>,
+    status: &str,
+    output: Vec<Value>,
+    stats: Option<&GenerationStats>,
+    store: bool,
+) -> Value {
+    let mut r = json!({
+        "id": id, "object": "response", "created_at": unix_now(), "status": status, "model": model,
+        "output": output, "error": null,
+        "incomplete_details": if status == "incomplete" { json!({"reason": "max_output_tokens"}) } else { Value::Null },
+        "store": store,
+        "usage": stats.map(|s| json!({
+            "input_tokens": s.prompt_tokens, "input_tokens_details": {"cached_tokens": s.cached_tokens},
+            "output_tokens": s.completion_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": s.prompt_tokens + s.completion_tokens})),
+    });
+    for (k, v) in p {
+        r[k] = v.clone();
+    }
+    if r["tools"].is_null() {
+        r["tools"] = json!([]);
+    }
+    if r["tool_choice"].is_null() {
+        r["tool_choice"] = json!("auto");
+    }
+    if r["text"].is_null() {
+        r["text"] = json!({"format": {"type": "text"}});
+    }
+    if r["metadata"].is_null() {
+        r["metadata"] = json!({});
+    }
+    r
+}
+
+pub fn message_item(id: &str, text: &str, status: &str) -> Value {
+    json!({"type": "message", "id": id, "status": status, "role": "assistant",
+           "content": [{"type": "output_text", "text": text, "annotations": []}]})
+}
+
+pub fn call_item(c: &ToolCall, status: &str) -> Value {
+    json!({"type": "function_call", "id": format!("fc_{}", c.id), "call_id": c.id, "name": c.name,
+           "arguments": c.arguments.to_string(), "status": status})
+}
+
+/// A generation's setup: the prompt and its constraint, for a parsed request.
+pub struct Started {
+    pub job: Generation,
+    pub tools: Option<ToolFormat>,
+    pub id: String,
+    pub model: String,
+}
+
+async fn start(st: &AppState, p: &Parsed) -> ApiResult<Started> {
+    let lease = Arc::new(
+        st.manager
+            .get(&p.model, &LoadOptions::default(), None, Wait::No)
+            .await?,
+    );
+    let h = engine(&lease)?.clone();
+    let mut msgs = Vec::with_capacity(p.conversation.len() + 1);
+    if let Some(i) = &p.instructions {
+        msgs.push(ChatMessage::new(Role::System, i.clone()));
+    }
+    msgs.extend(p.conversation.iter().cloned());
+    let offered = (!p.tools.is_empty() && p.choice != ToolChoice::None).then(|| p.tools.clone());
+    let h2 = h.clone();
+    let (ids, format) = tokio::task::spawn_blocking(move || match offered {
+        Some(tools) => {
+            crate::structured::tool_prompt(&h2, &msgs, &tools).map(|(p, f)| (p, Some(f)))
+        }
+        None => Ok((h2.chat_tokens(&msgs, None)?, None)),
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let constrained: Option<Constrained> = match format {
+        Some(f) => {
+            crate::structured::compile_tools(
+                &lease,
+                f,
+                p.tools.clone(),
+                p.choice.clone(),
+                p.parallel,
+            )
+            .await?
+        }
+        None => crate::structured::compile(&lease, p.format.clone(), "text.format").await?,
+    };
+    let params = p
+        .sampling
+        .params(ids.len(), lease.model.ctx, 0)
+        .map_err(|mut e| {
+            if e.param.as_deref() == Some("max_tokens") {
+                e.param = Some("max_output_tokens".into());
+            }
+            e
+        })?;
+    let mut req = Request::new(ids, params);
+    if let Some(c) = &constrained {
+        req.processors.push(c.mask());
+    }
+    let model = lease.model.entry.name.clone();
+    let mut job = Generation::start(lease, st, req)?;
+    if let Some(f) = format {
+        job.reveal(crate::structured::marker_token(&h, f));
+    }
+    Ok(Started {
+        job,
+        tools: format,
+        id: new_id("resp"),
+        model,
+    })
+}
+
+/// The answer's text and calls.
+pub fn split(format: Option<ToolFormat>, text: &str) -> (String, Vec<ToolCall>) {
+    let Some(f) = format else {
+        return (text.to_string(), Vec::new());
+    };
+    let mut p = ToolParser::new(f, new_id("call"));
+    let mut pieces = p.push(text);
+    pieces.extend(p.finish());
+    let (mut t, mut c) = (String::new(), Vec::new());
+    for piece in pieces {
+        match piece {
+            Piece::Text(s) => t.push_str(&s),
+            Piece::Call(call) => c.push(call),
+        }
+    }
+    (t, c)
+}
+
+/// The conversation a response ends: what it was given, then what it said.
+pub fn ended(
+    mut conversation: Vec<ChatMessage>,
+    text: &str,
+    calls: Vec<ToolCall>,
+) -> Vec<ChatMessage> {
+    let mut m = ChatMessage::new(Role::Assistant, text);
+    m.tool_calls = calls;
+    conversation.push(m);
+    conversation
+}
+
+pub async fn create(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiResult<Response> {
+    let p = parse(&obj, &st)?;
+    let s = start(&st, &p).await?;
+    if p.sampling.stream() {
+        return Ok(stream::response(st, p, s));
+    }
+    let done = s.job.collect().await?;
+    let (text, calls) = split(s.tools, &done.text);
+    let mut output = Vec::new();
+    if !text.trim().is_empty() || calls.is_empty() {
+        output.push(message_item(&new_id("msg"), &text, "completed"));
+    }
+    output.extend(calls.iter().map(|c| call_item(c, "completed")));
+    let status = if done.finished.reason == FinishReason::Length {
+        "incomplete"
+    } else {
+        "completed"
+    };
+    let r = response_object(
+        &s.id,
+        &s.model,
+        &p.echo,
+        status,
+        output,
+        Some(&done.finished.stats),
+        p.store,
+    );
+    if p.store {
+        st.responses
+            .put(&s.id, &ended(p.conversation, &text, calls), &r)?;
+    }
+    Ok(Json(r).into_response())
+}
+
+pub async fn get_one(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    match st.responses.get(&id)? {
+        Some(s) => Ok(Json(s.response).into_response()),
+        None => Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            format!("no stored response has the id '{id}'"),
+        )),
+    }
+}
+
+pub async fn delete(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    if st.responses.delete(&id)? {
+        Ok(Json(json!({"id": id, "object": "response", "deleted": true})).into_response())
+    } else {
+        Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            format!("no stored response has the id '{id}'"),
+        ))
+    }
+}
