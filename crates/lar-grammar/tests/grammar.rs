@@ -2,70 +2,18 @@
 //! drawn at temperature 1 from random logits under the grammar's mask, must always give text that matches the
 //! constraint; constructs the grammar engine cannot enforce are refused by name.
 
-use std::sync::{Arc, OnceLock};
+mod common;
 
-use lar_engine::sampler::{LogitsProcessor, Sampler};
+use std::sync::Arc;
+
+use common::{N_LOGITS, tokenizer, vocab};
+use lar_engine::sampler::LogitsProcessor;
 use lar_grammar::{Constraint, Error, Grammar, Vocabulary};
-use lar_testdata::Rng;
-use lar_tokenizer::Tokenizer;
-use lar_types::SamplingParams;
 use serde_json::{Value, json};
 
-/// Qwen's logits rows are longer than its vocabulary: the padding ids must never be drawn.
-const N_LOGITS: usize = 151_936;
-
-fn tokenizer() -> Arc<Tokenizer> {
-    static T: OnceLock<Arc<Tokenizer>> = OnceLock::new();
-    T.get_or_init(|| {
-        let g = lar_formats::Gguf::open(&lar_testdata::model(lar_testdata::QWEN_CODER))
-            .expect("run scripts/fetch-models.sh");
-        Arc::new(Tokenizer::from_gguf(&g).expect("tokenizer"))
-    })
-    .clone()
-}
-
-fn vocab() -> &'static Vocabulary {
-    static V: OnceLock<Vocabulary> = OnceLock::new();
-    V.get_or_init(|| Vocabulary::new(tokenizer(), N_LOGITS).expect("vocabulary"))
-}
-
-/// One random walk under `g`: the text, and whether it ended (an end-of-generation token) within `max` tokens.
+/// One random walk under `g` (see `common::walk`).
 fn walk(g: &Grammar, seed: u64, max: usize) -> (String, bool) {
-    let params = SamplingParams {
-        temperature: 1.0,
-        top_k: 0,
-        top_p: 1.0,
-        min_p: 0.0,
-        seed: Some(seed),
-        ..SamplingParams::default()
-    };
-    let mut sampler = Sampler::with_processors(params, vec![Box::new(g.mask())]);
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9) | 1);
-    let mut tokens = Vec::new();
-    for _ in 0..max {
-        // Random logits, with a strong pull toward ending so walks finish once the grammar allows it.
-        let mut logits: Vec<f32> = (0..N_LOGITS)
-            .map(|_| (rng.below(8000) as f32) / 1000.0 - 4.0)
-            .collect();
-        for &t in vocab().eog() {
-            logits[t as usize] = 6.0;
-        }
-        let s = sampler.sample(&mut logits, &tokens);
-        assert!(
-            sampler.failure().is_none(),
-            "seed {seed}: {:?}",
-            sampler.failure()
-        );
-        assert!(
-            (s.token as usize) < tokenizer().vocab.len(),
-            "a padding id was drawn"
-        );
-        if vocab().eog().contains(&s.token) {
-            return (tokenizer().decode(&tokens, false), true);
-        }
-        tokens.push(s.token);
-    }
-    (tokenizer().decode(&tokens, false), false)
+    common::walk(Box::new(g.mask()), &[], seed, max)
 }
 
 fn schema() -> Value {

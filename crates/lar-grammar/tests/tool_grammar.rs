@@ -2,32 +2,12 @@
 //! always give calls that parse and name an offered tool with arguments of the right shape, forced from the
 //! start (`required`, a named tool), or in `auto` once the model has written the opening marker or a leading `{`.
 
-use std::sync::{Arc, OnceLock};
+mod common;
 
-use lar_engine::sampler::{LogitsProcessor, Sampler};
-use lar_grammar::Vocabulary;
+use common::{N_LOGITS, tokenizer, vocab};
 use lar_grammar::tools::{Piece, ToolChoice, ToolFormat, ToolGrammar, ToolParser};
-use lar_testdata::Rng;
-use lar_tokenizer::Tokenizer;
-use lar_types::{SamplingParams, Tool, ToolCall};
+use lar_types::{Tool, ToolCall};
 use serde_json::{Value, json};
-
-const N_LOGITS: usize = 151_936;
-
-fn tokenizer() -> Arc<Tokenizer> {
-    static T: OnceLock<Arc<Tokenizer>> = OnceLock::new();
-    T.get_or_init(|| {
-        let g = lar_formats::Gguf::open(&lar_testdata::model(lar_testdata::QWEN_CODER))
-            .expect("run scripts/fetch-models.sh");
-        Arc::new(Tokenizer::from_gguf(&g).expect("tokenizer"))
-    })
-    .clone()
-}
-
-fn vocab() -> &'static Vocabulary {
-    static V: OnceLock<Vocabulary> = OnceLock::new();
-    V.get_or_init(|| Vocabulary::new(tokenizer(), N_LOGITS).expect("vocabulary"))
-}
 
 fn tools() -> Vec<Tool> {
     vec![
@@ -71,37 +51,12 @@ fn valid(c: &ToolCall) -> bool {
     }
 }
 
-/// A random walk under `p` after the tokens of `prefix` were taken; the text and whether it ended.
-fn walk(mut p: Box<dyn LogitsProcessor>, prefix: &[u32], seed: u64) -> (String, bool) {
-    for &t in prefix {
-        p.accept(t);
-    }
-    let params = SamplingParams {
-        temperature: 1.0,
-        top_k: 0,
-        top_p: 1.0,
-        min_p: 0.0,
-        seed: Some(seed),
-        ..SamplingParams::default()
-    };
-    let mut sampler = Sampler::with_processors(params, vec![p]);
-    let mut rng = Rng(seed.wrapping_mul(0x2545_F491) | 1);
-    let mut tokens = prefix.to_vec();
-    for _ in 0..300 {
-        let mut logits: Vec<f32> = (0..N_LOGITS)
-            .map(|_| (rng.below(8000) as f32) / 1000.0 - 4.0)
-            .collect();
-        for &t in vocab().eog() {
-            logits[t as usize] = 6.0;
-        }
-        let s = sampler.sample(&mut logits, &tokens);
-        assert!(sampler.failure().is_none(), "{:?}", sampler.failure());
-        if vocab().eog().contains(&s.token) {
-            return (tokenizer().decode(&tokens, false), true);
-        }
-        tokens.push(s.token);
-    }
-    (tokenizer().decode(&tokens, false), false)
+fn walk(
+    p: Box<dyn lar_engine::sampler::LogitsProcessor>,
+    prefix: &[u32],
+    seed: u64,
+) -> (String, bool) {
+    common::walk(p, prefix, seed, 300)
 }
 
 fn calls(format: ToolFormat, text: &str) -> (String, Vec<ToolCall>) {

@@ -99,6 +99,45 @@ pub fn count(field: &str, v: i64, min: i64) -> ApiResult<usize> {
     usize::try_from(v).map_err(|_| ApiError::field(field, format!("{field} is too large ({v})")))
 }
 
+/// An optional number field: absent or null is `None`; anything but a number is a 400 naming it.
+pub fn opt_f64(obj: &Map<String, Value>, k: &str) -> ApiResult<Option<f64>> {
+    match obj.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64()),
+        Some(v) => Err(ApiError::field(
+            k,
+            format!("{k} must be a number, not {}", kind(v)),
+        )),
+    }
+}
+
+/// An optional whole-number field, as [`opt_f64`].
+pub fn opt_i64(obj: &Map<String, Value>, k: &str) -> ApiResult<Option<i64>> {
+    match obj.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| ApiError::field(k, format!("{k} must be a whole number"))),
+        Some(v) => Err(ApiError::field(
+            k,
+            format!("{k} must be a number, not {}", kind(v)),
+        )),
+    }
+}
+
+/// An optional boolean field, as [`opt_f64`].
+pub fn opt_bool(obj: &Map<String, Value>, k: &str) -> ApiResult<Option<bool>> {
+    match obj.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(v) => Err(ApiError::field(
+            k,
+            format!("{k} must be a boolean, not {}", kind(v)),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -272,6 +272,75 @@ pub async fn compile_tools(
     .map_err(ApiError::internal)?
 }
 
+/// What a chat request offers the model and asks of its answer: tools (and how they may be used), or an output
+/// format (`param` names the field that asked for it).
+pub struct Offer {
+    pub tools: Vec<Tool>,
+    pub choice: ToolChoice,
+    pub parallel: bool,
+    pub format: Option<Constraint>,
+    pub param: &'static str,
+}
+
+impl Offer {
+    /// An offer of nothing: a plain answer in an output format (or none).
+    pub fn format(format: Option<Constraint>, param: &'static str) -> Self {
+        Self {
+            tools: Vec::new(),
+            choice: ToolChoice::None,
+            parallel: true,
+            format,
+            param,
+        }
+    }
+}
+
+/// A conversation made ready to run: its prompt, the tool-call syntax when tools are offered, its constraint.
+pub struct Prepared {
+    pub prompt: Vec<u32>,
+    pub tools: Option<ToolFormat>,
+    pub constrained: Option<Constrained>,
+    handle: EngineHandle,
+}
+
+impl Prepared {
+    /// Shows a generation the control token that opens calls (see [`marker_token`]).
+    pub fn reveal(&self, job: &mut crate::generation::Generation) {
+        if let Some(f) = self.tools {
+            job.reveal(marker_token(&self.handle, f));
+        }
+    }
+}
+
+/// Renders `msgs` (with the tools, when the offer has any the model may call) and tokenizes them off the async
+/// threads, then compiles the offer's constraint.
+pub async fn prepare(
+    lease: &Arc<Lease>,
+    msgs: Vec<ChatMessage>,
+    offer: Offer,
+) -> ApiResult<Prepared> {
+    let h = engine(lease)?.clone();
+    let offered =
+        (!offer.tools.is_empty() && offer.choice != ToolChoice::None).then(|| offer.tools.clone());
+    let h2 = h.clone();
+    let (prompt, tools) = tokio::task::spawn_blocking(move || match offered {
+        Some(tools) => tool_prompt(&h2, &msgs, &tools).map(|(p, f)| (p, Some(f))),
+        None => Ok((h2.chat_tokens(&msgs, None)?, None)),
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let constrained = match tools {
+        Some(f) => compile_tools(lease, f, offer.tools, offer.choice, offer.parallel).await?,
+        None => compile(lease, offer.format, offer.param).await?,
+    };
+    Ok(Prepared {
+        prompt,
+        tools,
+        constrained,
+        handle: h,
+    })
+}
+
 /// Compiles `c` for the leased model (`param` names the request's field in errors).
 pub async fn compile(
     lease: &Arc<Lease>,

@@ -16,14 +16,15 @@ use lar_grammar::tools::{Piece, ToolFormat, ToolParser};
 use lar_types::{FinishReason, ToolCall};
 use serde_json::{Map, Value, json};
 
-use super::{err, parse, prompt};
+use super::{err, parse};
 use crate::AppState;
 use crate::catalog::LoadOptions;
 use crate::error::{ApiError, ApiResult, Shape};
-use crate::generation::{Generation, KEEP_ALIVE_EVERY, engine, failure};
+use crate::generation::{Generation, KEEP_ALIVE_EVERY, failure};
 use crate::http::JsonBody;
 use crate::manager::Wait;
 use crate::openai::new_id;
+use crate::structured::Offer;
 
 pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> Response {
     match run(st, obj).await {
@@ -48,27 +49,15 @@ async fn run(st: AppState, obj: Map<String, Value>) -> ApiResult<Response> {
             .get(&p.model, &LoadOptions::default(), None, Wait::Yes)
             .await?,
     );
-    let h = engine(&lease)?.clone();
-    let h2 = h.clone();
-    let (p, (ids, format)) = tokio::task::spawn_blocking(move || {
-        let r = prompt(&h2, &p);
-        r.map(|x| (p, x))
-    })
-    .await
-    .map_err(ApiError::internal)??;
-    let constrained = match format {
-        Some(f) => {
-            crate::structured::compile_tools(
-                &lease,
-                f,
-                p.tools.clone(),
-                p.choice.clone(),
-                p.parallel,
-            )
-            .await?
-        }
-        None => None,
+    let offer = Offer {
+        tools: p.tools.clone(),
+        choice: p.choice.clone(),
+        parallel: p.parallel,
+        format: None,
+        param: "tools",
     };
+    let prep = crate::structured::prepare(&lease, p.messages.clone(), offer).await?;
+    let (ids, format) = (prep.prompt.clone(), prep.tools);
     let params = p
         .sampling
         .params(ids.len(), lease.model.ctx, 0)
@@ -86,13 +75,11 @@ async fn run(st: AppState, obj: Map<String, Value>) -> ApiResult<Response> {
         tools: format,
     };
     let mut req = Request::new(ids, params);
-    if let Some(c) = &constrained {
+    if let Some(c) = &prep.constrained {
         req.processors.push(c.mask());
     }
     let mut job = Generation::start(lease, &st, req)?;
-    if let Some(f) = format {
-        job.reveal(crate::structured::marker_token(&h, f));
-    }
+    prep.reveal(&mut job);
     if p.sampling.stream() {
         return Ok(stream_response(meta, job));
     }

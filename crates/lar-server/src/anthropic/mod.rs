@@ -13,7 +13,7 @@ use lar_types::{ChatMessage, Role, Tool, ToolCall};
 use serde_json::{Map, Value, json};
 
 use crate::AppState;
-use crate::body::{check_fields, kind};
+use crate::body::{check_fields, kind, opt_bool, opt_f64};
 use crate::catalog::LoadOptions;
 use crate::error::{ApiError, ApiResult, Shape};
 use crate::generation::engine;
@@ -99,41 +99,17 @@ pub fn parse(obj: &Map<String, Value>, count: bool) -> ApiResult<Parsed> {
             ));
         }
     };
-    let num = |k: &str| -> ApiResult<Option<f64>> {
-        match obj.get(k) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => Ok(n.as_f64()),
-            Some(v) => Err(field(k, format!("{k} must be a number, not {}", kind(v)))),
-        }
-    };
-    let stream = match obj.get("stream") {
-        None | Some(Value::Null) => None,
-        Some(Value::Bool(b)) => Some(*b),
-        Some(v) => {
-            return Err(field(
-                "stream",
-                format!("stream must be a boolean, not {}", kind(v)),
-            ));
-        }
-    };
+    let stream = opt_bool(obj, "stream")?;
+    let num = |k: &str| opt_f64(obj, k);
     let sampling = Sampling {
         model: model.clone(),
         stream,
-        stream_options: None,
         max_tokens,
-        max_completion_tokens: None,
         temperature: num("temperature")?.map(|t| t as f32),
         top_p: num("top_p")?.map(|t| t as f32),
         top_k: num("top_k")?.map(|t| t as i64),
-        min_p: None,
-        seed: None,
         stop,
-        presence_penalty: None,
-        frequency_penalty: None,
-        repetition_penalty: None,
-        logit_bias: None,
-        n: None,
-        ignore_eos: None,
+        ..Default::default()
     };
     let mut messages = Vec::new();
     match obj.get("system") {

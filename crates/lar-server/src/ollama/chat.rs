@@ -23,9 +23,10 @@ use crate::AppState;
 use crate::body::{check_fields, typed, typed_value};
 use crate::catalog::LoadOptions;
 use crate::error::{ApiError, ApiResult};
-use crate::generation::{Generation, engine};
+use crate::generation::Generation;
 use crate::http::JsonBody;
 use crate::manager::Wait;
+use crate::structured::Offer;
 
 const FIELDS: &[&str] = &[
     "model",
@@ -182,37 +183,33 @@ async fn run(st: AppState, obj: serde_json::Map<String, Value>) -> ApiResult<Res
         .into_response());
     }
     let lease = Arc::new(st.manager.get(&r.model, &load, ka, Wait::Yes).await?);
-    let h = engine(&lease)?.clone();
-    let (prompt, format) = match &tool_spec {
-        Some(t) => {
-            let (p, f) = crate::structured::tool_prompt(&h, &msgs, &t.tools)?;
-            (p, Some(f))
-        }
-        None => (h.chat_tokens(&msgs, None)?, None),
+    let offer = match tool_spec {
+        Some(t) => Offer {
+            tools: t.tools,
+            choice: ToolChoice::Auto,
+            parallel: t.parallel,
+            format: None,
+            param: "tools",
+        },
+        None => Offer::format(constraint, "format"),
     };
-    let params = opts.params(prompt.len(), lease.model.ctx)?;
+    let prep = crate::structured::prepare(&lease, msgs, offer).await?;
+    let params = opts.params(prep.prompt.len(), lease.model.ctx)?;
     let lines = ChatLines {
         model: lease.model.entry.name.clone(),
         started,
         load_secs: lease.model.load_secs,
-        parser: format.map(|f| ToolParser::new(f, crate::openai::new_id("call"))),
+        parser: prep
+            .tools
+            .map(|f| ToolParser::new(f, crate::openai::new_id("call"))),
         calls: Vec::new(),
     };
-    let grammar = match (format, tool_spec) {
-        (Some(f), Some(t)) => {
-            crate::structured::compile_tools(&lease, f, t.tools, ToolChoice::Auto, t.parallel)
-                .await?
-        }
-        _ => crate::structured::compile(&lease, constraint, "format").await?,
-    };
-    let mut req = Request::new(prompt, params);
-    if let Some(c) = &grammar {
+    let mut req = Request::new(prep.prompt.clone(), params);
+    if let Some(c) = &prep.constrained {
         req.processors.push(c.mask());
     }
     let mut job = Generation::start(lease, &st, req)?;
-    if let Some(f) = format {
-        job.reveal(crate::structured::marker_token(&h, f));
-    }
+    prep.reveal(&mut job);
     if r.stream.unwrap_or(true) {
         Ok(ndjson(job, lines))
     } else {

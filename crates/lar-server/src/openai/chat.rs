@@ -12,7 +12,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
 use lar_engine::Event;
-use lar_grammar::tools::{Piece, ToolChoice, ToolFormat, ToolParser};
+use lar_grammar::tools::{Piece, ToolFormat, ToolParser};
 use lar_types::{ChatMessage, Role, TokenEvent, ToolCall};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -27,6 +27,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::generation::{Generation, KEEP_ALIVE_EVERY, engine, failure};
 use crate::http::{JsonBody, unix_now};
 use crate::manager::Wait;
+use crate::structured::Offer;
 
 const FIELDS: &[&str] = &[
     "messages",
@@ -229,41 +230,30 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
             .await?,
     );
     let h = engine(&lease)?.clone();
-    // Rendering and tokenizing a long conversation is real work: off the async threads.
-    let h2 = h.clone();
-    let offered = tool_spec
-        .as_ref()
-        .filter(|t| t.choice != ToolChoice::None)
-        .map(|t| t.tools.clone());
-    let (prompt, format) = tokio::task::spawn_blocking(move || match offered {
-        Some(tools) => {
-            crate::structured::tool_prompt(&h2, &msgs, &tools).map(|(p, f)| (p, Some(f)))
-        }
-        None => Ok((h2.chat_tokens(&msgs, None)?, None)),
-    })
-    .await
-    .map_err(ApiError::internal)??;
-    let constrained = match (format, tool_spec) {
-        (Some(f), Some(t)) => {
-            crate::structured::compile_tools(&lease, f, t.tools, t.choice, t.parallel).await?
-        }
-        _ => crate::structured::compile(&lease, constraint, param).await?,
+    let offer = match tool_spec {
+        Some(t) => Offer {
+            tools: t.tools,
+            choice: t.choice,
+            parallel: t.parallel,
+            format: None,
+            param: "tools",
+        },
+        None => Offer::format(constraint, param),
     };
+    let prep = crate::structured::prepare(&lease, msgs, offer).await?;
+    let (prompt, format) = (&prep.prompt, prep.tools);
     let params = s.params(prompt.len(), lease.model.ctx, top)?;
     let mut gens = Vec::with_capacity(n);
     let choices = super::Choices {
-        prompt: &prompt,
+        prompt,
         params: &params,
         n,
         prompt_logprobs: None,
-        constrained: constrained.as_ref(),
+        constrained: prep.constrained.as_ref(),
     };
     start_choices(&st, &lease, &mut gens, &choices)?;
-    if let Some(f) = format {
-        let marker = crate::structured::marker_token(&h, f);
-        for g in &mut gens {
-            g.reveal(marker.clone());
-        }
+    for g in &mut gens {
+        prep.reveal(g);
     }
     let meta = Meta {
         id: new_id("chatcmpl"),

@@ -63,7 +63,7 @@ pub struct StreamOptions {
 }
 
 /// The fields of [`SAMPLING_FIELDS`], typed.
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, Default)]
 pub struct Sampling {
     pub model: String,
     pub stream: Option<bool>,

@@ -18,14 +18,13 @@ use lar_types::{ChatMessage, FinishReason, GenerationStats, Role, Tool, ToolCall
 use serde_json::{Map, Value, json};
 
 use crate::AppState;
-use crate::body::{check_fields, kind};
+use crate::body::{check_fields, kind, opt_bool, opt_f64, opt_i64};
 use crate::catalog::LoadOptions;
 use crate::error::{ApiError, ApiResult};
-use crate::generation::{Generation, engine};
+use crate::generation::Generation;
 use crate::http::{JsonBody, unix_now};
 use crate::manager::Wait;
 use crate::openai::{Sampling, new_id};
-use crate::structured::Constrained;
 
 const FIELDS: &[&str] = &[
     "model",
@@ -240,10 +239,7 @@ fn read_tools(obj: &Map<String, Value>) -> ApiResult<(Vec<Tool>, ToolChoice, boo
             tools.push(crate::openai::tools::function(&f, &at)?);
         }
     }
-    let parallel = obj
-        .get("parallel_tool_calls")
-        .and_then(Value::as_bool)
-        .unwrap_or(true);
+    let parallel = opt_bool(obj, "parallel_tool_calls")?.unwrap_or(true);
     let choice = match obj.get("tool_choice") {
         None | Some(Value::Null) => ToolChoice::Auto,
         Some(Value::String(s)) => match s.as_str() {
@@ -288,7 +284,7 @@ pub fn parse(obj: &Map<String, Value>, st: &AppState) -> ApiResult<Parsed> {
         .and_then(Value::as_str)
         .ok_or_else(|| field("model", "model is required"))?
         .to_string();
-    if obj.get("background").and_then(Value::as_bool) == Some(true) {
+    if opt_bool(obj, "background")? == Some(true) {
         return Err(ApiError::unsupported(
             "background",
             "(answers come in the request, or streamed)",
@@ -384,26 +380,16 @@ pub fn parse(obj: &Map<String, Value>, st: &AppState) -> ApiResult<Parsed> {
             "together with tools yet (ask for one or the other)",
         ));
     }
-    let num = |k: &str| obj.get(k).and_then(Value::as_f64).map(|v| v as f32);
+    let num = |k: &str| opt_f64(obj, k).map(|v| v.map(|v| v as f32));
     let sampling = Sampling {
         model: model.clone(),
-        stream: obj.get("stream").and_then(Value::as_bool),
-        stream_options: None,
-        max_tokens: obj.get("max_output_tokens").and_then(Value::as_i64),
-        max_completion_tokens: None,
-        temperature: num("temperature"),
-        top_p: num("top_p"),
-        top_k: None,
-        min_p: None,
-        seed: None,
-        stop: None,
-        presence_penalty: None,
-        frequency_penalty: None,
-        repetition_penalty: None,
-        logit_bias: None,
-        n: None,
-        ignore_eos: None,
+        stream: opt_bool(obj, "stream")?,
+        max_tokens: opt_i64(obj, "max_output_tokens")?,
+        temperature: num("temperature")?,
+        top_p: num("top_p")?,
+        ..Default::default()
     };
+    let store = opt_bool(obj, "store")?.unwrap_or(true);
     let mut echo = Map::new();
     for k in [
         "instructions",
@@ -429,7 +415,7 @@ pub fn parse(obj: &Map<String, Value>, st: &AppState) -> ApiResult<Parsed> {
         parallel,
         format,
         sampling,
-        store: obj.get("store").and_then(Value::as_bool).unwrap_or(true),
+        store,
         echo,
     })
 }
@@ -496,35 +482,20 @@ async fn start(st: &AppState, p: &Parsed) -> ApiResult<Started> {
             .get(&p.model, &LoadOptions::default(), None, Wait::No)
             .await?,
     );
-    let h = engine(&lease)?.clone();
     let mut msgs = Vec::with_capacity(p.conversation.len() + 1);
     if let Some(i) = &p.instructions {
         msgs.push(ChatMessage::new(Role::System, i.clone()));
     }
     msgs.extend(p.conversation.iter().cloned());
-    let offered = (!p.tools.is_empty() && p.choice != ToolChoice::None).then(|| p.tools.clone());
-    let h2 = h.clone();
-    let (ids, format) = tokio::task::spawn_blocking(move || match offered {
-        Some(tools) => {
-            crate::structured::tool_prompt(&h2, &msgs, &tools).map(|(p, f)| (p, Some(f)))
-        }
-        None => Ok((h2.chat_tokens(&msgs, None)?, None)),
-    })
-    .await
-    .map_err(ApiError::internal)??;
-    let constrained: Option<Constrained> = match format {
-        Some(f) => {
-            crate::structured::compile_tools(
-                &lease,
-                f,
-                p.tools.clone(),
-                p.choice.clone(),
-                p.parallel,
-            )
-            .await?
-        }
-        None => crate::structured::compile(&lease, p.format.clone(), "text.format").await?,
+    let offer = crate::structured::Offer {
+        tools: p.tools.clone(),
+        choice: p.choice.clone(),
+        parallel: p.parallel,
+        format: p.format.clone(),
+        param: "text.format",
     };
+    let prep = crate::structured::prepare(&lease, msgs, offer).await?;
+    let (ids, format) = (prep.prompt.clone(), prep.tools);
     let params = p
         .sampling
         .params(ids.len(), lease.model.ctx, 0)
@@ -535,14 +506,12 @@ async fn start(st: &AppState, p: &Parsed) -> ApiResult<Started> {
             e
         })?;
     let mut req = Request::new(ids, params);
-    if let Some(c) = &constrained {
+    if let Some(c) = &prep.constrained {
         req.processors.push(c.mask());
     }
     let model = lease.model.entry.name.clone();
     let mut job = Generation::start(lease, st, req)?;
-    if let Some(f) = format {
-        job.reveal(crate::structured::marker_token(&h, f));
-    }
+    prep.reveal(&mut job);
     Ok(Started {
         job,
         tools: format,
