@@ -174,3 +174,20 @@ pub fn failure(f: &Finished) -> Option<String> {
 
 /// How often a stream that has nothing to send sends a keep-alive (a long prefill, a long queue).
 pub const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(10);
+
+/// Server-sent events, with a keep-alive comment every [`KEEP_ALIVE_EVERY`] while nothing comes.
+pub fn sse<S>(events: S) -> axum::response::Response
+where
+    S: futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>
+        + Send
+        + 'static,
+{
+    use axum::response::IntoResponse;
+    axum::response::Sse::new(events)
+        .keep_alive(
+            axum::response::sse::KeepAlive::new()
+                .interval(KEEP_ALIVE_EVERY)
+                .text("keep-alive"),
+        )
+        .into_response()
+}

@@ -8,9 +8,11 @@ use std::sync::Arc;
 
 use lar_engine::EngineHandle;
 use lar_engine::sampler::LogitsProcessor;
-use lar_grammar::tools::{ToolChoice, ToolFormat, ToolGrammar, generic_messages};
+use lar_grammar::tools::{
+    Piece, ToolChoice, ToolFormat, ToolGrammar, ToolParser, generic_messages,
+};
 use lar_grammar::{Constraint, Grammar, Vocabulary};
-use lar_types::{ChatMessage, Tool};
+use lar_types::{ChatMessage, Tool, ToolCall};
 use serde_json::{Map, Value};
 
 use crate::body::kind;
@@ -339,6 +341,24 @@ pub async fn prepare(
         constrained,
         handle: h,
     })
+}
+
+/// A whole answer's text and the calls in it (when tools were offered, in `format`'s syntax).
+pub fn split_calls(format: Option<ToolFormat>, text: &str) -> (String, Vec<ToolCall>) {
+    let Some(f) = format else {
+        return (text.to_string(), Vec::new());
+    };
+    let mut p = ToolParser::new(f, crate::openai::new_id("call"));
+    let mut pieces = p.push(text);
+    pieces.extend(p.finish());
+    let (mut t, mut c) = (String::new(), Vec::new());
+    for piece in pieces {
+        match piece {
+            Piece::Text(s) => t.push_str(&s),
+            Piece::Call(call) => c.push(call),
+        }
+    }
+    (t, c)
 }
 
 /// Compiles `c` for the leased model (`param` names the request's field in errors).

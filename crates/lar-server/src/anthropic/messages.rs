@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, StreamExt};
 use lar_engine::{Event, Finished, Request};
@@ -20,7 +20,7 @@ use super::{err, parse};
 use crate::AppState;
 use crate::catalog::LoadOptions;
 use crate::error::{ApiError, ApiResult, Shape};
-use crate::generation::{Generation, KEEP_ALIVE_EVERY, failure};
+use crate::generation::{Generation, failure};
 use crate::http::JsonBody;
 use crate::manager::Wait;
 use crate::openai::new_id;
@@ -206,13 +206,7 @@ fn stream_response(meta: Meta, job: Generation) -> Response {
     })
     .flat_map(stream::iter);
     let all = stream::iter(start).chain(rest).map(Ok::<_, Infallible>);
-    Sse::new(all)
-        .keep_alive(
-            KeepAlive::new()
-                .interval(KEEP_ALIVE_EVERY)
-                .text("keep-alive"),
-        )
-        .into_response()
+    crate::generation::sse(all)
 }
 
 /// The blocks of a streamed answer so far.

@@ -4,16 +4,15 @@
 //! `response_format` (and vLLM's `structured_outputs`) constrain the answer with a grammar; `tools` are rendered
 //! by the model's template and its calls parsed back (see [`super::tools`]), enforced by their grammar.
 
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
 use lar_engine::Event;
 use lar_grammar::tools::{Piece, ToolFormat, ToolParser};
-use lar_types::{ChatMessage, Role, TokenEvent, ToolCall};
+use lar_types::{ChatMessage, Role, TokenEvent};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -24,7 +23,7 @@ use crate::AppState;
 use crate::body::{check_fields, refuse, typed, typed_value};
 use crate::catalog::LoadOptions;
 use crate::error::{ApiError, ApiResult};
-use crate::generation::{Generation, KEEP_ALIVE_EVERY, engine, failure};
+use crate::generation::{Generation, engine, failure};
 use crate::http::{JsonBody, unix_now};
 use crate::manager::Wait;
 use crate::structured::Offer;
@@ -275,10 +274,7 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
     let usage = Usage::of(&stats, n);
     let mut choices = Vec::with_capacity(n);
     for (i, c) in done.into_iter().enumerate() {
-        let (content, calls) = match meta.tools {
-            Some(f) => split_calls(f, &c.text),
-            None => (c.text, Vec::new()),
-        };
+        let (content, calls) = crate::structured::split_calls(meta.tools, &c.text);
         let mut message = json!({"role": "assistant", "content": content});
         if !calls.is_empty() {
             message["tool_calls"] = calls.iter().map(super::tools::call_json).collect();
@@ -314,21 +310,6 @@ struct Meta {
     tokenizer: lar_engine::EngineHandle,
     /// The syntax of the model's tool calls, when the request offered tools.
     tools: Option<ToolFormat>,
-}
-
-/// A whole answer's text and the calls in it.
-fn split_calls(format: ToolFormat, text: &str) -> (String, Vec<ToolCall>) {
-    let mut p = ToolParser::new(format, new_id("call"));
-    let mut pieces = p.push(text);
-    pieces.extend(p.finish());
-    let (mut content, mut calls) = (String::new(), Vec::new());
-    for piece in pieces {
-        match piece {
-            Piece::Text(t) => content.push_str(&t),
-            Piece::Call(c) => calls.push(c),
-        }
-    }
-    (content, calls)
 }
 
 /// `tool_calls` when the answer ended in calls.
@@ -381,11 +362,7 @@ fn chunk(meta: &Meta, choices: Value, usage: Option<Value>, with_usage: bool) ->
 }
 
 /// The SSE answer: the choices' chunks as they come (merged when `n > 1`), then the usage chunk and `[DONE]`.
-fn stream_response(
-    meta: Meta,
-    gens: Vec<Generation>,
-    with_usage: bool,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+fn stream_response(meta: Meta, gens: Vec<Generation>, with_usage: bool) -> Response {
     let meta = Arc::new(meta);
     let n = gens.len();
     let usage = Arc::new(Mutex::new(vec![None; n]));
@@ -418,11 +395,7 @@ fn stream_response(
         out
     })
     .flat_map(stream::iter);
-    Sse::new(body.chain(tail).map(Ok)).keep_alive(
-        KeepAlive::new()
-            .interval(KEEP_ALIVE_EVERY)
-            .text("keep-alive"),
-    )
+    crate::generation::sse(body.chain(tail).map(Ok))
 }
 
 /// One choice's chunks: the role first, then a chunk per piece of text (and two per tool call), then the finish

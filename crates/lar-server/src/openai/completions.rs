@@ -4,11 +4,10 @@
 //! lm-evaluation-harness's log-likelihood tasks run against Lar.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, StreamExt};
 use lar_engine::Event;
@@ -23,7 +22,7 @@ use crate::AppState;
 use crate::body::{check_fields, count, refuse, typed};
 use crate::catalog::LoadOptions;
 use crate::error::{ApiError, ApiResult};
-use crate::generation::{Generation, KEEP_ALIVE_EVERY, engine, failure};
+use crate::generation::{Generation, engine, failure};
 use crate::http::{JsonBody, unix_now};
 use crate::manager::Wait;
 
@@ -270,7 +269,7 @@ fn stream_response(
     gens: Vec<Generation>,
     n: usize,
     with_usage: bool,
-) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
+) -> Response {
     let meta = Arc::new((id, created, model));
     let usage = Arc::new(std::sync::Mutex::new(vec![None; gens.len()]));
     let chunk = move |meta: &(String, u64, String), choices: Value, with_usage: bool| {
@@ -331,9 +330,5 @@ fn stream_response(
         out
     })
     .flat_map(stream::iter);
-    Sse::new(stream::select_all(per_choice).chain(tail).map(Ok)).keep_alive(
-        KeepAlive::new()
-            .interval(KEEP_ALIVE_EVERY)
-            .text("keep-alive"),
-    )
+    crate::generation::sse(stream::select_all(per_choice).chain(tail).map(Ok))
 }

@@ -13,7 +13,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use lar_engine::Request;
-use lar_grammar::tools::{Piece, ToolChoice, ToolFormat, ToolParser};
+use lar_grammar::tools::{ToolChoice, ToolFormat};
 use lar_types::{ChatMessage, FinishReason, GenerationStats, Role, Tool, ToolCall};
 use serde_json::{Map, Value, json};
 
@@ -520,24 +520,6 @@ async fn start(st: &AppState, p: &Parsed) -> ApiResult<Started> {
     })
 }
 
-/// The answer's text and calls.
-pub fn split(format: Option<ToolFormat>, text: &str) -> (String, Vec<ToolCall>) {
-    let Some(f) = format else {
-        return (text.to_string(), Vec::new());
-    };
-    let mut p = ToolParser::new(f, new_id("call"));
-    let mut pieces = p.push(text);
-    pieces.extend(p.finish());
-    let (mut t, mut c) = (String::new(), Vec::new());
-    for piece in pieces {
-        match piece {
-            Piece::Text(s) => t.push_str(&s),
-            Piece::Call(call) => c.push(call),
-        }
-    }
-    (t, c)
-}
-
 /// The conversation a response ends: what it was given, then what it said.
 pub fn ended(
     mut conversation: Vec<ChatMessage>,
@@ -557,7 +539,7 @@ pub async fn create(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
         return Ok(stream::response(st, p, s));
     }
     let done = s.job.collect().await?;
-    let (text, calls) = split(s.tools, &done.text);
+    let (text, calls) = crate::structured::split_calls(s.tools, &done.text);
     let mut output = Vec::new();
     if !text.trim().is_empty() || calls.is_empty() {
         output.push(message_item(&new_id("msg"), &text, "completed"));

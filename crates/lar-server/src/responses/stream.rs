@@ -7,8 +7,8 @@
 
 use std::convert::Infallible;
 
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use axum::response::sse::Event as SseEvent;
 use futures_util::stream::{self, StreamExt};
 use lar_engine::Event;
 use lar_grammar::tools::{Piece, ToolParser};
@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::{Parsed, Started, call_item, ended, message_item, response_object};
 use crate::AppState;
-use crate::generation::{KEEP_ALIVE_EVERY, failure};
+use crate::generation::failure;
 use crate::openai::new_id;
 
 /// What the stream has said so far.
@@ -212,11 +212,5 @@ pub fn response(st: AppState, p: Parsed, s: Started) -> Response {
     })
     .flat_map(stream::iter);
     let all = stream::iter(head).chain(rest).map(Ok::<_, Infallible>);
-    Sse::new(all)
-        .keep_alive(
-            KeepAlive::new()
-                .interval(KEEP_ALIVE_EVERY)
-                .text("keep-alive"),
-        )
-        .into_response()
+    crate::generation::sse(all)
 }
