@@ -31,6 +31,10 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// How every failure of a grammar mid-generation begins (what [`GrammarMask`] reports through
+/// `LogitsProcessor::failed`), so callers can tell it from a failure of the engine.
+pub const FAILED: &str = "constrained decoding failed";
+
 /// Runs `f`, turning a panic inside the grammar engine into an error (it parses what users send).
 pub(crate) fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {

@@ -10,7 +10,7 @@ use lar_engine::sampler::LogitsProcessor;
 use llguidance::Matcher;
 use llguidance::toktrie::SimpleVob;
 
-use crate::{Error, guarded};
+use crate::{Error, FAILED, guarded};
 
 pub struct GrammarMask {
     matcher: Matcher,
@@ -46,12 +46,12 @@ impl GrammarMask {
                 .map_err(|e| Error::Unsupported(e.to_string()))
         }) {
             Ok(mask) if mask.is_zero() => {
-                self.failed = Some("the grammar allows no token here".into());
+                self.failed = Some(format!("{FAILED}: the grammar allows no token here"));
                 None
             }
             Ok(mask) => Some(mask),
             Err(e) => {
-                self.failed = Some(format!("constrained decoding failed: {e}"));
+                self.failed = Some(format!("{FAILED}: {e}"));
                 None
             }
         }
@@ -96,7 +96,7 @@ impl LogitsProcessor for GrammarMask {
             m.consume_token(token)
                 .map_err(|e| Error::Unsupported(e.to_string()))
         }) {
-            self.failed = Some(format!("constrained decoding failed: {e}"));
+            self.failed = Some(format!("{FAILED}: {e}"));
         }
     }
 

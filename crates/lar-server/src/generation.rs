@@ -145,7 +145,7 @@ impl Generation {
                 }
                 Event::Done(f) => {
                     if let Some(e) = failure(&f) {
-                        return Err(ApiError::internal(format!("generation failed: {e}")));
+                        return Err(failed_error(e));
                     }
                     text.push_str(&f.text);
                     return Ok(Collected {
@@ -169,6 +169,18 @@ pub fn failure(f: &Finished) -> Option<String> {
         FinishReason::Error => Some(f.error.clone().unwrap_or_else(|| "unknown".into())),
         FinishReason::Cancelled => f.error.clone(),
         _ => None,
+    }
+}
+
+/// The error for a failed generation: a grammar that could not go on (the model's vocabulary cannot complete the
+/// requested format) is the request's to know, with its reason; anything else is internal.
+pub fn failed_error(e: String) -> ApiError {
+    if e.starts_with(lar_grammar::FAILED) {
+        ApiError::bad_request(format!(
+            "the model could not complete the requested format ({e})"
+        ))
+    } else {
+        ApiError::internal(format!("generation failed: {e}"))
     }
 }
 

@@ -238,3 +238,42 @@ async fn bad_formats_are_400s_that_name_the_field() {
     let a = post_json(&t.router, "/v1/chat/completions", &chat(json!({}))).await;
     assert_eq!(a.status, 200, "healthy after: {}", a.text());
 }
+
+/// A format that dead-ends on this vocabulary mid-answer (` w{d}` is allowed as the start of ` w{d}N`, but no
+/// token starts with a digit): the client is told why, in every shape, and it is never a 500.
+#[tokio::test]
+async fn a_format_that_dead_ends_is_explained_not_a_500() {
+    let t = app();
+    t.load("scripted").await;
+    // Greedy picks the model's own next token when the grammar allows it: choose a digit it does not start with.
+    let p = chat_prompt(&[lar_types::ChatMessage::new(lar_types::Role::User, "w5 w6")]);
+    let first = words(&lar_engine::scripted::continuation(&p, 1, N_VOCAB));
+    let d = (3..=5)
+        .find(|d| !first.starts_with(&format!(" w{d}")))
+        .unwrap();
+    let regex = format!(" w{d}[0-9]");
+    let body = chat(json!({"temperature": 0, "structured_outputs": {"regex": regex}}));
+    let a = post_json(&t.router, "/v1/chat/completions", &body).await;
+    assert_eq!(a.status, 400, "{}", a.text());
+    assert!(
+        a.text().contains("could not complete the requested format"),
+        "{}",
+        a.text()
+    );
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let a = post_json(&t.router, "/v1/chat/completions", &streamed).await;
+    assert!(
+        a.text().contains("could not complete the requested format"),
+        "{}",
+        a.text()
+    );
+    let a = post_json(
+        &t.router,
+        "/v1/responses",
+        &json!({"model": "scripted", "input": [{"role": "user", "content": "w5 w6"}], "temperature": 0,
+                "text": {"format": {"type": "json_object"}}}),
+    )
+    .await;
+    assert_eq!(a.status, 400, "refused when compiled: {}", a.text());
+}

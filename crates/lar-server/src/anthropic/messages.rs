@@ -19,8 +19,8 @@ use serde_json::{Map, Value, json};
 use super::{err, parse};
 use crate::AppState;
 use crate::catalog::LoadOptions;
-use crate::error::{ApiError, ApiResult, Shape};
-use crate::generation::{Generation, failure};
+use crate::error::{ApiResult, Shape};
+use crate::generation::{Generation, failed_error, failure};
 use crate::http::JsonBody;
 use crate::manager::Wait;
 use crate::openai::new_id;
@@ -186,8 +186,7 @@ fn stream_response(meta: Meta, job: Generation) -> Response {
             }
             Event::Done(f) => {
                 if let Some(e) = failure(&f) {
-                    tracing::error!("generation failed: {e}");
-                    let e = ApiError::internal(e).shape(Shape::Anthropic);
+                    let e = failed_error(e).shape(Shape::Anthropic);
                     out.push(event("error", e.body()));
                     return Some((out, None));
                 }

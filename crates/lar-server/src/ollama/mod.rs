@@ -28,7 +28,7 @@ use serde_json::{Map, Value, json};
 
 use crate::body::{check_fields, count, refuse, typed_value};
 use crate::error::{ApiError, ApiResult, Shape};
-use crate::generation::{Generation, KEEP_ALIVE_EVERY, failure};
+use crate::generation::{Generation, KEEP_ALIVE_EVERY, failed_error, failure};
 use crate::manager::KeepAlive;
 
 pub async fn root() -> &'static str {
@@ -288,7 +288,7 @@ pub async fn whole(mut job: Generation, mut lines: impl Lines) -> ApiResult<Resp
                 text.push_str(&t.text);
             }
             Event::Done(f) if failure(&f).is_some() => {
-                return Err(err(ApiError::internal(failure(&f).unwrap_or_default())));
+                return Err(err(failed_error(failure(&f).unwrap_or_default())));
             }
             Event::Done(f) => {
                 text.push_str(&f.text);
@@ -314,7 +314,7 @@ pub fn ndjson(job: Generation, lines: impl Lines) -> Response {
                 (line, Some((job, lines)))
             }
             Event::Done(f) if failure(&f).is_some() => {
-                let e = err(ApiError::internal(failure(&f).unwrap_or_default()));
+                let e = err(failed_error(failure(&f).unwrap_or_default()));
                 (Some(e.body()), None)
             }
             Event::Done(f) => (Some(lines.done(&f.text, &f)), None),

@@ -384,7 +384,9 @@ fn stream_response(meta: Meta, gens: Vec<Generation>, with_usage: bool) -> Respo
     let tail = stream::once(async move {
         let mut out = Vec::new();
         if let Some(e) = failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            out.push(SseEvent::default().data(ApiError::internal(e).body().to_string()));
+            out.push(
+                SseEvent::default().data(crate::generation::failed_error(e).body().to_string()),
+            );
             return out;
         }
         if with_usage {

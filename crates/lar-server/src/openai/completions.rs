@@ -295,7 +295,7 @@ fn stream_response(
                     }
                     Event::Token(t) => (t.text, Value::Null, Some(g)),
                     Event::Done(f) if failure(&f).is_some() => {
-                        let e = ApiError::internal(failure(&f).unwrap_or_default());
+                        let e = crate::generation::failed_error(failure(&f).unwrap_or_default());
                         return Some((Some(SseEvent::default().data(e.body().to_string())), None));
                     }
                     Event::Done(f) => {

@@ -188,23 +188,40 @@ pub fn response(st: AppState, p: Parsed, s: Started) -> Response {
             }
             Event::Done(f) => {
                 if let Some(e) = failure(&f) {
-                    tracing::error!("generation failed: {e}");
+                    let e = crate::generation::failed_error(e);
+                    let code = if e.status.is_client_error() {
+                        "invalid_prompt"
+                    } else {
+                        "server_error"
+                    };
                     let mut r = em.snapshot("failed", Vec::new(), None);
-                    r["error"] = json!({"code": "server_error", "message": "internal error (see the server's log)"});
+                    r["error"] = json!({"code": code, "message": e.message});
                     out.push(em.ev("response.failed", json!({"response": r})));
                     return Some((out, None));
                 }
                 em.push(&f.text, true, &mut out);
                 em.close_message(&mut out);
-                let status = if f.reason == FinishReason::Length { "incomplete" } else { "completed" };
+                let status = if f.reason == FinishReason::Length {
+                    "incomplete"
+                } else {
+                    "completed"
+                };
                 let r = em.snapshot(status, em.output.clone(), Some(&f.stats));
                 if em.p.store {
-                    let conv = ended(std::mem::take(&mut em.p.conversation), &em.text, std::mem::take(&mut em.calls));
+                    let conv = ended(
+                        std::mem::take(&mut em.p.conversation),
+                        &em.text,
+                        std::mem::take(&mut em.calls),
+                    );
                     if let Err(e) = st.responses.put(&em.id, &conv, &r) {
                         tracing::error!("storing a response: {}", e.message);
                     }
                 }
-                let ty = if status == "incomplete" { "response.incomplete" } else { "response.completed" };
+                let ty = if status == "incomplete" {
+                    "response.incomplete"
+                } else {
+                    "response.completed"
+                };
                 out.push(em.ev(ty, json!({"response": r})));
                 Some((out, None))
             }
