@@ -170,6 +170,8 @@ impl Loaded {
 /// A request's hold on a loaded model: the model is not unloaded while one is held.
 pub struct Lease {
     pub model: Arc<Loaded>,
+    /// This request waited for the model to load (Ollama reports the load's time only then).
+    pub waited_for_load: bool,
     manager: Arc<Manager>,
 }
 
@@ -271,6 +273,7 @@ impl Manager {
                 .map_err(ApiError::internal)??;
         }
         let mut reloaded = false;
+        let mut waited = false;
         loop {
             let rx = {
                 let mut slots = self.slots();
@@ -283,7 +286,10 @@ impl Manager {
                         let ctx_ok = want.is_none_or(|c| c <= m.ctx || m.ctx == 0);
                         if ctx_ok || m.active() > 0 || reloaded {
                             drop(slots);
-                            return self.lease(&m, keep_alive);
+                            return self.lease(&m, keep_alive).map(|mut l| {
+                                l.waited_for_load = waited;
+                                l
+                            });
                         }
                         // A larger context than the one loaded: load again with it, as Ollama does (once).
                         reloaded = true;
@@ -314,6 +320,7 @@ impl Manager {
                 }
             };
             let mut rx = rx;
+            waited = true;
             let done = rx.wait_for(Option::is_some);
             let r = match wait {
                 Wait::Yes => done.await,
@@ -372,6 +379,7 @@ impl Manager {
         drop(u);
         Ok(Lease {
             model: m.clone(),
+            waited_for_load: false,
             manager: self.clone(),
         })
     }

@@ -59,12 +59,17 @@ async fn chat_streams_ndjson_and_ends_with_counts() {
         assert!(last[k].is_u64(), "{k}: {last}");
     }
     assert!(last["created_at"].as_str().unwrap().ends_with('Z'));
-    // stream: false gives one object with the whole text.
+    assert!(
+        last["load_duration"].as_u64() > Some(0),
+        "this request waited for the load"
+    );
+    // stream: false gives one object with the whole text; the model was loaded already.
     let mut b = body.clone();
     b["stream"] = json!(false);
     let v = post_json(&t.router, "/api/chat", &b).await.json();
     assert_eq!(v["message"]["content"], text);
     assert_eq!(v["done"], true);
+    assert_eq!(v["load_duration"], 0, "no load this time: {v}");
 }
 
 #[tokio::test]

@@ -198,7 +198,12 @@ async fn run(st: AppState, obj: serde_json::Map<String, Value>) -> ApiResult<Res
     let lines = ChatLines {
         model: lease.model.entry.name.clone(),
         started,
-        load_secs: lease.model.load_secs,
+        // The load's time when this request waited for it, as Ollama reports it; nothing once loaded.
+        load_secs: if lease.waited_for_load {
+            lease.model.load_secs
+        } else {
+            0.0
+        },
         parser: prep
             .tools
             .map(|f| ToolParser::new(f, crate::openai::new_id("call"))),

@@ -133,7 +133,12 @@ async fn run(st: AppState, obj: serde_json::Map<String, Value>) -> ApiResult<Res
     let lines = GenLines {
         model: lease.model.entry.name.clone(),
         started,
-        load_secs: lease.model.load_secs,
+        // The load's time when this request waited for it, as Ollama reports it; nothing once loaded.
+        load_secs: if lease.waited_for_load {
+            lease.model.load_secs
+        } else {
+            0.0
+        },
         context: prompt.clone(),
     };
     let grammar = crate::structured::compile(&lease, constraint, "format").await?;
