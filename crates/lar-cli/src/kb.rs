@@ -9,11 +9,11 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use lar_engine::SentenceEmbedder;
 use lar_rag::connectors::PdfIsolation;
+use lar_rag::eval;
 use lar_rag::ingest::{self, Progress, Root};
 use lar_rag::kb::{KbConfig, Registry};
 use lar_rag::search::{SearchOptions, search};
 use lar_rag::store::Filter;
-use lar_rag::{SourceKind, eval};
 
 /// The embedder a knowledge base gets when none is named: all-MiniLM-L6-v2 (384 dimensions, English).
 pub const DEFAULT_EMBEDDER: &str = "all-minilm";
@@ -389,56 +389,16 @@ fn stats(a: NameArgs) -> Result<()> {
 }
 
 impl FilterArgs {
+    /// The store's filter (the rules are lar-rag's, shared with the server).
     pub fn filter(&self) -> Result<Filter> {
-        let kinds = self
-            .kinds
-            .iter()
-            .map(|k| {
-                SourceKind::parse(k).with_context(|| {
-                    format!("unknown kind '{k}' (text, markdown, html, pdf, docx, mail, calendar, transcript)")
-                })
-            })
-            .collect::<Result<_>>()?;
-        // Stored paths are absolute: a relative glob (`*.pdf`, `contracts/*.pdf`) matches at any depth, as it
-        // would have matched nothing.
-        let path_glob = self.path.as_ref().map(|g| {
-            if g.starts_with('/') || g.starts_with("**") {
-                g.clone()
-            } else {
-                format!("**/{g}")
-            }
-        });
-        if let Some(g) = &path_glob {
-            globset::Glob::new(g).with_context(|| format!("bad --path glob '{g}'"))?;
-        }
-        let date = |s: &Option<String>, flag: &str| -> Result<Option<i64>> {
-            s.as_deref()
-                .map(|d| {
-                    lar_rag::time::parse_date(d).with_context(|| {
-                        format!(
-                            "{flag}: '{d}' is not a date (YYYY-MM-DD, or RFC 3339 such as 2024-03-01T09:30:00+01:00)"
-                        )
-                    })
-                })
-                .transpose()
-        };
-        let since = date(&self.since, "--since")?;
-        // A date alone includes its whole day: `--until 2024-03-31` keeps what happened on the 31st.
-        let whole_day = self
-            .until
-            .as_deref()
-            .is_some_and(|d| !d.trim().contains(['T', 't', ' ']));
-        let until = date(&self.until, "--until")?.map(|t| if whole_day { t + 86_399 } else { t });
-        let f = Filter {
-            kinds,
-            path_glob,
-            since,
-            until,
+        let spec = lar_rag::filter::FilterSpec {
+            kinds: self.kinds.clone(),
+            path: self.path.clone(),
+            since: self.since.clone(),
+            until: self.until.clone(),
             sender: self.sender.clone(),
         };
-        f.validate()
-            .map_err(|e| anyhow::anyhow!("--since is after --until: {e}"))?;
-        Ok(f)
+        spec.to_filter().map_err(|e| anyhow::anyhow!("{e}"))
     }
 }
 
@@ -526,9 +486,9 @@ mod tests {
         let timed = f("2024-03-01", "2024-03-01T12:00:00Z").unwrap();
         assert_eq!(timed.until, Some(1709294400));
         let err = f("2024-03-02", "2024-03-01").unwrap_err().to_string();
-        assert!(err.contains("--since is after --until"), "{err}");
+        assert!(err.contains("starts after it ends"), "{err}");
         let err = f("2024-02-30", "2024-03-01").unwrap_err().to_string();
-        assert!(err.contains("--since: '2024-02-30' is not a date"), "{err}");
+        assert!(err.contains("since: '2024-02-30' is not a date"), "{err}");
     }
 
     #[test]

@@ -75,6 +75,45 @@ pub struct Args {
     /// Write prompts and answers to the log (off by default).
     #[arg(long)]
     pub log_prompts: bool,
+    /// Limit an API key to some knowledge bases: `KEY=NAME,NAME` (repeatable; `KEY=` reads none). Keys not named
+    /// here read every knowledge base.
+    #[arg(long = "kb-access")]
+    pub kb_access: Vec<String>,
+    /// The chat model that answers `kb:NAME` models (default: the first --model).
+    #[arg(long)]
+    pub kb_model: Option<String>,
+    /// Serve no knowledge base (no /v1/kb, no kb:NAME models).
+    #[arg(long)]
+    pub no_kb: bool,
+}
+
+/// `--kb-access KEY=NAME,NAME`: the key (which may itself hold '=') before the last '='.
+fn kb_grants(
+    args: &Args,
+    keys: &[String],
+) -> Result<std::collections::HashMap<String, Vec<String>>> {
+    let mut grants = std::collections::HashMap::new();
+    for g in &args.kb_access {
+        let (key, names) = g
+            .rsplit_once('=')
+            .ok_or_else(|| anyhow!("--kb-access {g}: write KEY=NAME,NAME"))?;
+        if !keys.iter().any(|k| k == key) {
+            bail!(
+                "--kb-access: that key is not one of the server's API keys (--api-key, LAR_API_KEY)"
+            );
+        }
+        let names: Vec<String> = names
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(String::from)
+            .collect();
+        for n in &names {
+            lar_rag::kb::check_name(n).map_err(|e| anyhow!("--kb-access: {e}"))?;
+        }
+        grants.insert(key.to_string(), names);
+    }
+    Ok(grants)
 }
 
 /// Every API key from the flags, the key file and LAR_API_KEY.
@@ -126,6 +165,7 @@ pub fn main(args: Args) -> Result<()> {
              (or LAR_API_KEY), or --insecure if this network is trusted"
         );
     }
+    let grants = kb_grants(&args, &keys)?;
     let keep_alive = KeepAlive::parse(&serde_json::Value::String(args.keep_alive.clone()))
         .map_err(|e| anyhow!("--keep-alive: {e}"))?;
     let engine = lar_engine::EngineConfig {
@@ -146,6 +186,7 @@ pub fn main(args: Args) -> Result<()> {
         })?;
         crate::store::model_path(m)?;
     }
+    let engine_threads = engine.threads;
     let store = crate::store::open()?;
     let catalog = Arc::new(StoreCatalog::new(store, engine));
     let manager = Manager::new(
@@ -165,6 +206,15 @@ pub fn main(args: Args) -> Result<()> {
         log_prompts: args.log_prompts,
         // /v1/responses keeps its answers (for previous_response_id) beside the store.
         responses_db: Some(lar_store::default_home().join("responses.sqlite")),
+        kb: lar_server::kb::KbServing {
+            root: (!args.no_kb).then(|| lar_store::default_home().join("kb")),
+            grants,
+            default_model: args
+                .kb_model
+                .clone()
+                .or_else(|| args.models.first().cloned()),
+            threads: engine_threads,
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

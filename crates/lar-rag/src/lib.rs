@@ -12,6 +12,7 @@ pub mod connectors;
 pub mod doc;
 pub mod error;
 pub mod eval;
+pub mod filter;
 pub mod fold;
 pub mod ingest;
 pub mod kb;

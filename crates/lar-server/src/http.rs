@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use crate::AppState;
 use crate::error::{ApiError, Shape};
+use crate::kb::Caller;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -47,9 +48,11 @@ pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Resp
 }
 
 /// Requires one of the configured keys on every route but `/health`.
-async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
+/// The key a request was let in with goes into its extensions as a [`Caller`] (what it may read follows it).
+async fn auth(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
     if st.cfg.api_keys.is_empty() || path == "/health" {
+        req.extensions_mut().insert(Caller::default());
         return next.run(req).await;
     }
     let h = req.headers();
@@ -65,13 +68,16 @@ async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response 
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
         .map(str::trim);
-    let ok = [bearer, x_key].into_iter().flatten().any(|given| {
+    let key = [bearer, x_key].into_iter().flatten().find_map(|given| {
         st.cfg
             .api_keys
             .iter()
-            .any(|k| same(k.as_bytes(), given.as_bytes()))
+            .find(|k| same(k.as_bytes(), given.as_bytes()))
     });
-    if ok {
+    if let Some(k) = key {
+        req.extensions_mut().insert(Caller {
+            key: Some(k.as_str().into()),
+        });
         next.run(req).await
     } else {
         let shape = Shape::of_path(path);

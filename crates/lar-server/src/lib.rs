@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod error;
 pub mod generation;
 pub mod http;
+pub mod kb;
 pub mod llama;
 pub mod manager;
 pub mod metrics;
@@ -48,6 +49,8 @@ pub struct ServerConfig {
     pub log_prompts: bool,
     /// The SQLite file `/v1/responses` stores responses in (`None`: in memory, gone with the server).
     pub responses_db: Option<std::path::PathBuf>,
+    /// Knowledge bases served (`/v1/kb`, `kb:NAME` models) and who may read them.
+    pub kb: kb::KbServing,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +61,7 @@ impl Default for ServerConfig {
             body_limit: 32 << 20,
             log_prompts: false,
             responses_db: None,
+            kb: kb::KbServing::default(),
         }
     }
 }
@@ -73,6 +77,7 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// Stored `/v1/responses` answers.
     pub responses: Arc<responses::store::ResponseStore>,
+    pub kb: Arc<kb::KnowledgeBases>,
 }
 
 impl AppState {
@@ -81,6 +86,7 @@ impl AppState {
             responses: Arc::new(responses::store::ResponseStore::new(
                 cfg.responses_db.clone(),
             )),
+            kb: Arc::new(kb::KnowledgeBases::new(cfg.kb.clone())),
             manager,
             metrics: Arc::default(),
             cfg: Arc::new(cfg),
@@ -126,6 +132,8 @@ pub fn app(state: AppState) -> Router {
             "/v1/responses/{id}",
             get(responses::get_one).delete(responses::delete),
         )
+        .route("/v1/kb", get(kb::list))
+        .route("/v1/kb/{name}/search", post(kb::search))
         .route("/tokenize", post(llama::tokenize))
         .route("/detokenize", post(llama::detokenize))
         .route("/apply-template", post(llama::apply_template))

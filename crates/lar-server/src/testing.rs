@@ -2,7 +2,8 @@
 //! on `lar_engine::scripted`'s deterministic backend (every greedy answer is `scripted::continuation` of its
 //! prompt, known in advance) and whose embedder sums bytes. No files, no weights.
 //!
-//! Models: `scripted` (chat), `slow` (chat, 20 ms per forward pass), `slowload` (takes 300 ms to load), `embed`.
+//! Models: `scripted` (chat), `slow` (chat, 20 ms per forward pass), `slowload` (takes 300 ms to load), `long`
+//! (chat, loaded with its whole 4 x CTX context by default: room for a grounded prompt), `embed`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -83,6 +84,7 @@ impl Catalog for ScriptedCatalog {
     fn list(&self) -> Result<Vec<ModelEntry>, ApiError> {
         Ok(vec![
             entry("embed", Kind::Embed),
+            entry("long", Kind::Chat),
             entry("scripted", Kind::Chat),
             entry("slow", Kind::Chat),
             entry("slowload", Kind::Chat),
@@ -116,7 +118,12 @@ impl Catalog for ScriptedCatalog {
             });
         }
         // The scripted models' own context is 4 x CTX: a larger ask is capped, as a real model's is.
-        let ctx = opts.ctx.unwrap_or(CTX).min(4 * CTX);
+        let default = if e.name.starts_with("long:") {
+            4 * CTX
+        } else {
+            CTX
+        };
+        let ctx = opts.ctx.unwrap_or(default).min(4 * CTX);
         let mut b = ScriptedBackend::new(N_VOCAB, 4, 4 * ctx / 4);
         if e.name.starts_with("slow:") {
             b.delay = Duration::from_millis(20);

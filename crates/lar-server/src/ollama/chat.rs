@@ -25,6 +25,8 @@ use crate::catalog::LoadOptions;
 use crate::error::{ApiError, ApiResult};
 use crate::generation::Generation;
 use crate::http::JsonBody;
+use crate::kb::Caller;
+use crate::kb::ground::KbModel;
 use crate::manager::Wait;
 use crate::structured::Offer;
 
@@ -142,14 +144,22 @@ fn calls_in(v: &Value, i: usize) -> ApiResult<Vec<ToolCall>> {
         .collect()
 }
 
-pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> Response {
-    match run(st, obj).await {
+pub async fn handle(
+    State(st): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    JsonBody(obj): JsonBody,
+) -> Response {
+    match run(st, caller, obj).await {
         Ok(r) => r,
         Err(e) => err(e).into_response(),
     }
 }
 
-async fn run(st: AppState, obj: serde_json::Map<String, Value>) -> ApiResult<Response> {
+async fn run(
+    st: AppState,
+    caller: Caller,
+    obj: serde_json::Map<String, Value>,
+) -> ApiResult<Response> {
     let started = Instant::now();
     check_fields(&obj, &[FIELDS])?;
     let constraint = crate::structured::ollama_format(obj.get("format"))?;
@@ -169,9 +179,18 @@ async fn run(st: AppState, obj: serde_json::Map<String, Value>) -> ApiResult<Res
     }
     let opts = Options::parse(&obj)?;
     let ka = keep_alive(&obj)?;
-    let msgs = messages(r.messages)?;
+    let mut msgs = messages(r.messages)?;
     let load = LoadOptions { ctx: opts.ctx()? };
-    if msgs.is_empty() {
+    let kb = KbModel::parse(&st, &r.model)?;
+    if kb.is_some() && (tool_spec.is_some() || constraint.is_some()) {
+        let f = if tool_spec.is_some() {
+            "tools"
+        } else {
+            "format"
+        };
+        return Err(ApiError::unsupported(f, "with a knowledge-base model yet"));
+    }
+    if msgs.is_empty() && kb.is_none() {
         let reason = load_or_unload(&st, &r.model, &load, ka).await?;
         return Ok(axum::Json(json!({
             "model": r.model,
@@ -182,7 +201,18 @@ async fn run(st: AppState, obj: serde_json::Map<String, Value>) -> ApiResult<Res
         }))
         .into_response());
     }
-    let lease = Arc::new(st.manager.get(&r.model, &load, ka, Wait::Yes).await?);
+    let chat_model = kb.as_ref().map_or(&r.model, |k| &k.model);
+    let lease = Arc::new(st.manager.get(chat_model, &load, ka, Wait::Yes).await?);
+    let mut constraint = constraint;
+    let mut sources = None;
+    if let Some(k) = &kb {
+        let g = k
+            .ground(&st, &caller, &lease, msgs, opts.answer_tokens())
+            .await?;
+        sources = Some(g.sources_json());
+        constraint = g.forced;
+        msgs = g.messages;
+    }
     let offer = match tool_spec {
         Some(t) => Offer {
             tools: t.tools,
@@ -196,7 +226,12 @@ async fn run(st: AppState, obj: serde_json::Map<String, Value>) -> ApiResult<Res
     let prep = crate::structured::prepare(&lease, msgs, offer).await?;
     let params = opts.params(prep.prompt.len(), lease.model.ctx)?;
     let lines = ChatLines {
-        model: lease.model.entry.name.clone(),
+        model: if kb.is_some() {
+            r.model.clone()
+        } else {
+            lease.model.entry.name.clone()
+        },
+        sources,
         started,
         // The load's time when this request waited for it, as Ollama reports it; nothing once loaded.
         load_secs: if lease.waited_for_load {
@@ -224,6 +259,8 @@ async fn run(st: AppState, obj: serde_json::Map<String, Value>) -> ApiResult<Res
 
 struct ChatLines {
     model: String,
+    /// A knowledge-base model's numbered sources, on the last line.
+    sources: Option<Value>,
     started: Instant,
     load_secs: f64,
     /// When tools were offered: the calls' parser, and the calls found in this line's text.
@@ -287,6 +324,9 @@ impl Lines for ChatLines {
             "done": true,
         });
         final_fields(&mut l, &f.stats, self.started, self.load_secs);
+        if let Some(s) = self.sources.take() {
+            l["sources"] = s;
+        }
         l
     }
 }

@@ -128,6 +128,14 @@ impl Options {
         self.num_ctx.map(|c| count("num_ctx", c, 1)).transpose()
     }
 
+    /// Tokens to keep for an answer when fitting a prompt: `num_predict` when it is positive, else 384.
+    pub fn answer_tokens(&self) -> usize {
+        match self.num_predict {
+            Some(n) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
+            _ => 384,
+        }
+    }
+
     /// The engine's parameters for a prompt of `prompt_len` tokens in a context of `ctx` (the loaded one, or a
     /// smaller `num_ctx`). `num_predict` -1 or -2 (or none) generate until the context is full.
     pub fn params(&self, prompt_len: usize, ctx: usize) -> ApiResult<SamplingParams> {

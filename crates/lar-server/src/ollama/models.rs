@@ -16,6 +16,7 @@ use crate::body::{check_fields, typed};
 use crate::catalog::{Catalog, Kind, ModelEntry};
 use crate::error::{ApiError, ApiResult};
 use crate::http::JsonBody;
+use crate::kb::Caller;
 
 fn details(e: &ModelEntry) -> Value {
     json!({
@@ -51,11 +52,26 @@ async fn blocking<T: Send + 'static>(
         .map_err(err)
 }
 
-pub async fn tags(State(st): State<AppState>) -> ApiResult<Json<Value>> {
+/// The store's models, then the knowledge bases this caller may read as `kb:NAME` models.
+pub async fn tags(
+    State(st): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> ApiResult<Json<Value>> {
     let models = blocking(st.manager.catalog(), |c| c.list()).await?;
-    Ok(Json(
-        json!({"models": models.iter().map(entry_json).collect::<Vec<_>>()}),
-    ))
+    let mut list: Vec<Value> = models.iter().map(entry_json).collect();
+    for c in st.kb.list(&caller).await.map_err(err)? {
+        let name = format!("kb:{}", c.name);
+        list.push(json!({
+            "name": name,
+            "model": name,
+            "modified_at": rfc3339(u64::try_from(c.created).unwrap_or(0), 0),
+            "size": 0,
+            "digest": "",
+            "details": {"parent_model": "", "format": "kb", "family": "kb", "families": ["kb"],
+                        "parameter_size": "", "quantization_level": ""},
+        }));
+    }
+    Ok(Json(json!({ "models": list })))
 }
 
 pub async fn ps(State(st): State<AppState>) -> Json<Value> {

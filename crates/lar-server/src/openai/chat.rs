@@ -25,6 +25,8 @@ use crate::catalog::LoadOptions;
 use crate::error::{ApiError, ApiResult};
 use crate::generation::{Generation, engine, failure};
 use crate::http::{JsonBody, unix_now};
+use crate::kb::Caller;
+use crate::kb::ground::{Grounding, KbModel};
 use crate::manager::Wait;
 use crate::structured::Offer;
 
@@ -190,7 +192,11 @@ pub(crate) fn messages(raw: Vec<Value>) -> ApiResult<Vec<ChatMessage>> {
     Ok(out)
 }
 
-pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiResult<Response> {
+pub async fn handle(
+    State(st): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    JsonBody(obj): JsonBody,
+) -> ApiResult<Response> {
     check_fields(&obj, &[SAMPLING_FIELDS, FIELDS, LATER, DESCRIPTIVE_FIELDS])?;
     refuse(
         &obj,
@@ -208,7 +214,14 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
     let s: Sampling = typed(&obj)?;
     let x: Extra = typed(&obj)?;
     let n = s.n()?;
-    let msgs = messages(x.messages)?;
+    let mut msgs = messages(x.messages)?;
+    let kb = KbModel::parse(&st, &s.model)?;
+    if kb.is_some() && (tool_spec.is_some() || constraint.is_some()) {
+        return Err(ApiError::unsupported(
+            if tool_spec.is_some() { "tools" } else { param },
+            "with a knowledge-base model yet",
+        ));
+    }
     let top = match (x.logprobs.unwrap_or(false), x.top_logprobs) {
         (false, Some(k)) if k > 0 => {
             return Err(ApiError::field(
@@ -223,12 +236,25 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
     if want_logprobs && tool_spec.is_some() {
         return Err(ApiError::unsupported("logprobs", "together with tools yet"));
     }
+    let chat_model = kb.as_ref().map_or(&s.model, |k| &k.model);
     let lease = Arc::new(
         st.manager
-            .get(&s.model, &LoadOptions::default(), None, Wait::No)
+            .get(chat_model, &LoadOptions::default(), None, Wait::No)
             .await?,
     );
     let h = engine(&lease)?.clone();
+    let mut grounding = None;
+    let mut constraint = constraint;
+    if let Some(k) = &kb {
+        let answer = s
+            .max_completion_tokens
+            .or(s.max_tokens)
+            .map_or(384, |m| m.max(1) as usize);
+        let g = k.ground(&st, &caller, &lease, msgs, answer).await?;
+        msgs = g.messages.clone();
+        constraint = g.forced.clone();
+        grounding = Some(g);
+    }
     let offer = match tool_spec {
         Some(t) => Offer {
             tools: t.tools,
@@ -257,10 +283,15 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
     let meta = Meta {
         id: new_id("chatcmpl"),
         created: unix_now(),
-        model: lease.model.entry.name.clone(),
+        model: if kb.is_some() {
+            s.model.clone()
+        } else {
+            lease.model.entry.name.clone()
+        },
         logprobs: want_logprobs,
         tokenizer: h,
         tools: format,
+        sources: grounding.as_ref().map(Grounding::sources_json),
     };
     if s.stream() {
         return Ok(stream_response(meta, gens, s.include_usage()).into_response());
@@ -276,6 +307,12 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
     for (i, c) in done.into_iter().enumerate() {
         let (content, calls) = crate::structured::split_calls(meta.tools, &c.text);
         let mut message = json!({"role": "assistant", "content": content});
+        if let Some(g) = &grounding {
+            let (text, cited, added) = g.cite(&content);
+            message["content"] = json!(text);
+            message["cited"] = json!(cited);
+            message["citations_added"] = json!(added);
+        }
         if !calls.is_empty() {
             message["tool_calls"] = calls.iter().map(super::tools::call_json).collect();
             if content.is_empty() {
@@ -289,7 +326,7 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
             "finish_reason": reason_of(c.finished.reason, calls.len()),
         }));
     }
-    Ok(axum::Json(json!({
+    let mut body = json!({
         "id": meta.id,
         "object": "chat.completion",
         "created": meta.created,
@@ -297,8 +334,11 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
         "system_fingerprint": fingerprint(),
         "choices": choices,
         "usage": usage.json(),
-    }))
-    .into_response())
+    });
+    if let Some(sources) = &meta.sources {
+        body["sources"] = sources.clone();
+    }
+    Ok(axum::Json(body).into_response())
 }
 
 /// What every chunk of a response repeats.
@@ -310,6 +350,8 @@ struct Meta {
     tokenizer: lar_engine::EngineHandle,
     /// The syntax of the model's tool calls, when the request offered tools.
     tools: Option<ToolFormat>,
+    /// A knowledge-base model's numbered sources (on the answer, and on each choice's last chunk).
+    sources: Option<Value>,
 }
 
 /// `tool_calls` when the answer ended in calls.
@@ -347,6 +389,10 @@ fn logprobs(meta: &Meta, tokens: &[TokenEvent]) -> Vec<Value> {
 }
 
 fn chunk(meta: &Meta, choices: Value, usage: Option<Value>, with_usage: bool) -> SseEvent {
+    SseEvent::default().data(chunk_json(meta, choices, usage, with_usage).to_string())
+}
+
+fn chunk_json(meta: &Meta, choices: Value, usage: Option<Value>, with_usage: bool) -> Value {
     let mut c = json!({
         "id": meta.id,
         "object": "chat.completion.chunk",
@@ -358,7 +404,7 @@ fn chunk(meta: &Meta, choices: Value, usage: Option<Value>, with_usage: bool) ->
     if with_usage {
         c["usage"] = usage.unwrap_or(Value::Null);
     }
-    SseEvent::default().data(c.to_string())
+    c
 }
 
 /// The SSE answer: the choices' chunks as they come (merged when `n > 1`), then the usage chunk and `[DONE]`.
@@ -457,12 +503,16 @@ fn choice_stream(
                         None if f.text.is_empty() => json!({}),
                         None => json!({"content": f.text}),
                     };
-                    out.push(chunk(
+                    let mut last = chunk_json(
                         &meta,
                         json!([{"index": index, "delta": delta, "logprobs": null, "finish_reason": reason_of(f.reason, calls)}]),
                         None,
                         with_usage,
-                    ));
+                    );
+                    if let Some(sources) = &meta.sources {
+                        last["sources"] = sources.clone();
+                    }
+                    out.push(SseEvent::default().data(last.to_string()));
                     Some((out, None))
                 }
             }

@@ -1,4 +1,5 @@
-//! `GET /v1/models` and `GET /v1/models/{id}`: every model in the store, as OpenAI lists them.
+//! `GET /v1/models` and `GET /v1/models/{id}`: every model in the store, as OpenAI lists them, then the knowledge
+//! bases this caller may read as `kb:NAME` models (answered by the server's default chat model).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -7,23 +8,37 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::catalog::ModelEntry;
 use crate::error::ApiResult;
+use crate::kb::Caller;
 
 fn model_json(e: &ModelEntry) -> Value {
     json!({"id": e.name, "object": "model", "created": e.modified, "owned_by": "lar"})
 }
 
-pub async fn list(State(st): State<AppState>) -> ApiResult<Json<Value>> {
+fn kb_json(c: &lar_rag::kb::KbConfig) -> Value {
+    json!({"id": format!("kb:{}", c.name), "object": "model", "created": c.created, "owned_by": "lar-kb"})
+}
+
+pub async fn list(
+    State(st): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> ApiResult<Json<Value>> {
     let cat = st.manager.catalog().clone();
     let models = tokio::task::spawn_blocking(move || cat.list())
         .await
         .map_err(crate::error::ApiError::internal)??;
-    Ok(Json(json!({
-        "object": "list",
-        "data": models.iter().map(model_json).collect::<Vec<_>>(),
-    })))
+    let mut data: Vec<Value> = models.iter().map(model_json).collect();
+    data.extend(st.kb.list(&caller).await?.iter().map(kb_json));
+    Ok(Json(json!({"object": "list", "data": data})))
 }
 
-pub async fn one(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn one(
+    State(st): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    if let Some(name) = id.strip_prefix("kb:") {
+        return Ok(Json(kb_json(&st.kb.config(&caller, name).await?)));
+    }
     let cat = st.manager.catalog().clone();
     let e = tokio::task::spawn_blocking(move || cat.entry(&id))
         .await
