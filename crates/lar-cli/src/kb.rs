@@ -50,6 +50,10 @@ pub struct CreateArgs {
     /// `sqlite` (one file under $LAR_HOME/kb) or a `postgres://` URL (pgvector).
     #[arg(long, default_value = "sqlite")]
     pub store: String,
+    /// How full-text search treats words: `auto` (each chunk stemmed in its detected language), a language code
+    /// (en, es, fr, de, it, pt, nl, da, sv, no, fi, ro, hu, tr) or `none` (no stemming).
+    #[arg(long, default_value = "auto")]
+    pub language: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -180,6 +184,7 @@ pub fn main(cmd: Cmd) -> Result<()> {
 
 fn create(a: CreateArgs) -> Result<()> {
     lar_rag::kb::check_name(&a.name)?;
+    let language = lar_rag::lang::Analyzer::parse(&a.language)?;
     // A directory is recorded absolute, so the knowledge base works from any working directory.
     let embedder_name = match std::fs::canonicalize(&a.embedder) {
         Ok(p) if Path::new(&a.embedder).is_dir() => p.display().to_string(),
@@ -187,12 +192,13 @@ fn create(a: CreateArgs) -> Result<()> {
     };
     let e = embedder(&embedder_name, 1)?;
     let dim = lar_types::Embedder::dim(&e);
-    let cfg = registry().create(&a.name, &embedder_name, dim, &a.store)?;
+    let cfg = registry().create(&a.name, &embedder_name, dim, &a.store, language)?;
     eprintln!(
-        "created knowledge base '{}' (embedder {}, {} dimensions, store {})",
+        "created knowledge base '{}' (embedder {}, {} dimensions, language {}, store {})",
         cfg.name,
         cfg.embedder,
         dim,
+        language.name(),
         if cfg.is_postgres() {
             "postgres"
         } else {
@@ -359,7 +365,10 @@ fn without_password(mut cfg: KbConfig) -> KbConfig {
 fn stats(a: NameArgs) -> Result<()> {
     let reg = registry();
     let cfg = reg.get(&a.name)?;
-    let s = reg.open(&cfg)?.stats()?;
+    let store = reg.open(&cfg)?;
+    let s = store.stats()?;
+    let language = store.info().language.name();
+    let seen: Vec<&str> = store.languages().iter().map(|l| l.code()).collect();
     let mut out = std::io::stdout().lock();
     if a.json {
         let by: serde_json::Map<String, serde_json::Value> = s
@@ -370,17 +379,23 @@ fn stats(a: NameArgs) -> Result<()> {
         let v = serde_json::json!({
             "name": cfg.name, "embedder": cfg.embedder, "dim": cfg.dim, "store": if cfg.is_postgres() { "postgres" } else { "sqlite" },
             "files": s.files, "chunks": s.chunks, "by_kind": by, "bytes": s.bytes,
+            "language": language, "languages": seen,
         });
         writeln!(out, "{v}")?;
         return Ok(());
     }
     writeln!(
         out,
-        "{}: {} files, {} chunks, {}",
+        "{}: {} files, {} chunks, {}; language {language}{}",
         cfg.name,
         s.files,
         s.chunks,
-        lar_plan::size::fmt_bytes(s.bytes)
+        lar_plan::size::fmt_bytes(s.bytes),
+        if seen.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", seen.join(", "))
+        }
     )?;
     for (k, n) in s.by_kind {
         writeln!(out, "  {k:<11} {n} chunks")?;

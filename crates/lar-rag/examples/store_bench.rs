@@ -97,6 +97,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         StoreInfo {
             embedder: "bench".into(),
             dim: DIM,
+            language: lar_rag::lang::Analyzer::Auto,
         },
     )?;
     let vocab = vocabulary();

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::ingest::Root;
+use crate::lang::Analyzer;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreInfo};
@@ -74,8 +75,15 @@ impl Registry {
         dir.join("index.sqlite")
     }
 
-    /// Creates a knowledge base and its (empty) store.
-    pub fn create(&self, name: &str, embedder: &str, dim: usize, store: &str) -> Result<KbConfig> {
+    /// Creates a knowledge base and its (empty) store, its full-text side analyzing words as `language` says.
+    pub fn create(
+        &self,
+        name: &str,
+        embedder: &str,
+        dim: usize,
+        store: &str,
+        language: Analyzer,
+    ) -> Result<KbConfig> {
         let dir = self.dir(name)?;
         if dir.join("config.json").exists() {
             return Err(Error::Invalid(format!(
@@ -99,6 +107,7 @@ impl Registry {
         let info = StoreInfo {
             embedder: embedder.to_string(),
             dim,
+            language,
         };
         let made = if cfg.is_postgres() {
             PgStore::create(store, name, info).map(|_| ())

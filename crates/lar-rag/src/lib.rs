@@ -16,6 +16,7 @@ pub mod filter;
 pub mod fold;
 pub mod ingest;
 pub mod kb;
+pub mod lang;
 pub mod search;
 pub mod store;
 pub mod time;

@@ -2,6 +2,8 @@
 //! similarity of the embedder's vectors) each rank candidates, and reciprocal rank fusion (Cormack et al. 2009:
 //! `sum 1 / (60 + rank)`) merges the two lists, so a chunk that both find comes first and either side alone can still
 //! surface what the other misses (an exact product code; a paraphrase). Filters apply on both sides, inside the store.
+//! Then each further chunk of a file already ranked counts for a little less (`same_file_decay`), so the many
+//! chunks of one long document do not take every place from the short one that answers.
 
 use lar_types::Embedder;
 use serde::Serialize;
@@ -19,6 +21,8 @@ pub struct SearchOptions {
     pub candidates: usize,
     /// RRF's rank constant.
     pub rrf_k: f32,
+    /// The fused score of a file's n-th chunk in the ranking is multiplied by this to the power n-1 (1: no change).
+    pub same_file_decay: f32,
 }
 
 impl Default for SearchOptions {
@@ -28,6 +32,7 @@ impl Default for SearchOptions {
             filter: Filter::default(),
             candidates: 50,
             rrf_k: 60.0,
+            same_file_decay: 0.5,
         }
     }
 }
@@ -122,13 +127,40 @@ pub fn search(
         }
     }
     fused.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
-    fused.truncate(opts.k);
-    let ids: Vec<i64> = fused.iter().map(|f| f.id).collect();
+    // Diversity: the chunks of the fused list are read (for their files), then picked greedily by their score
+    // damped for every chunk of the same file picked before.
+    let pool: Vec<i64> = fused.iter().map(|f| f.id).collect();
     let mut chunks: std::collections::HashMap<i64, Chunk> = store
-        .chunks(&ids)?
+        .chunks(&pool)?
         .into_iter()
         .map(|c| (c.id, c.chunk))
         .collect();
+    let mut picked: Vec<Fused> = Vec::with_capacity(opts.k);
+    let mut per_file: std::collections::HashMap<String, i32> = std::collections::HashMap::new();
+    while picked.len() < opts.k && !fused.is_empty() {
+        let damped = |f: &Fused| {
+            let n = chunks
+                .get(&f.id)
+                .and_then(|c| per_file.get(&c.path))
+                .copied()
+                .unwrap_or(0);
+            f.score * opts.same_file_decay.powi(n)
+        };
+        let best = (0..fused.len())
+            .max_by(|&a, &b| {
+                damped(&fused[a])
+                    .total_cmp(&damped(&fused[b]))
+                    .then(b.cmp(&a))
+            })
+            .unwrap_or(0);
+        let mut f = fused.remove(best);
+        f.score = damped(&f);
+        if let Some(c) = chunks.get(&f.id) {
+            *per_file.entry(c.path.clone()).or_default() += 1;
+        }
+        picked.push(f);
+    }
+    let fused = picked;
     Ok(fused
         .into_iter()
         .filter_map(|f| {

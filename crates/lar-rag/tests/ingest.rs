@@ -49,6 +49,7 @@ fn store(dir: &Path) -> SqliteStore {
         StoreInfo {
             embedder: "hashed".into(),
             dim: 64,
+            language: lar_rag::lang::Analyzer::Auto,
         },
     )
     .unwrap()

@@ -8,68 +8,12 @@ use std::collections::{HashMap, HashSet};
 
 use lar_rag::fold;
 use lar_rag::store::postgres::PgStore;
-use lar_rag::store::{FileEntry, Filter, Ranked, Store, StoreInfo};
-use lar_rag::{Chunk, Error, Location, Meta, SourceKind};
+use lar_rag::store::{Filter, Ranked, Store, StoreInfo};
+use lar_rag::{Chunk, Error, Location, SourceKind};
 
-const DIM: usize = 16;
+mod pg;
 
-fn server() -> Option<String> {
-    match std::env::var("LAR_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            if std::env::var("LAR_REQUIRE_POSTGRES").as_deref() == Ok("1") {
-                panic!(
-                    "LAR_REQUIRE_POSTGRES=1 but LAR_TEST_POSTGRES_URL is not set (scripts/postgres.sh start)"
-                );
-            }
-            // Straight to stderr (test capture would hide eprintln!), once per run.
-            static SAID: std::sync::Once = std::sync::Once::new();
-            SAID.call_once(|| {
-                use std::io::Write;
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "\n*** lar-rag postgres tests SKIPPED: LAR_TEST_POSTGRES_URL not set \
-                     (scripts/test.sh starts a server) ***\n"
-                );
-            });
-            None
-        }
-    }
-}
-
-/// A knowledge base name unique to this test and process, dropped (with whatever it holds) when the test ends.
-struct Kb {
-    url: String,
-    name: String,
-}
-
-impl Kb {
-    fn new(url: &str, test: &str) -> Kb {
-        let name = format!("t{}_{test}", std::process::id());
-        let _ = PgStore::drop_kb(url, &name); // a leftover of a killed run with the same pid
-        Kb {
-            url: url.to_string(),
-            name,
-        }
-    }
-
-    fn create(&self) -> PgStore {
-        PgStore::create(&self.url, &self.name, info()).expect("create")
-    }
-}
-
-impl Drop for Kb {
-    fn drop(&mut self) {
-        let _ = PgStore::drop_kb(&self.url, &self.name);
-    }
-}
-
-fn info() -> StoreInfo {
-    StoreInfo {
-        embedder: "test-embedder".into(),
-        dim: DIM,
-    }
-}
+use pg::*;
 
 /// xorshift64*: reproducible test data without a dependency.
 struct Rng(u64);
@@ -96,30 +40,6 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
     let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
     dot / (na * nb)
-}
-
-fn chunk(path: &str, kind: SourceKind, ord: u32, text: &str) -> Chunk {
-    Chunk {
-        path: path.into(),
-        kind,
-        title: None,
-        date: None,
-        sender: None,
-        meta: Meta::new(),
-        loc: Location::default(),
-        ord,
-        text: text.into(),
-    }
-}
-
-fn entry(path: &str, chunks: usize) -> FileEntry {
-    FileEntry {
-        path: path.into(),
-        sha256: format!("{:064x}", chunks),
-        size: 100 + chunks as u64,
-        mtime: 1_700_000_000,
-        chunks: chunks as u64,
-    }
 }
 
 fn put(store: &mut PgStore, path: &str, chunks: &[Chunk], rng: &mut Rng) -> Vec<Vec<f32>> {
@@ -155,10 +75,12 @@ fn create_open_and_info_mismatch() {
         StoreInfo {
             embedder: "test-embedder".into(),
             dim: DIM + 1,
+            language: lar_rag::lang::Analyzer::Auto,
         },
         StoreInfo {
             embedder: "another".into(),
             dim: DIM,
+            language: lar_rag::lang::Analyzer::Auto,
         },
     ] {
         let err = PgStore::create(&url, &kb.name, other)
@@ -184,7 +106,8 @@ fn create_open_and_info_mismatch() {
             "t_zero_dim",
             StoreInfo {
                 embedder: "e".into(),
-                dim: 0
+                dim: 0,
+                language: lar_rag::lang::Analyzer::Auto,
             }
         ),
         Err(Error::Invalid(_))

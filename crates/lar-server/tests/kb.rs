@@ -41,7 +41,13 @@ fn make_kb(
 ) {
     let reg = Registry::new(root);
     let cfg = reg
-        .create(name, embedder_name, embedder.dim(), "sqlite")
+        .create(
+            name,
+            embedder_name,
+            embedder.dim(),
+            "sqlite",
+            lar_rag::lang::Analyzer::Auto,
+        )
         .unwrap();
     let mut store = reg.open(&cfg).unwrap();
     let roots = [Root {

@@ -5,6 +5,7 @@
 //! (reproducible pseudo-random data).
 
 pub mod corpus;
+pub mod corpus_es;
 pub mod fixtures;
 pub mod models;
 pub mod rng;

@@ -8,6 +8,7 @@ pub mod sqlite;
 
 use serde::{Deserialize, Serialize};
 
+use crate::lang::Analyzer;
 use crate::{Chunk, Result, SourceKind};
 
 /// What a store knows about one ingested file.
@@ -24,11 +25,14 @@ pub struct FileEntry {
     pub chunks: u64,
 }
 
-/// Settings a store is created with and checks on open: the embedder's name and vector length.
+/// Settings a store is created with and checks on open: the embedder's name and vector length, and how its
+/// full-text side treats words (stores made before stemming read back as [`Analyzer::Plain`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreInfo {
     pub embedder: String,
     pub dim: usize,
+    #[serde(default)]
+    pub language: Analyzer,
 }
 
 /// Restricts a search. Empty fields do not restrict.
@@ -99,11 +103,14 @@ pub trait Store: Send {
     fn put_file(&mut self, file: &FileEntry, chunks: &[Chunk], vectors: &[Vec<f32>]) -> Result<()>;
     /// Drops a file and its chunks (no error if absent).
     fn remove_file(&mut self, path: &str) -> Result<()>;
-    /// Best `k` chunks by BM25 for the folded query `terms` (any term may match), best first.
+    /// Best `k` chunks by BM25 for the folded query `terms` (any term may match, or its stem in the store's
+    /// languages), best first.
     fn text_search(&self, terms: &[String], k: usize, filter: &Filter) -> Result<Vec<Ranked>>;
     /// Nearest `k` chunks to `vector` by cosine similarity, best first.
     fn vector_search(&self, vector: &[f32], k: usize, filter: &Filter) -> Result<Vec<Ranked>>;
     /// The chunks with these ids, in the order given (unknown ids are left out).
     fn chunks(&self, ids: &[i64]) -> Result<Vec<StoredChunk>>;
     fn stats(&self) -> Result<Stats>;
+    /// The languages its chunks were stemmed in.
+    fn languages(&self) -> Vec<crate::lang::Lang>;
 }

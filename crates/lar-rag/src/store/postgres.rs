@@ -22,6 +22,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 
 use super::{FileEntry, Filter, Ranked, Stats, Store, StoreInfo, StoredChunk};
+use crate::lang::{Analyzer, Lang};
 use crate::{Chunk, Error, Location, Meta, Result, SourceKind, fold};
 
 /// Version of the schema below, recorded in `info` and checked on open.
@@ -43,6 +44,8 @@ pub struct PgStore {
     /// `lar_<kb>`: checked to be `[a-z0-9_]` only, so it is written into SQL as is.
     schema: String,
     info: StoreInfo,
+    /// The languages chunks were stemmed in (the info row's `languages`).
+    langs: Vec<Lang>,
 }
 
 impl PgStore {
@@ -84,30 +87,42 @@ impl PgStore {
             for ddl in schema_ddl(&schema, info.dim) {
                 sqlx::query(AssertSqlSafe(ddl)).execute(&mut *tx).await?;
             }
-            let sql =
-                format!("INSERT INTO {schema}.info (version, embedder, dim) VALUES ($1, $2, $3)");
+            let sql = format!(
+                "INSERT INTO {schema}.info (version, embedder, dim, language) VALUES ($1, $2, $3, $4)"
+            );
             sqlx::query(AssertSqlSafe(sql))
                 .bind(SCHEMA_VERSION)
                 .bind(&info.embedder)
                 .bind(dim_i32(info.dim)?)
+                .bind(info.language.name())
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
             Ok(None)
         })?;
-        if let Some(stored) = stored
-            && stored != info
-        {
-            return Err(Error::Invalid(format!(
-                "knowledge base '{kb}' exists with embedder {} ({} dimensions), not {} ({} dimensions)",
-                stored.embedder, stored.dim, info.embedder, info.dim
-            )));
+        let mut langs = Vec::new();
+        if let Some((stored, seen)) = stored {
+            if stored.embedder != info.embedder || stored.dim != info.dim {
+                return Err(Error::Invalid(format!(
+                    "knowledge base '{kb}' exists with embedder {} ({} dimensions), not {} ({} dimensions)",
+                    stored.embedder, stored.dim, info.embedder, info.dim
+                )));
+            }
+            if stored.language != info.language {
+                return Err(Error::Invalid(format!(
+                    "knowledge base '{kb}' exists with language {}, not {}",
+                    stored.language.name(),
+                    info.language.name()
+                )));
+            }
+            langs = seen;
         }
         Ok(PgStore {
             rt,
             pool,
             schema,
             info,
+            langs,
         })
     }
 
@@ -119,12 +134,13 @@ impl PgStore {
             let mut conn = pool.acquire().await?;
             read_info(&mut conn, kb, &schema).await
         })?;
-        let info = info.ok_or_else(|| Error::NotFound(kb.to_string()))?;
+        let (info, langs) = info.ok_or_else(|| Error::NotFound(kb.to_string()))?;
         Ok(PgStore {
             rt,
             pool,
             schema,
             info,
+            langs,
         })
     }
 
@@ -182,6 +198,10 @@ impl Store for PgStore {
         &self.info
     }
 
+    fn languages(&self) -> Vec<Lang> {
+        self.langs.clone()
+    }
+
     fn files(&self) -> Result<Vec<FileEntry>> {
         let sql = format!(
             "SELECT path, sha256, size, mtime, chunks FROM {}.files ORDER BY path",
@@ -219,8 +239,16 @@ impl Store for PgStore {
             .map_err(|_| Error::Invalid(format!("{}: size too large", file.path)))?;
         let n =
             i64::try_from(chunks.len()).map_err(|_| Error::Invalid("too many chunks".into()))?;
-        let rows = ChunkColumns::new(chunks, vectors)?;
+        let mut langs = self.langs.clone();
+        let rows = ChunkColumns::new(chunks, vectors, self.info.language, &mut langs)?;
         let s = &self.schema;
+        let codes: Vec<&str> = langs.iter().map(|l| l.code()).collect();
+        let new_langs = (langs != self.langs).then(|| {
+            (
+                format!("UPDATE {s}.info SET languages = $1"),
+                codes.join(","),
+            )
+        });
         let upsert = format!(
             "INSERT INTO {s}.files (path, sha256, size, mtime, chunks) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (path) DO UPDATE SET sha256 = EXCLUDED.sha256, size = EXCLUDED.size, \
@@ -275,9 +303,17 @@ impl Store for PgStore {
                     .execute(&mut *tx)
                     .await?;
             }
+            if let Some((sql, codes)) = new_langs {
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(codes)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
-            Ok(())
-        })
+            Ok::<_, Error>(())
+        })?;
+        self.langs = langs;
+        Ok(())
     }
 
     fn remove_file(&mut self, path: &str) -> Result<()> {
@@ -292,6 +328,7 @@ impl Store for PgStore {
     }
 
     fn text_search(&self, terms: &[String], k: usize, filter: &Filter) -> Result<Vec<Ranked>> {
+        let terms = self.info.language.query(terms, &self.langs);
         // Re-folding keeps only letters and digits, whatever the caller passed: nothing in the query string is
         // tsquery syntax but the `|` put here.
         let mut words: Vec<String> = terms.iter().flat_map(|t| fold::terms(t)).collect();
@@ -428,7 +465,8 @@ fn schema_ddl(s: &str, dim: usize) -> Vec<String> {
         format!("CREATE SCHEMA {s}"),
         format!(
             "CREATE TABLE {s}.info (one bool PRIMARY KEY DEFAULT true CHECK (one), version int4 NOT NULL, \
-             embedder text NOT NULL, dim int4 NOT NULL)"
+             embedder text NOT NULL, dim int4 NOT NULL, language text NOT NULL DEFAULT 'none', \
+             languages text NOT NULL DEFAULT '')"
         ),
         format!(
             "CREATE TABLE {s}.files (path text PRIMARY KEY, sha256 text NOT NULL, size int8 NOT NULL, \
@@ -497,7 +535,13 @@ pub fn redact(url: &str) -> String {
 }
 
 /// The stored settings of knowledge base `kb`, or `None` if its schema does not exist.
-async fn read_info(conn: &mut PgConnection, kb: &str, schema: &str) -> Result<Option<StoreInfo>> {
+/// The info row: what the knowledge base was made with, and the languages its chunks were stemmed in. Knowledge
+/// bases made before stemming have no language columns: they read as unstemmed.
+async fn read_info(
+    conn: &mut PgConnection,
+    kb: &str,
+    schema: &str,
+) -> Result<Option<(StoreInfo, Vec<Lang>)>> {
     if !has_info_table(conn, schema).await? {
         let has_schema: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
@@ -511,11 +555,14 @@ async fn read_info(conn: &mut PgConnection, kb: &str, schema: &str) -> Result<Op
         }
         return Ok(None);
     }
-    let sql = format!("SELECT version, embedder, dim FROM {schema}.info");
-    let row: Option<(i32, String, i32)> = sqlx::query_as(AssertSqlSafe(sql))
+    let sql = format!(
+        "SELECT version, embedder, dim, to_jsonb(i)->>'language', to_jsonb(i)->>'languages' FROM {schema}.info i"
+    );
+    type Row = (i32, String, i32, Option<String>, Option<String>);
+    let row: Option<Row> = sqlx::query_as(AssertSqlSafe(sql))
         .fetch_optional(&mut *conn)
         .await?;
-    let Some((version, embedder, dim)) = row else {
+    let Some((version, embedder, dim, language, languages)) = row else {
         return Err(Error::Store(format!(
             "knowledge base '{kb}': its info row is missing"
         )));
@@ -527,7 +574,25 @@ async fn read_info(conn: &mut PgConnection, kb: &str, schema: &str) -> Result<Op
     }
     let dim = usize::try_from(dim)
         .map_err(|_| Error::Store(format!("knowledge base '{kb}': bad dim {dim}")))?;
-    Ok(Some(StoreInfo { embedder, dim }))
+    let language = match language {
+        None => Analyzer::Plain,
+        Some(l) => {
+            Analyzer::parse(&l).map_err(|e| Error::Store(format!("knowledge base '{kb}': {e}")))?
+        }
+    };
+    let langs = languages
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(Lang::parse)
+        .collect();
+    Ok(Some((
+        StoreInfo {
+            embedder,
+            dim,
+            language,
+        },
+        langs,
+    )))
 }
 
 /// Whether `schema` has the `info` table of a knowledge base.
@@ -749,7 +814,13 @@ struct ChunkColumns {
 }
 
 impl ChunkColumns {
-    fn new(chunks: &[Chunk], vectors: &[Vec<f32>]) -> Result<Self> {
+    /// The columns of `chunks`, their words analyzed by `language`; the languages stemmed in are added to `langs`.
+    fn new(
+        chunks: &[Chunk],
+        vectors: &[Vec<f32>],
+        language: Analyzer,
+        langs: &mut Vec<Lang>,
+    ) -> Result<Self> {
         let opt = |s: &Option<String>| s.as_deref().map(pg_text);
         let mut c = ChunkColumns::default();
         for (ch, v) in chunks.iter().zip(vectors) {
@@ -760,8 +831,12 @@ impl ChunkColumns {
                 .collect();
             let meta = serde_json::to_string(&meta)
                 .map_err(|e| Error::Invalid(format!("chunk metadata: {e}")))?;
-            let mut words = fold::terms(ch.title.as_deref().unwrap_or_default());
-            words.extend(fold::terms(&ch.text));
+            let (title, body, lang) =
+                language.index(ch.title.as_deref().unwrap_or_default(), &ch.text);
+            if let Some(l) = lang.filter(|l| !langs.contains(l)) {
+                langs.push(l);
+            }
+            let words = [title, body];
             c.path.push(pg_text(&ch.path));
             c.kind.push(ch.kind.as_str().to_string());
             c.title.push(opt(&ch.title));

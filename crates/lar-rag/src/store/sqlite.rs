@@ -1,9 +1,10 @@
 //! The default store: one SQLite file per knowledge base (WAL), FTS5 for BM25 and sqlite-vec for vectors.
 //!
 //! Schema (version [`SCHEMA_VERSION`], kept in `PRAGMA user_version`; `PRAGMA application_id` marks the file as a Lar
-//! knowledge base): `info` (embedder, dim, schema version), `files` (one row per ingested file), `chunks` (text and
-//! metadata, id = the chunk id the other tables are keyed by), `fts` (contentless FTS5 over the folded title and
-//! text) and `vec` (a sqlite-vec `vec0` table of unit vectors compared by L2 distance, i.e. by cosine). A file's rows in all of them change
+//! knowledge base): `info` (embedder, dim, schema version, the full-text language and the languages seen; a file
+//! without the last two is read as unstemmed), `files` (one row per ingested file), `chunks` (text and
+//! metadata, id = the chunk id the other tables are keyed by), `fts` (contentless FTS5 over the folded, stemmed
+//! title and text, see [`crate::lang`]) and `vec` (a sqlite-vec `vec0` table of unit vectors compared by L2 distance, i.e. by cosine). A file's rows in all of them change
 //! in one transaction, so a killed ingest leaves every file fully old or fully new.
 
 mod search;
@@ -18,7 +19,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::{FileEntry, Filter, Ranked, Stats, StoreInfo, StoredChunk};
-use crate::fold::fold;
+use crate::lang::{Analyzer, Lang};
 use crate::{Chunk, Error, Location, Meta, Result, SourceKind};
 
 /// Version of the schema this build writes and reads.
@@ -35,6 +36,8 @@ pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
     info: StoreInfo,
+    /// The languages chunks were stemmed in (the `languages` info row).
+    langs: Vec<Lang>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -180,12 +183,14 @@ impl SqliteStore {
             put.execute(params!["schema_version", SCHEMA_VERSION.to_string()])?;
             put.execute(params!["embedder", info.embedder])?;
             put.execute(params!["dim", info.dim.to_string()])?;
+            put.execute(params!["language", info.language.name()])?;
         }
         tx.commit()?;
         Ok(SqliteStore {
             conn,
             path: path.to_path_buf(),
             info: info.clone(),
+            langs: Vec::new(),
         })
     }
 
@@ -230,10 +235,30 @@ impl SqliteStore {
                     format!("invalid vector length '{dim_text}' in the info table"),
                 )
             })?;
+        let optional = |key: &str| -> Result<Option<String>> {
+            Ok(conn
+                .query_row("SELECT value FROM info WHERE key = ?1", [key], |r| r.get(0))
+                .optional()?)
+        };
+        // Knowledge bases made before stemming have no language: folded words only, as they were indexed.
+        let language = match optional("language")? {
+            None => Analyzer::Plain,
+            Some(l) => Analyzer::parse(&l).map_err(|e| store_err(path, e.to_string()))?,
+        };
+        let langs = optional("languages")?
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(Lang::parse)
+            .collect();
         Ok(SqliteStore {
             conn,
             path: path.to_path_buf(),
-            info: StoreInfo { embedder, dim },
+            info: StoreInfo {
+                embedder,
+                dim,
+                language,
+            },
+            langs,
         })
     }
 
@@ -397,6 +422,7 @@ impl super::Store for SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         Self::delete_chunks(&tx, &file.path)?;
+        let mut langs = self.langs.clone();
         tx.prepare_cached(
             "INSERT INTO files(path, sha256, size, mtime, chunks) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(path) DO UPDATE SET sha256 = excluded.sha256, size = excluded.size,
@@ -413,6 +439,13 @@ impl super::Store for SqliteStore {
             let mut ins_vec =
                 tx.prepare_cached("INSERT INTO vec(id, embedding) VALUES (?1, ?2)")?;
             for (c, v) in chunks.iter().zip(vectors) {
+                let (title, body, lang) = self
+                    .info
+                    .language
+                    .index(c.title.as_deref().unwrap_or_default(), &c.text);
+                if let Some(l) = lang.filter(|l| !langs.contains(l)) {
+                    langs.push(l);
+                }
                 let meta =
                     serde_json::to_string(&c.meta).map_err(|e| Error::Invalid(e.to_string()))?;
                 let loc =
@@ -429,12 +462,17 @@ impl super::Store for SqliteStore {
                     c.text
                 ])?;
                 let id = tx.last_insert_rowid();
-                let title = c.title.as_deref().map(fold).unwrap_or_default();
-                ins_fts.execute(params![id, title, fold(&c.text)])?;
+                ins_fts.execute(params![id, title, body])?;
                 ins_vec.execute(params![id, vector_blob(v)])?;
             }
         }
+        if langs != self.langs {
+            let codes: Vec<&str> = langs.iter().map(|l| l.code()).collect();
+            tx.prepare_cached("INSERT OR REPLACE INTO info(key, value) VALUES ('languages', ?1)")?
+                .execute([codes.join(",")])?;
+        }
         tx.commit()?;
+        self.langs = langs;
         Ok(())
     }
 
@@ -450,7 +488,12 @@ impl super::Store for SqliteStore {
     }
 
     fn text_search(&self, terms: &[String], k: usize, filter: &Filter) -> Result<Vec<Ranked>> {
-        search::text(&self.conn, terms, k, filter)
+        let terms = self.info.language.query(terms, &self.langs);
+        search::text(&self.conn, &terms, k, filter)
+    }
+
+    fn languages(&self) -> Vec<Lang> {
+        self.langs.clone()
     }
 
     fn vector_search(&self, vector: &[f32], k: usize, filter: &Filter) -> Result<Vec<Ranked>> {
