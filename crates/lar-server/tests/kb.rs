@@ -604,3 +604,130 @@ async fn real_models_ground_answers_and_say_when_they_do_not_know() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn knowledge_base_tools_are_checked_before_anything_runs() {
+    let t = kb_app(Some(scripted_kbs("agent")), Some("long"));
+    let ask = |tools: Value, extra: Value| {
+        let mut b = json!({"model": "long", "messages": [{"role": "user", "content": "w5"}], "tools": tools});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    let kb = |n: &str| json!([{"type": "knowledge_base", "knowledge_base": n}]);
+    for (key, body, status, says) in [
+        (
+            KEY_MAIL,
+            ask(kb("notes"), json!({})),
+            404,
+            "no knowledge base 'notes'",
+        ),
+        (
+            KEY_ALL,
+            ask(kb("../x"), json!({})),
+            400,
+            "invalid knowledge base name",
+        ),
+        (
+            KEY_ALL,
+            ask(json!([{"type": "knowledge_base"}]), json!({})),
+            400,
+            "must name a knowledge base",
+        ),
+        (
+            KEY_ALL,
+            ask(
+                json!([{"type": "knowledge_base", "knowledge_base": "notes", "k": 3}]),
+                json!({}),
+            ),
+            400,
+            "unknown field 'k'",
+        ),
+        (
+            KEY_ALL,
+            ask(kb("notes"), json!({"stream": true})),
+            400,
+            "stream",
+        ),
+        (KEY_ALL, ask(kb("notes"), json!({"n": 2})), 400, "'n'"),
+        (
+            KEY_ALL,
+            ask(kb("notes"), json!({"model": "kb:notes"})),
+            400,
+            "knowledge-base model",
+        ),
+        (
+            KEY_ALL,
+            ask(
+                json!([{"type": "knowledge_base", "knowledge_base": "notes"},
+                       {"type": "function", "function": {"name": "search_knowledge_base", "parameters": {"type": "object"}}}]),
+                json!({}),
+            ),
+            400,
+            "name your function otherwise",
+        ),
+    ] {
+        let a = call(
+            &t,
+            Some(key),
+            "POST",
+            "/v1/chat/completions",
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(a.status, status, "{body}: {}", a.text());
+        assert!(a.text().contains(says), "{body}: {}", a.text());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_model_searches_its_knowledge_base_and_answers_from_it() {
+    let (st, dir) = real_app();
+    let router = lar_server::app(st);
+    let body = json!({
+        "model": "qwen2.5-coder",
+        "messages": [{"role": "user", "content": "How much is my monthly rent?"}],
+        "tools": [{"type": "knowledge_base", "knowledge_base": "home"}],
+        "tool_choice": {"type": "function", "function": {"name": "search_knowledge_base"}},
+        "temperature": 0,
+        "max_tokens": 80,
+    });
+    let a = post_json(&router, "/v1/chat/completions", &body).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let v = a.json();
+    let searches = v["knowledge_base_searches"].as_array().unwrap();
+    assert!(
+        !searches.is_empty() && searches[0]["knowledge_base"] == "home",
+        "{v}"
+    );
+    assert!(
+        searches[0]["query"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("rent"),
+        "{v}"
+    );
+    let sources = v["sources"].as_array().unwrap();
+    assert!(
+        sources
+            .iter()
+            .any(|s| s["path"].as_str().unwrap().ends_with("lease.pdf")),
+        "{v}"
+    );
+    let n: Vec<u64> = sources.iter().map(|s| s["n"].as_u64().unwrap()).collect();
+    assert_eq!(
+        n,
+        (1..=sources.len() as u64).collect::<Vec<_>>(),
+        "numbered across searches"
+    );
+    let content = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(content.contains("1,250") || content.contains("1250"), "{v}");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert!(
+        v["usage"]["prompt_tokens"].as_u64().unwrap() > 100,
+        "every round counts: {v}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -486,6 +486,14 @@ def knowledge_base_as_a_model_and_a_search_route():
     assert strip(got) == strip(want), (got, want)
     assert all(abs(a["score"] - b["score"]) < 1e-5 for a, b in zip(got, want))
     assert got[0]["path"].endswith("calendar.ics"), got[0]
+    # The knowledge base as a tool the server runs for the model (an agent loop).
+    a = oai.chat.completions.create(
+        model=tool_model, messages=q, temperature=0, max_tokens=80,
+        tools=[{"type": "knowledge_base", "knowledge_base": "home"}],
+        tool_choice={"type": "function", "function": {"name": "search_knowledge_base"}})
+    assert a.model_extra["knowledge_base_searches"][0]["knowledge_base"] == "home", a
+    assert any(s["path"].endswith("lease.pdf") for s in a.model_extra["sources"]), a
+    assert "1,250" in a.choices[0].message.content or "1250" in a.choices[0].message.content, a
 
 
 for fn in checks:

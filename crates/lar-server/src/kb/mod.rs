@@ -1,6 +1,7 @@
 //! Knowledge bases through the API: `GET /v1/kb` (the ones this caller may read), `POST /v1/kb/{name}/search`
-//! (the hybrid search of `lar kb search --json`, the same hits), and, in [`ground`], `kb:NAME` and `kb:NAME@MODEL`
-//! as chat model names that answer from the knowledge base with numbered sources.
+//! (the hybrid search of `lar kb search --json`, the same hits), in [`ground`], `kb:NAME` and `kb:NAME@MODEL`
+//! as chat model names that answer from the knowledge base with numbered sources, and in [`agent`], a knowledge
+//! base offered to the model as a search tool in a loop the server runs.
 //!
 //! Who may read what follows the API key: `--kb-access KEY=NAME,NAME` limits a key to those knowledge bases; a key
 //! not named there (or no key, on a server without keys) reads every one. A knowledge base a caller may not read is
@@ -9,6 +10,7 @@
 //! `/v1/embeddings` and unloads when idle; a directory is opened once and kept) and runs the blocking store calls
 //! off the async threads.
 
+pub mod agent;
 pub mod ground;
 
 use std::collections::HashMap;

@@ -195,9 +195,10 @@ pub(crate) fn messages(raw: Vec<Value>) -> ApiResult<Vec<ChatMessage>> {
 pub async fn handle(
     State(st): State<AppState>,
     axum::Extension(caller): axum::Extension<Caller>,
-    JsonBody(obj): JsonBody,
+    JsonBody(mut obj): JsonBody,
 ) -> ApiResult<Response> {
     check_fields(&obj, &[SAMPLING_FIELDS, FIELDS, LATER, DESCRIPTIVE_FIELDS])?;
+    let kb_tools = crate::kb::agent::take(&mut obj)?;
     refuse(
         &obj,
         LATER,
@@ -216,6 +217,27 @@ pub async fn handle(
     let n = s.n()?;
     let mut msgs = messages(x.messages)?;
     let kb = KbModel::parse(&st, &s.model)?;
+    if !kb_tools.is_empty() {
+        let refuse = |what: &str, why: &str| Err(ApiError::unsupported(what, why));
+        if kb.is_some() {
+            return refuse(
+                "tools",
+                "as knowledge-base tools with a knowledge-base model (use one or the other)",
+            );
+        }
+        if s.stream() {
+            return refuse(
+                "stream",
+                "with knowledge-base tools yet (the server runs the searches first)",
+            );
+        }
+        if n > 1 {
+            return refuse("n", "above 1 with knowledge-base tools yet");
+        }
+        if x.logprobs.unwrap_or(false) {
+            return refuse("logprobs", "with knowledge-base tools yet");
+        }
+    }
     if kb.is_some() && (tool_spec.is_some() || constraint.is_some()) {
         return Err(ApiError::unsupported(
             if tool_spec.is_some() { "tools" } else { param },
@@ -243,6 +265,13 @@ pub async fn handle(
             .await?,
     );
     let h = engine(&lease)?.clone();
+    if !kb_tools.is_empty()
+        && let Some(spec) = tool_spec
+    {
+        let model = lease.model.entry.name.clone();
+        return crate::kb::agent::respond(&st, &caller, &lease, &s, msgs, spec, &kb_tools, model)
+            .await;
+    }
     let mut grounding = None;
     let mut constraint = constraint;
     if let Some(k) = &kb {
