@@ -48,6 +48,17 @@ impl ModelInfo {
         tools: &[Tool],
         template: Option<&str>,
     ) -> Result<String> {
+        self.chat_text_thinking(messages, tools, template, None)
+    }
+
+    /// [`ModelInfo::chat_text`] with the template's `enable_thinking` set (reasoning models' templates read it).
+    pub fn chat_text_thinking(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[Tool],
+        template: Option<&str>,
+        thinking: Option<bool>,
+    ) -> Result<String> {
         let spec = template
             .or(self.template.as_deref())
             .ok_or(Error::NoTemplate)?;
@@ -55,7 +66,7 @@ impl ModelInfo {
         let tok = &self.tokenizer;
         let tok_text = |id: Option<u32>| id.map(|i| tok.decode(&[i], true)).unwrap_or_default();
         let (bos, eos) = (tok_text(tok.vocab.bos), tok_text(tok.vocab.eos));
-        Ok(t.render_with_tools(messages, tools, true, &bos, &eos)?)
+        Ok(t.render_with_tools(messages, tools, true, &bos, &eos, thinking)?)
     }
 
     /// [`ModelInfo::chat_tokens`] with the tools the model may call, rendered by the template.
@@ -65,7 +76,31 @@ impl ModelInfo {
         tools: &[Tool],
         template: Option<&str>,
     ) -> Result<Vec<u32>> {
-        let text = self.chat_text(messages, tools, template)?;
+        self.chat_prompt(messages, tools, template, None)
+    }
+
+    /// The prompt tokens of [`ModelInfo::chat_text_thinking`].
+    pub fn chat_prompt(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[Tool],
+        template: Option<&str>,
+        thinking: Option<bool>,
+    ) -> Result<Vec<u32>> {
+        Ok(self
+            .chat_prompt_text(messages, tools, template, thinking)?
+            .1)
+    }
+
+    /// [`ModelInfo::chat_prompt`] with the text it tokenized.
+    pub fn chat_prompt_text(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[Tool],
+        template: Option<&str>,
+        thinking: Option<bool>,
+    ) -> Result<(String, Vec<u32>)> {
+        let text = self.chat_text_thinking(messages, tools, template, thinking)?;
         let tok = &self.tokenizer;
         let mut ids = tok.encode(&text, false, true);
         if let Some(b) = tok.vocab.bos
@@ -74,7 +109,7 @@ impl ModelInfo {
         {
             ids.insert(0, b);
         }
-        Ok(ids)
+        Ok((text, ids))
     }
 
     /// [`ModelInfo::chat_tokens`] for a conversation that may have outgrown the context: drops the oldest messages

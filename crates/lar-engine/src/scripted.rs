@@ -169,11 +169,20 @@ impl Backend for ScriptedBackend {
     }
 }
 
-/// An engine on `backend` with `cfg`, running on its own thread.
+/// An engine on `backend` with `cfg`, running on its own thread (chat template: ChatML).
 pub fn start(backend: ScriptedBackend, cfg: CoreConfig) -> Result<EngineHandle> {
+    start_with_template(backend, cfg, "chatml")
+}
+
+/// [`start`] with another chat template (a built-in name or Jinja source).
+pub fn start_with_template(
+    backend: ScriptedBackend,
+    cfg: CoreConfig,
+    template: &str,
+) -> Result<EngineHandle> {
     let tokenizer = Arc::new(tokenizer(backend.n_vocab)?);
     EngineHandle::start(
         EngineCore::new(Box::new(backend), tokenizer, cfg),
-        Some("chatml".into()),
+        Some(template.into()),
     )
 }

@@ -8,10 +8,12 @@
 //! The grammar engine is llguidance (its Earley parser and lexer; the token trie of `toktrie`). A construct it
 //! cannot enforce is an [`Error::Unsupported`] naming it, never unconstrained output.
 //!
-//! [`tools`] builds on it: each model family's tool-call syntax, parsed back out of the text, and enforced.
+//! [`tools`] builds on it: each model family's tool-call syntax, parsed back out of the text, and enforced;
+//! [`reasoning`] splits a reasoning model's thinking from its answer and holds grammars back until it has thought.
 
 mod constraint;
 mod mask;
+pub mod reasoning;
 pub mod tools;
 mod vocab;
 

@@ -152,7 +152,11 @@ pub async fn apply_template(
     State(st): State<AppState>,
     JsonBody(obj): JsonBody,
 ) -> ApiResult<Response> {
-    check_fields(&obj, &[&["model", "messages", "tools"]])?;
+    check_fields(
+        &obj,
+        &[&["model", "messages", "tools", "chat_template_kwargs"]],
+    )?;
+    let thinking = crate::structured::template_kwargs(&obj)?;
     let raw = match obj.get("messages") {
         Some(Value::Array(a)) => a.clone(),
         _ => return Err(ApiError::field("messages", "messages must be an array")),
@@ -165,16 +169,17 @@ pub async fn apply_template(
     let prompt = tokio::task::spawn_blocking(move || -> ApiResult<String> {
         let m = h.model();
         if tools.is_empty() {
-            return Ok(m.chat_text(&msgs, &[], None)?);
+            return Ok(m.chat_text_thinking(&msgs, &[], None, thinking)?);
         }
         let format = lar_grammar::tools::ToolFormat::detect(&m.template_source(None)?);
         Ok(if format.renders_tools() {
-            m.chat_text(&msgs, &tools, None)?
+            m.chat_text_thinking(&msgs, &tools, None, thinking)?
         } else {
-            m.chat_text(
+            m.chat_text_thinking(
                 &lar_grammar::tools::generic_messages(&msgs, &tools),
                 &[],
                 None,
+                thinking,
             )?
         })
     })

@@ -2,12 +2,15 @@
 //! vLLM's `structured_outputs`, Ollama's `format`), as a [`Constraint`]; compiled with the model's own vocabulary
 //! (built once per loaded model, on the first request that needs it) off the async threads. A schema the grammar
 //! engine cannot enforce is a 400 naming the construct. Tools go the same way: the prompt rendered in the
-//! model's own syntax (or ours, for a template without tools), and the calls' grammar compiled here.
+//! model's own syntax (or ours, for a template without tools), and the calls' grammar compiled here. For a
+//! reasoning model (its template knows thinking markers) the prompt is rendered with the request's choice to
+//! think or not, and a grammar starts only once the thinking is over.
 
 use std::sync::Arc;
 
 use lar_engine::EngineHandle;
 use lar_engine::sampler::LogitsProcessor;
+use lar_grammar::reasoning::{AfterThinking, ThinkFormat, ThinkParser, ThinkTokens};
 use lar_grammar::tools::{
     Piece, ToolChoice, ToolFormat, ToolGrammar, ToolParser, generic_messages,
 };
@@ -212,8 +215,43 @@ pub fn ollama_format(v: Option<&Value>) -> ApiResult<Option<Constraint>> {
     }
 }
 
-/// What a request's sequences are held to: an output format, or the tool calls' grammar.
-pub enum Constrained {
+/// `chat_template_kwargs` (vLLM's and llama-server's): only `enable_thinking` (a boolean) is read by Lar's
+/// templates, so any other key is refused rather than ignored.
+pub fn template_kwargs(obj: &Map<String, Value>) -> ApiResult<Option<bool>> {
+    let f = "chat_template_kwargs";
+    match obj.get(f) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(o)) => {
+            if let Some(k) = o.keys().find(|k| k.as_str() != "enable_thinking") {
+                return Err(ApiError::field(
+                    f,
+                    format!("{f}.{k} is not supported (only enable_thinking)"),
+                ));
+            }
+            match o.get("enable_thinking") {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Bool(b)) => Ok(Some(*b)),
+                Some(v) => Err(ApiError::field(
+                    f,
+                    format!("{f}.enable_thinking must be a boolean, not {}", kind(v)),
+                )),
+            }
+        }
+        Some(v) => Err(ApiError::field(
+            f,
+            format!("{f} must be an object, not {}", kind(v)),
+        )),
+    }
+}
+
+/// What a request's sequences are held to: an output format, or the tool calls' grammar; for a reasoning model,
+/// from the end of its thinking.
+pub struct Constrained {
+    kind: Held,
+    think: Option<ThinkTokens>,
+}
+
+enum Held {
     Output(Box<Grammar>),
     Tools(Box<ToolGrammar>),
 }
@@ -221,10 +259,32 @@ pub enum Constrained {
 impl Constrained {
     /// A processor for one sequence.
     pub fn mask(&self) -> Box<dyn LogitsProcessor> {
-        match self {
-            Self::Output(g) => Box::new(g.mask()),
-            Self::Tools(t) => t.mask(),
+        let inner: Box<dyn LogitsProcessor> = match &self.kind {
+            Held::Output(g) => Box::new(g.mask()),
+            Held::Tools(t) => t.mask(),
+        };
+        match &self.think {
+            Some(t) => Box::new(AfterThinking::new(inner, t.clone())),
+            None => inner,
         }
+    }
+}
+
+/// How a reasoning model's answer is read: its markers, and whether the prompt left it thinking.
+#[derive(Clone, Copy, Debug)]
+pub struct Thinking {
+    pub format: ThinkFormat,
+    pub inside: bool,
+}
+
+impl Thinking {
+    pub fn parser(&self) -> ThinkParser {
+        ThinkParser::new(self.format, self.inside)
+    }
+
+    /// A whole answer's (thinking, answer).
+    pub fn split(&self, text: &str) -> (String, String) {
+        lar_grammar::reasoning::split(self.format, self.inside, text)
     }
 }
 
@@ -234,15 +294,27 @@ pub fn tool_prompt(
     h: &EngineHandle,
     msgs: &[ChatMessage],
     tools: &[Tool],
+    thinking: Option<bool>,
 ) -> ApiResult<(Vec<u32>, ToolFormat)> {
+    let (_, ids, format) = tool_prompt_text(h, msgs, tools, thinking)?;
+    Ok((ids, format))
+}
+
+/// [`tool_prompt`] with the prompt's text.
+fn tool_prompt_text(
+    h: &EngineHandle,
+    msgs: &[ChatMessage],
+    tools: &[Tool],
+    thinking: Option<bool>,
+) -> ApiResult<(String, Vec<u32>, ToolFormat)> {
     let m = h.model();
     let format = ToolFormat::detect(&m.template_source(None)?);
-    let ids = if format.renders_tools() {
-        m.chat_tokens_with_tools(msgs, tools, None)?
+    let (text, ids) = if format.renders_tools() {
+        m.chat_prompt_text(msgs, tools, None, thinking)?
     } else {
-        m.chat_tokens(&generic_messages(msgs, tools), None)?
+        m.chat_prompt_text(&generic_messages(msgs, tools), &[], None, thinking)?
     };
-    Ok((ids, format))
+    Ok((text, ids, format))
 }
 
 /// The control token that opens a call in `format` (Mistral's `[TOOL_CALLS]`), with its text: the engine does
@@ -267,7 +339,12 @@ pub async fn compile_tools(
     tokio::task::spawn_blocking(move || {
         let v = vocabulary(&lease)?;
         ToolGrammar::new(&v, format, &tools, &choice, parallel)
-            .map(|g| g.map(|g| Constrained::Tools(Box::new(g))))
+            .map(|g| {
+                g.map(|g| Constrained {
+                    kind: Held::Tools(Box::new(g)),
+                    think: None,
+                })
+            })
             .map_err(|e| ApiError::field("tools", format!("tools: {e}")))
     })
     .await
@@ -282,6 +359,9 @@ pub struct Offer {
     pub parallel: bool,
     pub format: Option<Constraint>,
     pub param: &'static str,
+    /// For a reasoning model: think (`Some(true)`), answer at once (`Some(false)`), or its default; the field
+    /// that asked names it in errors.
+    pub thinking: Option<(bool, &'static str)>,
 }
 
 impl Offer {
@@ -293,6 +373,7 @@ impl Offer {
             parallel: true,
             format,
             param,
+            thinking: None,
         }
     }
 }
@@ -302,6 +383,8 @@ pub struct Prepared {
     pub prompt: Vec<u32>,
     pub tools: Option<ToolFormat>,
     pub constrained: Option<Constrained>,
+    /// A reasoning model's markers: its answer goes through a [`ThinkParser`].
+    pub think: Option<Thinking>,
     handle: EngineHandle,
 }
 
@@ -325,20 +408,59 @@ pub async fn prepare(
     let offered =
         (!offer.tools.is_empty() && offer.choice != ToolChoice::None).then(|| offer.tools.clone());
     let h2 = h.clone();
-    let (prompt, tools) = tokio::task::spawn_blocking(move || match offered {
-        Some(tools) => tool_prompt(&h2, &msgs, &tools).map(|(p, f)| (p, Some(f))),
-        None => Ok((h2.chat_tokens(&msgs, None)?, None)),
+    let want = offer.thinking.map(|(t, _)| t);
+    let (text, prompt, tools, format) = tokio::task::spawn_blocking(move || {
+        let m = h2.model();
+        let format = ThinkFormat::detect(&m.template_source(None)?);
+        let (text, prompt, tools) = match offered {
+            Some(tools) => {
+                let (text, p, f) = tool_prompt_text(&h2, &msgs, &tools, want)?;
+                (text, p, Some(f))
+            }
+            None => {
+                let (text, p) = m.chat_prompt_text(&msgs, &[], None, want)?;
+                (text, p, None)
+            }
+        };
+        Ok::<_, ApiError>((text, prompt, tools, format))
     })
     .await
     .map_err(ApiError::internal)??;
-    let constrained = match tools {
+    if let (Some((true, param)), None) = (offer.thinking, format) {
+        return Err(ApiError::field(
+            param,
+            format!(
+                "'{}' does not think (its template has no thinking markers)",
+                lease.model.entry.name
+            ),
+        ));
+    }
+    let think = format.map(|format| Thinking {
+        format,
+        inside: format.opened_by(&text),
+    });
+    let mut constrained = match tools {
         Some(f) => compile_tools(lease, f, offer.tools, offer.choice, offer.parallel).await?,
         None => compile(lease, offer.format, offer.param).await?,
     };
+    if let (Some(c), Some(t)) = (constrained.as_mut(), think) {
+        let v = &h.tokenizer().vocab;
+        let eog = v.eog.clone();
+        c.think = v
+            .id(t.format.open)
+            .zip(v.id(t.format.close))
+            .map(|(open, close)| ThinkTokens {
+                open,
+                close,
+                eog,
+                inside: t.inside,
+            });
+    }
     Ok(Prepared {
         prompt,
         tools,
         constrained,
+        think,
         handle: h,
     })
 }
@@ -372,7 +494,12 @@ pub async fn compile(
     tokio::task::spawn_blocking(move || {
         let v = vocabulary(&lease)?;
         v.compile(&c)
-            .map(|g| Some(Constrained::Output(Box::new(g))))
+            .map(|g| {
+                Some(Constrained {
+                    kind: Held::Output(Box::new(g)),
+                    think: None,
+                })
+            })
             .map_err(|e| ApiError::field(param, format!("{param}: {e}")))
     })
     .await

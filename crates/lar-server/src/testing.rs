@@ -3,7 +3,9 @@
 //! prompt, known in advance) and whose embedder sums bytes. No files, no weights.
 //!
 //! Models: `scripted` (chat), `slow` (chat, 20 ms per forward pass), `slowload` (takes 300 ms to load), `long`
-//! (chat, loaded with its whole 4 x CTX context by default: room for a grounded prompt), `embed`.
+//! (chat, loaded with its whole 4 x CTX context by default: room for a grounded prompt), `thinker` (chat, a
+//! reasoning model's template: it opens `<think>` for the model, or with `enable_thinking` false writes an empty
+//! thinking block, as Qwen3's does), `embed`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,6 +20,12 @@ use crate::catalog::{
 use crate::error::ApiError;
 
 pub const N_VOCAB: usize = 64;
+
+/// The `thinker` model's template: ChatML whose assistant turn opens the thinking (DeepSeek-R1's way), or closes it
+/// at once when `enable_thinking` is false (Qwen3's way).
+pub const THINKER_TEMPLATE: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n\
+{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% if enable_thinking is defined and \
+enable_thinking is false %}<think>\n\n</think>\n\n{% else %}<think>\n{% endif %}{% endif %}";
 pub const CTX: usize = 256;
 
 /// The scripted models (see the module's header); `opens` counts loads.
@@ -88,6 +96,7 @@ impl Catalog for ScriptedCatalog {
             entry("scripted", Kind::Chat),
             entry("slow", Kind::Chat),
             entry("slowload", Kind::Chat),
+            entry("thinker", Kind::Chat),
         ])
     }
 
@@ -131,7 +140,13 @@ impl Catalog for ScriptedCatalog {
         if e.name.starts_with("slowload:") {
             std::thread::sleep(Duration::from_millis(300));
         }
-        let h = scripted::start(b, core_config(ctx, 4 * ctx / 4)).map_err(ApiError::from)?;
+        let cfg = core_config(ctx, 4 * ctx / 4);
+        let h = if e.name.starts_with("thinker:") {
+            scripted::start_with_template(b, cfg, THINKER_TEMPLATE)
+        } else {
+            scripted::start(b, cfg)
+        }
+        .map_err(ApiError::from)?;
         Ok(Opened {
             runner: Runner::Chat(h),
             size: 1000,

@@ -483,8 +483,8 @@ fn ollama(mut body: Value) -> Value {
 
 /// A store with Qwen2.5-Coder and an app serving the test corpus as knowledge base `home` (MiniLM from its
 /// directory), answered by Qwen by default.
-fn real_app() -> (AppState, PathBuf) {
-    let d = temp("real");
+fn real_app(tag: &str) -> (AppState, PathBuf) {
+    let d = temp(tag);
     let corpus = d.join("corpus");
     lar_testdata::corpus::write(&corpus).unwrap();
     let minilm = lar_testdata::models_dir().join("all-MiniLM-L6-v2");
@@ -525,7 +525,7 @@ fn real_app() -> (AppState, PathBuf) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_models_ground_answers_and_say_when_they_do_not_know() {
-    let (st, dir) = real_app();
+    let (st, dir) = real_app("real-ground");
     let router = lar_server::app(st);
     let ask = |q: &str, stream: bool| {
         json!({"model": "kb:home", "messages": [{"role": "user", "content": q}], "max_tokens": 60,
@@ -683,7 +683,7 @@ async fn knowledge_base_tools_are_checked_before_anything_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_model_searches_its_knowledge_base_and_answers_from_it() {
-    let (st, dir) = real_app();
+    let (st, dir) = real_app("real-agent");
     let router = lar_server::app(st);
     let body = json!({
         "model": "qwen2.5-coder",

@@ -68,12 +68,14 @@ impl ChatTemplate {
         bos: &str,
         eos: &str,
     ) -> Result<String> {
-        self.render_with_tools(messages, &[], add_generation_prompt, bos, eos)
+        self.render_with_tools(messages, &[], add_generation_prompt, bos, eos, None)
     }
 
     /// [`ChatTemplate::render`] with the tools the model may call, as Hugging Face templates take them
     /// (`tools`: `{"type": "function", "function": {name, description, parameters}}`; an assistant message's
     /// `tool_calls`: `{id, type, function: {name, arguments}}` with the arguments as an object).
+    /// `enable_thinking` is passed to templates of reasoning models that read it (Qwen3: `false` writes an empty
+    /// thinking block so the model answers at once); `None` leaves it undefined.
     pub fn render_with_tools(
         &self,
         messages: &[ChatMessage],
@@ -81,6 +83,7 @@ impl ChatTemplate {
         add_generation_prompt: bool,
         bos: &str,
         eos: &str,
+        enable_thinking: Option<bool>,
     ) -> Result<String> {
         let tmpl = self
             .env
@@ -110,12 +113,14 @@ impl ChatTemplate {
                 })
                 .collect()
         });
+        let thinking = enable_thinking.map_or(Value::UNDEFINED, Value::from);
         tmpl.render(context! {
             messages => msgs,
             tools => tools,
             add_generation_prompt => add_generation_prompt,
             bos_token => bos,
             eos_token => eos,
+            enable_thinking => thinking,
         })
         .map_err(|e| Error::Template(format!("{e:#}")))
     }

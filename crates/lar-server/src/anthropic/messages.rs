@@ -55,6 +55,7 @@ async fn run(st: AppState, obj: Map<String, Value>) -> ApiResult<Response> {
         parallel: p.parallel,
         format: None,
         param: "tools",
+        thinking: None,
     };
     let prep = crate::structured::prepare(&lease, p.messages.clone(), offer).await?;
     let (ids, format) = (prep.prompt.clone(), prep.tools);

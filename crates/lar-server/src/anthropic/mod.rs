@@ -394,7 +394,7 @@ pub fn prompt(
     if p.tools.is_empty() || p.choice == ToolChoice::None {
         return Ok((h.chat_tokens(&p.messages, None)?, None));
     }
-    let (ids, f) = crate::structured::tool_prompt(h, &p.messages, &p.tools)?;
+    let (ids, f) = crate::structured::tool_prompt(h, &p.messages, &p.tools, None)?;
     Ok((ids, Some(f)))
 }
 

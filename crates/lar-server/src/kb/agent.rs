@@ -222,6 +222,7 @@ pub async fn run(
             parallel: spec.parallel && round == 0,
             format: None,
             param: "tools",
+            thinking: None,
         };
         let prep = prepare(lease, msgs.clone(), offer).await?;
         let params = s.params(prep.prompt.len(), lease.model.ctx, 0)?;

@@ -10,6 +10,7 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use lar_engine::{Finished, Request};
+use lar_grammar::reasoning::{Part as Thought, ThinkParser};
 use lar_grammar::tools::{Piece, ToolChoice, ToolParser};
 use lar_types::{ChatMessage, Role, ToolCall};
 use serde::Deserialize;
@@ -171,12 +172,6 @@ async fn run(
         ));
     }
     let r: Req = typed(&obj)?;
-    if r.think == Some(true) {
-        return Err(ApiError::bad_request(format!(
-            "'{}' does not support thinking",
-            r.model
-        )));
-    }
     let opts = Options::parse(&obj)?;
     let ka = keep_alive(&obj)?;
     let mut msgs = messages(r.messages)?;
@@ -220,8 +215,13 @@ async fn run(
             parallel: t.parallel,
             format: None,
             param: "tools",
+            thinking: None,
         },
         None => Offer::format(constraint, "format"),
+    };
+    let offer = Offer {
+        thinking: r.think.map(|t| (t, "think")),
+        ..offer
     };
     let prep = crate::structured::prepare(&lease, msgs, offer).await?;
     let params = opts.params(prep.prompt.len(), lease.model.ctx)?;
@@ -243,6 +243,7 @@ async fn run(
             .tools
             .map(|f| ToolParser::new(f, crate::openai::new_id("call"))),
         calls: Vec::new(),
+        think: prep.think.map(|t| t.parser()),
     };
     let mut req = Request::new(prep.prompt.clone(), params);
     if let Some(c) = &prep.constrained {
@@ -266,15 +267,44 @@ struct ChatLines {
     /// When tools were offered: the calls' parser, and the calls found in this line's text.
     parser: Option<ToolParser>,
     calls: Vec<ToolCall>,
+    /// A reasoning model's thinking goes to `message.thinking`.
+    think: Option<ThinkParser>,
 }
 
 impl ChatLines {
     /// The message of a line: the text to show and, when tools were offered, the calls completed in it.
     fn message(&mut self, text: &str, last: bool) -> Option<Value> {
-        let Some(p) = self.parser.as_mut() else {
-            return Some(json!({"role": "assistant", "content": text}));
+        let mut thinking = String::new();
+        let text = match self.think.as_mut() {
+            None => text.to_string(),
+            Some(tp) => {
+                let mut parts = tp.push(text);
+                if last {
+                    parts.extend(tp.finish());
+                }
+                let mut answer = String::new();
+                for part in parts {
+                    match part {
+                        Thought::Thinking(t) => thinking.push_str(&t),
+                        Thought::Text(t) => answer.push_str(&t),
+                    }
+                }
+                answer
+            }
         };
-        let mut pieces = p.push(text);
+        let with_thinking = |mut m: Value| {
+            if !thinking.is_empty() {
+                m["thinking"] = json!(thinking);
+            }
+            m
+        };
+        let Some(p) = self.parser.as_mut() else {
+            if text.is_empty() && thinking.is_empty() && !last {
+                return None;
+            }
+            return Some(with_thinking(json!({"role": "assistant", "content": text})));
+        };
+        let mut pieces = p.push(&text);
         if last {
             pieces.extend(p.finish());
         }
@@ -285,7 +315,7 @@ impl ChatLines {
                 Piece::Call(c) => self.calls.push(c),
             }
         }
-        if content.is_empty() && self.calls.is_empty() && !last {
+        if content.is_empty() && self.calls.is_empty() && thinking.is_empty() && !last {
             return None;
         }
         let mut m = json!({"role": "assistant", "content": content});
@@ -297,7 +327,7 @@ impl ChatLines {
                 )
                 .collect();
         }
-        Some(m)
+        Some(with_thinking(m))
     }
 }
 

@@ -11,6 +11,7 @@ use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
 use lar_engine::Event;
+use lar_grammar::reasoning::Part as Thought;
 use lar_grammar::tools::{Piece, ToolFormat, ToolParser};
 use lar_types::{ChatMessage, Role, TokenEvent};
 use serde::Deserialize;
@@ -39,6 +40,8 @@ const FIELDS: &[&str] = &[
     "tools",
     "tool_choice",
     "parallel_tool_calls",
+    "reasoning_effort",
+    "chat_template_kwargs",
 ];
 /// Fields of OpenAI's API that need other modalities or are deprecated.
 const LATER: &[&str] = &[
@@ -47,7 +50,6 @@ const LATER: &[&str] = &[
     "audio",
     "modalities",
     "prediction",
-    "reasoning_effort",
     "web_search_options",
 ];
 
@@ -284,15 +286,30 @@ pub async fn handle(
         constraint = g.forced.clone();
         grounding = Some(g);
     }
-    let offer = match tool_spec {
+    let mut offer = match tool_spec {
         Some(t) => Offer {
             tools: t.tools,
             choice: t.choice,
             parallel: t.parallel,
             format: None,
             param: "tools",
+            thinking: None,
         },
         None => Offer::format(constraint, param),
+    };
+    offer.thinking = match (
+        reasoning_effort(&obj)?,
+        crate::structured::template_kwargs(&obj)?,
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::field(
+                "reasoning_effort",
+                "give reasoning_effort or chat_template_kwargs.enable_thinking, not both",
+            ));
+        }
+        (Some(t), None) => Some((t, "reasoning_effort")),
+        (None, Some(t)) => Some((t, "chat_template_kwargs")),
+        (None, None) => None,
     };
     let prep = crate::structured::prepare(&lease, msgs, offer).await?;
     let (prompt, format) = (&prep.prompt, prep.tools);
@@ -321,6 +338,7 @@ pub async fn handle(
         tokenizer: h,
         tools: format,
         sources: grounding.as_ref().map(Grounding::sources_json),
+        think: prep.think,
     };
     if s.stream() {
         return Ok(stream_response(meta, gens, s.include_usage()).into_response());
@@ -334,8 +352,16 @@ pub async fn handle(
     let usage = Usage::of(&stats, n);
     let mut choices = Vec::with_capacity(n);
     for (i, c) in done.into_iter().enumerate() {
-        let (content, calls) = crate::structured::split_calls(meta.tools, &c.text);
+        let (thinking, text) = match &meta.think {
+            Some(t) => t.split(&c.text),
+            None => (String::new(), c.text.clone()),
+        };
+        let (content, calls) = crate::structured::split_calls(meta.tools, &text);
         let mut message = json!({"role": "assistant", "content": content});
+        if !thinking.is_empty() {
+            message["reasoning_content"] = json!(thinking);
+            message["reasoning"] = json!(thinking);
+        }
         if let Some(g) = &grounding {
             let (text, cited, added) = g.cite(&content);
             message["content"] = json!(text);
@@ -381,6 +407,33 @@ struct Meta {
     tools: Option<ToolFormat>,
     /// A knowledge-base model's numbered sources (on the answer, and on each choice's last chunk).
     sources: Option<Value>,
+    /// A reasoning model's markers: its thinking goes to `reasoning_content`.
+    think: Option<crate::structured::Thinking>,
+}
+
+/// OpenAI's `reasoning_effort`: `none` asks a reasoning model to answer at once, any other effort to think (Lar
+/// has no budget per effort: the model thinks as long as it does).
+fn reasoning_effort(obj: &serde_json::Map<String, Value>) -> ApiResult<Option<bool>> {
+    match obj.get("reasoning_effort") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => match s.as_str() {
+            "none" => Ok(Some(false)),
+            "minimal" | "low" | "medium" | "high" => Ok(Some(true)),
+            other => Err(ApiError::field(
+                "reasoning_effort",
+                format!(
+                    "reasoning_effort must be none, minimal, low, medium or high (got '{other}')"
+                ),
+            )),
+        },
+        Some(v) => Err(ApiError::field(
+            "reasoning_effort",
+            format!(
+                "reasoning_effort must be a string, not {}",
+                crate::body::kind(v)
+            ),
+        )),
+    }
 }
 
 /// `tool_calls` when the answer ended in calls.
@@ -492,36 +545,46 @@ fn choice_stream(
         with_usage,
     );
     let parser = meta.tools.map(|f| ToolParser::new(f, new_id("call")));
-    let rest = stream::unfold(Some((job, parser, 0usize)), move |state| {
+    let think = meta.think.map(|t| t.parser());
+    let rest = stream::unfold(Some((job, parser, think, 0usize)), move |state| {
         let (meta, usage, failed) = (meta.clone(), usage.clone(), failed.clone());
         async move {
-            let (mut g, mut parser, mut calls) = state?;
+            let (mut g, mut parser, mut think, mut calls) = state?;
             let mut out = Vec::new();
             match g.next().await? {
                 Event::Token(t) => {
+                    let text = match think.as_mut() {
+                        Some(tp) => thinking_chunks(&meta, index, tp.push(&t.text), with_usage, &mut out),
+                        None => t.text.clone(),
+                    };
                     if let Some(p) = parser.as_mut() {
-                        let pieces = p.push(&t.text);
+                        let pieces = p.push(&text);
                         pieces_chunks(&meta, index, pieces, &mut calls, with_usage, &mut out);
-                    } else if !t.text.is_empty() || meta.logprobs {
+                    } else if !text.is_empty() || (meta.logprobs && think.is_none()) {
                         // (Empty text: nothing to show yet, an incomplete character or a possible stop string.)
                         let lp = meta
                             .logprobs
                             .then(|| json!({"content": logprobs(&meta, std::slice::from_ref(&t))}));
                         out.push(chunk(
                             &meta,
-                            json!([{"index": index, "delta": {"content": t.text}, "logprobs": lp, "finish_reason": null}]),
+                            json!([{"index": index, "delta": {"content": text}, "logprobs": lp, "finish_reason": null}]),
                             None,
                             with_usage,
                         ));
                     }
-                    Some((out, Some((g, parser, calls))))
+                    Some((out, Some((g, parser, think, calls))))
                 }
-                Event::Done(f) => {
+                Event::Done(mut f) => {
                     if let Some(e) = failure(&f) {
                         *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                         return Some((out, None));
                     }
                     usage.lock().unwrap_or_else(|p| p.into_inner())[index] = Some(f.stats.clone());
+                    if let Some(tp) = think.as_mut() {
+                        let mut parts = tp.push(&f.text);
+                        parts.extend(tp.finish());
+                        f.text = thinking_chunks(&meta, index, parts, with_usage, &mut out);
+                    }
                     let delta = match parser.as_mut() {
                         Some(p) => {
                             let mut pieces = p.push(&f.text);
@@ -549,6 +612,30 @@ fn choice_stream(
     })
     .flat_map(stream::iter);
     stream::once(async move { first }).chain(rest)
+}
+
+/// The chunks of a reasoning model's thinking (`delta.reasoning_content`, and `reasoning` as vLLM also writes
+/// it); returns the answer's text among `parts`.
+fn thinking_chunks(
+    meta: &Meta,
+    index: usize,
+    parts: Vec<Thought>,
+    with_usage: bool,
+    out: &mut Vec<SseEvent>,
+) -> String {
+    let mut text = String::new();
+    for part in parts {
+        match part {
+            Thought::Thinking(t) => out.push(chunk(
+                meta,
+                json!([{"index": index, "delta": {"reasoning_content": t, "reasoning": t}, "logprobs": null, "finish_reason": null}]),
+                None,
+                with_usage,
+            )),
+            Thought::Text(t) => text.push_str(&t),
+        }
+    }
+    text
 }
 
 /// The chunks of parsed pieces: text as content, each call as its two fragments (`calls` counts them).

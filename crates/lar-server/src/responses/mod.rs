@@ -493,6 +493,7 @@ async fn start(st: &AppState, p: &Parsed) -> ApiResult<Started> {
         parallel: p.parallel,
         format: p.format.clone(),
         param: "text.format",
+        thinking: None,
     };
     let prep = crate::structured::prepare(&lease, msgs, offer).await?;
     let (ids, format) = (prep.prompt.clone(), prep.tools);

@@ -1,0 +1,190 @@
+//! Reasoning models through the API, on the scripted `thinker` model (its template opens `<think>` for the model,
+//! or writes an empty thinking block when `enable_thinking` is false, as Qwen3's does): its words are thinking
+//! until the close marker, so they go to `reasoning_content` (OpenAI, streamed and whole) and `message.thinking`
+//! (Ollama), exactly the text the same prompt gives as a raw completion; asked not to think it answers in
+//! `content`; a model whose template knows no thinking refuses `think` and `reasoning_effort` rather than ignore
+//! them.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+const Q: &str = "w5 w6";
+
+fn chat(model: &str, extra: Value) -> Value {
+    let mut b =
+        json!({"model": model, "messages": [{"role": "user", "content": Q}], "max_tokens": 8});
+    for (k, v) in extra.as_object().unwrap() {
+        b[k] = v.clone();
+    }
+    b
+}
+
+/// The greedy text of the thinker's chat prompt, as a raw completion of the rendered template.
+async fn raw_answer(t: &TestApp, thinking: bool) -> String {
+    let body = if thinking {
+        json!({"model": "thinker", "messages": [{"role": "user", "content": Q}]})
+    } else {
+        json!({"model": "thinker", "messages": [{"role": "user", "content": Q}],
+                "chat_template_kwargs": {"enable_thinking": false}})
+    };
+    let a = post_json(&t.router, "/apply-template", &body).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let prompt = a.json()["prompt"].as_str().unwrap().to_string();
+    assert!(
+        prompt.ends_with(if thinking {
+            "<think>\n"
+        } else {
+            "</think>\n\n"
+        }),
+        "{prompt:?}"
+    );
+    let a = post_json(
+        &t.router,
+        "/v1/completions",
+        &json!({"model": "thinker", "prompt": prompt, "max_tokens": 8}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    a.json()["choices"][0]["text"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn thinking_goes_to_reasoning_content_and_thinking() {
+    let t = app();
+    let thought = raw_answer(&t, true).await;
+    let thought = thought.trim();
+    assert!(!thought.is_empty());
+
+    let a = post_json(
+        &t.router,
+        "/v1/chat/completions",
+        &chat("thinker", json!({})),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let m = &a.json()["choices"][0]["message"];
+    assert_eq!(m["reasoning_content"], thought, "{m}");
+    assert_eq!(m["reasoning"], thought);
+    assert_eq!(m["content"], "", "no close marker: all of it was thinking");
+
+    // Streamed: reasoning deltas add up to the same, and no content text.
+    let a = post_json(
+        &t.router,
+        "/v1/chat/completions",
+        &chat("thinker", json!({"stream": true})),
+    )
+    .await;
+    let (mut r, mut c) = (String::new(), String::new());
+    for d in a.sse().iter().filter(|d| d.as_str() != "[DONE]") {
+        let v: Value = serde_json::from_str(d).unwrap();
+        let delta = &v["choices"][0]["delta"];
+        r.push_str(delta["reasoning_content"].as_str().unwrap_or(""));
+        c.push_str(delta["content"].as_str().unwrap_or(""));
+    }
+    assert_eq!((r.as_str(), c.as_str()), (thought, ""));
+
+    // Ollama: message.thinking, whole and streamed.
+    let body = json!({"model": "thinker", "messages": [{"role": "user", "content": Q}], "options": {"num_predict": 8}});
+    let mut whole = body.clone();
+    whole["stream"] = json!(false);
+    let a = post_json(&t.router, "/api/chat", &whole).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.json()["message"]["thinking"], thought, "{}", a.text());
+    let a = post_json(&t.router, "/api/chat", &body).await;
+    let lines = a.ndjson();
+    let streamed: String = lines
+        .iter()
+        .map(|l| l["message"]["thinking"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(streamed, thought);
+}
+
+#[tokio::test]
+async fn asked_not_to_think_it_answers_in_content() {
+    let t = app();
+    let answer = raw_answer(&t, false).await;
+    for extra in [
+        json!({"reasoning_effort": "none"}),
+        json!({"chat_template_kwargs": {"enable_thinking": false}}),
+    ] {
+        let a = post_json(&t.router, "/v1/chat/completions", &chat("thinker", extra)).await;
+        assert_eq!(a.status, 200, "{}", a.text());
+        let m = &a.json()["choices"][0]["message"];
+        assert_eq!(m["content"], answer, "{m}");
+        assert!(m.get("reasoning_content").is_none(), "{m}");
+    }
+    let a = post_json(
+        &t.router,
+        "/api/chat",
+        &json!({"model": "thinker", "messages": [{"role": "user", "content": Q}], "think": false, "stream": false,
+                "options": {"num_predict": 8}}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.json()["message"]["content"], answer);
+    assert!(a.json()["message"].get("thinking").is_none());
+}
+
+#[tokio::test]
+async fn a_model_that_does_not_think_says_so() {
+    let t = app();
+    for (path, body, says) in [
+        (
+            "/v1/chat/completions",
+            chat("scripted", json!({"reasoning_effort": "high"})),
+            "does not think",
+        ),
+        (
+            "/v1/chat/completions",
+            chat("scripted", json!({"reasoning_effort": "extreme"})),
+            "none, minimal, low",
+        ),
+        (
+            "/v1/chat/completions",
+            chat("scripted", json!({"reasoning_effort": 3})),
+            "must be a string",
+        ),
+        (
+            "/v1/chat/completions",
+            chat(
+                "thinker",
+                json!({"chat_template_kwargs": {"enable_thinking": false, "x": 1}}),
+            ),
+            "chat_template_kwargs.x is not supported",
+        ),
+        (
+            "/v1/chat/completions",
+            chat(
+                "thinker",
+                json!({"reasoning_effort": "high", "chat_template_kwargs": {"enable_thinking": false}}),
+            ),
+            "not both",
+        ),
+        (
+            "/api/chat",
+            json!({"model": "scripted", "messages": [{"role": "user", "content": Q}], "think": true}),
+            "does not think",
+        ),
+    ] {
+        let a = post_json(&t.router, path, &body).await;
+        assert_eq!(a.status, 400, "{body}: {}", a.text());
+        assert!(a.text().contains(says), "{body}: {}", a.text());
+    }
+    // Not thinking is something every model can do.
+    let a = post_json(
+        &t.router,
+        "/v1/chat/completions",
+        &chat("scripted", json!({"reasoning_effort": "none"})),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let a = post_json(
+        &t.router,
+        "/api/chat",
+        &json!({"model": "scripted", "messages": [{"role": "user", "content": Q}], "think": false, "stream": false}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+}
