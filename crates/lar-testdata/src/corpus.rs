@@ -107,20 +107,34 @@ pub const QUESTIONS: &[(&str, &str)] = &[
 
 /// The questions file's text.
 pub fn questions_jsonl() -> String {
-    QUESTIONS
+    jsonl(QUESTIONS)
+}
+
+/// Questions as `lar kb eval` reads them: `{"q": ..., "pages": [file]}` per line.
+pub fn jsonl(questions: &[(&str, &str)]) -> String {
+    questions
         .iter()
         .map(|(q, f)| format!("{}\n", serde_json::json!({"q": q, "pages": [f]})))
         .collect()
 }
 
-/// Writes the corpus into `dir` (created) and `questions.jsonl` beside it, into `dir`'s parent.
-pub fn write(dir: &Path) -> std::io::Result<()> {
+/// Writes `files` into `dir` (created) and the questions' `questions` file into `dir`'s parent.
+pub fn write_files(
+    dir: &Path,
+    files: &[(&str, Vec<u8>)],
+    questions: (&str, String),
+) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    for (name, bytes) in files() {
+    for (name, bytes) in files {
         std::fs::write(dir.join(name), bytes)?;
     }
     let parent = dir.parent().unwrap_or(dir);
-    std::fs::write(parent.join("questions.jsonl"), questions_jsonl())
+    std::fs::write(parent.join(questions.0), questions.1)
+}
+
+/// Writes the corpus into `dir` (created) and `questions.jsonl` beside it, into `dir`'s parent.
+pub fn write(dir: &Path) -> std::io::Result<()> {
+    write_files(dir, &files(), ("questions.jsonl", questions_jsonl()))
 }
 
 const GARDEN: &str = "# Vegetable garden plan

@@ -75,20 +75,16 @@ pub const QUESTIONS: &[(&str, &str)] = &[
 
 /// The questions as `lar kb eval` reads them (`{"q": ..., "pages": [...]}` per line).
 pub fn questions_jsonl() -> String {
-    QUESTIONS
-        .iter()
-        .map(|(q, f)| format!("{}\n", serde_json::json!({"q": q, "pages": [f]})))
-        .collect()
+    crate::corpus::jsonl(QUESTIONS)
 }
 
 /// Writes the articles into `dir` (created) and `preguntas.jsonl` into `dir`'s parent.
 pub fn write(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    for (name, text) in FILES {
-        std::fs::write(dir.join(name), text)?;
-    }
-    let parent = dir.parent().unwrap_or(dir);
-    std::fs::write(parent.join("preguntas.jsonl"), questions_jsonl())
+    let files: Vec<(&str, Vec<u8>)> = FILES
+        .iter()
+        .map(|(n, t)| (*n, t.as_bytes().to_vec()))
+        .collect();
+    crate::corpus::write_files(dir, &files, ("preguntas.jsonl", questions_jsonl()))
 }
 
 const PAELLA: &str = "# La paella valenciana
