@@ -39,6 +39,9 @@ pub struct Args {
     /// Print one JSON object: answer, sources, cited, grounded.
     #[arg(long)]
     pub json: bool,
+    /// Rerank the best candidates by the chat model's judgement of their relevance before answering.
+    #[arg(long)]
+    pub rerank: bool,
     #[command(flatten)]
     pub filter: FilterArgs,
     #[command(flatten)]
@@ -95,15 +98,36 @@ pub fn main(a: Args) -> Result<()> {
     };
     opts.search.validate()?;
     let (_, store, emb) = crate::kb::open(&a.kb, a.engine.threads)?;
-    // Retrieval first: when nothing is relevant the answer is "I don't know" and the chat model is never loaded.
-    let sources = retrieve(store.as_ref(), &emb, &a.question, &opts)?;
-    let mut generator = if sources.is_empty() {
-        None
+    let template = crate::run::template_source(&a.template)?;
+    let (sources, mut generator) = if a.rerank {
+        // The chat model judges the candidates, then answers.
+        let engine = a.engine.load(&a.model)?;
+        let mut judge = crate::judge::EngineJudge {
+            engine: engine.clone(),
+        };
+        let hits = lar_rag::rerank::search_reranked(
+            store.as_ref(),
+            &emb,
+            &a.question,
+            &opts.search,
+            &mut judge,
+            lar_rag::rerank::DEFAULT_DEPTH,
+        )?;
+        let sources = lar_rag::answer::sources_for(&hits, &opts);
+        (sources, Some(EngineGenerator { template, engine }))
     } else {
-        Some(EngineGenerator {
-            template: crate::run::template_source(&a.template)?,
-            engine: a.engine.load(&a.model)?,
-        })
+        // Retrieval first: when nothing is relevant the answer is "I don't know" and the chat model is never
+        // loaded.
+        let sources = retrieve(store.as_ref(), &emb, &a.question, &opts)?;
+        let generator = if sources.is_empty() {
+            None
+        } else {
+            Some(EngineGenerator {
+                template,
+                engine: a.engine.load(&a.model)?,
+            })
+        };
+        (sources, generator)
     };
     // Not streamed: when the model cites nothing, citations are added to the whole answer afterwards.
     let spinner = indicatif::ProgressBar::new_spinner();

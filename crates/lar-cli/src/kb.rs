@@ -121,6 +121,38 @@ pub struct SearchArgs {
     pub filter: FilterArgs,
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    #[command(flatten)]
+    pub rerank: RerankArgs,
+}
+
+/// The optional reranking stage.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RerankArgs {
+    /// Rerank the best candidates by this chat model's judgement of their relevance (slower: one short prompt
+    /// per candidate).
+    #[arg(long, value_name = "MODEL")]
+    pub rerank: Option<String>,
+    /// Candidates the judge reads.
+    #[arg(long, default_value_t = lar_rag::rerank::DEFAULT_DEPTH)]
+    pub rerank_depth: usize,
+}
+
+impl RerankArgs {
+    /// The judge and its depth, when reranking was asked for.
+    pub fn judge(&self, threads: usize) -> Result<Option<(crate::judge::EngineJudge, usize)>> {
+        if self.rerank_depth == 0 {
+            bail!("--rerank-depth must be at least 1");
+        }
+        self.rerank
+            .as_deref()
+            .map(|m| {
+                Ok((
+                    crate::judge::EngineJudge::load(m, threads)?,
+                    self.rerank_depth,
+                ))
+            })
+            .transpose()
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -134,6 +166,8 @@ pub struct EvalArgs {
     pub json: bool,
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    #[command(flatten)]
+    pub rerank: RerankArgs,
 }
 
 pub fn registry() -> Registry {
@@ -426,7 +460,12 @@ fn search_cmd(a: SearchArgs) -> Result<()> {
     // Checked before the knowledge base (and its embedder) is opened.
     opts.validate()?;
     let (_, store, emb) = open(&a.name, a.threads)?;
-    let hits = search(store.as_ref(), &emb, &a.query, &opts)?;
+    let hits = match a.rerank.judge(a.threads)? {
+        Some((mut j, depth)) => {
+            lar_rag::rerank::search_reranked(store.as_ref(), &emb, &a.query, &opts, &mut j, depth)?
+        }
+        None => search(store.as_ref(), &emb, &a.query, &opts)?,
+    };
     let mut out = std::io::stdout().lock();
     if a.json {
         writeln!(out, "{}", serde_json::to_string(&hits)?)?;
@@ -454,7 +493,16 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
     };
     opts.validate()?;
     let (_, store, emb) = open(&a.name, a.threads)?;
-    let r = eval::evaluate(store.as_ref(), &emb, &cases, &opts)?;
+    let mut judge = a.rerank.judge(a.threads)?;
+    let r = eval::evaluate_with(
+        store.as_ref(),
+        &emb,
+        &cases,
+        &opts,
+        judge
+            .as_mut()
+            .map(|(j, d)| (j as &mut dyn lar_rag::rerank::Judge, *d)),
+    )?;
     let mut out = std::io::stdout().lock();
     if a.json {
         writeln!(out, "{}", serde_json::to_string(&r)?)?;

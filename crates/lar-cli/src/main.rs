@@ -7,6 +7,7 @@ mod chat;
 mod common;
 mod embed;
 mod hw;
+mod judge;
 mod kb;
 mod plan;
 mod plan_remote;

@@ -5,6 +5,7 @@
 use lar_types::Embedder;
 use serde::{Deserialize, Serialize};
 
+use crate::rerank::{Judge, search_reranked};
 use crate::search::{SearchOptions, search};
 use crate::store::Store;
 use crate::{Error, Result};
@@ -78,10 +79,24 @@ pub fn evaluate(
     cases: &[Case],
     opts: &SearchOptions,
 ) -> Result<Report> {
+    evaluate_with(store, embedder, cases, opts, None)
+}
+
+/// [`evaluate`], with the hits reranked by `judge` over the best `depth` candidates when one is given.
+pub fn evaluate_with(
+    store: &dyn Store,
+    embedder: &dyn Embedder,
+    cases: &[Case],
+    opts: &SearchOptions,
+    mut judge: Option<(&mut dyn Judge, usize)>,
+) -> Result<Report> {
     opts.validate()?;
     let mut results = Vec::new();
     for c in cases {
-        let hits = search(store, embedder, &c.q, opts)?;
+        let hits = match judge.as_mut() {
+            Some((j, depth)) => search_reranked(store, embedder, &c.q, opts, *j, *depth)?,
+            None => search(store, embedder, &c.q, opts)?,
+        };
         let got: Vec<String> = hits.iter().map(|h| h.chunk.path.clone()).collect();
         let found = c
             .pages

@@ -17,6 +17,7 @@ pub mod fold;
 pub mod ingest;
 pub mod kb;
 pub mod lang;
+pub mod rerank;
 pub mod search;
 pub mod store;
 pub mod time;

@@ -70,6 +70,9 @@ pub struct Hit {
     pub vector_rank: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub similarity: Option<f32>,
+    /// The judge's relevance in [0, 1], when the hits were reranked ([`crate::rerank`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relevance: Option<f32>,
     #[serde(flatten)]
     pub chunk: Chunk,
 }
@@ -170,6 +173,7 @@ pub fn search(
                 text_rank: f.text_rank,
                 vector_rank: f.vector_rank,
                 similarity: f.similarity,
+                relevance: None,
                 chunk: chunks.remove(&f.id)?,
             })
         })
