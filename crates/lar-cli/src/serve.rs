@@ -111,7 +111,11 @@ fn kb_grants(
         for n in &names {
             lar_rag::kb::check_name(n).map_err(|e| anyhow!("--kb-access: {e}"))?;
         }
-        grants.insert(key.to_string(), names);
+        // Repeated for one key: the union.
+        grants
+            .entry(key.to_string())
+            .or_insert_with(Vec::new)
+            .extend(names);
     }
     Ok(grants)
 }

@@ -34,13 +34,10 @@ impl ThinkFormat {
     }
 
     /// Whether a prompt ends inside the thinking: the template opened it for the model (DeepSeek-R1's
-    /// `<think>\n` after the assistant's header), so what comes is thinking until the close marker.
+    /// `<think>\n` after the assistant's header), so what comes is thinking until the close marker. Only the end
+    /// counts: a marker a user wrote in a message is text.
     pub fn opened_by(&self, prompt_text: &str) -> bool {
-        let t = prompt_text.trim_end();
-        match (t.rfind(self.open), t.rfind(self.close)) {
-            (Some(o), c) => t.ends_with(self.open) || c.is_none_or(|c| c < o),
-            (None, _) => false,
-        }
+        prompt_text.trim_end().ends_with(self.open)
     }
 }
 
@@ -278,6 +275,10 @@ mod tests {
         assert!(QWEN3.opened_by("<|im_start|>assistant\n<think>\n"));
         assert!(!QWEN3.opened_by("<|im_start|>assistant\n<think>\n\n</think>\n\n"));
         assert!(!QWEN3.opened_by("<|im_start|>assistant\n"));
+        assert!(
+            !QWEN3
+                .opened_by("<|im_start|>user\nwhat is <think>?<|im_end|>\n<|im_start|>assistant\n")
+        );
     }
 
     #[test]

@@ -150,6 +150,22 @@ impl Registry {
         serde_json::from_str(&text).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
     }
 
+    /// The names of the knowledge bases (directories with a config), sorted; their configs are not read.
+    pub fn names(&self) -> Result<Vec<String>> {
+        let rd = match std::fs::read_dir(&self.root) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(self.root.display(), e)),
+        };
+        let mut out: Vec<String> = rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| check_name(n).is_ok() && self.root.join(n).join("config.json").exists())
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
     /// Every knowledge base, by name.
     pub fn list(&self) -> Result<Vec<KbConfig>> {
         let rd = match std::fs::read_dir(&self.root) {

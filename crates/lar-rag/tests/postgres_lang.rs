@@ -45,12 +45,12 @@ fn chunks_are_stemmed_in_their_language() {
     store
         .put_file(&entry("/en.md", 1), &[en], &[unit(1)])
         .expect("put");
-    assert_eq!(store.languages(), [Lang::Es, Lang::En]);
+    assert_eq!(store.languages(), [Lang::En, Lang::Es]);
     assert_eq!(find(&store, "albergue"), 1);
     assert_eq!(find(&store, "boiler"), 1);
     drop(store);
     let store = PgStore::open(&url, &kb.name).expect("open");
-    assert_eq!(store.languages(), [Lang::Es, Lang::En]);
+    assert_eq!(store.languages(), [Lang::En, Lang::Es]);
     assert_eq!(store.info().language, Analyzer::Auto);
     assert_eq!(find(&store, "albergue"), 1);
     drop(store);

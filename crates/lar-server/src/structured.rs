@@ -362,6 +362,9 @@ pub struct Offer {
     /// For a reasoning model: think (`Some(true)`), answer at once (`Some(false)`), or its default; the field
     /// that asked names it in errors.
     pub thinking: Option<(bool, &'static str)>,
+    /// The route splits a reasoning model's thinking from its answer ([`Prepared::think`]); routes that do not
+    /// get no thinking parser and their grammar from the first token.
+    pub split_thinking: bool,
 }
 
 impl Offer {
@@ -374,6 +377,7 @@ impl Offer {
             format,
             param,
             thinking: None,
+            split_thinking: false,
         }
     }
 }
@@ -435,10 +439,12 @@ pub async fn prepare(
             ),
         ));
     }
-    let think = format.map(|format| Thinking {
-        format,
-        inside: format.opened_by(&text),
-    });
+    let mut think = format
+        .filter(|_| offer.split_thinking)
+        .map(|format| Thinking {
+            format,
+            inside: format.opened_by(&text),
+        });
     let mut constrained = match tools {
         Some(f) => compile_tools(lease, f, offer.tools, offer.choice, offer.parallel).await?,
         None => compile(lease, offer.format, offer.param).await?,
@@ -455,6 +461,11 @@ pub async fn prepare(
                 eog,
                 inside: t.inside,
             });
+        // Markers the grammar cannot see as tokens: the grammar holds from the first token, so nothing of the
+        // answer is thinking.
+        if c.think.is_none() {
+            think = None;
+        }
     }
     Ok(Prepared {
         prompt,

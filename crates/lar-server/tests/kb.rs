@@ -160,6 +160,28 @@ async fn what_a_key_may_read_is_all_it_sees() {
     );
     let one = call(&t, Some(KEY_MAIL), "GET", "/v1/models/kb:mail", None).await;
     assert_eq!(one.json()["id"], "kb:mail");
+    let one = call(&t, Some(KEY_MAIL), "GET", "/v1/models/kb:mail@long", None).await;
+    assert_eq!(one.json()["id"], "kb:mail@long", "{}", one.text());
+
+    // A knowledge base whose config is broken is left out of every list; the others stay.
+    let root = t.state.cfg.kb.root.clone().unwrap();
+    std::fs::create_dir_all(root.join("broken")).unwrap();
+    std::fs::write(root.join("broken/config.json"), "{not json").unwrap();
+    let all = call(&t, Some(KEY_ALL), "GET", "/v1/kb", None).await;
+    assert_eq!(all.status, 200, "{}", all.text());
+    assert_eq!(ids(&all.json(), "data", "id"), ["mail", "notes"]);
+    assert_eq!(
+        call(&t, Some(KEY_ALL), "GET", "/v1/models", None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        call(&t, Some(KEY_ALL), "GET", "/api/tags", None)
+            .await
+            .status,
+        200
+    );
 
     // A knowledge base the key may not read is answered exactly as one that does not exist.
     let search = json!({"query": "w5 tomatoes"});

@@ -242,11 +242,16 @@ impl Store for PgStore {
         let mut langs = self.langs.clone();
         let rows = ChunkColumns::new(chunks, vectors, self.info.language, &mut langs)?;
         let s = &self.schema;
-        let codes: Vec<&str> = langs.iter().map(|l| l.code()).collect();
+        // New languages are merged into the stored list in one statement (another writer may have added some).
+        let codes: Vec<String> = langs.iter().map(|l| l.code().to_string()).collect();
         let new_langs = (langs != self.langs).then(|| {
             (
-                format!("UPDATE {s}.info SET languages = $1"),
-                codes.join(","),
+                format!(
+                    "UPDATE {s}.info SET languages = (SELECT coalesce(string_agg(DISTINCT l, ',' ORDER BY l), '') \
+                     FROM unnest(string_to_array(languages, ',') || $1::text[]) AS l WHERE l <> '') \
+                     RETURNING languages"
+                ),
+                codes,
             )
         });
         let upsert = format!(
@@ -267,52 +272,63 @@ impl Store for PgStore {
              embedding, n) ORDER BY t.n"
         );
         let path = pg_text(&file.path);
-        self.rt.block_on(async {
-            let mut tx = self.pool.begin().await?;
-            sqlx::query(AssertSqlSafe(upsert))
-                .bind(&path)
-                .bind(pg_text(&file.sha256))
-                .bind(size)
-                .bind(file.mtime)
-                .bind(n)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(AssertSqlSafe(delete))
-                .bind(&path)
-                .execute(&mut *tx)
-                .await?;
-            if !chunks.is_empty() {
-                let c = rows;
-                sqlx::query(AssertSqlSafe(insert))
+        let merged = self
+            .rt
+            .block_on(async {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(AssertSqlSafe(upsert))
                     .bind(&path)
-                    .bind(c.path)
-                    .bind(c.kind)
-                    .bind(c.title)
-                    .bind(c.date)
-                    .bind(c.sender)
-                    .bind(c.meta)
-                    .bind(c.page)
-                    .bind(c.heading)
-                    .bind(c.speaker)
-                    .bind(c.start)
-                    .bind(c.end)
-                    .bind(c.ord)
-                    .bind(c.text)
-                    .bind(c.words)
-                    .bind(c.embedding)
+                    .bind(pg_text(&file.sha256))
+                    .bind(size)
+                    .bind(file.mtime)
+                    .bind(n)
                     .execute(&mut *tx)
                     .await?;
-            }
-            if let Some((sql, codes)) = new_langs {
-                sqlx::query(AssertSqlSafe(sql))
-                    .bind(codes)
+                sqlx::query(AssertSqlSafe(delete))
+                    .bind(&path)
                     .execute(&mut *tx)
                     .await?;
-            }
-            tx.commit().await?;
-            Ok::<_, Error>(())
-        })?;
-        self.langs = langs;
+                if !chunks.is_empty() {
+                    let c = rows;
+                    sqlx::query(AssertSqlSafe(insert))
+                        .bind(&path)
+                        .bind(c.path)
+                        .bind(c.kind)
+                        .bind(c.title)
+                        .bind(c.date)
+                        .bind(c.sender)
+                        .bind(c.meta)
+                        .bind(c.page)
+                        .bind(c.heading)
+                        .bind(c.speaker)
+                        .bind(c.start)
+                        .bind(c.end)
+                        .bind(c.ord)
+                        .bind(c.text)
+                        .bind(c.words)
+                        .bind(c.embedding)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let mut merged = None;
+                if let Some((sql, codes)) = new_langs {
+                    let all: String = sqlx::query_scalar(AssertSqlSafe(sql))
+                        .bind(codes)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    merged = Some(all);
+                }
+                tx.commit().await?;
+                Ok::<_, Error>(merged)
+            })?
+            .map(|all| {
+                let mut l: Vec<Lang> = all.split(',').filter_map(Lang::parse).collect();
+                l.sort();
+                l
+            });
+        if let Some(l) = merged {
+            self.langs = l;
+        }
         Ok(())
     }
 
@@ -580,11 +596,12 @@ async fn read_info(
             Analyzer::parse(&l).map_err(|e| Error::Store(format!("knowledge base '{kb}': {e}")))?
         }
     };
-    let langs = languages
+    let mut langs: Vec<Lang> = languages
         .unwrap_or_default()
         .split(',')
         .filter_map(Lang::parse)
         .collect();
+    langs.sort();
     Ok(Some((
         StoreInfo {
             embedder,

@@ -245,11 +245,12 @@ impl SqliteStore {
             None => Analyzer::Plain,
             Some(l) => Analyzer::parse(&l).map_err(|e| store_err(path, e.to_string()))?,
         };
-        let langs = optional("languages")?
+        let mut langs: Vec<Lang> = optional("languages")?
             .unwrap_or_default()
             .split(',')
             .filter_map(Lang::parse)
             .collect();
+        langs.sort();
         Ok(SqliteStore {
             conn,
             path: path.to_path_buf(),
@@ -422,7 +423,18 @@ impl super::Store for SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         Self::delete_chunks(&tx, &file.path)?;
-        let mut langs = self.langs.clone();
+        // The languages as stored now (another writer may have added one since this store was opened).
+        let mut stored: Vec<Lang> = tx
+            .query_row("SELECT value FROM info WHERE key = 'languages'", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()?
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(Lang::parse)
+            .collect();
+        stored.sort();
+        let mut langs = stored.clone();
         tx.prepare_cached(
             "INSERT INTO files(path, sha256, size, mtime, chunks) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(path) DO UPDATE SET sha256 = excluded.sha256, size = excluded.size,
@@ -466,7 +478,8 @@ impl super::Store for SqliteStore {
                 ins_vec.execute(params![id, vector_blob(v)])?;
             }
         }
-        if langs != self.langs {
+        langs.sort();
+        if langs != stored {
             let codes: Vec<&str> = langs.iter().map(|l| l.code()).collect();
             tx.prepare_cached("INSERT OR REPLACE INTO info(key, value) VALUES ('languages', ?1)")?
                 .execute([codes.join(",")])?;

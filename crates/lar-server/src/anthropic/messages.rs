@@ -56,6 +56,7 @@ async fn run(st: AppState, obj: Map<String, Value>) -> ApiResult<Response> {
         format: None,
         param: "tools",
         thinking: None,
+        split_thinking: false,
     };
     let prep = crate::structured::prepare(&lease, p.messages.clone(), offer).await?;
     let (ids, format) = (prep.prompt.clone(), prep.tools);

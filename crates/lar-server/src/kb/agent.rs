@@ -38,11 +38,14 @@ pub fn take(obj: &mut Map<String, Value>) -> ApiResult<Vec<String>> {
     };
     let mut names = Vec::new();
     let mut rest = Vec::with_capacity(tools.len());
+    // The search function takes the first knowledge base's place, so later tools keep their indexes in errors.
+    let mut first_at = None;
     for (i, t) in std::mem::take(tools).into_iter().enumerate() {
         if t.get("type").and_then(Value::as_str) != Some("knowledge_base") {
             rest.push(t);
             continue;
         }
+        first_at.get_or_insert(rest.len());
         let at = format!("tools[{i}]");
         let o = t.as_object().into_iter().flatten();
         if let Some((k, _)) = o
@@ -90,8 +93,9 @@ pub fn take(obj: &mut Map<String, Value>) -> ApiResult<Vec<String>> {
             ));
         }
         let t = search_tool(&names);
-        rest.push(json!({"type": "function", "function": {
-            "name": t.name, "description": t.description, "parameters": t.parameters}}));
+        let f = json!({"type": "function", "function": {
+            "name": t.name, "description": t.description, "parameters": t.parameters}});
+        rest.insert(first_at.unwrap_or(rest.len()), f);
     }
     *tools = rest;
     Ok(names)
@@ -119,6 +123,8 @@ pub fn search_tool(kbs: &[String]) -> Tool {
 /// What a loop produced.
 pub struct Outcome {
     pub content: String,
+    /// A reasoning model's thinking in the last round.
+    pub thinking: String,
     /// Calls of the client's own functions (the loop stopped for them).
     pub calls: Vec<ToolCall>,
     pub finish: lar_types::FinishReason,
@@ -128,25 +134,35 @@ pub struct Outcome {
     pub stats: Vec<Option<lar_types::GenerationStats>>,
 }
 
+/// What a loop runs with: the model, the request's sampling, its tools (the search among them), the knowledge
+/// bases, and its choice to think (for a reasoning model).
+pub struct Run<'a> {
+    pub lease: &'a Arc<Lease>,
+    pub s: &'a Sampling,
+    pub spec: ToolSpec,
+    pub kbs: &'a [String],
+    pub thinking: Option<(bool, &'static str)>,
+}
+
 /// `POST /v1/chat/completions` with knowledge-base tools: checks that the caller may read each of them, runs the
 /// loop, answers as a chat completion with `sources` and `knowledge_base_searches` beside the choice.
-#[allow(clippy::too_many_arguments)]
 pub async fn respond(
     st: &AppState,
     caller: &Caller,
-    lease: &Arc<Lease>,
-    s: &Sampling,
+    r: Run<'_>,
     msgs: Vec<ChatMessage>,
-    spec: ToolSpec,
-    kbs: &[String],
     model: String,
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
-    for kb in kbs {
+    for kb in r.kbs {
         st.kb.config(caller, kb).await?;
     }
-    let o = run(st, caller, lease, s, msgs, spec, kbs).await?;
+    let o = run(st, caller, r, msgs).await?;
     let mut message = json!({"role": "assistant", "content": o.content});
+    if !o.thinking.is_empty() {
+        message["reasoning_content"] = json!(o.thinking);
+        message["reasoning"] = json!(o.thinking);
+    }
     if !o.calls.is_empty() {
         message["tool_calls"] = o
             .calls
@@ -181,14 +197,19 @@ pub async fn respond(
 pub async fn run(
     st: &AppState,
     caller: &Caller,
-    lease: &Arc<Lease>,
-    s: &Sampling,
+    r: Run<'_>,
     mut msgs: Vec<ChatMessage>,
-    spec: ToolSpec,
-    kbs: &[String],
 ) -> ApiResult<Outcome> {
+    let Run {
+        lease,
+        s,
+        spec,
+        kbs,
+        thinking,
+    } = r;
     let mut out = Outcome {
         content: String::new(),
+        thinking: String::new(),
         calls: Vec::new(),
         finish: lar_types::FinishReason::Stop,
         sources: Vec::new(),
@@ -222,7 +243,8 @@ pub async fn run(
             parallel: spec.parallel && round == 0,
             format: None,
             param: "tools",
-            thinking: None,
+            thinking,
+            split_thinking: true,
         };
         let prep = prepare(lease, msgs.clone(), offer).await?;
         let params = s.params(prep.prompt.len(), lease.model.ctx, 0)?;
@@ -235,11 +257,19 @@ pub async fn run(
         let done = job.collect().await?;
         out.stats.push(Some(done.finished.stats.clone()));
         out.finish = done.finished.reason;
-        let (content, calls) = split_calls(prep.tools, &done.text);
+        // The thinking is not parsed for calls, nor sent back to the model.
+        let (thought, text) = match &prep.think {
+            Some(t) => t.split(&done.text),
+            None => (String::new(), done.text.clone()),
+        };
+        let (content, calls) = split_calls(prep.tools, &text);
         let (searches, theirs): (Vec<ToolCall>, Vec<ToolCall>) =
             calls.into_iter().partition(|c| c.name == TOOL);
-        if !theirs.is_empty() || searches.is_empty() {
+        // The last round offers no search: a search written anyway (a syntax without markers is not held to
+        // the tools) is not run, and the loop ends with what the model said.
+        if last || !theirs.is_empty() || searches.is_empty() {
             out.content = content;
+            out.thinking = thought;
             out.calls = theirs;
             return Ok(out);
         }
@@ -256,7 +286,7 @@ pub async fn run(
         }
         answer_now = out.searches.len() == made;
     }
-    // Unreachable: the last round offers no search, so it ends above.
+    // Unreachable: the last round ends the loop above.
     Err(ApiError::internal("the agent loop ran out of rounds"))
 }
 

@@ -121,19 +121,30 @@ impl KnowledgeBases {
             .map_err(rag_error)
     }
 
-    /// The knowledge bases `caller` may read.
+    /// The knowledge bases `caller` may read. One whose config cannot be read is left out (and logged), so it
+    /// breaks no listing.
     pub async fn list(&self, caller: &Caller) -> ApiResult<Vec<KbConfig>> {
         let Ok(reg) = self.registry() else {
             return Ok(Vec::new());
         };
-        let all = tokio::task::spawn_blocking(move || reg.list())
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(rag_error)?;
-        Ok(all
-            .into_iter()
-            .filter(|c| self.cfg.may_read(caller, &c.name))
-            .collect())
+        let grants = self.cfg.clone();
+        let caller = caller.clone();
+        tokio::task::spawn_blocking(move || {
+            let names = reg.names().map_err(|e| ApiError::internal(e.to_string()))?;
+            Ok(names
+                .into_iter()
+                .filter(|n| grants.may_read(&caller, n))
+                .filter_map(|n| match reg.get(&n) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        tracing::warn!("knowledge base '{n}' left out of the list: {e}");
+                        None
+                    }
+                })
+                .collect())
+        })
+        .await
+        .map_err(ApiError::internal)?
     }
 
     /// The embedder of a knowledge base: a store name through the manager, a directory opened once.

@@ -216,11 +216,13 @@ async fn run(
             format: None,
             param: "tools",
             thinking: None,
+            split_thinking: true,
         },
         None => Offer::format(constraint, "format"),
     };
     let offer = Offer {
         thinking: r.think.map(|t| (t, "think")),
+        split_thinking: true,
         ..offer
     };
     let prep = crate::structured::prepare(&lease, msgs, offer).await?;

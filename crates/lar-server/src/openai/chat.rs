@@ -219,6 +219,20 @@ pub async fn handle(
     let n = s.n()?;
     let mut msgs = messages(x.messages)?;
     let kb = KbModel::parse(&st, &s.model)?;
+    let thinking = match (
+        reasoning_effort(&obj)?,
+        crate::structured::template_kwargs(&obj)?,
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::field(
+                "reasoning_effort",
+                "give reasoning_effort or chat_template_kwargs.enable_thinking, not both",
+            ));
+        }
+        (Some(t), None) => Some((t, "reasoning_effort")),
+        (None, Some(t)) => Some((t, "chat_template_kwargs")),
+        (None, None) => None,
+    };
     if !kb_tools.is_empty() {
         let refuse = |what: &str, why: &str| Err(ApiError::unsupported(what, why));
         if kb.is_some() {
@@ -271,8 +285,14 @@ pub async fn handle(
         && let Some(spec) = tool_spec
     {
         let model = lease.model.entry.name.clone();
-        return crate::kb::agent::respond(&st, &caller, &lease, &s, msgs, spec, &kb_tools, model)
-            .await;
+        let run = crate::kb::agent::Run {
+            lease: &lease,
+            s: &s,
+            spec,
+            kbs: &kb_tools,
+            thinking,
+        };
+        return crate::kb::agent::respond(&st, &caller, run, msgs, model).await;
     }
     let mut grounding = None;
     let mut constraint = constraint;
@@ -294,23 +314,12 @@ pub async fn handle(
             format: None,
             param: "tools",
             thinking: None,
+            split_thinking: true,
         },
         None => Offer::format(constraint, param),
     };
-    offer.thinking = match (
-        reasoning_effort(&obj)?,
-        crate::structured::template_kwargs(&obj)?,
-    ) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::field(
-                "reasoning_effort",
-                "give reasoning_effort or chat_template_kwargs.enable_thinking, not both",
-            ));
-        }
-        (Some(t), None) => Some((t, "reasoning_effort")),
-        (None, Some(t)) => Some((t, "chat_template_kwargs")),
-        (None, None) => None,
-    };
+    offer.thinking = thinking;
+    offer.split_thinking = true;
     let prep = crate::structured::prepare(&lease, msgs, offer).await?;
     let (prompt, format) = (&prep.prompt, prep.tools);
     let params = s.params(prompt.len(), lease.model.ctx, top)?;
@@ -560,7 +569,8 @@ fn choice_stream(
                     if let Some(p) = parser.as_mut() {
                         let pieces = p.push(&text);
                         pieces_chunks(&meta, index, pieces, &mut calls, with_usage, &mut out);
-                    } else if !text.is_empty() || (meta.logprobs && think.is_none()) {
+                    } else if !text.is_empty() || meta.logprobs {
+                        // (With logprobs every token gets its chunk, a thinking one with empty content.)
                         // (Empty text: nothing to show yet, an incomplete character or a possible stop string.)
                         let lp = meta
                             .logprobs

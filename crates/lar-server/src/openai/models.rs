@@ -36,8 +36,11 @@ pub async fn one(
     axum::Extension(caller): axum::Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    if let Some(name) = id.strip_prefix("kb:") {
-        return Ok(Json(kb_json(&st.kb.config(&caller, name).await?)));
+    if let Some(rest) = id.strip_prefix("kb:") {
+        let name = rest.split_once('@').map_or(rest, |(n, _)| n);
+        let mut v = kb_json(&st.kb.config(&caller, name).await?);
+        v["id"] = json!(id);
+        return Ok(Json(v));
     }
     let cat = st.manager.catalog().clone();
     let e = tokio::task::spawn_blocking(move || cat.entry(&id))

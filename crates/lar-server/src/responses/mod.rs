@@ -494,6 +494,7 @@ async fn start(st: &AppState, p: &Parsed) -> ApiResult<Started> {
         format: p.format.clone(),
         param: "text.format",
         thinking: None,
+        split_thinking: false,
     };
     let prep = crate::structured::prepare(&lease, msgs, offer).await?;
     let (ids, format) = (prep.prompt.clone(), prep.tools);

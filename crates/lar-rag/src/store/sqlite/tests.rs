@@ -758,7 +758,7 @@ fn words_are_stemmed_in_each_chunks_language_and_old_stores_stay_plain() {
     store
         .put_file(&entry("/en.md", 1), &[en], &[vec![0.0, 1.0]])
         .unwrap();
-    assert_eq!(store.languages(), [Lang::Es, Lang::En]);
+    assert_eq!(store.languages(), [Lang::En, Lang::Es]);
     let find = |s: &SqliteStore, q: &str| {
         s.text_search(&[q.to_string()], 5, &Filter::default())
             .unwrap()
@@ -770,7 +770,7 @@ fn words_are_stemmed_in_each_chunks_language_and_old_stores_stay_plain() {
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(
         store.languages(),
-        [Lang::Es, Lang::En],
+        [Lang::En, Lang::Es],
         "the languages are kept"
     );
     assert_eq!(store.info().language, Analyzer::Auto);
