@@ -1,9 +1,10 @@
-//! The chat model as a relevance judge for reranking (`lar kb search|eval --rerank MODEL`, `lar ask --rerank`):
-//! asked whether a passage helps answer the question, its relevance is the probability it gives "yes" against
-//! "no" as its first token (greedy, one token, the top 20 alternatives read).
+//! The chat model as a relevance judge for reranking (`lar kb search|eval --rerank MODEL`, `lar ask --rerank`), by
+//! query likelihood (UPR, Sachan et al. 2022): shown the passage and asked to write a question about it, how
+//! likely the model finds the user's question, token by token. The mean log-probability of the question's tokens
+//! is mapped into [0, 1] by `exp`. One prompt per candidate, scored in one forward pass (no generation).
 
 use lar_engine::{EngineHandle, Event, Request};
-use lar_types::{ChatMessage, Role, SamplingParams};
+use lar_types::SamplingParams;
 
 pub struct EngineJudge {
     pub engine: EngineHandle,
@@ -25,55 +26,51 @@ impl EngineJudge {
     }
 }
 
-const RULES: &str = "You judge whether a passage from the user's documents helps answer their question. Reply \
-                     with one word: yes or no.";
-
 impl lar_rag::rerank::Judge for EngineJudge {
     fn relevance(
         &mut self,
         question: &str,
         passage: &str,
     ) -> Result<f32, Box<dyn std::error::Error + Send + Sync>> {
-        let msgs = [
-            ChatMessage::new(Role::System, RULES.to_string()),
-            ChatMessage::new(
-                Role::User,
-                format!(
-                    "Question: {question}\n\nPassage:\n{passage}\n\nDoes the passage help answer the question?"
-                ),
-            ),
-        ];
-        let prompt = self.engine.chat_tokens(&msgs, None)?;
+        let tok = self.engine.tokenizer();
+        let mut prompt = tok.encode(
+            &format!("Passage: {passage}\n\nA question this passage answers:"),
+            true,
+            false,
+        );
+        let q = tok.encode(&format!(" {}", question.trim()), false, false);
+        if q.is_empty() {
+            return Ok(0.0);
+        }
+        let from = prompt.len();
+        prompt.extend_from_slice(&q);
         let params = SamplingParams {
             temperature: 0.0,
             max_tokens: 1,
-            top_logprobs: 20,
             ..SamplingParams::default()
         };
-        let mut stream = self.engine.submit(Request::new(prompt, params))?;
-        let tok = self.engine.tokenizer();
-        let (mut yes, mut no) = (0f32, 0f32);
+        let mut req = Request::new(prompt, params);
+        req.prompt_logprobs = Some(0);
+        let mut stream = self.engine.submit(req)?;
         while let Some(ev) = stream.blocking_next() {
-            match ev {
-                Event::Token(t) => {
-                    for a in &t.top_logprobs {
-                        match tok.decode(&[a.token], false).trim().to_lowercase().as_str() {
-                            "yes" => yes += a.logprob.exp(),
-                            "no" => no += a.logprob.exp(),
-                            _ => {}
-                        }
-                    }
-                }
-                Event::Done(f) if f.reason == lar_types::FinishReason::Error => {
+            if let Event::Done(f) = ev {
+                if f.reason == lar_types::FinishReason::Error {
                     return Err(f.error.unwrap_or_else(|| "the judge failed".into()).into());
                 }
-                Event::Done(_) => {}
+                let scored = f.prompt_logprobs.unwrap_or_default();
+                let lps: Vec<f32> = scored
+                    .iter()
+                    .skip(from)
+                    .flatten()
+                    .map(|p| p.logprob)
+                    .collect();
+                if lps.is_empty() {
+                    return Ok(0.0);
+                }
+                let mean = lps.iter().sum::<f32>() / lps.len() as f32;
+                return Ok(mean.exp().clamp(0.0, 1.0));
             }
         }
-        Ok(if yes + no > 0.0 {
-            yes / (yes + no)
-        } else {
-            0.0
-        })
+        Err("the judge's stream ended early".into())
     }
 }

@@ -659,3 +659,56 @@ fn spanish_questions_find_their_article() {
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown language 'klingon'"));
 }
+
+/// `--rerank MODEL`: every hit carries the judge's relevance, the hits come in its order, and the question's
+/// file is first; the depth is checked.
+#[test]
+fn rerank_orders_hits_by_the_judges_relevance() {
+    let h = home("rerank");
+    let docs = h.join("docs/corpus");
+    lar_testdata::corpus::write(&docs).unwrap();
+    let o = lar(&h, &["kb", "create", "home", "--embedder", &minilm()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok_json(&h, &["kb", "add", "home", docs.to_str().unwrap(), "--json"]);
+    let qwen = testdata::model(testdata::QWEN_CODER).display().to_string();
+    let q = "How much is the monthly rent?";
+    let hits = ok_json(
+        &h,
+        &[
+            "kb",
+            "search",
+            "home",
+            q,
+            "-k",
+            "3",
+            "--rerank",
+            &qwen,
+            "--rerank-depth",
+            "6",
+            "--json",
+        ],
+    );
+    let hits = hits.as_array().unwrap();
+    assert_eq!(hits.len(), 3);
+    let rel: Vec<f64> = hits
+        .iter()
+        .map(|h| h["relevance"].as_f64().unwrap())
+        .collect();
+    assert!(rel.windows(2).all(|w| w[0] >= w[1]), "{rel:?}");
+    assert!(rel.iter().all(|r| (0.0..=1.0).contains(r)), "{rel:?}");
+    assert_eq!(file_name(&hits[0]), "lease.pdf", "{hits:?}");
+    let o = lar(
+        &h,
+        &[
+            "kb",
+            "search",
+            "home",
+            q,
+            "--rerank",
+            &qwen,
+            "--rerank-depth",
+            "0",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--rerank-depth must be at least 1"));
+}
