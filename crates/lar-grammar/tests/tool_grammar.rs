@@ -118,6 +118,8 @@ fn auto_is_free_until_a_call_starts_then_the_call_is_held_to_its_schema() {
         tok.encode("Let me look that up.\n<tool_call>", false, true),
         tok.encode("<tool_call>\n", false, true),
         tok.encode("\n{\"", false, true),
+        // A code model's way: the call in a JSON code block.
+        tok.encode("```json\n", false, true),
     ];
     for prefix in &starts {
         for seed in 1..=8 {

@@ -156,3 +156,32 @@ fn mistral() {
         &[],
     );
 }
+
+#[test]
+fn calls_in_a_json_code_block_at_the_start() {
+    let call = "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}";
+    check(
+        ToolFormat::Hermes,
+        &format!("```json\n{call}\n```"),
+        "",
+        &[("get_weather", json!({"city": "Paris"}))],
+    );
+    check(
+        ToolFormat::Hermes,
+        &format!("```json\n{call}\n{call}\n```"),
+        "",
+        &[
+            ("get_weather", json!({"city": "Paris"})),
+            ("get_weather", json!({"city": "Paris"})),
+        ],
+    );
+    // Code blocks that are not calls, and one after other text, stay text.
+    for text in [
+        "```python\nprint(1)\n```".to_string(),
+        "```json\n{\"a\": 1}\n```".to_string(),
+        format!("Here it is:\n```json\n{call}\n```"),
+        "```json\n{\"name\": \"f\"".to_string(),
+    ] {
+        check(ToolFormat::Hermes, &text, &text, &[]);
+    }
+}

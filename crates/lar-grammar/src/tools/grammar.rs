@@ -67,6 +67,9 @@ fn call_schema(format: ToolFormat, tools: &[&Tool]) -> Result<Value> {
     Ok(schema)
 }
 
+/// How a code model opens a call in a Markdown code block.
+pub const FENCE: &str = "```json\n";
+
 /// A Lark string literal.
 fn lit(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
@@ -144,9 +147,17 @@ impl ToolGrammar {
         let grammar = vocab.compile(&Constraint::Lark(format!(
             "start: {after_marker}\n{body}\n"
         )))?;
-        let bare = match format {
-            ToolFormat::Mistral => None,
-            _ => Some(vocab.compile(&Constraint::Lark(format!("start: {bare}\n{body}\n")))?),
+        let (bare, fenced) = match format {
+            ToolFormat::Mistral => (None, None),
+            _ => (
+                Some(vocab.compile(&Constraint::Lark(format!("start: {bare}\n{body}\n")))?),
+                // A call in a Markdown code block, as code models write it: from the block's first line on.
+                Some(vocab.compile(&Constraint::Lark(format!(
+                    "start: {} {} \"\\n```\"\n{body}\n",
+                    lit(FENCE),
+                    format!("body{}", many("\"\\n\" body"))
+                )))?),
+            ),
         };
         Ok(Some(Self {
             grammar,
@@ -154,6 +165,7 @@ impl ToolGrammar {
                 marker: open.as_bytes().to_vec(),
                 env: vocab.env().clone(),
                 bare,
+                fenced,
             }),
         }))
     }
@@ -169,6 +181,7 @@ impl ToolGrammar {
                 started: false,
                 pending: Some(self.grammar.mask()),
                 bare: l.bare.as_ref().map(Grammar::mask),
+                fenced: l.fenced.as_ref().map(Grammar::mask),
                 active: None,
             }),
         }
@@ -182,10 +195,13 @@ struct Lazy {
     env: TokEnv,
     /// The grammar of calls written bare from the start of the answer (`{"name": ...`), for syntaxes that allow it.
     bare: Option<Grammar>,
+    /// The grammar of calls in a code block that starts the answer (```` ```json ````).
+    fenced: Option<Grammar>,
 }
 
 /// `auto`: no constraint until the opening marker appears in the text (then the call grammar from just after it),
-/// or the answer starts with `{` (then the bare-call grammar from that brace).
+/// or the answer starts with `{` (then the bare-call grammar from that brace) or with a JSON code block (then the
+/// fenced-call grammar from its first line).
 struct LazyMask {
     marker: Vec<u8>,
     env: TokEnv,
@@ -195,6 +211,7 @@ struct LazyMask {
     started: bool,
     pending: Option<GrammarMask>,
     bare: Option<GrammarMask>,
+    fenced: Option<GrammarMask>,
     active: Option<GrammarMask>,
 }
 
@@ -229,8 +246,20 @@ impl LogitsProcessor for LazyMask {
         self.seen.extend_from_slice(bytes);
         if !self.started {
             let text = self.seen.trim_ascii_start().to_vec();
+            let fence = FENCE.as_bytes();
+            // A code block is known once its whole first line is there.
+            let may_fence = self.fenced.is_some()
+                && !text.is_empty()
+                && fence.starts_with(&text[..text.len().min(fence.len())]);
+            if may_fence && text.len() < fence.len() {
+                return;
+            }
             if !text.is_empty() {
                 self.started = true;
+                if may_fence && let Some(m) = self.fenced.take() {
+                    self.activate(m, &text);
+                    return;
+                }
                 if text[0] == b'{'
                     && let Some(m) = self.bare.take()
                 {

@@ -6,6 +6,7 @@ use lar_types::ToolCall;
 use serde_json::Value;
 
 use super::ToolFormat;
+use super::grammar::FENCE;
 
 /// A piece of the model's answer.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,6 +23,8 @@ enum State {
     Call,
     /// After Mistral's or Llama 3's marker, or a `{` that starts the answer: calls until the end.
     Rest,
+    /// Inside a JSON code block that starts the answer (code models write calls so), until its closing fence.
+    Fence,
 }
 
 pub struct ToolParser {
@@ -37,6 +40,8 @@ pub struct ToolParser {
 }
 
 const CLOSE: &str = "</tool_call>";
+/// A code block's closing fence.
+const FENCE_CLOSE: &str = "\n```";
 
 impl ToolParser {
     /// A parser for `format`; calls get ids `{id_prefix}_{n}`.
@@ -72,7 +77,15 @@ impl ToolParser {
                             self.state = State::Rest;
                             continue;
                         }
-                        if t.is_empty() || (llama && self.format.open().starts_with(t)) {
+                        if let Some(body) = t.strip_prefix(FENCE) {
+                            self.buf = body.to_string();
+                            self.state = State::Fence;
+                            continue;
+                        }
+                        if t.is_empty()
+                            || (llama && self.format.open().starts_with(t))
+                            || FENCE.starts_with(t)
+                        {
                             break;
                         }
                     }
@@ -102,6 +115,15 @@ impl ToolParser {
                     self.state = State::Text;
                     self.hermes(&mut out, &body, true);
                 }
+                State::Fence => {
+                    let Some(i) = self.buf.find(FENCE_CLOSE) else {
+                        break;
+                    };
+                    let body: String = self.buf.drain(..i).collect();
+                    self.buf.drain(..FENCE_CLOSE.len());
+                    self.state = State::Text;
+                    self.fenced(&mut out, &body, true);
+                }
                 State::Rest => break,
             }
         }
@@ -117,6 +139,7 @@ impl ToolParser {
             // The model ended without the closing marker: still a call if its JSON is whole.
             State::Call => self.hermes(&mut out, &rest, false),
             State::Rest => self.rest(&mut out, &rest),
+            State::Fence => self.fenced(&mut out, &rest, false),
         }
         self.state = State::Text;
         out
@@ -151,6 +174,22 @@ impl ToolParser {
         }
     }
 
+    /// The calls of a code block, all or nothing (what does not parse is given back with its fences).
+    fn fenced(&mut self, out: &mut Vec<Piece>, body: &str, closed: bool) {
+        let start = self.calls;
+        let calls: Option<Vec<ToolCall>> =
+            values(body.trim()).and_then(|v| v.iter().map(|v| self.call_of(v)).collect());
+        match calls {
+            Some(calls) if !calls.is_empty() => out.extend(calls.into_iter().map(Piece::Call)),
+            _ => {
+                self.calls = start;
+                self.after_call = false;
+                let close = if closed { FENCE_CLOSE } else { "" };
+                self.text(out, format!("{FENCE}{body}{close}"));
+            }
+        }
+    }
+
     /// Mistral's array or Llama 3's `;`-separated objects, all or nothing.
     fn rest(&mut self, out: &mut Vec<Piece>, body: &str) {
         let t = body.trim();
@@ -158,28 +197,11 @@ impl ToolParser {
             .strip_prefix(ToolFormat::Llama3.open())
             .unwrap_or(t)
             .trim();
-        let mut values = Vec::new();
-        let mut ok = !t.is_empty();
-        if let Ok(Value::Array(items)) = serde_json::from_str::<Value>(t) {
-            values = items;
-        } else {
-            let mut rest = t;
-            while ok && !rest.is_empty() {
-                let mut it = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
-                match it.next() {
-                    Some(Ok(v)) => {
-                        values.push(v);
-                        rest = rest[it.byte_offset()..].trim_start();
-                        rest = rest.strip_prefix(';').unwrap_or(rest).trim_start();
-                    }
-                    _ => ok = false,
-                }
-            }
-        }
         let start = self.calls;
-        let calls: Option<Vec<ToolCall>> = values.iter().map(|v| self.call_of(v)).collect();
+        let calls: Option<Vec<ToolCall>> =
+            values(t).and_then(|v| v.iter().map(|v| self.call_of(v)).collect());
         match calls {
-            Some(calls) if ok && !calls.is_empty() => {
+            Some(calls) if !calls.is_empty() => {
                 out.extend(calls.into_iter().map(Piece::Call));
             }
             _ => {
@@ -226,6 +248,26 @@ impl ToolParser {
             arguments,
         })
     }
+}
+
+/// A JSON array's items, or JSON values one after another (separated by whitespace or `;`); `None` unless all of
+/// `t` parses.
+fn values(t: &str) -> Option<Vec<Value>> {
+    if t.is_empty() {
+        return None;
+    }
+    if let Ok(Value::Array(items)) = serde_json::from_str::<Value>(t) {
+        return Some(items);
+    }
+    let mut values = Vec::new();
+    let mut rest = t;
+    while !rest.is_empty() {
+        let mut it = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
+        values.push(it.next()?.ok()?);
+        rest = rest[it.byte_offset()..].trim_start();
+        rest = rest.strip_prefix(';').unwrap_or(rest).trim_start();
+    }
+    Some(values)
 }
 
 /// The length of the longest end of `s` that `marker` starts with (text that may yet become the marker).
