@@ -153,9 +153,9 @@ impl ToolGrammar {
                 Some(vocab.compile(&Constraint::Lark(format!("start: {bare}\n{body}\n")))?),
                 // A call in a Markdown code block, as code models write it: from the block's first line on.
                 Some(vocab.compile(&Constraint::Lark(format!(
-                    "start: {} {} \"\\n```\"\n{body}\n",
+                    "start: {} body{} \"\\n```\"\n{body}\n",
                     lit(FENCE),
-                    format!("body{}", many("\"\\n\" body"))
+                    many("\"\\n\" body")
                 )))?),
             ),
         };
