@@ -99,6 +99,105 @@ async fn thinking_goes_to_reasoning_content_and_thinking() {
         .map(|l| l["message"]["thinking"].as_str().unwrap_or("").to_string())
         .collect();
     assert_eq!(streamed, thought);
+
+    // /api/generate: `thinking` beside `response`.
+    let g =
+        json!({"model": "thinker", "prompt": Q, "stream": false, "options": {"num_predict": 8}});
+    let a = post_json(&t.router, "/api/generate", &g).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        (a.json()["thinking"].as_str(), a.json()["response"].as_str()),
+        (Some(thought), Some(""))
+    );
+    let mut off = g.clone();
+    off["think"] = json!(false);
+    let a = post_json(&t.router, "/api/generate", &off).await;
+    assert_eq!(
+        a.json()["response"],
+        raw_answer(&t, false).await.as_str(),
+        "{}",
+        a.text()
+    );
+    let mut raw = g.clone();
+    raw["raw"] = json!(true);
+    raw["think"] = json!(true);
+    let a = post_json(&t.router, "/api/generate", &raw).await;
+    assert_eq!(a.status, 400, "{}", a.text());
+}
+
+#[tokio::test]
+async fn anthropic_thinking_blocks() {
+    let t = app();
+    let thought = raw_answer(&t, true).await;
+    let thought = thought.trim();
+    let answer = raw_answer(&t, false).await;
+    let msg = |extra: Value| {
+        let mut b = json!({"model": "thinker", "max_tokens": 8, "messages": [{"role": "user", "content": Q}]});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    let a = post_json(
+        &t.router,
+        "/v1/messages",
+        &msg(json!({"thinking": {"type": "enabled", "budget_tokens": 1024}})),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        a.json()["content"],
+        json!([{"type": "thinking", "thinking": thought, "signature": ""}])
+    );
+    // Streamed: a thinking block of thinking_delta events.
+    let a = post_json(
+        &t.router,
+        "/v1/messages",
+        &msg(json!({"stream": true, "thinking": {"type": "enabled", "budget_tokens": 1024}})),
+    )
+    .await;
+    let events: Vec<Value> = a
+        .sse()
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let start = events
+        .iter()
+        .find(|e| e["type"] == "content_block_start")
+        .unwrap();
+    assert_eq!(start["content_block"]["type"], "thinking");
+    let streamed: String = events
+        .iter()
+        .filter(|e| e["delta"]["type"] == "thinking_delta")
+        .map(|e| e["delta"]["thinking"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(streamed, thought);
+    assert!(events.iter().any(|e| e["type"] == "content_block_stop"));
+    // Disabled: a text block with the answer.
+    let a = post_json(
+        &t.router,
+        "/v1/messages",
+        &msg(json!({"thinking": {"type": "disabled"}})),
+    )
+    .await;
+    assert_eq!(
+        a.json()["content"],
+        json!([{"type": "text", "text": answer}]),
+        "{}",
+        a.text()
+    );
+    for (bad, says) in [
+        (json!({"type": "enabled"}), "budget_tokens"),
+        (json!({"type": "sometimes"}), "thinking.type"),
+        (
+            json!({"type": "enabled", "budget_tokens": 10, "x": 1}),
+            "thinking.x",
+        ),
+    ] {
+        let a = post_json(&t.router, "/v1/messages", &msg(json!({"thinking": bad}))).await;
+        assert_eq!(a.status, 400, "{bad}: {}", a.text());
+        assert!(a.text().contains(says), "{bad}: {}", a.text());
+    }
 }
 
 #[tokio::test]
@@ -165,6 +264,11 @@ async fn a_model_that_does_not_think_says_so() {
         (
             "/api/chat",
             json!({"model": "scripted", "messages": [{"role": "user", "content": Q}], "think": true}),
+            "does not think",
+        ),
+        (
+            "/api/generate",
+            json!({"model": "scripted", "prompt": Q, "think": true}),
             "does not think",
         ),
     ] {

@@ -124,6 +124,14 @@ def ollama_chat_and_generate():
     assert parts[-1].done and parts[-1].prompt_eval_count > 0
     g = oll.generate(model=chat_model, prompt="Hi", options={"temperature": 0, "num_predict": 5})
     assert g.response and g.context and g.total_duration > 0, g
+    # `think`: not thinking is something any model can do; a model without thinking markers refuses to think.
+    t = oll.chat(model=chat_model, messages=msgs, think=False, options={"temperature": 0, "num_predict": 8})
+    assert t.message.content == r.message.content and not t.message.thinking, t
+    try:
+        oll.chat(model=chat_model, messages=msgs, think=True)
+        raise AssertionError("think=True accepted by a model that does not think")
+    except ollama.ResponseError as e:
+        assert e.status_code == 400 and "does not think" in str(e), e
 
 
 @check

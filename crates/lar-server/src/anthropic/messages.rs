@@ -1,8 +1,8 @@
-//! `POST /v1/messages`: one message back, whole (`content` blocks: `text`, `tool_use`; `stop_reason` `end_turn`,
-//! `max_tokens`, `stop_sequence` or `tool_use`; `usage`) or as Anthropic's event stream: `message_start`, `ping`,
-//! then per block `content_block_start`, `content_block_delta` (`text_delta`, `input_json_delta`),
-//! `content_block_stop`, then `message_delta` (stop reason, output tokens) and `message_stop`; a failure is an
-//! `error` event.
+//! `POST /v1/messages`: one message back, whole (`content` blocks: `thinking` for a reasoning model, `text`,
+//! `tool_use`; `stop_reason` `end_turn`, `max_tokens`, `stop_sequence` or `tool_use`; `usage`) or as Anthropic's
+//! event stream: `message_start`, `ping`, then per block `content_block_start`, `content_block_delta`
+//! (`thinking_delta`, `text_delta`, `input_json_delta`), `content_block_stop`, then `message_delta` (stop reason,
+//! output tokens) and `message_stop`; a failure is an `error` event.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, StreamExt};
 use lar_engine::{Event, Finished, Request};
+use lar_grammar::reasoning::{Part as Thought, ThinkParser};
 use lar_grammar::tools::{Piece, ToolFormat, ToolParser};
 use lar_types::{FinishReason, ToolCall};
 use serde_json::{Map, Value, json};
@@ -40,6 +41,8 @@ struct Meta {
     input_tokens: usize,
     stops: Vec<String>,
     tools: Option<ToolFormat>,
+    /// A reasoning model's markers: its thinking becomes a `thinking` block.
+    think: Option<crate::structured::Thinking>,
 }
 
 async fn run(st: AppState, obj: Map<String, Value>) -> ApiResult<Response> {
@@ -55,8 +58,8 @@ async fn run(st: AppState, obj: Map<String, Value>) -> ApiResult<Response> {
         parallel: p.parallel,
         format: None,
         param: "tools",
-        thinking: None,
-        split_thinking: false,
+        thinking: p.thinking.map(|t| (t, "thinking")),
+        split_thinking: true,
     };
     let prep = crate::structured::prepare(&lease, p.messages.clone(), offer).await?;
     let (ids, format) = (prep.prompt.clone(), prep.tools);
@@ -75,6 +78,7 @@ async fn run(st: AppState, obj: Map<String, Value>) -> ApiResult<Response> {
         input_tokens: ids.len(),
         stops: params.stop.clone(),
         tools: format,
+        think: prep.think,
     };
     let mut req = Request::new(ids, params);
     if let Some(c) = &prep.constrained {
@@ -114,20 +118,26 @@ fn tool_use(c: &ToolCall) -> Value {
     json!({"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments})
 }
 
-/// A whole answer as content blocks; how many were calls.
+/// A whole answer as content blocks (a reasoning model's thinking first); how many were calls.
 fn blocks_of(meta: &Meta, text: &str) -> (Vec<Value>, usize) {
+    let (thought, text) = match &meta.think {
+        Some(t) => t.split(text),
+        None => (String::new(), text.to_string()),
+    };
+    let mut blocks = Vec::new();
+    if !thought.is_empty() {
+        // Lar signs nothing: the signature is empty (clients send it back; it is not checked).
+        blocks.push(json!({"type": "thinking", "thinking": thought, "signature": ""}));
+    }
     let Some(f) = meta.tools else {
-        let blocks = if text.is_empty() {
-            Vec::new()
-        } else {
-            vec![json!({"type": "text", "text": text})]
-        };
+        if !text.is_empty() {
+            blocks.push(json!({"type": "text", "text": text}));
+        }
         return (blocks, 0);
     };
     let mut p = ToolParser::new(f, new_id("toolu"));
-    let mut pieces = p.push(text);
+    let mut pieces = p.push(&text);
     pieces.extend(p.finish());
-    let mut blocks = Vec::new();
     let mut calls = 0;
     for piece in pieces {
         match piece {
@@ -171,11 +181,14 @@ fn stream_response(meta: Meta, job: Generation) -> Response {
         event("ping", json!({"type": "ping"})),
     ];
     let parser = meta.tools.map(|f| ToolParser::new(f, new_id("toolu")));
+    let think = meta.think.map(|t| t.parser());
     let state = Blocks {
         meta,
         parser,
+        think,
         index: 0,
         open_text: false,
+        open_thinking: false,
         calls: 0,
     };
     let rest = stream::unfold(Some((job, state)), |s| async move {
@@ -214,18 +227,40 @@ fn stream_response(meta: Meta, job: Generation) -> Response {
 struct Blocks {
     meta: Meta,
     parser: Option<ToolParser>,
+    think: Option<ThinkParser>,
     /// The index of the next block to open.
     index: usize,
     open_text: bool,
+    open_thinking: bool,
     calls: usize,
 }
 
 impl Blocks {
     fn push(&mut self, text: &str, last: bool, out: &mut Vec<SseEvent>) {
+        let text = match self.think.as_mut() {
+            None => text.to_string(),
+            Some(tp) => {
+                let mut parts = tp.push(text);
+                if last {
+                    parts.extend(tp.finish());
+                }
+                let mut answer = String::new();
+                for part in parts {
+                    match part {
+                        Thought::Thinking(t) => self.thinking(&t, out),
+                        Thought::Text(t) => answer.push_str(&t),
+                    }
+                }
+                answer
+            }
+        };
+        if !text.is_empty() {
+            self.close_thinking(out);
+        }
         let pieces = match self.parser.as_mut() {
-            None => vec![Piece::Text(text.to_string())],
+            None => vec![Piece::Text(text)],
             Some(p) => {
-                let mut v = p.push(text);
+                let mut v = p.push(&text);
                 if last {
                     v.extend(p.finish());
                 }
@@ -272,7 +307,36 @@ impl Blocks {
         }
     }
 
+    /// A piece of thinking, in a `thinking` block opened for it.
+    fn thinking(&mut self, t: &str, out: &mut Vec<SseEvent>) {
+        if !self.open_thinking {
+            out.push(event(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": self.index,
+                       "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+            ));
+            self.open_thinking = true;
+        }
+        out.push(event(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": self.index,
+                   "delta": {"type": "thinking_delta", "thinking": t}}),
+        ));
+    }
+
+    fn close_thinking(&mut self, out: &mut Vec<SseEvent>) {
+        if self.open_thinking {
+            out.push(event(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": self.index}),
+            ));
+            self.open_thinking = false;
+            self.index += 1;
+        }
+    }
+
     fn close(&mut self, out: &mut Vec<SseEvent>) {
+        self.close_thinking(out);
         if self.open_text {
             out.push(event(
                 "content_block_stop",

@@ -47,6 +47,8 @@ pub struct Parsed {
     pub choice: ToolChoice,
     pub parallel: bool,
     pub sampling: Sampling,
+    /// `thinking`: enabled (`true`) or disabled (`false`) for a reasoning model; `None`: its default.
+    pub thinking: Option<bool>,
 }
 
 /// Answers `e` in Anthropic's shape.
@@ -65,14 +67,7 @@ pub fn parse(obj: &Map<String, Value>, count: bool) -> ApiResult<Parsed> {
         Some(Value::String(m)) => m.clone(),
         _ => return Err(field("model", "model is required (a string)")),
     };
-    if let Some(t) = obj.get("thinking").filter(|t| !t.is_null())
-        && t.get("type").and_then(Value::as_str) != Some("disabled")
-    {
-        return Err(ApiError::unsupported(
-            "thinking",
-            "yet (extended thinking needs a reasoning model's markers)",
-        ));
-    }
+    let thinking = thinking(obj.get("thinking"))?;
     let max_tokens = match obj.get("max_tokens") {
         Some(Value::Number(n)) => Some(
             n.as_i64()
@@ -143,7 +138,45 @@ pub fn parse(obj: &Map<String, Value>, count: bool) -> ApiResult<Parsed> {
         choice,
         parallel,
         sampling,
+        thinking,
     })
+}
+
+/// `thinking`: `{"type": "enabled", "budget_tokens": N}` or `{"type": "disabled"}`. The model thinks until it
+/// closes its thinking: the budget is checked (a whole number of at least 1) but not a limit Lar enforces.
+fn thinking(v: Option<&Value>) -> ApiResult<Option<bool>> {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let o = v.as_object().ok_or_else(|| {
+        field(
+            "thinking",
+            format!("thinking must be an object, not {}", kind(v)),
+        )
+    })?;
+    if let Some(k) = o
+        .keys()
+        .find(|k| !["type", "budget_tokens"].contains(&k.as_str()))
+    {
+        return Err(field(
+            "thinking",
+            format!("thinking.{k} is not a field Lar knows"),
+        ));
+    }
+    match o.get("type").and_then(Value::as_str) {
+        Some("disabled") => Ok(Some(false)),
+        Some("enabled") => match o.get("budget_tokens") {
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|b| b >= 1) => Ok(Some(true)),
+            _ => Err(field(
+                "thinking",
+                "thinking.budget_tokens must be a whole number of at least 1",
+            )),
+        },
+        _ => Err(field(
+            "thinking",
+            "thinking.type must be \"enabled\" or \"disabled\"",
+        )),
+    }
 }
 
 /// The text of text blocks, joined.

@@ -1,7 +1,8 @@
 //! `POST /api/generate`: a prompt (with an optional `system`) through the model's chat template, or with
 //! `raw: true` as it is (control tokens parsed, as Ollama and llama.cpp do); `context` continues an earlier
 //! answer, and the final line gives the new `context`. An empty prompt loads the model, or with `keep_alive: 0`
-//! unloads it.
+//! unloads it. A reasoning model's thinking goes to `thinking` (`think` renders the template's `enable_thinking`;
+//! a raw prompt cannot ask to think).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,6 +10,7 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use lar_engine::{Finished, Request};
+use lar_grammar::reasoning::{Part as Thought, ThinkParser};
 use lar_types::{ChatMessage, Role};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -88,12 +90,6 @@ async fn run(st: AppState, obj: serde_json::Map<String, Value>) -> ApiResult<Res
                 .param("images"),
         );
     }
-    if r.think == Some(true) {
-        return Err(ApiError::bad_request(format!(
-            "'{}' does not support thinking",
-            r.model
-        )));
-    }
     let opts = Options::parse(&obj)?;
     let ka = keep_alive(&obj)?;
     let load = LoadOptions { ctx: opts.ctx()? };
@@ -119,16 +115,33 @@ async fn run(st: AppState, obj: serde_json::Map<String, Value>) -> ApiResult<Res
             "with a raw prompt (raw: true, or a model without a chat template): put it in the prompt",
         ));
     }
-    if raw {
+    let (grammar, think) = if raw {
+        if r.think == Some(true) {
+            return Err(ApiError::unsupported(
+                "think",
+                "with a raw prompt (the template that opens the thinking is not used)",
+            ));
+        }
         prompt.extend(tok.encode(&r.prompt, r.context.is_empty(), true));
+        (
+            crate::structured::compile(&lease, constraint, "format").await?,
+            None,
+        )
     } else {
         let mut msgs = Vec::new();
         if let Some(s) = r.system.filter(|s| !s.is_empty()) {
             msgs.push(ChatMessage::new(Role::System, s));
         }
         msgs.push(ChatMessage::new(Role::User, r.prompt));
-        prompt.extend(h.chat_tokens(&msgs, None)?);
-    }
+        let offer = crate::structured::Offer {
+            thinking: r.think.map(|t| (t, "think")),
+            split_thinking: true,
+            ..crate::structured::Offer::format(constraint, "format")
+        };
+        let prep = crate::structured::prepare(&lease, msgs, offer).await?;
+        prompt.extend_from_slice(&prep.prompt);
+        (prep.constrained, prep.think.map(|t| t.parser()))
+    };
     let params = opts.params(prompt.len(), lease.model.ctx)?;
     let lines = GenLines {
         model: lease.model.entry.name.clone(),
@@ -140,8 +153,8 @@ async fn run(st: AppState, obj: serde_json::Map<String, Value>) -> ApiResult<Res
             0.0
         },
         context: prompt.clone(),
+        think,
     };
-    let grammar = crate::structured::compile(&lease, constraint, "format").await?;
     let mut req = Request::new(prompt, params);
     if let Some(c) = &grammar {
         req.processors.push(c.mask());
@@ -160,6 +173,29 @@ struct GenLines {
     load_secs: f64,
     /// Prompt tokens, then the answer's as they come: the final line's `context`.
     context: Vec<u32>,
+    /// A reasoning model's thinking goes to `thinking`.
+    think: Option<ThinkParser>,
+}
+
+impl GenLines {
+    /// (answer, thinking) of a piece of text.
+    fn split(&mut self, text: &str, last: bool) -> (String, String) {
+        let Some(tp) = self.think.as_mut() else {
+            return (text.to_string(), String::new());
+        };
+        let mut parts = tp.push(text);
+        if last {
+            parts.extend(tp.finish());
+        }
+        let (mut answer, mut thinking) = (String::new(), String::new());
+        for part in parts {
+            match part {
+                Thought::Thinking(t) => thinking.push_str(&t),
+                Thought::Text(t) => answer.push_str(&t),
+            }
+        }
+        (answer, thinking)
+    }
 }
 
 impl Lines for GenLines {
@@ -168,20 +204,30 @@ impl Lines for GenLines {
     }
 
     fn piece(&mut self, text: &str) -> Option<Value> {
-        Some(
-            json!({"model": self.model, "created_at": now_rfc3339(), "response": text, "done": false}),
-        )
+        let (answer, thinking) = self.split(text, false);
+        if answer.is_empty() && thinking.is_empty() {
+            return None;
+        }
+        let mut l = json!({"model": self.model, "created_at": now_rfc3339(), "response": answer, "done": false});
+        if !thinking.is_empty() {
+            l["thinking"] = json!(thinking);
+        }
+        Some(l)
     }
 
     fn done(&mut self, text: &str, f: &Finished) -> Value {
+        let (answer, thinking) = self.split(text, true);
         let mut l = json!({
             "model": self.model,
             "created_at": now_rfc3339(),
-            "response": text,
+            "response": answer,
             "done": true,
             "done_reason": done_reason(f.reason),
             "context": self.context,
         });
+        if !thinking.is_empty() {
+            l["thinking"] = json!(thinking);
+        }
         final_fields(&mut l, &f.stats, self.started, self.load_secs);
         l
     }
