@@ -7,6 +7,8 @@
 //! title and text, see [`crate::lang`]) and `vec` (a sqlite-vec `vec0` table of unit vectors compared by L2 distance, i.e. by cosine). A file's rows in all of them change
 //! in one transaction, so a killed ingest leaves every file fully old or fully new.
 
+#[cfg(test)]
+mod lang_tests;
 mod search;
 #[cfg(test)]
 mod tests;

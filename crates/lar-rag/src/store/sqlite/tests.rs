@@ -31,7 +31,7 @@ impl Rng {
     }
 }
 
-fn info(dim: usize) -> StoreInfo {
+pub(super) fn info(dim: usize) -> StoreInfo {
     StoreInfo {
         embedder: "test-embedder".into(),
         dim,
@@ -39,7 +39,7 @@ fn info(dim: usize) -> StoreInfo {
     }
 }
 
-fn entry(path: &str, chunks: usize) -> FileEntry {
+pub(super) fn entry(path: &str, chunks: usize) -> FileEntry {
     FileEntry {
         path: path.into(),
         sha256: "ab".repeat(32),
@@ -49,7 +49,7 @@ fn entry(path: &str, chunks: usize) -> FileEntry {
     }
 }
 
-fn chunk(path: &str, kind: SourceKind, ord: u32, text: &str) -> Chunk {
+pub(super) fn chunk(path: &str, kind: SourceKind, ord: u32, text: &str) -> Chunk {
     Chunk {
         path: path.into(),
         kind,
@@ -63,7 +63,7 @@ fn chunk(path: &str, kind: SourceKind, ord: u32, text: &str) -> Chunk {
     }
 }
 
-fn new_store(dir: &tempfile::TempDir, dim: usize) -> SqliteStore {
+pub(super) fn new_store(dir: &tempfile::TempDir, dim: usize) -> SqliteStore {
     SqliteStore::create(&dir.path().join("kb.sqlite"), info(dim)).unwrap()
 }
 
@@ -733,83 +733,4 @@ fn killed_writer_leaves_a_consistent_store() {
             3
         );
     }
-}
-
-#[test]
-fn words_are_stemmed_in_each_chunks_language_and_old_stores_stay_plain() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("kb.sqlite");
-    let mut store = SqliteStore::create(&path, info(2)).unwrap();
-    let es = chunk(
-        "/es.md",
-        SourceKind::Markdown,
-        0,
-        "Para dormir en los albergues de peregrinos hace falta la credencial.",
-    );
-    let en = chunk(
-        "/en.md",
-        SourceKind::Markdown,
-        0,
-        "The boilers of the building are checked every winter.",
-    );
-    store
-        .put_file(&entry("/es.md", 1), &[es], &[vec![1.0, 0.0]])
-        .unwrap();
-    store
-        .put_file(&entry("/en.md", 1), &[en], &[vec![0.0, 1.0]])
-        .unwrap();
-    assert_eq!(store.languages(), [Lang::En, Lang::Es]);
-    let find = |s: &SqliteStore, q: &str| {
-        s.text_search(&[q.to_string()], 5, &Filter::default())
-            .unwrap()
-            .len()
-    };
-    assert_eq!(find(&store, "albergue"), 1);
-    assert_eq!(find(&store, "boiler"), 1);
-    drop(store);
-    let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(
-        store.languages(),
-        [Lang::En, Lang::Es],
-        "the languages are kept"
-    );
-    assert_eq!(store.info().language, Analyzer::Auto);
-    assert_eq!(find(&store, "albergue"), 1);
-    drop(store);
-
-    // A knowledge base made before stemming: no language rows, folded words as they were indexed.
-    let old = dir.path().join("old.sqlite");
-    let mut plain = SqliteStore::create(
-        &old,
-        StoreInfo {
-            language: Analyzer::Plain,
-            ..info(2)
-        },
-    )
-    .unwrap();
-    let c = chunk(
-        "/es.md",
-        SourceKind::Markdown,
-        0,
-        "Los albergues de peregrinos",
-    );
-    plain
-        .put_file(&entry("/es.md", 1), &[c], &[vec![1.0, 0.0]])
-        .unwrap();
-    drop(plain);
-    rusqlite::Connection::open(&old)
-        .unwrap()
-        .execute(
-            "DELETE FROM info WHERE key IN ('language', 'languages')",
-            [],
-        )
-        .unwrap();
-    let plain = SqliteStore::open(&old).unwrap();
-    assert_eq!(plain.info().language, Analyzer::Plain);
-    assert_eq!(find(&plain, "albergues"), 1);
-    assert_eq!(
-        find(&plain, "albergue"),
-        0,
-        "no stems in an unstemmed index"
-    );
 }
