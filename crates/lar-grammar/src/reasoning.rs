@@ -152,6 +152,23 @@ impl ThinkParser {
         }
     }
 
+    /// [`ThinkParser::push`] (and at the `last` piece [`ThinkParser::finish`]) joined: (thinking, answer) of
+    /// what `text` completes. Within one piece the thinking comes before the answer, so nothing is reordered.
+    pub fn take(&mut self, text: &str, last: bool) -> (String, String) {
+        let mut parts = self.push(text);
+        if last {
+            parts.extend(self.finish());
+        }
+        let (mut thinking, mut answer) = (String::new(), String::new());
+        for part in parts {
+            match part {
+                Part::Thinking(t) => thinking.push_str(&t),
+                Part::Text(t) => answer.push_str(&t),
+            }
+        }
+        (thinking, answer)
+    }
+
     /// What is left at the end: thinking that never closed is thinking; anything else is text.
     pub fn finish(&mut self) -> Vec<Part> {
         let held = std::mem::take(&mut self.held);
@@ -165,17 +182,7 @@ impl ThinkParser {
 
 /// Splits a whole answer: (thinking, answer).
 pub fn split(format: ThinkFormat, inside: bool, text: &str) -> (String, String) {
-    let mut p = ThinkParser::new(format, inside);
-    let mut parts = p.push(text);
-    parts.extend(p.finish());
-    let (mut thinking, mut answer) = (String::new(), String::new());
-    for part in parts {
-        match part {
-            Part::Thinking(t) => thinking.push_str(&t),
-            Part::Text(t) => answer.push_str(&t),
-        }
-    }
-    (thinking, answer)
+    ThinkParser::new(format, inside).take(text, true)
 }
 
 /// The length of the longest suffix of `s` that is a proper prefix of `marker` (on character boundaries).

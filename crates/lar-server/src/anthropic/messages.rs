@@ -12,7 +12,7 @@ use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, StreamExt};
 use lar_engine::{Event, Finished, Request};
-use lar_grammar::reasoning::{Part as Thought, ThinkParser};
+use lar_grammar::reasoning::ThinkParser;
 use lar_grammar::tools::{Piece, ToolFormat, ToolParser};
 use lar_types::{FinishReason, ToolCall};
 use serde_json::{Map, Value, json};
@@ -240,16 +240,9 @@ impl Blocks {
         let text = match self.think.as_mut() {
             None => text.to_string(),
             Some(tp) => {
-                let mut parts = tp.push(text);
-                if last {
-                    parts.extend(tp.finish());
-                }
-                let mut answer = String::new();
-                for part in parts {
-                    match part {
-                        Thought::Thinking(t) => self.thinking(&t, out),
-                        Thought::Text(t) => answer.push_str(&t),
-                    }
+                let (thinking, answer) = tp.take(text, last);
+                if !thinking.is_empty() {
+                    self.thinking(&thinking, out);
                 }
                 answer
             }

@@ -10,7 +10,7 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use lar_engine::{Finished, Request};
-use lar_grammar::reasoning::{Part as Thought, ThinkParser};
+use lar_grammar::reasoning::ThinkParser;
 use lar_grammar::tools::{Piece, ToolChoice, ToolParser};
 use lar_types::{ChatMessage, Role, ToolCall};
 use serde::Deserialize;
@@ -276,23 +276,9 @@ struct ChatLines {
 impl ChatLines {
     /// The message of a line: the text to show and, when tools were offered, the calls completed in it.
     fn message(&mut self, text: &str, last: bool) -> Option<Value> {
-        let mut thinking = String::new();
-        let text = match self.think.as_mut() {
-            None => text.to_string(),
-            Some(tp) => {
-                let mut parts = tp.push(text);
-                if last {
-                    parts.extend(tp.finish());
-                }
-                let mut answer = String::new();
-                for part in parts {
-                    match part {
-                        Thought::Thinking(t) => thinking.push_str(&t),
-                        Thought::Text(t) => answer.push_str(&t),
-                    }
-                }
-                answer
-            }
+        let (thinking, text) = match self.think.as_mut() {
+            Some(tp) => tp.take(text, last),
+            None => (String::new(), text.to_string()),
         };
         let with_thinking = |mut m: Value| {
             if !thinking.is_empty() {

@@ -10,7 +10,7 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use lar_engine::{Finished, Request};
-use lar_grammar::reasoning::{Part as Thought, ThinkParser};
+use lar_grammar::reasoning::ThinkParser;
 use lar_types::{ChatMessage, Role};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -180,21 +180,13 @@ struct GenLines {
 impl GenLines {
     /// (answer, thinking) of a piece of text.
     fn split(&mut self, text: &str, last: bool) -> (String, String) {
-        let Some(tp) = self.think.as_mut() else {
-            return (text.to_string(), String::new());
-        };
-        let mut parts = tp.push(text);
-        if last {
-            parts.extend(tp.finish());
-        }
-        let (mut answer, mut thinking) = (String::new(), String::new());
-        for part in parts {
-            match part {
-                Thought::Thinking(t) => thinking.push_str(&t),
-                Thought::Text(t) => answer.push_str(&t),
+        match self.think.as_mut() {
+            Some(tp) => {
+                let (thinking, answer) = tp.take(text, last);
+                (answer, thinking)
             }
+            None => (text.to_string(), String::new()),
         }
-        (answer, thinking)
     }
 }
 

@@ -11,7 +11,6 @@ use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
 use lar_engine::Event;
-use lar_grammar::reasoning::Part as Thought;
 use lar_grammar::tools::{Piece, ToolFormat, ToolParser};
 use lar_types::{ChatMessage, Role, TokenEvent};
 use serde::Deserialize;
@@ -314,12 +313,12 @@ pub async fn handle(
             format: None,
             param: "tools",
             thinking: None,
-            split_thinking: true,
+            split_thinking: false,
         },
         None => Offer::format(constraint, param),
     };
-    offer.thinking = thinking;
-    offer.split_thinking = true;
+    // This route shows a reasoning model's thinking apart from its answer.
+    (offer.thinking, offer.split_thinking) = (thinking, true);
     let prep = crate::structured::prepare(&lease, msgs, offer).await?;
     let (prompt, format) = (&prep.prompt, prep.tools);
     let params = s.params(prompt.len(), lease.model.ctx, top)?;
@@ -563,15 +562,15 @@ fn choice_stream(
             match g.next().await? {
                 Event::Token(t) => {
                     let text = match think.as_mut() {
-                        Some(tp) => thinking_chunks(&meta, index, tp.push(&t.text), with_usage, &mut out),
+                        Some(tp) => thinking_chunk(&meta, index, tp.take(&t.text, false), with_usage, &mut out),
                         None => t.text.clone(),
                     };
                     if let Some(p) = parser.as_mut() {
                         let pieces = p.push(&text);
                         pieces_chunks(&meta, index, pieces, &mut calls, with_usage, &mut out);
                     } else if !text.is_empty() || meta.logprobs {
-                        // (With logprobs every token gets its chunk, a thinking one with empty content.)
-                        // (Empty text: nothing to show yet, an incomplete character or a possible stop string.)
+                        // (Empty text: nothing to show yet, an incomplete character, a possible stop string, or
+                        // thinking; with logprobs every token still gets its chunk.)
                         let lp = meta
                             .logprobs
                             .then(|| json!({"content": logprobs(&meta, std::slice::from_ref(&t))}));
@@ -591,9 +590,8 @@ fn choice_stream(
                     }
                     usage.lock().unwrap_or_else(|p| p.into_inner())[index] = Some(f.stats.clone());
                     if let Some(tp) = think.as_mut() {
-                        let mut parts = tp.push(&f.text);
-                        parts.extend(tp.finish());
-                        f.text = thinking_chunks(&meta, index, parts, with_usage, &mut out);
+                        let split = tp.take(&f.text, true);
+                        f.text = thinking_chunk(&meta, index, split, with_usage, &mut out);
                     }
                     let delta = match parser.as_mut() {
                         Some(p) => {
@@ -624,28 +622,24 @@ fn choice_stream(
     stream::once(async move { first }).chain(rest)
 }
 
-/// The chunks of a reasoning model's thinking (`delta.reasoning_content`, and `reasoning` as vLLM also writes
-/// it); returns the answer's text among `parts`.
-fn thinking_chunks(
+/// The chunk of a reasoning model's thinking (`delta.reasoning_content`, and `reasoning` as vLLM also writes it),
+/// when there is some; returns the answer's text.
+fn thinking_chunk(
     meta: &Meta,
     index: usize,
-    parts: Vec<Thought>,
+    (thinking, answer): (String, String),
     with_usage: bool,
     out: &mut Vec<SseEvent>,
 ) -> String {
-    let mut text = String::new();
-    for part in parts {
-        match part {
-            Thought::Thinking(t) => out.push(chunk(
-                meta,
-                json!([{"index": index, "delta": {"reasoning_content": t, "reasoning": t}, "logprobs": null, "finish_reason": null}]),
-                None,
-                with_usage,
-            )),
-            Thought::Text(t) => text.push_str(&t),
-        }
+    if !thinking.is_empty() {
+        out.push(chunk(
+            meta,
+            json!([{"index": index, "delta": {"reasoning_content": thinking, "reasoning": thinking}, "logprobs": null, "finish_reason": null}]),
+            None,
+            with_usage,
+        ));
     }
-    text
+    answer
 }
 
 /// The chunks of parsed pieces: text as content, each call as its two fragments (`calls` counts them).
