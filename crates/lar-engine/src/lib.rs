@@ -2,7 +2,7 @@
 //! owns the loop ([`engine_core`]: `schedule()` -> `forward()` -> `update()`), with `submit` -> a stream of [`Event`]s,
 //! `abort` and `stats`. Around it: [`scheduler`] (books on sequences and KV blocks), [`sampler`] (the logits
 //! processor chain and the draw), [`backend`] (where the forward pass runs: our CPU kernels or candle, behind one
-//! trait; [`scripted`] is a deterministic one for tests), [`load`] (loading a model into a running engine),
+//! trait; [`scripted`] is a deterministic one for tests, [`say`] one that says what it is told), [`load`] (loading a model into a running engine),
 //! [`prompt`] (the model as callers see it: tokenizer, context, chat template); [`embed`]: sentence embeddings
 //! with BERT-family encoders.
 
@@ -15,6 +15,7 @@ pub mod handle;
 pub mod load;
 pub mod prompt;
 pub mod sampler;
+pub mod say;
 pub mod scheduler;
 pub mod scoring;
 pub mod scripted;

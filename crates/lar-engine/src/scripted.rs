@@ -94,6 +94,10 @@ pub struct ScriptedBackend {
     pub log: Arc<Mutex<Log>>,
     /// Passes so far, readable without the lock.
     pub passes: Arc<AtomicU64>,
+    /// The token that follows a history ([`next_token`]; [`crate::say`]'s model says what it is told).
+    pub next: fn(&[u32], usize) -> u32,
+    /// The logit of that token (the others' are 0).
+    pub peak: f32,
 }
 
 impl ScriptedBackend {
@@ -107,6 +111,8 @@ impl ScriptedBackend {
             delay: Duration::ZERO,
             log: Arc::default(),
             passes: Arc::default(),
+            next: next_token,
+            peak: 10.0,
         }
     }
 
@@ -156,7 +162,7 @@ impl Backend for ScriptedBackend {
             let mut logits = Vec::with_capacity((end + 1 - first) * self.n_vocab);
             for upto in first..=end {
                 let mut row = vec![0.0; self.n_vocab];
-                row[next_token(&history[..upto], self.n_vocab) as usize] = 10.0;
+                row[(self.next)(&history[..upto], self.n_vocab) as usize] = self.peak;
                 logits.extend_from_slice(&row);
             }
             out.push(logits);
@@ -180,9 +186,19 @@ pub fn start_with_template(
     cfg: CoreConfig,
     template: &str,
 ) -> Result<EngineHandle> {
-    let tokenizer = Arc::new(tokenizer(backend.n_vocab)?);
+    let tokenizer = tokenizer(backend.n_vocab)?;
+    start_with(backend, tokenizer, cfg, template)
+}
+
+/// [`start_with_template`] with another vocabulary.
+pub fn start_with(
+    backend: ScriptedBackend,
+    tokenizer: Tokenizer,
+    cfg: CoreConfig,
+    template: &str,
+) -> Result<EngineHandle> {
     EngineHandle::start(
-        EngineCore::new(Box::new(backend), tokenizer, cfg),
+        EngineCore::new(Box::new(backend), Arc::new(tokenizer), cfg),
         Some(template.into()),
     )
 }

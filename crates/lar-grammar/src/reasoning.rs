@@ -202,22 +202,38 @@ pub struct ThinkTokens {
     pub eog: Vec<u32>,
     /// The prompt left the model inside its thinking.
     pub inside: bool,
+    /// Tokens that are only whitespace: allowed between the close marker and the constrained answer.
+    pub space: Vec<u32>,
+}
+
+/// Where [`AfterThinking`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Gate {
+    /// Nothing seen yet: the answer may open with the open marker.
+    Start,
+    Thinking,
+    /// Just after the close marker: the layout a model writes there (Qwen3's `</think>\n\n`) is let through
+    /// before the grammar starts.
+    Between,
+    /// The grammar holds.
+    Answer,
 }
 
 /// A logits processor (a grammar) that starts once the thinking is over: before, only the open marker may be
-/// added to what it allows; while thinking, nothing is constrained but the answer cannot end.
+/// added to what it allows; while thinking, nothing is constrained but the answer cannot end; after the close
+/// marker, whitespace may come before the grammar's first token.
 pub struct AfterThinking {
     inner: Box<dyn LogitsProcessor>,
     t: ThinkTokens,
-    state: State,
+    state: Gate,
 }
 
 impl AfterThinking {
     pub fn new(inner: Box<dyn LogitsProcessor>, t: ThinkTokens) -> Self {
         let state = if t.inside {
-            State::Thinking
+            Gate::Thinking
         } else {
-            State::Start
+            Gate::Start
         };
         Self { inner, t, state }
     }
@@ -226,7 +242,7 @@ impl AfterThinking {
 impl LogitsProcessor for AfterThinking {
     fn process(&mut self, history: &[u32], logits: &mut [f32]) {
         match self.state {
-            State::Start => {
+            Gate::Start => {
                 let open = self.t.open as usize;
                 let keep = logits.get(open).copied();
                 self.inner.process(history, logits);
@@ -234,24 +250,37 @@ impl LogitsProcessor for AfterThinking {
                     *l = v;
                 }
             }
-            State::Thinking => {
+            Gate::Thinking => {
                 for &e in &self.t.eog {
                     if let Some(l) = logits.get_mut(e as usize) {
                         *l = f32::NEG_INFINITY;
                     }
                 }
             }
-            State::Answer => self.inner.process(history, logits),
+            Gate::Answer => self.inner.process(history, logits),
+            Gate::Between => {
+                let keep: Vec<(usize, f32)> = self
+                    .t
+                    .space
+                    .iter()
+                    .filter_map(|&t| logits.get(t as usize).map(|&l| (t as usize, l)))
+                    .collect();
+                self.inner.process(history, logits);
+                for (t, l) in keep {
+                    logits[t] = l;
+                }
+            }
         }
     }
 
     fn accept(&mut self, token: u32) {
         match self.state {
-            State::Start if token == self.t.open => self.state = State::Thinking,
-            State::Thinking if token == self.t.close => self.state = State::Answer,
-            State::Thinking => {}
-            State::Start | State::Answer => {
-                self.state = State::Answer;
+            Gate::Start if token == self.t.open => self.state = Gate::Thinking,
+            Gate::Thinking if token == self.t.close => self.state = Gate::Between,
+            Gate::Thinking => {}
+            Gate::Between if self.t.space.contains(&token) => {}
+            Gate::Start | Gate::Answer | Gate::Between => {
+                self.state = Gate::Answer;
                 self.inner.accept(token);
             }
         }
@@ -368,6 +397,7 @@ mod tests {
             close: 2,
             eog: vec![0],
             inside: false,
+            space: vec![9],
         };
         let mut p = AfterThinking::new(Box::new(Only7(Vec::new())), t.clone());
         let allowed = |p: &mut AfterThinking| {
@@ -390,7 +420,15 @@ mod tests {
         );
         p.accept(5);
         p.accept(2);
-        assert_eq!(allowed(&mut p), [7], "after the close marker: the grammar");
+        assert_eq!(
+            allowed(&mut p),
+            [7, 9],
+            "after the close marker: whitespace, or the grammar"
+        );
+        p.accept(9);
+        assert_eq!(allowed(&mut p), [7, 9]);
+        p.accept(7);
+        assert_eq!(allowed(&mut p), [7], "then the grammar alone");
         // A prompt that opened the thinking; an answer that skips it is held to the grammar at once.
         let mut q = AfterThinking::new(
             Box::new(Only7(Vec::new())),

@@ -20,6 +20,8 @@ pub struct Vocabulary {
     tokenizer: Arc<Tokenizer>,
     eos: u32,
     eog: Arc<[u32]>,
+    /// Tokens that are only whitespace.
+    space: Arc<[u32]>,
 }
 
 /// What llguidance asks of a tokenizer: the trie, and tokenizing bytes (for forced text and lexemes).
@@ -80,6 +82,14 @@ impl Vocabulary {
                 Some(_) => tokenizer.token_bytes(id as u32, false),
             })
             .collect();
+        let space: Arc<[u32]> = (0..words.len())
+            .filter(|&id| {
+                v.types.get(id) != Some(&TokenType::Control)
+                    && !words[id].is_empty()
+                    && words[id].iter().all(u8::is_ascii_whitespace)
+            })
+            .map(|id| id as u32)
+            .collect();
         let mut info = TokRxInfo::new(n as u32, eos);
         info.tok_bos = v.bos;
         info.tok_unk = v.unk;
@@ -101,6 +111,7 @@ impl Vocabulary {
             tokenizer,
             eos,
             eog: eog.into(),
+            space,
         })
     }
 
@@ -137,6 +148,11 @@ impl Vocabulary {
         let v = &self.tokenizer.vocab;
         v.id(text)
             .filter(|&id| v.types.get(id as usize) == Some(&TokenType::Control))
+    }
+
+    /// Tokens whose text is only whitespace.
+    pub fn space(&self) -> &[u32] {
+        &self.space
     }
 
     /// Tokens that end a generation (the grammar's end of sequence is any of them).

@@ -450,6 +450,7 @@ pub async fn prepare(
         None => compile(lease, offer.format, offer.param).await?,
     };
     if let (Some(c), Some(t)) = (constrained.as_mut(), think) {
+        let space = vocabulary(lease)?.space().to_vec();
         let v = &h.tokenizer().vocab;
         let eog = v.eog.clone();
         c.think = v
@@ -460,6 +461,7 @@ pub async fn prepare(
                 close,
                 eog,
                 inside: t.inside,
+                space,
             });
         // Markers the grammar cannot see as tokens: the grammar holds from the first token, so nothing of the
         // answer is thinking.

@@ -5,13 +5,17 @@
 //! Models: `scripted` (chat), `slow` (chat, 20 ms per forward pass), `slowload` (takes 300 ms to load), `long`
 //! (chat, loaded with its whole 4 x CTX context by default: room for a grounded prompt), `thinker` (chat, a
 //! reasoning model's template: it opens `<think>` for the model, or with `enable_thinking` false writes an empty
-//! thinking block, as Qwen3's does), `embed`.
+//! thinking block, as Qwen3's does), `embed`; and the `say` models (`lar_engine::say`: they answer with the text
+//! of the last `<say>...</say>` in the prompt, one character per token; 4 x CTX of context) with the templates of the tool-call
+//! families: `say` (Hermes/Qwen `<tool_call>`), `say-llama3` (`<|python_tag|>`), `say-mistral` (`[TOOL_CALLS]`)
+//! and `say-thinker` (Qwen3: thinking, then Hermes calls).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lar_engine::engine_core::{CoreConfig, Limits};
+use lar_engine::say;
 use lar_engine::scripted::{self, ScriptedBackend};
 
 use crate::catalog::{
@@ -27,6 +31,42 @@ pub const THINKER_TEMPLATE: &str = "{% for m in messages %}<|im_start|>{{ m.role
 {% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% if enable_thinking is defined and \
 enable_thinking is false %}<think>\n\n</think>\n\n{% else %}<think>\n{% endif %}{% endif %}";
 pub const CTX: usize = 256;
+
+/// `say`'s template: ChatML, with the tools in a system message and Hermes' call syntax.
+pub const SAY_TEMPLATE: &str = "{% if tools %}<|im_start|>system\nYou may call these tools:\n<tools>\n\
+{% for t in tools %}{{ t | tojson }}\n{% endfor %}</tools>\nCall one as <tool_call>\n{\"name\": <name>, \
+\"arguments\": <object>}\n</tool_call><|im_end|>\n{% endif %}{% for m in messages %}<|im_start|>{{ m.role }}\n\
+{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+/// `say-thinker`'s: [`SAY_TEMPLATE`] whose answer opens with thinking, as [`THINKER_TEMPLATE`]'s does.
+pub const SAY_THINKER_TEMPLATE: &str = "{% if tools %}<|im_start|>system\n<tools>\n{% for t in tools %}\
+{{ t | tojson }}\n{% endfor %}</tools>\nCall one as <tool_call>\n{\"name\": <name>, \"arguments\": <object>}\n\
+</tool_call><|im_end|>\n{% endif %}{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n\
+{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% if enable_thinking is defined and \
+enable_thinking is false %}<think>\n\n</think>\n\n{% else %}<think>\n{% endif %}{% endif %}";
+
+/// `say-llama3`'s: Llama 3's headers, the tools and `<|python_tag|>` in the last message.
+pub const SAY_LLAMA3_TEMPLATE: &str = "{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>\n\n\
+{% if tools and loop.last %}Call a tool as <|python_tag|>{\"name\": <name>, \"parameters\": <object>}. Tools: \
+{% for t in tools %}{{ t | tojson }}{% endfor %}\n\n{% endif %}{{ m.content }}<|eot_id|>{% endfor %}\
+{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}";
+
+/// `say-mistral`'s: `[INST]` turns, the tools in the last, earlier calls after `[TOOL_CALLS]`.
+pub const SAY_MISTRAL_TEMPLATE: &str = "{% for m in messages %}{% if m.role == 'assistant' %}\
+{% if m.tool_calls %}[TOOL_CALLS]{{ m.tool_calls | tojson }}{% endif %}{{ m.content }}</s>{% else %}[INST] \
+{% if tools and loop.last %}[AVAILABLE_TOOLS]{{ tools | tojson }}[/AVAILABLE_TOOLS]{% endif %}{{ m.content }}\
+[/INST]{% endif %}{% endfor %}";
+
+/// The template of a `say` model.
+fn say_template(name: &str) -> Option<&'static str> {
+    match name.split(':').next()? {
+        "say" => Some(SAY_TEMPLATE),
+        "say-llama3" => Some(SAY_LLAMA3_TEMPLATE),
+        "say-mistral" => Some(SAY_MISTRAL_TEMPLATE),
+        "say-thinker" => Some(SAY_THINKER_TEMPLATE),
+        _ => None,
+    }
+}
 
 /// The scripted models (see the module's header); `opens` counts loads.
 #[derive(Default)]
@@ -93,6 +133,10 @@ impl Catalog for ScriptedCatalog {
         Ok(vec![
             entry("embed", Kind::Embed),
             entry("long", Kind::Chat),
+            entry("say", Kind::Chat),
+            entry("say-llama3", Kind::Chat),
+            entry("say-mistral", Kind::Chat),
+            entry("say-thinker", Kind::Chat),
             entry("scripted", Kind::Chat),
             entry("slow", Kind::Chat),
             entry("slowload", Kind::Chat),
@@ -127,12 +171,24 @@ impl Catalog for ScriptedCatalog {
             });
         }
         // The scripted models' own context is 4 x CTX: a larger ask is capped, as a real model's is.
-        let default = if e.name.starts_with("long:") {
+        let default = if e.name.starts_with("long:") || say_template(&e.name).is_some() {
             4 * CTX
         } else {
             CTX
         };
         let ctx = opts.ctx.unwrap_or(default).min(4 * CTX);
+        if let Some(template) = say_template(&e.name) {
+            let mut cfg = core_config(ctx, ctx);
+            cfg.limits.n_vocab = say::n_vocab();
+            let tokenizer = say::tokenizer().map_err(ApiError::from)?;
+            let h = scripted::start_with(say::backend(4, ctx), tokenizer, cfg, template)
+                .map_err(ApiError::from)?;
+            return Ok(Opened {
+                runner: Runner::Chat(h),
+                size: 1000,
+                ctx,
+            });
+        }
         let mut b = ScriptedBackend::new(N_VOCAB, 4, 4 * ctx / 4);
         if e.name.starts_with("slow:") {
             b.delay = Duration::from_millis(20);
