@@ -292,3 +292,135 @@ async fn a_model_that_does_not_think_says_so() {
     .await;
     assert_eq!(a.status, 200, "{}", a.text());
 }
+
+/// The `event:` names and parsed `data:` of an SSE body.
+fn events(text: &str) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    let mut name = String::new();
+    for l in text.lines() {
+        if let Some(n) = l.strip_prefix("event: ") {
+            name = n.to_string();
+        } else if let Some(d) = l.strip_prefix("data: ") {
+            out.push((name.clone(), serde_json::from_str(d).unwrap_or(Value::Null)));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn responses_give_thinking_as_a_reasoning_item() {
+    let t = app();
+    let input = "<say><think>\nThe capital, so Paris.</think>\n\nParis.</say>";
+    let body = json!({"model": "say-thinker", "input": input, "reasoning": {"effort": "high", "summary": "auto"},
+        "include": ["reasoning.encrypted_content"]});
+    let a = post_json(&t.router, "/v1/responses", &body).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let r = a.json();
+    let out = r["output"].as_array().unwrap();
+    assert_eq!(out.len(), 2, "{r}");
+    assert_eq!(out[0]["type"], "reasoning");
+    assert_eq!(out[0]["content"][0]["type"], "reasoning_text");
+    assert_eq!(
+        out[0]["content"][0]["text"].as_str().unwrap().trim(),
+        "The capital, so Paris."
+    );
+    assert_eq!(out[1]["type"], "message");
+    assert_eq!(
+        out[1]["content"][0]["text"].as_str().unwrap().trim(),
+        "Paris."
+    );
+    let reasoning_tokens = r["usage"]["output_tokens_details"]["reasoning_tokens"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        reasoning_tokens >= "The capital, so Paris.".len() as u64 / 2,
+        "{r}"
+    );
+
+    // Streamed: a reasoning item whose deltas add up to the same thinking, then the message.
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let ev = events(
+        &post_json(&t.router, "/v1/responses", &streamed)
+            .await
+            .text(),
+    );
+    let thinking: String = ev
+        .iter()
+        .filter(|(n, _)| n == "response.reasoning_text.delta")
+        .map(|(_, d)| d["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(thinking.trim(), "The capital, so Paris.");
+    let text: String = ev
+        .iter()
+        .filter(|(n, _)| n == "response.output_text.delta")
+        .map(|(_, d)| d["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(text.trim(), "Paris.");
+    let added: Vec<&str> = ev
+        .iter()
+        .filter(|(n, _)| n == "response.output_item.added")
+        .map(|(_, d)| d["item"]["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(added, ["reasoning", "message"]);
+    let done = &ev.last().unwrap().1["response"];
+    assert_eq!(
+        done["output"][0]["content"][0]["text"],
+        out[0]["content"][0]["text"]
+    );
+
+    // Continued with the reasoning item sent back (as Codex does): accepted, left out of the prompt.
+    let next = json!({"model": "say-thinker", "input": [
+        {"type": "message", "role": "user", "content": input},
+        out[0].clone(), out[1].clone(),
+        {"type": "message", "role": "user", "content": "<say><think>\nAgain.</think>\n\nStill Paris.</say>"}]});
+    let a = post_json(&t.router, "/v1/responses", &next).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let r = a.json();
+    assert_eq!(
+        r["output"][1]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .trim(),
+        "Still Paris."
+    );
+
+    // Effort none: the template closes the thinking, so the whole script is the answer and no item reasons.
+    let a = post_json(
+        &t.router,
+        "/v1/responses",
+        &json!({"model": "say-thinker", "input": "<say>Paris.</say>", "reasoning": {"effort": "none"}}),
+    )
+    .await;
+    let r = a.json();
+    assert_eq!(r["output"].as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r["output"][0]["content"][0]["text"], "Paris.");
+
+    // A model that cannot think refuses an effort rather than ignore it; bad shapes are named.
+    for (body, param) in [
+        (
+            json!({"model": "say", "input": "x", "reasoning": {"effort": "high"}}),
+            "reasoning.effort",
+        ),
+        (
+            json!({"model": "say-thinker", "input": "x", "reasoning": {"effort": "max"}}),
+            "reasoning.effort",
+        ),
+        (
+            json!({"model": "say-thinker", "input": "x", "reasoning": "high"}),
+            "reasoning",
+        ),
+        (
+            json!({"model": "say-thinker", "input": "x", "reasoning": {"budget": 5}}),
+            "reasoning.budget",
+        ),
+        (
+            json!({"model": "say-thinker", "input": "x", "include": ["file_search_call.results"]}),
+            "include[0]",
+        ),
+    ] {
+        let a = post_json(&t.router, "/v1/responses", &body).await;
+        assert_eq!(a.status, 400, "{body}: {}", a.text());
+        assert_eq!(a.json()["error"]["param"], param, "{}", a.text());
+    }
+}

@@ -159,8 +159,12 @@ async fn bad_requests() {
             "input[0].arguments",
         ),
         (
-            json!({"model": "scripted", "input": [{"type": "reasoning", "summary": []}]}),
+            json!({"model": "scripted", "input": [{"type": "web_search_call", "id": "ws_1"}]}),
             "input[0].type",
+        ),
+        (
+            json!({"model": "scripted", "input": [{"type": "reasoning", "summary": []}]}),
+            "input",
         ),
         (
             json!({"model": "scripted", "input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}),
@@ -176,7 +180,7 @@ async fn bad_requests() {
         ),
         (
             json!({"model": "scripted", "input": "x", "reasoning": {"effort": "high"}}),
-            "reasoning",
+            "reasoning.effort",
         ),
         (
             json!({"model": "scripted", "input": "x", "text": {"format": {"type": "json_object"}}}),

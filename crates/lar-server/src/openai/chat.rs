@@ -219,7 +219,7 @@ pub async fn handle(
     let mut msgs = messages(x.messages)?;
     let kb = KbModel::parse(&st, &s.model)?;
     let thinking = match (
-        reasoning_effort(&obj)?,
+        reasoning_effort(obj.get("reasoning_effort"), "reasoning_effort")?,
         crate::structured::template_kwargs(&obj)?,
     ) {
         (Some(_), Some(_)) => {
@@ -419,27 +419,23 @@ struct Meta {
     think: Option<crate::structured::Thinking>,
 }
 
-/// OpenAI's `reasoning_effort`: `none` asks a reasoning model to answer at once, any other effort to think (Lar
-/// has no budget per effort: the model thinks as long as it does).
-fn reasoning_effort(obj: &serde_json::Map<String, Value>) -> ApiResult<Option<bool>> {
-    match obj.get("reasoning_effort") {
+/// OpenAI's reasoning effort (chat's `reasoning_effort`, the Responses API's `reasoning.effort`, named by
+/// `param`): `none` asks a reasoning model to answer at once, any other effort to think (Lar has no budget per
+/// effort: the model thinks as long as it does).
+pub fn reasoning_effort(v: Option<&Value>, param: &str) -> ApiResult<Option<bool>> {
+    match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => match s.as_str() {
             "none" => Ok(Some(false)),
             "minimal" | "low" | "medium" | "high" => Ok(Some(true)),
             other => Err(ApiError::field(
-                "reasoning_effort",
-                format!(
-                    "reasoning_effort must be none, minimal, low, medium or high (got '{other}')"
-                ),
+                param,
+                format!("{param} must be none, minimal, low, medium or high (got '{other}')"),
             )),
         },
         Some(v) => Err(ApiError::field(
-            "reasoning_effort",
-            format!(
-                "reasoning_effort must be a string, not {}",
-                crate::body::kind(v)
-            ),
+            param,
+            format!("{param} must be a string, not {}", crate::body::kind(v)),
         )),
     }
 }

@@ -1,8 +1,14 @@
 //! OpenAI's Responses API, as Codex and the `openai` SDK's `responses.create` use it: `POST /v1/responses` with
 //! `input` as text or items (messages, `function_call`, `function_call_output`), `instructions`, function
 //! `tools`, `tool_choice`, `text.format` (a JSON schema), `max_output_tokens`, `previous_response_id` (the
-//! conversation a stored response ended is continued), `store`; the answer whole or as its event stream
-//! ([`stream`]). `GET` and `DELETE /v1/responses/{id}` read and remove a stored one ([`store`]).
+//! conversation a stored response ended is continued), `store`, `reasoning.effort` (a reasoning model's thinking
+//! is a `reasoning` item before the answer, its text in `content` as `reasoning_text`; `none` asks it to answer at
+//! once); the answer whole or as its event stream ([`stream`]). `GET` and `DELETE /v1/responses/{id}` read and
+//! remove a stored one ([`store`]).
+//!
+//! Reasoning items a client sends back (Codex does) are accepted and left out of the prompt, as reasoning models'
+//! templates leave out earlier thinking; there is nothing to encrypt, so `include: ["reasoning.encrypted_content"]`
+//! is accepted and the items carry none.
 
 pub mod store;
 pub mod stream;
@@ -63,6 +69,8 @@ pub struct Parsed {
     pub format: Option<lar_grammar::Constraint>,
     pub sampling: Sampling,
     pub store: bool,
+    /// `reasoning.effort`: think (`Some(true)`), answer at once, or the model's default.
+    pub thinking: Option<bool>,
     /// The request's settings as the response object echoes them.
     pub echo: Map<String, Value>,
 }
@@ -204,6 +212,8 @@ fn read_input(input: &Value, conv: &mut Vec<ChatMessage>) -> ApiResult<()> {
                 m.name = Some(name);
                 conv.push(m);
             }
+            // Earlier thinking: not rendered again (see the module's header).
+            "reasoning" => {}
             other => {
                 return Err(ApiError::unsupported(
                     &format!("{at}.type"),
@@ -290,24 +300,43 @@ pub fn parse(obj: &Map<String, Value>, st: &AppState) -> ApiResult<Parsed> {
             "(answers come in the request, or streamed)",
         ));
     }
-    if obj
+    for (i, v) in obj
         .get("include")
         .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty())
+        .into_iter()
+        .flatten()
+        .enumerate()
     {
-        return Err(ApiError::unsupported(
-            "include",
-            "(there is nothing extra to include)",
-        ));
+        if v.as_str() != Some("reasoning.encrypted_content") {
+            return Err(ApiError::unsupported(
+                &format!("include[{i}]"),
+                &format!(
+                    "for {v} (only reasoning.encrypted_content, of which there is none, is known)"
+                ),
+            ));
+        }
     }
-    if let Some(r) = obj.get("reasoning").filter(|r| !r.is_null())
-        && r.get("effort").is_some_and(|e| !e.is_null() && e != "none")
-    {
-        return Err(ApiError::unsupported(
-            "reasoning",
-            "yet (it needs a reasoning model's markers)",
-        ));
-    }
+    let thinking = match obj.get("reasoning").filter(|r| !r.is_null()) {
+        None => None,
+        Some(Value::Object(r)) => {
+            if let Some(k) = r
+                .keys()
+                .find(|k| !matches!(k.as_str(), "effort" | "summary" | "generate_summary"))
+            {
+                return Err(field(
+                    &format!("reasoning.{k}"),
+                    format!("reasoning.{k} is not a field of reasoning (effort, summary)"),
+                ));
+            }
+            crate::openai::chat::reasoning_effort(r.get("effort"), "reasoning.effort")?
+        }
+        Some(v) => {
+            return Err(field(
+                "reasoning",
+                format!("reasoning must be an object, not {}", kind(v)),
+            ));
+        }
+    };
     if let Some(t) = obj
         .get("truncation")
         .and_then(Value::as_str)
@@ -340,6 +369,9 @@ pub fn parse(obj: &Map<String, Value>, st: &AppState) -> ApiResult<Parsed> {
             .ok_or_else(|| field("input", "input is required"))?,
         &mut conversation,
     )?;
+    if conversation.is_empty() {
+        return Err(field("input", "input has no message to answer"));
+    }
     let instructions = match obj.get("instructions") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
@@ -402,6 +434,7 @@ pub fn parse(obj: &Map<String, Value>, st: &AppState) -> ApiResult<Parsed> {
         "metadata",
         "previous_response_id",
         "user",
+        "reasoning",
     ] {
         echo.insert(k.into(), obj.get(k).cloned().unwrap_or(Value::Null));
     }
@@ -416,6 +449,7 @@ pub fn parse(obj: &Map<String, Value>, st: &AppState) -> ApiResult<Parsed> {
         format,
         sampling,
         store,
+        thinking,
         echo,
     })
 }
@@ -463,6 +497,20 @@ pub fn message_item(id: &str, text: &str, status: &str) -> Value {
            "content": [{"type": "output_text", "text": text, "annotations": []}]})
 }
 
+/// A reasoning model's thinking as an output item.
+pub fn reasoning_item(id: &str, text: &str) -> Value {
+    json!({"type": "reasoning", "id": id, "summary": [], "status": "completed", "encrypted_content": null,
+           "content": [{"type": "reasoning_text", "text": text}]})
+}
+
+/// Sets the usage's reasoning tokens of a response object: the thinking's text tokenized again.
+pub fn count_reasoning(r: &mut Value, h: &lar_engine::EngineHandle, thinking: &str) {
+    if !thinking.is_empty() && r["usage"].is_object() {
+        r["usage"]["output_tokens_details"]["reasoning_tokens"] =
+            json!(h.tokenizer().encode(thinking, false, false).len());
+    }
+}
+
 pub fn call_item(c: &ToolCall, status: &str) -> Value {
     json!({"type": "function_call", "id": format!("fc_{}", c.id), "call_id": c.id, "name": c.name,
            "arguments": c.arguments.to_string(), "status": status})
@@ -472,6 +520,9 @@ pub fn call_item(c: &ToolCall, status: &str) -> Value {
 pub struct Started {
     pub job: Generation,
     pub tools: Option<ToolFormat>,
+    /// A reasoning model's markers: its thinking is a reasoning item.
+    pub think: Option<crate::structured::Thinking>,
+    pub handle: lar_engine::EngineHandle,
     pub id: String,
     pub model: String,
 }
@@ -493,9 +544,10 @@ async fn start(st: &AppState, p: &Parsed) -> ApiResult<Started> {
         parallel: p.parallel,
         format: p.format.clone(),
         param: "text.format",
-        thinking: None,
-        split_thinking: false,
+        thinking: p.thinking.map(|t| (t, "reasoning.effort")),
+        split_thinking: true,
     };
+    let handle = crate::generation::engine(&lease)?.clone();
     let prep = crate::structured::prepare(&lease, msgs, offer).await?;
     let (ids, format) = (prep.prompt.clone(), prep.tools);
     let params = p
@@ -517,6 +569,8 @@ async fn start(st: &AppState, p: &Parsed) -> ApiResult<Started> {
     Ok(Started {
         job,
         tools: format,
+        think: prep.think,
+        handle,
         id: new_id("resp"),
         model,
     })
@@ -541,8 +595,15 @@ pub async fn create(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
         return Ok(stream::response(st, p, s));
     }
     let done = s.job.collect().await?;
-    let (text, calls) = crate::structured::split_calls(s.tools, &done.text);
+    let (thinking, answer) = match &s.think {
+        Some(t) => t.split(&done.text),
+        None => (String::new(), done.text.clone()),
+    };
+    let (text, calls) = crate::structured::split_calls(s.tools, &answer);
     let mut output = Vec::new();
+    if !thinking.is_empty() {
+        output.push(reasoning_item(&new_id("rs"), &thinking));
+    }
     if !text.trim().is_empty() || calls.is_empty() {
         output.push(message_item(&new_id("msg"), &text, "completed"));
     }
@@ -552,7 +613,7 @@ pub async fn create(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
     } else {
         "completed"
     };
-    let r = response_object(
+    let mut r = response_object(
         &s.id,
         &s.model,
         &p.echo,
@@ -561,6 +622,7 @@ pub async fn create(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
         Some(&done.finished.stats),
         p.store,
     );
+    count_reasoning(&mut r, &s.handle, &thinking);
     if p.store {
         st.responses
             .put(&s.id, &ended(p.conversation, &text, calls), &r)?;

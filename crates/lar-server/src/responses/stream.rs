@@ -1,4 +1,6 @@
-//! The Responses API's event stream: `response.created`, `response.in_progress`, then for the message
+//! The Responses API's event stream: `response.created`, `response.in_progress`, then for a reasoning model's
+//! thinking `response.output_item.added` (a `reasoning` item), `response.reasoning_text.delta`...,
+//! `response.reasoning_text.done`, `response.output_item.done`; for the message
 //! `response.output_item.added`, `response.content_part.added`, `response.output_text.delta`...,
 //! `response.output_text.done`, `response.content_part.done`, `response.output_item.done`; for each call
 //! `response.output_item.added`, `response.function_call_arguments.delta`, `...done`, `response.output_item.done`;
@@ -11,11 +13,15 @@ use axum::response::Response;
 use axum::response::sse::Event as SseEvent;
 use futures_util::stream::{self, StreamExt};
 use lar_engine::Event;
+use lar_grammar::reasoning::ThinkParser;
 use lar_grammar::tools::{Piece, ToolParser};
 use lar_types::{FinishReason, ToolCall};
 use serde_json::{Value, json};
 
-use super::{Parsed, Started, call_item, ended, message_item, response_object};
+use super::{
+    Parsed, Started, call_item, count_reasoning, ended, message_item, reasoning_item,
+    response_object,
+};
 use crate::AppState;
 use crate::generation::failure;
 use crate::openai::new_id;
@@ -27,6 +33,11 @@ struct Emitter {
     model: String,
     p: Parsed,
     parser: Option<ToolParser>,
+    think: Option<ThinkParser>,
+    /// The open reasoning item: its id, output index and text so far.
+    reasoning: Option<(String, usize, String)>,
+    /// All the thinking (for the usage).
+    thinking: String,
     /// The open message item: its id, output index and text so far.
     message: Option<(String, usize, String)>,
     /// Items given so far (for the final response object).
@@ -90,6 +101,51 @@ impl Emitter {
         self.text.push_str(t);
     }
 
+    fn think(&mut self, t: &str, out: &mut Vec<SseEvent>) {
+        if t.is_empty() {
+            return;
+        }
+        if self.reasoning.is_none() {
+            let (rid, idx) = (new_id("rs"), self.output.len());
+            let mut item = reasoning_item(&rid, "");
+            item["content"] = json!([]);
+            item["status"] = json!("in_progress");
+            out.push(self.ev(
+                "response.output_item.added",
+                json!({"output_index": idx, "item": item}),
+            ));
+            self.output.push(Value::Null);
+            self.reasoning = Some((rid, idx, String::new()));
+        }
+        let Some((rid, idx, _)) = self.reasoning.clone() else {
+            return;
+        };
+        out.push(self.ev(
+            "response.reasoning_text.delta",
+            json!({"item_id": rid, "output_index": idx, "content_index": 0, "delta": t}),
+        ));
+        if let Some(r) = self.reasoning.as_mut() {
+            r.2.push_str(t);
+        }
+        self.thinking.push_str(t);
+    }
+
+    fn close_reasoning(&mut self, out: &mut Vec<SseEvent>) {
+        let Some((rid, idx, text)) = self.reasoning.take() else {
+            return;
+        };
+        out.push(self.ev(
+            "response.reasoning_text.done",
+            json!({"item_id": rid, "output_index": idx, "content_index": 0, "text": text}),
+        ));
+        let item = reasoning_item(&rid, &text);
+        out.push(self.ev(
+            "response.output_item.done",
+            json!({"output_index": idx, "item": item.clone()}),
+        ));
+        self.output[idx] = item;
+    }
+
     fn close_message(&mut self, out: &mut Vec<SseEvent>) {
         let Some((mid, idx, text)) = self.message.take() else {
             return;
@@ -141,6 +197,15 @@ impl Emitter {
     }
 
     fn push(&mut self, t: &str, last: bool, out: &mut Vec<SseEvent>) {
+        let (thinking, answer) = match self.think.as_mut() {
+            Some(p) => p.take(t, last),
+            None => (String::new(), t.to_string()),
+        };
+        self.think(&thinking, out);
+        if !answer.is_empty() {
+            self.close_reasoning(out);
+        }
+        let t = answer.as_str();
         let pieces = match self.parser.as_mut() {
             None => vec![Piece::Text(t.to_string())],
             Some(p) => {
@@ -162,12 +227,16 @@ impl Emitter {
 
 pub fn response(st: AppState, p: Parsed, s: Started) -> Response {
     let parser = s.tools.map(|f| ToolParser::new(f, new_id("call")));
+    let handle = s.handle.clone();
     let mut em = Emitter {
         seq: 0,
         id: s.id,
         model: s.model,
         p,
         parser,
+        think: s.think.map(|t| t.parser()),
+        reasoning: None,
+        thinking: String::new(),
         message: None,
         output: Vec::new(),
         text: String::new(),
@@ -178,13 +247,13 @@ pub fn response(st: AppState, p: Parsed, s: Started) -> Response {
         em.ev("response.created", json!({"response": created.clone()})),
         em.ev("response.in_progress", json!({"response": created})),
     ];
-    let rest = stream::unfold(Some((s.job, em, st)), |state| async move {
-        let (mut job, mut em, st) = state?;
+    let rest = stream::unfold(Some((s.job, em, st, handle)), |state| async move {
+        let (mut job, mut em, st, handle) = state?;
         let mut out = Vec::new();
         match job.next().await? {
             Event::Token(t) => {
                 em.push(&t.text, false, &mut out);
-                Some((out, Some((job, em, st))))
+                Some((out, Some((job, em, st, handle))))
             }
             Event::Done(f) => {
                 if let Some(e) = failure(&f) {
@@ -200,13 +269,15 @@ pub fn response(st: AppState, p: Parsed, s: Started) -> Response {
                     return Some((out, None));
                 }
                 em.push(&f.text, true, &mut out);
+                em.close_reasoning(&mut out);
                 em.close_message(&mut out);
                 let status = if f.reason == FinishReason::Length {
                     "incomplete"
                 } else {
                     "completed"
                 };
-                let r = em.snapshot(status, em.output.clone(), Some(&f.stats));
+                let mut r = em.snapshot(status, em.output.clone(), Some(&f.stats));
+                count_reasoning(&mut r, &handle, &em.thinking);
                 if em.p.store {
                     let conv = ended(
                         std::mem::take(&mut em.p.conversation),
