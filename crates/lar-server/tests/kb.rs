@@ -8,13 +8,13 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::Request;
+use common::kbs::{make_kb, temp};
 use common::*;
-use lar_rag::ingest::{self, Options, Root};
 use lar_rag::kb::Registry;
 use lar_rag::search::SearchOptions;
 use lar_server::kb::KbServing;
@@ -23,49 +23,6 @@ use serde_json::{Value, json};
 
 const KEY_ALL: &str = "key-reads-everything";
 const KEY_MAIL: &str = "key-reads-mail-only";
-
-fn temp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lar-server-kb-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Creates knowledge base `name` under `root` made by `embedder` (named `embedder_name`) over the files in `dir`.
-fn make_kb(
-    root: &Path,
-    name: &str,
-    embedder_name: &str,
-    embedder: &dyn lar_types::Embedder,
-    dir: &Path,
-) {
-    let reg = Registry::new(root);
-    let cfg = reg
-        .create(
-            name,
-            embedder_name,
-            embedder.dim(),
-            "sqlite",
-            lar_rag::lang::Analyzer::Auto,
-        )
-        .unwrap();
-    let mut store = reg.open(&cfg).unwrap();
-    let roots = [Root {
-        path: dir.display().to_string(),
-        include: vec![],
-        exclude: vec![],
-    }];
-    let (files, _) = ingest::walk(&roots).unwrap();
-    let r = ingest::ingest(
-        store.as_mut(),
-        embedder,
-        &files,
-        &Options::for_embedder(embedder),
-        &mut |_| {},
-    )
-    .unwrap();
-    assert!(r.chunks_added > 0, "{name}: nothing ingested");
-}
 
 /// Two knowledge bases of the scripted embedder ("embed"): `notes` (two Markdown files) and `mail`.
 fn scripted_kbs(tag: &str) -> PathBuf {
@@ -665,12 +622,6 @@ async fn knowledge_base_tools_are_checked_before_anything_runs() {
             ),
             400,
             "unknown field 'k'",
-        ),
-        (
-            KEY_ALL,
-            ask(kb("notes"), json!({"stream": true})),
-            400,
-            "stream",
         ),
         (KEY_ALL, ask(kb("notes"), json!({"n": 2})), 400, "'n'"),
         (

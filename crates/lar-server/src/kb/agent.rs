@@ -5,10 +5,15 @@
 //! tool's answer and lets the model go on, up to [`MAX_ROUNDS`] generations; the last one may not call it again.
 //! The answer carries every source the searches returned (numbered across them, as the model saw them) and the
 //! searches made. A call of one of the client's own functions ends the loop and goes back to the client as usual.
+//!
+//! Every round is read as it streams (thinking, then text and calls), so a streamed request ([`super::agent_stream`])
+//! gets the same answer as a whole one: the text of every round in order (a model that says "Let me look." before
+//! its search keeps it), its thinking, each search as it is made, and at the end the sources.
 
 use std::sync::Arc;
 
-use lar_grammar::tools::ToolChoice;
+use lar_engine::Event;
+use lar_grammar::tools::{Piece, ToolChoice, ToolParser};
 use lar_rag::answer::Source;
 use lar_rag::search::SearchOptions;
 use lar_types::{ChatMessage, Role, Tool, ToolCall};
@@ -17,11 +22,11 @@ use serde_json::{Map, Value, json};
 use super::Caller;
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::generation::Generation;
+use crate::generation::{Generation, failed_error, failure};
 use crate::manager::Lease;
 use crate::openai::Sampling;
 use crate::openai::tools::ToolSpec;
-use crate::structured::{Offer, prepare, split_calls};
+use crate::structured::{Offer, Prepared, prepare};
 
 /// The function the model calls to search.
 pub const TOOL: &str = "search_knowledge_base";
@@ -120,10 +125,37 @@ pub fn search_tool(kbs: &[String]) -> Tool {
     }
 }
 
+/// What a streamed loop says as it goes.
+#[derive(Debug)]
+pub enum Delta {
+    Thinking(String),
+    Text(String),
+    /// One of the client's own calls (the loop ends with it).
+    Call(ToolCall),
+    /// A search made, as `knowledge_base_searches` lists it.
+    Search(Value),
+}
+
+/// Where a streamed loop's [`Delta`]s go.
+pub type Sink = tokio::sync::mpsc::Sender<Delta>;
+
+/// Sends `d` to a streamed loop's client; one that has gone ends the loop.
+async fn say(sink: Option<&Sink>, d: Delta) -> ApiResult<()> {
+    match sink {
+        Some(tx) => tx
+            .send(d)
+            .await
+            .map_err(|_| ApiError::internal("the client went away")),
+        None => Ok(()),
+    }
+}
+
 /// What a loop produced.
+#[derive(Debug)]
 pub struct Outcome {
+    /// The text of every round, in order.
     pub content: String,
-    /// A reasoning model's thinking in the last round.
+    /// A reasoning model's thinking, every round's.
     pub thinking: String,
     /// Calls of the client's own functions (the loop stopped for them).
     pub calls: Vec<ToolCall>,
@@ -136,11 +168,11 @@ pub struct Outcome {
 
 /// What a loop runs with: the model, the request's sampling, its tools (the search among them), the knowledge
 /// bases, and its choice to think (for a reasoning model).
-pub struct Run<'a> {
-    pub lease: &'a Arc<Lease>,
-    pub s: &'a Sampling,
+pub struct Run {
+    pub lease: Arc<Lease>,
+    pub s: Sampling,
     pub spec: ToolSpec,
-    pub kbs: &'a [String],
+    pub kbs: Vec<String>,
     pub thinking: Option<(bool, &'static str)>,
 }
 
@@ -149,15 +181,24 @@ pub struct Run<'a> {
 pub async fn respond(
     st: &AppState,
     caller: &Caller,
-    r: Run<'_>,
+    r: Run,
     msgs: Vec<ChatMessage>,
     model: String,
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
-    for kb in r.kbs {
+    for kb in &r.kbs {
         st.kb.config(caller, kb).await?;
     }
-    let o = run(st, caller, r, msgs).await?;
+    if r.s.stream() {
+        return Ok(super::agent_stream::respond(
+            st.clone(),
+            caller.clone(),
+            r,
+            msgs,
+            model,
+        ));
+    }
+    let o = run(st, caller, r, msgs, None).await?;
     let mut message = json!({"role": "assistant", "content": o.content});
     if !o.thinking.is_empty() {
         message["reasoning_content"] = json!(o.thinking);
@@ -193,12 +234,13 @@ pub async fn respond(
     .into_response())
 }
 
-/// Runs the loop for one choice.
+/// Runs the loop for one choice, telling `sink` (when streamed) what happens as it happens.
 pub async fn run(
     st: &AppState,
     caller: &Caller,
-    r: Run<'_>,
+    r: Run,
     mut msgs: Vec<ChatMessage>,
+    sink: Option<&Sink>,
 ) -> ApiResult<Outcome> {
     let Run {
         lease,
@@ -246,7 +288,7 @@ pub async fn run(
             thinking,
             split_thinking: true,
         };
-        let prep = prepare(lease, msgs.clone(), offer).await?;
+        let prep = prepare(&lease, msgs.clone(), offer).await?;
         let params = s.params(prep.prompt.len(), lease.model.ctx, 0)?;
         let mut req = lar_engine::Request::new(prep.prompt.clone(), params);
         if let Some(c) = &prep.constrained {
@@ -254,31 +296,25 @@ pub async fn run(
         }
         let mut job = Generation::start(lease.clone(), st, req)?;
         prep.reveal(&mut job);
-        let done = job.collect().await?;
-        out.stats.push(Some(done.finished.stats.clone()));
-        out.finish = done.finished.reason;
-        // The thinking is not parsed for calls, nor sent back to the model.
-        let (thought, text) = match &prep.think {
-            Some(t) => t.split(&done.text),
-            None => (String::new(), done.text.clone()),
-        };
-        let (content, calls) = split_calls(prep.tools, &text);
+        let r = read_round(job, &prep, sink).await?;
+        out.stats.push(Some(r.stats));
+        out.finish = r.finish;
+        out.content.push_str(&r.content);
+        out.thinking.push_str(&r.thought);
         let (searches, theirs): (Vec<ToolCall>, Vec<ToolCall>) =
-            calls.into_iter().partition(|c| c.name == TOOL);
+            r.calls.into_iter().partition(|c| c.name == TOOL);
         // The last round offers no search: a search written anyway (a syntax without markers is not held to
         // the tools) is not run, and the loop ends with what the model said.
         if last || !theirs.is_empty() || searches.is_empty() {
-            out.content = content;
-            out.thinking = thought;
             out.calls = theirs;
             return Ok(out);
         }
         let made = out.searches.len();
-        let mut asked = ChatMessage::new(Role::Assistant, content);
+        let mut asked = ChatMessage::new(Role::Assistant, r.content);
         asked.tool_calls = searches.clone();
         msgs.push(asked);
         for call in searches {
-            let result = search(st, caller, kbs, &call, &mut out).await?;
+            let result = search(st, caller, &kbs, &call, &mut out, sink).await?;
             let mut m = ChatMessage::new(Role::Tool, result);
             m.tool_call_id = Some(call.id.clone());
             m.name = Some(TOOL.into());
@@ -290,6 +326,84 @@ pub async fn run(
     Err(ApiError::internal("the agent loop ran out of rounds"))
 }
 
+/// What one generation of the loop said.
+struct Round {
+    thought: String,
+    content: String,
+    calls: Vec<ToolCall>,
+    stats: lar_types::GenerationStats,
+    finish: lar_types::FinishReason,
+}
+
+/// Reads a round as it streams: the thinking (not parsed for calls, nor sent back to the model), then the text
+/// and calls; the thinking, the text and the client's own calls go to `sink` as they come.
+async fn read_round(mut job: Generation, prep: &Prepared, sink: Option<&Sink>) -> ApiResult<Round> {
+    let mut think = prep.think.map(|t| t.parser());
+    let mut parser = prep
+        .tools
+        .map(|f| ToolParser::new(f, crate::openai::new_id("call")));
+    let (mut thought, mut content, mut calls) = (String::new(), String::new(), Vec::new());
+    loop {
+        let (text, done) = match job.next().await {
+            Some(Event::Token(t)) => (t.text, None),
+            Some(Event::Done(f)) => {
+                if let Some(e) = failure(&f) {
+                    return Err(failed_error(e));
+                }
+                (f.text.clone(), Some(f))
+            }
+            None => {
+                return Err(ApiError::internal(
+                    "the engine ended a stream without its end",
+                ));
+            }
+        };
+        let last = done.is_some();
+        let (thinking, answer) = match think.as_mut() {
+            Some(p) => p.take(&text, last),
+            None => (String::new(), text),
+        };
+        if !thinking.is_empty() {
+            thought.push_str(&thinking);
+            say(sink, Delta::Thinking(thinking)).await?;
+        }
+        let pieces = match parser.as_mut() {
+            Some(p) => {
+                let mut v = p.push(&answer);
+                if last {
+                    v.extend(p.finish());
+                }
+                v
+            }
+            None => vec![Piece::Text(answer)],
+        };
+        for piece in pieces {
+            match piece {
+                Piece::Text(t) if t.is_empty() => {}
+                Piece::Text(t) => {
+                    content.push_str(&t);
+                    say(sink, Delta::Text(t)).await?;
+                }
+                Piece::Call(c) => {
+                    if c.name != TOOL {
+                        say(sink, Delta::Call(c.clone())).await?;
+                    }
+                    calls.push(c);
+                }
+            }
+        }
+        if let Some(f) = done {
+            return Ok(Round {
+                thought,
+                content,
+                calls,
+                stats: f.stats,
+                finish: f.reason,
+            });
+        }
+    }
+}
+
 /// One search the model asked for: the results as the tool's answer (numbered after the sources so far).
 async fn search(
     st: &AppState,
@@ -297,6 +411,7 @@ async fn search(
     kbs: &[String],
     call: &ToolCall,
     out: &mut Outcome,
+    sink: Option<&Sink>,
 ) -> ApiResult<String> {
     let query = call
         .arguments
@@ -327,8 +442,9 @@ async fn search(
         ..Default::default()
     };
     let hits = st.kb.search(st, caller, &kb, query, opts).await?;
-    out.searches
-        .push(json!({"knowledge_base": kb, "query": query, "results": hits.len()}));
+    let made = json!({"knowledge_base": kb, "query": query, "results": hits.len()});
+    out.searches.push(made.clone());
+    say(sink, Delta::Search(made)).await?;
     if hits.is_empty() {
         return Ok("No results.".into());
     }

@@ -11,6 +11,7 @@
 //! off the async threads.
 
 pub mod agent;
+pub mod agent_stream;
 pub mod ground;
 
 use std::collections::HashMap;

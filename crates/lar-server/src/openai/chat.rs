@@ -240,12 +240,6 @@ pub async fn handle(
                 "as knowledge-base tools with a knowledge-base model (use one or the other)",
             );
         }
-        if s.stream() {
-            return refuse(
-                "stream",
-                "with knowledge-base tools yet (the server runs the searches first)",
-            );
-        }
         if n > 1 {
             return refuse("n", "above 1 with knowledge-base tools yet");
         }
@@ -285,10 +279,10 @@ pub async fn handle(
     {
         let model = lease.model.entry.name.clone();
         let run = crate::kb::agent::Run {
-            lease: &lease,
-            s: &s,
+            lease: lease.clone(),
+            s,
             spec,
-            kbs: &kb_tools,
+            kbs: kb_tools,
             thinking,
         };
         return crate::kb::agent::respond(&st, &caller, run, msgs, model).await;

@@ -3,6 +3,8 @@
 //! JSON, SSE and NDJSON answers.
 #![allow(dead_code)]
 
+pub mod kbs;
+
 use std::sync::Arc;
 use std::time::Duration;
 
