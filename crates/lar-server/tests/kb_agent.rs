@@ -213,3 +213,45 @@ async fn a_call_of_the_clients_own_function_ends_the_loop() {
     );
     assert_eq!(whole["knowledge_base_searches"], json!([]));
 }
+
+#[tokio::test]
+async fn grounded_answers_say_which_sources_they_cite_streamed_too() {
+    let t = agent_app("say-cited");
+    let ask = "<say>They grow by the south wall [1].</say> Where do tomatoes grow?";
+    let body = json!({"model": "kb:notes@say", "max_tokens": 100,
+        "messages": [{"role": "user", "content": ask}]});
+    let a = post_json(&t.router, "/v1/chat/completions", &body).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let v = a.json();
+    let m = &v["choices"][0]["message"];
+    assert_eq!(m["content"], "They grow by the south wall [1].", "{v}");
+    assert_eq!(
+        (&m["cited"], &m["citations_added"]),
+        (&json!([1]), &json!(false))
+    );
+
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let a = post_json(&t.router, "/v1/chat/completions", &streamed).await;
+    let last: Value = a
+        .sse()
+        .iter()
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str::<Value>(d).unwrap())
+        .find(|c| !c["choices"][0]["finish_reason"].is_null())
+        .unwrap();
+    assert_eq!(last["cited"], json!([1]), "{last}");
+    assert_eq!(last["sources"], v["sources"]);
+
+    for stream in [false, true] {
+        let mut o = json!({"model": "kb:notes@say", "stream": stream,
+            "messages": [{"role": "user", "content": ask}]});
+        o["options"] = json!({"num_predict": 100});
+        let a = post_json(&t.router, "/api/chat", &o).await;
+        assert_eq!(a.status, 200, "{}", a.text());
+        let lines = a.ndjson();
+        let last = lines.last().unwrap();
+        assert_eq!(last["cited"], json!([1]), "stream {stream}: {last}");
+        assert_eq!(last["sources"], v["sources"]);
+    }
+}

@@ -139,6 +139,12 @@ impl KbModel {
     }
 }
 
+/// The sources a streamed answer cites by its own `[n]` (`sources`: the numbered list it was given); a stream
+/// cannot add citations to text already sent.
+pub fn cited_in(text: &str, sources: &Value) -> Vec<usize> {
+    citations(text, sources.as_array().map_or(0, Vec::len))
+}
+
 impl Grounding {
     pub fn sources_json(&self) -> Value {
         serde_json::to_value(&self.sources).unwrap_or_default()

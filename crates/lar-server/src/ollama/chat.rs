@@ -246,6 +246,7 @@ async fn run(
             .map(|f| ToolParser::new(f, crate::openai::new_id("call"))),
         calls: Vec::new(),
         think: prep.think.map(|t| t.parser()),
+        said: String::new(),
     };
     let mut req = Request::new(prep.prompt.clone(), params);
     if let Some(c) = &prep.constrained {
@@ -271,6 +272,8 @@ struct ChatLines {
     calls: Vec<ToolCall>,
     /// A reasoning model's thinking goes to `message.thinking`.
     think: Option<ThinkParser>,
+    /// The answer's text so far (for the sources it cites).
+    said: String,
 }
 
 impl ChatLines {
@@ -287,6 +290,7 @@ impl ChatLines {
             m
         };
         let Some(p) = self.parser.as_mut() else {
+            self.said.push_str(&text);
             if text.is_empty() && thinking.is_empty() && !last {
                 return None;
             }
@@ -343,6 +347,7 @@ impl Lines for ChatLines {
         });
         final_fields(&mut l, &f.stats, self.started, self.load_secs);
         if let Some(s) = self.sources.take() {
+            l["cited"] = serde_json::json!(crate::kb::ground::cited_in(&self.said, &s));
             l["sources"] = s;
         }
         l

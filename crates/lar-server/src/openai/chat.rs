@@ -544,10 +544,11 @@ fn choice_stream(
     );
     let parser = meta.tools.map(|f| ToolParser::new(f, new_id("call")));
     let think = meta.think.map(|t| t.parser());
-    let rest = stream::unfold(Some((job, parser, think, 0usize)), move |state| {
+    // `said`: the text so far, for the sources a grounded answer cites.
+    let rest = stream::unfold(Some((job, parser, think, 0usize, String::new())), move |state| {
         let (meta, usage, failed) = (meta.clone(), usage.clone(), failed.clone());
         async move {
-            let (mut g, mut parser, mut think, mut calls) = state?;
+            let (mut g, mut parser, mut think, mut calls, mut said) = state?;
             let mut out = Vec::new();
             match g.next().await? {
                 Event::Token(t) => {
@@ -559,6 +560,9 @@ fn choice_stream(
                         let pieces = p.push(&text);
                         pieces_chunks(&meta, index, pieces, &mut calls, with_usage, &mut out);
                     } else if !text.is_empty() || meta.logprobs {
+                        if meta.sources.is_some() {
+                            said.push_str(&text);
+                        }
                         // (Empty text: nothing to show yet, an incomplete character, a possible stop string, or
                         // thinking; with logprobs every token still gets its chunk.)
                         let lp = meta
@@ -571,7 +575,7 @@ fn choice_stream(
                             with_usage,
                         ));
                     }
-                    Some((out, Some((g, parser, think, calls))))
+                    Some((out, Some((g, parser, think, calls, said))))
                 }
                 Event::Done(mut f) => {
                     if let Some(e) = failure(&f) {
@@ -600,6 +604,8 @@ fn choice_stream(
                         with_usage,
                     );
                     if let Some(sources) = &meta.sources {
+                        said.push_str(delta["content"].as_str().unwrap_or_default());
+                        last["cited"] = json!(crate::kb::ground::cited_in(&said, sources));
                         last["sources"] = sources.clone();
                     }
                     out.push(SseEvent::default().data(last.to_string()));
