@@ -40,6 +40,9 @@ pub struct Args {
     pub device: String,
     #[arg(long)]
     pub json: bool,
+    /// Do not record this bench as a run (`lar runs`).
+    #[arg(long)]
+    pub no_record: bool,
 }
 
 const UBATCH: usize = 512;
@@ -156,6 +159,16 @@ pub fn main(args: Args) -> Result<()> {
     let engine =
         lar_engine::from_file(file, &cfg).with_context(|| format!("loading {}", path.display()))?;
     let n_vocab = engine.model().n_vocab;
+    let rec = crate::record::Recording::start(
+        !args.no_record,
+        "bench",
+        model,
+        &path,
+        serde_json::json!({"n_prompt": args.n_prompt, "n_gen": args.n_gen, "repetitions": args.reps,
+                           "threads": threads}),
+        threads,
+        &engine.model().device,
+    );
     let mut rng = lar_engine::sampler::Rng::new(42);
     let mut random_tokens = |n: usize| -> Vec<u32> {
         (0..n)
@@ -184,29 +197,33 @@ pub fn main(args: Args) -> Result<()> {
     // Warm-up as llama-bench does it: one full prompt pass and one generated token, so the weights are paged in
     // and the cache blocks allocated before anything is timed.
     run(random_tokens(args.n_prompt.max(1)), 2)?;
-    let bar = ProgressBar::new((args.reps * 2) as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{msg} {bar:30} {pos}/{len}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_message("bench");
-    let (mut pp, mut tg) = (Vec::new(), Vec::new());
-    for _ in 0..args.reps {
-        if args.n_prompt > 0 {
-            // Prompt processing: the time to the first token (the prompt's passes and one sampled token).
-            let st = run(random_tokens(args.n_prompt), 1)?;
-            pp.push(st.prompt_tps());
+    let measured = measure(&args, &mut |p, n| run(p, n), &mut random_tokens);
+    let metrics = match &measured {
+        Ok((p, g)) => {
+            let mut m = Vec::new();
+            if args.n_prompt > 0 {
+                m.extend([
+                    ("prompt_tps", p.median),
+                    ("prompt_tps_min", p.min),
+                    ("prompt_tps_max", p.max),
+                ]);
+            }
+            if args.n_gen > 0 {
+                m.extend([
+                    ("gen_tps", g.median),
+                    ("gen_tps_min", g.min),
+                    ("gen_tps_max", g.max),
+                ]);
+            }
+            if let Some(r) = peak_rss_bytes() {
+                m.push(("peak_rss_bytes", r as f64));
+            }
+            m
         }
-        bar.inc(1);
-        if args.n_gen > 0 {
-            // Generation: n_gen decode passes after the first token.
-            let st = run(random_tokens(1), args.n_gen + 1)?;
-            tg.push(st.gen_tps());
-        }
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    let (p, g) = (stats(pp), stats(tg));
+        Err(_) => Vec::new(),
+    };
+    rec.finish(&measured, &metrics);
+    let (p, g) = measured?;
     let rss = peak_rss_bytes();
     if args.json {
         let v = serde_json::json!({
@@ -250,4 +267,35 @@ pub fn main(args: Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The timed repetitions: prompt processing and generation medians (see the module's header).
+fn measure(
+    args: &Args,
+    run: &mut dyn FnMut(Vec<u32>, usize) -> Result<lar_types::GenerationStats>,
+    random_tokens: &mut dyn FnMut(usize) -> Vec<u32>,
+) -> Result<(Stats, Stats)> {
+    let bar = ProgressBar::new((args.reps * 2) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} {bar:30} {pos}/{len}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message("bench");
+    let (mut pp, mut tg) = (Vec::new(), Vec::new());
+    for _ in 0..args.reps {
+        if args.n_prompt > 0 {
+            // Prompt processing: the time to the first token (the prompt's passes and one sampled token).
+            let st = run(random_tokens(args.n_prompt), 1)?;
+            pp.push(st.prompt_tps());
+        }
+        bar.inc(1);
+        if args.n_gen > 0 {
+            // Generation: n_gen decode passes after the first token.
+            let st = run(random_tokens(1), args.n_gen + 1)?;
+            tg.push(st.gen_tps());
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok((stats(pp), stats(tg)))
 }

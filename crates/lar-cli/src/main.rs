@@ -6,12 +6,15 @@ mod bench;
 mod chat;
 mod common;
 mod embed;
+mod eval;
 mod hw;
 mod judge;
 mod kb;
 mod plan;
 mod plan_remote;
+mod record;
 mod run;
+mod runs;
 mod serve;
 mod show;
 mod store;
@@ -39,6 +42,12 @@ enum Cmd {
     Show(show::Args),
     /// Prompt-processing and generation speed, like llama-bench.
     Bench(bench::Args),
+    /// Measure a model's quality: perplexity on a text (as llama-perplexity does).
+    #[command(subcommand)]
+    Eval(eval::Cmd),
+    /// The record of every bench and evaluation: list, show, compare, rm.
+    #[command(subcommand)]
+    Runs(runs::Cmd),
     /// Sentence embeddings (JSON) from a BERT-family sentence-transformers model.
     Embed(embed::Args),
     /// What a model needs on this machine (weights, KV cache, compute, overhead), whether it fits, and why.
@@ -77,6 +86,8 @@ fn main() {
         Cmd::Show(a) => show::main(a),
         Cmd::Bench(a) => bench::main(a),
         Cmd::Embed(a) => embed::main(a),
+        Cmd::Eval(c) => eval::main(c),
+        Cmd::Runs(c) => runs::main(c),
         Cmd::Plan(a) => plan::main(a),
         Cmd::Hw(a) => hw::main(a),
         Cmd::Pull(a) => store::pull(a),

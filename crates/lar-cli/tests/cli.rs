@@ -10,9 +10,14 @@ use std::time::{Duration, Instant};
 
 use lar_testdata as testdata;
 
+/// The binary with a home of its own (bench records runs there, not in the user's).
 fn lar(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lar"))
         .args(args)
+        .env(
+            "LAR_HOME",
+            std::env::temp_dir().join(format!("lar-cli-home-{}", std::process::id())),
+        )
         .output()
         .unwrap()
 }

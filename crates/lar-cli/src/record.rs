@@ -1,0 +1,84 @@
+//! Runs recorded by the commands that measure or make something (`bench`, `eval`, later `quantize`): a run is
+//! started before the work with the model's name and sha256, the parameters and the machine, given its metrics,
+//! and finished (or marked failed with the error). `--no-record` skips it; a runs database that cannot be opened
+//! is a warning, never the end of the experiment.
+
+use std::path::Path;
+
+use lar_lab::runs::{NewRun, RunStore};
+use serde_json::Value;
+
+/// A run being recorded (or not).
+pub struct Recording {
+    store: Option<RunStore>,
+    pub id: Option<String>,
+}
+
+impl Recording {
+    /// Starts a run of `kind` on the model named `name` (the file at `path`).
+    pub fn start(
+        enabled: bool,
+        kind: &str,
+        name: &str,
+        path: &Path,
+        params: Value,
+        threads: usize,
+        device: &str,
+    ) -> Self {
+        if !enabled {
+            return Self {
+                store: None,
+                id: None,
+            };
+        }
+        let home = lar_store::default_home();
+        let opened = RunStore::open_home(&home).and_then(|store| {
+            let sha = lar_lab::digest::file_sha256(&store, path)?;
+            let id = store.start(&NewRun {
+                kind: kind.into(),
+                model: Some(name.into()),
+                model_sha256: Some(sha),
+                params,
+                machine: lar_lab::machine::describe(threads, device),
+                lineage: Value::Null,
+            })?;
+            Ok((store, id))
+        });
+        match opened {
+            Ok((store, id)) => Self {
+                store: Some(store),
+                id: Some(id),
+            },
+            Err(e) => {
+                eprintln!("warning: not recording this run: {e}");
+                Self {
+                    store: None,
+                    id: None,
+                }
+            }
+        }
+    }
+
+    /// Adds a point of a metric's history.
+    pub fn step(&self, key: &str, step: i64, value: f64) {
+        if let (Some(s), Some(id)) = (&self.store, &self.id)
+            && let Err(e) = s.log(id, key, Some(step), value)
+        {
+            eprintln!("warning: recording {key}: {e}");
+        }
+    }
+
+    /// Ends the run with its final metrics, or as failed.
+    pub fn finish<T>(&self, result: &anyhow::Result<T>, metrics: &[(&str, f64)]) {
+        let (Some(s), Some(id)) = (&self.store, &self.id) else {
+            return;
+        };
+        let done = match result {
+            Ok(_) => s.log_all(id, metrics).and_then(|_| s.finish(id, None)),
+            Err(e) => s.finish(id, Some(&format!("{e:#}"))),
+        };
+        if let Err(e) = done {
+            eprintln!("warning: recording run {id}: {e}");
+        }
+    }
+}

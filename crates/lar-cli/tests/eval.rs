@@ -1,0 +1,248 @@
+//! `lar eval perplexity` against llama-perplexity's numbers on the same files and text (tests/golden/perplexity.json,
+//! made by scripts/make-perplexity-goldens.sh): the final estimate within 0.5% and every running estimate within
+//! 1%. Each evaluation and bench is recorded as a run that `lar runs` lists, shows, compares and removes; a failed
+//! one is recorded as failed with its error. Bad input (a text shorter than two contexts, invalid UTF-8, a context
+//! too small) is a one-line error.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use lar_testdata as testdata;
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn home(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("lar-eval-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn lar(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lar"))
+        .args(args)
+        .env("LAR_HOME", home)
+        .output()
+        .unwrap()
+}
+
+fn json(o: &Output) -> Value {
+    assert!(
+        o.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+fn golden() -> Value {
+    let text = std::fs::read_to_string(root().join("tests/golden/perplexity.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn text() -> String {
+    root()
+        .join("tests/data/perplexity.txt")
+        .display()
+        .to_string()
+}
+
+/// `lar eval perplexity` on `model` matches the golden run of it; the run it recorded.
+fn matches_llama_perplexity(home: &Path, model: &str) -> Value {
+    let g = golden();
+    let want = g["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["model"] == model)
+        .unwrap_or_else(|| panic!("no golden for {model}"))
+        .clone();
+    let path = testdata::model(model).display().to_string();
+    let ctx = want["ctx"].to_string();
+    let chunks = want["chunks"].to_string();
+    let t = text();
+    let args = [
+        "eval",
+        "perplexity",
+        path.as_str(),
+        t.as_str(),
+        "--ctx",
+        ctx.as_str(),
+        "--chunks",
+        chunks.as_str(),
+        "--json",
+    ];
+    let v = json(&lar(home, &args));
+    let (got, exp) = (
+        v["perplexity"].as_f64().unwrap(),
+        want["perplexity"].as_f64().unwrap(),
+    );
+    assert!(
+        (got / exp - 1.0).abs() < 0.005,
+        "{model}: perplexity {got} vs llama-perplexity's {exp}"
+    );
+    let n_ctx = want["ctx"].as_u64().unwrap();
+    let n_chunks = want["chunks"].as_u64().unwrap();
+    assert_eq!(v["chunks"], n_chunks);
+    assert_eq!(v["tokens"], n_chunks * (n_ctx - n_ctx / 2 - 1));
+    for (i, (a, b)) in v["running"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(want["running"].as_array().unwrap())
+        .enumerate()
+    {
+        let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+        assert!(
+            (a / b - 1.0).abs() < 0.01,
+            "{model} chunk {}: {a} vs {b}",
+            i + 1
+        );
+    }
+    let se = (
+        v["stderr"].as_f64().unwrap(),
+        want["stderr"].as_f64().unwrap(),
+    );
+    assert!((se.0 / se.1 - 1.0).abs() < 0.05, "{model}: stderr {se:?}");
+
+    // Recorded: the final value, its history, the model's sha256, the machine.
+    let id = v["run"].as_str().unwrap().to_string();
+    let r = json(&lar(home, &["runs", "show", &id[..10], "--json"]));
+    assert_eq!(r["kind"], "eval.perplexity");
+    assert_eq!(r["status"], "finished");
+    assert_eq!(r["model"], path);
+    assert_eq!(r["metrics"]["perplexity"].as_f64(), Some(got));
+    assert_eq!(r["params"]["ctx"], n_ctx);
+    assert!(r["machine"]["threads"].as_u64().unwrap() >= 1);
+    let sha = r["model_sha256"].as_str().unwrap();
+    assert_eq!(sha.len(), 64);
+    let store = lar_lab::runs::RunStore::open_home(home).unwrap();
+    let history = store.history(&id, "perplexity").unwrap();
+    let steps: Vec<f64> = history
+        .iter()
+        .filter(|p| p.step.is_some())
+        .map(|p| p.value)
+        .collect();
+    assert_eq!(steps.len() as u64, n_chunks, "one point per chunk");
+    assert_eq!(steps.last().copied(), Some(got));
+    eprintln!(
+        "{model}: lar {got:.4} vs llama-perplexity {exp:.4} in {:.1} s",
+        v["seconds"]
+    );
+    r
+}
+
+#[test]
+fn smollm2_perplexity_is_llama_perplexitys_and_runs_are_recorded() {
+    let h = home("smol");
+    let eval = matches_llama_perplexity(&h, testdata::SMOLLM2);
+    let smol = testdata::model(testdata::SMOLLM2).display().to_string();
+
+    // A bench is a run too; both are listed (newest first), compared, and removed.
+    let b = json(&lar(
+        &h,
+        &["bench", &smol, "-p", "16", "-n", "4", "-r", "1", "--json"],
+    ));
+    assert!(b["gen_tps"].as_f64().unwrap() > 0.0);
+    let list = json(&lar(&h, &["runs", "list", "--json"]));
+    let runs = list.as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{list}");
+    assert_eq!(runs[0]["kind"], "bench");
+    assert_eq!(
+        runs[0]["model_sha256"], eval["model_sha256"],
+        "the same file"
+    );
+    assert!(runs[0]["metrics"]["gen_tps"].as_f64().unwrap() > 0.0);
+    let evals = json(&lar(&h, &["runs", "list", "--kind", "eval", "--json"]));
+    assert_eq!(evals.as_array().unwrap().len(), 1);
+
+    let (a, b) = (
+        eval["id"].as_str().unwrap(),
+        runs[0]["id"].as_str().unwrap(),
+    );
+    let cmp = lar(&h, &["runs", "compare", a, b]);
+    let table = String::from_utf8_lossy(&cmp.stdout);
+    assert!(
+        cmp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cmp.stderr)
+    );
+    assert!(
+        table.contains("| perplexity |") && table.contains("| gen_tps |"),
+        "{table}"
+    );
+    let listed = lar(&h, &["runs", "list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&b[..12]));
+
+    let rm = lar(&h, &["runs", "rm", b]);
+    assert!(rm.status.success());
+    let gone = lar(&h, &["runs", "show", b]);
+    assert!(!gone.status.success());
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("no run has an id starting"));
+    let _ = std::fs::remove_dir_all(h);
+}
+
+#[test]
+fn qwen_perplexity_is_llama_perplexitys() {
+    let h = home("qwen");
+    matches_llama_perplexity(&h, testdata::QWEN_CODER);
+    let _ = std::fs::remove_dir_all(h);
+}
+
+#[test]
+fn bad_input_is_one_line_and_a_failed_run() {
+    let h = home("bad");
+    let smol = testdata::model(testdata::SMOLLM2).display().to_string();
+    let short = h.join("short.txt");
+    std::fs::write(&short, "Too short to measure.").unwrap();
+    let bad_utf8 = h.join("bad.txt");
+    std::fs::write(&bad_utf8, b"caf\xe9 au lait").unwrap();
+    let s = short.display().to_string();
+    let u = bad_utf8.display().to_string();
+    let t = text();
+    for (args, what) in [
+        (
+            vec!["eval", "perplexity", &smol, &s, "--ctx", "64"],
+            "needs at least 128",
+        ),
+        (vec!["eval", "perplexity", &smol, &u], "not UTF-8"),
+        (
+            vec!["eval", "perplexity", &smol, &t, "--ctx", "2"],
+            "too small",
+        ),
+        (
+            vec!["eval", "perplexity", &smol, "/nonexistent.txt"],
+            "reading",
+        ),
+        (vec!["runs", "show", "zz"], "not a run id"),
+    ] {
+        let o = lar(&h, &args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.starts_with("error: ") && err.trim_end().lines().count() == 1,
+            "{args:?}: {err}"
+        );
+        assert!(err.contains(what), "{args:?}: expected '{what}' in {err}");
+    }
+    // The evaluations that loaded a model were recorded, as failed, with their errors.
+    let list = json(&lar(&h, &["runs", "list", "--json"]));
+    let failed: Vec<&Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 2, "{list}");
+    assert!(
+        failed
+            .iter()
+            .any(|r| r["error"].as_str().unwrap().contains("two contexts")),
+        "{list}"
+    );
+    let _ = std::fs::remove_dir_all(h);
+}

@@ -1,0 +1,15 @@
+//! The lab notebook: what a model costs and how good it is, and a record of every experiment.
+//!
+//! [`perplexity`] measures a model on a text as llama-perplexity does (its number, on the same file and text, is
+//! the reference the tests hold Lar to); [`runs`] is the record: every bench, evaluation or quantization is a run
+//! in one SQLite file under `$LAR_HOME` (when, what model and its sha256, parameters, machine, metrics with steps,
+//! artifacts, status, the Lar version), listed, compared and removed by `lar runs`; [`machine`] describes the
+//! machine a run ran on.
+
+pub mod digest;
+pub mod error;
+pub mod machine;
+pub mod perplexity;
+pub mod runs;
+
+pub use error::{Error, Result};
