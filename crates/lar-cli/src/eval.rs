@@ -1,6 +1,7 @@
 //! `lar eval perplexity MODEL FILE [--ctx 512] [--chunks N]`: a model's perplexity on a text, measured as
-//! llama-perplexity does (lar_lab::perplexity), with a progress bar showing the running estimate; `--json` prints
-//! one object. Every evaluation is recorded as a run (`lar runs`).
+//! llama-perplexity does (lar_lab::perplexity), with a progress bar showing the running estimate. `lar eval choice
+//! MODEL TASKS.jsonl`: multiple-choice accuracy by log-likelihood (lar_lab::choice). `--json` prints one object.
+//! Every evaluation is recorded as a run (`lar runs`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,6 +20,32 @@ use crate::record::Recording;
 pub enum Cmd {
     /// Perplexity on a text file, as llama-perplexity measures it (the second half of each chunk scored).
     Perplexity(PplArgs),
+    /// Multiple-choice accuracy (JSONL: context, choices, answer) by log-likelihood: acc, acc_norm, acc_token.
+    Choice(ChoiceArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ChoiceArgs {
+    /// A .gguf file, a directory holding one, or a stored model's name.
+    pub model: String,
+    /// The questions: JSONL with context, choices and answer (HellaSwag, ARC and MMLU shapes are read too).
+    pub tasks: PathBuf,
+    /// Only the first N questions.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Longest question with a choice, in tokens.
+    #[arg(long, default_value_t = 2048)]
+    pub ctx: usize,
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Print one JSON object (the accuracies and every question's scores).
+    #[arg(long)]
+    pub json: bool,
+    /// Do not record this evaluation as a run.
+    #[arg(long)]
+    pub no_record: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -49,25 +76,28 @@ pub struct PplArgs {
 pub fn main(cmd: Cmd) -> Result<()> {
     match cmd {
         Cmd::Perplexity(a) => perplexity(a),
+        Cmd::Choice(a) => choice(a),
     }
 }
 
-fn perplexity(a: PplArgs) -> Result<()> {
-    let text = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
-    let text = String::from_utf8(text)
-        .map_err(|e| anyhow!("{} is not UTF-8 text ({e})", a.file.display()))?;
+/// The model named `model` loaded with a context of `ctx` and room for `parallel` sequences; its file's path.
+fn load(
+    model: &str,
+    ctx: usize,
+    parallel: usize,
+    threads: usize,
+    device: &str,
+) -> Result<(lar_engine::EngineHandle, PathBuf, usize)> {
     let threads =
-        lar_engine::load::check_threads(a.threads).map_err(|e| anyhow!("--threads: {e}"))?;
-    let device: Device = a.device.parse().map_err(|e| anyhow!("--device: {e}"))?;
-    let path = model_path(&a.model)?;
+        lar_engine::load::check_threads(threads).map_err(|e| anyhow!("--threads: {e}"))?;
+    let device: Device = device.parse().map_err(|e| anyhow!("--device: {e}"))?;
+    let path = model_path(model)?;
     let file = Arc::new(lar_models::open_model(&path)?);
-    // Each chunk and the one token sampled after it; two chunks in flight.
-    let ctx = a.ctx + 1;
     gate(
         &file,
         Load {
             ctx: Some(ctx),
-            parallel: 2,
+            parallel,
             ..Load::default()
         },
     )?;
@@ -75,11 +105,85 @@ fn perplexity(a: PplArgs) -> Result<()> {
         ctx: Some(ctx),
         threads,
         device,
-        parallel: 2,
+        parallel,
         ..Default::default()
     };
     let engine =
         lar_engine::from_file(file, &cfg).with_context(|| format!("loading {}", path.display()))?;
+    Ok((engine, path, threads))
+}
+
+fn read_text(path: &std::path::Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    String::from_utf8(bytes).map_err(|e| anyhow!("{} is not UTF-8 text ({e})", path.display()))
+}
+
+fn choice(a: ChoiceArgs) -> Result<()> {
+    let text = read_text(&a.tasks)?;
+    let mut items = lar_lab::choice::parse_tasks(&text)
+        .with_context(|| format!("reading {}", a.tasks.display()))?;
+    if let Some(n) = a.limit {
+        items.truncate(n.max(1));
+    }
+    let (engine, path, threads) = load(&a.model, a.ctx, 4, a.threads, &a.device)?;
+    let rec = Recording::start(
+        !a.no_record,
+        "eval.choice",
+        &a.model,
+        &path,
+        json!({"tasks": a.tasks.display().to_string(), "questions": items.len(), "threads": threads}),
+        threads,
+        &engine.model().device,
+    );
+    let bar = ProgressBar::new(items.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("questions {bar:30} {pos}/{len}, {eta} left")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let result = lar_lab::choice::evaluate(&engine, &items, &mut |done, _| {
+        bar.set_position(done as u64)
+    })
+    .map_err(anyhow::Error::from);
+    bar.finish_and_clear();
+    let metrics = result.as_ref().map_or(Vec::new(), |r| {
+        vec![
+            ("acc", r.acc.value),
+            ("acc_stderr", r.acc.stderr),
+            ("acc_norm", r.acc_norm.value),
+            ("acc_norm_stderr", r.acc_norm.stderr),
+            ("acc_token", r.acc_token.value),
+            ("acc_token_stderr", r.acc_token.stderr),
+            ("questions", r.tasks as f64),
+            ("seconds", r.seconds),
+        ]
+    });
+    rec.finish(&result, &metrics);
+    let r = result?;
+    if a.json {
+        let mut v = serde_json::to_value(&r)?;
+        v["run"] = json!(rec.id);
+        println!("{v}");
+    } else {
+        println!("| metric | value | stderr |\n|---|---|---|");
+        for (k, acc) in [
+            ("acc", r.acc),
+            ("acc_norm", r.acc_norm),
+            ("acc_token", r.acc_token),
+        ] {
+            println!("| {k} | {:.4} | {:.4} |", acc.value, acc.stderr);
+        }
+        println!("{} questions in {:.1} s", r.tasks, r.seconds);
+        if let Some(id) = &rec.id {
+            println!("recorded as run {id} (lar runs show {})", &id[..8]);
+        }
+    }
+    Ok(())
+}
+
+fn perplexity(a: PplArgs) -> Result<()> {
+    let text = read_text(&a.file)?;
+    // Each chunk and the one token sampled after it; two chunks in flight.
+    let (engine, path, threads) = load(&a.model, a.ctx + 1, 2, a.threads, &a.device)?;
     let opts = Options {
         ctx: a.ctx,
         chunks: a.chunks,

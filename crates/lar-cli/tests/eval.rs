@@ -1,6 +1,7 @@
-//! `lar eval perplexity` against llama-perplexity's numbers on the same files and text (tests/golden/perplexity.json,
-//! made by scripts/make-perplexity-goldens.sh): the final estimate within 0.5% and every running estimate within
-//! 1%. Each evaluation and bench is recorded as a run that `lar runs` lists, shows, compares and removes; a failed
+//! `lar eval` against llama-perplexity's numbers on the same files (tests/golden/, made by
+//! scripts/make-eval-goldens.sh): perplexity's final estimate within 0.5% and every running estimate within 1%;
+//! multiple-choice questions scored as llama-perplexity's `--hellaswag` (`acc_token`) answered right exactly when
+//! llama-perplexity answers them right (near ties aside). Each evaluation and bench is recorded as a run that `lar runs` lists, shows, compares and removes; a failed
 //! one is recorded as failed with its error. Bad input (a text shorter than two contexts, invalid UTF-8, a context
 //! too small) is a one-line error.
 
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use lar_testdata as testdata;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -194,6 +195,69 @@ fn qwen_perplexity_is_llama_perplexitys() {
 }
 
 #[test]
+fn multiple_choice_accuracy_is_llama_perplexitys() {
+    let h = home("choice");
+    let g: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/golden/choice.json")).unwrap(),
+    )
+    .unwrap();
+    let tasks = root().join("tests/data/choice.jsonl").display().to_string();
+    for want in g["runs"].as_array().unwrap() {
+        let model = want["model"].as_str().unwrap();
+        let path = testdata::model(model).display().to_string();
+        let v = json(&lar(&h, &["eval", "choice", &path, &tasks, "--json"]));
+        let n = want["questions"].as_u64().unwrap();
+        assert_eq!(v["tasks"], n);
+        // Question by question, Lar's acc_token pick is right exactly when llama-perplexity's is, but for near ties
+        // (two choices within 0.05 nats per token), which another kernel's rounding may decide either way.
+        let mut ties = 0;
+        for (i, (item, right)) in v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(want["right"].as_array().unwrap())
+            .enumerate()
+        {
+            let mut means: Vec<f64> = item["token_mean"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            means.sort_by(|a, b| b.total_cmp(a));
+            if means[0] - means[1] < 0.05 {
+                ties += 1;
+                continue;
+            }
+            let ours = item["picked"][2] == item["answer"];
+            assert_eq!(json!(ours), *right, "{model}: question {}: {item}", i + 1);
+        }
+        assert!(ties <= 4, "{model}: {ties} near ties of {n}");
+        // The answer key is honoured: every question names its answer, and an accuracy counts the picks equal to it.
+        let items = v["items"].as_array().unwrap();
+        let hits = items
+            .iter()
+            .filter(|i| i["picked"][0] == i["answer"])
+            .count();
+        assert_eq!(v["acc"]["value"].as_f64().unwrap(), hits as f64 / n as f64);
+        assert!(
+            v["acc"]["value"].as_f64().unwrap() > 0.6,
+            "{model}: {}",
+            v["acc"]
+        );
+        let se = v["acc"]["stderr"].as_f64().unwrap();
+        assert!(se > 0.0 && se < 0.1, "{se}");
+        let r = json(&lar(
+            &h,
+            &["runs", "show", v["run"].as_str().unwrap(), "--json"],
+        ));
+        assert_eq!(r["kind"], "eval.choice");
+        assert_eq!(r["metrics"]["acc"], v["acc"]["value"]);
+    }
+    let _ = std::fs::remove_dir_all(h);
+}
+
+#[test]
 fn bad_input_is_one_line_and_a_failed_run() {
     let h = home("bad");
     let smol = testdata::model(testdata::SMOLLM2).display().to_string();
@@ -219,6 +283,7 @@ fn bad_input_is_one_line_and_a_failed_run() {
             "reading",
         ),
         (vec!["runs", "show", "zz"], "not a run id"),
+        (vec!["eval", "choice", &smol, &s], "line 1: not JSON"),
     ] {
         let o = lar(&h, &args);
         let err = String::from_utf8_lossy(&o.stderr);

@@ -1,11 +1,13 @@
 //! The lab notebook: what a model costs and how good it is, and a record of every experiment.
 //!
-//! [`perplexity`] measures a model on a text as llama-perplexity does (its number, on the same file and text, is
-//! the reference the tests hold Lar to); [`runs`] is the record: every bench, evaluation or quantization is a run
+//! [`perplexity`] measures a model on a text as llama-perplexity does and [`choice`] scores multiple-choice tasks
+//! by log-likelihood as lm-evaluation-harness and llama.cpp do (their numbers, on the same file and text, are the
+//! references the tests hold Lar to); [`runs`] is the record: every bench, evaluation or quantization is a run
 //! in one SQLite file under `$LAR_HOME` (when, what model and its sha256, parameters, machine, metrics with steps,
 //! artifacts, status, the Lar version), listed, compared and removed by `lar runs`; [`machine`] describes the
 //! machine a run ran on.
 
+pub mod choice;
 pub mod digest;
 pub mod error;
 pub mod machine;
