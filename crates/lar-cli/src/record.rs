@@ -12,6 +12,8 @@ use serde_json::Value;
 pub struct Recording {
     store: Option<RunStore>,
     pub id: Option<String>,
+    /// The model file's size, recorded as the metric `model_bytes` (for charts of size against quality).
+    bytes: Option<u64>,
 }
 
 impl Recording {
@@ -29,8 +31,10 @@ impl Recording {
             return Self {
                 store: None,
                 id: None,
+                bytes: None,
             };
         }
+        let bytes = std::fs::metadata(path).ok().map(|m| m.len());
         let home = lar_store::default_home();
         let opened = RunStore::open_home(&home).and_then(|store| {
             let sha = lar_lab::digest::file_sha256(&store, path)?;
@@ -48,12 +52,14 @@ impl Recording {
             Ok((store, id)) => Self {
                 store: Some(store),
                 id: Some(id),
+                bytes,
             },
             Err(e) => {
                 eprintln!("warning: not recording this run: {e}");
                 Self {
                     store: None,
                     id: None,
+                    bytes: None,
                 }
             }
         }
@@ -74,7 +80,13 @@ impl Recording {
             return;
         };
         let done = match result {
-            Ok(_) => s.log_all(id, metrics).and_then(|_| s.finish(id, None)),
+            Ok(_) => s
+                .log_all(id, metrics)
+                .and_then(|_| match self.bytes {
+                    Some(b) => s.log(id, "model_bytes", None, b as f64),
+                    None => Ok(()),
+                })
+                .and_then(|_| s.finish(id, None)),
             Err(e) => s.finish(id, Some(&format!("{e:#}"))),
         };
         if let Err(e) = done {

@@ -1,7 +1,7 @@
-//! `lar runs list / show / compare / rm`: the record of every bench, evaluation and quantization
+//! `lar runs list / show / compare / rm / chart`: the record of every bench, evaluation and quantization
 //! (`$LAR_HOME/runs.sqlite`, see lar_lab::runs).
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use lar_lab::runs::{Filter, Run, RunStore};
 
 #[derive(clap::Subcommand, Debug)]
@@ -14,6 +14,33 @@ pub enum Cmd {
     Compare(CompareArgs),
     /// Remove runs from the record (not the files they made).
     Rm(RmArgs),
+    /// Draw runs as SVG: bars of one metric (--metric), or one metric against another (--x, --y).
+    Chart(ChartArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ChartArgs {
+    /// These runs (default: those --kind and --model select).
+    pub ids: Vec<String>,
+    /// Bars of this metric, one per run.
+    #[arg(long, conflicts_with_all = ["x", "y"])]
+    pub metric: Option<String>,
+    /// A scatter plot: this metric across...
+    #[arg(long, requires = "y")]
+    pub x: Option<String>,
+    /// ...and this one up.
+    #[arg(long, requires = "x")]
+    pub y: Option<String>,
+    #[arg(long)]
+    pub kind: Option<String>,
+    #[arg(long)]
+    pub model: Option<String>,
+    /// The chart's title (default: what it shows).
+    #[arg(long)]
+    pub title: Option<String>,
+    /// Where to write the SVG.
+    #[arg(short, long)]
+    pub output: std::path::PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -143,6 +170,7 @@ pub fn main(cmd: Cmd) -> Result<()> {
             }
             compare(&runs);
         }
+        Cmd::Chart(a) => chart(&store, a)?,
         Cmd::Rm(a) => {
             for id in &a.ids {
                 let id = store.remove(id)?;
@@ -225,4 +253,59 @@ fn compare(runs: &[Run]) {
             r.metrics.get(k).map_or(String::new(), |v| short(*v))
         });
     }
+}
+
+/// A run's label in a chart: its model's file name (or name) and the start of its id.
+fn label(r: &Run) -> String {
+    let m = r.model.as_deref().unwrap_or("?");
+    let name = std::path::Path::new(m)
+        .file_name()
+        .map_or(m.to_string(), |n| n.to_string_lossy().into_owned());
+    format!("{name} ({})", &r.id[..r.id.len().min(6)])
+}
+
+fn chart(store: &RunStore, a: ChartArgs) -> Result<()> {
+    let runs = if a.ids.is_empty() {
+        store.list(&Filter {
+            kind: a.kind.clone(),
+            model: a.model.clone(),
+            limit: None,
+        })?
+    } else {
+        a.ids
+            .iter()
+            .map(|id| store.get(id))
+            .collect::<lar_lab::Result<Vec<Run>>>()?
+    };
+    let svg = match (&a.metric, &a.x, &a.y) {
+        (Some(m), _, _) => {
+            let items: Vec<(String, f64)> = runs
+                .iter()
+                .filter_map(|r| r.metrics.get(m).map(|v| (label(r), *v)))
+                .collect();
+            if items.is_empty() {
+                bail!("no run has the metric '{m}'");
+            }
+            lar_lab::chart::bars(a.title.as_deref().unwrap_or(m), m, &items)
+        }
+        (None, Some(x), Some(y)) => {
+            let points: Vec<(String, f64, f64)> = runs
+                .iter()
+                .filter_map(|r| Some((label(r), *r.metrics.get(x)?, *r.metrics.get(y)?)))
+                .collect();
+            if points.is_empty() {
+                bail!("no run has both '{x}' and '{y}'");
+            }
+            let title = a
+                .title
+                .clone()
+                .unwrap_or_else(|| format!("{y} against {x}"));
+            lar_lab::chart::scatter(&title, x, y, &points)
+        }
+        _ => bail!("give --metric, or --x and --y"),
+    };
+    std::fs::write(&a.output, svg)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", a.output.display()))?;
+    println!("wrote {}", a.output.display());
+    Ok(())
 }

@@ -179,6 +179,44 @@ fn smollm2_perplexity_is_llama_perplexitys_and_runs_are_recorded() {
     let listed = lar(&h, &["runs", "list"]);
     assert!(String::from_utf8_lossy(&listed.stdout).contains(&b[..12]));
 
+    // Charts from the record: bars of a metric, a metric against another.
+    let bars = h.join("bars.svg").display().to_string();
+    let o = lar(&h, &["runs", "chart", "--metric", "gen_tps", "-o", &bars]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let svg = std::fs::read_to_string(&bars).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("SmolLM2-135M-Instruct.Q4_1.gguf"));
+    assert_eq!(
+        svg.matches("fill=\"#4878a8\"").count(),
+        1,
+        "one bench, one bar"
+    );
+    let scatter = h.join("size.svg").display().to_string();
+    let o = lar(
+        &h,
+        &[
+            "runs",
+            "chart",
+            "--x",
+            "model_bytes",
+            "--y",
+            "perplexity",
+            "--kind",
+            "eval",
+            "-o",
+            &scatter,
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&scatter)
+            .unwrap()
+            .matches("<circle")
+            .count(),
+        1
+    );
+    let o = lar(&h, &["runs", "chart", "--metric", "nope", "-o", &scatter]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no run has the metric 'nope'"));
+
     let rm = lar(&h, &["runs", "rm", b]);
     assert!(rm.status.success());
     let gone = lar(&h, &["runs", "show", b]);

@@ -18,7 +18,7 @@ use crate::{Error, Result};
 /// One forward pass over a batch of sequences.
 pub trait Backend: Send {
     /// Logits per sequence of the batch: one row of the vocabulary's size for its last token, or one per new token
-    /// when the sequence asks for `all_logits`. Writes the new tokens' K and V at their positions.
+    /// when the sequence asks for `logits_from`. Writes the new tokens' K and V at their positions.
     fn forward(&mut self, batch: &[SeqBatch]) -> Result<Vec<Vec<f32>>>;
     /// The device, as [`Device`] prints it (`cpu`, `cuda:0`, `candle-cpu`, ...).
     fn device(&self) -> String;

@@ -39,6 +39,9 @@ pub struct Request {
     /// Score the prompt's own tokens, with this many alternatives each (the prompt is then computed whole, never
     /// taken from the prefix cache); they come back in [`Finished::prompt_logprobs`].
     pub prompt_logprobs: Option<usize>,
+    /// With `prompt_logprobs`: only the prompt tokens at this position or later are scored (a perplexity scores the
+    /// second half of each chunk, and the logits of the first half are never computed).
+    pub score_from: usize,
     /// The id of an earlier request with the same prompt (the first of `n` choices): this one starts once that one
     /// has computed the prompt, and shares its blocks instead of computing them again.
     pub follows: Option<u64>,
@@ -51,6 +54,7 @@ impl Request {
             params,
             processors: Vec::new(),
             prompt_logprobs: None,
+            score_from: 0,
             follows: None,
         }
     }
@@ -157,8 +161,15 @@ struct Active {
     arrived: Instant,
     started: Option<Instant>,
     first_token: Option<Instant>,
-    /// The prompt's scores as they are computed, and how many alternatives each (requests that asked).
-    scored: Option<(usize, Vec<Option<PromptLogprob>>)>,
+    /// The prompt's scores as they are computed (requests that asked).
+    scored: Option<Scoring>,
+}
+
+/// A request's prompt scores: how many alternatives each, from which position, and those computed so far.
+struct Scoring {
+    k: usize,
+    from: usize,
+    scores: Vec<Option<PromptLogprob>>,
 }
 
 pub struct EngineCore {
@@ -221,7 +232,11 @@ impl EngineCore {
     pub(crate) fn add(&mut self, id: u64, req: Request, out: Outbox, arrived: Instant) {
         let stop = StopMatcher::new(&req.params.stop);
         let prompt_len = req.prompt.len();
-        let scored = req.prompt_logprobs.map(|k| (k, vec![None; prompt_len]));
+        let scored = req.prompt_logprobs.map(|k| Scoring {
+            k,
+            from: req.score_from,
+            scores: vec![None; prompt_len],
+        });
         self.reqs.insert(
             id,
             Active {
@@ -337,15 +352,18 @@ impl EngineCore {
             let Some(s) = self.sched.get(it.id) else {
                 return Err(format!("sequence {} is not scheduled", it.id));
             };
-            let all_logits = self
+            // A chunk of a scored prompt asks for the rows of the tokens before those it scores.
+            let logits_from = self
                 .reqs
                 .get(&it.id)
-                .is_some_and(|r| r.scored.is_some() && it.start < r.prompt_len);
+                .and_then(|r| r.scored.as_ref().map(|s| (s, r.prompt_len)))
+                .filter(|(_, len)| it.start < *len)
+                .map(|(s, _)| s.from.saturating_sub(1));
             batch.push(SeqBatch {
                 tokens: &s.tokens[it.start..it.start + it.len],
                 pos: it.start,
                 block_table: &s.blocks,
-                all_logits,
+                logits_from,
             });
         }
         let backend = &mut self.backend;
@@ -377,16 +395,25 @@ impl EngineCore {
         let (Some(seq), Some(r)) = (self.sched.get(it.id), self.reqs.get_mut(&it.id)) else {
             return row;
         };
-        // The same test `run` used to ask for every row (a one-token chunk gives one row, and it scores too).
-        if !(r.scored.is_some() && it.start < r.prompt_len) || row.len() != it.len * n_vocab {
+        // The same test `run` used to ask for rows (a one-token chunk gives one row, and it scores too).
+        let Some(s) = r.scored.as_mut().filter(|_| it.start < r.prompt_len) else {
+            return row;
+        };
+        let first = lar_models::SeqBatch {
+            tokens: &seq.tokens[it.start..it.start + it.len],
+            pos: it.start,
+            block_table: &[],
+            logits_from: Some(s.from.saturating_sub(1)),
+        }
+        .logit_range()
+        .start;
+        if row.len() != (it.len - first) * n_vocab {
             return row;
         }
-        if let Some((k, scores)) = r.scored.as_mut() {
-            for (j, logits) in row.chunks_exact(n_vocab).enumerate() {
-                let next = it.start + j + 1;
-                if next < r.prompt_len && scores[next].is_none() {
-                    scores[next] = Some(score(logits, seq.tokens[next], *k));
-                }
+        for (j, logits) in row.chunks_exact(n_vocab).enumerate() {
+            let next = it.start + first + j + 1;
+            if next < r.prompt_len && next >= s.from && s.scores[next].is_none() {
+                s.scores[next] = Some(score(logits, seq.tokens[next], s.k));
             }
         }
         let last = row.len() / n_vocab - 1;
@@ -485,7 +512,7 @@ impl EngineCore {
             text,
             error,
             stop_string: r.stop.matched().map(str::to_string),
-            prompt_logprobs: r.scored.map(|(_, s)| s),
+            prompt_logprobs: r.scored.map(|s| s.scores),
         });
     }
 }

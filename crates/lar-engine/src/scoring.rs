@@ -19,6 +19,12 @@ pub fn score(row: &[f32], token: u32, k: usize) -> PromptLogprob {
         .get(token as usize)
         .map_or(f32::NEG_INFINITY, |&x| x - lse);
     let k = k.min(row.len());
+    if k == 0 {
+        return PromptLogprob {
+            logprob,
+            top: Vec::new(),
+        };
+    }
     let mut idx: Vec<u32> = (0..row.len() as u32).collect();
     let by_logit = |a: &u32, b: &u32| row[*b as usize].total_cmp(&row[*a as usize]);
     if k > 0 && k < idx.len() {

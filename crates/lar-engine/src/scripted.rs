@@ -81,6 +81,8 @@ pub struct Log {
     pub passes: u64,
     /// New tokens per pass, summed over its sequences.
     pub tokens: u64,
+    /// Rows of logits returned.
+    pub rows: u64,
 }
 
 pub struct ScriptedBackend {
@@ -158,13 +160,15 @@ impl Backend for ScriptedBackend {
                 history.push(t);
             }
             // One row per new token when asked, each predicting from the history up to it.
-            let first = if s.all_logits { s.pos + 1 } else { end };
-            let mut logits = Vec::with_capacity((end + 1 - first) * self.n_vocab);
-            for upto in first..=end {
+            let rows = s.logit_range();
+            let mut logits = Vec::with_capacity(rows.len() * self.n_vocab);
+            for upto in rows.map(|i| s.pos + i + 1) {
                 let mut row = vec![0.0; self.n_vocab];
                 row[(self.next)(&history[..upto], self.n_vocab) as usize] = self.peak;
                 logits.extend_from_slice(&row);
             }
+            self.log.lock().unwrap_or_else(|p| p.into_inner()).rows +=
+                rows_len(&logits, self.n_vocab);
             out.push(logits);
         }
         Ok(out)
@@ -173,6 +177,10 @@ impl Backend for ScriptedBackend {
     fn device(&self) -> String {
         "scripted".into()
     }
+}
+
+fn rows_len(logits: &[f32], n_vocab: usize) -> u64 {
+    (logits.len() / n_vocab.max(1)) as u64
 }
 
 /// An engine on `backend` with `cfg`, running on its own thread (chat template: ChatML).

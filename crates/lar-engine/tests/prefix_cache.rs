@@ -150,3 +150,43 @@ fn every_prompt_position_is_scored_even_in_one_token_chunks() {
         );
     }
 }
+
+/// With `score_from`, the positions before it are not scored and, in a pass that holds them, get no logits (the
+/// backend returns fewer rows); those from it on score exactly as a whole scoring does, in one pass or in
+/// one-token chunks.
+#[test]
+fn scoring_from_a_position_scores_the_same_with_fewer_rows() {
+    for chunk in [64, 1] {
+        let b = ScriptedBackend::new(VOCAB, 4, 64);
+        let log = b.log.clone();
+        let mut cfg = config(128, 4, 64);
+        cfg.max_batch_tokens = chunk;
+        let e = common::start(b, cfg);
+        let p = words(4, 13);
+        let mut whole = Request::new(p.clone(), greedy(1));
+        whole.prompt_logprobs = Some(1);
+        let rows = |l: &std::sync::Arc<std::sync::Mutex<scripted::Log>>| l.lock().unwrap().rows;
+        let before = rows(&log);
+        let (_, all) = drain(e.submit(whole).unwrap());
+        let whole_rows = rows(&log) - before;
+        let all = all.prompt_logprobs.expect("scores");
+        let mut half = Request::new(p.clone(), greedy(1));
+        half.prompt_logprobs = Some(1);
+        half.score_from = 7;
+        let before = rows(&log);
+        let (_, f) = drain(e.submit(half).unwrap());
+        // In one pass, positions 0..6 need no logits; one-token chunks each return their (last) row anyway.
+        let saved = if chunk == 1 { 0 } else { 6 };
+        assert_eq!(whole_rows - (rows(&log) - before), saved, "chunk {chunk}");
+        let scores = f.prompt_logprobs.expect("scores");
+        assert_eq!(scores.len(), p.len());
+        for (j, s) in scores.iter().enumerate() {
+            if j < 7 {
+                assert!(s.is_none(), "chunk {chunk}: position {j} scored");
+            } else {
+                assert_eq!(s, &all[j], "chunk {chunk}: position {j}");
+            }
+        }
+        settled(&e);
+    }
+}

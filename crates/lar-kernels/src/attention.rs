@@ -591,7 +591,7 @@ mod tests {
                     tokens: &self.tokens[..n],
                     pos,
                     block_table: &self.tables[s],
-                    all_logits: false,
+                    logits_from: None,
                 })
                 .collect();
             let where_: Vec<(usize, usize)> = batch
@@ -756,7 +756,7 @@ mod tests {
             tokens: &case.tokens[..1],
             pos: 39,
             block_table: &t,
-            all_logits: false,
+            logits_from: None,
         }];
         let a = Attn {
             n_head: 4,

@@ -11,11 +11,22 @@ pub struct SeqBatch<'a> {
     pub pos: usize,
     /// Block ids holding this sequence's cache, in order; must cover `pos + tokens.len()` positions.
     pub block_table: &'a [u32],
-    /// Return logits for every new token (teacher forcing, perplexity), not just the last.
-    pub all_logits: bool,
+    /// Return logits for every new token at this position or later (teacher forcing, perplexity), and always for
+    /// the last; `None`: the last alone.
+    pub logits_from: Option<usize>,
 }
 
 impl SeqBatch<'_> {
+    /// The new tokens whose logits are returned, as indexes into `tokens` (see `logits_from`).
+    pub fn logit_range(&self) -> std::ops::Range<usize> {
+        let len = self.tokens.len();
+        match (len, self.logits_from) {
+            (0, _) => 0..0,
+            (_, Some(p)) => p.saturating_sub(self.pos).min(len - 1)..len,
+            (_, None) => len - 1..len,
+        }
+    }
+
     /// That the block table covers the new positions with blocks of a cache of `max_blocks` blocks of
     /// `block_size`, and that every token is in a vocabulary of `n_vocab`.
     pub fn check(&self, block_size: usize, max_blocks: usize, n_vocab: usize) -> Result<()> {

@@ -5,8 +5,9 @@
 //! references the tests hold Lar to); [`runs`] is the record: every bench, evaluation or quantization is a run
 //! in one SQLite file under `$LAR_HOME` (when, what model and its sha256, parameters, machine, metrics with steps,
 //! artifacts, status, the Lar version), listed, compared and removed by `lar runs`; [`machine`] describes the
-//! machine a run ran on.
+//! machine a run ran on; [`chart`] draws runs as SVG.
 
+pub mod chart;
 pub mod choice;
 pub mod digest;
 pub mod error;

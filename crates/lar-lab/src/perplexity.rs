@@ -143,6 +143,8 @@ pub fn measure(
         .map(|c| {
             let mut req = Request::new(c, SamplingParams::greedy(1));
             req.prompt_logprobs = Some(0);
+            // Only the second half is scored: the first half's logits are never computed.
+            req.score_from = opts.ctx / 2 + 1;
             engine.submit(req)
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;

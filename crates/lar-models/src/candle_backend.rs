@@ -199,7 +199,7 @@ impl CandleModel {
         })
     }
 
-    /// As [`Model::forward`]: logits per sequence (the last token's, or every token's with `all_logits`); writes the
+    /// As [`Model::forward`]: logits per sequence (the last token's, or every token's from `logits_from` on); writes the
     /// batch's K and V into the device cache at their block-table slots.
     pub fn forward(&mut self, batch: &[SeqBatch]) -> Result<Vec<Vec<f32>>> {
         let hp = &self.hp;

@@ -193,8 +193,8 @@ impl Model {
         })
     }
 
-    /// Runs the batch; returns logits per sequence: one row (`n_vocab`) for the last token, or one per token when
-    /// `all_logits` is set. Writes the batch's K and V into `kv` at their positions.
+    /// Runs the batch; returns logits per sequence: one row (`n_vocab`) for the last token, or one per token from
+    /// `logits_from` on. Writes the batch's K and V into `kv` at their positions.
     pub fn forward(
         &self,
         batch: &[SeqBatch],
@@ -373,19 +373,14 @@ impl Model {
     }
 }
 
-/// The rows of a batch's tokens (laid end to end) whose logits are asked for: every token of an `all_logits`
-/// sequence, else its last.
+/// The rows of a batch's tokens (laid end to end) whose logits are asked for ([`SeqBatch::logit_range`]).
 pub(crate) fn logit_rows(batch: &[SeqBatch]) -> Vec<usize> {
     let mut rows = Vec::new();
     let mut start = 0;
     for sb in batch {
-        let len = sb.tokens.len();
-        if sb.all_logits {
-            rows.extend(start..start + len);
-        } else if len > 0 {
-            rows.push(start + len - 1);
-        }
-        start += len;
+        let r = sb.logit_range();
+        rows.extend(start + r.start..start + r.end);
+        start += sb.tokens.len();
     }
     rows
 }
@@ -396,11 +391,7 @@ pub(crate) fn split_logits(batch: &[SeqBatch], logits: &[f32], nv: usize) -> Vec
     batch
         .iter()
         .map(|sb| {
-            let take = if sb.all_logits {
-                sb.tokens.len()
-            } else {
-                usize::from(!sb.tokens.is_empty())
-            };
+            let take = sb.logit_range().len();
             rows.by_ref().take(take).flatten().copied().collect()
         })
         .collect()

@@ -37,13 +37,13 @@ fn run_two(cm: &mut CandleModel, ids: &[u32], split: usize) -> Vec<Vec<f32>> {
                     tokens,
                     pos,
                     block_table: &table_a,
-                    all_logits: all,
+                    logits_from: all.then_some(0),
                 },
                 SeqBatch {
                     tokens,
                     pos,
                     block_table: &table_b,
-                    all_logits: all,
+                    logits_from: all.then_some(0),
                 },
             ])
             .unwrap();
@@ -104,7 +104,7 @@ fn bad_batches_are_errors_not_panics() {
         tokens,
         pos: 0,
         block_table: table,
-        all_logits: false,
+        logits_from: None,
     };
     let e = cm.forward(&[sb(&[1; 9], &[0, 1])]).unwrap_err().to_string();
     assert!(e.contains("block table covers 8 positions"), "{e}");

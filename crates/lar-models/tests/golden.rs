@@ -81,7 +81,7 @@ fn forced_logits(model_file: &str, f: &Forced, candle: bool) -> Vec<Vec<f32>> {
             tokens: &f.ids[start..end],
             pos: start,
             block_table: &table,
-            all_logits: true,
+            logits_from: Some(0),
         };
         #[cfg(feature = "candle")]
         let out = match cm.as_mut() {
