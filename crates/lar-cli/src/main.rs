@@ -12,6 +12,7 @@ mod judge;
 mod kb;
 mod plan;
 mod plan_remote;
+mod quantize;
 mod record;
 mod run;
 mod runs;
@@ -42,6 +43,8 @@ enum Cmd {
     Show(show::Args),
     /// Prompt-processing and generation speed, like llama-bench.
     Bench(bench::Args),
+    /// Write a GGUF model with its weights in another type (Q4_0 ... Q8_0, Q6_K), as llama-quantize does.
+    Quantize(quantize::Args),
     /// Measure a model's quality: perplexity on a text (as llama-perplexity does).
     #[command(subcommand)]
     Eval(eval::Cmd),
@@ -87,6 +90,7 @@ fn main() {
         Cmd::Bench(a) => bench::main(a),
         Cmd::Embed(a) => embed::main(a),
         Cmd::Eval(c) => eval::main(c),
+        Cmd::Quantize(a) => quantize::main(a),
         Cmd::Runs(c) => runs::main(c),
         Cmd::Plan(a) => plan::main(a),
         Cmd::Hw(a) => hw::main(a),

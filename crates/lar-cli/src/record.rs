@@ -65,6 +65,39 @@ impl Recording {
         }
     }
 
+    /// The sha256 recorded for the run's model.
+    pub fn model_sha256(&self) -> Option<String> {
+        let (s, id) = (self.store.as_ref()?, self.id.as_ref()?);
+        s.get(id).ok()?.model_sha256
+    }
+
+    /// Records where the run's model came from.
+    pub fn lineage(&mut self, lineage: Value) {
+        if let (Some(s), Some(id)) = (&self.store, &self.id)
+            && let Err(e) = s.set_lineage(id, &lineage)
+        {
+            eprintln!("warning: recording the lineage: {e}");
+        }
+    }
+
+    /// Records a file the run made with its size and sha256 (computed here); the sha256.
+    pub fn artifact(&self, path: &Path) -> Option<String> {
+        let (s, id) = (self.store.as_ref()?, self.id.as_ref()?);
+        let sha = lar_lab::digest::file_sha256(s, path).ok();
+        let a = lar_lab::runs::Artifact {
+            path: std::fs::canonicalize(path)
+                .unwrap_or_else(|_| path.to_path_buf())
+                .display()
+                .to_string(),
+            sha256: sha.clone(),
+            bytes: std::fs::metadata(path).ok().map(|m| m.len()),
+        };
+        if let Err(e) = s.artifact(id, &a) {
+            eprintln!("warning: recording {}: {e}", path.display());
+        }
+        sha
+    }
+
     /// Adds a point of a metric's history.
     pub fn step(&self, key: &str, step: i64, value: f64) {
         if let (Some(s), Some(id)) = (&self.store, &self.id)

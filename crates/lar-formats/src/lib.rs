@@ -1,5 +1,5 @@
 //! Model files, read and written, with no kernels: the GGUF reader ([`gguf`]: memory-mapped, every length
-//! checked) and writer ([`gguf_write`]), Hugging Face model directories ([`safetensors`] and [`hf`]: config,
+//! checked) and writers ([`gguf_write`] in memory, [`gguf_stream`] tensor by tensor), Hugging Face model directories ([`safetensors`] and [`hf`]: config,
 //! tokenizer and safetensors weights presented as a GGUF file), GGML's type table ([`ggml_type`]), and a decoder's
 //! hyperparameters from its metadata ([`hparams`], one file per architecture in `arch/`).
 //!
@@ -10,6 +10,7 @@ pub mod arch;
 pub mod error;
 pub mod ggml_type;
 pub mod gguf;
+pub mod gguf_stream;
 pub mod gguf_write;
 pub mod hf;
 pub mod hparams;

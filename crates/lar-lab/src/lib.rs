@@ -1,4 +1,5 @@
-//! The lab notebook: what a model costs and how good it is, and a record of every experiment.
+//! The lab notebook: shrink a model ([`quantize`]), measure what it costs and how good it is, and keep a record
+//! of every experiment.
 //!
 //! [`perplexity`] measures a model on a text as llama-perplexity does and [`choice`] scores multiple-choice tasks
 //! by log-likelihood as lm-evaluation-harness and llama.cpp do (their numbers, on the same file and text, are the
@@ -13,6 +14,7 @@ pub mod digest;
 pub mod error;
 pub mod machine;
 pub mod perplexity;
+pub mod quantize;
 pub mod runs;
 
 pub use error::{Error, Result};

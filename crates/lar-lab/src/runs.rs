@@ -246,6 +246,16 @@ impl RunStore {
         Ok(())
     }
 
+    /// Sets the lineage of run `id` (where its model came from).
+    pub fn set_lineage(&self, id: &str, lineage: &Value) -> Result<()> {
+        self.exists(id)?;
+        self.conn.execute(
+            "UPDATE runs SET lineage = ?2 WHERE id = ?1",
+            params![id, json_text(lineage)],
+        )?;
+        Ok(())
+    }
+
     /// Ends run `id`: finished, or failed with `error`.
     pub fn finish(&self, id: &str, error: Option<&str>) -> Result<()> {
         let status = if error.is_some() {

@@ -13,6 +13,7 @@ pub mod packed_q5_0;
 pub mod packed_q6k;
 mod panels;
 pub mod reference;
+pub mod weights;
 
 use std::sync::OnceLock;
 

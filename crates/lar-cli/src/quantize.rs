@@ -1,0 +1,130 @@
+//! `lar quantize IN OUT --type T [--pure] [--allow-requantize] [--output-tensor-type T] [--token-embedding-type T]`:
+//! a GGUF model rewritten with its weights in type T, as llama-quantize writes them (lar_lab::quantize), with a
+//! progress bar; recorded as a run with its lineage (the source's sha256, the type) and the output as an artifact.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, anyhow};
+use indicatif::{ProgressBar, ProgressStyle};
+use lar_lab::quantize::{self, Options};
+use serde_json::json;
+
+use crate::common::model_path;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The source: a GGUF file (F32, F16 or BF16; quantized with --allow-requantize), a directory holding one, or
+    /// a stored model's name.
+    pub input: String,
+    /// The GGUF file to write.
+    pub output: PathBuf,
+    /// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q6_K, F16, BF16 or F32.
+    #[arg(long = "type", short = 't')]
+    pub ty: String,
+    /// Every quantized tensor in --type (no Q6_K/Q8_0 for the output tensor).
+    #[arg(long)]
+    pub pure: bool,
+    /// Quantize a source that is already quantized.
+    #[arg(long)]
+    pub allow_requantize: bool,
+    #[arg(long)]
+    pub output_tensor_type: Option<String>,
+    #[arg(long)]
+    pub token_embedding_type: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Do not record this quantization as a run.
+    #[arg(long)]
+    pub no_record: bool,
+}
+
+pub fn main(a: Args) -> Result<()> {
+    let ty = quantize::parse_type(&a.ty).map_err(|e| anyhow!("--type: {e}"))?;
+    let output_type = a
+        .output_tensor_type
+        .as_deref()
+        .map(quantize::parse_type)
+        .transpose()
+        .map_err(|e| anyhow!("--output-tensor-type: {e}"))?;
+    let token_embedding_type = a
+        .token_embedding_type
+        .as_deref()
+        .map(quantize::parse_type)
+        .transpose()
+        .map_err(|e| anyhow!("--token-embedding-type: {e}"))?;
+    let threads =
+        lar_engine::load::check_threads(a.threads).map_err(|e| anyhow!("--threads: {e}"))?;
+    let src = model_path(&a.input)?;
+    let o = Options {
+        ty,
+        pure: a.pure,
+        allow_requantize: a.allow_requantize,
+        output_type,
+        token_embedding_type,
+        threads,
+    };
+    let mut rec = crate::record::Recording::start(
+        !a.no_record,
+        "quantize",
+        &a.input,
+        &src,
+        json!({"type": ty.name(), "pure": a.pure, "allow_requantize": a.allow_requantize,
+               "output_tensor_type": output_type.map(|t| t.name()),
+               "token_embedding_type": token_embedding_type.map(|t| t.name()), "threads": threads}),
+        threads,
+        "cpu",
+    );
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("quantize {bar:30} {pos}/{len} tensors {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let result = quantize::quantize(&src, &a.output, &o, &mut |done, total, name| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(name.to_string());
+    })
+    .map_err(anyhow::Error::from);
+    bar.finish_and_clear();
+    let out_sha = result.as_ref().ok().and_then(|_| rec.artifact(&a.output));
+    let metrics = result.as_ref().map_or(Vec::new(), |s| {
+        vec![
+            ("output_bytes", s.output_bytes as f64),
+            ("source_bytes", s.source_bytes as f64),
+            ("tensors_quantized", s.quantized as f64),
+            ("seconds", s.seconds),
+        ]
+    });
+    rec.lineage(
+        json!({"source": a.input, "source_sha256": rec.model_sha256(), "type": ty.name(),
+                       "pure": a.pure, "imatrix": null}),
+    );
+    rec.finish(&result, &metrics);
+    let s = result?;
+    if a.json {
+        let mut v = serde_json::to_value(&s)?;
+        v["output"] = json!(a.output.display().to_string());
+        v["sha256"] = json!(out_sha);
+        v["run"] = json!(rec.id);
+        println!("{v}");
+    } else {
+        let types: Vec<String> = s.types.iter().map(|(t, n)| format!("{n} {t}")).collect();
+        println!(
+            "wrote {} ({:.1} MiB from {:.1} MiB; {} of {} tensors quantized: {}) in {:.1} s",
+            a.output.display(),
+            s.output_bytes as f64 / (1 << 20) as f64,
+            s.source_bytes as f64 / (1 << 20) as f64,
+            s.quantized,
+            s.tensors,
+            types.join(", "),
+            s.seconds
+        );
+        if let Some(id) = &rec.id {
+            println!("recorded as run {id} (lar runs show {})", &id[..8]);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,284 @@
+//! Weight quantizers, as llama-quantize writes them without an importance matrix (ggml's `quantize_row_*_ref`),
+//! so the same source gives the same bytes: Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 block by block of 32, and Q6_K
+//! (what llama-quantize gives the output tensor) by superblocks of 256. Each mirrors its C twin's arithmetic: f32
+//! scales rounded to f16 once, values scaled by the f32 inverse, truncation where ggml casts, `roundf` (half away
+//! from zero) where it rounds, and ties to even where it uses `nearest_int`.
+
+use super::{GgmlType, QK, QK_K};
+
+/// The types [`quantize`] writes (besides F32, F16 and BF16).
+pub const TYPES: [GgmlType; 6] = [
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q6_K,
+];
+
+/// ggml's `nearest_int`: rounding with ties to even.
+fn nearest_int(x: f32) -> i32 {
+    x.round_ties_even() as i32
+}
+
+/// ggml's `make_qx_quants` with `rmse_type` 1 and no weights: the scale of `x` on levels `-nmax..nmax-1` (stored
+/// in `l` plus `nmax`) that minimises the squared error weighted by `x^2`, searched around `nmax / max`.
+fn make_qx_quants(x: &[f32], nmax: i32, l: &mut [i8]) -> f32 {
+    let (max, amax) = signed_max(x);
+    if amax < 1e-15 {
+        l.fill(0);
+        return 0.0;
+    }
+    let nm = nmax as f32;
+    let clamp = |v: i32| v.clamp(-nmax, nmax - 1);
+    let sums = |iscale: f32| {
+        let (mut sumlx, mut suml2) = (0f32, 0f32);
+        for &xi in x {
+            let q = clamp(nearest_int(iscale * xi)) as f32;
+            let w = xi * xi;
+            sumlx += w * xi * q;
+            suml2 += w * q * q;
+        }
+        (sumlx, suml2)
+    };
+    let fill = |iscale: f32, l: &mut [i8]| {
+        for (li, &xi) in l.iter_mut().zip(x) {
+            *li = (nmax + clamp(nearest_int(iscale * xi))) as i8;
+        }
+    };
+    let iscale = -nm / max;
+    fill(iscale, l);
+    let (sumlx, suml2) = sums(iscale);
+    let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
+    let mut best = scale * sumlx;
+    for is in (-9..=9).filter(|&i| i != 0) {
+        let iscale = -(nm + 0.1 * is as f32) / max;
+        let (sumlx, suml2) = sums(iscale);
+        if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
+            fill(iscale, l);
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    scale
+}
+
+fn q6_k(b: &[f32], out: &mut Vec<u8>) {
+    let mut l = [0i8; QK_K];
+    let mut scales = [0f32; QK_K / 16];
+    let (mut max_scale, mut max_abs) = (0f32, 0f32);
+    for (ib, s) in scales.iter_mut().enumerate() {
+        *s = make_qx_quants(&b[16 * ib..16 * ib + 16], 32, &mut l[16 * ib..16 * ib + 16]);
+        if s.abs() > max_abs {
+            max_abs = s.abs();
+            max_scale = *s;
+        }
+    }
+    let mut block = [0u8; 210];
+    if max_abs < 1e-15 {
+        out.extend(block);
+        return;
+    }
+    let iscale = -128.0 / max_scale;
+    let d = half::f16::from_f32(1.0 / iscale);
+    block[208..210].copy_from_slice(&d.to_le_bytes());
+    let mut sc = [0i8; QK_K / 16];
+    for (q, &s) in sc.iter_mut().zip(&scales) {
+        *q = nearest_int(iscale * s).min(127) as i8;
+    }
+    for (j, &q) in sc.iter().enumerate() {
+        block[192 + j] = q as u8;
+        let dj = d.to_f32() * q as f32;
+        if dj == 0.0 {
+            continue;
+        }
+        for ii in 0..16 {
+            let v = nearest_int(b[16 * j + ii] / dj).clamp(-32, 31);
+            l[16 * j + ii] = (v + 32) as i8;
+        }
+    }
+    let (ql, rest) = block.split_at_mut(128);
+    let qh = &mut rest[..64];
+    for (h, j) in (0..QK_K).step_by(128).enumerate() {
+        let (ql, qh) = (&mut ql[64 * h..64 * h + 64], &mut qh[32 * h..32 * h + 32]);
+        for i in 0..32 {
+            let at = |k: usize| l[j + i + k] as u8;
+            ql[i] = (at(0) & 0xf) | ((at(64) & 0xf) << 4);
+            ql[i + 32] = (at(32) & 0xf) | ((at(96) & 0xf) << 4);
+            qh[i] =
+                (at(0) >> 4) | ((at(32) >> 4) << 2) | ((at(64) >> 4) << 4) | ((at(96) >> 4) << 6);
+        }
+    }
+    out.extend(block);
+}
+
+fn f16(x: f32) -> [u8; 2] {
+    half::f16::from_f32(x).to_le_bytes()
+}
+
+/// The value of largest magnitude (its sign kept) and that magnitude.
+fn signed_max(b: &[f32]) -> (f32, f32) {
+    let (mut amax, mut max) = (0f32, 0f32);
+    for &v in b {
+        if amax < v.abs() {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    (max, amax)
+}
+
+fn min_max(b: &[f32]) -> (f32, f32) {
+    b.iter()
+        .fold((f32::MAX, -f32::MAX), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+}
+
+fn q4_0(b: &[f32], out: &mut Vec<u8>) {
+    let (max, _) = signed_max(b);
+    let d = max / -8.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    out.extend(f16(d));
+    for j in 0..QK / 2 {
+        let x0 = ((b[j] * id + 8.5) as i8).min(15) as u8;
+        let x1 = ((b[QK / 2 + j] * id + 8.5) as i8).min(15) as u8;
+        out.push(x0 | (x1 << 4));
+    }
+}
+
+fn q4_1(b: &[f32], out: &mut Vec<u8>) {
+    let (min, max) = min_max(b);
+    let d = (max - min) / 15.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    out.extend(f16(d));
+    out.extend(f16(min));
+    for j in 0..QK / 2 {
+        let x0 = (((b[j] - min) * id + 0.5) as i8).min(15) as u8;
+        let x1 = (((b[QK / 2 + j] - min) * id + 0.5) as i8).min(15) as u8;
+        out.push(x0 | (x1 << 4));
+    }
+}
+
+fn q5_0(b: &[f32], out: &mut Vec<u8>) {
+    let (max, _) = signed_max(b);
+    let d = max / -16.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    out.extend(f16(d));
+    let mut qh = 0u32;
+    let mut qs = [0u8; QK / 2];
+    for j in 0..QK / 2 {
+        let x0 = ((b[j] * id + 16.5) as i8).min(31) as u8;
+        let x1 = ((b[QK / 2 + j] * id + 16.5) as i8).min(31) as u8;
+        qs[j] = (x0 & 0x0f) | ((x1 & 0x0f) << 4);
+        qh |= (((x0 & 0x10) >> 4) as u32) << j;
+        qh |= (((x1 & 0x10) >> 4) as u32) << (j + QK / 2);
+    }
+    out.extend(qh.to_le_bytes());
+    out.extend(qs);
+}
+
+fn q5_1(b: &[f32], out: &mut Vec<u8>) {
+    let (min, max) = min_max(b);
+    let d = (max - min) / 31.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    out.extend(f16(d));
+    out.extend(f16(min));
+    let mut qh = 0u32;
+    let mut qs = [0u8; QK / 2];
+    for j in 0..QK / 2 {
+        let x0 = ((b[j] - min) * id + 0.5) as u8;
+        let x1 = ((b[QK / 2 + j] - min) * id + 0.5) as u8;
+        qs[j] = (x0 & 0x0f) | ((x1 & 0x0f) << 4);
+        qh |= (((x0 & 0x10) >> 4) as u32) << j;
+        qh |= (((x1 & 0x10) >> 4) as u32) << (j + QK / 2);
+    }
+    out.extend(qh.to_le_bytes());
+    out.extend(qs);
+}
+
+fn q8_0(b: &[f32], out: &mut Vec<u8>) {
+    let (_, amax) = signed_max(b);
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    out.extend(f16(d));
+    out.extend(b.iter().map(|&v| (v * id).round() as i8 as u8));
+}
+
+/// Quantizes `x` (whole blocks) to `ty`, appending to `out`; `None` for a type this module does not write.
+pub fn quantize(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) -> Option<()> {
+    let f: fn(&[f32], &mut Vec<u8>) = match ty {
+        GgmlType::Q4_0 => q4_0,
+        GgmlType::Q4_1 => q4_1,
+        GgmlType::Q5_0 => q5_0,
+        GgmlType::Q5_1 => q5_1,
+        GgmlType::Q8_0 => q8_0,
+        GgmlType::Q6_K => q6_k,
+        GgmlType::F32 => {
+            out.extend(x.iter().flat_map(|v| v.to_le_bytes()));
+            return Some(());
+        }
+        GgmlType::F16 => {
+            out.extend(x.iter().flat_map(|&v| f16(v)));
+            return Some(());
+        }
+        GgmlType::BF16 => {
+            out.extend(
+                x.iter()
+                    .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()),
+            );
+            return Some(());
+        }
+        _ => return None,
+    };
+    let bs = ty.block_size();
+    debug_assert_eq!(x.len() % bs, 0);
+    out.reserve(x.len() / bs * ty.type_size());
+    for b in x.chunks_exact(bs) {
+        f(b, out);
+    }
+    Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::reference::dequantize;
+
+    #[test]
+    fn each_type_round_trips_within_its_step() {
+        let x: Vec<f32> = (0..256)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
+            .collect();
+        for ty in TYPES {
+            let mut q = Vec::new();
+            quantize(ty, &x, &mut q).unwrap();
+            assert_eq!(q.len(), ty.row_bytes(x.len()), "{ty:?}");
+            let mut y = vec![0f32; x.len()];
+            dequantize(ty, &q, &mut y);
+            let levels = match ty {
+                GgmlType::Q4_0 | GgmlType::Q4_1 => 15.0,
+                GgmlType::Q5_0 | GgmlType::Q5_1 => 31.0,
+                // Sixteen scales of 8 bits on top of 6-bit values: a little coarser than 63 levels.
+                GgmlType::Q6_K => 40.0,
+                _ => 254.0,
+            };
+            // Every block spans less than 6: half a step is the most a value can move (plus f16 rounding), but
+            // for Q4_0 and Q5_0, whose range is one step shorter on the side away from the largest value, a step.
+            let half = if matches!(ty, GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q6_K) {
+                1.0
+            } else {
+                0.5
+            };
+            let tol = 6.0 / levels * half * 1.05 + 1e-3;
+            for (a, b) in x.iter().zip(&y) {
+                assert!((a - b).abs() <= tol, "{ty:?}: {a} -> {b} (tol {tol})");
+            }
+        }
+        // A zero block stays zero.
+        let mut q = Vec::new();
+        quantize(GgmlType::Q4_0, &[0.0; 32], &mut q).unwrap();
+        let mut y = [1f32; 32];
+        dequantize(GgmlType::Q4_0, &q, &mut y);
+        assert_eq!(y, [0.0; 32]);
+        assert!(quantize(GgmlType::Q4_K, &x, &mut q).is_none());
+    }
+}

@@ -1,0 +1,410 @@
+//! `lar quantize`: a GGUF model rewritten with its weights in another type, as llama-quantize does it without an
+//! importance matrix, so the same source and type give the same tensors. Which tensors change follows
+//! llama-quantize: 2-D (and larger) tensors whose names end in `weight`, except norms, expert gates, positional
+//! embeddings, token types, convolutions and the other small tensors it keeps; the output tensor (or the token
+//! embedding when it doubles as the output) gets Q6_K, or Q8_0 where Q6_K's blocks of 256 do not fit its rows,
+//! unless `pure`; a row length the type's blocks do not divide falls back as llama-quantize's does. The rest of
+//! the file (metadata, tokenizer, template) is copied, with `general.file_type` and
+//! `general.quantization_version` set.
+//!
+//! Memory holds one tensor at a time (read from the memory-mapped source, dequantized to f32, quantized on every
+//! core) and the output is written through [`GgufStream`], so a failure (a full disk) leaves nothing behind.
+
+use std::path::Path;
+use std::time::Instant;
+
+use lar_engine::load::physical_cores;
+use lar_formats::ggml_type::GgmlType;
+use lar_formats::gguf::{Gguf, Value};
+use lar_formats::gguf_stream::{GgufStream, TensorSpec};
+use lar_kernels::quant::{reference, weights};
+use serde::Serialize;
+
+use crate::{Error, Result};
+
+/// What to write.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The type of the quantized weights.
+    pub ty: GgmlType,
+    /// Every quantized tensor in `ty`: no special type for the output tensor.
+    pub pure: bool,
+    /// Accept a source that is already quantized (its weights are dequantized first, which loses more).
+    pub allow_requantize: bool,
+    /// The output tensor's type instead of llama-quantize's choice.
+    pub output_type: Option<GgmlType>,
+    /// The token embedding's type.
+    pub token_embedding_type: Option<GgmlType>,
+    /// Threads (0: the physical cores).
+    pub threads: usize,
+}
+
+/// What was written.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub tensors: usize,
+    pub quantized: usize,
+    /// Tensors per type in the output.
+    pub types: std::collections::BTreeMap<String, usize>,
+    pub source_bytes: u64,
+    pub output_bytes: u64,
+    pub seconds: f64,
+}
+
+/// llama.cpp's `llama_ftype` of a file whose weights are mostly `ty`.
+pub fn file_type(ty: GgmlType) -> Option<u32> {
+    Some(match ty {
+        GgmlType::F32 => 0,
+        GgmlType::F16 => 1,
+        GgmlType::Q4_0 => 2,
+        GgmlType::Q4_1 => 3,
+        GgmlType::Q8_0 => 7,
+        GgmlType::Q5_0 => 8,
+        GgmlType::Q5_1 => 9,
+        GgmlType::Q6_K => 18,
+        GgmlType::BF16 => 32,
+        _ => return None,
+    })
+}
+
+/// The type named `s` (`Q4_0`, `q8_0`, ...) among those Lar writes.
+pub fn parse_type(s: &str) -> Result<GgmlType> {
+    let mut all = weights::TYPES.to_vec();
+    all.extend([GgmlType::F16, GgmlType::BF16, GgmlType::F32]);
+    all.iter()
+        .copied()
+        .find(|t| t.name().eq_ignore_ascii_case(s))
+        .ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|t| t.name()).collect();
+            Error::Invalid(format!(
+                "unknown or unsupported type '{s}' (Lar writes {})",
+                names.join(", ")
+            ))
+        })
+}
+
+fn is_output(name: &str) -> bool {
+    name == "output.weight"
+}
+
+fn is_token_embd(name: &str) -> bool {
+    name == "token_embd.weight"
+}
+
+/// Whether llama-quantize changes the type of tensor `name` of `n_dims` dimensions.
+pub fn allows_quantization(name: &str, n_dims: usize) -> bool {
+    const KEEP: [&str; 16] = [
+        "_norm.weight",
+        "ffn_gate_inp.weight",
+        "ffn_gate_tid2eid.weight",
+        "altup",
+        "laurel",
+        "per_layer_model_proj",
+        "ssm_conv1d",
+        "shortconv.conv.weight",
+        "indexer.k_proj.weight",
+        "indexer.q_proj.weight",
+        "time_mix_",
+        "attn_rel_b.weight",
+        ".position_embd",
+        ".rel_pos",
+        ".patch_embd",
+        ".patch_merger",
+    ];
+    n_dims >= 2
+        && name.ends_with("weight")
+        && !KEEP.iter().any(|k| name.contains(k))
+        && name != "position_embd.weight"
+        && name != "token_types.weight"
+}
+
+/// llama-quantize's fallback for a row of `ncols` the type's blocks do not divide.
+fn fallback(ty: GgmlType, ncols: usize) -> GgmlType {
+    if ncols.is_multiple_of(ty.block_size()) {
+        return ty;
+    }
+    let t = match ty {
+        GgmlType::Q2_K | GgmlType::Q3_K => GgmlType::Q4_0,
+        GgmlType::Q4_K => GgmlType::Q5_0,
+        GgmlType::Q5_K => GgmlType::Q5_1,
+        GgmlType::Q6_K => GgmlType::Q8_0,
+        t => t,
+    };
+    if ncols.is_multiple_of(t.block_size()) {
+        t
+    } else {
+        GgmlType::F16
+    }
+}
+
+/// The type tensor `name` (rows of `ncols`) gets in a file quantized with `o`; `tied`: the model has no
+/// `output.weight`, so the token embedding is also the output.
+pub fn target_type(
+    o: &Options,
+    name: &str,
+    n_dims: usize,
+    ncols: usize,
+    tied: bool,
+    current: GgmlType,
+) -> GgmlType {
+    if !allows_quantization(name, n_dims) {
+        return current;
+    }
+    if let (Some(t), true) = (o.token_embedding_type, is_token_embd(name)) {
+        return t;
+    }
+    if let (Some(t), true) = (o.output_type, is_output(name)) {
+        return t;
+    }
+    let mut t = o.ty;
+    if !matches!(t, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) {
+        if !o.pure && (is_output(name) || (tied && is_token_embd(name))) {
+            t = match o.output_type {
+                Some(t) => t,
+                None if !ncols.is_multiple_of(t.block_size()) => GgmlType::Q8_0,
+                None if t != GgmlType::Q8_0 => GgmlType::Q6_K,
+                None => t,
+            };
+        }
+        t = fallback(t, ncols);
+    }
+    t
+}
+
+/// Dequantizes `data` (a tensor of `ty`, `n` values) to f32.
+fn to_f32(ty: GgmlType, data: &[u8], n: usize) -> Result<Vec<f32>> {
+    if ty.row_bytes(n) != data.len() || !n.is_multiple_of(ty.block_size()) {
+        return Err(Error::Invalid(format!(
+            "a {} tensor of {n} values cannot hold {} bytes",
+            ty.name(),
+            data.len()
+        )));
+    }
+    let mut out = vec![0f32; n];
+    reference::dequantize(ty, data, &mut out);
+    Ok(out)
+}
+
+/// `x` (rows of `ncols`) quantized to `ty` on `threads` threads, rows split evenly.
+fn quantize_rows(ty: GgmlType, x: &[f32], ncols: usize, threads: usize) -> Result<Vec<u8>> {
+    let rows = x.len() / ncols.max(1);
+    let parts = threads.clamp(1, rows.max(1));
+    let per = rows.div_ceil(parts);
+    let chunks: Vec<&[f32]> = x.chunks(per * ncols).collect();
+    let outs: Vec<Option<Vec<u8>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|c| {
+                s.spawn(move || {
+                    let mut out = Vec::with_capacity(ty.row_bytes(c.len()));
+                    weights::quantize(ty, c, &mut out).map(|_| out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().ok().flatten())
+            .collect()
+    });
+    let mut all = Vec::with_capacity(ty.row_bytes(x.len()));
+    for o in outs {
+        all.extend(
+            o.ok_or_else(|| Error::Invalid(format!("Lar cannot write {} tensors", ty.name())))?,
+        );
+    }
+    Ok(all)
+}
+
+/// The metadata of the output: the source's (`general.architecture` first, the rest by name), with the file type
+/// and quantization version set.
+fn metadata(src: &Gguf, o: &Options) -> Result<Vec<(String, Value)>> {
+    let ft = file_type(o.ty)
+        .ok_or_else(|| Error::Invalid(format!("no llama.cpp file type for {}", o.ty.name())))?;
+    let mut kv: Vec<(String, Value)> = src
+        .metadata
+        .iter()
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "general.file_type" | "general.quantization_version"
+            )
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    kv.sort_by(|a, b| {
+        (a.0 != "general.architecture")
+            .cmp(&(b.0 != "general.architecture"))
+            .then(a.0.cmp(&b.0))
+    });
+    kv.push(("general.file_type".into(), Value::U32(ft)));
+    kv.push(("general.quantization_version".into(), Value::U32(2)));
+    Ok(kv)
+}
+
+/// Quantizes the GGUF file `src` into `dst`; `progress(done, total, tensor name)` after each tensor.
+pub fn quantize(
+    src: &Path,
+    dst: &Path,
+    o: &Options,
+    progress: &mut dyn FnMut(usize, usize, &str),
+) -> Result<Summary> {
+    let started = Instant::now();
+    if src.canonicalize().ok() == dst.canonicalize().ok() && dst.exists() {
+        return Err(Error::Invalid(
+            "the output would overwrite the source".into(),
+        ));
+    }
+    let g = Gguf::open(src).map_err(|e| Error::Invalid(format!("{}: {e}", src.display())))?;
+    if g.is_header_only() {
+        return Err(Error::Invalid(format!(
+            "{} has no tensor data",
+            src.display()
+        )));
+    }
+    let tied = g.tensor("output.weight").is_none();
+    let threads = if o.threads == 0 {
+        physical_cores()
+    } else {
+        o.threads
+    };
+    let mut specs = Vec::with_capacity(g.tensors.len());
+    for t in &g.tensors {
+        let ncols = t.dims.first().copied().unwrap_or(0);
+        let ty = target_type(o, &t.name, t.dims.len(), ncols, tied, t.ty);
+        if ty != t.ty && allows_quantization(&t.name, t.dims.len()) {
+            let quantized = !matches!(t.ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16);
+            if quantized && !o.allow_requantize {
+                return Err(Error::Invalid(format!(
+                    "{} is already quantized ({} is {}): give --allow-requantize to quantize it again",
+                    src.display(),
+                    t.name,
+                    t.ty.name()
+                )));
+            }
+            if !ncols.is_multiple_of(ty.block_size()) {
+                return Err(Error::Invalid(format!(
+                    "{}: rows of {ncols} values do not fill {}'s blocks of {}",
+                    t.name,
+                    ty.name(),
+                    ty.block_size()
+                )));
+            }
+        }
+        specs.push(TensorSpec {
+            name: t.name.clone(),
+            dims: t.dims.clone(),
+            ty,
+        });
+    }
+    let align = g
+        .get("general.alignment")
+        .and_then(Value::as_u64)
+        .map_or(32, |a| a as usize);
+    let kv = metadata(&g, o)?;
+    let io = |e: std::io::Error| Error::Io(dst.display().to_string(), e);
+    let mut out = GgufStream::create(dst, &kv, specs.clone(), align).map_err(io)?;
+    let mut types = std::collections::BTreeMap::new();
+    let mut quantized = 0;
+    let total = g.tensors.len();
+    for (i, (t, spec)) in g.tensors.iter().zip(&specs).enumerate() {
+        let data = g.tensor_data(t);
+        if spec.ty == t.ty {
+            out.write_tensor(data).map_err(io)?;
+        } else {
+            let n = t.n_elements();
+            let x =
+                to_f32(t.ty, data, n).map_err(|e| Error::Invalid(format!("{}: {e}", t.name)))?;
+            let ncols = t.dims.first().copied().unwrap_or(n).max(1);
+            let q = quantize_rows(spec.ty, &x, ncols, threads)?;
+            out.write_tensor(&q).map_err(io)?;
+            quantized += 1;
+        }
+        *types.entry(spec.ty.name().to_string()).or_insert(0) += 1;
+        progress(i + 1, total, &t.name);
+    }
+    out.finish().map_err(io)?;
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    Ok(Summary {
+        tensors: total,
+        quantized,
+        types,
+        source_bytes: size(src),
+        output_bytes: size(dst),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(ty: GgmlType) -> Options {
+        Options {
+            ty,
+            pure: false,
+            allow_requantize: false,
+            output_type: None,
+            token_embedding_type: None,
+            threads: 2,
+        }
+    }
+
+    #[test]
+    fn llama_quantizes_choice_of_types() {
+        let o = opts(GgmlType::Q4_0);
+        let f32 = GgmlType::F32;
+        assert_eq!(
+            target_type(&o, "blk.0.attn_q.weight", 2, 64, false, f32),
+            GgmlType::Q4_0
+        );
+        assert_eq!(
+            target_type(&o, "blk.0.attn_norm.weight", 1, 64, false, f32),
+            f32
+        );
+        assert_eq!(
+            target_type(&o, "blk.0.ffn_gate_inp.weight", 2, 64, false, f32),
+            f32
+        );
+        // The output: Q6_K where its blocks of 256 fit, else Q8_0; the token embedding only when it is the output.
+        assert_eq!(
+            target_type(&o, "output.weight", 2, 512, false, f32),
+            GgmlType::Q6_K
+        );
+        assert_eq!(
+            target_type(&o, "output.weight", 2, 576, false, f32),
+            GgmlType::Q8_0
+        );
+        assert_eq!(
+            target_type(&o, "token_embd.weight", 2, 512, false, f32),
+            GgmlType::Q4_0
+        );
+        assert_eq!(
+            target_type(&o, "token_embd.weight", 2, 512, true, f32),
+            GgmlType::Q6_K
+        );
+        let pure = Options {
+            pure: true,
+            ..opts(GgmlType::Q4_0)
+        };
+        assert_eq!(
+            target_type(&pure, "output.weight", 2, 512, false, f32),
+            GgmlType::Q4_0
+        );
+        let q8 = opts(GgmlType::Q8_0);
+        assert_eq!(
+            target_type(&q8, "output.weight", 2, 512, false, f32),
+            GgmlType::Q8_0
+        );
+        // Rows the blocks do not divide fall back to F16.
+        assert_eq!(
+            target_type(&o, "blk.0.attn_q.weight", 2, 40, false, f32),
+            GgmlType::F16
+        );
+        assert_eq!(parse_type("q5_1").unwrap(), GgmlType::Q5_1);
+        let e = parse_type("Q3_K_M").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown or unsupported type 'Q3_K_M'") && e.contains("Q4_0"),
+            "{e}"
+        );
+    }
+}
