@@ -171,17 +171,27 @@ pub fn target_type(
     t
 }
 
-/// Dequantizes `data` (a tensor of `ty`, `n` values) to f32.
-fn to_f32(ty: GgmlType, data: &[u8], n: usize) -> Result<Vec<f32>> {
-    if ty.row_bytes(n) != data.len() || !n.is_multiple_of(ty.block_size()) {
+/// Dequantizes `data` (a tensor of `ty`, rows of `ncols`) to f32 on `threads` threads.
+fn to_f32(ty: GgmlType, data: &[u8], n: usize, ncols: usize, threads: usize) -> Result<Vec<f32>> {
+    if ty.row_bytes(n) != data.len() || !ncols.is_multiple_of(ty.block_size()) || ncols == 0 {
         return Err(Error::Invalid(format!(
-            "a {} tensor of {n} values cannot hold {} bytes",
+            "a {} tensor of {n} values in rows of {ncols} cannot hold {} bytes",
             ty.name(),
             data.len()
         )));
     }
     let mut out = vec![0f32; n];
-    reference::dequantize(ty, data, &mut out);
+    let rows = n / ncols;
+    let per = rows.div_ceil(threads.clamp(1, rows.max(1)));
+    let row_bytes = ty.row_bytes(ncols);
+    std::thread::scope(|s| {
+        for (o, d) in out
+            .chunks_mut(per * ncols)
+            .zip(data.chunks(per * row_bytes))
+        {
+            s.spawn(move || reference::dequantize(ty, d, o));
+        }
+    });
     Ok(out)
 }
 
@@ -312,9 +322,9 @@ pub fn quantize(
             out.write_tensor(data).map_err(io)?;
         } else {
             let n = t.n_elements();
-            let x =
-                to_f32(t.ty, data, n).map_err(|e| Error::Invalid(format!("{}: {e}", t.name)))?;
             let ncols = t.dims.first().copied().unwrap_or(n).max(1);
+            let x = to_f32(t.ty, data, n, ncols, threads)
+                .map_err(|e| Error::Invalid(format!("{}: {e}", t.name)))?;
             let q = quantize_rows(spec.ty, &x, ncols, threads)?;
             out.write_tensor(&q).map_err(io)?;
             quantized += 1;
