@@ -47,10 +47,10 @@ pub struct Args {
 
 const UBATCH: usize = 512;
 
-struct Stats {
-    median: f64,
-    min: f64,
-    max: f64,
+pub(crate) struct Stats {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
 }
 
 fn stats(mut v: Vec<f64>) -> Stats {
@@ -158,7 +158,6 @@ pub fn main(args: Args) -> Result<()> {
     // sampled (greedy) and streamed.
     let engine =
         lar_engine::from_file(file, &cfg).with_context(|| format!("loading {}", path.display()))?;
-    let n_vocab = engine.model().n_vocab;
     let rec = crate::record::Recording::start(
         !args.no_record,
         "bench",
@@ -169,35 +168,7 @@ pub fn main(args: Args) -> Result<()> {
         threads,
         &engine.model().device,
     );
-    let mut rng = lar_engine::sampler::Rng::new(42);
-    let mut random_tokens = |n: usize| -> Vec<u32> {
-        (0..n)
-            .map(|_| (rng.next_u64() % n_vocab as u64) as u32)
-            .collect()
-    };
-    let run = |prompt: Vec<u32>, n: usize| -> Result<lar_types::GenerationStats> {
-        let params = SamplingParams {
-            ignore_eos: true,
-            ..SamplingParams::greedy(n)
-        };
-        let stream = engine.submit(Request::new(prompt, params))?;
-        for ev in stream {
-            if let Event::Done(f) = ev {
-                return match f.reason {
-                    FinishReason::Length => Ok(f.stats),
-                    r => Err(anyhow!(
-                        "the benchmark's request ended with {r:?}: {}",
-                        f.error.unwrap_or_default()
-                    )),
-                };
-            }
-        }
-        bail!("the engine stopped")
-    };
-    // Warm-up as llama-bench does it: one full prompt pass and one generated token, so the weights are paged in
-    // and the cache blocks allocated before anything is timed.
-    run(random_tokens(args.n_prompt.max(1)), 2)?;
-    let measured = measure(&args, &mut |p, n| run(p, n), &mut random_tokens);
+    let measured = speeds(&engine, args.n_prompt, args.n_gen, args.reps, true);
     let metrics = match &measured {
         Ok((p, g)) => {
             let mut m = Vec::new();
@@ -269,33 +240,69 @@ pub fn main(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// The timed repetitions: prompt processing and generation medians (see the module's header).
-fn measure(
-    args: &Args,
-    run: &mut dyn FnMut(Vec<u32>, usize) -> Result<lar_types::GenerationStats>,
-    random_tokens: &mut dyn FnMut(usize) -> Vec<u32>,
+/// Prompt processing of `n_prompt` random tokens and generation of `n_gen`, each `reps` times after a warm-up
+/// (see the module's header): medians, min and max in tokens/s; `bar`: show a progress bar.
+pub(crate) fn speeds(
+    engine: &lar_engine::EngineHandle,
+    n_prompt: usize,
+    n_gen: usize,
+    reps: usize,
+    bar: bool,
 ) -> Result<(Stats, Stats)> {
-    let bar = ProgressBar::new((args.reps * 2) as u64);
-    bar.set_style(
+    let n_vocab = engine.model().n_vocab;
+    let mut rng = lar_engine::sampler::Rng::new(42);
+    let mut random_tokens = |n: usize| -> Vec<u32> {
+        (0..n)
+            .map(|_| (rng.next_u64() % n_vocab as u64) as u32)
+            .collect()
+    };
+    let run = |prompt: Vec<u32>, n: usize| -> Result<lar_types::GenerationStats> {
+        let params = SamplingParams {
+            ignore_eos: true,
+            ..SamplingParams::greedy(n)
+        };
+        let stream = engine.submit(Request::new(prompt, params))?;
+        for ev in stream {
+            if let Event::Done(f) = ev {
+                return match f.reason {
+                    FinishReason::Length => Ok(f.stats),
+                    r => Err(anyhow!(
+                        "the benchmark's request ended with {r:?}: {}",
+                        f.error.unwrap_or_default()
+                    )),
+                };
+            }
+        }
+        bail!("the engine stopped")
+    };
+    // Warm-up as llama-bench does it: one full prompt pass and one generated token, so the weights are paged in
+    // and the cache blocks allocated before anything is timed.
+    run(random_tokens(n_prompt.max(1)), 2)?;
+    let pb = if bar {
+        ProgressBar::new((reps * 2) as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    pb.set_style(
         ProgressStyle::with_template("{msg} {bar:30} {pos}/{len}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    bar.set_message("bench");
+    pb.set_message("bench");
     let (mut pp, mut tg) = (Vec::new(), Vec::new());
-    for _ in 0..args.reps {
-        if args.n_prompt > 0 {
+    for _ in 0..reps {
+        if n_prompt > 0 {
             // Prompt processing: the time to the first token (the prompt's passes and one sampled token).
-            let st = run(random_tokens(args.n_prompt), 1)?;
+            let st = run(random_tokens(n_prompt), 1)?;
             pp.push(st.prompt_tps());
         }
-        bar.inc(1);
-        if args.n_gen > 0 {
+        pb.inc(1);
+        if n_gen > 0 {
             // Generation: n_gen decode passes after the first token.
-            let st = run(random_tokens(1), args.n_gen + 1)?;
+            let st = run(random_tokens(1), n_gen + 1)?;
             tg.push(st.gen_tps());
         }
-        bar.inc(1);
+        pb.inc(1);
     }
-    bar.finish_and_clear();
+    pb.finish_and_clear();
     Ok((stats(pp), stats(tg)))
 }

@@ -22,6 +22,40 @@ pub enum Cmd {
     Perplexity(PplArgs),
     /// Multiple-choice accuracy (JSONL: context, choices, answer) by log-likelihood: acc, acc_norm, acc_token.
     Choice(ChoiceArgs),
+    /// Models side by side (quantizations of one model, say): size, prompt and generation speed, perplexity on a
+    /// text; a table, and a chart of size against perplexity.
+    Compare(CompareArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CompareArgs {
+    /// Two or more models (files, directories or stored names).
+    #[arg(required = true, num_args = 2..)]
+    pub models: Vec<String>,
+    /// The text for the perplexity.
+    #[arg(long)]
+    pub text: PathBuf,
+    #[arg(short = 'c', long, default_value_t = 512)]
+    pub ctx: usize,
+    #[arg(long)]
+    pub chunks: Option<usize>,
+    /// Prompt tokens and generated tokens for the speeds (as `lar bench -p -n`).
+    #[arg(short = 'p', long, default_value_t = 512)]
+    pub n_prompt: usize,
+    #[arg(short = 'n', long, default_value_t = 64)]
+    pub n_gen: usize,
+    #[arg(short = 'r', long, default_value_t = 2)]
+    pub reps: usize,
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Write the chart of size against perplexity here (SVG).
+    #[arg(long)]
+    pub chart: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+    /// Do not record the measurements as runs.
+    #[arg(long)]
+    pub no_record: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -77,7 +111,126 @@ pub fn main(cmd: Cmd) -> Result<()> {
     match cmd {
         Cmd::Perplexity(a) => perplexity(a),
         Cmd::Choice(a) => choice(a),
+        Cmd::Compare(a) => compare(a),
     }
+}
+
+/// One model's row of `lar eval compare`.
+#[derive(serde::Serialize)]
+struct Row {
+    model: String,
+    bytes: u64,
+    prompt_tps: f64,
+    gen_tps: f64,
+    perplexity: f64,
+    stderr: f64,
+    run: Option<String>,
+}
+
+fn compare(a: CompareArgs) -> Result<()> {
+    let text = read_text(&a.text)?;
+    let mut rows = Vec::with_capacity(a.models.len());
+    for (i, m) in a.models.iter().enumerate() {
+        eprintln!("[{}/{}] {m}", i + 1, a.models.len());
+        let ctx = (a.ctx + 1).max(a.n_prompt.max(a.n_gen) + 4);
+        let (engine, path, threads) = load(m, ctx, 2, a.threads, "cpu")?;
+        let rec = Recording::start(
+            !a.no_record,
+            "eval.compare",
+            m,
+            &path,
+            json!({"text": a.text.display().to_string(), "ctx": a.ctx, "chunks": a.chunks,
+                   "n_prompt": a.n_prompt, "n_gen": a.n_gen, "threads": threads}),
+            threads,
+            &engine.model().device,
+        );
+        let opts = Options {
+            ctx: a.ctx,
+            chunks: a.chunks,
+        };
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("  perplexity {msg} {bar:30} {pos}/{len}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let result = crate::bench::speeds(&engine, a.n_prompt, a.n_gen, a.reps.max(1), false)
+            .and_then(|(pp, tg)| {
+                let p = perplexity::measure(&engine, &text, opts, &mut |done, total, est| {
+                    bar.set_length(total as u64);
+                    bar.set_position(done as u64);
+                    bar.set_message(format!("{est:.4}"));
+                })?;
+                Ok((pp.median, tg.median, p))
+            });
+        bar.finish_and_clear();
+        let metrics = result.as_ref().map_or(Vec::new(), |(pp, tg, p)| {
+            vec![
+                ("prompt_tps", *pp),
+                ("gen_tps", *tg),
+                ("perplexity", p.perplexity),
+                ("stderr", p.stderr),
+            ]
+        });
+        rec.finish(&result, &metrics);
+        let (pp, tg, p) = result?;
+        rows.push(Row {
+            model: m.clone(),
+            bytes: std::fs::metadata(&path).map_or(0, |x| x.len()),
+            prompt_tps: pp,
+            gen_tps: tg,
+            perplexity: p.perplexity,
+            stderr: p.stderr,
+            run: rec.id.clone(),
+        });
+    }
+    let best = rows
+        .iter()
+        .map(|r| r.perplexity)
+        .fold(f64::INFINITY, f64::min);
+    if let Some(out) = &a.chart {
+        let points: Vec<(String, f64, f64)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    short_name(&r.model),
+                    r.bytes as f64 / (1 << 20) as f64,
+                    r.perplexity,
+                )
+            })
+            .collect();
+        let svg =
+            lar_lab::chart::scatter("Size and perplexity", "size (MiB)", "perplexity", &points);
+        std::fs::write(out, svg).with_context(|| format!("writing {}", out.display()))?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string(&rows)?);
+        return Ok(());
+    }
+    println!("| model | size (MiB) | prompt t/s | gen t/s | perplexity | vs best |");
+    println!("|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {:.4} +/- {:.4} | {:+.2}% |",
+            short_name(&r.model),
+            r.bytes as f64 / (1 << 20) as f64,
+            r.prompt_tps,
+            r.gen_tps,
+            r.perplexity,
+            r.stderr,
+            (r.perplexity / best - 1.0) * 100.0
+        );
+    }
+    if let Some(out) = &a.chart {
+        println!("chart: {}", out.display());
+    }
+    Ok(())
+}
+
+/// A model's file name (or its name as given).
+fn short_name(m: &str) -> String {
+    std::path::Path::new(m)
+        .file_name()
+        .map_or(m.to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 /// The model named `model` loaded with a context of `ctx` and room for `parallel` sequences; its file's path.

@@ -349,3 +349,75 @@ fn bad_input_is_one_line_and_a_failed_run() {
     );
     let _ = std::fs::remove_dir_all(h);
 }
+
+#[test]
+fn compare_puts_quantizations_side_by_side_with_a_chart() {
+    let h = home("compare");
+    let smol = testdata::model(testdata::SMOLLM2).display().to_string();
+    let q8 = h.join("smol-q8_0.gguf").display().to_string();
+    let o = lar(
+        &h,
+        &[
+            "quantize",
+            &smol,
+            &q8,
+            "--type",
+            "Q8_0",
+            "--allow-requantize",
+            "--no-record",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t = text();
+    let chart = h.join("c.svg").display().to_string();
+    let args = [
+        "eval", "compare", &smol, &q8, "--text", &t, "--ctx", "128", "--chunks", "2", "-p", "32",
+        "-n", "8", "-r", "1", "--chart", &chart, "--json",
+    ];
+    let rows = json(&lar(&h, &args));
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows[1]["bytes"].as_u64() > rows[0]["bytes"].as_u64(),
+        "Q8_0 is the larger file"
+    );
+    for r in rows {
+        assert!(r["prompt_tps"].as_f64().unwrap() > 0.0 && r["gen_tps"].as_f64().unwrap() > 0.0);
+    }
+    // The same perplexity `lar eval perplexity` gives with the same settings.
+    let alone = json(&lar(
+        &h,
+        &[
+            "eval",
+            "perplexity",
+            &smol,
+            &t,
+            "--ctx",
+            "128",
+            "--chunks",
+            "2",
+            "--json",
+            "--no-record",
+        ],
+    ));
+    assert_eq!(rows[0]["perplexity"], alone["perplexity"]);
+    // Requantized from Q4_1, Q8_0 keeps the same weights almost exactly.
+    let (a, b) = (
+        rows[0]["perplexity"].as_f64().unwrap(),
+        rows[1]["perplexity"].as_f64().unwrap(),
+    );
+    assert!((a / b - 1.0).abs() < 0.02, "{a} vs {b}");
+    assert_eq!(
+        std::fs::read_to_string(&chart)
+            .unwrap()
+            .matches("<circle")
+            .count(),
+        2
+    );
+    let runs = json(&lar(
+        &h,
+        &["runs", "list", "--kind", "eval.compare", "--json"],
+    ));
+    assert_eq!(runs.as_array().unwrap().len(), 2);
+    let _ = std::fs::remove_dir_all(h);
+}
