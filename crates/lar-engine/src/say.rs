@@ -12,10 +12,8 @@
 //! `<tool_call>`, `<think>`, Llama 3's headers and `<|python_tag|>`, Mistral's `[INST]` and `[TOOL_CALLS]`), one
 //! token per printable ASCII character, and byte tokens for everything else.
 
-use std::collections::HashMap;
-
-use lar_tokenizer::vocab::{Model, TokenType};
-use lar_tokenizer::{Tokenizer, Vocab};
+use lar_tokenizer::Tokenizer;
+use lar_tokenizer::vocab::TokenType;
 
 use crate::Result;
 use crate::scripted::{EOS, ScriptedBackend};
@@ -64,26 +62,7 @@ pub fn n_vocab() -> usize {
 /// The vocabulary (see the module's header).
 pub fn tokenizer() -> Result<Tokenizer> {
     let (tokens, types): (Vec<String>, Vec<TokenType>) = pieces().into_iter().unzip();
-    let token_to_id: HashMap<String, u32> = tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.clone(), i as u32))
-        .collect();
-    Ok(Tokenizer::new(Vocab {
-        model: Model::Spm,
-        scores: vec![0.0; tokens.len()],
-        tokens,
-        types,
-        token_to_id,
-        merges: HashMap::new(),
-        bos: Some(1),
-        eos: Some(EOS),
-        unk: Some(0),
-        add_bos: false,
-        add_eos: false,
-        add_space_prefix: false,
-        eog: vec![EOS],
-    })?)
+    crate::scripted::spm_tokenizer(tokens, types)
 }
 
 /// The token that follows `history` (see the module's header).

@@ -52,6 +52,11 @@ pub fn tokenizer(n_vocab: usize) -> Result<Tokenizer> {
         tokens.push(format!("\u{2581}w{i}"));
         types.push(TokenType::Normal);
     }
+    spm_tokenizer(tokens, types)
+}
+
+/// A SentencePiece-style tokenizer of `tokens` (`<unk>`, `<s>`, `</s>` first), no merges, nothing added.
+pub(crate) fn spm_tokenizer(tokens: Vec<String>, types: Vec<TokenType>) -> Result<Tokenizer> {
     let token_to_id: HashMap<String, u32> = tokens
         .iter()
         .enumerate()

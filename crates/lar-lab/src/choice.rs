@@ -10,8 +10,8 @@
 
 use std::time::Instant;
 
-use lar_engine::{EngineHandle, Event, EventStream, Request};
-use lar_types::{FinishReason, SamplingParams};
+use lar_engine::{EngineHandle, EventStream, Request};
+use lar_types::SamplingParams;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -147,21 +147,7 @@ pub fn parse_tasks(text: &str) -> Result<Vec<Item>> {
 
 /// The log-probability of every token of `prompt` after the first (index `j` scores token `j + 1`).
 fn scores(stream: EventStream, what: &str) -> Result<Vec<f64>> {
-    let done = stream
-        .into_iter()
-        .find_map(|ev| match ev {
-            Event::Done(f) => Some(f),
-            Event::Token(_) => None,
-        })
-        .ok_or(lar_engine::Error::EngineStopped)?;
-    if matches!(done.reason, FinishReason::Error | FinishReason::Cancelled) {
-        return Err(Error::Engine(lar_engine::Error::Failed(format!(
-            "{what}: {}",
-            done.error.unwrap_or_default()
-        ))));
-    }
-    let scored = done.prompt_logprobs.unwrap_or_default();
-    scored
+    crate::scored::prompt_scores(stream, what)?
         .iter()
         .skip(1)
         .map(|s| s.as_ref().map(|s| s.logprob as f64))

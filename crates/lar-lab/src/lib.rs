@@ -16,5 +16,6 @@ pub mod machine;
 pub mod perplexity;
 pub mod quantize;
 pub mod runs;
+pub mod scored;
 
 pub use error::{Error, Result};

@@ -10,8 +10,8 @@
 
 use std::time::Instant;
 
-use lar_engine::{EngineHandle, Event, Request};
-use lar_types::{FinishReason, SamplingParams};
+use lar_engine::{EngineHandle, Request};
+use lar_types::SamplingParams;
 use serde::Serialize;
 
 use crate::{Error, Result};
@@ -152,26 +152,7 @@ pub fn measure(
     let mut sums = Sums::default();
     let mut running = Vec::with_capacity(total);
     for (i, stream) in streams.into_iter().enumerate() {
-        let done = stream
-            .into_iter()
-            .find_map(|ev| match ev {
-                Event::Done(f) => Some(f),
-                Event::Token(_) => None,
-            })
-            .ok_or(lar_engine::Error::EngineStopped)?;
-        if matches!(done.reason, FinishReason::Error | FinishReason::Cancelled) {
-            return Err(Error::Engine(lar_engine::Error::Failed(format!(
-                "chunk {} failed: {}",
-                i + 1,
-                done.error.unwrap_or_default()
-            ))));
-        }
-        let scored = done.prompt_logprobs.ok_or_else(|| {
-            Error::Engine(lar_engine::Error::Failed(format!(
-                "chunk {} came back unscored",
-                i + 1
-            )))
-        })?;
+        let scored = crate::scored::prompt_scores(stream, &format!("chunk {}", i + 1))?;
         for (pos, s) in scored.iter().enumerate().skip(first + 1) {
             let s = s.as_ref().ok_or_else(|| {
                 Error::Engine(lar_engine::Error::Failed(format!(

@@ -29,20 +29,6 @@ fn prompt() -> Vec<u32> {
     ])
 }
 
-/// The `event:` names and parsed `data:` of an SSE body.
-fn events(text: &str) -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    let mut name = String::new();
-    for l in text.lines() {
-        if let Some(n) = l.strip_prefix("event: ") {
-            name = n.to_string();
-        } else if let Some(d) = l.strip_prefix("data: ") {
-            out.push((name.clone(), serde_json::from_str(d).unwrap()));
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn a_message_whole_and_streamed() {
     let t = app();

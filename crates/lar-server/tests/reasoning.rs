@@ -293,20 +293,6 @@ async fn a_model_that_does_not_think_says_so() {
     assert_eq!(a.status, 200, "{}", a.text());
 }
 
-/// The `event:` names and parsed `data:` of an SSE body.
-fn events(text: &str) -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    let mut name = String::new();
-    for l in text.lines() {
-        if let Some(n) = l.strip_prefix("event: ") {
-            name = n.to_string();
-        } else if let Some(d) = l.strip_prefix("data: ") {
-            out.push((name.clone(), serde_json::from_str(d).unwrap_or(Value::Null)));
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn responses_give_thinking_as_a_reasoning_item() {
     let t = app();

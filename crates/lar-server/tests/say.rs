@@ -329,20 +329,6 @@ async fn ollama_calls_as_objects_and_thinking() {
     );
 }
 
-/// The `event:` names and parsed `data:` of an SSE body.
-fn events(text: &str) -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    let mut name = String::new();
-    for l in text.lines() {
-        if let Some(n) = l.strip_prefix("event: ") {
-            name = n.to_string();
-        } else if let Some(d) = l.strip_prefix("data: ") {
-            out.push((name.clone(), serde_json::from_str(d).unwrap_or(Value::Null)));
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn anthropic_tool_use_and_thinking_blocks() {
     let t = app();

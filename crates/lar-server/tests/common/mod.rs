@@ -91,6 +91,20 @@ impl Answer {
     }
 }
 
+/// The `event:` names and parsed `data:` of an SSE body (a `data:` that is not JSON, as `[DONE]`, is null).
+pub fn events(text: &str) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    let mut name = String::new();
+    for l in text.lines() {
+        if let Some(n) = l.strip_prefix("event: ") {
+            name = n.to_string();
+        } else if let Some(d) = l.strip_prefix("data: ") {
+            out.push((name.clone(), serde_json::from_str(d).unwrap_or(Value::Null)));
+        }
+    }
+    out
+}
+
 pub async fn send(router: &Router, req: Request<Body>) -> Answer {
     let resp = router.clone().oneshot(req).await.expect("infallible");
     let status = resp.status();
