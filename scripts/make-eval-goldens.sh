@@ -2,7 +2,9 @@
 # Regenerates the goldens of `lar eval` (checked by crates/lar-cli/tests/eval.rs) from llama-perplexity, for the
 # test models:
 #   tests/golden/perplexity.json  perplexity on tests/data/perplexity.txt (Lar must be within 0.5%);
-#   tests/golden/choice.json      accuracy on tests/data/choice.jsonl with --hellaswag (Lar's acc_token must equal it).
+#   tests/golden/choice.json      each question of tests/data/choice.jsonl right or wrong with --hellaswag (Lar's
+#                                 acc_token picks must agree, near ties aside);
+#   tests/golden/kld.json         SmolLM2 requantized to Q8_0 against its Q4_1 source with --kl-divergence.
 # Needs llama.cpp built from the llama-cpp-python sdist (bench/build-llama-cpp.sh builds it under ~/.cache/lar) and
 # scripts/fetch-models.sh.
 #
@@ -66,3 +68,25 @@ sha=$(sha256sum tests/data/choice.jsonl | cut -d' ' -f1)
 } > tests/golden/choice.json
 python3 -m json.tool tests/golden/choice.json > /dev/null
 echo "wrote tests/golden/choice.json" >&2
+
+# KL divergence: SmolLM2's Q4_1 file as the reference, its Q8_0 requantization (llama-quantize; `lar quantize` writes
+# the same bytes) as the candidate.
+SMOL=$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf
+"$BIN/llama-quantize" --allow-requantize "$SMOL" "$DIR/smol-q8_0.gguf" Q8_0 "$(nproc)" >/dev/null 2>&1
+"$BIN/llama-perplexity" -m "$SMOL" -f "$TEXT" -c $CTX -b $CTX --chunks $CHUNKS -t "$(nproc)" \
+    --kl-divergence-base "$DIR/base.kld" >/dev/null 2>&1
+out=$("$BIN/llama-perplexity" -m "$DIR/smol-q8_0.gguf" -f "$TEXT" -c $CTX -b $CTX --chunks $CHUNKS -t "$(nproc)" \
+    --kl-divergence-base "$DIR/base.kld" --kl-divergence 2>&1)
+python3 - "$out" <<'PY'
+import json, re, sys
+out = sys.argv[1]
+def num(pattern):
+    return float(re.search(pattern, out).group(1))
+g = {"reference": "SmolLM2-135M-Instruct.Q4_1.gguf", "candidate": "the same requantized to Q8_0",
+     "ctx": 256, "chunks": 6,
+     "kld_mean": num(r"Mean\s+KLD:\s+([0-9.]+)"), "kld_median": num(r"Median\s+KLD:\s+([0-9.]+)"),
+     "same_top_percent": num(r"Same top p:\s+([0-9.]+)"), "delta_p_rms_percent": num(r"RMS Δp\s+:\s+([0-9.]+)"),
+     "ppl_ratio": num(r"Mean PPL\(Q\)/PPL\(base\)\s+:\s+([0-9.]+)")}
+json.dump(g, open("tests/golden/kld.json", "w"), indent=1)
+print("wrote tests/golden/kld.json", g, file=sys.stderr)
+PY

@@ -88,9 +88,17 @@ pub struct PplArgs {
     pub model: String,
     /// The text (UTF-8), at least two contexts long once tokenized.
     pub file: PathBuf,
-    /// Tokens per chunk.
-    #[arg(short = 'c', long, default_value_t = 512)]
-    pub ctx: usize,
+    /// Tokens per chunk (default 512; with --kl-base, the reference's).
+    #[arg(short = 'c', long)]
+    pub ctx: Option<usize>,
+    /// Save this model's predictions (the top tokens of every scored position) as the reference for KL
+    /// divergence: later runs compare with it by --kl-base.
+    #[arg(long, conflicts_with = "kl_base")]
+    pub save_logits: Option<PathBuf>,
+    /// Compare with a reference saved by --save-logits, as llama-perplexity --kl-divergence does: KL divergence
+    /// (mean, percentiles), same top token, delta-p, perplexity ratio.
+    #[arg(long)]
+    pub kl_base: Option<PathBuf>,
     /// At most this many chunks (default: every whole chunk of the text).
     #[arg(long)]
     pub chunks: Option<usize>,
@@ -335,19 +343,40 @@ fn choice(a: ChoiceArgs) -> Result<()> {
 
 fn perplexity(a: PplArgs) -> Result<()> {
     let text = read_text(&a.file)?;
-    // Each chunk and the one token sampled after it; two chunks in flight.
-    let (engine, path, threads) = load(&a.model, a.ctx + 1, 2, a.threads, &a.device)?;
-    let opts = Options {
-        ctx: a.ctx,
-        chunks: a.chunks,
+    let reference = a
+        .kl_base
+        .as_deref()
+        .map(lar_lab::kld::Reference::load)
+        .transpose()?;
+    let opts = match &reference {
+        Some(r) => {
+            if a.ctx.is_some_and(|c| c != r.ctx) || a.chunks.is_some_and(|c| c != r.chunks) {
+                anyhow::bail!(
+                    "the reference was measured with --ctx {} --chunks {}: leave them out, or give those",
+                    r.ctx,
+                    r.chunks
+                );
+            }
+            Options {
+                ctx: r.ctx,
+                chunks: Some(r.chunks),
+            }
+        }
+        None => Options {
+            ctx: a.ctx.unwrap_or(512),
+            chunks: a.chunks,
+        },
     };
+    // Each chunk and the one token sampled after it; two chunks in flight.
+    let (engine, path, threads) = load(&a.model, opts.ctx + 1, 2, a.threads, &a.device)?;
     let rec = Recording::start(
         !a.no_record,
         "eval.perplexity",
         &a.model,
         &path,
-        json!({"ctx": a.ctx, "chunks": a.chunks, "text": a.file.display().to_string(),
-               "text_bytes": text.len(), "threads": threads}),
+        json!({"ctx": opts.ctx, "chunks": opts.chunks, "text": a.file.display().to_string(),
+               "text_bytes": text.len(), "threads": threads,
+               "kl_base": a.kl_base.as_ref().map(|p| p.display().to_string())}),
         threads,
         &engine.model().device,
     );
@@ -356,30 +385,66 @@ fn perplexity(a: PplArgs) -> Result<()> {
         ProgressStyle::with_template("perplexity {msg} {bar:30} {pos}/{len} chunks, {eta} left")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let result = perplexity::measure(&engine, &text, opts, &mut |done, total, est| {
+    let mut progress = |done: usize, total: usize, est: f64| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
         bar.set_message(format!("{est:.4}"));
         rec.step("perplexity", done as i64, est);
-    })
+    };
+    let result = match (&reference, &a.save_logits) {
+        (Some(r), _) => lar_lab::kld::measure_against(&engine, &text, r, &mut progress)
+            .map(|(p, k)| (p, Some(k))),
+        (None, Some(out)) => lar_lab::kld::measure_reference(&engine, &text, opts, &mut progress)
+            .and_then(|(p, r)| r.save(out).map(|_| (p, None))),
+        (None, None) => perplexity::measure(&engine, &text, opts, &mut progress).map(|p| (p, None)),
+    }
     .map_err(anyhow::Error::from);
     bar.finish_and_clear();
-    let metrics = result.as_ref().map_or(Vec::new(), |p| {
-        vec![
+    let metrics = result.as_ref().map_or(Vec::new(), |(p, k)| {
+        let mut m = vec![
             ("perplexity", p.perplexity),
             ("stderr", p.stderr),
             ("tokens", p.tokens as f64),
             ("seconds", p.seconds),
             ("tokens_per_second", p.tokens as f64 / p.seconds.max(1e-9)),
-        ]
+        ];
+        if let Some(k) = k {
+            m.extend([
+                ("kld_mean", k.kld_mean),
+                ("kld_p99", k.kld_p99),
+                ("same_top", k.same_top),
+                ("delta_p_rms", k.delta_p_rms),
+                ("ppl_ratio", k.ppl_ratio),
+            ]);
+        }
+        m
     });
     rec.finish(&result, &metrics);
-    let p = result?;
+    let (p, kld) = result?;
     if a.json {
         let mut v = serde_json::to_value(&p)?;
         v["run"] = json!(rec.id);
+        if let Some(k) = &kld {
+            v["kld"] = serde_json::to_value(k)?;
+        }
         println!("{v}");
     } else {
+        if let Some(k) = &kld {
+            println!(
+                "KL divergence: mean {:.6} +/- {:.6}, median {:.6}, 90% {:.6}, 99% {:.6}, max {:.6}",
+                k.kld_mean, k.kld_stderr, k.kld_median, k.kld_p90, k.kld_p99, k.kld_max
+            );
+            println!(
+                "same top token: {:.3} +/- {:.3} %; delta-p mean {:.3} %, RMS {:.3} %; PPL ratio {:.6} ({:.4} vs {:.4})",
+                k.same_top * 100.0,
+                k.same_top_stderr * 100.0,
+                k.delta_p_mean * 100.0,
+                k.delta_p_rms * 100.0,
+                k.ppl_ratio,
+                k.ppl,
+                k.ppl_base
+            );
+        }
         let running: Vec<String> = p
             .running
             .iter()
@@ -397,6 +462,12 @@ fn perplexity(a: PplArgs) -> Result<()> {
             p.seconds,
             (p.chunks * p.ctx) as f64 / p.seconds.max(1e-9)
         );
+        if let Some(out) = &a.save_logits {
+            println!(
+                "reference saved to {} (compare with --kl-base)",
+                out.display()
+            );
+        }
         if let Some(id) = &rec.id {
             println!("recorded as run {id} (lar runs show {})", &id[..8]);
         }

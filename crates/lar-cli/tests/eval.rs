@@ -421,3 +421,131 @@ fn compare_puts_quantizations_side_by_side_with_a_chart() {
     assert_eq!(runs.as_array().unwrap().len(), 2);
     let _ = std::fs::remove_dir_all(h);
 }
+
+#[test]
+fn kl_divergence_against_a_saved_reference_is_llama_perplexitys() {
+    let h = home("kld");
+    let g: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/golden/kld.json")).unwrap(),
+    )
+    .unwrap();
+    let smol = testdata::model(testdata::SMOLLM2).display().to_string();
+    let q8 = h.join("smol-q8_0.gguf").display().to_string();
+    let o = lar(
+        &h,
+        &[
+            "quantize",
+            &smol,
+            &q8,
+            "--type",
+            "Q8_0",
+            "--allow-requantize",
+            "--no-record",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t = text();
+    let base = h.join("smol.kld").display().to_string();
+    let (ctx, chunks) = (g["ctx"].to_string(), g["chunks"].to_string());
+    let saved = json(&lar(
+        &h,
+        &[
+            "eval",
+            "perplexity",
+            &smol,
+            &t,
+            "--ctx",
+            &ctx,
+            "--chunks",
+            &chunks,
+            "--save-logits",
+            &base,
+            "--json",
+        ],
+    ));
+    let v = json(&lar(
+        &h,
+        &["eval", "perplexity", &q8, &t, "--kl-base", &base, "--json"],
+    ));
+    let k = &v["kld"];
+    let f = |v: &Value| v.as_f64().unwrap();
+    // Lar keeps the reference's top tokens and the rest as one bucket: a lower bound of the full divergence,
+    // within a quarter of it here.
+    let (ours, theirs) = (f(&k["kld_mean"]), f(&g["kld_mean"]));
+    assert!(
+        ours <= theirs * 1.05 && ours >= theirs * 0.75,
+        "mean KLD {ours} vs {theirs}"
+    );
+    let same = f(&k["same_top"]) * 100.0;
+    assert!(
+        (same - f(&g["same_top_percent"])).abs() < 1.5,
+        "same top {same}% vs {}",
+        g["same_top_percent"]
+    );
+    let rms = f(&k["delta_p_rms"]) * 100.0;
+    assert!(
+        (rms / f(&g["delta_p_rms_percent"]) - 1.0).abs() < 0.2,
+        "RMS delta-p {rms}%"
+    );
+    assert!(
+        (f(&k["ppl_ratio"]) - f(&g["ppl_ratio"])).abs() < 0.01,
+        "{k}"
+    );
+    assert_eq!(f(&k["ppl_base"]).round(), f(&saved["perplexity"]).round());
+    // The reference against itself: nothing diverges.
+    let same = json(&lar(
+        &h,
+        &[
+            "eval",
+            "perplexity",
+            &smol,
+            &t,
+            "--kl-base",
+            &base,
+            "--json",
+            "--no-record",
+        ],
+    ));
+    assert!(f(&same["kld"]["kld_mean"]) < 1e-5, "{}", same["kld"]);
+    assert_eq!(f(&same["kld"]["same_top"]), 1.0);
+    // Recorded with the run.
+    let r = json(&lar(
+        &h,
+        &["runs", "show", v["run"].as_str().unwrap(), "--json"],
+    ));
+    assert_eq!(r["metrics"]["kld_mean"], k["kld_mean"]);
+
+    let bad = h.join("bad.kld");
+    std::fs::write(&bad, b"not a reference").unwrap();
+    let b = bad.display().to_string();
+    let qwen = testdata::model(testdata::QWEN_CODER).display().to_string();
+    for (args, says) in [
+        (
+            vec![
+                "eval",
+                "perplexity",
+                &q8,
+                &t,
+                "--kl-base",
+                &base,
+                "--ctx",
+                "128",
+            ],
+            "measured with --ctx 256",
+        ),
+        (
+            vec!["eval", "perplexity", &q8, &t, "--kl-base", &b],
+            "not a Lar logits reference",
+        ),
+        (
+            vec!["eval", "perplexity", &qwen, &t, "--kl-base", &base],
+            "tokenized differently",
+        ),
+    ] {
+        let o = lar(&h, &args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: expected '{says}' in {err}");
+    }
+    let _ = std::fs::remove_dir_all(h);
+}

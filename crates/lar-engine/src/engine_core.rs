@@ -27,7 +27,7 @@ use crate::backend::Backend;
 use crate::events::{EventStream, Finished, Outbox, Undelivered, channel};
 use crate::sampler::{LogitsProcessor, Sampler};
 use crate::scheduler::{BlockManager, Scheduled, Scheduler};
-use crate::scoring::{PromptLogprob, score};
+use crate::scoring::{PromptLogprob, RowScorer, score};
 use crate::{Error, Result};
 
 /// A generation request: prompt tokens, sampling parameters, and any logits processors beyond those the
@@ -42,6 +42,9 @@ pub struct Request {
     /// With `prompt_logprobs`: only the prompt tokens at this position or later are scored (a perplexity scores the
     /// second half of each chunk, and the logits of the first half are never computed).
     pub score_from: usize,
+    /// With `prompt_logprobs`: also hands every scored position's whole row of logits to this (a KL divergence
+    /// needs the distribution, not one token's log-probability). Runs on the engine thread: it must be quick.
+    pub rows: Option<Box<dyn RowScorer>>,
     /// The id of an earlier request with the same prompt (the first of `n` choices): this one starts once that one
     /// has computed the prompt, and shares its blocks instead of computing them again.
     pub follows: Option<u64>,
@@ -55,6 +58,7 @@ impl Request {
             processors: Vec::new(),
             prompt_logprobs: None,
             score_from: 0,
+            rows: None,
             follows: None,
         }
     }
@@ -170,6 +174,7 @@ struct Scoring {
     k: usize,
     from: usize,
     scores: Vec<Option<PromptLogprob>>,
+    rows: Option<Box<dyn RowScorer>>,
 }
 
 pub struct EngineCore {
@@ -232,10 +237,12 @@ impl EngineCore {
     pub(crate) fn add(&mut self, id: u64, req: Request, out: Outbox, arrived: Instant) {
         let stop = StopMatcher::new(&req.params.stop);
         let prompt_len = req.prompt.len();
+        let rows = req.rows;
         let scored = req.prompt_logprobs.map(|k| Scoring {
             k,
             from: req.score_from,
             scores: vec![None; prompt_len],
+            rows,
         });
         self.reqs.insert(
             id,
@@ -414,6 +421,9 @@ impl EngineCore {
             let next = it.start + first + j + 1;
             if next < r.prompt_len && next >= s.from && s.scores[next].is_none() {
                 s.scores[next] = Some(score(logits, seq.tokens[next], s.k));
+                if let Some(rs) = s.rows.as_mut() {
+                    rs.row(next, logits);
+                }
             }
         }
         let last = row.len() / n_vocab - 1;

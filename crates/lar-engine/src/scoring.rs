@@ -11,6 +11,12 @@ pub struct PromptLogprob {
     pub top: Vec<(u32, f32)>,
 }
 
+/// Receives the logits row that scores each prompt position of a request (`pos`: the position of the token the
+/// row predicts), for measures that need the whole distribution.
+pub trait RowScorer: Send {
+    fn row(&mut self, pos: usize, logits: &[f32]);
+}
+
 /// Scores `token` under the logits `row`, with the `k` most likely alternatives.
 pub fn score(row: &[f32], token: u32, k: usize) -> PromptLogprob {
     let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));

@@ -12,6 +12,7 @@ pub mod chart;
 pub mod choice;
 pub mod digest;
 pub mod error;
+pub mod kld;
 pub mod machine;
 pub mod perplexity;
 pub mod quantize;

@@ -10,6 +10,7 @@
 
 use std::time::Instant;
 
+use lar_engine::scoring::RowScorer;
 use lar_engine::{EngineHandle, Request};
 use lar_types::SamplingParams;
 use serde::Serialize;
@@ -116,6 +117,9 @@ impl Sums {
     }
 }
 
+/// Gives each chunk (its index and tokens) something that sees its rows of logits, or nothing.
+pub type Rows<'a> = dyn FnMut(usize, &[u32]) -> Result<Option<Box<dyn RowScorer>>> + 'a;
+
 /// Measures `text` on `engine`, whose context must hold `opts.ctx + 1` tokens. `progress(done, total, estimate)`
 /// is called after each chunk.
 pub fn measure(
@@ -123,6 +127,18 @@ pub fn measure(
     text: &str,
     opts: Options,
     progress: &mut dyn FnMut(usize, usize, f64),
+) -> Result<Perplexity> {
+    measure_with(engine, text, opts, progress, &mut |_, _| Ok(None))
+}
+
+/// [`measure`], with the rows of logits of each chunk's scored positions handed to what `rows` gives it (the KL
+/// divergence's reference and comparison, [`crate::kld`]).
+pub fn measure_with(
+    engine: &EngineHandle,
+    text: &str,
+    opts: Options,
+    progress: &mut dyn FnMut(usize, usize, f64),
+    rows: &mut Rows,
 ) -> Result<Perplexity> {
     let started = Instant::now();
     let m = engine.model();
@@ -140,14 +156,17 @@ pub fn measure(
     // Every chunk is submitted at once: the engine batches them as its KV cache allows.
     let streams = chunks
         .into_iter()
-        .map(|c| {
+        .enumerate()
+        .map(|(i, c)| {
+            let scorer = rows(i, &c)?;
             let mut req = Request::new(c, SamplingParams::greedy(1));
+            req.rows = scorer;
             req.prompt_logprobs = Some(0);
             // Only the second half is scored: the first half's logits are never computed.
             req.score_from = opts.ctx / 2 + 1;
-            engine.submit(req)
+            Ok(engine.submit(req)?)
         })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>>>()?;
     let first = opts.ctx / 2;
     let mut sums = Sums::default();
     let mut running = Vec::with_capacity(total);
