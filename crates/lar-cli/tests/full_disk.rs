@@ -1,5 +1,6 @@
 //! A full disk: `lar import` of a model bigger than the space left under `$LAR_HOME` fails with one line that says
-//! the disk is full and where, leaves no blob and no temporary file behind, and the store still works.
+//! the disk is full and where, leaves no blob and no temporary file behind, and the store still works; `lar
+//! quantize` onto a full disk says the same and leaves no file.
 //!
 //! The full disk is a 1 MiB tmpfs mounted for the test (the tests run as root); where mounting is not allowed,
 //! the import runs under a 1 MiB file size limit (`ulimit -f`, with SIGXFSZ ignored so that the write fails with
@@ -33,9 +34,10 @@ fn lar(home: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-#[test]
-fn a_full_disk_gives_a_clear_error_and_leaves_nothing_behind() {
-    let dir = std::env::temp_dir().join(format!("lar-full-disk-{}", std::process::id()));
+/// A 1 MiB tmpfs (or, where mounting is not allowed, a directory where `limited` runs under a 1 MiB file size
+/// limit).
+fn full(tag: &str) -> Scratch {
+    let dir = std::env::temp_dir().join(format!("lar-full-disk-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let mounted = Command::new("mount")
@@ -44,24 +46,36 @@ fn a_full_disk_gives_a_clear_error_and_leaves_nothing_behind() {
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    let scratch = Scratch { dir, mounted };
+    if mounted {
+        println!("full disk: a 1 MiB tmpfs at {}", dir.display());
+    } else {
+        println!("full disk: mounting a tmpfs failed; a 1 MiB file size limit (EFBIG) instead");
+    }
+    Scratch { dir, mounted }
+}
+
+/// `lar ARGS` with `LAR_HOME` at `home`, under a 1 MiB file size limit unless the disk itself is full.
+fn limited(s: &Scratch, home: &Path, args: &[&str]) -> Output {
+    if s.mounted {
+        return lar(home, args);
+    }
+    Command::new("sh")
+        .arg("-c")
+        .arg(r#"trap '' XFSZ; ulimit -f 2048 && exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_lar"))
+        .args(args)
+        .env("LAR_HOME", home)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_full_disk_gives_a_clear_error_and_leaves_nothing_behind() {
+    let scratch = full("import");
     let home = scratch.dir.join("store");
     let model = testdata::model(testdata::SMOLLM2);
     let model = model.to_str().unwrap();
-    let o = if mounted {
-        println!("full disk: a 1 MiB tmpfs at {}", scratch.dir.display());
-        lar(&home, &["import", model, "--name", "big"])
-    } else {
-        println!("full disk: mounting a tmpfs failed; a 1 MiB file size limit (EFBIG) instead");
-        Command::new("sh")
-            .arg("-c")
-            .arg(r#"trap '' XFSZ; ulimit -f 2048 && exec "$0" "$@""#)
-            .arg(env!("CARGO_BIN_EXE_lar"))
-            .args(["import", model, "--name", "big"])
-            .env("LAR_HOME", &home)
-            .output()
-            .unwrap()
-    };
+    let o = limited(&scratch, &home, &["import", model, "--name", "big"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
@@ -84,4 +98,41 @@ fn a_full_disk_gives_a_clear_error_and_leaves_nothing_behind() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(list, serde_json::json!([]));
+}
+
+#[test]
+fn quantizing_onto_a_full_disk_says_so_and_leaves_no_file() {
+    let scratch = full("quantize");
+    let home = std::env::temp_dir().join(format!("lar-full-disk-home-{}", std::process::id()));
+    let model = testdata::model(testdata::SMOLLM2);
+    let out = scratch.dir.join("q8.gguf");
+    let args = [
+        "quantize",
+        model.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--type",
+        "Q8_0",
+        "--allow-requantize",
+        "--no-record",
+    ];
+    let o = limited(&scratch, &home, &args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("error: ") && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "no space left on the disk holding {}",
+            scratch.dir.display()
+        )),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&scratch.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let _ = std::fs::remove_dir_all(home);
 }

@@ -311,7 +311,15 @@ pub fn quantize(
         .and_then(Value::as_u64)
         .map_or(32, |a| a as usize);
     let kv = metadata(&g, o)?;
-    let io = |e: std::io::Error| Error::Io(dst.display().to_string(), e);
+    let io = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::FileTooLarge => {
+            Error::Invalid(format!(
+                "no space left on the disk holding {} (nothing was written)",
+                dst.parent().unwrap_or(dst).display()
+            ))
+        }
+        _ => Error::Io(dst.display().to_string(), e),
+    };
     let mut out = GgufStream::create(dst, &kv, specs.clone(), align).map_err(io)?;
     let mut types = std::collections::BTreeMap::new();
     let mut quantized = 0;
