@@ -350,24 +350,28 @@ fn bad_input_is_one_line_and_a_failed_run() {
     let _ = std::fs::remove_dir_all(h);
 }
 
+/// SmolLM2's Q4_1 file and its Q8_0 requantization (written by `lar quantize` into `h`).
+fn smol_and_q8(h: &Path) -> (String, String) {
+    let smol = testdata::model(testdata::SMOLLM2).display().to_string();
+    let q8 = h.join("smol-q8_0.gguf").display().to_string();
+    let args = [
+        "quantize",
+        &smol,
+        &q8,
+        "--type",
+        "Q8_0",
+        "--allow-requantize",
+        "--no-record",
+    ];
+    let o = lar(h, &args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    (smol, q8)
+}
+
 #[test]
 fn compare_puts_quantizations_side_by_side_with_a_chart() {
     let h = home("compare");
-    let smol = testdata::model(testdata::SMOLLM2).display().to_string();
-    let q8 = h.join("smol-q8_0.gguf").display().to_string();
-    let o = lar(
-        &h,
-        &[
-            "quantize",
-            &smol,
-            &q8,
-            "--type",
-            "Q8_0",
-            "--allow-requantize",
-            "--no-record",
-        ],
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (smol, q8) = smol_and_q8(&h);
     let t = text();
     let chart = h.join("c.svg").display().to_string();
     let args = [
@@ -429,21 +433,7 @@ fn kl_divergence_against_a_saved_reference_is_llama_perplexitys() {
         &std::fs::read_to_string(root().join("tests/golden/kld.json")).unwrap(),
     )
     .unwrap();
-    let smol = testdata::model(testdata::SMOLLM2).display().to_string();
-    let q8 = h.join("smol-q8_0.gguf").display().to_string();
-    let o = lar(
-        &h,
-        &[
-            "quantize",
-            &smol,
-            &q8,
-            "--type",
-            "Q8_0",
-            "--allow-requantize",
-            "--no-record",
-        ],
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (smol, q8) = smol_and_q8(&h);
     let t = text();
     let base = h.join("smol.kld").display().to_string();
     let (ctx, chunks) = (g["ctx"].to_string(), g["chunks"].to_string());

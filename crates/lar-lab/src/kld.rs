@@ -8,7 +8,7 @@
 //! the top tokens and the rest as one bucket, so its KL divergence is that of the two distributions over the top
 //! tokens and "everything else": never more than the full one (the log-sum inequality). For two close
 //! quantizations the tail matters: with the top 512 of SmolLM2's 49,152 tokens it is 86% of llama-perplexity's
-//! figure (with the top 64, 71%); the same top token, delta-p and the perplexity ratio are exact. A reference
+//! figure (`bench/kld.sh`); the same top token, delta-p and the perplexity ratio are exact. A reference
 //! takes about 4 KiB per scored token, where llama-perplexity's takes two bytes per vocabulary entry.
 
 use std::io::{Read, Write};
