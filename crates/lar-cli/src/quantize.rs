@@ -1,11 +1,12 @@
-//! `lar quantize IN OUT --type T [--pure] [--allow-requantize] [--output-tensor-type T] [--token-embedding-type T]`:
-//! a GGUF model rewritten with its weights in type T, as llama-quantize writes them (lar_lab::quantize), with a
+//! `lar quantize IN OUT --type T [--pure] [--allow-requantize] [--output-tensor-type T] [--token-embedding-type T]
+//! [--tensor-type PATTERN=TYPE]...`: a GGUF model rewritten with its weights in type T (or a k-quant mixture), as llama-quantize writes them (lar_lab::quantize), with a
 //! progress bar; recorded as a run with its lineage (the source's sha256, the type) and the output as an artifact.
 
 use std::path::PathBuf;
 
 use anyhow::{Result, anyhow};
 use indicatif::{ProgressBar, ProgressStyle};
+use lar_lab::mixture::{self, FileType};
 use lar_lab::quantize::{self, Options};
 use serde_json::json;
 
@@ -18,10 +19,11 @@ pub struct Args {
     pub input: String,
     /// The GGUF file to write.
     pub output: PathBuf,
-    /// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q6_K, F16, BF16 or F32.
+    /// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, F16, BF16
+    /// or F32 (Q3_K, Q4_K and Q5_K mean their _M mixtures).
     #[arg(long = "type", short = 't')]
     pub ty: String,
-    /// Every quantized tensor in --type (no Q6_K/Q8_0 for the output tensor).
+    /// Every quantized tensor in --type's base type (no mixture, no Q6_K/Q8_0 for the output tensor).
     #[arg(long)]
     pub pure: bool,
     /// Quantize a source that is already quantized.
@@ -31,6 +33,9 @@ pub struct Args {
     pub output_tensor_type: Option<String>,
     #[arg(long)]
     pub token_embedding_type: Option<String>,
+    /// PATTERN=TYPE: tensors whose name matches the regular expression get TYPE (repeatable; the first match wins).
+    #[arg(long = "tensor-type", value_name = "PATTERN=TYPE")]
+    pub tensor_types: Vec<String>,
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// Print one JSON object.
@@ -42,36 +47,46 @@ pub struct Args {
 }
 
 pub fn main(a: Args) -> Result<()> {
-    let ty = quantize::parse_type(&a.ty).map_err(|e| anyhow!("--type: {e}"))?;
+    let ft = FileType::parse(&a.ty).map_err(|e| anyhow!("--type: {e}"))?;
     let output_type = a
         .output_tensor_type
         .as_deref()
-        .map(quantize::parse_type)
+        .map(mixture::parse_tensor_type)
         .transpose()
         .map_err(|e| anyhow!("--output-tensor-type: {e}"))?;
     let token_embedding_type = a
         .token_embedding_type
         .as_deref()
-        .map(quantize::parse_type)
+        .map(mixture::parse_tensor_type)
         .transpose()
         .map_err(|e| anyhow!("--token-embedding-type: {e}"))?;
+    let overrides = a
+        .tensor_types
+        .iter()
+        .map(|s| mixture::parse_override(s))
+        .collect::<Result<Vec<_>, _>>()?;
     let threads =
         lar_engine::load::check_threads(a.threads).map_err(|e| anyhow!("--threads: {e}"))?;
     let src = model_path(&a.input)?;
     let o = Options {
-        ty,
         pure: a.pure,
         allow_requantize: a.allow_requantize,
         output_type,
         token_embedding_type,
+        overrides: overrides.clone(),
         threads,
+        ..Options::new(ft)
     };
+    let overrides: Vec<String> = overrides
+        .iter()
+        .map(|(p, t)| format!("{p}={}", t.name()))
+        .collect();
     let mut rec = crate::record::Recording::start(
         !a.no_record,
         "quantize",
         &a.input,
         &src,
-        json!({"type": ty.name(), "pure": a.pure, "allow_requantize": a.allow_requantize,
+        json!({"type": ft.name(), "pure": a.pure, "tensor_types": overrides, "allow_requantize": a.allow_requantize,
                "output_tensor_type": output_type.map(|t| t.name()),
                "token_embedding_type": token_embedding_type.map(|t| t.name()), "threads": threads}),
         threads,
@@ -99,7 +114,7 @@ pub fn main(a: Args) -> Result<()> {
         ]
     });
     rec.lineage(
-        json!({"source": a.input, "source_sha256": rec.model_sha256(), "type": ty.name(),
+        json!({"source": a.input, "source_sha256": rec.model_sha256(), "type": ft.name(),
                        "pure": a.pure, "imatrix": null}),
     );
     rec.finish(&result, &metrics);

@@ -1,6 +1,8 @@
 //! `lar quantize` against llama-quantize (tests/golden/quantize.json, made by scripts/make-quantize-goldens.sh):
-//! for the tiny random-weight models at Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0, with llama-quantize's type rules and with
-//! `--pure`, every tensor has llama-quantize's type and exactly its bytes, and the file type is its own. The
+//! for the tiny random-weight models at Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0, and for the wide one (256 wide, 8 layers)
+//! at every k-quant file type (Q2_K, the Q3_K/Q4_K/Q5_K mixtures, Q6_K), with llama-quantize's type rules, with
+//! `--pure` and with `--tensor-type` overrides, every tensor has llama-quantize's type and exactly its bytes, and
+//! the file type is its own. The
 //! result loads and runs in Lar and is recorded as a run with its lineage and artifact. Bad input (an unknown type,
 //! a quantized source without --allow-requantize, an unwritable output) is one line, and leaves no file.
 
@@ -45,28 +47,43 @@ fn every_tensor_is_llama_quantizes_byte_for_byte() {
         &std::fs::read_to_string(root().join("tests/golden/quantize.json")).unwrap(),
     )
     .unwrap();
-    for arch in ["llama", "qwen2"] {
-        let bytes = testdata::tiny_model(arch);
+    for (name, bytes) in [
+        ("tiny-llama", testdata::tiny_model("llama")),
+        ("tiny-qwen2", testdata::tiny_model("qwen2")),
+        ("wide-llama", testdata::wide_model("llama")),
+    ] {
         assert_eq!(
             hex(&bytes),
-            g["sources"][arch].as_str().unwrap(),
-            "tiny-{arch} changed: run scripts/make-quantize-goldens.sh"
+            g["sources"][name].as_str().unwrap(),
+            "{name} changed: run scripts/make-quantize-goldens.sh"
         );
-        std::fs::write(d.join(format!("tiny-{arch}.gguf")), bytes).unwrap();
+        std::fs::write(d.join(format!("{name}.gguf")), bytes).unwrap();
     }
-    let mut checked = 0;
+    let overrides: Vec<&str> = g["overrides"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let (mut checked, mut k_quants) = (0, 0);
     for run in g["runs"].as_array().unwrap() {
-        let (arch, ty, pure) = (
-            run["arch"].as_str().unwrap(),
+        let (name, ty, pure) = (
+            run["source"].as_str().unwrap(),
             run["type"].as_str().unwrap(),
             run["pure"].as_bool().unwrap(),
         );
-        let src = d.join(format!("tiny-{arch}.gguf")).display().to_string();
-        let out = d.join(format!("{arch}-{ty}-{pure}.gguf"));
+        let arch = &name[name.find('-').unwrap() + 1..];
+        let src = d.join(format!("{name}.gguf")).display().to_string();
+        let out = d.join(format!("{name}-{ty}-{pure}.gguf"));
         let o = out.display().to_string();
         let mut args = vec!["quantize", &src, &o, "--type", ty, "--no-record"];
         if pure {
             args.push("--pure");
+        }
+        if run["overrides"].as_bool().unwrap() {
+            for p in &overrides {
+                args.extend(["--tensor-type", p]);
+            }
         }
         let r = lar(&d, &args);
         assert!(
@@ -82,26 +99,30 @@ fn every_tensor_is_llama_quantizes_byte_for_byte() {
         assert_eq!(q.get_u64("general.quantization_version").unwrap(), 2);
         assert_eq!(q.architecture().unwrap(), arch);
         let want = run["tensors"].as_object().unwrap();
-        assert_eq!(q.tensors.len(), want.len(), "{arch} {ty}");
+        assert_eq!(q.tensors.len(), want.len(), "{name} {ty}");
         for t in &q.tensors {
             let w = &want[&t.name];
             assert_eq!(
                 t.ty.name(),
                 w[0].as_str().unwrap(),
-                "{arch} {ty} pure={pure}: {}",
+                "{name} {ty} pure={pure}: {}",
                 t.name
             );
             assert_eq!(
-                hex(q.tensor_data(t)),
+                &hex(q.tensor_data(t))[..16],
                 w[1].as_str().unwrap(),
-                "{arch} {ty} pure={pure}: {} differs from llama-quantize's",
+                "{name} {ty} pure={pure}: {} differs from llama-quantize's",
                 t.name
             );
             checked += 1;
+            k_quants += usize::from(t.ty.name().ends_with("_K"));
         }
         let _ = std::fs::remove_file(&out);
     }
-    assert!(checked > 200, "{checked} tensors checked");
+    assert!(
+        checked > 1500 && k_quants > 800,
+        "{checked} tensors checked, {k_quants} k-quants"
+    );
     let _ = std::fs::remove_dir_all(d);
 }
 
@@ -156,12 +177,55 @@ fn a_quantized_model_runs_and_is_recorded_and_bad_input_is_refused() {
     );
 
     let smol = testdata::model(testdata::SMOLLM2).display().to_string();
+    let wide = d.join("wide.gguf");
+    std::fs::write(&wide, testdata::wide_model("llama")).unwrap();
+    let wide = wide.display().to_string();
     let missing = d.join("no/such/dir/x.gguf").display().to_string();
     let again = d.join("again.gguf").display().to_string();
     for (args, says) in [
         (
-            vec!["quantize", &s, &again, "--type", "Q3_K_M"],
-            "unknown or unsupported type 'Q3_K_M'",
+            vec!["quantize", &s, &again, "--type", "IQ2_XXS"],
+            "unknown or unsupported type 'IQ2_XXS'",
+        ),
+        (
+            vec!["quantize", &wide, &again, "--type", "Q2_K_S"],
+            "Q2_K_S needs an importance matrix",
+        ),
+        (
+            vec![
+                "quantize",
+                &s,
+                &again,
+                "--type",
+                "Q4_K_M",
+                "--tensor-type",
+                "attn_q",
+            ],
+            "is not PATTERN=TYPE",
+        ),
+        (
+            vec![
+                "quantize",
+                &s,
+                &again,
+                "--type",
+                "Q4_K_M",
+                "--tensor-type",
+                "attn_q=Q9_K",
+            ],
+            "unknown or unsupported tensor type 'Q9_K'",
+        ),
+        (
+            vec![
+                "quantize",
+                &s,
+                &again,
+                "--type",
+                "Q4_K_M",
+                "--tensor-type",
+                "attn_(=q8_0",
+            ],
+            "is not a regular expression",
         ),
         (
             vec!["quantize", &smol, &again, "--type", "Q8_0"],

@@ -1,4 +1,4 @@
-//! The lab notebook: shrink a model ([`quantize`]), measure what it costs and how good it is, and keep a record
+//! The lab notebook: shrink a model ([`quantize`], with llama-quantize's type choices in [`mixture`]), measure what it costs and how good it is, and keep a record
 //! of every experiment.
 //!
 //! [`perplexity`] measures a model on a text as llama-perplexity does and [`choice`] scores multiple-choice tasks
@@ -14,6 +14,7 @@ pub mod digest;
 pub mod error;
 pub mod kld;
 pub mod machine;
+pub mod mixture;
 pub mod perplexity;
 pub mod quantize;
 pub mod runs;

@@ -1,11 +1,9 @@
 //! `lar quantize`: a GGUF model rewritten with its weights in another type, as llama-quantize does it without an
-//! importance matrix, so the same source and type give the same tensors. Which tensors change follows
+//! importance matrix, so the same source and file type give the same tensors. Which tensors change follows
 //! llama-quantize: 2-D (and larger) tensors whose names end in `weight`, except norms, expert gates, positional
-//! embeddings, token types, convolutions and the other small tensors it keeps; the output tensor (or the token
-//! embedding when it doubles as the output) gets Q6_K, or Q8_0 where Q6_K's blocks of 256 do not fit its rows,
-//! unless `pure`; a row length the type's blocks do not divide falls back as llama-quantize's does. The rest of
-//! the file (metadata, tokenizer, template) is copied, with `general.file_type` and
-//! `general.quantization_version` set.
+//! embeddings, token types, convolutions and the other small tensors it keeps; which type each gets (the output in
+//! Q6_K, the mixtures' promotions, the fallbacks) is [`crate::mixture`]'s. The rest of the file (metadata,
+//! tokenizer, template) is copied, with `general.file_type` and `general.quantization_version` set.
 //!
 //! Memory holds one tensor at a time (read from the memory-mapped source, dequantized to f32, quantized on every
 //! core) and the output is written through [`GgufStream`], so a failure (a full disk) leaves nothing behind.
@@ -18,6 +16,8 @@ use lar_formats::ggml_type::GgmlType;
 use lar_formats::gguf::{Gguf, Value};
 use lar_formats::gguf_stream::{GgufStream, TensorSpec};
 use lar_kernels::quant::{reference, weights};
+
+use crate::mixture::{Choices, FileType, Mixture, ModelFacts, llama_order};
 use serde::Serialize;
 
 use crate::{Error, Result};
@@ -25,9 +25,9 @@ use crate::{Error, Result};
 /// What to write.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// The type of the quantized weights.
-    pub ty: GgmlType,
-    /// Every quantized tensor in `ty`: no special type for the output tensor.
+    /// The file type: one type for the weights, or a mixture (`Q4_K_M`...).
+    pub ft: FileType,
+    /// Every quantized tensor in the file type's base type: no special type for the output tensor, no mixture.
     pub pure: bool,
     /// Accept a source that is already quantized (its weights are dequantized first, which loses more).
     pub allow_requantize: bool,
@@ -35,8 +35,25 @@ pub struct Options {
     pub output_type: Option<GgmlType>,
     /// The token embedding's type.
     pub token_embedding_type: Option<GgmlType>,
+    /// `--tensor-type PATTERN=TYPE`, in the order given: the first pattern found in a name decides.
+    pub overrides: Vec<(String, GgmlType)>,
     /// Threads (0: the physical cores).
     pub threads: usize,
+}
+
+impl Options {
+    /// `ft` with llama-quantize's defaults.
+    pub fn new(ft: FileType) -> Options {
+        Options {
+            ft,
+            pure: false,
+            allow_requantize: false,
+            output_type: None,
+            token_embedding_type: None,
+            overrides: Vec::new(),
+            threads: 0,
+        }
+    }
 }
 
 /// What was written.
@@ -49,46 +66,6 @@ pub struct Summary {
     pub source_bytes: u64,
     pub output_bytes: u64,
     pub seconds: f64,
-}
-
-/// llama.cpp's `llama_ftype` of a file whose weights are mostly `ty`.
-pub fn file_type(ty: GgmlType) -> Option<u32> {
-    Some(match ty {
-        GgmlType::F32 => 0,
-        GgmlType::F16 => 1,
-        GgmlType::Q4_0 => 2,
-        GgmlType::Q4_1 => 3,
-        GgmlType::Q8_0 => 7,
-        GgmlType::Q5_0 => 8,
-        GgmlType::Q5_1 => 9,
-        GgmlType::Q6_K => 18,
-        GgmlType::BF16 => 32,
-        _ => return None,
-    })
-}
-
-/// The type named `s` (`Q4_0`, `q8_0`, ...) among those Lar writes.
-pub fn parse_type(s: &str) -> Result<GgmlType> {
-    let mut all = weights::TYPES.to_vec();
-    all.extend([GgmlType::F16, GgmlType::BF16, GgmlType::F32]);
-    all.iter()
-        .copied()
-        .find(|t| t.name().eq_ignore_ascii_case(s))
-        .ok_or_else(|| {
-            let names: Vec<&str> = all.iter().map(|t| t.name()).collect();
-            Error::Invalid(format!(
-                "unknown or unsupported type '{s}' (Lar writes {})",
-                names.join(", ")
-            ))
-        })
-}
-
-fn is_output(name: &str) -> bool {
-    name == "output.weight"
-}
-
-fn is_token_embd(name: &str) -> bool {
-    name == "token_embd.weight"
 }
 
 /// Whether llama-quantize changes the type of tensor `name` of `n_dims` dimensions.
@@ -116,59 +93,6 @@ pub fn allows_quantization(name: &str, n_dims: usize) -> bool {
         && !KEEP.iter().any(|k| name.contains(k))
         && name != "position_embd.weight"
         && name != "token_types.weight"
-}
-
-/// llama-quantize's fallback for a row of `ncols` the type's blocks do not divide.
-fn fallback(ty: GgmlType, ncols: usize) -> GgmlType {
-    if ncols.is_multiple_of(ty.block_size()) {
-        return ty;
-    }
-    let t = match ty {
-        GgmlType::Q2_K | GgmlType::Q3_K => GgmlType::Q4_0,
-        GgmlType::Q4_K => GgmlType::Q5_0,
-        GgmlType::Q5_K => GgmlType::Q5_1,
-        GgmlType::Q6_K => GgmlType::Q8_0,
-        t => t,
-    };
-    if ncols.is_multiple_of(t.block_size()) {
-        t
-    } else {
-        GgmlType::F16
-    }
-}
-
-/// The type tensor `name` (rows of `ncols`) gets in a file quantized with `o`; `tied`: the model has no
-/// `output.weight`, so the token embedding is also the output.
-pub fn target_type(
-    o: &Options,
-    name: &str,
-    n_dims: usize,
-    ncols: usize,
-    tied: bool,
-    current: GgmlType,
-) -> GgmlType {
-    if !allows_quantization(name, n_dims) {
-        return current;
-    }
-    if let (Some(t), true) = (o.token_embedding_type, is_token_embd(name)) {
-        return t;
-    }
-    if let (Some(t), true) = (o.output_type, is_output(name)) {
-        return t;
-    }
-    let mut t = o.ty;
-    if !matches!(t, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) {
-        if !o.pure && (is_output(name) || (tied && is_token_embd(name))) {
-            t = match o.output_type {
-                Some(t) => t,
-                None if !ncols.is_multiple_of(t.block_size()) => GgmlType::Q8_0,
-                None if t != GgmlType::Q8_0 => GgmlType::Q6_K,
-                None => t,
-            };
-        }
-        t = fallback(t, ncols);
-    }
-    t
 }
 
 /// Dequantizes `data` (a tensor of `ty`, rows of `ncols`) to f32 on `threads` threads.
@@ -227,9 +151,8 @@ fn quantize_rows(ty: GgmlType, x: &[f32], ncols: usize, threads: usize) -> Resul
 
 /// The metadata of the output: the source's (`general.architecture` first, the rest by name), with the file type
 /// and quantization version set.
-fn metadata(src: &Gguf, o: &Options) -> Result<Vec<(String, Value)>> {
-    let ft = file_type(o.ty)
-        .ok_or_else(|| Error::Invalid(format!("no llama.cpp file type for {}", o.ty.name())))?;
+fn metadata(src: &Gguf, o: &Options) -> Vec<(String, Value)> {
+    let ft = o.ft.id();
     let mut kv: Vec<(String, Value)> = src
         .metadata
         .iter()
@@ -248,7 +171,7 @@ fn metadata(src: &Gguf, o: &Options) -> Result<Vec<(String, Value)>> {
     });
     kv.push(("general.file_type".into(), Value::U32(ft)));
     kv.push(("general.quantization_version".into(), Value::U32(2)));
-    Ok(kv)
+    kv
 }
 
 /// Quantizes the GGUF file `src` into `dst`; `progress(done, total, tensor name)` after each tensor.
@@ -271,16 +194,31 @@ pub fn quantize(
             src.display()
         )));
     }
-    let tied = g.tensor("output.weight").is_none();
+    let mut mixture = Mixture::new(
+        o.ft,
+        ModelFacts::of(&g),
+        &Choices {
+            pure: o.pure,
+            has_imatrix: false,
+            output_type: o.output_type,
+            token_embedding_type: o.token_embedding_type,
+            overrides: o.overrides.clone(),
+        },
+    )?;
+    let mut chosen = vec![GgmlType::F32; g.tensors.len()];
+    for i in llama_order(g.tensors.iter().map(|t| t.name.as_str())) {
+        let t = &g.tensors[i];
+        let ncols = t.dims.first().copied().unwrap_or(0);
+        chosen[i] = mixture.choose(&t.name, t.dims.len(), ncols, t.ty)?;
+    }
     let threads = if o.threads == 0 {
         physical_cores()
     } else {
         o.threads
     };
     let mut specs = Vec::with_capacity(g.tensors.len());
-    for t in &g.tensors {
+    for (t, &ty) in g.tensors.iter().zip(&chosen) {
         let ncols = t.dims.first().copied().unwrap_or(0);
-        let ty = target_type(o, &t.name, t.dims.len(), ncols, tied, t.ty);
         if ty != t.ty && allows_quantization(&t.name, t.dims.len()) {
             let quantized = !matches!(t.ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16);
             if quantized && !o.allow_requantize {
@@ -310,7 +248,7 @@ pub fn quantize(
         .get("general.alignment")
         .and_then(Value::as_u64)
         .map_or(32, |a| a as usize);
-    let kv = metadata(&g, o)?;
+    let kv = metadata(&g, o);
     let io = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::StorageFull | std::io::ErrorKind::FileTooLarge => {
             Error::Invalid(format!(
@@ -356,73 +294,12 @@ pub fn quantize(
 mod tests {
     use super::*;
 
-    fn opts(ty: GgmlType) -> Options {
-        Options {
-            ty,
-            pure: false,
-            allow_requantize: false,
-            output_type: None,
-            token_embedding_type: None,
-            threads: 2,
-        }
-    }
-
     #[test]
-    fn llama_quantizes_choice_of_types() {
-        let o = opts(GgmlType::Q4_0);
-        let f32 = GgmlType::F32;
-        assert_eq!(
-            target_type(&o, "blk.0.attn_q.weight", 2, 64, false, f32),
-            GgmlType::Q4_0
-        );
-        assert_eq!(
-            target_type(&o, "blk.0.attn_norm.weight", 1, 64, false, f32),
-            f32
-        );
-        assert_eq!(
-            target_type(&o, "blk.0.ffn_gate_inp.weight", 2, 64, false, f32),
-            f32
-        );
-        // The output: Q6_K where its blocks of 256 fit, else Q8_0; the token embedding only when it is the output.
-        assert_eq!(
-            target_type(&o, "output.weight", 2, 512, false, f32),
-            GgmlType::Q6_K
-        );
-        assert_eq!(
-            target_type(&o, "output.weight", 2, 576, false, f32),
-            GgmlType::Q8_0
-        );
-        assert_eq!(
-            target_type(&o, "token_embd.weight", 2, 512, false, f32),
-            GgmlType::Q4_0
-        );
-        assert_eq!(
-            target_type(&o, "token_embd.weight", 2, 512, true, f32),
-            GgmlType::Q6_K
-        );
-        let pure = Options {
-            pure: true,
-            ..opts(GgmlType::Q4_0)
-        };
-        assert_eq!(
-            target_type(&pure, "output.weight", 2, 512, false, f32),
-            GgmlType::Q4_0
-        );
-        let q8 = opts(GgmlType::Q8_0);
-        assert_eq!(
-            target_type(&q8, "output.weight", 2, 512, false, f32),
-            GgmlType::Q8_0
-        );
-        // Rows the blocks do not divide fall back to F16.
-        assert_eq!(
-            target_type(&o, "blk.0.attn_q.weight", 2, 40, false, f32),
-            GgmlType::F16
-        );
-        assert_eq!(parse_type("q5_1").unwrap(), GgmlType::Q5_1);
-        let e = parse_type("Q3_K_M").unwrap_err().to_string();
-        assert!(
-            e.contains("unknown or unsupported type 'Q3_K_M'") && e.contains("Q4_0"),
-            "{e}"
-        );
+    fn llama_quantizes_only_weight_matrices() {
+        assert!(allows_quantization("blk.0.attn_q.weight", 2));
+        assert!(!allows_quantization("blk.0.attn_norm.weight", 1));
+        assert!(!allows_quantization("blk.0.ffn_gate_inp.weight", 2));
+        assert!(!allows_quantization("blk.0.attn_q.bias", 2));
+        assert!(!allows_quantization("position_embd.weight", 2));
     }
 }

@@ -1,5 +1,5 @@
-//! Writes the tiny random-weight models (`lar_testdata::tiny_model`) into a directory, for
-//! scripts/make-goldens.py to run through llama.cpp:
+//! Writes the tiny random-weight models (`lar_testdata::tiny_model`, and the wider `wide-llama`) into a directory,
+//! for scripts/make-goldens.py and scripts/make-quantize-goldens.sh to run through llama.cpp:
 //! `cargo run --release -p lar-models --example tiny-models -- DIR`.
 
 fn main() -> std::io::Result<()> {
@@ -10,5 +10,8 @@ fn main() -> std::io::Result<()> {
         std::fs::write(&path, lar_testdata::tiny_model(arch))?;
         println!("{}", path.display());
     }
+    let path = dir.join("wide-llama.gguf");
+    std::fs::write(&path, lar_testdata::wide_model("llama"))?;
+    println!("{}", path.display());
     Ok(())
 }

@@ -98,17 +98,60 @@ pub fn max_diff_vs_golden(rows: &[Vec<f32>], golden: &serde_json::Value, what: &
 /// Architectures with a tiny synthetic model.
 pub const TINY_ARCHS: [&str; 4] = ["llama", "qwen2", "qwen3", "phi3"];
 
-/// Shape of the tiny models: 2 layers, 64 wide, 4 heads of 16 (2 KV heads), FFN 96, a 260-token byte-level vocabulary.
-const N_LAYER: usize = 2;
-const N_EMBD: usize = 64;
-const N_HEAD: usize = 4;
-const N_KV: usize = 2;
-const HEAD_DIM: usize = 16;
-const N_FF: usize = 96;
+/// The shape of a synthetic model.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    pub layers: usize,
+    pub embd: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub ff: usize,
+}
+
+/// The tiny models: 2 layers, 64 wide, 4 heads of 16 (2 KV heads), FFN 96.
+pub const TINY: Shape = Shape {
+    layers: 2,
+    embd: 64,
+    heads: 4,
+    kv_heads: 2,
+    head_dim: 16,
+    ff: 96,
+};
+
+/// Wide enough for the k-quants' superblocks of 256 and deep enough for llama-quantize's per-layer mixtures: 8
+/// layers, 256 wide, 4 heads of 64 sharing one KV head (grouped 4 to 1), FFN 256.
+pub const WIDE: Shape = Shape {
+    layers: 8,
+    embd: 256,
+    heads: 4,
+    kv_heads: 1,
+    head_dim: 64,
+    ff: 256,
+};
+
+/// The byte-level vocabulary: the 256 GPT-2 byte characters, one merge, three control tokens.
 const N_VOCAB: usize = 260;
 
 /// A tiny random-weight model of `arch` (one of [`TINY_ARCHS`]), all F32, as GGUF bytes. Deterministic.
 pub fn tiny_model(arch: &str) -> Vec<u8> {
+    model_of(arch, &TINY)
+}
+
+/// A random-weight model of `arch` in the [`WIDE`] shape, all F32, as GGUF bytes (about 12 MB). Deterministic.
+pub fn wide_model(arch: &str) -> Vec<u8> {
+    model_of(arch, &WIDE)
+}
+
+fn model_of(arch: &str, sh: &Shape) -> Vec<u8> {
+    let Shape {
+        layers: n_layer,
+        embd: n_embd,
+        heads: n_head,
+        kv_heads: n_kv,
+        head_dim,
+        ff: n_ff,
+    } = *sh;
     let mut rng = 0x9E3779B97F4A7C15u64
         ^ arch
             .bytes()
@@ -129,17 +172,17 @@ pub fn tiny_model(arch: &str) -> Vec<u8> {
     // A neutral name: llama.cpp special-cases vocabularies of models whose name contains "phi3".
     w.add("general.architecture", s(arch))
         .add("general.name", s("tiny"));
-    w.add(&k("block_count"), u(N_LAYER))
+    w.add(&k("block_count"), u(n_layer))
         .add(&k("context_length"), u(256))
-        .add(&k("embedding_length"), u(N_EMBD))
-        .add(&k("feed_forward_length"), u(N_FF))
-        .add(&k("attention.head_count"), u(N_HEAD))
-        .add(&k("attention.head_count_kv"), u(N_KV))
-        .add(&k("attention.key_length"), u(HEAD_DIM))
-        .add(&k("attention.value_length"), u(HEAD_DIM))
+        .add(&k("embedding_length"), u(n_embd))
+        .add(&k("feed_forward_length"), u(n_ff))
+        .add(&k("attention.head_count"), u(n_head))
+        .add(&k("attention.head_count_kv"), u(n_kv))
+        .add(&k("attention.key_length"), u(head_dim))
+        .add(&k("attention.value_length"), u(head_dim))
         .add(&k("attention.layer_norm_rms_epsilon"), Value::F32(1e-5))
         .add(&k("rope.freq_base"), Value::F32(10_000.0))
-        .add(&k("rope.dimension_count"), u(HEAD_DIM));
+        .add(&k("rope.dimension_count"), u(head_dim));
     // Byte-level BPE vocabulary: the 256 GPT-2 byte characters, one merge, three control tokens.
     let mut tokens: Vec<Value> = gpt2_byte_chars()
         .into_iter()
@@ -162,8 +205,8 @@ pub fn tiny_model(arch: &str) -> Vec<u8> {
         .add("tokenizer.ggml.bos_token_id", u(257))
         .add("tokenizer.ggml.eos_token_id", u(258))
         .add("tokenizer.ggml.add_bos_token", Value::Bool(false));
-    let kvd = N_KV * HEAD_DIM;
-    let qd = N_HEAD * HEAD_DIM;
+    let kvd = n_kv * head_dim;
+    let qd = n_head * head_dim;
     let norm = |rand: &mut dyn FnMut() -> f32, n: usize| -> Vec<f32> {
         (0..n).map(|_| 1.0 + 0.1 * rand()).collect()
     };
@@ -175,28 +218,28 @@ pub fn tiny_model(arch: &str) -> Vec<u8> {
     };
     w.add_f32(
         "token_embd.weight",
-        &[N_EMBD, N_VOCAB],
-        &mat(N_VOCAB, N_EMBD, 0.5),
+        &[n_embd, N_VOCAB],
+        &mat(N_VOCAB, n_embd, 0.5),
     );
-    w.add_f32("output_norm.weight", &[N_EMBD], &norm(&mut r2, N_EMBD));
+    w.add_f32("output_norm.weight", &[n_embd], &norm(&mut r2, n_embd));
     w.add_f32(
         "output.weight",
-        &[N_EMBD, N_VOCAB],
-        &mat(N_VOCAB, N_EMBD, 0.3),
+        &[n_embd, N_VOCAB],
+        &mat(N_VOCAB, n_embd, 0.3),
     );
-    for i in 0..N_LAYER {
+    for i in 0..n_layer {
         let n = |t: &str| format!("blk.{i}.{t}.weight");
-        w.add_f32(&n("attn_norm"), &[N_EMBD], &norm(&mut r2, N_EMBD));
+        w.add_f32(&n("attn_norm"), &[n_embd], &norm(&mut r2, n_embd));
         if arch == "phi3" {
             w.add_f32(
                 &n("attn_qkv"),
-                &[N_EMBD, qd + 2 * kvd],
-                &mat(qd + 2 * kvd, N_EMBD, 0.3),
+                &[n_embd, qd + 2 * kvd],
+                &mat(qd + 2 * kvd, n_embd, 0.3),
             );
         } else {
-            w.add_f32(&n("attn_q"), &[N_EMBD, qd], &mat(qd, N_EMBD, 0.3));
-            w.add_f32(&n("attn_k"), &[N_EMBD, kvd], &mat(kvd, N_EMBD, 0.3));
-            w.add_f32(&n("attn_v"), &[N_EMBD, kvd], &mat(kvd, N_EMBD, 0.3));
+            w.add_f32(&n("attn_q"), &[n_embd, qd], &mat(qd, n_embd, 0.3));
+            w.add_f32(&n("attn_k"), &[n_embd, kvd], &mat(kvd, n_embd, 0.3));
+            w.add_f32(&n("attn_v"), &[n_embd, kvd], &mat(kvd, n_embd, 0.3));
         }
         if arch == "qwen2" {
             w.add_f32(&format!("blk.{i}.attn_q.bias"), &[qd], &mat(1, qd, 0.2));
@@ -204,22 +247,22 @@ pub fn tiny_model(arch: &str) -> Vec<u8> {
             w.add_f32(&format!("blk.{i}.attn_v.bias"), &[kvd], &mat(1, kvd, 0.2));
         }
         if arch == "qwen3" {
-            w.add_f32(&n("attn_q_norm"), &[HEAD_DIM], &norm(&mut r2, HEAD_DIM));
-            w.add_f32(&n("attn_k_norm"), &[HEAD_DIM], &norm(&mut r2, HEAD_DIM));
+            w.add_f32(&n("attn_q_norm"), &[head_dim], &norm(&mut r2, head_dim));
+            w.add_f32(&n("attn_k_norm"), &[head_dim], &norm(&mut r2, head_dim));
         }
-        w.add_f32(&n("attn_output"), &[qd, N_EMBD], &mat(N_EMBD, qd, 0.3));
-        w.add_f32(&n("ffn_norm"), &[N_EMBD], &norm(&mut r2, N_EMBD));
+        w.add_f32(&n("attn_output"), &[qd, n_embd], &mat(n_embd, qd, 0.3));
+        w.add_f32(&n("ffn_norm"), &[n_embd], &norm(&mut r2, n_embd));
         if arch == "phi3" {
             w.add_f32(
                 &n("ffn_up"),
-                &[N_EMBD, 2 * N_FF],
-                &mat(2 * N_FF, N_EMBD, 0.3),
+                &[n_embd, 2 * n_ff],
+                &mat(2 * n_ff, n_embd, 0.3),
             );
         } else {
-            w.add_f32(&n("ffn_gate"), &[N_EMBD, N_FF], &mat(N_FF, N_EMBD, 0.3));
-            w.add_f32(&n("ffn_up"), &[N_EMBD, N_FF], &mat(N_FF, N_EMBD, 0.3));
+            w.add_f32(&n("ffn_gate"), &[n_embd, n_ff], &mat(n_ff, n_embd, 0.3));
+            w.add_f32(&n("ffn_up"), &[n_embd, n_ff], &mat(n_ff, n_embd, 0.3));
         }
-        w.add_f32(&n("ffn_down"), &[N_FF, N_EMBD], &mat(N_EMBD, N_FF, 0.3));
+        w.add_f32(&n("ffn_down"), &[n_ff, n_embd], &mat(n_embd, n_ff, 0.3));
     }
     w.to_bytes()
 }

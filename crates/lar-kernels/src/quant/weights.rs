@@ -1,25 +1,25 @@
 //! Weight quantizers, as llama-quantize writes them without an importance matrix (ggml's `quantize_row_*_ref`),
 //! so the same source gives the same bytes: Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 block by block of 32, and Q6_K
-//! (what llama-quantize gives the output tensor) by superblocks of 256. Each mirrors its C twin's arithmetic: f32
+//! (what llama-quantize gives the output tensor) by superblocks of 256; Q2_K..Q5_K are in [`super::kquants`]. Each mirrors its C twin's arithmetic: f32
 //! scales rounded to f16 once, values scaled by the f32 inverse, truncation where ggml casts, `roundf` (half away
 //! from zero) where it rounds, and ties to even where it uses `nearest_int`.
 
+use super::kquants::{self, nearest_int};
 use super::{GgmlType, QK, QK_K};
 
 /// The types [`quantize`] writes (besides F32, F16 and BF16).
-pub const TYPES: [GgmlType; 6] = [
+pub const TYPES: [GgmlType; 10] = [
     GgmlType::Q4_0,
     GgmlType::Q4_1,
     GgmlType::Q5_0,
     GgmlType::Q5_1,
     GgmlType::Q8_0,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
     GgmlType::Q6_K,
 ];
-
-/// ggml's `nearest_int`: rounding with ties to even.
-fn nearest_int(x: f32) -> i32 {
-    x.round_ties_even() as i32
-}
 
 /// ggml's `make_qx_quants` with `rmse_type` 1 and no weights: the scale of `x` on levels `-nmax..nmax-1` (stored
 /// in `l` plus `nmax`) that minimises the squared error weighted by `x^2`, searched around `nmax / max`.
@@ -211,6 +211,10 @@ pub fn quantize(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) -> Option<()> {
         GgmlType::Q5_0 => q5_0,
         GgmlType::Q5_1 => q5_1,
         GgmlType::Q8_0 => q8_0,
+        GgmlType::Q2_K => kquants::q2_k,
+        GgmlType::Q3_K => kquants::q3_k,
+        GgmlType::Q4_K => kquants::q4_k,
+        GgmlType::Q5_K => kquants::q5_k,
         GgmlType::Q6_K => q6_k,
         GgmlType::F32 => {
             out.extend(x.iter().flat_map(|v| v.to_le_bytes()));
@@ -259,6 +263,10 @@ mod tests {
                 GgmlType::Q5_0 | GgmlType::Q5_1 => 31.0,
                 // Sixteen scales of 8 bits on top of 6-bit values: a little coarser than 63 levels.
                 GgmlType::Q6_K => 40.0,
+                GgmlType::Q2_K => 2.0,
+                GgmlType::Q3_K => 5.0,
+                GgmlType::Q4_K => 12.0,
+                GgmlType::Q5_K => 25.0,
                 _ => 254.0,
             };
             // Every block spans less than 6: half a step is the most a value can move (plus f16 rounding), but
@@ -279,6 +287,6 @@ mod tests {
         let mut y = [1f32; 32];
         dequantize(GgmlType::Q4_0, &q, &mut y);
         assert_eq!(y, [0.0; 32]);
-        assert!(quantize(GgmlType::Q4_K, &x, &mut q).is_none());
+        assert!(quantize(GgmlType::Q8_K, &x, &mut q).is_none());
     }
 }
