@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build llama.cpp's tools (llama-bench, llama-quantize, llama-tokenize, llama-perplexity) from the llama-cpp-python
-# sdist on PyPI, once, into a cache outside the repo. Used by the benchmark and golden-file scripts; CI never runs it.
+# Build llama.cpp's tools (llama-bench, llama-quantize, llama-tokenize, llama-perplexity, llama-server,
+# llama-imatrix) from the llama-cpp-python sdist on PyPI, once, into a cache outside the repo. Used by the benchmark and golden-file scripts; CI never runs it.
 #
 #   bench/build-llama-cpp.sh     # prints the bin directory on its last line
 set -euo pipefail
@@ -18,7 +18,7 @@ if grep -qw avx512f /proc/cpuinfo 2>/dev/null && grep -qw avx512bw /proc/cpuinfo
   FLAGS="$FLAGS -DGGML_AVX512=ON"
   grep -qw avx512_vnni /proc/cpuinfo && FLAGS="$FLAGS -DGGML_AVX512_VNNI=ON"
 fi
-if [ -x "$BIN/llama-bench" ] && [ -x "$BIN/llama-quantize" ] && [ -x "$BIN/llama-server" ] && [ "$(cat "$DEST/.flags" 2>/dev/null)" = "$FLAGS" ]; then
+if [ -x "$BIN/llama-bench" ] && [ -x "$BIN/llama-quantize" ] && [ -x "$BIN/llama-server" ] && [ -x "$BIN/llama-imatrix" ] && [ "$(cat "$DEST/.flags" 2>/dev/null)" = "$FLAGS" ]; then
   echo "$BIN"
   exit 0
 fi
@@ -36,6 +36,6 @@ export PATH="$VENV/bin:$PATH"
 # shellcheck disable=SC2086
 cmake -S "$DEST" -B "$DEST/build" -G Ninja -DCMAKE_BUILD_TYPE=Release $FLAGS -DLLAMA_BUILD_SERVER=ON \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF >/dev/null
-cmake --build "$DEST/build" -j2 --target llama-bench llama-quantize llama-tokenize llama-perplexity llama-server >/dev/null
+cmake --build "$DEST/build" -j2 --target llama-bench llama-quantize llama-tokenize llama-perplexity llama-server llama-imatrix >/dev/null
 echo "$FLAGS" > "$DEST/.flags"
 echo "$BIN"

@@ -274,7 +274,7 @@ fn load(
     Ok((engine, path, threads))
 }
 
-fn read_text(path: &std::path::Path) -> Result<String> {
+pub fn read_text(path: &std::path::Path) -> Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     String::from_utf8(bytes).map_err(|e| anyhow!("{} is not UTF-8 text ({e})", path.display()))
 }

@@ -8,6 +8,7 @@ mod common;
 mod embed;
 mod eval;
 mod hw;
+mod imatrix;
 mod judge;
 mod kb;
 mod plan;
@@ -43,8 +44,11 @@ enum Cmd {
     Show(show::Args),
     /// Prompt-processing and generation speed, like llama-bench.
     Bench(bench::Args),
-    /// Write a GGUF model with its weights in another type (Q4_0 ... Q8_0, Q6_K), as llama-quantize does.
+    /// Write a GGUF model with its weights in another type (Q4_0 ... Q8_0, Q2_K ... Q6_K, the K_S/K_M/K_L
+    /// mixtures), as llama-quantize does, optionally guided by an importance matrix.
     Quantize(quantize::Args),
+    /// An importance matrix: which input columns of each weight matter on a text (llama.cpp's imatrix format).
+    Imatrix(imatrix::Args),
     /// Measure a model's quality: perplexity on a text (as llama-perplexity does).
     #[command(subcommand)]
     Eval(eval::Cmd),
@@ -91,6 +95,7 @@ fn main() {
         Cmd::Embed(a) => embed::main(a),
         Cmd::Eval(c) => eval::main(c),
         Cmd::Quantize(a) => quantize::main(a),
+        Cmd::Imatrix(a) => imatrix::main(a),
         Cmd::Runs(c) => runs::main(c),
         Cmd::Plan(a) => plan::main(a),
         Cmd::Hw(a) => hw::main(a),

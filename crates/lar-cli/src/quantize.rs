@@ -1,5 +1,5 @@
 //! `lar quantize IN OUT --type T [--pure] [--allow-requantize] [--output-tensor-type T] [--token-embedding-type T]
-//! [--tensor-type PATTERN=TYPE]...`: a GGUF model rewritten with its weights in type T (or a k-quant mixture), as llama-quantize writes them (lar_lab::quantize), with a
+//! [--tensor-type PATTERN=TYPE]... [--imatrix FILE]`: a GGUF model rewritten with its weights in type T (or a k-quant mixture), as llama-quantize writes them (lar_lab::quantize), with a
 //! progress bar; recorded as a run with its lineage (the source's sha256, the type) and the output as an artifact.
 
 use std::path::PathBuf;
@@ -33,6 +33,9 @@ pub struct Args {
     pub output_tensor_type: Option<String>,
     #[arg(long)]
     pub token_embedding_type: Option<String>,
+    /// An importance matrix (`lar imatrix` or llama-imatrix, GGUF) to weigh each weight's error by.
+    #[arg(long)]
+    pub imatrix: Option<PathBuf>,
     /// PATTERN=TYPE: tensors whose name matches the regular expression get TYPE (repeatable; the first match wins).
     #[arg(long = "tensor-type", value_name = "PATTERN=TYPE")]
     pub tensor_types: Vec<String>,
@@ -68,7 +71,17 @@ pub fn main(a: Args) -> Result<()> {
     let threads =
         lar_engine::load::check_threads(a.threads).map_err(|e| anyhow!("--threads: {e}"))?;
     let src = model_path(&a.input)?;
+    let imatrix = a
+        .imatrix
+        .as_deref()
+        .map(lar_lab::imatrix::Imatrix::load)
+        .transpose()?;
+    let imatrix_sha = a
+        .imatrix
+        .as_deref()
+        .and_then(|p| lar_lab::digest::sha256_of(p).ok());
     let o = Options {
+        imatrix,
         pure: a.pure,
         allow_requantize: a.allow_requantize,
         output_type,
@@ -86,7 +99,7 @@ pub fn main(a: Args) -> Result<()> {
         "quantize",
         &a.input,
         &src,
-        json!({"type": ft.name(), "pure": a.pure, "tensor_types": overrides, "allow_requantize": a.allow_requantize,
+        json!({"type": ft.name(), "pure": a.pure, "tensor_types": overrides, "imatrix": a.imatrix.as_ref().map(|p| p.display().to_string()), "allow_requantize": a.allow_requantize,
                "output_tensor_type": output_type.map(|t| t.name()),
                "token_embedding_type": token_embedding_type.map(|t| t.name()), "threads": threads}),
         threads,
@@ -115,7 +128,8 @@ pub fn main(a: Args) -> Result<()> {
     });
     rec.lineage(
         json!({"source": a.input, "source_sha256": rec.model_sha256(), "type": ft.name(),
-                       "pure": a.pure, "imatrix": null}),
+                       "pure": a.pure,
+               "imatrix": a.imatrix.as_ref().map(|p| p.display().to_string()), "imatrix_sha256": imatrix_sha}),
     );
     rec.finish(&result, &metrics);
     let s = result?;

@@ -1,8 +1,9 @@
 //! `lar quantize` against llama-quantize (tests/golden/quantize.json, made by scripts/make-quantize-goldens.sh):
 //! for the tiny random-weight models at Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0, and for the wide one (256 wide, 8 layers)
 //! at every k-quant file type (Q2_K, the Q3_K/Q4_K/Q5_K mixtures, Q6_K), with llama-quantize's type rules, with
-//! `--pure` and with `--tensor-type` overrides, every tensor has llama-quantize's type and exactly its bytes, and
-//! the file type is its own. The
+//! `--pure`, with `--tensor-type` overrides and with an importance matrix (a synthetic one in llama.cpp's format,
+//! which llama-quantize read to make the goldens), every tensor has llama-quantize's type and exactly its bytes,
+//! and the file type is its own. The
 //! result loads and runs in Lar and is recorded as a run with its lineage and artifact. Bad input (an unknown type,
 //! a quantized source without --allow-requantize, an unwritable output) is one line, and leaves no file.
 
@@ -51,6 +52,7 @@ fn every_tensor_is_llama_quantizes_byte_for_byte() {
         ("tiny-llama", testdata::tiny_model("llama")),
         ("tiny-qwen2", testdata::tiny_model("qwen2")),
         ("wide-llama", testdata::wide_model("llama")),
+        ("wide-llama.imatrix", testdata::wide_imatrix()),
     ] {
         assert_eq!(
             hex(&bytes),
@@ -65,6 +67,7 @@ fn every_tensor_is_llama_quantizes_byte_for_byte() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
+    let imatrix = d.join("wide-llama.imatrix.gguf").display().to_string();
     let (mut checked, mut k_quants) = (0, 0);
     for run in g["runs"].as_array().unwrap() {
         let (name, ty, pure) = (
@@ -84,6 +87,9 @@ fn every_tensor_is_llama_quantizes_byte_for_byte() {
             for p in &overrides {
                 args.extend(["--tensor-type", p]);
             }
+        }
+        if run["imatrix"].as_bool().unwrap() {
+            args.extend(["--imatrix", &imatrix]);
         }
         let r = lar(&d, &args);
         assert!(

@@ -31,7 +31,15 @@ pub fn file_sha256(store: &RunStore, path: &Path) -> Result<String> {
     if let Some(s) = store.cached_digest(&key, meta.len(), mtime)? {
         return Ok(s);
     }
-    let mut f = std::fs::File::open(&real).map_err(io)?;
+    let hex = sha256_of(&real)?;
+    store.cache_digest(&key, meta.len(), mtime, &hex)?;
+    Ok(hex)
+}
+
+/// The sha256 (hex) of the file at `path`, read through (no cache).
+pub fn sha256_of(path: &Path) -> Result<String> {
+    let io = |e| Error::Io(path.display().to_string(), e);
+    let mut f = std::fs::File::open(path).map_err(io)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -41,9 +49,7 @@ pub fn file_sha256(store: &RunStore, path: &Path) -> Result<String> {
         }
         h.update(&buf[..n]);
     }
-    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    store.cache_digest(&key, meta.len(), mtime, &hex)?;
-    Ok(hex)
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod chart;
 pub mod choice;
 pub mod digest;
 pub mod error;
+pub mod imatrix;
 pub mod kld;
 pub mod machine;
 pub mod mixture;

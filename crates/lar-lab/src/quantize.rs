@@ -15,8 +15,9 @@ use lar_engine::load::physical_cores;
 use lar_formats::ggml_type::GgmlType;
 use lar_formats::gguf::{Gguf, Value};
 use lar_formats::gguf_stream::{GgufStream, TensorSpec};
-use lar_kernels::quant::{reference, weights};
+use lar_kernels::quant::{reference, weighted, weights};
 
+use crate::imatrix::Imatrix;
 use crate::mixture::{Choices, FileType, Mixture, ModelFacts, llama_order};
 use serde::Serialize;
 
@@ -37,6 +38,8 @@ pub struct Options {
     pub token_embedding_type: Option<GgmlType>,
     /// `--tensor-type PATTERN=TYPE`, in the order given: the first pattern found in a name decides.
     pub overrides: Vec<(String, GgmlType)>,
+    /// An importance matrix to weigh each value's error by (`--imatrix`).
+    pub imatrix: Option<Imatrix>,
     /// Threads (0: the physical cores).
     pub threads: usize,
 }
@@ -51,6 +54,7 @@ impl Options {
             output_type: None,
             token_embedding_type: None,
             overrides: Vec::new(),
+            imatrix: None,
             threads: 0,
         }
     }
@@ -119,19 +123,42 @@ fn to_f32(ty: GgmlType, data: &[u8], n: usize, ncols: usize, threads: usize) -> 
     Ok(out)
 }
 
-/// `x` (rows of `ncols`) quantized to `ty` on `threads` threads, rows split evenly.
-fn quantize_rows(ty: GgmlType, x: &[f32], ncols: usize, threads: usize) -> Result<Vec<u8>> {
+/// An importance matrix's weights for one tensor: one row of `ncols` per expert, each expert `rows` rows.
+struct RowWeights<'a> {
+    w: &'a [f32],
+    rows_per_expert: usize,
+}
+
+/// `x` (rows of `ncols`) quantized to `ty` on `threads` threads, rows split evenly; with `qw`, row by row under
+/// the importance weights of its expert.
+fn quantize_rows(
+    ty: GgmlType,
+    x: &[f32],
+    ncols: usize,
+    threads: usize,
+    qw: Option<RowWeights>,
+) -> Result<Vec<u8>> {
     let rows = x.len() / ncols.max(1);
     let parts = threads.clamp(1, rows.max(1));
     let per = rows.div_ceil(parts);
     let chunks: Vec<&[f32]> = x.chunks(per * ncols).collect();
+    let qw = qw.as_ref();
     let outs: Vec<Option<Vec<u8>>> = std::thread::scope(|s| {
         let handles: Vec<_> = chunks
             .iter()
-            .map(|c| {
+            .enumerate()
+            .map(|(i, c)| {
                 s.spawn(move || {
                     let mut out = Vec::with_capacity(ty.row_bytes(c.len()));
-                    weights::quantize(ty, c, &mut out).map(|_| out)
+                    let Some(qw) = qw else {
+                        return weights::quantize(ty, c, &mut out).map(|_| out);
+                    };
+                    for (r, row) in c.chunks_exact(ncols).enumerate() {
+                        let e = (i * per + r) / qw.rows_per_expert.max(1);
+                        let w = qw.w.get(e * ncols..(e + 1) * ncols)?;
+                        weighted::quantize_row(ty, row, w, &mut out)?;
+                    }
+                    Some(out)
                 })
             })
             .collect();
@@ -147,6 +174,48 @@ fn quantize_rows(ty: GgmlType, x: &[f32], ncols: usize, threads: usize) -> Resul
         );
     }
     Ok(all)
+}
+
+/// The importance weights of tensor `t` (going to `ty`, rows of `ncols`) in `o`'s matrix, checked as
+/// llama-quantize checks them: a matrix that has the tensor must have one row per expert of its width (the token
+/// embedding excepted, which is then quantized without); one that lacks it quantizes it without, except for Q2_K
+/// in a Q2_K_S file, which needs it.
+fn importance(
+    o: &Options,
+    t: &lar_formats::gguf::TensorInfo,
+    ty: GgmlType,
+    ncols: usize,
+) -> Result<Option<Vec<f32>>> {
+    let Some(m) = &o.imatrix else {
+        return Ok(None);
+    };
+    let experts = t.dims.get(2).copied().unwrap_or(1);
+    match m.weights(&t.name) {
+        Some(w) if w.len() == ncols * experts => Ok(Some(w)),
+        Some(_) if t.name == "token_embd.weight" || t.name == "per_layer_token_embd.weight" => {
+            Ok(None)
+        }
+        Some(w) => Err(Error::Invalid(format!(
+            "the importance matrix has {} values for {}, which has rows of {ncols}{}: it was made for another model",
+            w.len(),
+            t.name,
+            if experts > 1 {
+                format!(" in {experts} experts")
+            } else {
+                String::new()
+            }
+        ))),
+        None if ty == GgmlType::Q2_K
+            && o.ft == FileType::Q2_K_S
+            && !matches!(t.name.as_str(), "token_embd.weight" | "output.weight") =>
+        {
+            Err(Error::Invalid(format!(
+                "Q2_K_S needs importance weights for {}, and the matrix has none",
+                t.name
+            )))
+        }
+        None => Ok(None),
+    }
 }
 
 /// The metadata of the output: the source's (`general.architecture` first, the rest by name), with the file type
@@ -199,7 +268,7 @@ pub fn quantize(
         ModelFacts::of(&g),
         &Choices {
             pure: o.pure,
-            has_imatrix: false,
+            has_imatrix: o.imatrix.is_some(),
             output_type: o.output_type,
             token_embedding_type: o.token_embedding_type,
             overrides: o.overrides.clone(),
@@ -271,7 +340,17 @@ pub fn quantize(
             let ncols = t.dims.first().copied().unwrap_or(n).max(1);
             let x = to_f32(t.ty, data, n, ncols, threads)
                 .map_err(|e| Error::Invalid(format!("{}: {e}", t.name)))?;
-            let q = quantize_rows(spec.ty, &x, ncols, threads)?;
+            let qw = importance(o, t, spec.ty, ncols)?;
+            let q = quantize_rows(
+                spec.ty,
+                &x,
+                ncols,
+                threads,
+                qw.as_deref().map(|w| RowWeights {
+                    w,
+                    rows_per_expert: t.dims.get(1).copied().unwrap_or(1),
+                }),
+            )?;
             out.write_tensor(&q).map_err(io)?;
             quantized += 1;
         }

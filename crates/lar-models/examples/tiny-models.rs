@@ -1,4 +1,4 @@
-//! Writes the tiny random-weight models (`lar_testdata::tiny_model`, and the wider `wide-llama`) into a directory,
+//! Writes the tiny random-weight models (`lar_testdata::tiny_model`, the wider `wide-llama` and its synthetic importance matrix) into a directory,
 //! for scripts/make-goldens.py and scripts/make-quantize-goldens.sh to run through llama.cpp:
 //! `cargo run --release -p lar-models --example tiny-models -- DIR`.
 
@@ -12,6 +12,9 @@ fn main() -> std::io::Result<()> {
     }
     let path = dir.join("wide-llama.gguf");
     std::fs::write(&path, lar_testdata::wide_model("llama"))?;
+    println!("{}", path.display());
+    let path = dir.join("wide-llama.imatrix.gguf");
+    std::fs::write(&path, lar_testdata::wide_imatrix())?;
     println!("{}", path.display());
     Ok(())
 }

@@ -50,6 +50,10 @@ pub struct Model {
     pub(crate) inv_freq_swa: Vec<f32>,
 }
 
+/// What [`Model::forward_observed`] shows each weight matrix's input to: its name and the input, one row per
+/// token of the batch.
+pub type Observer<'a> = dyn FnMut(&str, &[f32]) + 'a;
+
 /// Largest head dimension the attention kernel's stack buffers take.
 const MAX_HEAD_DIM: usize = 512;
 
@@ -201,6 +205,24 @@ impl Model {
         kv: &mut KvStore,
         pool: &ThreadPool,
     ) -> Result<Vec<Vec<f32>>> {
+        self.forward_observed(batch, kv, pool, None)
+    }
+
+    /// [`Model::forward`], showing `observe` the input of every weight matrix of the blocks (its GGUF name, the
+    /// batch's input rows, one per token): what an importance matrix is made of. A fused matrix (`attn_qkv`,
+    /// `ffn_up` holding gate and up) is shown once, under its own name.
+    pub fn forward_observed(
+        &self,
+        batch: &[SeqBatch],
+        kv: &mut KvStore,
+        pool: &ThreadPool,
+        mut observe: Option<&mut Observer>,
+    ) -> Result<Vec<Vec<f32>>> {
+        let mut seen = |il: usize, w: &str, x: &[f32]| {
+            if let Some(o) = observe.as_mut() {
+                o(&format!("blk.{il}.{w}.weight"), x);
+            }
+        };
         let hp = &self.hp;
         let (d, hd, nh, nkv) = (hp.n_embd, hp.head_dim, hp.n_head, hp.n_head_kv);
         let kvd = hp.kv_dim();
@@ -232,6 +254,13 @@ impl Model {
         let mut up = vec![0f32; n * hp.n_ff];
         for (il, l) in self.layers.iter().enumerate() {
             norm_rows(&x, &l.attn_norm, hp.rms_eps, d, &mut xn);
+            if hp.fused_qkv {
+                seen(il, "attn_qkv", &xn);
+            } else {
+                for w in ["attn_q", "attn_k", "attn_v"] {
+                    seen(il, w, &xn);
+                }
+            }
             {
                 let mut acts = ActSet::new(&xn, n, d, pool);
                 acts.prepare(&[&l.wq, &l.wk, &l.wv]);
@@ -276,6 +305,7 @@ impl Model {
                 );
             }
             self.attention(il, &q, batch, &where_, kv, &mut att, pool);
+            seen(il, "attn_output", &att);
             matmul(
                 &l.wo,
                 ActSet::new(&att, n, nh * hd, pool).for_weight(&l.wo),
@@ -287,6 +317,10 @@ impl Model {
             }
             add(&mut x, &o);
             norm_rows(&x, &l.ffn_norm, hp.rms_eps, d, &mut xn);
+            if !hp.fused_gate_up {
+                seen(il, "ffn_gate", &xn);
+            }
+            seen(il, "ffn_up", &xn);
             {
                 let mut acts = ActSet::new(&xn, n, d, pool);
                 acts.prepare(&[&l.gate, &l.up]);
@@ -311,6 +345,7 @@ impl Model {
                     Activation::Gelu => ops::gelu_mul(g, u),
                 }
             });
+            seen(il, "ffn_down", &gate);
             matmul(
                 &l.down,
                 ActSet::new(&gate, n, hp.n_ff, pool).for_weight(&l.down),

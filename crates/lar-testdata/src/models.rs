@@ -143,6 +143,51 @@ pub fn wide_model(arch: &str) -> Vec<u8> {
     model_of(arch, &WIDE)
 }
 
+/// A synthetic importance matrix for [`wide_model`] in llama.cpp's GGUF imatrix format: every block matrix's input
+/// columns with mean squared activations spread over four orders of magnitude (as real ones are), 512 tokens.
+/// Deterministic; llama-quantize reads it (scripts/make-quantize-goldens.sh feeds it to llama-quantize).
+pub fn wide_imatrix() -> Vec<u8> {
+    let sh = WIDE;
+    let mut rng = 0x2545F4914F6CDD1Du64;
+    let mut rand = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng >> 40) as f32 / (1u64 << 24) as f32
+    };
+    let mut w = GgufWriter::new();
+    w.add("general.type", Value::String("imatrix".into()))
+        .add(
+            "imatrix.datasets",
+            Value::Array(vec![Value::String("synthetic".into())]),
+        )
+        .add("imatrix.chunk_count", Value::U32(1))
+        .add("imatrix.chunk_size", Value::U32(512));
+    let mut names = Vec::new();
+    for i in 0..sh.layers {
+        for (t, cols) in [
+            ("attn_k", sh.embd),
+            ("attn_output", sh.heads * sh.head_dim),
+            ("attn_q", sh.embd),
+            ("attn_v", sh.embd),
+            ("ffn_down", sh.ff),
+            ("ffn_gate", sh.embd),
+            ("ffn_up", sh.embd),
+        ] {
+            names.push((format!("blk.{i}.{t}.weight"), cols));
+        }
+    }
+    names.sort();
+    for (name, cols) in names {
+        let sums: Vec<f32> = (0..cols)
+            .map(|_| 512.0 * 10f32.powf(4.0 * rand() - 2.0))
+            .collect();
+        w.add_f32(&format!("{name}.in_sum2"), &[cols, 1], &sums);
+        w.add_f32(&format!("{name}.counts"), &[1, 1], &[512.0]);
+    }
+    w.to_bytes()
+}
+
 fn model_of(arch: &str, sh: &Shape) -> Vec<u8> {
     let Shape {
         layers: n_layer,

@@ -13,7 +13,7 @@ pub(super) fn nearest_int(x: f32) -> i32 {
     (val.to_bits() as i32 & 0x007f_ffff) - 0x0040_0000
 }
 
-fn f16_round(x: f32) -> (f32, [u8; 2]) {
+pub(super) fn f16_round(x: f32) -> (f32, [u8; 2]) {
     let h = half::f16::from_f32(x);
     (h.to_f32(), h.to_le_bytes())
 }
@@ -22,7 +22,7 @@ fn f16_round(x: f32) -> (f32, [u8; 2]) {
 /// error (absolute with `mad`, else squared), trying `nstep + 1` scales from `rmin` in steps of `rdelta`.
 /// Returns the scale and the minimum's negation (`the_min`); `l` receives the levels.
 #[allow(clippy::too_many_arguments)]
-fn make_qkx2_quants(
+pub(super) fn make_qkx2_quants(
     x: &[f32],
     weights: &[f32],
     nmax: i32,
@@ -154,7 +154,7 @@ fn make_q3_quants(x: &[f32], nmax: i32, l: &mut [i8]) -> f32 {
 }
 
 /// Sixty-four 2-bit levels to a byte: `L[j + l]`, `L[j + l + 32]`, `+64`, `+96` for each half of 128.
-fn pack_2bit(l: &[u8], qs: &mut [u8]) {
+pub(super) fn pack_2bit(l: &[u8], qs: &mut [u8]) {
     for j in (0..QK_K).step_by(128) {
         for i in 0..32 {
             qs[j / 4 + i] =
@@ -202,18 +202,23 @@ pub(super) fn q2_k(x: &[f32], out: &mut Vec<u8>) {
         dminf = v;
         rest[dmin - 16..dmin - 14].copy_from_slice(&b);
     }
+    q2_k_finish(x, &mut l, df, dminf, &mut block);
+    out.extend(block);
+}
+
+/// The values of a Q2_K superblock again against its rounded scales (`block` holds them, `d` and `dmin`), packed.
+pub(super) fn q2_k_finish(x: &[f32], l: &mut [u8; QK_K], d: f32, dmin: f32, block: &mut [u8; 84]) {
     for j in 0..16 {
-        let dj = df * (sc[j] & 0xF) as f32;
+        let dj = d * (block[j] & 0xF) as f32;
         if dj == 0.0 {
             continue;
         }
-        let dm = dminf * (sc[j] >> 4) as f32;
+        let dm = dmin * (block[j] >> 4) as f32;
         for i in 0..16 {
             l[16 * j + i] = nearest_int((x[16 * j + i] + dm) / dj).clamp(0, 3) as u8;
         }
     }
-    pack_2bit(&l, &mut rest[..64]);
-    out.extend(block);
+    pack_2bit(l, &mut block[16..80]);
 }
 
 pub(super) fn q3_k(x: &[f32], out: &mut Vec<u8>) {
@@ -232,20 +237,41 @@ pub(super) fn q3_k(x: &[f32], out: &mut Vec<u8>) {
     let mut d = 0.0;
     if max_scale != 0.0 {
         let iscale = -32.0 / max_scale;
-        for (j, &s) in scales.iter().enumerate() {
-            // C stores `nearest_int` in an int8_t before clamping.
-            let q = (nearest_int(iscale * s) as i8).clamp(-32, 31) + 32;
-            if j < 8 {
-                sc[j] = q as u8 & 0xF;
-            } else {
-                sc[j - 8] |= (q as u8 & 0xF) << 4;
-            }
-            sc[j % 4 + 8] |= ((q >> 4) as u8) << (2 * (j / 4));
-        }
+        // C stores `nearest_int` in an int8_t before clamping.
+        sc = pack_scales_q3(&std::array::from_fn(|j| {
+            ((nearest_int(iscale * scales[j]) as i8).clamp(-32, 31) + 32) as u8
+        }));
         let (v, b) = f16_round(1.0 / iscale);
         d = v;
         block[108..110].copy_from_slice(&b);
     }
+    q3_k_finish(x, &mut l, sc, d, &mut block);
+    out.extend(block);
+}
+
+/// Sixteen 6-bit scales (biased by 32) packed into Q3_K's 12 bytes: low nibbles, then the high two bits.
+pub(super) fn pack_scales_q3(q: &[u8; 16]) -> [u8; 12] {
+    let mut sc = [0u8; 12];
+    for (j, &q) in q.iter().enumerate() {
+        if j < 8 {
+            sc[j] = q & 0xF;
+        } else {
+            sc[j - 8] |= (q & 0xF) << 4;
+        }
+        sc[j % 4 + 8] |= (q >> 4) << (2 * (j / 4));
+    }
+    sc
+}
+
+/// A Q3_K superblock from its packed scales `sc` and rounded `d` (already in `block`): the values again against
+/// the scales, their high bits in the mask, the low two packed.
+pub(super) fn q3_k_finish(
+    x: &[f32],
+    l: &mut [i8; QK_K],
+    sc: [u8; 12],
+    d: f32,
+    block: &mut [u8; 110],
+) {
     block[96..108].copy_from_slice(&sc);
     for j in 0..16 {
         let lo = if j < 8 { sc[j] & 0xF } else { sc[j - 8] >> 4 };
@@ -275,12 +301,11 @@ pub(super) fn q3_k(x: &[f32], out: &mut Vec<u8>) {
         }
     }
     pack_2bit(&lu, &mut qs[..64]);
-    out.extend(block);
 }
 
 /// Six-bit scales and minimums of the eight sub-blocks of a Q4_K/Q5_K superblock, packed into 12 bytes as
 /// `get_scale_min_k4` reads them.
-fn pack_scales_k4(ls: &[u8; 8], lm: &[u8; 8]) -> [u8; 12] {
+pub(super) fn pack_scales_k4(ls: &[u8; 8], lm: &[u8; 8]) -> [u8; 12] {
     let mut s = [0u8; 12];
     for j in 0..8 {
         if j < 4 {
@@ -295,7 +320,7 @@ fn pack_scales_k4(ls: &[u8; 8], lm: &[u8; 8]) -> [u8; 12] {
     s
 }
 
-fn scale_min_k4(j: usize, q: &[u8; 12]) -> (u8, u8) {
+pub(super) fn scale_min_k4(j: usize, q: &[u8; 12]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
@@ -353,8 +378,21 @@ fn k4_levels(
     let sc = pack_scales_k4(&ls, &lm);
     let (d, db) = f16_round(max_scale / 63.0);
     let (dmin, mb) = f16_round(max_min / 63.0);
+    k4_requant(x, nmax, &sc, d, dmin, l);
+    (sc, db, mb)
+}
+
+/// The values of a Q4_K/Q5_K superblock on levels `0..=nmax` against its rounded scales and minimums.
+pub(super) fn k4_requant(
+    x: &[f32],
+    nmax: i32,
+    sc: &[u8; 12],
+    d: f32,
+    dmin: f32,
+    l: &mut [u8; QK_K],
+) {
     for j in 0..8 {
-        let (s, m) = scale_min_k4(j, &sc);
+        let (s, m) = scale_min_k4(j, sc);
         let dj = d * s as f32;
         if dj == 0.0 {
             continue;
@@ -364,12 +402,21 @@ fn k4_levels(
             l[32 * j + i] = nearest_int((x[32 * j + i] + dm) / dj).clamp(0, nmax) as u8;
         }
     }
-    (sc, db, mb)
 }
 
 pub(super) fn q4_k(x: &[f32], out: &mut Vec<u8>) {
     let mut l = [0u8; QK_K];
     let (sc, d, dmin) = k4_levels(x, 15, -1.0, 20, &mut l);
+    pack_q4_k(&l, sc, d, dmin, out);
+}
+
+pub(super) fn pack_q4_k(
+    l: &[u8; QK_K],
+    sc: [u8; 12],
+    d: [u8; 2],
+    dmin: [u8; 2],
+    out: &mut Vec<u8>,
+) {
     out.extend(d);
     out.extend(dmin);
     out.extend(sc);
@@ -381,6 +428,16 @@ pub(super) fn q4_k(x: &[f32], out: &mut Vec<u8>) {
 pub(super) fn q5_k(x: &[f32], out: &mut Vec<u8>) {
     let mut l = [0u8; QK_K];
     let (sc, d, dmin) = k4_levels(x, 31, -0.5, 15, &mut l);
+    pack_q5_k(&l, sc, d, dmin, out);
+}
+
+pub(super) fn pack_q5_k(
+    l: &[u8; QK_K],
+    sc: [u8; 12],
+    d: [u8; 2],
+    dmin: [u8; 2],
+    out: &mut Vec<u8>,
+) {
     let mut qh = [0u8; 32];
     let mut ql = [0u8; 128];
     let (mut m1, mut m2) = (1u8, 2u8);

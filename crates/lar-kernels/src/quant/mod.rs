@@ -14,6 +14,7 @@ pub mod packed_q5_0;
 pub mod packed_q6k;
 mod panels;
 pub mod reference;
+pub mod weighted;
 pub mod weights;
 
 use std::sync::OnceLock;

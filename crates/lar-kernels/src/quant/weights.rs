@@ -21,9 +21,10 @@ pub const TYPES: [GgmlType; 10] = [
     GgmlType::Q6_K,
 ];
 
-/// ggml's `make_qx_quants` with `rmse_type` 1 and no weights: the scale of `x` on levels `-nmax..nmax-1` (stored
-/// in `l` plus `nmax`) that minimises the squared error weighted by `x^2`, searched around `nmax / max`.
-fn make_qx_quants(x: &[f32], nmax: i32, l: &mut [i8]) -> f32 {
+/// ggml's `make_qx_quants` with `rmse_type` 1: the scale of `x` on levels `-nmax..nmax-1` (stored in `l` plus
+/// `nmax`) that minimises the squared error weighted by `qw` (an importance matrix's) or else by `x^2`, searched
+/// around `nmax / max`.
+pub(super) fn make_qx_quants(x: &[f32], nmax: i32, l: &mut [i8], qw: Option<&[f32]>) -> f32 {
     let (max, amax) = signed_max(x);
     if amax < 1e-15 {
         l.fill(0);
@@ -33,9 +34,9 @@ fn make_qx_quants(x: &[f32], nmax: i32, l: &mut [i8]) -> f32 {
     let clamp = |v: i32| v.clamp(-nmax, nmax - 1);
     let sums = |iscale: f32| {
         let (mut sumlx, mut suml2) = (0f32, 0f32);
-        for &xi in x {
+        for (i, &xi) in x.iter().enumerate() {
             let q = clamp(nearest_int(iscale * xi)) as f32;
-            let w = xi * xi;
+            let w = qw.map_or(xi * xi, |w| w[i]);
             sumlx += w * xi * q;
             suml2 += w * q * q;
         }
@@ -64,11 +65,22 @@ fn make_qx_quants(x: &[f32], nmax: i32, l: &mut [i8]) -> f32 {
 }
 
 fn q6_k(b: &[f32], out: &mut Vec<u8>) {
+    q6_k_with(b, None, out)
+}
+
+/// Q6_K, its sub-blocks' scales fitted with the weights `qw` (an importance matrix's, for the superblock) or `x^2`.
+pub(super) fn q6_k_with(b: &[f32], qw: Option<&[f32]>, out: &mut Vec<u8>) {
     let mut l = [0i8; QK_K];
     let mut scales = [0f32; QK_K / 16];
     let (mut max_scale, mut max_abs) = (0f32, 0f32);
     for (ib, s) in scales.iter_mut().enumerate() {
-        *s = make_qx_quants(&b[16 * ib..16 * ib + 16], 32, &mut l[16 * ib..16 * ib + 16]);
+        let w = qw.map(|w| &w[16 * ib..16 * ib + 16]);
+        *s = make_qx_quants(
+            &b[16 * ib..16 * ib + 16],
+            32,
+            &mut l[16 * ib..16 * ib + 16],
+            w,
+        );
         if s.abs() > max_abs {
             max_abs = s.abs();
             max_scale = *s;
@@ -112,7 +124,7 @@ fn q6_k(b: &[f32], out: &mut Vec<u8>) {
     out.extend(block);
 }
 
-fn f16(x: f32) -> [u8; 2] {
+pub(super) fn f16(x: f32) -> [u8; 2] {
     half::f16::from_f32(x).to_le_bytes()
 }
 
