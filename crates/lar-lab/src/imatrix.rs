@@ -328,7 +328,7 @@ mod tests {
             .to_string();
         assert!(e.contains("not an importance matrix"), "{e}");
         let bytes = std::fs::read(&p).unwrap();
-        std::fs::write(d.path().join("cut"), &bytes[..bytes.len() - 5]).unwrap();
+        std::fs::write(d.path().join("cut"), &bytes[..bytes.len() / 2]).unwrap();
         assert!(Imatrix::load(&d.path().join("cut")).is_err());
     }
 }
