@@ -132,14 +132,30 @@ struct Row {
     gen_tps: f64,
     perplexity: f64,
     stderr: f64,
+    /// Mean KL divergence from the reference (the largest file) and how often both pick the same top token;
+    /// `None` for the reference itself and for a model whose vocabulary differs.
+    kld: Option<f64>,
+    same_top: Option<f64>,
+    reference: bool,
     run: Option<String>,
 }
 
 fn compare(a: CompareArgs) -> Result<()> {
     let text = read_text(&a.text)?;
+    // The largest file is the reference the others' KL divergence is measured from: it is measured first.
+    let paths = a
+        .models
+        .iter()
+        .map(|m| crate::common::model_path(m))
+        .collect::<Result<Vec<_>>>()?;
+    let size = |i: usize| std::fs::metadata(&paths[i]).map_or(0, |x| x.len());
+    let mut order: Vec<usize> = (0..a.models.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(size(i)));
+    let mut reference: Option<lar_lab::kld::Reference> = None;
     let mut rows = Vec::with_capacity(a.models.len());
-    for (i, m) in a.models.iter().enumerate() {
-        eprintln!("[{}/{}] {m}", i + 1, a.models.len());
+    for (n, &i) in order.iter().enumerate() {
+        let m = &a.models[i];
+        eprintln!("[{}/{}] {m}", n + 1, a.models.len());
         let ctx = (a.ctx + 1).max(a.n_prompt.max(a.n_gen) + 4);
         let (engine, path, threads) = load(m, ctx, 2, a.threads, "cpu")?;
         let rec = Recording::start(
@@ -161,26 +177,45 @@ fn compare(a: CompareArgs) -> Result<()> {
             ProgressStyle::with_template("  perplexity {msg} {bar:30} {pos}/{len}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
+        let mut progress = |done: usize, total: usize, est: f64| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            bar.set_message(format!("{est:.4}"));
+        };
+        let is_reference = reference.is_none();
         let result = crate::bench::speeds(&engine, a.n_prompt, a.n_gen, a.reps.max(1), false)
             .and_then(|(pp, tg)| {
-                let p = perplexity::measure(&engine, &text, opts, &mut |done, total, est| {
-                    bar.set_length(total as u64);
-                    bar.set_position(done as u64);
-                    bar.set_message(format!("{est:.4}"));
-                })?;
-                Ok((pp.median, tg.median, p))
+                let (p, kld) = match &reference {
+                    None => {
+                        let (p, r) =
+                            lar_lab::kld::measure_reference(&engine, &text, opts, &mut progress)?;
+                        reference = Some(r);
+                        (p, None)
+                    }
+                    Some(r) if lar_lab::kld::comparable(&engine, &text, r) => {
+                        let (p, k) =
+                            lar_lab::kld::measure_against(&engine, &text, r, &mut progress)?;
+                        (p, Some(k))
+                    }
+                    Some(_) => (perplexity::measure(&engine, &text, opts, &mut progress)?, None),
+                };
+                Ok((pp.median, tg.median, p, kld))
             });
         bar.finish_and_clear();
-        let metrics = result.as_ref().map_or(Vec::new(), |(pp, tg, p)| {
-            vec![
+        let metrics = result.as_ref().map_or(Vec::new(), |(pp, tg, p, k)| {
+            let mut m = vec![
                 ("prompt_tps", *pp),
                 ("gen_tps", *tg),
                 ("perplexity", p.perplexity),
                 ("stderr", p.stderr),
-            ]
+            ];
+            if let Some(k) = k {
+                m.extend([("kld_mean", k.kld_mean), ("same_top", k.same_top)]);
+            }
+            m
         });
         rec.finish(&result, &metrics);
-        let (pp, tg, p) = result?;
+        let (pp, tg, p, kld) = result?;
         rows.push(Row {
             model: m.clone(),
             bytes: std::fs::metadata(&path).map_or(0, |x| x.len()),
@@ -188,9 +223,16 @@ fn compare(a: CompareArgs) -> Result<()> {
             gen_tps: tg,
             perplexity: p.perplexity,
             stderr: p.stderr,
+            kld: kld.as_ref().map(|k| k.kld_mean),
+            same_top: kld.as_ref().map(|k| k.same_top),
+            reference: is_reference,
             run: rec.id.clone(),
         });
     }
+    // Back in the order given.
+    let mut by_given: Vec<(usize, Row)> = order.into_iter().zip(rows).collect();
+    by_given.sort_by_key(|(i, _)| *i);
+    let rows: Vec<Row> = by_given.into_iter().map(|(_, r)| r).collect();
     let best = rows
         .iter()
         .map(|r| r.perplexity)
@@ -214,11 +256,18 @@ fn compare(a: CompareArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&rows)?);
         return Ok(());
     }
-    println!("| model | size (MiB) | prompt t/s | gen t/s | perplexity | vs best |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| model | size (MiB) | prompt t/s | gen t/s | perplexity | vs best | KLD vs largest | same top token |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     for r in &rows {
+        let (kld, top) = match (r.reference, r.kld, r.same_top) {
+            (true, _, _) => ("reference".to_string(), "reference".to_string()),
+            (_, Some(k), Some(t)) => (format!("{k:.5}"), format!("{:.2}%", t * 100.0)),
+            _ => ("other vocabulary".to_string(), "-".to_string()),
+        };
         println!(
-            "| {} | {:.1} | {:.1} | {:.1} | {:.4} +/- {:.4} | {:+.2}% |",
+            "| {} | {:.1} | {:.1} | {:.1} | {:.4} +/- {:.4} | {:+.2}% | {kld} | {top} |",
             short_name(&r.model),
             r.bytes as f64 / (1 << 20) as f64,
             r.prompt_tps,

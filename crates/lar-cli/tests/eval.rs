@@ -411,6 +411,17 @@ fn compare_puts_quantizations_side_by_side_with_a_chart() {
         rows[1]["perplexity"].as_f64().unwrap(),
     );
     assert!((a / b - 1.0).abs() < 0.02, "{a} vs {b}");
+    // The largest file (Q8_0) is the reference of the KL divergence; the other is measured from it: a small
+    // divergence (the same weights, requantized) and mostly the same top token.
+    assert_eq!(rows[1]["reference"], true);
+    assert!(rows[1]["kld"].is_null());
+    assert_eq!(rows[0]["reference"], false);
+    let (kld, top) = (
+        rows[0]["kld"].as_f64().unwrap(),
+        rows[0]["same_top"].as_f64().unwrap(),
+    );
+    assert!(kld > 0.0 && kld < 0.05, "{kld}");
+    assert!(top > 0.9 && top <= 1.0, "{top}");
     assert_eq!(
         std::fs::read_to_string(&chart)
             .unwrap()

@@ -273,6 +273,20 @@ pub fn measure_reference(
 }
 
 /// Measures a candidate on `text` against `reference` (same context and chunks).
+/// Whether `engine`'s model cuts `text` into the reference's chunks (same vocabulary, same text), so
+/// [`measure_against`] can compare them.
+pub fn comparable(engine: &lar_engine::EngineHandle, text: &str, reference: &Reference) -> bool {
+    let m = engine.model();
+    let v = &m.tokenizer.vocab;
+    let tokens = m.tokenizer.encode(text, true, false);
+    let opts = crate::perplexity::Options {
+        ctx: reference.ctx,
+        chunks: Some(reference.chunks),
+    };
+    let bos = if v.add_bos { v.bos } else { None };
+    crate::perplexity::chunks(&tokens, opts, bos).is_ok_and(|c| c.concat() == reference.tokens)
+}
+
 pub fn measure_against(
     engine: &lar_engine::EngineHandle,
     text: &str,
