@@ -197,7 +197,10 @@ fn compare(a: CompareArgs) -> Result<()> {
                             lar_lab::kld::measure_against(&engine, &text, r, &mut progress)?;
                         (p, Some(k))
                     }
-                    Some(_) => (perplexity::measure(&engine, &text, opts, &mut progress)?, None),
+                    Some(_) => (
+                        perplexity::measure(&engine, &text, opts, &mut progress)?,
+                        None,
+                    ),
                 };
                 Ok((pp.median, tg.median, p, kld))
             });

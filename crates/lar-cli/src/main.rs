@@ -2,6 +2,7 @@
 //! errors are printed as one line and give a non-zero exit.
 
 mod ask;
+mod audit;
 mod bench;
 mod chat;
 mod common;
@@ -83,6 +84,8 @@ enum Cmd {
     Serve(serve::Args),
     /// The models a running `lar serve` has loaded.
     Ps(serve::PsArgs),
+    /// The audit log of generations (`lar serve --audit`, `lar run --audit`).
+    Audit(audit::Args),
 }
 
 fn main() {
@@ -109,6 +112,7 @@ fn main() {
         Cmd::Verify(a) => store::verify(a),
         Cmd::Serve(a) => serve::main(a),
         Cmd::Ps(a) => serve::ps(a),
+        Cmd::Audit(a) => audit::main(a),
     };
     if let Err(e) = result {
         // One line: the chain of causes joined by ": ".

@@ -29,6 +29,12 @@ pub struct Args {
     /// Print one JSON object: text, prompt_tokens, completion_tokens, prompt_tps, gen_tps.
     #[arg(long)]
     pub json: bool,
+    /// Record this generation in the audit log ($LAR_HOME/audit.sqlite; `lar audit` reads it).
+    #[arg(long)]
+    pub audit: bool,
+    /// With --audit: keep the prompt and answer texts, not only their sha256.
+    #[arg(long, requires = "audit")]
+    pub audit_text: bool,
     #[command(flatten)]
     pub engine: EngineArgs,
     #[command(flatten)]
@@ -90,6 +96,12 @@ pub fn main(args: Args) -> Result<()> {
         engine.chat_tokens(&msgs, template.as_deref())?
     };
     let json = args.json;
+    let audit = args.audit.then(|| {
+        (
+            engine.tokenizer().decode(&ids, true),
+            serde_json::to_value(&params).unwrap_or_default(),
+        )
+    });
     let mut stdout = std::io::stdout();
     let out = engine.generate(ids, params, |piece| {
         if !json {
@@ -101,6 +113,29 @@ pub fn main(args: Args) -> Result<()> {
         }
         true
     })?;
+    if let Some((prompt, params)) = audit {
+        let home = lar_store::default_home();
+        let path = crate::common::model_path(&args.model)?;
+        let sha = lar_lab::runs::RunStore::open_home(&home)
+            .and_then(|s| lar_lab::digest::file_sha256(&s, &path))
+            .ok();
+        let r = lar_lab::audit::Record {
+            source: "run".into(),
+            model: args.model.clone(),
+            model_sha256: sha,
+            params,
+            prompt_tokens: out.stats.prompt_tokens,
+            completion_tokens: out.stats.completion_tokens,
+            finish: serde_json::to_value(out.reason)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            ..lar_lab::audit::Record::of_texts(&prompt, &out.text, args.audit_text)
+        };
+        lar_lab::audit::AuditLog::open_home(&home)
+            .and_then(|log| log.append(&r))
+            .context("writing the audit log")?;
+    }
     if json {
         let v = serde_json::json!({
             "text": out.text,

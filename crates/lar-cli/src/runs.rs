@@ -85,7 +85,7 @@ fn open() -> Result<RunStore> {
 }
 
 /// A Unix time as `YYYY-MM-DD HH:MM` (UTC).
-fn when(t: f64) -> String {
+pub fn when(t: f64) -> String {
     let secs = t as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).

@@ -75,6 +75,13 @@ pub struct Args {
     /// Write prompts and answers to the log (off by default).
     #[arg(long)]
     pub log_prompts: bool,
+    /// Record every generation in the audit log ($LAR_HOME/audit.sqlite: time, route, key fingerprint, model
+    /// sha256, parameters, prompt and output sha256, knowledge-base sources, tokens, end; `lar audit` reads it).
+    #[arg(long)]
+    pub audit: bool,
+    /// With --audit: keep the prompt and output texts too.
+    #[arg(long, requires = "audit")]
+    pub audit_text: bool,
     /// Limit an API key to some knowledge bases: `KEY=NAME,NAME` (repeatable; `KEY=` reads none). Keys not named
     /// here read every knowledge base.
     #[arg(long = "kb-access")]
@@ -208,6 +215,15 @@ pub fn main(args: Args) -> Result<()> {
         cors_origins: args.cors_origins.clone(),
         body_limit: usize::try_from(args.body_limit).unwrap_or(usize::MAX),
         log_prompts: args.log_prompts,
+        audit: if args.audit {
+            Some(std::sync::Arc::new(
+                lar_lab::audit::AuditLog::open_home(&lar_store::default_home())
+                    .context("opening the audit log")?,
+            ))
+        } else {
+            None
+        },
+        audit_text: args.audit_text,
         // /v1/responses keeps its answers (for previous_response_id) beside the store.
         responses_db: Some(lar_store::default_home().join("responses.sqlite")),
         kb: lar_server::kb::KbServing {

@@ -8,6 +8,7 @@
 //! artifacts, status, the Lar version), listed, compared and removed by `lar runs`; [`machine`] describes the
 //! machine a run ran on; [`chart`] draws runs as SVG.
 
+pub mod audit;
 pub mod chart;
 pub mod choice;
 pub mod digest;

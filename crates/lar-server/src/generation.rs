@@ -25,8 +25,44 @@ pub struct Generation {
     logged: Option<String>,
     /// A control token whose text is shown anyway (a tool call's opening marker, for the parser).
     reveal: Option<(u32, String)>,
+    /// The audit record being written (`--audit`), with the log it goes to and the answer so far.
+    audit: Option<Audit>,
     /// Held until the generation is dropped: the model stays loaded meanwhile.
     _lease: Arc<Lease>,
+}
+
+/// A generation's audit record until its end.
+struct Audit {
+    log: Arc<lar_lab::audit::AuditLog>,
+    record: lar_lab::audit::Record,
+    prompt: String,
+    output: String,
+    /// Tokens generated so far (for a generation that never ends).
+    tokens: usize,
+    keep_text: bool,
+}
+
+impl Audit {
+    /// Writes the record with the end it had; a failure to write is logged, not the request's.
+    fn write(mut self, prompt_tokens: usize, completion_tokens: usize, finish: &str) {
+        let texts = lar_lab::audit::Record::of_texts(&self.prompt, &self.output, self.keep_text);
+        let r = lar_lab::audit::Record {
+            prompt_tokens,
+            completion_tokens,
+            finish: finish.to_string(),
+            ..std::mem::take(&mut self.record)
+        };
+        let r = lar_lab::audit::Record {
+            prompt_sha256: texts.prompt_sha256,
+            output_sha256: texts.output_sha256,
+            prompt: texts.prompt,
+            output: texts.output,
+            ..r
+        };
+        if let Err(e) = self.log.append(&r) {
+            tracing::error!(error = %e, "the audit log could not be written");
+        }
+    }
 }
 
 /// What a whole generation produced.
@@ -57,6 +93,29 @@ impl Generation {
             tracing::info!(prompt = %h.tokenizer().decode(&req.prompt, true), "prompt");
             String::new()
         });
+        let audit = st.cfg.audit.as_ref().map(|log| {
+            let info = crate::http::REQUEST
+                .try_with(Clone::clone)
+                .unwrap_or_default();
+            Audit {
+                log: log.clone(),
+                record: lar_lab::audit::Record {
+                    source: "serve".into(),
+                    route: Some(info.route),
+                    request_id: Some(info.id),
+                    key: info.key,
+                    model: lease.model.entry.name.clone(),
+                    model_sha256: Some(lease.model.entry.digest.clone()),
+                    params: serde_json::to_value(&req.params).unwrap_or_default(),
+                    ..Default::default()
+                },
+                prompt: h.tokenizer().decode(&req.prompt, true),
+                output: String::new(),
+                tokens: 0,
+                keep_text: st.cfg.audit_text,
+            }
+        });
+        let prompt_tokens = req.prompt.len();
         let stream = match h.submit(req) {
             Ok(s) => s,
             Err(lar_engine::Error::EngineStopped) => {
@@ -74,8 +133,19 @@ impl Generation {
             submitted: Instant::now(),
             last: None,
             reveal: None,
+            audit: audit.map(|mut a| {
+                a.record.prompt_tokens = prompt_tokens;
+                a
+            }),
             _lease: lease,
         })
+    }
+
+    /// Names the knowledge-base sources put before the model, for the audit record.
+    pub fn audit_sources(&mut self, sources: Vec<String>) {
+        if let Some(a) = self.audit.as_mut() {
+            a.record.sources = sources;
+        }
     }
 
     /// The engine's id of the request (for [`lar_engine::Request::follows`]).
@@ -102,6 +172,10 @@ impl Generation {
                 if let Some(l) = self.logged.as_mut() {
                     l.push_str(&t.text);
                 }
+                if let Some(a) = self.audit.as_mut() {
+                    a.output.push_str(&t.text);
+                    a.tokens += 1;
+                }
                 match self.last {
                     None => self
                         .metrics
@@ -115,6 +189,14 @@ impl Generation {
             Event::Done(f) => {
                 if let Some(l) = self.logged.take() {
                     tracing::info!(answer = %format!("{l}{}", f.text), reason = ?f.reason, "answer");
+                }
+                if let Some(mut a) = self.audit.take() {
+                    a.output.push_str(&f.text);
+                    let finish = serde_json::to_value(f.reason)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_else(|| format!("{:?}", f.reason).to_lowercase());
+                    a.write(f.stats.prompt_tokens, f.stats.completion_tokens, &finish);
                 }
                 self.metrics.finished(
                     &self.model,
@@ -159,6 +241,16 @@ impl Generation {
         Err(ApiError::internal(
             "the engine ended a stream without its end",
         ))
+    }
+}
+
+impl Drop for Generation {
+    /// A generation dropped before its end (the client went away) is recorded as cancelled, with what it had said.
+    fn drop(&mut self) {
+        if let Some(a) = self.audit.take() {
+            let (p, n) = (a.record.prompt_tokens, a.tokens);
+            a.write(p, n, "cancelled");
+        }
     }
 }
 

@@ -21,6 +21,20 @@ use crate::kb::Caller;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// The request a handler runs for, as the audit log records it.
+#[derive(Clone, Debug, Default)]
+pub struct RequestInfo {
+    pub id: String,
+    pub route: String,
+    /// The fingerprint of the key it came with (`lar_lab::audit::key_fingerprint`), never the key.
+    pub key: Option<String>,
+}
+
+tokio::task_local! {
+    /// Set around each handler by [`track`]: a generation started by the handler reads it.
+    pub static REQUEST: RequestInfo;
+}
+
 /// Counts, logs and tags one matched request.
 pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let id = format!("req-{:x}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
@@ -31,7 +45,18 @@ pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Resp
     let method = req.method().clone();
     let span = tracing::info_span!("request", id = %id, method = %method, route = %route);
     let started = Instant::now();
-    let mut resp = next.run(req).instrument(span.clone()).await;
+    let info = RequestInfo {
+        id: id.clone(),
+        route: route.clone(),
+        key: req
+            .extensions()
+            .get::<Caller>()
+            .and_then(|c| c.key.as_deref())
+            .map(lar_lab::audit::key_fingerprint),
+    };
+    let mut resp = REQUEST
+        .scope(info, next.run(req).instrument(span.clone()))
+        .await;
     let status = resp.status().as_u16();
     span.in_scope(|| {
         tracing::info!(

@@ -51,6 +51,10 @@ pub struct ServerConfig {
     pub responses_db: Option<std::path::PathBuf>,
     /// Knowledge bases served (`/v1/kb`, `kb:NAME` models) and who may read them.
     pub kb: kb::KbServing,
+    /// Record every generation in this audit log (`--audit`).
+    pub audit: Option<Arc<lar_lab::audit::AuditLog>>,
+    /// With the audit log: keep the prompt and output texts, not only their sha256 (`--audit-text`).
+    pub audit_text: bool,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +66,8 @@ impl Default for ServerConfig {
             log_prompts: false,
             responses_db: None,
             kb: kb::KbServing::default(),
+            audit: None,
+            audit_text: false,
         }
     }
 }
