@@ -13,6 +13,7 @@ pub mod gguf;
 pub mod gguf_stream;
 pub mod gguf_write;
 pub mod hf;
+pub mod hf_export;
 pub mod hparams;
 pub mod safetensors;
 

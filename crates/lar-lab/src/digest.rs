@@ -9,9 +9,31 @@ use sha2::{Digest, Sha256};
 use crate::runs::RunStore;
 use crate::{Error, Result};
 
-/// The sha256 (hex) of the file at `path`.
+/// The sha256 (hex) of the file at `path`; for a directory (a Hugging Face model), the sha256 of its files'
+/// names and digests, one `NAME SHA256` line each in name order.
 pub fn file_sha256(store: &RunStore, path: &Path) -> Result<String> {
     let io = |e| Error::Io(path.display().to_string(), e);
+    if path.is_dir() {
+        let mut files: Vec<_> = std::fs::read_dir(path)
+            .map_err(io)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        let mut listing = String::new();
+        for f in files {
+            let name = f
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            listing.push_str(&format!("{name} {}\n", file_sha256(store, &f)?));
+        }
+        return Ok(Sha256::digest(listing.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect());
+    }
     let real = std::fs::canonicalize(path).map_err(io)?;
     if let Some(hex) = real
         .file_name()
@@ -69,5 +91,14 @@ mod tests {
         std::fs::write(&blob, b"not what the name says").unwrap();
         assert_eq!(file_sha256(&store, &blob).unwrap(), "0".repeat(64));
         assert!(file_sha256(&store, &dir.path().join("missing")).is_err());
+        // A directory: its files' names and digests.
+        let model = dir.path().join("model");
+        std::fs::create_dir(&model).unwrap();
+        std::fs::write(model.join("a.json"), b"abc").unwrap();
+        let one = file_sha256(&store, &model).unwrap();
+        std::fs::write(model.join("b.safetensors"), b"abc").unwrap();
+        let two = file_sha256(&store, &model).unwrap();
+        assert_ne!(one, two);
+        assert_eq!(two, file_sha256(&store, &model).unwrap());
     }
 }

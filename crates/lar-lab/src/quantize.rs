@@ -15,6 +15,7 @@ use lar_engine::load::physical_cores;
 use lar_formats::ggml_type::GgmlType;
 use lar_formats::gguf::{Gguf, Value};
 use lar_formats::gguf_stream::{GgufStream, TensorSpec};
+use lar_formats::hf_export;
 use lar_kernels::quant::{reference, weighted, weights};
 
 use crate::imatrix::Imatrix;
@@ -220,18 +221,25 @@ fn importance(
 
 /// The metadata of the output: the source's (`general.architecture` first, the rest by name), with the file type
 /// and quantization version set.
-fn metadata(src: &Gguf, o: &Options) -> Vec<(String, Value)> {
+fn metadata(src: &Gguf, o: &Options, dir: Option<&Path>) -> Result<Vec<(String, Value)>> {
     let ft = o.ft.id();
-    let mut kv: Vec<(String, Value)> = src
-        .metadata
-        .iter()
+    let source: Vec<(String, Value)> = match dir {
+        Some(d) => hf_export::llama_cpp_metadata(src, d)
+            .map_err(|e| Error::Invalid(format!("{}: {e}", d.display())))?,
+        None => src
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    };
+    let mut kv: Vec<(String, Value)> = source
+        .into_iter()
         .filter(|(k, _)| {
             !matches!(
                 k.as_str(),
                 "general.file_type" | "general.quantization_version"
             )
         })
-        .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     kv.sort_by(|a, b| {
         (a.0 != "general.architecture")
@@ -240,7 +248,7 @@ fn metadata(src: &Gguf, o: &Options) -> Vec<(String, Value)> {
     });
     kv.push(("general.file_type".into(), Value::U32(ft)));
     kv.push(("general.quantization_version".into(), Value::U32(2)));
-    kv
+    Ok(kv)
 }
 
 /// Quantizes the GGUF file `src` into `dst`; `progress(done, total, tensor name)` after each tensor.
@@ -256,7 +264,11 @@ pub fn quantize(
             "the output would overwrite the source".into(),
         ));
     }
-    let g = Gguf::open(src).map_err(|e| Error::Invalid(format!("{}: {e}", src.display())))?;
+    let g = lar_formats::open_model(src)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", src.display())))?;
+    // A Hugging Face directory is converted on the way, as llama.cpp's converter writes it.
+    let hf = hf_export::is_hf(&g).then_some(src);
+    let arch = g.get_str("general.architecture").unwrap_or("").to_string();
     if g.is_header_only() {
         return Err(Error::Invalid(format!(
             "{} has no tensor data",
@@ -279,6 +291,13 @@ pub fn quantize(
         let t = &g.tensors[i];
         let ncols = t.dims.first().copied().unwrap_or(0);
         chosen[i] = mixture.choose(&t.name, t.dims.len(), ncols, t.ty)?;
+        // llama.cpp's converter writes vectors and norms in F32.
+        if hf.is_some()
+            && chosen[i] == t.ty
+            && (t.dims.len() <= 1 || t.name.ends_with("_norm.weight"))
+        {
+            chosen[i] = GgmlType::F32;
+        }
     }
     let threads = if o.threads == 0 {
         physical_cores()
@@ -317,7 +336,7 @@ pub fn quantize(
         .get("general.alignment")
         .and_then(Value::as_u64)
         .map_or(32, |a| a as usize);
-    let kv = metadata(&g, o);
+    let kv = metadata(&g, o, hf)?;
     let io = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::StorageFull | std::io::ErrorKind::FileTooLarge => {
             Error::Invalid(format!(
@@ -333,13 +352,19 @@ pub fn quantize(
     let total = g.tensors.len();
     for (i, (t, spec)) in g.tensors.iter().zip(&specs).enumerate() {
         let data = g.tensor_data(t);
-        if spec.ty == t.ty {
+        let permute = hf.is_some() && hf_export::permutes(&arch, &t.name);
+        if spec.ty == t.ty && !permute {
             out.write_tensor(data).map_err(io)?;
         } else {
             let n = t.n_elements();
             let ncols = t.dims.first().copied().unwrap_or(n).max(1);
-            let x = to_f32(t.ty, data, n, ncols, threads)
+            let mut x = to_f32(t.ty, data, n, ncols, threads)
                 .map_err(|e| Error::Invalid(format!("{}: {e}", t.name)))?;
+            if permute {
+                let cols = if t.dims.len() <= 1 { 1 } else { ncols };
+                hf_export::permute_rows(&mut x, cols, hf_export::permute_heads(&g, &t.name))
+                    .map_err(|e| Error::Invalid(format!("{}: {e}", t.name)))?;
+            }
             let qw = importance(o, t, spec.ty, ncols)?;
             let q = quantize_rows(
                 spec.ty,
@@ -352,18 +377,25 @@ pub fn quantize(
                 }),
             )?;
             out.write_tensor(&q).map_err(io)?;
-            quantized += 1;
+            quantized += usize::from(spec.ty != t.ty);
         }
         *types.entry(spec.ty.name().to_string()).or_insert(0) += 1;
         progress(i + 1, total, &t.name);
     }
     out.finish().map_err(io)?;
     let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let source_bytes = if src.is_dir() {
+        std::fs::read_dir(src)
+            .map(|d| d.flatten().map(|e| size(&e.path())).sum())
+            .unwrap_or(0)
+    } else {
+        size(src)
+    };
     Ok(Summary {
         tensors: total,
         quantized,
         types,
-        source_bytes: size(src),
+        source_bytes,
         output_bytes: size(dst),
         seconds: started.elapsed().as_secs_f64(),
     })
