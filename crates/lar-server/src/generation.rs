@@ -107,6 +107,7 @@ impl Generation {
                     model: lease.model.entry.name.clone(),
                     model_sha256: Some(lease.model.entry.digest.clone()),
                     params: serde_json::to_value(&req.params).unwrap_or_default(),
+                    sources: info.sources.lock().map(|s| s.clone()).unwrap_or_default(),
                     ..Default::default()
                 },
                 prompt: h.tokenizer().decode(&req.prompt, true),
@@ -139,13 +140,6 @@ impl Generation {
             }),
             _lease: lease,
         })
-    }
-
-    /// Names the knowledge-base sources put before the model, for the audit record.
-    pub fn audit_sources(&mut self, sources: Vec<String>) {
-        if let Some(a) = self.audit.as_mut() {
-            a.record.sources = sources;
-        }
     }
 
     /// The engine's id of the request (for [`lar_engine::Request::follows`]).

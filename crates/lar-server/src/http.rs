@@ -28,6 +28,20 @@ pub struct RequestInfo {
     pub route: String,
     /// The fingerprint of the key it came with (`lar_lab::audit::key_fingerprint`), never the key.
     pub key: Option<String>,
+    /// The knowledge-base sources put before the model so far (their paths), for the audit log.
+    pub sources: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// Notes knowledge-base sources the request's generations are given (read by the audit log).
+pub fn note_sources<'a>(paths: impl IntoIterator<Item = &'a str>) {
+    let _ = REQUEST.try_with(|r| {
+        let mut s = r.sources.lock().unwrap_or_else(|e| e.into_inner());
+        for p in paths {
+            if !s.iter().any(|x| x == p) {
+                s.push(p.to_string());
+            }
+        }
+    });
 }
 
 tokio::task_local! {
@@ -53,6 +67,7 @@ pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Resp
             .get::<Caller>()
             .and_then(|c| c.key.as_deref())
             .map(lar_lab::audit::key_fingerprint),
+        sources: Default::default(),
     };
     let mut resp = REQUEST
         .scope(info, next.run(req).instrument(span.clone()))

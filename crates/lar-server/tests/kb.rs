@@ -704,3 +704,44 @@ async fn real_model_searches_its_knowledge_base_and_answers_from_it() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn the_audit_log_names_the_sources_an_answer_was_given() {
+    let dir = temp("audit");
+    let log = std::sync::Arc::new(lar_lab::audit::AuditLog::open_home(&dir).unwrap());
+    let t = app_with(
+        ManagerConfig::default(),
+        ServerConfig {
+            api_keys: vec![KEY_ALL.into()],
+            kb: KbServing {
+                root: Some(scripted_kbs("audited")),
+                default_model: Some("long".into()),
+                threads: 1,
+                ..Default::default()
+            },
+            audit: Some(log.clone()),
+            ..Default::default()
+        },
+    );
+    let body = json!({"model": "kb:notes", "messages": [{"role": "user", "content": "w5 tomatoes"}],
+                      "max_tokens": 6});
+    let a = call(
+        &t,
+        Some(KEY_ALL),
+        "POST",
+        "/v1/chat/completions",
+        Some(body),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let given: Vec<String> = ids(&a.json(), "sources", "path");
+    let r = log.query(&Default::default()).unwrap();
+    assert_eq!(r.len(), 1);
+    assert!(!given.is_empty());
+    assert_eq!(
+        r[0].sources, given,
+        "the sources in the prompt, as the answer lists them"
+    );
+    assert!(r[0].sources[0].ends_with("garden.md"));
+    let _ = std::fs::remove_dir_all(dir);
+}

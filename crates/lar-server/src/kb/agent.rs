@@ -456,6 +456,7 @@ async fn search(
             .file_name()
             .map_or(s.path.clone(), |f| f.to_string_lossy().to_string());
         text.push_str(&format!("[{n}] ({name})\n{}\n\n", s.text.trim()));
+        crate::http::note_sources([s.path.as_str()]);
         out.sources.push(s);
     }
     Ok(text.trim_end().to_string())

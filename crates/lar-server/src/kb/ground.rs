@@ -121,6 +121,7 @@ impl KbModel {
             answer_tokens + used + system.iter().map(|m| count(&m.content)).sum::<usize>(),
         );
         let (mut grounded, sources) = build_prompt(&question, &sources, budget, &count);
+        crate::http::note_sources(sources.iter().map(|s| s.path.as_str()));
         // The client's own instructions follow the grounding rules; earlier turns stay in order before the question.
         let asked = grounded
             .pop()
