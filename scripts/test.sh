@@ -14,5 +14,8 @@ export LAR_TEST_POSTGRES_URL LAR_REQUIRE_POSTGRES=1
 # The real API clients (openai, ollama, langchain) that `lar serve` is tested with, in a pinned venv.
 LAR_CLIENTS_PYTHON="$(scripts/clients-venv.sh)"
 export LAR_CLIENTS_PYTHON LAR_REQUIRE_CLIENTS=1
+# A real MLflow tracking server for `lar runs export --mlflow` (its own pinned venv: the package is large).
+LAR_MLFLOW_PYTHON="$(scripts/mlflow-venv.sh)"
+export LAR_MLFLOW_PYTHON
 # Model tests use 2 threads each; running two test threads on 2 cores keeps the suite short without thrashing.
 cargo test --workspace -- --test-threads=2

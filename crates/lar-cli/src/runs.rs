@@ -16,6 +16,25 @@ pub enum Cmd {
     Rm(RmArgs),
     /// Draw runs as SVG: bars of one metric (--metric), or one metric against another (--x, --y).
     Chart(ChartArgs),
+    /// Copy runs to an MLflow tracking server (its REST API): parameters, metric histories, tags, artifacts.
+    Export(ExportArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// These runs (default: all; runs already exported are skipped).
+    pub ids: Vec<String>,
+    /// The tracking server, e.g. http://127.0.0.1:5000.
+    #[arg(long)]
+    pub mlflow: String,
+    /// The MLflow experiment (created when missing).
+    #[arg(long, default_value = "lar")]
+    pub experiment: String,
+    /// Upload each run's artifact files up to this size (e.g. 64MiB; default: only list them as tags).
+    #[arg(long, value_parser = lar_plan::size::parse_bytes)]
+    pub upload_artifacts: Option<u64>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -118,6 +137,27 @@ fn short(v: f64) -> String {
 pub fn main(cmd: Cmd) -> Result<()> {
     let store = open()?;
     match cmd {
+        Cmd::Export(a) => {
+            let o = lar_lab::mlflow::Options {
+                url: a.mlflow.clone(),
+                experiment: a.experiment.clone(),
+                upload_up_to: a.upload_artifacts,
+            };
+            let s = lar_lab::mlflow::export(&store, &a.ids, &o)?;
+            if a.json {
+                println!("{}", serde_json::to_string(&s)?);
+            } else {
+                println!(
+                    "exported {} runs to experiment '{}' ({}) at {}; {} already there or running; {} artifacts uploaded",
+                    s.exported.len(),
+                    a.experiment,
+                    s.experiment_id,
+                    a.mlflow,
+                    s.skipped.len(),
+                    s.uploaded
+                );
+            }
+        }
         Cmd::List(a) => {
             let runs = store.list(&Filter {
                 kind: a.kind,

@@ -17,6 +17,7 @@ pub mod imatrix;
 pub mod kld;
 pub mod machine;
 pub mod mixture;
+pub mod mlflow;
 pub mod perplexity;
 pub mod quantize;
 pub mod runs;
