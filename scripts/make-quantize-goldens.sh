@@ -47,6 +47,16 @@ for t in Q4_0 Q4_1 Q5_0 Q5_1 Q2_K_S Q3_K_M Q4_K_M Q5_K_M Q6_K; do
     "$BIN/llama-quantize" --imatrix "$DIR/wide-llama.imatrix.gguf" "$DIR/wide-llama.gguf" "$out" "$t" 1 >/dev/null 2>&1
     runs+=("wide-llama $t imatrix $out")
 done
+# With llama-imatrix's own file (committed: tests/golden/tiny-llama.imatrix.gguf, 2 chunks of the perplexity text
+# through the tiny llama), so Lar is held to reading llama.cpp's imatrix files too.
+"$BIN/llama-imatrix" -m "$DIR/tiny-llama.gguf" -f tests/data/perplexity.txt -o tests/golden/tiny-llama.imatrix.gguf \
+    -c 128 --chunks 2 -t 2 >/dev/null 2>&1
+for t in Q4_0 Q5_1; do
+    out="$DIR/tiny-$t-llama-imatrix.gguf"
+    "$BIN/llama-quantize" --imatrix tests/golden/tiny-llama.imatrix.gguf "$DIR/tiny-llama.gguf" "$out" "$t" 1 \
+        >/dev/null 2>&1
+    runs+=("tiny-llama $t llama-imatrix $out")
+done
 PYTHONPATH="$CACHE/llama.cpp-0.3.36/gguf-py" "$PY" - "$DIR" "${runs[@]}" <<'PY'
 import hashlib, json, sys
 import gguf
@@ -63,7 +73,8 @@ for r in runs:
         tensors[ti.name] = [ti.tensor_type.name, hashlib.sha256(bytes(ti.data.tobytes())).hexdigest()[:16]]
     ft = int(g.fields["general.file_type"].parts[-1][0])
     out["runs"].append({"source": src, "type": t, "pure": mode == "--pure", "overrides": mode == "overrides",
-                        "imatrix": mode == "imatrix", "file_type": ft, "tensors": tensors})
+                        "imatrix": {"imatrix": "wide-llama.imatrix", "llama-imatrix": "tests/golden/tiny-llama.imatrix.gguf"}.get(mode),
+                        "file_type": ft, "tensors": tensors})
 json.dump(out, open("tests/golden/quantize.json", "w"), indent=0, sort_keys=True)
 print(f"wrote tests/golden/quantize.json ({len(out['runs'])} runs)", file=sys.stderr)
 PY

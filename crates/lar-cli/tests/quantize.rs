@@ -2,7 +2,7 @@
 //! for the tiny random-weight models at Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0, and for the wide one (256 wide, 8 layers)
 //! at every k-quant file type (Q2_K, the Q3_K/Q4_K/Q5_K mixtures, Q6_K), with llama-quantize's type rules, with
 //! `--pure`, with `--tensor-type` overrides and with an importance matrix (a synthetic one in llama.cpp's format,
-//! which llama-quantize read to make the goldens), every tensor has llama-quantize's type and exactly its bytes,
+//! which llama-quantize read to make the goldens, and one llama-imatrix wrote), every tensor has llama-quantize's type and exactly its bytes,
 //! and the file type is its own. The
 //! result loads and runs in Lar and is recorded as a run with its lineage and artifact. Bad input (an unknown type,
 //! a quantized source without --allow-requantize, an unwritable output) is one line, and leaves no file.
@@ -88,8 +88,13 @@ fn every_tensor_is_llama_quantizes_byte_for_byte() {
                 args.extend(["--tensor-type", p]);
             }
         }
-        if run["imatrix"].as_bool().unwrap() {
-            args.extend(["--imatrix", &imatrix]);
+        let m = match run["imatrix"].as_str() {
+            Some("wide-llama.imatrix") => Some(imatrix.clone()),
+            Some(path) => Some(root().join(path).display().to_string()),
+            None => None,
+        };
+        if let Some(m) = &m {
+            args.extend(["--imatrix", m]);
         }
         let r = lar(&d, &args);
         assert!(
