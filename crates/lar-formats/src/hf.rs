@@ -256,7 +256,8 @@ fn token_text(v: &Json) -> Option<String> {
         .map(str::to_string)
 }
 
-fn read_json(dir: &Path, name: &str) -> Result<Option<Json>> {
+/// `name` in `dir` as JSON; `None` when the file is not there.
+pub(crate) fn read_json(dir: &Path, name: &str) -> Result<Option<Json>> {
     let path = dir.join(name);
     match std::fs::read_to_string(&path) {
         Ok(text) => serde_json::from_str(&text)

@@ -22,12 +22,7 @@ fn bad(what: &str, msg: String) -> Error {
 }
 
 fn read_json(dir: &Path, name: &str) -> Result<Json> {
-    let path = dir.join(name);
-    match std::fs::read_to_string(&path) {
-        Ok(t) => serde_json::from_str(&t).map_err(|e| bad(name, format!("not valid JSON: {e}"))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Json::Null),
-        Err(cause) => Err(Error::Io { path, cause }),
-    }
+    Ok(crate::hf::read_json(dir, name)?.unwrap_or(Json::Null))
 }
 
 /// Whether `g` was read from a Hugging Face directory (and so needs [`llama_cpp_metadata`] to be written out).

@@ -46,20 +46,15 @@ impl Audit {
     /// Writes the record with the end it had; a failure to write is logged, not the request's.
     fn write(mut self, prompt_tokens: usize, completion_tokens: usize, finish: &str) {
         let texts = lar_lab::audit::Record::of_texts(&self.prompt, &self.output, self.keep_text);
-        let r = lar_lab::audit::Record {
-            prompt_tokens,
-            completion_tokens,
-            finish: finish.to_string(),
-            ..std::mem::take(&mut self.record)
-        };
-        let r = lar_lab::audit::Record {
-            prompt_sha256: texts.prompt_sha256,
-            output_sha256: texts.output_sha256,
-            prompt: texts.prompt,
-            output: texts.output,
-            ..r
-        };
-        if let Err(e) = self.log.append(&r) {
+        let r = &mut self.record;
+        r.prompt_tokens = prompt_tokens;
+        r.completion_tokens = completion_tokens;
+        r.finish = finish.to_string();
+        r.prompt_sha256 = texts.prompt_sha256;
+        r.output_sha256 = texts.output_sha256;
+        r.prompt = texts.prompt;
+        r.output = texts.output;
+        if let Err(e) = self.log.append(&self.record) {
             tracing::error!(error = %e, "the audit log could not be written");
         }
     }
@@ -108,6 +103,7 @@ impl Generation {
                     model_sha256: Some(lease.model.entry.digest.clone()),
                     params: serde_json::to_value(&req.params).unwrap_or_default(),
                     sources: info.sources.lock().map(|s| s.clone()).unwrap_or_default(),
+                    prompt_tokens: req.prompt.len(),
                     ..Default::default()
                 },
                 prompt: h.tokenizer().decode(&req.prompt, true),
@@ -116,7 +112,6 @@ impl Generation {
                 keep_text: st.cfg.audit_text,
             }
         });
-        let prompt_tokens = req.prompt.len();
         let stream = match h.submit(req) {
             Ok(s) => s,
             Err(lar_engine::Error::EngineStopped) => {
@@ -134,10 +129,7 @@ impl Generation {
             submitted: Instant::now(),
             last: None,
             reveal: None,
-            audit: audit.map(|mut a| {
-                a.record.prompt_tokens = prompt_tokens;
-                a
-            }),
+            audit,
             _lease: lease,
         })
     }
