@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::pool::{ThreadPool, split};
+use crate::quant::packed_float::{self, PackedFloat};
 use crate::quant::packed_q4k::{self, PackedQ4K};
 use crate::quant::packed_q5_0::{self, PackedQ5_0};
 use crate::quant::packed_q6k::{self, PackedQ6K};
@@ -31,13 +32,15 @@ pub struct Weight {
 
 /// A weight repacked for a kernel of this CPU.
 pub enum Packed {
+    Float(PackedFloat),
     Q4K(PackedQ4K),
     Q5_0(PackedQ5_0),
     Q6K(PackedQ6K),
 }
 
 impl Packed {
-    /// Packs `w` where this CPU has a kernel for its type and shape (AVX-512 VNNI; Q4_K, Q5_0, Q6_K in panels of 16 rows).
+    /// Packs `w` where this CPU has a kernel for its type and shape (AVX-512 VNNI; F16, BF16, F32, Q4_K, Q5_0, Q6_K
+    /// in panels of 16 rows).
     fn new(w: &Weight) -> Option<Self> {
         if quant::simd_level() != quant::SimdLevel::Avx512Vnni
             || std::env::var("LAR_PACK").as_deref() == Ok("0")
@@ -45,6 +48,16 @@ impl Packed {
             return None;
         }
         match w.ty {
+            GgmlType::F16 | GgmlType::BF16 | GgmlType::F32
+                if PackedFloat::fits(w.ty, w.rows, w.cols) =>
+            {
+                Some(Self::Float(PackedFloat::pack(
+                    w.ty,
+                    w.data(),
+                    w.rows,
+                    w.cols,
+                )))
+            }
             GgmlType::Q4_K if PackedQ4K::fits(w.rows, w.cols) => {
                 Some(Self::Q4K(PackedQ4K::pack(w.data(), w.rows, w.cols)))
             }
@@ -67,6 +80,7 @@ impl Packed {
         #[cfg(target_arch = "x86_64")]
         unsafe {
             match self {
+                Self::Float(w) => packed_float::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
                 Self::Q4K(w) => packed_q4k::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
                 Self::Q5_0(w) => packed_q5_0::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
                 Self::Q6K(w) => packed_q6k::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),

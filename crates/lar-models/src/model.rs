@@ -96,16 +96,14 @@ impl Model {
         }
         let (d, hd) = (hp.n_embd, hp.head_dim);
         let tok_embd = Weight::load(&file, "token_embd.weight", hp.n_vocab, d)?;
-        let output = match file.tensor("output.weight") {
-            Some(_) => {
-                let mut w = Weight::load(&file, "output.weight", hp.n_vocab, d)?;
-                if pack {
-                    w.pack();
-                }
-                w
-            }
+        // Tied embeddings: the output matrix is packed as a copy of its own, and the lookups read the file's rows.
+        let mut output = match file.tensor("output.weight") {
+            Some(_) => Weight::load(&file, "output.weight", hp.n_vocab, d)?,
             None => tok_embd.clone(),
         };
+        if pack {
+            output.pack();
+        }
         let output_norm = load_vector(&file, "output_norm.weight", d)?;
         let opt = |name: String, n: usize| -> Result<Option<Vec<f32>>> {
             if file.tensor(&name).is_some() {

@@ -9,6 +9,7 @@
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 mod kquants;
+pub mod packed_float;
 pub mod packed_q4k;
 pub mod packed_q5_0;
 pub mod packed_q6k;

@@ -1,5 +1,5 @@
 //! The loop shared by the kernels of weights repacked in panels of 16 rows ([`super::packed_q4k`],
-//! [`super::packed_q5_0`], [`super::packed_q6k`]): activation rows in tiles (kept in L2), per tile each row's
+//! [`super::packed_q5_0`], [`super::packed_q6k`], [`super::packed_float`]): activation rows in tiles (kept in L2), per tile each row's
 //! per-block side data computed once, panels in blocks of four (kept in L2 while the tile's rows visit them in groups
 //! of 8, then 4, 2, 1, whose quants stay in L1). A kernel gives each (row, activation) the same operations whatever
 //! group it is in, so results do not depend on batching.
@@ -38,6 +38,16 @@ impl Lines {
             let _ = map.advise(memmap2::Advice::HugePage);
         }
         Self { map, len }
+    }
+
+    /// The lines as bytes.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.map[..self.len * 64]
+    }
+
+    /// The lines as bytes, to fill.
+    pub(crate) fn as_bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.map[..self.len * 64]
     }
 }
 

@@ -1,0 +1,283 @@
+//! F16, BF16 and F32 weights repacked sixteen rows side by side, and the AVX-512 kernel that multiplies them with
+//! f32 activation rows: the prompt's matrix products (a register-blocked GEMM) and the decode's mat-vec.
+//!
+//! The one-row kernels ([`super::avx2`]) convert a weight row's elements once per activation row they meet, and
+//! reduce each dot product horizontally: fine for decode, a fifth of llama.cpp's speed for prompts. Here a panel of
+//! 16 rows is stored so that one 64-byte line holds, for every row, its elements at two consecutive columns (F16,
+//! BF16) or at one (F32), `[k][row]`: each column's 16 weights convert to one f32 vector, which is multiplied with
+//! the broadcast activation of up to eight rows at once (outer products, no horizontal sums). The file's bytes move,
+//! nothing is rounded: F16 and BF16 widen to f32 exactly, and the products are f32 FMAs.
+//!
+//! Every (row, activation) sums its products in the same order whatever group of activation rows it is in, and in
+//! two chains (even and odd columns) added at the end, so decode (one row: two chains hide the FMA latency) and
+//! prompt give a token the same bits. [`dot_reference`] is the plain twin.
+
+use super::panels::{self, PanelKernel};
+use super::{GgmlType, f16_at, f32_at};
+
+pub use super::panels::NR;
+
+/// Columns a packed weight must be a multiple of (a whole line of F16/BF16 per column pair, and aligned pairs).
+const COL_BLOCK: usize = 32;
+
+/// An F16, BF16 or F32 weight of `rows` (a multiple of [`NR`]) × `cols` (a multiple of 32), repacked.
+pub struct PackedFloat {
+    pub rows: usize,
+    pub cols: usize,
+    pub ty: GgmlType,
+    lines: panels::Lines,
+}
+
+/// Bytes of one element of a float type this module packs.
+fn elem_bytes(ty: GgmlType) -> Option<usize> {
+    match ty {
+        GgmlType::F16 | GgmlType::BF16 => Some(2),
+        GgmlType::F32 => Some(4),
+        _ => None,
+    }
+}
+
+/// The element at byte `i` of a row of `ty`, as f32 (exact).
+#[inline]
+fn elem_at(ty: GgmlType, b: &[u8], i: usize) -> f32 {
+    match ty {
+        GgmlType::F16 => f16_at(b, i),
+        GgmlType::BF16 => f32::from_bits((u16::from_le_bytes([b[i], b[i + 1]]) as u32) << 16),
+        _ => f32_at(b, i),
+    }
+}
+
+impl PackedFloat {
+    /// Whether a `rows × cols` weight of `ty` can be packed.
+    pub fn fits(ty: GgmlType, rows: usize, cols: usize) -> bool {
+        elem_bytes(ty).is_some() && panels::fits(rows, cols, COL_BLOCK)
+    }
+
+    /// Packs `rows` rows of `cols` elements of `ty` (the file's bytes, row after row).
+    pub fn pack(ty: GgmlType, data: &[u8], rows: usize, cols: usize) -> Self {
+        assert!(
+            Self::fits(ty, rows, cols),
+            "packed {} shape {rows}x{cols}",
+            ty.name()
+        );
+        let s = elem_bytes(ty).expect("a float type (fits)");
+        let rb = cols * s;
+        assert_eq!(data.len(), rows * rb, "{} rows", ty.name());
+        let panel_bytes = NR * rb;
+        let mut lines = panels::Lines::zeroed(rows * rb / 64);
+        let bytes = lines.as_bytes_mut();
+        for (p, dst) in bytes.chunks_exact_mut(panel_bytes).enumerate() {
+            for r in 0..NR {
+                let row = &data[(p * NR + r) * rb..][..rb];
+                for (k, e) in row.chunks_exact(s).enumerate() {
+                    let at = (k * NR + r) * s;
+                    dst[at..at + s].copy_from_slice(e);
+                }
+            }
+        }
+        Self {
+            rows,
+            cols,
+            ty,
+            lines,
+        }
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.lines.len() * 64
+    }
+
+    /// Element `(r, k)` as f32 (for the tests).
+    pub fn get(&self, r: usize, k: usize) -> f32 {
+        let s = elem_bytes(self.ty).expect("a float type");
+        let (p, rr) = (r / NR, r % NR);
+        let at = (p * self.cols + k) * NR * s + rr * s;
+        elem_at(self.ty, self.lines.as_bytes(), at)
+    }
+}
+
+/// The plain twin: one row of `ty` (`x`, the file's layout) with one f32 activation row, the kernel's steps: even
+/// and odd columns summed in two FMA chains, then added.
+pub fn dot_reference(ty: GgmlType, n: usize, x: &[u8], y: &[u8]) -> f32 {
+    let s = elem_bytes(ty).expect("a float type");
+    let (mut even, mut odd) = (0f32, 0f32);
+    for k in (0..n).step_by(2) {
+        even = elem_at(ty, x, k * s).mul_add(f32_at(y, 4 * k), even);
+        odd = elem_at(ty, x, (k + 1) * s).mul_add(f32_at(y, 4 * (k + 1)), odd);
+    }
+    even + odd
+}
+
+/// `out[t·ldo + r] = dot(row r, activation t)` for the rows of `panels` and `n_acts` f32 activation rows (`act(t)`,
+/// `cols` elements each). Needs AVX-512 ([`super::SimdLevel::Avx512Vnni`]).
+///
+/// # Safety
+/// As [`panels::matmul`].
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn matmul<'a>(
+    w: &PackedFloat,
+    panels: std::ops::Range<usize>,
+    n_acts: usize,
+    act: impl Fn(usize) -> &'a [u8],
+    out: *mut f32,
+    ldo: usize,
+) {
+    // SAFETY: the caller's.
+    unsafe { panels::matmul(w, panels, n_acts, &act, out, ldo) }
+}
+
+/// The 16 weights of column `k` of a panel starting at `base`, as f32.
+#[cfg(target_arch = "x86_64")]
+macro_rules! load_column {
+    (F16, $base:expr, $k:expr) => {
+        _mm512_cvtph_ps(_mm256_load_si256($base.add($k * 32) as *const __m256i))
+    };
+    (BF16, $base:expr, $k:expr) => {
+        _mm512_castsi512_ps(_mm512_slli_epi32(
+            _mm512_cvtepu16_epi32(_mm256_load_si256($base.add($k * 32) as *const __m256i)),
+            16,
+        ))
+    };
+    (F32, $base:expr, $k:expr) => {
+        _mm512_load_ps($base.add($k * 64) as *const f32)
+    };
+}
+
+/// The tile's loop for one element type: `T` activation rows against panel `p`, two chains per row.
+#[cfg(target_arch = "x86_64")]
+macro_rules! float_tile {
+    ($ty:ident, $self:expr, $p:expr, $ys:expr, $out:expr, $ldo:expr, $s:expr) => {{
+        let cols = $self.cols;
+        let base = ($self.lines.as_ptr() as *const u8).add($p * cols * NR * $s);
+        let ys: [*const f32; T] = std::array::from_fn(|t| $ys[t] as *const f32);
+        let mut even = [_mm512_setzero_ps(); T];
+        let mut odd = [_mm512_setzero_ps(); T];
+        let mut k = 0;
+        while k < cols {
+            let w0 = load_column!($ty, base, k);
+            let w1 = load_column!($ty, base, k + 1);
+            for t in 0..T {
+                let x0 = _mm512_set1_ps(ys[t].add(k).read_unaligned());
+                let x1 = _mm512_set1_ps(ys[t].add(k + 1).read_unaligned());
+                even[t] = _mm512_fmadd_ps(w0, x0, even[t]);
+                odd[t] = _mm512_fmadd_ps(w1, x1, odd[t]);
+            }
+            k += 2;
+        }
+        for t in 0..T {
+            _mm512_storeu_ps($out.add(t * $ldo), _mm512_add_ps(even[t], odd[t]));
+        }
+    }};
+}
+
+impl PanelKernel for PackedFloat {
+    /// Nothing: an f32 activation row is used as it is.
+    type Side = ();
+
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn side_len(&self) -> usize {
+        0
+    }
+
+    fn act_bytes(&self) -> usize {
+        self.cols * 4
+    }
+
+    fn side(&self, _y: &[u8], _out: &mut [()]) {}
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn tile<const T: usize>(
+        &self,
+        p: usize,
+        ys: [*const u8; T],
+        _side: *const (),
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        use std::arch::x86_64::*;
+        // SAFETY (whole body): the trait's contract: panel p's lines (cols columns of 16 elements), T rows of cols
+        // f32, 16 outputs per row.
+        unsafe {
+            match self.ty {
+                GgmlType::F16 => float_tile!(F16, self, p, ys, out, ldo, 2),
+                GgmlType::BF16 => float_tile!(BF16, self, p, ys, out, ldo, 2),
+                _ => float_tile!(F32, self, p, ys, out, ldo, 4),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::tests::{Rng, random_row};
+
+    const TYPES: [GgmlType; 3] = [GgmlType::F16, GgmlType::BF16, GgmlType::F32];
+
+    #[test]
+    fn packing_keeps_every_element() {
+        let mut rng = Rng::new(5);
+        let (rows, cols) = (32, 96);
+        for ty in TYPES {
+            let data = random_row(ty, rows * cols / ty.block_size(), &mut rng);
+            let p = PackedFloat::pack(ty, &data, rows, cols);
+            let s = elem_bytes(ty).unwrap();
+            for r in 0..rows {
+                for k in 0..cols {
+                    let want = elem_at(ty, &data, (r * cols + k) * s);
+                    assert_eq!(p.get(r, k).to_bits(), want.to_bits(), "{ty:?} r {r} k {k}");
+                }
+            }
+            assert_eq!(p.bytes(), data.len());
+        }
+    }
+
+    /// The twin against the plain reference (close: the same products summed in another order).
+    #[test]
+    fn twin_matches_the_reference() {
+        let mut rng = Rng::new(9);
+        let cols = 640;
+        for ty in TYPES {
+            let x = random_row(ty, cols / ty.block_size(), &mut rng);
+            for y in panels::testing::acts(GgmlType::F32, 4, cols, &mut rng) {
+                let want = crate::quant::reference::dot_fn(ty)(cols, &x, &y);
+                let got = dot_reference(ty, cols, &x, &y);
+                assert!(
+                    (want - got).abs() <= 1e-4 * (1.0 + want.abs()),
+                    "{ty:?}: {got} vs {want}"
+                );
+            }
+        }
+    }
+
+    /// The kernel gives the twin's bits for every row and activation row, however the rows are grouped.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn packed_kernel_gives_the_twin_bits() {
+        let mut rng = Rng::new(13);
+        let (rows, cols) = (96, 640);
+        for ty in TYPES {
+            let data = random_row(ty, rows * cols / ty.block_size(), &mut rng);
+            let p = PackedFloat::pack(ty, &data, rows, cols);
+            let twin = match ty {
+                GgmlType::F16 => |n, x: &[u8], y: &[u8]| dot_reference(GgmlType::F16, n, x, y),
+                GgmlType::BF16 => |n, x: &[u8], y: &[u8]| dot_reference(GgmlType::BF16, n, x, y),
+                _ => |n, x: &[u8], y: &[u8]| dot_reference(GgmlType::F32, n, x, y),
+            };
+            panels::testing::kernel_gives_twin_bits(
+                &p,
+                &data,
+                (ty.row_bytes(cols), cols, 2),
+                GgmlType::F32,
+                twin,
+                &mut rng,
+            );
+        }
+    }
+}
