@@ -21,6 +21,10 @@ pub enum GgmlType {
     Q5_K,
     Q6_K,
     Q8_K,
+    /// 32 weights as 4-bit indices into a fixed non-linear table of 16 values, one f16 scale.
+    IQ4_NL,
+    /// IQ4_NL's table in blocks of 256: eight 6-bit sub-block scales under one f16 scale.
+    IQ4_XS,
 }
 
 pub const QK: usize = 32;
@@ -44,6 +48,8 @@ impl GgmlType {
             13 => Q5_K,
             14 => Q6_K,
             15 => Q8_K,
+            20 => IQ4_NL,
+            23 => IQ4_XS,
             30 => BF16,
             _ => return None,
         })
@@ -66,6 +72,8 @@ impl GgmlType {
             Q5_K => 13,
             Q6_K => 14,
             Q8_K => 15,
+            IQ4_NL => 20,
+            IQ4_XS => 23,
             BF16 => 30,
         }
     }
@@ -88,6 +96,8 @@ impl GgmlType {
             Q5_K => "Q5_K",
             Q6_K => "Q6_K",
             Q8_K => "Q8_K",
+            IQ4_NL => "IQ4_NL",
+            IQ4_XS => "IQ4_XS",
         }
     }
 
@@ -96,8 +106,8 @@ impl GgmlType {
         use GgmlType::*;
         match self {
             F32 | F16 | BF16 => 1,
-            Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 => QK,
-            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K => QK_K,
+            Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 | IQ4_NL => QK,
+            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K | IQ4_XS => QK_K,
         }
     }
 
@@ -119,6 +129,8 @@ impl GgmlType {
             Q5_K => 176,
             Q6_K => 210,
             Q8_K => 292,
+            IQ4_NL => 18,
+            IQ4_XS => 136,
         }
     }
 
@@ -132,9 +144,9 @@ impl GgmlType {
         use GgmlType::*;
         match self {
             F32 | F16 | BF16 => F32,
-            Q4_0 | Q5_0 | Q8_0 => Q8_0,
+            Q4_0 | Q5_0 | Q8_0 | IQ4_NL => Q8_0,
             Q4_1 | Q5_1 | Q8_1 => Q8_1,
-            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K => Q8_K,
+            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K | IQ4_XS => Q8_K,
         }
     }
 }

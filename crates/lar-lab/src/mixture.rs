@@ -1,7 +1,8 @@
 //! Which type each tensor gets: llama-quantize's file types (one type for every weight, or the k-quant mixtures
 //! Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M that give the tensors most sensitive to error more bits) and its rules, as
 //! `llama_tensor_get_type` applies them: the output tensor in Q6_K, attention V and FFN down promoted in the layers
-//! `use_more_bits` picks (the first and last eighth and every third between), grouped-query and mixture-of-experts
+//! `use_more_bits` picks (the first and last eighth and every third between), IQ4_NL and IQ4_XS (attention V in
+//! Q5_K under grouped-query attention, the first eighth of FFN down without an importance matrix), grouped-query and mixture-of-experts
 //! models treated as llama.cpp treats them, `--tensor-type PATTERN=TYPE` overrides, and the fallback to a 32-block
 //! type when a row is not a multiple of the superblock. The rules count tensors as they go (the i-th attention V of
 //! n), so [`Mixture::choose`] must see them in llama.cpp's order, which [`llama_order`] gives.
@@ -35,13 +36,15 @@ pub enum FileType {
     Q5_K_S,
     Q5_K_M,
     Q6_K,
+    IQ4_NL,
+    IQ4_XS,
 }
 
 use FileType as F;
 
 impl FileType {
     /// Every file type Lar writes.
-    pub const ALL: [FileType; 18] = [
+    pub const ALL: [FileType; 20] = [
         F::F32,
         F::F16,
         F::BF16,
@@ -60,6 +63,8 @@ impl FileType {
         F::Q5_K_S,
         F::Q5_K_M,
         F::Q6_K,
+        F::IQ4_NL,
+        F::IQ4_XS,
     ];
 
     pub fn name(self) -> &'static str {
@@ -82,6 +87,8 @@ impl FileType {
             F::Q5_K_S => "Q5_K_S",
             F::Q5_K_M => "Q5_K_M",
             F::Q6_K => "Q6_K",
+            F::IQ4_NL => "IQ4_NL",
+            F::IQ4_XS => "IQ4_XS",
         }
     }
 
@@ -105,6 +112,8 @@ impl FileType {
             F::Q5_K_M => 17,
             F::Q6_K => 18,
             F::Q2_K_S => 21,
+            F::IQ4_NL => 25,
+            F::IQ4_XS => 30,
             F::BF16 => 32,
         }
     }
@@ -125,6 +134,8 @@ impl FileType {
             F::Q4_K_S | F::Q4_K_M => GgmlType::Q4_K,
             F::Q5_K_S | F::Q5_K_M => GgmlType::Q5_K,
             F::Q6_K => GgmlType::Q6_K,
+            F::IQ4_NL => GgmlType::IQ4_NL,
+            F::IQ4_XS => GgmlType::IQ4_XS,
         }
     }
 
@@ -448,6 +459,7 @@ impl Mixture {
                     F::Q3_K_M if i < 2 => G::Q5_K,
                     F::Q3_K_M => G::Q4_K,
                     F::Q3_K_L => G::Q5_K,
+                    F::IQ4_NL | F::IQ4_XS if f.n_gqa >= 4 => G::Q5_K,
                     F::Q4_K_M | F::Q5_K_M if use_more_bits(i, n) => G::Q6_K,
                     F::Q4_K_S if i < 4 => G::Q5_K,
                     _ => t,
@@ -475,6 +487,7 @@ impl Mixture {
                     F::Q4_K_M if falcon && use_more_bits(i, n) => G::Q5_K,
                     F::Q4_K_M if falcon => G::Q4_K,
                     F::Q4_K_M if use_more_bits(i, n) => G::Q6_K,
+                    F::IQ4_NL | F::IQ4_XS if i < n / 8 && !self.has_imatrix => G::Q5_K,
                     F::Q5_K_M if use_more_bits(i, n) => G::Q6_K,
                     F::Q4_K_S if !falcon && i < n / 8 => G::Q5_K,
                     F::Q4_0 if self.has_imatrix && i < n / 8 => G::Q4_1,
@@ -486,7 +499,16 @@ impl Mixture {
             Category::AttnOutput => {
                 if !falcon {
                     if f.n_expert == 8 {
-                        if matches!(ft, F::Q2_K | F::Q3_K_S | F::Q3_K_M | F::Q4_K_S | F::Q4_K_M) {
+                        if matches!(
+                            ft,
+                            F::Q2_K
+                                | F::Q3_K_S
+                                | F::Q3_K_M
+                                | F::Q4_K_S
+                                | F::Q4_K_M
+                                | F::IQ4_NL
+                                | F::IQ4_XS
+                        ) {
                             t = G::Q5_K;
                         }
                     } else {
@@ -527,6 +549,7 @@ pub fn fallback(ty: GgmlType, ncols: usize) -> GgmlType {
         GgmlType::Q4_K => GgmlType::Q5_0,
         GgmlType::Q5_K => GgmlType::Q5_1,
         GgmlType::Q6_K => GgmlType::Q8_0,
+        GgmlType::IQ4_XS => GgmlType::IQ4_NL,
         t => t,
     };
     if ncols.is_multiple_of(t.block_size()) {

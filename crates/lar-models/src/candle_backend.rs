@@ -79,13 +79,29 @@ fn dtype(ty: GgmlType) -> Result<GgmlDType> {
                 "Q8_1 weights (an activation type)".into(),
             ));
         }
+        // Candle has no kernels for these: `qmatmul` widens them to F16.
+        IQ4_NL | IQ4_XS => GgmlDType::F16,
     })
 }
 
-/// A weight on the device, still quantized.
+/// A weight on the device, still quantized (types candle has no kernel for are widened to F16 first).
 fn qmatmul(w: &Weight, dev: &Device) -> Result<QMatMul> {
-    let q = qtensor_from_ggml(dtype(w.ty)?, w.data(), vec![w.rows, w.cols], dev).map_err(ce)?;
-    QMatMul::from_qtensor(q).map_err(ce)
+    let shape = vec![w.rows, w.cols];
+    let q = if matches!(w.ty, GgmlType::IQ4_NL | GgmlType::IQ4_XS) {
+        let mut row = vec![0f32; w.cols];
+        let mut f16 = Vec::with_capacity(w.rows * w.cols * 2);
+        for r in 0..w.rows {
+            w.dequantize_row(r, &mut row);
+            f16.extend(
+                row.iter()
+                    .flat_map(|v| half::f16::from_f32(*v).to_le_bytes()),
+            );
+        }
+        qtensor_from_ggml(GgmlDType::F16, &f16, shape, dev)
+    } else {
+        qtensor_from_ggml(dtype(w.ty)?, w.data(), shape, dev)
+    };
+    QMatMul::from_qtensor(q.map_err(ce)?).map_err(ce)
 }
 
 /// A vector on the device.

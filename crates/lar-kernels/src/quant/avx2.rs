@@ -365,6 +365,7 @@ fn layout_32(kind: GgmlType) -> (usize, usize, bool) {
         GgmlType::Q4_1 => (20, 36, false),
         GgmlType::Q5_0 => (22, 34, true),
         GgmlType::Q5_1 => (24, 36, false),
+        GgmlType::IQ4_NL => (18, 34, true),
         _ => (34, 34, true), // Q8_0
     }
 }
@@ -394,7 +395,55 @@ fn act_scales_32<const T: usize>(n: usize, ys: [&[u8]; T], kind: GgmlType) -> Ve
     tab
 }
 
-/// The 32-element block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) against `T` (1, 4 or 8) activation rows: each weight
+/// IQ4_NL's 16 values in both 128-bit lanes, for `vpshufb` lookups of nibbles.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn iq4_table() -> __m256i {
+    // SAFETY: a 16-byte load of a 16-byte array.
+    unsafe {
+        _mm256_broadcastsi128_si256(_mm_loadu_si128(
+            super::iq4::KVALUES.as_ptr() as *const __m128i
+        ))
+    }
+}
+
+/// IQ4_XS against `T` (1, 4 or 8) activation rows (Q8_K): per sub-block of 32 the nibbles looked up in the table,
+/// multiplied with the activations by the sign trick (pairs stay below i16's range: 2·127·127), weighted by the
+/// sub-block's scale `ls − 32` into i32 lanes; one float step per block (`acc = fma(d·dy, Σ, acc)`), the same for
+/// every `T`.
+#[inline(always)]
+fn iq4_xs<const T: usize, const V: bool>(n: usize, x: &[u8], ys: [&[u8]; T]) -> [f32; T] {
+    use super::iq4::{XS_BLOCK, xs_scale};
+    let nb = n / 256;
+    assert!(x.len() >= nb * XS_BLOCK && ys.iter().all(|y| y.len() >= nb * 292));
+    // SAFETY (whole body): compiled inside avx2+fma+f16c callers; all reads are within the rows (asserted above).
+    unsafe {
+        let mut acc = [0f32; T];
+        let table = iq4_table();
+        for b in 0..nb {
+            let xs = &x[b * XS_BLOCK..][..XS_BLOCK];
+            let mut sumi = [_mm256_setzero_si256(); T];
+            for ib in 0..8 {
+                let qx = _mm256_shuffle_epi8(table, nibblesp(xs.as_ptr().add(8 + 16 * ib)));
+                let ax = _mm256_sign_epi8(qx, qx);
+                let s = _mm256_set1_epi16(xs_scale(xs, ib) as i16 - 32);
+                for t in 0..T {
+                    let yq = loadp(ys[t].as_ptr().add(b * 292 + 4 + 32 * ib));
+                    let p = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(yq, qx));
+                    sumi[t] = dpwssd::<V>(sumi[t], p, s);
+                }
+            }
+            let d = f16_at(xs, 0);
+            for t in 0..T {
+                let dy = (ys[t].as_ptr().add(b * 292) as *const f32).read_unaligned();
+                acc[t] = (d * dy).mul_add(hsum_i32(sumi[t]) as f32, acc[t]);
+            }
+        }
+        acc
+    }
+}
+
+/// The 32-element block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL) against `T` (1, 4 or 8) activation rows: each weight
 /// block is unpacked once, to signed bytes (Q4_0, Q5_0, Q8_0: `sign` trick) or unsigned ones (Q4_1, Q5_1), and
 /// its scale multiplies all `T` activation scales in one instruction (`tab`, from [`act_scales_32`]; `T = 1` reads
 /// its one scale directly, the same value). Per row: `Σ_b dx·dy·Σ(qx·qy)` in one accumulator, summed in block
@@ -429,6 +478,8 @@ fn blocks_32<const T: usize, const V: bool>(
                     nibblesp(xb.add(8)),
                     _mm256_and_si256(bits_to_bytes(xb.add(4)), _mm256_set1_epi8(0x10)),
                 ),
+                // Each nibble looked up in the table (signed bytes, |v| <= 127: the sign trick holds).
+                GgmlType::IQ4_NL => _mm256_shuffle_epi8(iq4_table(), nibblesp(xb.add(2))),
                 _ => loadp(xb.add(2)),
             };
             let ax = if signed { _mm256_sign_epi8(qx, qx) } else { qx };
@@ -498,7 +549,7 @@ macro_rules! tier {
                 out: &mut [[f32; T]],
             ) {
                 use GgmlType::*;
-                let tab = if T > 1 && !matches!(ty, Q4_K | Q6_K) {
+                let tab = if T > 1 && !matches!(ty, Q4_K | Q6_K | IQ4_XS) {
                     act_scales_32(n, ys, ty)
                 } else {
                     Vec::new()
@@ -515,6 +566,8 @@ macro_rules! tier {
                 match ty {
                     Q4_K => each!(x => q4_k::<T, $v>(n, x, ys)),
                     Q6_K => each!(x => q6_k::<T, $v>(n, x, ys)),
+                    IQ4_XS => each!(x => iq4_xs::<T, $v>(n, x, ys)),
+                    IQ4_NL => each!(x => blocks_32::<T, $v>(n, x, ys, IQ4_NL, &tab)),
                     Q4_0 => each!(x => blocks_32::<T, $v>(n, x, ys, Q4_0, &tab)),
                     Q4_1 => each!(x => blocks_32::<T, $v>(n, x, ys, Q4_1, &tab)),
                     Q5_0 => each!(x => blocks_32::<T, $v>(n, x, ys, Q5_0, &tab)),
@@ -534,6 +587,8 @@ macro_rules! tier {
                         GgmlType::Q8_0 => { const $t: GgmlType = GgmlType::Q8_0; $e }
                         GgmlType::Q4_K => { const $t: GgmlType = GgmlType::Q4_K; $e }
                         GgmlType::Q6_K => { const $t: GgmlType = GgmlType::Q6_K; $e }
+                        GgmlType::IQ4_NL => { const $t: GgmlType = GgmlType::IQ4_NL; $e }
+                        GgmlType::IQ4_XS => { const $t: GgmlType = GgmlType::IQ4_XS; $e }
                         _ => return None,
                     }
                 };

@@ -8,6 +8,7 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+pub mod iq4;
 mod kquants;
 pub mod packed_float;
 pub mod packed_q4k;

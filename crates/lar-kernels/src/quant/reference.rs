@@ -35,6 +35,8 @@ pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) {
             GgmlType::Q4_K => dq_q4_k(x, y),
             GgmlType::Q5_K => dq_q5_k(x, y),
             GgmlType::Q6_K => dq_q6_k(x, y),
+            GgmlType::IQ4_NL => super::iq4::dq_iq4_nl(x, y),
+            GgmlType::IQ4_XS => super::iq4::dq_iq4_xs(x, y),
             GgmlType::Q8_K => {
                 let d = f32_at(x, 0);
                 for (v, &q) in y.iter_mut().zip(&x[4..4 + QK_K]) {
@@ -296,6 +298,8 @@ pub fn dot_fn(ty: GgmlType) -> super::DotFn {
         GgmlType::Q5_K => dequant_dot!(Q5_K),
         GgmlType::Q6_K => dequant_dot!(Q6_K),
         GgmlType::Q8_K => dequant_dot!(Q8_K),
+        GgmlType::IQ4_NL => dequant_dot!(IQ4_NL),
+        GgmlType::IQ4_XS => dequant_dot!(IQ4_XS),
     }
 }
 

@@ -43,6 +43,7 @@ pub(crate) fn random_row(ty: GgmlType, blocks: usize, rng: &mut Rng) -> Vec<u8> 
             }
             GgmlType::Q3_K => b[108..110].copy_from_slice(&s1),
             GgmlType::Q6_K => b[208..210].copy_from_slice(&s1),
+            GgmlType::IQ4_NL | GgmlType::IQ4_XS => b[0..2].copy_from_slice(&s1),
             GgmlType::Q8_K => unreachable!(),
         }
     }
@@ -57,7 +58,7 @@ fn random_act(ty: GgmlType, n: usize, scale: f32, rng: &mut Rng) -> Vec<u8> {
     act
 }
 
-const WEIGHT_TYPES: [GgmlType; 13] = [
+const WEIGHT_TYPES: [GgmlType; 15] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,
@@ -71,6 +72,8 @@ const WEIGHT_TYPES: [GgmlType; 13] = [
     GgmlType::Q4_K,
     GgmlType::Q5_K,
     GgmlType::Q6_K,
+    GgmlType::IQ4_NL,
+    GgmlType::IQ4_XS,
 ];
 
 #[test]
@@ -133,6 +136,22 @@ fn q4_0_dequantizes_a_hand_built_block() {
     assert_eq!(y[15], 3.5); // (15 - 8) * 0.5
     assert_eq!(y[16], 3.5); // high nibble of byte 0 is 15
     assert_eq!(y[31], -4.0);
+}
+
+#[test]
+fn iq4_xs_dequantizes_a_hand_built_block() {
+    // d = 0.5; sub-block 0 has scale 33 (low nibble 1, high bits 2 -> 1 + 32), sub-block 7 has 63 (15 | 3 << 4).
+    let mut b = half::f16::from_f32(0.5).to_le_bytes().to_vec();
+    b.extend((2u16 | 3 << 14).to_le_bytes());
+    b.extend([0x01, 0x00, 0x00, 0xF0]);
+    b.extend((0..128u8).map(|j| (j % 16) | 0xF0));
+    let mut y = [0f32; 256];
+    dequantize(GgmlType::IQ4_XS, &b, &mut y);
+    assert_eq!(y[0], 0.5 * 1.0 * -127.0); // (33 - 32) · KVALUES[0]
+    assert_eq!(y[15], 0.5 * 1.0 * 113.0); // KVALUES[15]
+    assert_eq!(y[16], 0.5 * 1.0 * 113.0); // high nibble of byte 0 is 15
+    assert_eq!(y[32], 0.5 * -32.0 * -127.0); // sub-block 1: scale 0 -> -32
+    assert_eq!(y[7 * 32 + 1], 0.5 * 31.0 * -104.0); // sub-block 7: 63 - 32, KVALUES[1]
 }
 
 #[test]

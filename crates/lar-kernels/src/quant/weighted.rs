@@ -258,6 +258,9 @@ pub fn quantize_row(ty: GgmlType, x: &[f32], qw: &[f32], out: &mut Vec<u8>) -> O
         GgmlType::Q4_K => superblocks().for_each(|(b, w)| q45_k(b, w, 15, out)),
         GgmlType::Q5_K => superblocks().for_each(|(b, w)| q45_k(b, w, 31, out)),
         GgmlType::Q6_K => superblocks().for_each(|(b, w)| q6_k_with(b, Some(w), out)),
+        GgmlType::IQ4_NL | GgmlType::IQ4_XS => {
+            super::iq4::quantize(ty == GgmlType::IQ4_XS, x, Some(qw), out)
+        }
         _ => return super::weights::quantize(ty, x, out),
     }
     Some(())
@@ -288,6 +291,8 @@ mod tests {
             GgmlType::Q4_K,
             GgmlType::Q5_K,
             GgmlType::Q6_K,
+            GgmlType::IQ4_NL,
+            GgmlType::IQ4_XS,
         ] {
             let err = |q: &[u8]| {
                 let mut y = vec![0f32; x.len()];

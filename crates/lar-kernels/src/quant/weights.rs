@@ -8,7 +8,7 @@ use super::kquants::{self, nearest_int};
 use super::{GgmlType, QK, QK_K};
 
 /// The types [`quantize`] writes (besides F32, F16 and BF16).
-pub const TYPES: [GgmlType; 10] = [
+pub const TYPES: [GgmlType; 12] = [
     GgmlType::Q4_0,
     GgmlType::Q4_1,
     GgmlType::Q5_0,
@@ -19,6 +19,8 @@ pub const TYPES: [GgmlType; 10] = [
     GgmlType::Q4_K,
     GgmlType::Q5_K,
     GgmlType::Q6_K,
+    GgmlType::IQ4_NL,
+    GgmlType::IQ4_XS,
 ];
 
 /// ggml's `make_qx_quants` with `rmse_type` 1: the scale of `x` on levels `-nmax..nmax-1` (stored in `l` plus
@@ -228,6 +230,10 @@ pub fn quantize(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) -> Option<()> {
         GgmlType::Q4_K => kquants::q4_k,
         GgmlType::Q5_K => kquants::q5_k,
         GgmlType::Q6_K => q6_k,
+        GgmlType::IQ4_NL | GgmlType::IQ4_XS => {
+            super::iq4::quantize(ty == GgmlType::IQ4_XS, x, None, out);
+            return Some(());
+        }
         GgmlType::F32 => {
             out.extend(x.iter().flat_map(|v| v.to_le_bytes()));
             return Some(());
@@ -279,6 +285,8 @@ mod tests {
                 GgmlType::Q3_K => 5.0,
                 GgmlType::Q4_K => 12.0,
                 GgmlType::Q5_K => 25.0,
+                // Sixteen levels, unevenly spaced (widest gap 24 of the table's 240).
+                GgmlType::IQ4_NL | GgmlType::IQ4_XS => 9.0,
                 _ => 254.0,
             };
             // Every block spans less than 6: half a step is the most a value can move (plus f16 rounding), but

@@ -1,0 +1,145 @@
+//! IQ4_NL and IQ4_XS end to end: the tiny and wide random-weight models quantized by Lar (`lar quantize`'s library;
+//! crates/lar-cli/tests/quantize.rs holds every tensor to llama-quantize's bytes), then run by Lar's engine, against
+//! llama.cpp's logits for llama-quantize's files of the same types (tests/golden/iq4.json, written by
+//! scripts/make-quantize-goldens.sh). The same weights and the same activation quantization (Q8_0 for IQ4_NL, Q8_K
+//! for IQ4_XS) on both sides, so the only differences are summation order and llama.cpp's f16 KV cache.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use lar_lab::mixture::FileType;
+use lar_lab::quantize::{Options, quantize};
+use lar_models::{Gguf, KvStore, Model, SeqBatch, ThreadPool};
+use lar_testdata as testdata;
+use sha2::{Digest, Sha256};
+
+/// Largest allowed |logit difference| at the first position (no attention over earlier tokens yet, so nothing for
+/// the f16 KV cache or the attention's order of sums to round differently; measured: 0.0000).
+const FIRST_TOL: f32 = 0.01;
+
+/// Lar's logits for `ids` on the model at `path`: a prefill of 10, then one token at a time.
+fn logits(path: &Path, ids: &[u32]) -> Vec<Vec<f32>> {
+    let model = Model::from_gguf(Arc::new(Gguf::open(path).unwrap())).unwrap();
+    let mut kv = KvStore::new(16, model.hp.n_layers, model.hp.kv_dim(), 4);
+    let table = [0, 1, 2, 3];
+    let pool = ThreadPool::new(2);
+    let batch = |tokens, pos, logits_from| SeqBatch {
+        tokens,
+        pos,
+        block_table: &table,
+        logits_from,
+    };
+    let out = model
+        .forward(&[batch(&ids[..10], 0, Some(0))], &mut kv, &pool)
+        .unwrap();
+    let mut rows: Vec<Vec<f32>> = out[0]
+        .chunks_exact(model.hp.n_vocab)
+        .map(|c| c.to_vec())
+        .collect();
+    for p in 10..ids.len() {
+        let out = model
+            .forward(&[batch(&ids[p..p + 1], p, None)], &mut kv, &pool)
+            .unwrap();
+        rows.push(out[0].clone());
+    }
+    rows
+}
+
+/// Every tensor of Lar's file has the type and bytes llama-quantize gave it (tests/golden/quantize.json's run of
+/// the same source, type and mode), so llama.cpp's logits in iq4.json are for these very weights.
+fn same_tensors_as_llama_quantize(path: &Path, name: &str, pure: bool) {
+    let q = testdata::golden("quantize.json");
+    let (source, ty) = match name.split('-').collect::<Vec<_>>()[..] {
+        ["tiny", "llama", ty] => ("tiny-llama", ty),
+        ["wide", ty, ..] => ("wide-llama", ty),
+        _ => panic!("{name}"),
+    };
+    let run = q["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| {
+            r["source"] == source && r["type"] == ty && r["pure"] == pure && r["imatrix"].is_null()
+        })
+        .unwrap_or_else(|| panic!("{name}: no run in quantize.json"));
+    let g = Gguf::open(path).unwrap();
+    let want = run["tensors"].as_object().unwrap();
+    assert_eq!(g.tensors.len(), want.len(), "{name}: tensors");
+    for t in &g.tensors {
+        let sha = format!("{:x}", Sha256::digest(g.tensor_data(t)));
+        assert_eq!(
+            [t.ty.name(), &sha[..16]],
+            [
+                want[&t.name][0].as_str().unwrap(),
+                want[&t.name][1].as_str().unwrap()
+            ],
+            "{name}: {}",
+            t.name
+        );
+    }
+}
+
+/// Lar's logits against llama.cpp's: the first position within [`FIRST_TOL`]; every position within llama.cpp's
+/// own noise floor (`noise_max_abs_diff`: its logits with flash attention on vs off; int8 activations turn a
+/// rounding difference into a whole quantization step, and these random models amplify it); the same argmax
+/// wherever llama.cpp's top two are further apart than that floor.
+fn compare(name: &str, ours: &[Vec<f32>], g: &serde_json::Value) {
+    let noise = g["noise_max_abs_diff"].as_f64().unwrap() as f32;
+    let theirs = g["logits"].as_array().unwrap();
+    assert_eq!(ours.len(), theirs.len(), "{name}: positions");
+    let mut worst = 0f32;
+    for (p, (a, b)) in ours.iter().zip(theirs).enumerate() {
+        let b: Vec<f32> = b
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(a.len(), b.len(), "{name}: vocabulary");
+        let d = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        if p == 0 {
+            assert!(d <= FIRST_TOL, "{name}: position 0 differs by {d}");
+        }
+        worst = worst.max(d);
+        let mut sorted = b.clone();
+        sorted.sort_by(|x, y| y.total_cmp(x));
+        if sorted[0] - sorted[1] > noise {
+            assert_eq!(
+                testdata::argmax(a),
+                testdata::argmax(&b),
+                "{name}: argmax at position {p}"
+            );
+        }
+    }
+    eprintln!("{name}: max |logit diff| vs llama.cpp {worst:.4} (llama.cpp vs itself {noise:.4})");
+    assert!(worst <= noise, "{name}: max |logit diff| {worst} > {noise}");
+}
+
+#[test]
+fn iq4_models_match_llama_cpp() {
+    let golden = testdata::golden("iq4.json");
+    let ids = testdata::golden_ids(&golden["ids"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (tiny, wide) = (dir.path().join("tiny.gguf"), dir.path().join("wide.gguf"));
+    std::fs::write(&tiny, testdata::tiny_model("llama")).unwrap();
+    std::fs::write(&wide, testdata::wide_model("llama")).unwrap();
+    for (name, src, ft, pure) in [
+        ("tiny-llama-IQ4_NL", &tiny, FileType::IQ4_NL, false),
+        ("wide-IQ4_NL-pure", &wide, FileType::IQ4_NL, true),
+        ("wide-IQ4_XS-pure", &wide, FileType::IQ4_XS, true),
+        ("wide-IQ4_XS", &wide, FileType::IQ4_XS, false),
+    ] {
+        let g = &golden["models"][name];
+        let out = dir.path().join(format!("{name}.gguf"));
+        let mut o = Options::new(ft);
+        o.pure = pure;
+        o.threads = 2;
+        quantize(src, &out, &o, &mut |_, _, _| {}).unwrap();
+        same_tensors_as_llama_quantize(&out, name, pure);
+        compare(name, &logits(&out, &ids), g);
+    }
+}
