@@ -280,6 +280,62 @@ fn q4_k<const T: usize, const V: bool>(n: usize, x: &[u8], ys: [&[u8]; T]) -> [f
     }
 }
 
+/// Q5_K against `T` (1, 4 or 8) activation rows: Q4_K's kernel with each quant's fifth bit from the block's 32
+/// bytes of high bits (bit `j` of byte `l` belongs to value `l` of sub-block `j`), the same integer and float steps.
+#[inline(always)]
+fn q5_k<const T: usize, const V: bool>(n: usize, x: &[u8], ys: [&[u8]; T]) -> [f32; T] {
+    let nb = n / 256;
+    assert!(x.len() >= nb * 176 && ys.iter().all(|y| y.len() >= nb * 292));
+    // SAFETY (whole body): compiled inside avx2+fma+f16c callers; all reads are within the rows (asserted above).
+    unsafe {
+        let mut acc = [0f32; T];
+        let (m4, one) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(1));
+        for b in 0..nb {
+            let xs = &x[b * 176..b * 176 + 176];
+            let xb = xs.as_ptr();
+            let (sc, mn) = q4k_scales(xs);
+            let dm = f16x2(xb);
+            let m = _mm_cvtepu8_epi16(_mm_loadl_epi64(mn.as_ptr() as *const __m128i));
+            let mv = _mm256_set_m128i(_mm_unpackhi_epi16(m, m), _mm_unpacklo_epi16(m, m));
+            let qh = loadp(xb.add(16));
+            let mut sumi = [_mm256_setzero_si256(); T];
+            for j in 0..4 {
+                let q4 = loadp(xb.add(48 + 32 * j));
+                // Bit 2j (2j + 1) of each high-bit byte, as 16 or 0 (shifts within 16-bit lanes: the mask keeps
+                // each byte's own bit).
+                let h = |k: i32| {
+                    let bit = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(k)), one);
+                    _mm256_slli_epi16(bit, 4)
+                };
+                let lo = _mm256_or_si256(_mm256_and_si256(q4, m4), h(2 * j as i32));
+                let hi = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4),
+                    h(2 * j as i32 + 1),
+                );
+                let (s0, s1) = (
+                    _mm256_set1_epi16(sc[2 * j] as i16),
+                    _mm256_set1_epi16(sc[2 * j + 1] as i16),
+                );
+                for t in 0..T {
+                    let yq = ys[t].as_ptr().add(b * 292 + 4 + 64 * j);
+                    let p0 = _mm256_maddubs_epi16(lo, loadp(yq));
+                    let p1 = _mm256_maddubs_epi16(hi, loadp(yq.add(32)));
+                    sumi[t] = dpwssd::<V>(dpwssd::<V>(sumi[t], p0, s0), p1, s1);
+                }
+            }
+            let (d, dmin) = (_mm_cvtss_f32(dm), _mm_cvtss_f32(_mm_movehdup_ps(dm)));
+            for t in 0..T {
+                let yb = ys[t].as_ptr().add(b * 292);
+                let dy = (yb as *const f32).read_unaligned();
+                let mins = hsum_i32(_mm256_madd_epi16(loadp(yb.add(260)), mv));
+                let a = (d * dy).mul_add(hsum_i32(sumi[t]) as f32, acc[t]);
+                acc[t] = (-(dmin * dy)).mul_add(mins as f32, a);
+            }
+        }
+        acc
+    }
+}
+
 /// The sum of eight i32 lanes (wrapping, as the integer sums never come near overflow).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
@@ -549,7 +605,7 @@ macro_rules! tier {
                 out: &mut [[f32; T]],
             ) {
                 use GgmlType::*;
-                let tab = if T > 1 && !matches!(ty, Q4_K | Q6_K | IQ4_XS) {
+                let tab = if T > 1 && !matches!(ty, Q4_K | Q5_K | Q6_K | IQ4_XS) {
                     act_scales_32(n, ys, ty)
                 } else {
                     Vec::new()
@@ -565,6 +621,7 @@ macro_rules! tier {
                 // Each arm inlines its kernel with the type as a constant.
                 match ty {
                     Q4_K => each!(x => q4_k::<T, $v>(n, x, ys)),
+                    Q5_K => each!(x => q5_k::<T, $v>(n, x, ys)),
                     Q6_K => each!(x => q6_k::<T, $v>(n, x, ys)),
                     IQ4_XS => each!(x => iq4_xs::<T, $v>(n, x, ys)),
                     IQ4_NL => each!(x => blocks_32::<T, $v>(n, x, ys, IQ4_NL, &tab)),
@@ -586,6 +643,7 @@ macro_rules! tier {
                         GgmlType::Q5_1 => { const $t: GgmlType = GgmlType::Q5_1; $e }
                         GgmlType::Q8_0 => { const $t: GgmlType = GgmlType::Q8_0; $e }
                         GgmlType::Q4_K => { const $t: GgmlType = GgmlType::Q4_K; $e }
+                        GgmlType::Q5_K => { const $t: GgmlType = GgmlType::Q5_K; $e }
                         GgmlType::Q6_K => { const $t: GgmlType = GgmlType::Q6_K; $e }
                         GgmlType::IQ4_NL => { const $t: GgmlType = GgmlType::IQ4_NL; $e }
                         GgmlType::IQ4_XS => { const $t: GgmlType = GgmlType::IQ4_XS; $e }

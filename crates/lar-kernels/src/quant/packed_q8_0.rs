@@ -1,0 +1,263 @@
+//! Q8_0 weights repacked sixteen rows side by side, and the AVX-512 VNNI kernel that multiplies them with Q8_0
+//! activation rows (the prompt's matrix products and the decode's mat-vec; also the tied output matrix of files
+//! whose rows do not fit a k-quant's 256, such as Qwen2.5-0.5B's 896).
+//!
+//! A Q8_0 block is 32 weights `w = d·q` with int8 `q`: an f16 `d` and 32 bytes. Packed, two blocks of a panel of 16
+//! rows take seventeen 64-byte lines in the order the kernel reads them: one line with both blocks' sixteen `d` as
+//! f16, then per block ([`quant_line`]) eight lines, line `i` holding for each row its quants `4i..4i+4`,
+//! `[row][4 bytes]`, what one `vpdpbusd` multiplies with a broadcast word. The quants are stored shifted to
+//! unsigned bytes (`q + 128`, `vpdpbusd`'s unsigned operand), so `Σ q·y = Σ (q + 128)·y − 128·Σy`: a block's integer
+//! accumulator starts at `−128·Σy`, then `acc = fma(float(Σ), d·dy, acc)` per block. Every weight of this layout
+//! goes through this kernel (decode as well as prompts), so a token's result does not depend on how it was
+//! batched; [`dot_reference`] is the plain twin.
+
+use super::panels::{self, PanelKernel};
+use super::{QK, f16_at};
+
+pub use super::panels::NR;
+/// 64-byte lines per (panel, pair of blocks).
+const LINES: usize = 17;
+/// The line of both blocks' `d`.
+const D_LINE: usize = 0;
+
+/// Line `i` (0..8) of block `h`'s quants.
+const fn quant_line(h: usize, i: usize) -> usize {
+    1 + 8 * h + i
+}
+
+/// Bytes of a Q8_0 block (weights and activations alike).
+const W_BLOCK: usize = 34;
+const A_BLOCK: usize = 34;
+
+/// A Q8_0 weight of `rows` (a multiple of [`NR`]) × `cols` (a multiple of 64), repacked.
+pub struct PackedQ8_0 {
+    pub rows: usize,
+    pub cols: usize,
+    lines: panels::Lines,
+}
+
+/// Quant `e` (0..32) of a Q8_0 block.
+fn quant(blk: &[u8], e: usize) -> i8 {
+    blk[2 + e] as i8
+}
+
+impl PackedQ8_0 {
+    /// Whether a `rows × cols` Q8_0 weight can be packed.
+    pub fn fits(rows: usize, cols: usize) -> bool {
+        panels::fits(rows, cols, 2 * QK)
+    }
+
+    /// Packs `rows` Q8_0 rows of `cols` (the file's bytes, row after row).
+    pub fn pack(data: &[u8], rows: usize, cols: usize) -> Self {
+        assert!(Self::fits(rows, cols), "packed Q8_0 shape {rows}x{cols}");
+        let (nb, pairs) = (cols / QK, cols / (2 * QK));
+        let rb = nb * W_BLOCK;
+        assert_eq!(data.len(), rows * rb, "Q8_0 rows");
+        let mut lines = panels::Lines::zeroed(rows / NR * pairs * LINES);
+        for (pp, l) in lines.chunks_exact_mut(LINES).enumerate() {
+            let (p, pair) = (pp / pairs, pp % pairs);
+            for h in 0..2 {
+                let b = 2 * pair + h;
+                for r in 0..NR {
+                    let blk = &data[(p * NR + r) * rb + b * W_BLOCK..][..W_BLOCK];
+                    for i in 0..8 {
+                        for e in 0..4 {
+                            l[quant_line(h, i)].0[r * 4 + e] = quant(blk, 4 * i + e) as u8 ^ 0x80;
+                        }
+                    }
+                    l[D_LINE].0[h * 32 + r * 2..h * 32 + r * 2 + 2].copy_from_slice(&blk[0..2]);
+                }
+            }
+        }
+        Self { rows, cols, lines }
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.lines.len() * 64
+    }
+
+    /// Quant `e` of block `b` of row `r` and the block's `d`.
+    #[cfg(test)]
+    fn get(&self, r: usize, b: usize, e: usize) -> (i8, f32) {
+        let pairs = self.cols / (2 * QK);
+        let (p, rr, h) = (r / NR, r % NR, b % 2);
+        let l = &self.lines[(p * pairs + b / 2) * LINES..][..LINES];
+        let q = (l[quant_line(h, e / 4)].0[rr * 4 + e % 4] ^ 0x80) as i8;
+        (q, f16_at(&l[D_LINE].0, h * 32 + rr * 2))
+    }
+}
+
+/// The plain twin: one Q8_0 row (the file's layout) with one Q8_0 activation row, the kernel's integers and float
+/// steps.
+pub fn dot_reference(n: usize, x: &[u8], y: &[u8]) -> f32 {
+    let mut acc = 0f32;
+    for b in 0..n / QK {
+        let (xb, yb) = (&x[b * W_BLOCK..][..W_BLOCK], &y[b * A_BLOCK..][..A_BLOCK]);
+        let dot: i32 = (0..32)
+            .map(|e| quant(xb, e) as i32 * yb[2 + e] as i8 as i32)
+            .sum();
+        acc = (dot as f32).mul_add(f16_at(xb, 0) * f16_at(yb, 0), acc);
+    }
+    acc
+}
+
+/// `out[t·ldo + r] = dot(row r, activation t)` for the rows of `panels` and `n_acts` Q8_0 activation rows
+/// (`act(t)`, `cols/32` blocks each). Needs AVX-512 VNNI.
+///
+/// # Safety
+/// As [`panels::matmul`].
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn matmul<'a>(
+    w: &PackedQ8_0,
+    panels: std::ops::Range<usize>,
+    n_acts: usize,
+    act: impl Fn(usize) -> &'a [u8],
+    out: *mut f32,
+    ldo: usize,
+) {
+    // SAFETY: the caller's.
+    unsafe { panels::matmul(w, panels, n_acts, &act, out, ldo) }
+}
+
+/// Per activation row and block: the scale as f32, and `−128·Σy`.
+#[derive(Clone, Copy, Default)]
+pub struct ActBlock {
+    d: f32,
+    neg128sum: i32,
+}
+
+impl PanelKernel for PackedQ8_0 {
+    type Side = ActBlock;
+
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn side_len(&self) -> usize {
+        self.cols / QK
+    }
+
+    fn act_bytes(&self) -> usize {
+        self.cols / QK * A_BLOCK
+    }
+
+    fn side(&self, y: &[u8], out: &mut [ActBlock]) {
+        for (yb, o) in y.chunks_exact(A_BLOCK).zip(out) {
+            let sum: i32 = yb[2..].iter().map(|&v| v as i8 as i32).sum();
+            *o = ActBlock {
+                d: f16_at(yb, 0),
+                neg128sum: -128 * sum,
+            };
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn tile<const T: usize>(
+        &self,
+        p: usize,
+        ys: [*const u8; T],
+        side: *const ActBlock,
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        use std::arch::x86_64::*;
+        let (nb, pairs) = (self.cols / QK, self.cols / (2 * QK));
+        // SAFETY (whole body): the trait's contract: panel p's lines, T rows of nb Q8_0 blocks and their side data,
+        // 16 outputs per row.
+        unsafe {
+            let base = self.lines.as_ptr().add(p * pairs * LINES) as *const u8;
+            let mut acc = [_mm512_setzero_ps(); T];
+            for b in 0..nb {
+                let (l, h) = (base.add(b / 2 * LINES * 64), b % 2);
+                let dw = _mm512_cvtph_ps(_mm256_load_si256(
+                    l.add(D_LINE * 64 + 32 * h) as *const __m256i
+                ));
+                let mut dot: [__m512i; T] =
+                    std::array::from_fn(|t| _mm512_set1_epi32((*side.add(t * nb + b)).neg128sum));
+                for i in 0..8 {
+                    let q = _mm512_load_si512(l.add(quant_line(h, i) * 64) as *const _);
+                    for t in 0..T {
+                        let y = ys[t].add(b * A_BLOCK + 2 + 4 * i);
+                        let y = _mm512_set1_epi32((y as *const i32).read_unaligned());
+                        dot[t] = _mm512_dpbusd_epi32(dot[t], q, y);
+                    }
+                }
+                for t in 0..T {
+                    let dy = _mm512_set1_ps((*side.add(t * nb + b)).d);
+                    acc[t] =
+                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[t]), _mm512_mul_ps(dw, dy), acc[t]);
+                }
+            }
+            for (t, a) in acc.iter().enumerate() {
+                _mm512_storeu_ps(out.add(t * ldo), *a);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::GgmlType;
+    use crate::quant::tests::{Rng, random_row};
+
+    #[test]
+    fn packing_keeps_every_quant_and_scale() {
+        let mut rng = Rng::new(5);
+        let (rows, cols) = (32, 128);
+        let data = random_row(GgmlType::Q8_0, rows * cols / QK, &mut rng);
+        let p = PackedQ8_0::pack(&data, rows, cols);
+        let rb = cols / QK * W_BLOCK;
+        for r in 0..rows {
+            for b in 0..cols / QK {
+                let blk = &data[r * rb + b * W_BLOCK..][..W_BLOCK];
+                for e in 0..32 {
+                    assert_eq!(
+                        p.get(r, b, e),
+                        (quant(blk, e), f16_at(blk, 0)),
+                        "r {r} b {b} e {e}"
+                    );
+                }
+            }
+        }
+        assert_eq!(p.bytes(), rows * rb);
+    }
+
+    /// The twin against the dequantizing reference (close: float sums in another order).
+    #[test]
+    fn twin_matches_the_dequantizing_reference() {
+        let mut rng = Rng::new(9);
+        let cols = 640;
+        let x = random_row(GgmlType::Q8_0, cols / QK, &mut rng);
+        for y in panels::testing::acts(GgmlType::Q8_0, 4, cols, &mut rng) {
+            let want = crate::quant::reference::dot_fn(GgmlType::Q8_0)(cols, &x, &y);
+            let got = dot_reference(cols, &x, &y);
+            assert!(
+                (want - got).abs() <= 1e-3 * (1.0 + want.abs()),
+                "{got} vs {want}"
+            );
+        }
+    }
+
+    /// The kernel gives the twin's bits for every row and activation row, however the rows are grouped.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn packed_kernel_gives_the_twin_bits() {
+        let mut rng = Rng::new(13);
+        let (rows, cols) = (96, 640);
+        let data = random_row(GgmlType::Q8_0, rows * cols / QK, &mut rng);
+        let p = PackedQ8_0::pack(&data, rows, cols);
+        let rb = cols / QK * W_BLOCK;
+        panels::testing::kernel_gives_twin_bits(
+            &p,
+            &data,
+            (rb, cols, 1),
+            GgmlType::Q8_0,
+            dot_reference,
+            &mut rng,
+        );
+    }
+}
