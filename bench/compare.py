@@ -9,7 +9,10 @@ medians, and prints the ratio Lar / llama.cpp. It measures read bandwidth once (
 decode speed as a fraction of the limit bandwidth / bytes read per token (all weights but the embedding lookup).
 
 With LAR_BEFORE=/path/to/an/older/lar it also runs that binary in the same rotation and prints its figures and the
-ratio of this build to it, so a change that must not move speed is checked side by side in one run.
+ratio of this build to it, so a change that must not move speed is checked side by side in one run. A model Lar
+refuses (a type it does not run) gets a row saying so. TITLE="..." heads the appended section with its own line,
+COMMAND="..." names the script that ran it (bench/types.sh does both), P and N set the prompt and generated
+lengths (512 and 128).
 """
 import datetime
 import json
@@ -35,8 +38,16 @@ def llama(bin_dir, model, threads, p, n):
     return pp, tg
 
 
+class Refused(Exception):
+    pass
+
+
 def lar(model, threads, p, n, binary=LAR):
-    v = run_json([binary, "bench", model, "-p", str(p), "-n", str(n), "-r", "1", "--threads", str(threads), "--json"])
+    cmd = [binary, "bench", model, "-p", str(p), "-n", str(n), "-r", "1", "--threads", str(threads), "--json"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise Refused((r.stderr.strip().splitlines() or ["failed"])[-1])
+    v = json.loads(r.stdout)
     return v["prompt_tps"], v["gen_tps"], v["peak_rss_bytes"]
 
 
@@ -49,9 +60,10 @@ def main():
     bin_dir, models = sys.argv[1], sys.argv[2:]
     runs, threads = int(os.environ.get("RUNS", "5")), int(os.environ.get("THREADS", "2"))
     before = os.environ.get("LAR_BEFORE")
-    p, n = 512, 128
+    p, n = int(os.environ.get("P", "512")), int(os.environ.get("N", "128"))
     bw = run_json([LAR, "bench", "--bandwidth", "--threads", str(threads), "--json", "-"])["read_gb_per_s"]
-    lines = [
+    title = os.environ.get("TITLE")
+    lines = ([f"## {title}", ""] if title else []) + [
         f"### {datetime.date.today()} — {threads} threads, pp{p} / tg{n}, medians of {runs} alternating runs",
         "",
         f"Read bandwidth ({threads} threads): {bw:.1f} GB/s.",
@@ -63,20 +75,36 @@ def main():
     for m in models:
         lp, lt, rp, rt, rss = [], [], [], [], []
         bp, bt = [], []
+        refused, refused_before = None, None
         for _ in range(runs):
             a, b = llama(bin_dir, m, threads, p, n)
             lp.append(a)
             lt.append(b)
-            c, d, r = lar(m, threads, p, n)
-            rp.append(c)
-            rt.append(d)
-            rss.append(r)
+            try:
+                c, d, r = lar(m, threads, p, n)
+                rp.append(c)
+                rt.append(d)
+                rss.append(r)
+            except Refused as e:
+                refused = str(e)
             if before:
-                c, d, _ = lar(m, threads, p, n, before)
-                bp.append(c)
-                bt.append(d)
+                try:
+                    c, d, _ = lar(m, threads, p, n, before)
+                    bp.append(c)
+                    bt.append(d)
+                except Refused as e:
+                    refused_before = str(e)
         med = statistics.median
-        if before:
+        if refused:
+            row = (f"| {os.path.basename(m)} | {med(lp):.1f} | refused | | {med(lt):.1f} | refused | | | | |")
+            print(row, f"({refused})", flush=True)
+            lines.append(row)
+            if before:
+                ab_rows.append(f"| {os.path.basename(m)} | | refused | | | refused | |")
+            continue
+        if before and refused_before:
+            ab_rows.append(f"| {os.path.basename(m)} | refused | {med(rp):.1f} | | refused | {med(rt):.1f} | |")
+        elif before:
             ab_rows.append(f"| {os.path.basename(m)} | {med(bp):.1f} | {med(rp):.1f} | {med(rp) / med(bp):.3f}x | "
                            f"{med(bt):.1f} | {med(rt):.1f} | {med(rt) / med(bt):.3f}x |")
         limit = bw * 1e9 / bytes_per_token(m)
@@ -84,12 +112,13 @@ def main():
                f"{med(rt):.1f} | {med(rt) / med(lt):.2f}x | {limit:.0f} | {med(rt) / limit:.0%} | {max(rss) / 2**20:.0f} |")
         print(row, flush=True)
         lines.append(row)
-    command = f"RUNS={runs} THREADS={threads} bench/compare.sh"
+    command = os.environ.get("COMMAND") or f"RUNS={runs} THREADS={threads} bench/compare.sh"
     if before:
         lines += ["", f"This build against `{before}` in the same rotation:", "",
                   "| model | before pp t/s | after pp t/s | pp after/before | before tg t/s | after tg t/s | tg after/before |",
                   "|---|---|---|---|---|---|---|"] + ab_rows
-        command = f"LAR_BEFORE={before} " + command
+        if not os.environ.get("COMMAND"):
+            command = f"LAR_BEFORE={before} " + command
     lines += ["", f"Command: `{command}`", ""]
     with open(os.path.join(ROOT, "BENCHMARKS.md"), "a") as f:
         f.write("\n".join(lines) + "\n")

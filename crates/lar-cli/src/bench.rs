@@ -5,7 +5,7 @@
 //! client's would be, so the figures include scheduling, sampling and streaming.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -14,6 +14,7 @@ use lar_models::ThreadPool;
 use lar_plan::gate::Load;
 use lar_types::{FinishReason, SamplingParams};
 
+use crate::bench_profile::Profile;
 use crate::common::{gate, model_path, peak_rss_bytes};
 
 #[derive(clap::Args, Debug)]
@@ -43,6 +44,10 @@ pub struct Args {
     /// Do not record this bench as a run (`lar runs`).
     #[arg(long)]
     pub no_record: bool,
+    /// Also show where each token's time goes: milliseconds per token by kind of operation (matmul, attention,
+    /// norms, activation quantization, sampling...) for the prompt and for decode, and the engine's rest.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 const UBATCH: usize = 512;
@@ -168,7 +173,13 @@ pub fn main(args: Args) -> Result<()> {
         threads,
         &engine.model().device,
     );
-    let measured = speeds(&engine, args.n_prompt, args.n_gen, args.reps, true);
+    let mut prof = args.profile.then(Profile::start);
+    let measured = speeds_with(
+        &engine,
+        (args.n_prompt, args.n_gen, args.reps),
+        true,
+        prof.as_mut(),
+    );
     let metrics = match &measured {
         Ok((p, g)) => {
             let mut m = Vec::new();
@@ -212,6 +223,7 @@ pub fn main(args: Args) -> Result<()> {
             "gen_tps_max": g.max,
             "peak_rss_bytes": rss,
             "simd": format!("{:?}", lar_models::quant::simd_level()),
+            "profile": prof.as_ref().map(Profile::json),
         });
         println!("{v}");
     } else {
@@ -236,6 +248,9 @@ pub fn main(args: Args) -> Result<()> {
         if let Some(r) = rss {
             println!("peak RSS: {:.1} MiB", r as f64 / (1 << 20) as f64);
         }
+        if let Some(p) = &prof {
+            println!("\n{}", p.table());
+        }
     }
     Ok(())
 }
@@ -248,6 +263,16 @@ pub(crate) fn speeds(
     n_gen: usize,
     reps: usize,
     bar: bool,
+) -> Result<(Stats, Stats)> {
+    speeds_with(engine, (n_prompt, n_gen, reps), bar, None)
+}
+
+/// [`speeds`], each timed run's operations added to `prof`'s phases where it is given.
+fn speeds_with(
+    engine: &lar_engine::EngineHandle,
+    (n_prompt, n_gen, reps): (usize, usize, usize),
+    bar: bool,
+    mut prof: Option<&mut Profile>,
 ) -> Result<(Stats, Stats)> {
     let n_vocab = engine.model().n_vocab;
     let mut rng = lar_engine::sampler::Rng::new(42);
@@ -278,6 +303,10 @@ pub(crate) fn speeds(
     // Warm-up as llama-bench does it: one full prompt pass and one generated token, so the weights are paged in
     // and the cache blocks allocated before anything is timed.
     run(random_tokens(n_prompt.max(1)), 2)?;
+    if prof.is_some() {
+        // The warm-up is not measured.
+        let _ = lar_models::profile::take();
+    }
     let pb = if bar {
         ProgressBar::new((reps * 2) as u64)
     } else {
@@ -294,12 +323,21 @@ pub(crate) fn speeds(
             // Prompt processing: the time to the first token (the prompt's passes and one sampled token).
             let st = run(random_tokens(n_prompt), 1)?;
             pp.push(st.prompt_tps());
+            if let Some(p) = prof.as_deref_mut() {
+                p.prompt
+                    .add(Duration::from_secs_f64(st.prompt_secs), n_prompt);
+            }
         }
         pb.inc(1);
         if n_gen > 0 {
             // Generation: n_gen decode passes after the first token.
             let st = run(random_tokens(1), n_gen + 1)?;
             tg.push(st.gen_tps());
+            if let Some(p) = prof.as_deref_mut() {
+                // The one-token prompt's pass is a one-token pass like the others: n_gen + 1 of them.
+                let wall = Duration::from_secs_f64(st.prompt_secs + st.gen_secs);
+                p.decode.add(wall, n_gen + 1);
+            }
         }
         pb.inc(1);
     }

@@ -4,6 +4,7 @@
 mod ask;
 mod audit;
 mod bench;
+mod bench_profile;
 mod chat;
 mod common;
 mod embed;

@@ -211,6 +211,75 @@ fn bench_json_has_the_fields() {
     assert!(v["prompt_tps_min"].as_f64() <= v["prompt_tps"].as_f64());
 }
 
+/// `--profile`: each phase's time per token by kind of operation. The kinds a forward pass always has took time,
+/// decode samples every token, and the kinds fit in the phase's wall time (they are measured inside it; the rest is
+/// the engine's). Without the flag there is no profile (the counters stay off).
+#[test]
+fn bench_profile_breaks_the_time_down() {
+    let m = smol();
+    let bench = |extra: &[&str]| {
+        let mut a = vec![
+            "bench",
+            &m,
+            "-p",
+            "32",
+            "-n",
+            "8",
+            "-r",
+            "1",
+            "--threads",
+            "2",
+            "--json",
+        ];
+        a.extend(extra);
+        json(&lar(&a))
+    };
+    let v = bench(&["--profile"]);
+    for phase in ["prompt", "decode"] {
+        let p = &v["profile"][phase];
+        let ms = p["ms_per_token"].as_object().unwrap();
+        let total = ms["total"].as_f64().unwrap();
+        assert!(total > 0.0, "{phase}: {p}");
+        for k in [
+            "embed",
+            "norm",
+            "quantize activations",
+            "matmul",
+            "attention",
+            "logits",
+        ] {
+            let t = ms.get(k).and_then(|t| t.as_f64()).unwrap_or(0.0);
+            assert!(t > 0.0 && t <= total, "{phase} {k}: {t} of {total}");
+        }
+        let kinds: f64 = ms
+            .iter()
+            .filter(|(k, _)| !["total", "engine (the rest)"].contains(&k.as_str()))
+            .map(|(_, t)| t.as_f64().unwrap())
+            .sum();
+        assert!(kinds <= total * 1.01, "{phase}: {kinds} of {total}");
+        let rest = ms["engine (the rest)"].as_f64().unwrap();
+        assert!(
+            rest >= 0.0 && (kinds + rest - total).abs() <= 1e-3 + 0.01 * total,
+            "{phase}: {p}"
+        );
+    }
+    assert!(
+        v["profile"]["decode"]["ms_per_token"]["sample"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert_eq!(v["profile"]["decode"]["tokens"].as_u64(), Some(9));
+    assert!(bench(&[])["profile"].is_null());
+    // The text form is a table with one row per kind.
+    let out = lar(&["bench", &m, "-p", "16", "-n", "2", "-r", "1", "--profile"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("| op | prompt ms/token |") && text.contains("| matmul |"),
+        "{text}"
+    );
+}
+
 /// `--device candle-cpu`: the path that runs on CUDA (the candle backend), here on candle's CPU kernels, through the
 /// same engine and CLI. Greedy text agrees with our CPU kernels at the start (later tokens may part at near-ties:
 /// the two sum floats in different orders), bench reports the device, and devices this build lacks are clear errors.

@@ -440,7 +440,9 @@ impl EngineCore {
         let n_tokens = seq.tokens.len();
         let n_generated = seq.n_generated;
         let r = self.reqs.get_mut(&it.id)?;
+        let sample = lar_models::profile::span(lar_models::profile::Op::Sample);
         let s = r.sampler.sample(logits, &seq.tokens);
+        drop(sample);
         r.first_token.get_or_insert_with(Instant::now);
         if let Some(e) = r.sampler.failure() {
             return Some((FinishReason::Error, String::new(), Some(e)));

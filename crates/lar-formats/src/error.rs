@@ -19,7 +19,7 @@ pub enum Error {
     Truncated(String),
     #[error("invalid model file: {0}")]
     Invalid(String),
-    #[error("tensor '{name}' has type id {id}, which Lar does not support")]
+    #[error("tensor '{name}' has type {} (id {id}), which Lar does not run yet", crate::ggml_type::unsupported_name(*id))]
     UnsupportedType { name: String, id: u32 },
     #[error("architecture '{0}' is not supported (Lar runs: llama, qwen2, qwen3, gemma3, phi3)")]
     UnsupportedArch(String),

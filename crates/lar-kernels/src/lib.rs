@@ -16,6 +16,7 @@ pub mod gemm_i8;
 pub mod kv;
 pub mod ops;
 pub mod pool;
+pub mod profile;
 pub mod quant;
 pub mod seq_batch;
 pub mod tensor;

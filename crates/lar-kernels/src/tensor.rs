@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::pool::{ThreadPool, split};
 use crate::quant::packed_float::{self, PackedFloat};
 use crate::quant::packed_iq4nl::{self, PackedIq4Nl};
+use crate::quant::packed_iq4xs::{self, PackedIq4Xs};
 use crate::quant::packed_q4k::{self, PackedQ4K};
 use crate::quant::packed_q5_0::{self, PackedQ5_0};
 use crate::quant::packed_q6k::{self, PackedQ6K};
@@ -36,6 +37,7 @@ pub struct Weight {
 pub enum Packed {
     Float(PackedFloat),
     Iq4Nl(PackedIq4Nl),
+    Iq4Xs(PackedIq4Xs),
     Q4K(PackedQ4K),
     Q5_0(PackedQ5_0),
     Q6K(PackedQ6K),
@@ -43,8 +45,8 @@ pub enum Packed {
 }
 
 impl Packed {
-    /// Packs `w` where this CPU has a kernel for its type and shape (AVX-512 VNNI; F16, BF16, F32, IQ4_NL, Q4_K,
-    /// Q5_0, Q6_K, Q8_0 in panels of 16 rows).
+    /// Packs `w` where this CPU has a kernel for its type and shape (AVX-512 VNNI; F16, BF16, F32, IQ4_NL, IQ4_XS,
+    /// Q4_0, Q4_K, Q5_0, Q6_K, Q8_0 in panels of 16 rows).
     fn new(w: &Weight) -> Option<Self> {
         if quant::simd_level() != quant::SimdLevel::Avx512Vnni
             || std::env::var("LAR_PACK").as_deref() == Ok("0")
@@ -62,8 +64,11 @@ impl Packed {
                     w.cols,
                 )))
             }
-            GgmlType::IQ4_NL if PackedIq4Nl::fits(w.rows, w.cols) => {
-                Some(Self::Iq4Nl(PackedIq4Nl::pack(w.data(), w.rows, w.cols)))
+            GgmlType::IQ4_NL | GgmlType::Q4_0 if PackedIq4Nl::fits(w.rows, w.cols) => Some(
+                Self::Iq4Nl(PackedIq4Nl::pack(w.ty, w.data(), w.rows, w.cols)),
+            ),
+            GgmlType::IQ4_XS if PackedIq4Xs::fits(w.rows, w.cols) => {
+                Some(Self::Iq4Xs(PackedIq4Xs::pack(w.data(), w.rows, w.cols)))
             }
             GgmlType::Q8_0 if PackedQ8_0::fits(w.rows, w.cols) => {
                 Some(Self::Q8_0(PackedQ8_0::pack(w.data(), w.rows, w.cols)))
@@ -92,6 +97,7 @@ impl Packed {
             match self {
                 Self::Float(w) => packed_float::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
                 Self::Iq4Nl(w) => packed_iq4nl::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
+                Self::Iq4Xs(w) => packed_iq4xs::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
                 Self::Q4K(w) => packed_q4k::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
                 Self::Q5_0(w) => packed_q5_0::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
                 Self::Q6K(w) => packed_q6k::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),

@@ -13,6 +13,6 @@ pub mod model;
 pub use lar_formats::{Gguf, Hparams, gguf, gguf_write, hf, open_model, safetensors};
 pub use lar_kernels::{
     Error, KvStore, Result, SeqBatch, ThreadPool, attention, bert_ops, error, gemm_i8, kv, ops,
-    pool, quant, tensor,
+    pool, profile, quant, tensor,
 };
 pub use model::Model;

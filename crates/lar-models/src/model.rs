@@ -14,6 +14,7 @@ use crate::gguf::Gguf;
 use crate::kv::KvStore;
 use crate::ops;
 use crate::pool::ThreadPool;
+use crate::profile::{Op, span};
 use crate::tensor::{ActSet, SyncPtr, Weight, load_vector, matmul, matmul_many};
 
 pub use lar_formats::hparams::{Activation, Hparams};
@@ -235,6 +236,7 @@ impl Model {
             return Ok(vec![Vec::new(); batch.len()]);
         }
         let mut x = vec![0f32; n * d];
+        let embed = span(Op::Embed);
         for (i, tok) in batch.iter().flat_map(|b| b.tokens).enumerate() {
             let row = &mut x[i * d..(i + 1) * d];
             self.tok_embd.dequantize_row(*tok as usize, row);
@@ -242,6 +244,7 @@ impl Model {
                 ops::scale(hp.embed_scale, row);
             }
         }
+        drop(embed);
         let mut xn = vec![0f32; n * d];
         let mut q = vec![0f32; n * nh * hd];
         let mut k = vec![0f32; n * kvd];
@@ -251,7 +254,9 @@ impl Model {
         let mut gate = vec![0f32; n * hp.n_ff];
         let mut up = vec![0f32; n * hp.n_ff];
         for (il, l) in self.layers.iter().enumerate() {
+            let norm = span(Op::Norm);
             norm_rows(&x, &l.attn_norm, hp.rms_eps, d, &mut xn);
+            drop(norm);
             if hp.fused_qkv {
                 seen(il, "attn_qkv", &xn);
             } else {
@@ -261,16 +266,22 @@ impl Model {
             }
             {
                 let mut acts = ActSet::new(&xn, n, d, pool);
+                let quantize = span(Op::Quantize);
                 acts.prepare(&[&l.wq, &l.wk, &l.wv]);
+                drop(quantize);
+                let _m = span(Op::Matmul);
                 let jobs = [(&l.wq, &mut q), (&l.wk, &mut k), (&l.wv, &mut v)];
                 matmul_many(
                     &mut jobs.map(|(w, out)| (w, acts.get(w), &mut out[..])),
                     pool,
                 );
             }
+            let residual = span(Op::Residual);
             add_bias(&mut q, l.bq.as_deref());
             add_bias(&mut k, l.bk.as_deref());
             add_bias(&mut v, l.bv.as_deref());
+            drop(residual);
+            let rope = span(Op::Rope);
             let freqs = if hp.is_swa_layer(il) {
                 &self.inv_freq_swa
             } else {
@@ -302,26 +313,33 @@ impl Model {
                     &v[t * kvd..(t + 1) * kvd],
                 );
             }
+            drop(rope);
+            let attention = span(Op::Attention);
             self.attention(il, &q, batch, &where_, kv, &mut att, pool);
+            drop(attention);
             seen(il, "attn_output", &att);
-            matmul(
-                &l.wo,
-                ActSet::new(&att, n, nh * hd, pool).for_weight(&l.wo),
-                &mut o,
-                pool,
-            );
+            self.project(&l.wo, &att, nh * hd, &mut o, pool);
+            let norm = span(Op::Norm);
             if let Some(w) = &l.post_attn_norm {
                 norm_rows_in_place(&mut o, w, hp.rms_eps, d);
             }
+            drop(norm);
+            let residual = span(Op::Residual);
             add(&mut x, &o);
+            drop(residual);
+            let norm = span(Op::Norm);
             norm_rows(&x, &l.ffn_norm, hp.rms_eps, d, &mut xn);
+            drop(norm);
             if !hp.fused_gate_up {
                 seen(il, "ffn_gate", &xn);
             }
             seen(il, "ffn_up", &xn);
             {
                 let mut acts = ActSet::new(&xn, n, d, pool);
+                let quantize = span(Op::Quantize);
                 acts.prepare(&[&l.gate, &l.up]);
+                drop(quantize);
+                let _m = span(Op::Matmul);
                 let jobs = [(&l.gate, &mut gate), (&l.up, &mut up)];
                 matmul_many(
                     &mut jobs.map(|(w, out)| (w, acts.get(w), &mut out[..])),
@@ -329,6 +347,7 @@ impl Model {
                 );
             }
             // gate = act(gate) * up, rows shared out over the pool for prompts.
+            let activation = span(Op::Activation);
             let (gp, ff) = (SyncPtr(gate.as_mut_ptr()), hp.n_ff);
             let tasks = if n >= 8 { pool.n_threads() } else { 1 };
             pool.run(tasks, &|task| {
@@ -343,18 +362,18 @@ impl Model {
                     Activation::Gelu => ops::gelu_mul(g, u),
                 }
             });
+            drop(activation);
             seen(il, "ffn_down", &gate);
-            matmul(
-                &l.down,
-                ActSet::new(&gate, n, hp.n_ff, pool).for_weight(&l.down),
-                &mut o,
-                pool,
-            );
+            self.project(&l.down, &gate, hp.n_ff, &mut o, pool);
+            let norm = span(Op::Norm);
             if let Some(w) = &l.post_ffn_norm {
                 norm_rows_in_place(&mut o, w, hp.rms_eps, d);
             }
+            drop(norm);
+            let _r = span(Op::Residual);
             add(&mut x, &o);
         }
+        let _logits = span(Op::Logits);
         let rows = logit_rows(batch);
         let mut sel = vec![0f32; rows.len() * d];
         for (j, &r) in rows.iter().enumerate() {
@@ -374,6 +393,17 @@ impl Model {
             pool,
         );
         Ok(split_logits(batch, &logits, nv))
+    }
+
+    /// `out = input · wᵀ` for `cols`-wide input rows: the activations quantized for `w`, then the product (each
+    /// step a span of its own for `lar bench --profile`).
+    fn project(&self, w: &Weight, input: &[f32], cols: usize, out: &mut [f32], pool: &ThreadPool) {
+        let mut acts = ActSet::new(input, input.len() / cols, cols, pool);
+        let quantize = span(Op::Quantize);
+        acts.prepare(&[w]);
+        drop(quantize);
+        let _m = span(Op::Matmul);
+        matmul(w, acts.get(w), out, pool);
     }
 
     /// Causal (and, on sliding-window layers, windowed) attention of every new token over its sequence's cache:

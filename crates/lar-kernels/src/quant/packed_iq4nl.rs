@@ -1,19 +1,20 @@
-//! IQ4_NL weights repacked sixteen rows side by side, and the AVX-512 VNNI kernel that multiplies them with Q8_0
-//! activation rows (the prompt's matrix products and the decode's mat-vec; most of an IQ4_XS file whose rows are
-//! not a multiple of 256 wide is IQ4_NL, as llama-quantize falls back).
+//! IQ4_NL and Q4_0 weights repacked sixteen rows side by side, and the AVX-512 VNNI kernel that multiplies them with
+//! Q8_0 activation rows (the prompt's matrix products and the decode's mat-vec; most of an IQ4_XS file whose rows
+//! are not a multiple of 256 wide is IQ4_NL, as llama-quantize falls back).
 //!
-//! An IQ4_NL block is 32 weights `w = d·KVALUES[q]` with 4-bit `q` ([`super::iq4`]): an f16 `d` and 16 bytes of
-//! nibbles. Packed, two blocks of a panel of 16 rows take nine 64-byte lines, the file's bytes in the order the
+//! Both blocks are 32 weights `w = d·VALUES[q]` with 4-bit `q` and the same 18 bytes (an f16 `d` and 16 bytes of
+//! nibbles); they differ only in the table: IQ4_NL's non-linear one ([`super::iq4`]), Q4_0's `q − 8`. Packed, two blocks of a panel of 16 rows take nine 64-byte lines, the file's bytes in the order the
 //! kernel reads them: one line with both blocks' sixteen `d` as f16, then per block ([`quant_line`]) four lines of
 //! nibbles, line `i` holding for each row its quants `4i..4i+4` (low nibbles) and `16 + 4i..+4` (high nibbles),
 //! `[row][4 bytes]`, what one `vpdpbusd` multiplies with a broadcast word.
 //!
-//! `vpshufb` looks each nibble up in the table shifted to unsigned bytes (`KVALUES + 128`, 1..241), so
-//! `Σ KVALUES[q]·y = Σ (KVALUES[q] + 128)·y − 128·Σy`: a block's integer accumulator starts at `−128·Σy`, then
+//! `vpshufb` looks each nibble up in the table shifted to unsigned bytes (`VALUES + 128`: 1..241 for IQ4_NL), so
+//! `Σ VALUES[q]·y = Σ (VALUES[q] + 128)·y − 128·Σy`: a block's integer accumulator starts at `−128·Σy`, then
 //! `acc = fma(float(Σ), d·dy, acc)` per block. Every weight of this layout goes through this kernel (decode as
 //! well as prompts), so a token's result does not depend on how it was batched; [`dot_reference`] is the plain
 //! twin.
 
+use super::GgmlType;
 use super::iq4::KVALUES;
 use super::panels::{self, PanelKernel};
 use super::{QK, f16_at};
@@ -33,11 +34,22 @@ const fn quant_line(h: usize, i: usize) -> usize {
 const W_BLOCK: usize = 18;
 const A_BLOCK: usize = 34;
 
-/// An IQ4_NL weight of `rows` (a multiple of [`NR`]) × `cols` (a multiple of 64), repacked.
+/// An IQ4_NL or Q4_0 weight of `rows` (a multiple of [`NR`]) × `cols` (a multiple of 64), repacked.
 pub struct PackedIq4Nl {
     pub rows: usize,
     pub cols: usize,
+    /// The values the nibbles stand for.
+    values: [i8; 16],
     lines: panels::Lines,
+}
+
+/// The values a nibble of `ty` (IQ4_NL or Q4_0) stands for.
+pub fn values(ty: GgmlType) -> [i8; 16] {
+    match ty {
+        GgmlType::IQ4_NL => KVALUES,
+        GgmlType::Q4_0 => std::array::from_fn(|i| i as i8 - 8),
+        other => panic!("{} is not a 4-bit table type", other.name()),
+    }
 }
 
 /// Quant `e` (0..32) of an IQ4_NL block.
@@ -50,14 +62,19 @@ fn quant(blk: &[u8], e: usize) -> u8 {
 }
 
 impl PackedIq4Nl {
-    /// Whether a `rows × cols` IQ4_NL weight can be packed.
+    /// Whether a `rows × cols` IQ4_NL or Q4_0 weight can be packed.
     pub fn fits(rows: usize, cols: usize) -> bool {
         panels::fits(rows, cols, 2 * QK)
     }
 
-    /// Packs `rows` IQ4_NL rows of `cols` (the file's bytes, row after row).
-    pub fn pack(data: &[u8], rows: usize, cols: usize) -> Self {
-        assert!(Self::fits(rows, cols), "packed IQ4_NL shape {rows}x{cols}");
+    /// Packs `rows` rows of `cols` of `ty` (IQ4_NL or Q4_0; the file's bytes, row after row).
+    pub fn pack(ty: GgmlType, data: &[u8], rows: usize, cols: usize) -> Self {
+        let values = values(ty);
+        assert!(
+            Self::fits(rows, cols),
+            "packed {} shape {rows}x{cols}",
+            ty.name()
+        );
         let (nb, pairs) = (cols / QK, cols / (2 * QK));
         let rb = nb * W_BLOCK;
         assert_eq!(data.len(), rows * rb, "IQ4_NL rows");
@@ -78,7 +95,12 @@ impl PackedIq4Nl {
                 }
             }
         }
-        Self { rows, cols, lines }
+        Self {
+            rows,
+            cols,
+            values,
+            lines,
+        }
     }
 
     /// Bytes held.
@@ -102,14 +124,14 @@ impl PackedIq4Nl {
     }
 }
 
-/// The plain twin: one IQ4_NL row (the file's layout) with one Q8_0 activation row, the kernel's integers and
-/// float steps.
-pub fn dot_reference(n: usize, x: &[u8], y: &[u8]) -> f32 {
+/// The plain twin: one row of the type whose table is `values` (the file's layout) with one Q8_0 activation row,
+/// the kernel's integers and float steps.
+pub fn dot_reference(values: &[i8; 16], n: usize, x: &[u8], y: &[u8]) -> f32 {
     let mut acc = 0f32;
     for b in 0..n / QK {
         let (xb, yb) = (&x[b * W_BLOCK..][..W_BLOCK], &y[b * A_BLOCK..][..A_BLOCK]);
         let dot: i32 = (0..32)
-            .map(|e| KVALUES[quant(xb, e) as usize] as i32 * yb[2 + e] as i8 as i32)
+            .map(|e| values[quant(xb, e) as usize] as i32 * yb[2 + e] as i8 as i32)
             .sum();
         acc = (dot as f32).mul_add(f16_at(xb, 0) * f16_at(yb, 0), acc);
     }
@@ -183,7 +205,7 @@ impl PanelKernel for PackedIq4Nl {
         // 16 outputs per row.
         unsafe {
             let base = self.lines.as_ptr().add(p * pairs * LINES) as *const u8;
-            let shifted: [u8; 16] = std::array::from_fn(|i| (KVALUES[i] as i32 + 128) as u8);
+            let shifted: [u8; 16] = std::array::from_fn(|i| (self.values[i] as i32 + 128) as u8);
             let table = _mm512_broadcast_i32x4(_mm_loadu_si128(shifted.as_ptr() as *const __m128i));
             let m4 = _mm512_set1_epi8(0x0F);
             let mut acc = [_mm512_setzero_ps(); T];
@@ -226,12 +248,14 @@ mod tests {
     use crate::quant::GgmlType;
     use crate::quant::tests::{Rng, random_row};
 
+    const TYPES: [GgmlType; 2] = [GgmlType::IQ4_NL, GgmlType::Q4_0];
+
     #[test]
     fn packing_keeps_every_quant_and_scale() {
         let mut rng = Rng::new(5);
         let (rows, cols) = (32, 128);
         let data = random_row(GgmlType::IQ4_NL, rows * cols / QK, &mut rng);
-        let p = PackedIq4Nl::pack(&data, rows, cols);
+        let p = PackedIq4Nl::pack(GgmlType::IQ4_NL, &data, rows, cols);
         let rb = cols / QK * W_BLOCK;
         for r in 0..rows {
             for b in 0..cols / QK {
@@ -253,14 +277,16 @@ mod tests {
     fn twin_matches_the_dequantizing_reference() {
         let mut rng = Rng::new(9);
         let cols = 640;
-        let x = random_row(GgmlType::IQ4_NL, cols / QK, &mut rng);
-        for y in panels::testing::acts(GgmlType::Q8_0, 4, cols, &mut rng) {
-            let want = crate::quant::reference::dot_fn(GgmlType::IQ4_NL)(cols, &x, &y);
-            let got = dot_reference(cols, &x, &y);
-            assert!(
-                (want - got).abs() <= 1e-3 * (1.0 + want.abs()),
-                "{got} vs {want}"
-            );
+        for ty in TYPES {
+            let x = random_row(ty, cols / QK, &mut rng);
+            for y in panels::testing::acts(GgmlType::Q8_0, 4, cols, &mut rng) {
+                let want = crate::quant::reference::dot_fn(ty)(cols, &x, &y);
+                let got = dot_reference(&values(ty), cols, &x, &y);
+                assert!(
+                    (want - got).abs() <= 1e-3 * (1.0 + want.abs()),
+                    "{ty:?}: {got} vs {want}"
+                );
+            }
         }
     }
 
@@ -270,16 +296,22 @@ mod tests {
     fn packed_kernel_gives_the_twin_bits() {
         let mut rng = Rng::new(13);
         let (rows, cols) = (96, 640);
-        let data = random_row(GgmlType::IQ4_NL, rows * cols / QK, &mut rng);
-        let p = PackedIq4Nl::pack(&data, rows, cols);
-        let rb = cols / QK * W_BLOCK;
-        panels::testing::kernel_gives_twin_bits(
-            &p,
-            &data,
-            (rb, cols, 1),
-            GgmlType::Q8_0,
-            dot_reference,
-            &mut rng,
-        );
+        for ty in TYPES {
+            let data = random_row(ty, rows * cols / QK, &mut rng);
+            let p = PackedIq4Nl::pack(ty, &data, rows, cols);
+            let rb = cols / QK * W_BLOCK;
+            let twin = match ty {
+                GgmlType::IQ4_NL => |n, x: &[u8], y: &[u8]| dot_reference(&KVALUES, n, x, y),
+                _ => |n, x: &[u8], y: &[u8]| dot_reference(&values(GgmlType::Q4_0), n, x, y),
+            };
+            panels::testing::kernel_gives_twin_bits(
+                &p,
+                &data,
+                (rb, cols, 1),
+                GgmlType::Q8_0,
+                twin,
+                &mut rng,
+            );
+        }
     }
 }
