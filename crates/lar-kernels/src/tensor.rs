@@ -9,13 +9,12 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::pool::{ThreadPool, split};
+use crate::quant::packed_32::{self, Packed32};
 use crate::quant::packed_float::{self, PackedFloat};
-use crate::quant::packed_iq4nl::{self, PackedIq4Nl};
 use crate::quant::packed_iq4xs::{self, PackedIq4Xs};
 use crate::quant::packed_q4k::{self, PackedQ4K};
 use crate::quant::packed_q5_0::{self, PackedQ5_0};
 use crate::quant::packed_q6k::{self, PackedQ6K};
-use crate::quant::packed_q8_0::{self, PackedQ8_0};
 use crate::quant::{self, GgmlType};
 use lar_formats::gguf::{Gguf, TensorInfo};
 
@@ -36,12 +35,12 @@ pub struct Weight {
 /// A weight repacked for a kernel of this CPU.
 pub enum Packed {
     Float(PackedFloat),
-    Iq4Nl(PackedIq4Nl),
+    /// Q4_0, IQ4_NL, Q8_0.
+    B32(Packed32),
     Iq4Xs(PackedIq4Xs),
     Q4K(PackedQ4K),
     Q5_0(PackedQ5_0),
     Q6K(PackedQ6K),
-    Q8_0(PackedQ8_0),
 }
 
 impl Packed {
@@ -64,14 +63,13 @@ impl Packed {
                     w.cols,
                 )))
             }
-            GgmlType::IQ4_NL | GgmlType::Q4_0 if PackedIq4Nl::fits(w.rows, w.cols) => Some(
-                Self::Iq4Nl(PackedIq4Nl::pack(w.ty, w.data(), w.rows, w.cols)),
-            ),
+            GgmlType::IQ4_NL | GgmlType::Q4_0 | GgmlType::Q8_0
+                if Packed32::fits(w.ty, w.rows, w.cols) =>
+            {
+                Some(Self::B32(Packed32::pack(w.ty, w.data(), w.rows, w.cols)))
+            }
             GgmlType::IQ4_XS if PackedIq4Xs::fits(w.rows, w.cols) => {
                 Some(Self::Iq4Xs(PackedIq4Xs::pack(w.data(), w.rows, w.cols)))
-            }
-            GgmlType::Q8_0 if PackedQ8_0::fits(w.rows, w.cols) => {
-                Some(Self::Q8_0(PackedQ8_0::pack(w.data(), w.rows, w.cols)))
             }
             GgmlType::Q4_K if PackedQ4K::fits(w.rows, w.cols) => {
                 Some(Self::Q4K(PackedQ4K::pack(w.data(), w.rows, w.cols)))
@@ -96,12 +94,11 @@ impl Packed {
         unsafe {
             match self {
                 Self::Float(w) => packed_float::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
-                Self::Iq4Nl(w) => packed_iq4nl::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
+                Self::B32(w) => packed_32::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
                 Self::Iq4Xs(w) => packed_iq4xs::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
                 Self::Q4K(w) => packed_q4k::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
                 Self::Q5_0(w) => packed_q5_0::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
                 Self::Q6K(w) => packed_q6k::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
-                Self::Q8_0(w) => packed_q8_0::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]

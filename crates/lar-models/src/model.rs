@@ -503,9 +503,10 @@ mod packing_tests {
     use super::*;
     use crate::quant::{GgmlType, SimdLevel, simd_level};
 
-    /// On an AVX-512 VNNI machine every Q4_K, Q5_0 and Q6_K projection of Gemma 3 is repacked at load (the golden
-    /// tests would also pass on the file's layout, so this is what shows the packed kernels are the ones running);
-    /// the embedding table, read row by row, stays in the file's layout.
+    /// On an AVX-512 VNNI machine every Q4_K, Q5_0, Q6_K and Q8_0 projection of Gemma 3 is repacked at load (the
+    /// golden tests would also pass on the file's layout, so this is what shows the packed kernels are the ones
+    /// running), and so is its tied output matrix (a copy); the embedding table, read row by row, stays in the
+    /// file's layout.
     #[test]
     fn projections_are_repacked_where_the_cpu_has_the_kernels() {
         let path = lar_testdata::model(lar_testdata::GEMMA3);
@@ -515,17 +516,21 @@ mod packing_tests {
         let mut packed = 0;
         for l in &m.layers {
             for w in [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down] {
-                let packable = matches!(w.ty, GgmlType::Q4_K | GgmlType::Q5_0 | GgmlType::Q6_K);
+                let packable = matches!(
+                    w.ty,
+                    GgmlType::Q4_K | GgmlType::Q5_0 | GgmlType::Q6_K | GgmlType::Q8_0
+                );
                 assert_eq!(w.is_packed(), vnni && packable, "{w:?}");
                 packed += w.is_packed() as usize;
             }
         }
         assert!(!m.tok_embd.is_packed());
+        assert_eq!(m.output.is_packed(), vnni);
         if vnni {
             assert_eq!(
                 packed,
-                27 + 81 + 9,
-                "Gemma 3 270M Q4_K_M: 27 Q4_K, 81 Q5_0, 9 Q6_K projections"
+                27 + 81 + 9 + 9,
+                "Gemma 3 270M Q4_K_M: 27 Q4_K, 81 Q5_0, 9 Q6_K, 9 Q8_0 projections"
             );
         }
     }

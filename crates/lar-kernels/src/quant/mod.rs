@@ -10,13 +10,12 @@
 mod avx2;
 pub mod iq4;
 mod kquants;
+pub mod packed_32;
 pub mod packed_float;
-pub mod packed_iq4nl;
 pub mod packed_iq4xs;
 pub mod packed_q4k;
 pub mod packed_q5_0;
 pub mod packed_q6k;
-pub mod packed_q8_0;
 mod panels;
 pub mod reference;
 pub mod weighted;

@@ -5,7 +5,7 @@
 //! a (panel, block) takes [`LINES`] 64-byte lines, in the order the kernel reads them: three lines with the sixteen
 //! rows' `d` (f16, 32 bytes) and their eight scales `ls − 32` as i8 (`[sub-block][row]`, 128 bytes; the third line's
 //! last 32 bytes unused), then per sub-block ([`quant_line`]) four lines of nibbles laid out as
-//! IQ4_NL's panels (`super::packed_iq4nl`): line `i` holds for each row its quants `4i..4i+4` (low nibbles) and
+//! the 32-block panels (`super::packed_32`): line `i` holds for each row its quants `4i..4i+4` (low nibbles) and
 //! `16 + 4i..+4` (high nibbles).
 //!
 //! Per sub-block the nibbles are looked up in the table shifted to unsigned bytes (+128) and multiplied with the

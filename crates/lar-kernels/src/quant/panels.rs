@@ -1,6 +1,6 @@
 //! The loop shared by the kernels of weights repacked in panels of 16 rows ([`super::packed_q4k`],
-//! [`super::packed_q5_0`], [`super::packed_q6k`], [`super::packed_float`], [`super::packed_iq4nl`],
-//! [`super::packed_iq4xs`], [`super::packed_q8_0`]): activation rows in tiles (kept in L2), per tile each row's
+//! [`super::packed_q5_0`], [`super::packed_q6k`], [`super::packed_float`], [`super::packed_32`],
+//! [`super::packed_iq4xs`]): activation rows in tiles (kept in L2), per tile each row's
 //! per-block side data computed once, panels in blocks of four (kept in L2 while the tile's rows visit them in groups
 //! of 8, then 4, 2, 1, whose quants stay in L1). A kernel gives each (row, activation) the same operations whatever
 //! group it is in, so results do not depend on batching.
