@@ -53,6 +53,16 @@ impl Quants {
         }
     }
 
+    /// 64-byte lines per (panel, pair of blocks): the `d` line and both blocks' quant lines.
+    fn pair_lines(self) -> usize {
+        1 + 2 * self.lines()
+    }
+
+    /// Line `i` of block `h`'s (0, 1) quants within a pair.
+    fn quant_line(self, h: usize, i: usize) -> usize {
+        1 + self.lines() * h + i
+    }
+
     /// Quant lines per block.
     fn lines(self) -> usize {
         match self {
@@ -79,10 +89,8 @@ impl Quants {
     /// The packed byte at place `e` (0..4) of row `r`'s word in quant line `i` of a block.
     fn packed_byte(self, blk: &[u8], i: usize, e: usize) -> u8 {
         match self {
-            Quants::Table(_) => {
-                let (lo, hi) = (blk[2 + 4 * i + e] & 15, blk[2 + 4 * i + e] >> 4);
-                lo | hi << 4
-            }
+            // The file's byte already holds quant 4i+e (low nibble) and 16+4i+e (high).
+            Quants::Table(_) => blk[2 + 4 * i + e],
             Quants::Bytes => blk[2 + 4 * i + e] ^ 0x80,
         }
     }
@@ -104,12 +112,12 @@ impl Packed32 {
 
     /// 64-byte lines per (panel, pair of blocks).
     fn pair_lines(&self) -> usize {
-        1 + 2 * self.quants.lines()
+        self.quants.pair_lines()
     }
 
     /// Line `i` of block `h`'s (0, 1) quants within a pair.
     fn quant_line(&self, h: usize, i: usize) -> usize {
-        1 + self.quants.lines() * h + i
+        self.quants.quant_line(h, i)
     }
 
     /// Packs `rows` rows of `cols` of `ty` (the file's bytes, row after row).
@@ -123,13 +131,7 @@ impl Packed32 {
         let (nb, pairs) = (cols / QK, cols / (2 * QK));
         let rb = nb * quants.block_bytes();
         assert_eq!(data.len(), rows * rb, "{} rows", ty.name());
-        let mut w = Self {
-            rows,
-            cols,
-            quants,
-            lines: panels::Lines::zeroed(0),
-        };
-        let per = w.pair_lines();
+        let per = quants.pair_lines();
         let mut lines = panels::Lines::zeroed(rows / NR * pairs * per);
         for (pp, l) in lines.chunks_exact_mut(per).enumerate() {
             let (p, pair) = (pp / pairs, pp % pairs);
@@ -140,15 +142,19 @@ impl Packed32 {
                         [..quants.block_bytes()];
                     for i in 0..quants.lines() {
                         for e in 0..4 {
-                            l[w.quant_line(h, i)].0[r * 4 + e] = quants.packed_byte(blk, i, e);
+                            l[quants.quant_line(h, i)].0[r * 4 + e] = quants.packed_byte(blk, i, e);
                         }
                     }
                     l[D_LINE].0[h * 32 + r * 2..h * 32 + r * 2 + 2].copy_from_slice(&blk[0..2]);
                 }
             }
         }
-        w.lines = lines;
-        w
+        Self {
+            rows,
+            cols,
+            quants,
+            lines,
+        }
     }
 
     /// Bytes held.
