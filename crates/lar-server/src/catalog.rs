@@ -98,6 +98,20 @@ pub trait Catalog: Send + Sync + 'static {
     fn pull(&self, source: &str, name: Option<&str>, progress: Progress) -> ApiResult<ModelEntry>;
     fn delete(&self, name: &str) -> ApiResult<()>;
     fn copy(&self, src: &str, dst: &str) -> ApiResult<()>;
+    /// The planner's answer for serving `name` at `ctx` (or the server's default) on this machine: the figures of
+    /// weights, KV cache, buffers and overhead against the memory budget, each with why.
+    fn plan(&self, name: &str, ctx: Option<usize>) -> ApiResult<lar_plan::Plan> {
+        let _ = ctx;
+        Err(ApiError::bad_request(format!(
+            "no memory plan for '{name}' in this catalog"
+        )))
+    }
+    /// Rehashes `name`'s files against their recorded sha256; an error names what does not match.
+    fn verify(&self, name: &str) -> ApiResult<()> {
+        Err(ApiError::bad_request(format!(
+            "'{name}' cannot be verified in this catalog"
+        )))
+    }
 }
 
 /// Parses a model name as a request gives it (`smollm2`, `smollm2:latest`): a store name, never a path.
@@ -326,6 +340,38 @@ impl Catalog for StoreCatalog {
             size: admitted.total_bytes,
             ctx: admitted.ctx,
         })
+    }
+
+    fn plan(&self, name: &str, ctx: Option<usize>) -> ApiResult<lar_plan::Plan> {
+        let (n, _) = self.manifest(name)?;
+        let path = self.store.resolve(&n)?;
+        if is_embedder(&path) {
+            return Err(ApiError::bad_request(format!(
+                "{n} is an embedding model: the planner plans generative models"
+            )));
+        }
+        let file =
+            lar_models::open_model(&path).map_err(|e| ApiError::internal(format!("{n}: {e}")))?;
+        let info = lar_plan::ModelInfo::from_gguf(&file)
+            .map_err(|e| ApiError::internal(format!("{n}: {e}")))?;
+        let budget = lar_plan::budget::ram_budget().map_err(ApiError::internal)?;
+        let mut r = lar_plan::Request::new(budget.bytes);
+        r.ctx = Some(
+            ctx.or(self.engine.ctx)
+                .unwrap_or(DEFAULT_CTX)
+                .min(info.ctx_train.max(1)),
+        );
+        r.parallel = self.engine.parallel;
+        r.check()
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        // No bandwidth measurement here: it reads 256 MiB, too much for a page view.
+        Ok(lar_plan::plan(&info, &r))
+    }
+
+    fn verify(&self, name: &str) -> ApiResult<()> {
+        let (n, _) = self.manifest(name)?;
+        self.store.verify(&n, &|_, _, _| {})?;
+        Ok(())
     }
 
     fn pull(&self, source: &str, name: Option<&str>, progress: Progress) -> ApiResult<ModelEntry> {

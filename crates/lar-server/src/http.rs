@@ -87,11 +87,24 @@ pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Resp
     resp
 }
 
-/// Requires one of the configured keys on every route but `/health`.
+/// Requires one of the configured keys on every route but `/health` (and the UI's sign-in page and assets): in
+/// `Authorization: Bearer`, in `X-Api-Key`, or through a browser's sign-in session (see [`crate::web::session`]),
+/// whose state-changing requests must also carry its CSRF token. Without keys, state-changing `/ui` requests need
+/// the server's CSRF token all the same.
 /// The key a request was let in with goes into its extensions as a [`Caller`] (what it may read follows it).
 async fn auth(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    use crate::web::session;
     let path = req.uri().path();
-    if st.cfg.api_keys.is_empty() || path == "/health" {
+    let ui = path == "/ui" || path.starts_with("/ui/");
+    if st.cfg.api_keys.is_empty() || path == "/health" || crate::web::public(path) {
+        if st.cfg.api_keys.is_empty()
+            && ui
+            && !crate::web::public(path)
+            && session::changes_state(req.method())
+            && !session::csrf_ok(req.headers(), &st.web.sessions.open_csrf)
+        {
+            return csrf_refused(&st);
+        }
         req.extensions_mut().insert(Caller::default());
         return next.run(req).await;
     }
@@ -118,16 +131,46 @@ async fn auth(State(st): State<AppState>, mut req: Request, next: Next) -> Respo
         req.extensions_mut().insert(Caller {
             key: Some(k.as_str().into()),
         });
-        next.run(req).await
-    } else {
-        let shape = Shape::of_path(path);
-        st.metrics.request("unauthorized", 401);
-        ApiError::unauthorized().shape(shape).into_response()
+        return next.run(req).await;
     }
+    if let Some(s) = st.web.sessions.of(h) {
+        if session::changes_state(req.method()) && !session::csrf_ok(h, &s.csrf) {
+            return csrf_refused(&st);
+        }
+        req.extensions_mut().insert(Caller {
+            key: Some(s.key.as_str().into()),
+        });
+        return next.run(req).await;
+    }
+    st.metrics.request("unauthorized", 401);
+    if ui && crate::web::wants_html(h) && !session::changes_state(req.method()) {
+        // A browser opening a page: to the sign-in page, back here after.
+        let back = req
+            .uri()
+            .path_and_query()
+            .map_or("/ui", |p| p.as_str())
+            .to_string();
+        let to = format!("/ui/login?next={}", crate::web::layout::url_escape(&back));
+        return axum::response::Redirect::to(&to).into_response();
+    }
+    ApiError::unauthorized()
+        .shape(Shape::of_path(path))
+        .into_response()
+}
+
+/// A state-changing UI request without the right CSRF token.
+fn csrf_refused(st: &AppState) -> Response {
+    st.metrics.request("csrf", 403);
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "this request needs the page's CSRF token (x-lar-csrf); reload the page",
+    )
+    .shape(Shape::OpenAi)
+    .into_response()
 }
 
 /// Compares without stopping at the first difference (no timing hint of how much of a key was right).
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -23,6 +23,7 @@ pub mod responses;
 pub mod serve;
 pub mod structured;
 pub mod testing;
+pub mod web;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,6 +50,8 @@ pub struct ServerConfig {
     pub log_prompts: bool,
     /// The SQLite file `/v1/responses` stores responses in (`None`: in memory, gone with the server).
     pub responses_db: Option<std::path::PathBuf>,
+    /// The SQLite file the web UI keeps conversations in (`None`: in memory, gone with the server).
+    pub ui_db: Option<std::path::PathBuf>,
     /// Knowledge bases served (`/v1/kb`, `kb:NAME` models) and who may read them.
     pub kb: kb::KbServing,
     /// Record every generation in this audit log (`--audit`).
@@ -65,6 +68,7 @@ impl Default for ServerConfig {
             body_limit: 32 << 20,
             log_prompts: false,
             responses_db: None,
+            ui_db: None,
             kb: kb::KbServing::default(),
             audit: None,
             audit_text: false,
@@ -84,6 +88,8 @@ pub struct AppState {
     /// Stored `/v1/responses` answers.
     pub responses: Arc<responses::store::ResponseStore>,
     pub kb: Arc<kb::KnowledgeBases>,
+    /// The web UI's sessions and conversations.
+    pub web: Arc<web::Web>,
 }
 
 impl AppState {
@@ -93,6 +99,7 @@ impl AppState {
                 cfg.responses_db.clone(),
             )),
             kb: Arc::new(kb::KnowledgeBases::new(cfg.kb.clone())),
+            web: Arc::new(web::Web::new(cfg.ui_db.clone())),
             manager,
             metrics: Arc::default(),
             cfg: Arc::new(cfg),
@@ -121,7 +128,8 @@ impl AppState {
     }
 }
 
-/// The whole API: OpenAI's under `/v1`, Ollama's under `/api` and `/`, and `/health`, `/metrics`.
+/// The whole API: OpenAI's under `/v1`, Ollama's under `/api` and `/`, `/health`, `/metrics`, and the web UI
+/// under `/ui` (where `/` sends a browser).
 pub fn app(state: AppState) -> Router {
     let routes = Router::new()
         .route("/health", get(http::health))
@@ -155,6 +163,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/chat", post(ollama::chat::handle))
         .route("/api/embed", post(ollama::embed::embed))
         .route("/api/embeddings", post(ollama::embed::embeddings))
+        .merge(web::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             http::track,

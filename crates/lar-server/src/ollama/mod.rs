@@ -31,8 +31,13 @@ use crate::error::{ApiError, ApiResult, Shape};
 use crate::generation::{Generation, KEEP_ALIVE_EVERY, failed_error, failure};
 use crate::manager::KeepAlive;
 
-pub async fn root() -> &'static str {
-    "Ollama is running"
+/// What Ollama's clients probe for; a browser (asking for HTML) is sent to the web UI instead.
+pub async fn root(h: axum::http::HeaderMap) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if crate::web::wants_html(&h) {
+        return axum::response::Redirect::to("/ui").into_response();
+    }
+    "Ollama is running".into_response()
 }
 
 pub async fn version() -> Json<Value> {

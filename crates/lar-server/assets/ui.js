@@ -1,0 +1,381 @@
+// Lar's web UI: the few things a server-rendered page cannot do alone. Streaming an answer from
+// /v1/chat/completions (the same API every client uses) with a stop button, saving the conversation through
+// /ui/api/chats and swapping in the server's rendering of it (Markdown made safe on the server), the conversation
+// list's search, rename, delete, import; a pull's progress bar; the server page's live figures.
+// Text from the model is only ever set with textContent here; HTML comes from the server alone.
+"use strict";
+
+(() => {
+  const $ = (sel, root = document) => root.querySelector(sel);
+  const csrf = () => $('meta[name="lar-csrf"]')?.content || "";
+
+  /** Message of an error body in either shape: {"error": "..."} (Ollama) or {"error": {"message": ...}}. */
+  async function errorOf(r) {
+    let msg = `${r.status} ${r.statusText}`;
+    try {
+      const j = await r.json();
+      if (typeof j.error === "string") msg = j.error;
+      else if (j.error?.message) msg = j.error.message;
+    } catch (_) { /* not JSON: the status says it */ }
+    return new Error(msg);
+  }
+
+  /** A same-origin request with the CSRF token; a 401 sends the page to sign in. */
+  async function api(method, url, body, signal) {
+    const headers = { "x-lar-csrf": csrf() };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    const r = await fetch(url, {
+      method, headers, signal, credentials: "same-origin",
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (r.status === 401) {
+      location.href = "/ui/login?next=" + encodeURIComponent(location.pathname);
+      throw new Error("signed out");
+    }
+    if (!r.ok) throw await errorOf(r);
+    return r;
+  }
+
+  /** Reads a streamed body line by line (NDJSON) or event by event (SSE: `sep` "\n\n"). */
+  async function eachPart(r, sep, onPart) {
+    const reader = r.body.getReader();
+    const dec = new TextDecoder();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += dec.decode(value, { stream: true });
+      let i;
+      while ((i = buf.indexOf(sep)) >= 0) {
+        const part = buf.slice(0, i);
+        buf = buf.slice(i + sep.length);
+        if (part.trim()) onPart(part);
+      }
+    }
+    if (buf.trim()) onPart(buf);
+  }
+
+  function logout() {
+    const b = $("#logout");
+    if (!b) return;
+    b.addEventListener("click", async () => {
+      try { await api("POST", "/ui/logout"); } catch (_) { /* going to the sign-in page anyway */ }
+      location.href = "/ui/login";
+    });
+  }
+
+  // ---- chat ----
+  function chat() {
+    const main = $("main.chat");
+    if (!main) return;
+    const conv = JSON.parse($("#conversation").textContent);
+    const messagesEl = $("#messages"), form = $("#composer"), prompt = $("#prompt");
+    const send = $("#send"), stop = $("#stop"), status = $("#status"), list = $("#chat-list");
+    let controller = null;
+
+    const say = (text, isError) => {
+      status.textContent = text;
+      status.classList.toggle("error", !!isError);
+    };
+
+    function readSettings() {
+      conv.model = $("#model").value;
+      conv.system = $("#system").value;
+      const num = (id, int) => {
+        const v = $(id).value.trim();
+        if (v === "") return undefined;
+        const n = int ? parseInt(v, 10) : parseFloat(v);
+        return Number.isFinite(n) ? n : undefined;
+      };
+      conv.params = {
+        temperature: num("#temperature"), top_p: num("#top_p"),
+        max_tokens: num("#max_tokens", true), seed: num("#seed", true),
+      };
+      for (const k of Object.keys(conv.params)) if (conv.params[k] === undefined) delete conv.params[k];
+    }
+
+    function bubble(role) {
+      const art = document.createElement("article");
+      art.className = `msg ${role}`;
+      const head = document.createElement("header");
+      head.className = "msg-head";
+      const r = document.createElement("span");
+      r.className = "role";
+      r.textContent = role;
+      head.append(r);
+      const content = document.createElement("div");
+      content.className = "content plain";
+      art.append(head, content);
+      messagesEl.append(art);
+      return art;
+    }
+
+    function busy(on) {
+      send.hidden = on;
+      stop.hidden = !on;
+      prompt.disabled = on;
+      main.classList.toggle("busy", on);
+    }
+
+    async function refreshList() {
+      const q = $("#chat-search").value;
+      const r = await api("GET", `/ui/chats?q=${encodeURIComponent(q)}&current=${encodeURIComponent(conv.id)}`);
+      list.innerHTML = await r.text();
+    }
+
+    /** Stores the conversation, then shows the server's rendering of it. */
+    async function save() {
+      if (!conv.id) {
+        const r = await api("POST", "/ui/api/chats", conv);
+        conv.id = (await r.json()).ids[0];
+        main.dataset.id = conv.id;
+        history.replaceState(null, "", `/ui/c/${conv.id}`);
+        $("#export").href = `/ui/api/chats/${conv.id}`;
+        $("#export").download = `${conv.id}.json`;
+        $("#chat-actions").hidden = false;
+      } else {
+        await api("PUT", `/ui/api/chats/${conv.id}`, conv);
+      }
+      const r = await api("GET", `/ui/c/${conv.id}/messages`);
+      messagesEl.innerHTML = await r.text();
+      await refreshList();
+      const current = $("#chat-list a[aria-current=page]");
+      if (current) $("#chat-title").textContent = current.textContent;
+    }
+
+    async function generate() {
+      readSettings();
+      if (!conv.model) { say("Choose a model first (Model and settings).", true); return; }
+      const msgs = [];
+      if (conv.system.trim()) msgs.push({ role: "system", content: conv.system });
+      for (const m of conv.messages) {
+        if (m.role === "user" || m.role === "assistant") msgs.push({ role: m.role, content: m.content });
+      }
+      const body = { model: conv.model, messages: msgs, stream: true, ...conv.params };
+      const reply = { role: "assistant", content: "", model: conv.model };
+      const art = bubble("assistant");
+      const content = $(".content", art);
+      let thinking = null;
+      const calls = [];
+      controller = new AbortController();
+      busy(true);
+      say("Waiting for the model…");
+      let stopped = false, failed = null;
+      try {
+        const r = await api("POST", "/v1/chat/completions", body, controller.signal);
+        say("");
+        await eachPart(r, "\n\n", (ev) => {
+          for (const line of ev.split("\n")) {
+            if (!line.startsWith("data:")) continue;
+            const data = line.slice(5).trim();
+            if (data === "[DONE]") continue;
+            const j = JSON.parse(data);
+            if (j.error) throw new Error(j.error.message || String(j.error));
+            const d = j.choices?.[0]?.delta || {};
+            if (d.reasoning_content) {
+              if (!thinking) {
+                thinking = document.createElement("details");
+                thinking.className = "thinking";
+                thinking.open = true;
+                const s = document.createElement("summary");
+                s.textContent = "Thinking";
+                const t = document.createElement("div");
+                t.className = "thinking-text";
+                thinking.append(s, t);
+                art.insertBefore(thinking, content);
+              }
+              reply.reasoning = (reply.reasoning || "") + d.reasoning_content;
+              $(".thinking-text", thinking).textContent = reply.reasoning;
+            }
+            if (d.content) {
+              reply.content += d.content;
+              content.textContent = reply.content;
+            }
+            for (const tc of d.tool_calls || []) {
+              const c = calls[tc.index] ||= { id: tc.id, type: "function", function: { name: "", arguments: "" } };
+              if (tc.function?.name) c.function.name += tc.function.name;
+              if (tc.function?.arguments) c.function.arguments += tc.function.arguments;
+            }
+          }
+        });
+      } catch (e) {
+        if (e.name === "AbortError") stopped = true;
+        else failed = e;
+      }
+      controller = null;
+      busy(false);
+      if (calls.length) reply.tool_calls = calls.filter(Boolean);
+      if (stopped) reply.stopped = true;
+      if (reply.content || reply.reasoning || reply.tool_calls) conv.messages.push(reply);
+      else art.remove();
+      try {
+        await save();
+        say(failed ? `The answer failed: ${failed.message}` : stopped ? "Stopped." : "", !!failed);
+      } catch (e) {
+        say(`Not saved: ${e.message}`, true);
+      }
+      prompt.focus();
+    }
+
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const text = prompt.value;
+      if (!text.trim() || controller) return;
+      conv.messages.push({ role: "user", content: text });
+      $(".content", bubble("user")).textContent = text;
+      prompt.value = "";
+      generate();
+    });
+    prompt.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        form.requestSubmit();
+      }
+    });
+    stop.addEventListener("click", () => controller?.abort());
+
+    messagesEl.addEventListener("click", async (e) => {
+      const b = e.target.closest("button[data-action]");
+      if (!b || controller) return;
+      const art = b.closest("article.msg");
+      const i = parseInt(art.dataset.index, 10);
+      const m = conv.messages[i];
+      if (!m) return;
+      if (b.dataset.action === "copy") {
+        try { await navigator.clipboard.writeText(m.content); say("Copied."); } catch (_) { say("The browser refused the clipboard.", true); }
+      } else if (b.dataset.action === "edit") {
+        // The message goes back to the composer; it and what followed it are replaced when sent.
+        prompt.value = m.content;
+        conv.messages = conv.messages.slice(0, i);
+        while (art.nextSibling) art.nextSibling.remove();
+        art.remove();
+        prompt.focus();
+      } else if (b.dataset.action === "regenerate") {
+        conv.messages = conv.messages.slice(0, i);
+        art.remove();
+        generate();
+      }
+    });
+
+    let searchTimer = null;
+    $("#chat-search").addEventListener("input", () => {
+      clearTimeout(searchTimer);
+      searchTimer = setTimeout(() => refreshList().catch((e) => say(e.message, true)), 200);
+    });
+
+    $("#rename")?.addEventListener("click", async () => {
+      const t = window.prompt("Title", $("#chat-title").textContent);
+      if (t === null) return;
+      try {
+        await api("PATCH", `/ui/api/chats/${conv.id}`, { title: t });
+        conv.title = t.trim();
+        $("#chat-title").textContent = conv.title || "New chat";
+        await refreshList();
+      } catch (e) { say(e.message, true); }
+    });
+    $("#delete")?.addEventListener("click", async () => {
+      if (!window.confirm("Delete this conversation?")) return;
+      try { await api("DELETE", `/ui/api/chats/${conv.id}`); location.href = "/ui"; } catch (e) { say(e.message, true); }
+    });
+    $("#import").addEventListener("change", async (e) => {
+      const f = e.target.files[0];
+      if (!f) return;
+      try {
+        const r = await api("POST", "/ui/api/chats", JSON.parse(await f.text()));
+        const ids = (await r.json()).ids;
+        say(`Imported ${ids.length} conversation(s).`);
+        await refreshList();
+      } catch (err) { say(`Import failed: ${err.message}`, true); }
+      e.target.value = "";
+    });
+    prompt.focus();
+  }
+
+  // ---- models ----
+  function models() {
+    const form = $("#pull");
+    if (!form) return;
+    const bar = $("#pull-progress"), st = $("#pull-status");
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const source = $("#pull-source").value.trim();
+      if (!source) return;
+      bar.hidden = false;
+      bar.removeAttribute("value");
+      st.textContent = "Starting…";
+      st.classList.remove("error");
+      try {
+        const r = await api("POST", "/api/pull", { model: source, stream: true });
+        let ok = false;
+        await eachPart(r, "\n", (line) => {
+          const j = JSON.parse(line);
+          if (j.error) throw new Error(j.error);
+          if (j.total) { bar.max = j.total; bar.value = j.completed || 0; }
+          st.textContent = j.total ? `${j.status}: ${Math.round(100 * (j.completed || 0) / j.total)}%` : j.status;
+          if (j.status === "success") ok = true;
+        });
+        if (!ok) throw new Error("the pull ended without success");
+        st.textContent = "Pulled.";
+        location.reload();
+      } catch (err) {
+        st.textContent = `Pull failed: ${err.message}`;
+        st.classList.add("error");
+        bar.hidden = true;
+      }
+    });
+    $("#model-table")?.addEventListener("click", async (e) => {
+      const b = e.target.closest("button[data-action]");
+      if (!b) return;
+      const row = b.closest("tr");
+      const name = row.dataset.model, out = $(".row-status", row);
+      out.classList.remove("error");
+      try {
+        if (b.dataset.action === "verify") {
+          out.textContent = "Verifying…";
+          await api("POST", `/ui/api/models/${encodeURIComponent(name)}/verify`);
+          out.textContent = "sha256 verified";
+        } else if (b.dataset.action === "delete") {
+          if (!window.confirm(`Delete ${name} from the store?`)) return;
+          await api("DELETE", "/api/delete", { model: name });
+          row.remove();
+        }
+      } catch (err) {
+        out.textContent = err.message;
+        out.classList.add("error");
+      }
+    });
+  }
+
+  // ---- server ----
+  function server() {
+    const live = $("#live");
+    if (!live) return;
+    let prev = new Map(), prevAt = performance.now();
+    const rates = () => {
+      const now = performance.now(), next = new Map();
+      for (const row of live.querySelectorAll("tr[data-model]")) {
+        const n = parseFloat(row.dataset.generated);
+        next.set(row.dataset.model, n);
+        const p = prev.get(row.dataset.model);
+        if (p !== undefined) $(".rate", row).textContent = ((n - p) / ((now - prevAt) / 1000)).toFixed(1);
+      }
+      prev = next;
+      prevAt = now;
+    };
+    rates();
+    setInterval(async () => {
+      try {
+        const r = await api("GET", live.dataset.src);
+        live.innerHTML = await r.text();
+        rates();
+      } catch (_) { /* the next tick tries again */ }
+    }, 2000);
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    logout();
+    chat();
+    models();
+    server();
+  });
+})();

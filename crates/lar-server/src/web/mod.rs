@@ -1,0 +1,84 @@
+//! The web UI in the binary: server-rendered pages under `/ui` (maud, escaped by default) with a little of our own
+//! JavaScript for what must happen in the page (streaming an answer, the stop button, a pull's progress bar).
+//!
+//! The page talks to the same APIs as any client (`/v1/chat/completions`, `/api/pull`, `/api/delete`) and keeps its
+//! conversations through `/ui/api/chats` ([`chats`]). Nothing is fetched from the network: the assets are embedded
+//! ([`assets`]). With API keys set, a browser signs in once at `/ui/login` and gets a session cookie (HttpOnly,
+//! SameSite=Strict) whose every state-changing request must also carry the session's CSRF token ([`session`]);
+//! without keys, state-changing `/ui` requests still need the server's token, so another site cannot drive them.
+
+pub mod assets;
+pub mod chats;
+pub mod highlight;
+pub mod layout;
+pub mod markdown;
+pub mod models_page;
+pub mod pages;
+pub mod server_page;
+pub mod session;
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+
+use crate::AppState;
+
+/// The UI's state: sign-in sessions, the conversations, the token pages carry when no keys are set.
+pub struct Web {
+    pub sessions: session::Sessions,
+    pub chats: chats::ChatStore,
+}
+
+impl Web {
+    pub fn new(db: Option<std::path::PathBuf>) -> Self {
+        Self {
+            sessions: session::Sessions::default(),
+            chats: chats::ChatStore::new(db),
+        }
+    }
+}
+
+/// Paths anyone may fetch, signed in or not: the sign-in page and the static assets (which hold nothing private).
+pub fn public(path: &str) -> bool {
+    path == "/ui/login" || path.starts_with("/ui/assets/")
+}
+
+/// Whether a request is a browser asking for a page (it accepts HTML).
+pub fn wants_html(h: &HeaderMap) -> bool {
+    h.get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"))
+}
+
+/// The UI's routes (auth and CSRF are checked by the server's outer layer, as for every route).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/ui", get(pages::new_chat))
+        .route("/ui/", get(|| async { Redirect::to("/ui") }))
+        .route("/ui/c/{id}", get(pages::chat))
+        .route("/ui/c/{id}/messages", get(pages::messages))
+        .route("/ui/chats", get(pages::chat_list))
+        .route("/ui/models", get(models_page::list))
+        .route("/ui/models/{*name}", get(models_page::one))
+        .route("/ui/server", get(server_page::page))
+        .route("/ui/server/live", get(server_page::live))
+        .route("/ui/login", get(session::login_page).post(session::login))
+        .route("/ui/logout", post(session::logout))
+        .route("/ui/assets/{name}", get(assets::serve))
+        .route("/ui/api/models/{name}/verify", post(models_page::verify))
+        .route("/ui/api/chats", get(chats::export_all).post(chats::import))
+        .route(
+            "/ui/api/chats/{id}",
+            get(chats::export_one)
+                .put(chats::save)
+                .patch(chats::rename)
+                .delete(chats::delete),
+        )
+}
+
+/// An error shown as a small HTML page (for browsers) with its status.
+pub fn html_error(status: StatusCode, msg: &str) -> Response {
+    let body = layout::bare("Error", maud::html! { p.error { (msg) } });
+    (status, layout::html_response(body)).into_response()
+}
