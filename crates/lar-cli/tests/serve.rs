@@ -292,7 +292,8 @@ fn browser_modules() -> Option<String> {
 }
 
 /// The web UI in headless Chromium against two real servers with SmolLM2 (tests/browser/ui.cjs: a streamed
-/// answer, stop, reload, hostile text, pull with progress, the planner, signing in on a keyed server).
+/// answer, stop, reload, hostile text, a knowledge base made from two uploaded files and asked, its citation
+/// followed to the PDF's page, pull with progress, the planner, signing in on a keyed server).
 /// Screenshots of the main pages go to `target/tmp/ui-screenshots`.
 #[test]
 fn the_web_ui_works_in_a_real_browser() {
@@ -323,6 +324,14 @@ fn the_web_ui_works_in_a_real_browser() {
         &["--model", "smollm2", "--api-key", "browser-key-1"],
         &[],
     );
+    let docs = home.join("docs");
+    std::fs::create_dir_all(&docs).expect("docs folder");
+    for (name, bytes) in testdata::corpus::files() {
+        if name == "lease.pdf" || name == "garden.md" {
+            std::fs::write(docs.join(name), bytes).expect("write");
+        }
+    }
+    std::fs::write(docs.join("notes.xyz"), b"\x00\x01").expect("write");
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
     let _ = std::fs::create_dir_all(&shots);
     let out = Command::new("node")
@@ -336,6 +345,7 @@ fn the_web_ui_works_in_a_real_browser() {
         .env("LAR_UI_KEY", "browser-key-1")
         .env("LAR_UI_PULL_SOURCE", "pypi:tinysmol==1.0")
         .env("LAR_SCREENSHOTS", &shots)
+        .env("LAR_UI_DOCS", &docs)
         .output()
         .expect("node");
     let _ = pypi.kill();

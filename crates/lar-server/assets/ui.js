@@ -171,6 +171,7 @@
             if (data === "[DONE]") continue;
             const j = JSON.parse(data);
             if (j.error) throw new Error(j.error.message || String(j.error));
+            if (Array.isArray(j.sources)) reply.sources = j.sources;
             const d = j.choices?.[0]?.delta || {};
             if (d.reasoning_content) {
               if (!thinking) {
@@ -346,6 +347,115 @@
     });
   }
 
+  // ---- documents ----
+  function documents() {
+    const create = $("#kb-create");
+    if (!create) return;
+    create.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const out = $("#kb-create-status");
+      out.classList.remove("error");
+      out.textContent = "Creating…";
+      try {
+        await api("POST", "/ui/api/kb", { name: $("#kb-name").value.trim(), embedder: $("#kb-embedder").value });
+        location.reload();
+      } catch (err) {
+        out.textContent = err.message;
+        out.classList.add("error");
+      }
+    });
+
+    /** Files of a drop, folders walked (each with its path inside the folder). */
+    async function dropped(items) {
+      const out = [];
+      const walk = async (entry, prefix) => {
+        if (entry.isFile) {
+          const f = await new Promise((res, rej) => entry.file(res, rej));
+          out.push({ file: f, path: prefix + f.name });
+        } else if (entry.isDirectory) {
+          const reader = entry.createReader();
+          for (;;) {
+            const batch = await new Promise((res, rej) => reader.readEntries(res, rej));
+            if (!batch.length) break;
+            for (const c of batch) await walk(c, `${prefix}${entry.name}/`);
+          }
+        }
+      };
+      for (const it of items) {
+        const entry = it.webkitGetAsEntry?.();
+        if (entry) await walk(entry, "");
+      }
+      return out;
+    }
+
+    /** Uploads the files, then ingests them, showing progress and the report. */
+    async function add(section, files) {
+      const kb = section.dataset.kb;
+      const bar = $(".kb-progress", section), st = $(".kb-status", section), skipped = $(".kb-skipped", section);
+      st.classList.remove("error");
+      skipped.textContent = "";
+      bar.hidden = false;
+      bar.max = files.length;
+      bar.value = 0;
+      const early = [];
+      try {
+        let i = 0;
+        for (const { file, path } of files) {
+          st.textContent = `Uploading ${path} (${++i}/${files.length})`;
+          const url = `/ui/api/kb/${encodeURIComponent(kb)}/files/${path.split("/").map(encodeURIComponent).join("/")}`;
+          const r = await fetch(url, { method: "PUT", body: file, headers: { "x-lar-csrf": csrf() }, credentials: "same-origin" });
+          if (!r.ok) throw await errorOf(r);
+          const j = await r.json();
+          if (j.skipped) early.push({ path, reason: j.skipped });
+          bar.value = i;
+        }
+        st.textContent = "Reading and indexing…";
+        bar.removeAttribute("value");
+        const r = await api("POST", `/ui/api/kb/${encodeURIComponent(kb)}/ingest`);
+        let done = 0;
+        await eachPart(r, "\n", (line) => {
+          const j = JSON.parse(line);
+          if (j.error) throw new Error(j.error);
+          if (j.found !== undefined) { bar.max = Math.max(1, j.found); bar.value = 0; }
+          if (j.file) { bar.value = ++done; st.textContent = `Indexed ${j.file}`; }
+          if (j.report) {
+            const rep = j.report;
+            rep.skipped = early.concat(rep.skipped);
+            st.textContent = `${rep.files_read} file(s) read, ${rep.files_unchanged} unchanged, `
+              + `${rep.skipped.length} skipped; ${rep.chunks_added} chunks added in ${rep.seconds.toFixed(1)} s`;
+            for (const s of rep.skipped) {
+              const li = document.createElement("li");
+              li.textContent = `${s.path}: ${s.reason}`;
+              skipped.append(li);
+            }
+          }
+        });
+      } catch (err) {
+        st.textContent = err.message;
+        st.classList.add("error");
+      }
+      bar.hidden = true;
+    }
+
+    for (const section of document.querySelectorAll("section.kb")) {
+      const zone = $(".drop", section);
+      zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
+      zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+      zone.addEventListener("drop", async (e) => {
+        e.preventDefault();
+        zone.classList.remove("over");
+        add(section, await dropped([...e.dataTransfer.items]));
+      });
+      for (const input of section.querySelectorAll("input[type=file]")) {
+        input.addEventListener("change", () => {
+          const files = [...input.files].map((f) => ({ file: f, path: f.webkitRelativePath || f.name }));
+          input.value = "";
+          if (files.length) add(section, files);
+        });
+      }
+    }
+  }
+
   // ---- server ----
   function server() {
     const live = $("#live");
@@ -375,6 +485,7 @@
   document.addEventListener("DOMContentLoaded", () => {
     logout();
     chat();
+    documents();
     models();
     server();
   });

@@ -587,3 +587,184 @@ async fn hostile_text_renders_inert() {
     let island = &island[..island.find("</script>").unwrap()];
     assert!(island.contains("\\u003cscript\\u003e"), "{island}");
 }
+
+#[tokio::test]
+async fn documents_are_created_uploaded_ingested_and_cited() {
+    let root = common::kbs::temp("web-docs");
+    let t = app_with(
+        ManagerConfig::default(),
+        ServerConfig {
+            kb: lar_server::kb::KbServing {
+                root: Some(root.clone()),
+                threads: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    );
+    let token = page_token(&t).await;
+    let h = [("x-lar-csrf", token.as_str())];
+    let page = get(&t.router, "/ui/kb").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.text().contains("<option value=\"embed:latest\">"),
+        "{}",
+        page.text()
+    );
+
+    let a = send(
+        &t.router,
+        req(
+            "POST",
+            "/ui/api/kb",
+            &h,
+            Some(&json!({"name": "trips", "embedder": "say"})),
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 400, "a chat model is no embedder: {}", a.text());
+    let a = send(
+        &t.router,
+        req(
+            "POST",
+            "/ui/api/kb",
+            &h,
+            Some(&json!({"name": "../x", "embedder": "embed"})),
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 400, "{}", a.text());
+    let a = send(
+        &t.router,
+        req(
+            "POST",
+            "/ui/api/kb",
+            &h,
+            Some(&json!({"name": "trips", "embedder": "embed"})),
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.text());
+    assert!(
+        get(&t.router, "/ui/kb")
+            .await
+            .text()
+            .contains("data-kb=\"trips\"")
+    );
+    assert!(
+        get(&t.router, "/ui")
+            .await
+            .text()
+            .contains("value=\"kb:trips\""),
+        "askable from the chat page"
+    );
+
+    let upload = |path: &str, body: &'static str| {
+        let mut r = req("PUT", &format!("/ui/api/kb/trips/files/{path}"), &h, None);
+        *r.body_mut() = Body::from(body);
+        r
+    };
+    let md = "# Lisbon\n\nThe flight to Lisbon leaves at nine.\n\n# Porto\n\nThe train to Porto leaves at noon.\n";
+    assert_eq!(
+        send(&t.router, upload("plans/trip.md", md)).await.status,
+        200
+    );
+    let a = send(&t.router, upload("photo.xyz", "\u{1}\u{2}")).await;
+    assert_eq!(a.json()["skipped"], "unsupported file type", "{}", a.text());
+    assert!(!root.join("trips/uploads/photo.xyz").exists());
+    for bad in [
+        "..%2Fescape.md",
+        "plans/..%2F..%2Fescape.md",
+        ".hidden.md",
+        "a%5Cb.md",
+    ] {
+        let a = send(&t.router, upload(bad, "x")).await;
+        assert_eq!(a.status, 400, "{bad}: {}", a.text());
+    }
+    assert!(!root.join("trips/escape.md").exists() && !root.join("escape.md").exists());
+
+    let a = send(&t.router, req("POST", "/ui/api/kb/trips/ingest", &h, None)).await;
+    assert_eq!(a.status, 200);
+    let lines = a.ndjson();
+    assert_eq!(lines[0]["found"], 1, "{lines:?}");
+    let report = &lines.last().unwrap()["report"];
+    assert_eq!(report["files_read"], 1, "{lines:?}");
+    assert!(report["chunks_added"].as_u64().unwrap() >= 2, "{report}");
+
+    // A citation opens its document at its place; only an indexed file can be opened.
+    let file = root.join("trips/uploads/plans/trip.md");
+    let path = file.canonicalize().unwrap_or(file).display().to_string();
+    let src = json!({"n": 1, "path": path, "heading": "Porto"});
+    let href = lar_server::web::pages::source_href("trips", &src).unwrap();
+    let a = get(&t.router, href.trim_end_matches("#cited")).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let html = a.text();
+    let cited = html
+        .find("id=\"cited\"")
+        .expect("the cited place is marked");
+    assert!(
+        html[cited..].contains("noon") && !html[cited..].contains("nine"),
+        "{html}"
+    );
+    let a = get(&t.router, "/ui/kb/trips/source?path=/etc/passwd").await;
+    assert_eq!(a.status, 404);
+    assert!(!a.text().contains("root:"));
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[tokio::test]
+async fn a_key_limited_to_some_knowledge_bases_cannot_create_or_add() {
+    let root = common::kbs::temp("web-docs-limited");
+    let t = app_with(
+        ManagerConfig::default(),
+        ServerConfig {
+            api_keys: vec![KEY.into(), OTHER.into()],
+            kb: lar_server::kb::KbServing {
+                root: Some(root.clone()),
+                grants: std::collections::HashMap::from([(
+                    OTHER.to_string(),
+                    vec!["trips".to_string()],
+                )]),
+                threads: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    );
+    let bearer = |k: &str| format!("Bearer {k}");
+    let body = json!({"name": "trips", "embedder": "embed"});
+    let a = send(
+        &t.router,
+        req(
+            "POST",
+            "/ui/api/kb",
+            &[("authorization", &bearer(OTHER))],
+            Some(&body),
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 403, "{}", a.text());
+    let a = send(
+        &t.router,
+        req(
+            "POST",
+            "/ui/api/kb",
+            &[("authorization", &bearer(KEY))],
+            Some(&body),
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.text());
+    let a = send(
+        &t.router,
+        req(
+            "POST",
+            "/ui/api/kb/trips/ingest",
+            &[("authorization", &bearer(OTHER))],
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 403);
+    let _ = std::fs::remove_dir_all(&root);
+}

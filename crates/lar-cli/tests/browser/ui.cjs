@@ -3,6 +3,7 @@
 //   LAR_UI_URL        a server without keys (with LAR_PYPI_URL set to a local PyPI stand-in)
 //   LAR_UI_KEYED_URL  a server with the key LAR_UI_KEY
 //   LAR_UI_PULL_SOURCE what the models page pulls;  LAR_SCREENSHOTS  where screenshots go
+//   LAR_UI_DOCS       a folder with lease.pdf (two pages) and garden.md, uploaded to a new knowledge base
 // Each check prints "ok - ..."; the first failure throws and exits 1.
 "use strict";
 const { chromium } = require("playwright-core");
@@ -151,6 +152,47 @@ async function hostile(browser) {
   await page.close();
 }
 
+async function documents(browser) {
+  const page = await newPage(browser);
+  await page.goto(base + "/ui/kb");
+  await page.fill("#kb-name", "home-docs");
+  await page.selectOption("#kb-embedder", "all-minilm:latest");
+  await page.click("#kb-create button[type=submit]");
+  const kb = page.locator("section.kb[data-kb='home-docs']");
+  await kb.waitFor();
+  ok("knowledge base created");
+  const docs = env("LAR_UI_DOCS");
+  await kb.locator("input.kb-files").setInputFiles([path.join(docs, "lease.pdf"), path.join(docs, "garden.md"),
+    path.join(docs, "notes.xyz")]);
+  await page.waitForFunction(() => /^2 file\(s\) read/.test(document.querySelector("section.kb .kb-status").textContent),
+    null, { timeout: 120_000 });
+  assert.match(await kb.locator(".kb-skipped").textContent(), /notes\.xyz: unsupported file type/);
+  await shot(page, "documents");
+  ok(`uploaded and indexed: ${await kb.locator(".kb-status").textContent()}`);
+
+  await kb.locator("text=Ask this knowledge base").click();
+  await page.waitForURL(/model=kb:home-docs/);
+  assert.equal(await page.inputValue("#model"), "kb:home-docs");
+  await page.click("details.settings summary");
+  await page.fill("#max_tokens", "60");
+  await page.fill("#temperature", "0");
+  await ask(page, "How much notice is needed to end the lease?");
+  await idle(page);
+  const source = page.locator("details.sources a.source", { hasText: "lease.pdf, page 2" });
+  await source.waitFor();
+  await shot(page, "ask");
+  ok("answered with its sources listed");
+  await source.click();
+  await page.waitForURL(/\/ui\/kb\/home-docs\/source\?.*page=2#cited$/);
+  const cited = await page.textContent("#cited");
+  assert.ok(cited.includes("page 2") && cited.includes("sixty days"), cited);
+  assert.equal(await page.locator(".part.cited").count(), 1);
+  await shot(page, "source");
+  ok("the citation opens the PDF's text at page 2");
+  assert.deepEqual(page.errors, []);
+  await page.close();
+}
+
 async function models(browser) {
   const page = await newPage(browser);
   await page.goto(base + "/ui/models");
@@ -226,6 +268,7 @@ async function keyed(browser) {
   try {
     await chat(browser);
     await hostile(browser);
+    await documents(browser);
     await models(browser);
     await keyed(browser);
   } finally {

@@ -53,6 +53,9 @@ pub struct Message {
     /// The model that wrote it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// A knowledge base's numbered sources for the answer's `[n]` citations (as `/v1/chat/completions` gives them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<Value>,
 }
 
 /// The sampling settings a conversation is sent with.
@@ -315,13 +318,6 @@ pub fn owner(caller: &Caller) -> String {
         .unwrap_or_default()
 }
 
-fn typed<T: serde::de::DeserializeOwned>(v: Value, what: &str) -> ApiResult<T> {
-    serde_path_to_error::deserialize(v).map_err(|e| {
-        let path = e.path().to_string();
-        ApiError::bad_request(format!("{what}: at '{path}': {}", e.inner()))
-    })
-}
-
 /// Blocking store work off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> ApiResult<T> + Send + 'static,
@@ -341,9 +337,9 @@ pub async fn import(
     let many = obj.len() == 1 && obj.contains_key("conversations");
     let list: Vec<Conversation> = if many {
         let v = obj.get("conversations").cloned().unwrap_or_default();
-        typed(v, "conversations")?
+        crate::body::typed_value(v)?
     } else {
-        vec![typed(Value::Object(obj), "conversation")?]
+        vec![crate::body::typed_value(Value::Object(obj))?]
     };
     if list.len() > MAX_IMPORT {
         return Err(ApiError::bad_request(format!(
@@ -374,7 +370,7 @@ pub async fn save(
     Path(id): Path<String>,
     JsonBody(obj): JsonBody,
 ) -> ApiResult<Json<Value>> {
-    let c: Conversation = typed(Value::Object(obj), "conversation")?;
+    let c: Conversation = crate::body::typed_value(Value::Object(obj))?;
     let web = st.web.clone();
     let who = owner(&caller);
     let id2 = id.clone();
@@ -395,7 +391,7 @@ pub async fn rename(
     Path(id): Path<String>,
     JsonBody(obj): JsonBody,
 ) -> ApiResult<Json<Value>> {
-    let r: Rename = typed(Value::Object(obj), "rename")?;
+    let r: Rename = crate::body::typed_value(Value::Object(obj))?;
     let web = st.web.clone();
     let who = owner(&caller);
     let id2 = id.clone();

@@ -17,6 +17,7 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Section {
     Chat,
+    Documents,
     Models,
     Server,
 }
@@ -37,6 +38,7 @@ fn head(title: &str, csrf: Option<&str>) -> Markup {
 pub fn page(title: &str, section: Section, csrf: &str, signed_in: bool, body: Markup) -> Response {
     let nav = [
         (Section::Chat, "/ui", "Chat"),
+        (Section::Documents, "/ui/kb", "Documents"),
         (Section::Models, "/ui/models", "Models"),
         (Section::Server, "/ui/server", "Server"),
     ];

@@ -9,6 +9,7 @@
 
 pub mod assets;
 pub mod chats;
+pub mod documents;
 pub mod highlight;
 pub mod layout;
 pub mod markdown;
@@ -20,7 +21,7 @@ pub mod session;
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 
 use crate::AppState;
 
@@ -59,6 +60,11 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/c/{id}", get(pages::chat))
         .route("/ui/c/{id}/messages", get(pages::messages))
         .route("/ui/chats", get(pages::chat_list))
+        .route("/ui/kb", get(documents::page))
+        .route("/ui/kb/{name}/source", get(documents::source))
+        .route("/ui/api/kb", post(documents::create))
+        .route("/ui/api/kb/{name}/files/{*path}", put(documents::upload))
+        .route("/ui/api/kb/{name}/ingest", post(documents::ingest))
         .route("/ui/models", get(models_page::list))
         .route("/ui/models/{*name}", get(models_page::one))
         .route("/ui/server", get(server_page::page))

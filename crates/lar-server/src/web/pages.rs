@@ -69,7 +69,7 @@ fn message(i: usize, m: &Message, last: bool) -> Markup {
                 details.thinking { summary { "Thinking" } div.thinking-text { (r) } }
             }
             @if m.role == Role::Assistant {
-                div.content { (PreEscaped(markdown::render(&m.content))) }
+                div.content { (PreEscaped(cite(markdown::render(&m.content), m))) }
             } @else {
                 div.content.plain { (m.content) }
             }
@@ -78,6 +78,16 @@ fn message(i: usize, m: &Message, last: bool) -> Markup {
                 div.tool-call {
                     span.badge { "tool call" }
                     code { (f["name"].as_str().unwrap_or("?")) "(" (f["arguments"].as_str().unwrap_or("")) ")" }
+                }
+            }
+            @if let Some(kb) = m.model.as_deref().and_then(kb_of).filter(|_| !m.sources.is_empty()) {
+                details.sources open {
+                    summary { "Sources" }
+                    ol {
+                        @for src in &m.sources {
+                            li { (source_link(kb, src)) }
+                        }
+                    }
                 }
             }
             @if m.stopped { p.stopped { "Stopped" } }
@@ -90,6 +100,105 @@ fn message(i: usize, m: &Message, last: bool) -> Markup {
             }
         }
     }
+}
+
+/// The knowledge base a `kb:NAME[@MODEL]` model name asks.
+fn kb_of(model: &str) -> Option<&str> {
+    let rest = model.strip_prefix("kb:")?;
+    Some(rest.split('@').next().unwrap_or(rest))
+}
+
+/// Where source `s` (as `/v1/chat/completions` gives it) opens: its document at its place.
+pub fn source_href(kb: &str, s: &serde_json::Value) -> Option<String> {
+    let mut url = format!(
+        "/ui/kb/{}/source?path={}",
+        layout::url_escape(kb),
+        layout::url_escape(s["path"].as_str()?)
+    );
+    for k in ["page", "heading", "start", "message_id", "event"] {
+        let v = match &s[k] {
+            serde_json::Value::String(v) => v.clone(),
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => continue,
+        };
+        url.push_str(&format!("&{k}={}", layout::url_escape(&v)));
+    }
+    url.push_str("#cited");
+    Some(url)
+}
+
+/// One line of an answer's source list: `[n] file, page 3` linking to the place.
+fn source_link(kb: &str, src: &serde_json::Value) -> Markup {
+    let file = src["path"]
+        .as_str()
+        .map(|p| {
+            std::path::Path::new(p)
+                .file_name()
+                .map_or(p.to_string(), |n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    let mut place = Vec::new();
+    if let Some(p) = src["page"].as_u64() {
+        place.push(format!("page {p}"));
+    }
+    for k in ["heading", "event", "start"] {
+        if let Some(v) = src[k].as_str() {
+            place.push(v.to_string());
+        }
+    }
+    let label = format!(
+        "[{}] {file}{}{}",
+        src["n"],
+        if place.is_empty() { "" } else { ", " },
+        place.join(", ")
+    );
+    match source_href(kb, src) {
+        Some(href) => html! { a.source href=(href) { (label) } },
+        None => html! { (label) },
+    }
+}
+
+/// An answer's `[n]` citations as links to their sources (the HTML is the Markdown renderer's: `[n]` stays text).
+fn cite(html: String, m: &Message) -> String {
+    let Some(kb) = m.model.as_deref().and_then(kb_of) else {
+        return html;
+    };
+    let links: std::collections::HashMap<u64, String> = m
+        .sources
+        .iter()
+        .filter_map(|s| {
+            let (n, href) = (s["n"].as_u64()?, source_href(kb, s)?);
+            let title = s["path"].as_str().unwrap_or_default();
+            Some((
+                n,
+                html! { a.cite href=(href) title=(title) { "[" (n) "]" } }.into_string(),
+            ))
+        })
+        .collect();
+    // One pass over the HTML: a link's own text is never looked at again.
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html.as_str();
+    while let Some(i) = rest.find('[') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        let link = (digits > 0 && after[digits..].starts_with(']'))
+            .then(|| after[..digits].parse::<u64>().ok())
+            .flatten()
+            .and_then(|n| links.get(&n));
+        match link {
+            Some(l) => {
+                out.push_str(l);
+                rest = &after[digits + 1..];
+            }
+            None => {
+                out.push('[');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Every message of a conversation.
@@ -207,15 +316,25 @@ async fn rows(st: &AppState, who: String, q: Option<String>) -> Vec<Summary> {
         .unwrap_or_default()
 }
 
-/// `GET /ui`: a new conversation.
+#[derive(Deserialize)]
+pub struct Start {
+    model: Option<String>,
+}
+
+/// `GET /ui[?model=NAME]`: a new conversation (with that model chosen).
 pub async fn new_chat(
     State(st): State<AppState>,
     axum::Extension(caller): axum::Extension<Caller>,
+    Query(q): Query<Start>,
     h: HeaderMap,
 ) -> Response {
     let choices = choices(&st, &caller).await;
     let rows = rows(&st, owner(&caller), None).await;
-    render_chat(&st, &h, &choices, &rows, &Conversation::default())
+    let c = Conversation {
+        model: q.model.unwrap_or_default(),
+        ..Default::default()
+    };
+    render_chat(&st, &h, &choices, &rows, &c)
 }
 
 async fn load(st: &AppState, caller: &Caller, id: String) -> Result<Conversation, Response> {
@@ -280,6 +399,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn citations_link_to_their_place() {
+        let m = Message {
+            role: Role::Assistant,
+            content: "The flight leaves at 9 [1], the hotel is booked [2].".into(),
+            reasoning: None,
+            tool_calls: vec![],
+            stopped: false,
+            model: Some("kb:home@smollm2".into()),
+            sources: vec![
+                json!({"n": 1, "path": "/kb/mail & <b>.mbox", "kind": "mail", "message_id": "<a@b>"}),
+                json!({"n": 2, "path": "/kb/trip[1].pdf", "kind": "pdf", "page": 3}),
+            ],
+        };
+        let h = message(0, &m, true).into_string();
+        assert!(h.contains("href=\"/ui/kb/home/source?path=/kb/mail%20%26%20%3Cb%3E.mbox&amp;message_id=%3Ca%40b%3E#cited\""), "{h}");
+        assert!(
+            h.contains("href=\"/ui/kb/home/source?path=/kb/trip%5B1%5D.pdf&amp;page=3#cited\""),
+            "{h}"
+        );
+        assert!(
+            h.contains("title=\"/kb/trip[1].pdf\""),
+            "a link's text is not linked again: {h}"
+        );
+        assert!(
+            h.contains("[2] trip[1].pdf, page 3</a>"),
+            "the source list: {h}"
+        );
+        assert!(h.contains(">[2]</a>") && !h.contains("<b>"), "{h}");
+    }
+
+    #[test]
     fn a_message_renders_inert() {
         let m = Message {
             role: Role::Assistant,
@@ -290,6 +440,7 @@ mod tests {
             ],
             stopped: true,
             model: Some("<s>".into()),
+            sources: vec![],
         };
         let h = message(0, &m, true).into_string();
         for bad in ["<script", "<img", "href=\"javascript", "<b>", "<i>", "<s>"] {
