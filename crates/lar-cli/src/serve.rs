@@ -228,6 +228,8 @@ pub fn main(args: Args) -> Result<()> {
         responses_db: Some(lar_store::default_home().join("responses.sqlite")),
         // The web UI's conversations, also beside the store.
         ui_db: Some(lar_store::default_home().join("ui.sqlite")),
+        // The lab's run records: the same file `lar bench`, `lar eval` and `lar quantize` write.
+        runs_db: Some(lar_store::default_home().join("runs.sqlite")),
         kb: lar_server::kb::KbServing {
             root: (!args.no_kb).then(|| lar_store::default_home().join("kb")),
             grants,

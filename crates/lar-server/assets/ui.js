@@ -456,6 +456,31 @@
     }
   }
 
+  // ---- lab ----
+  function lab() {
+    const form = $("#bench");
+    if (!form) return;
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const st = $("#bench-status");
+      st.classList.remove("error");
+      st.textContent = "Running…";
+      form.querySelector("button").disabled = true;
+      try {
+        const r = await api("POST", "/ui/api/lab/bench", {
+          model: $("#bench-model").value,
+          prompt_tokens: parseInt($("#bench-p").value, 10),
+          gen_tokens: parseInt($("#bench-n").value, 10),
+        });
+        location.href = `/ui/lab/${(await r.json()).id}`;
+      } catch (err) {
+        st.textContent = err.message;
+        st.classList.add("error");
+      }
+      form.querySelector("button").disabled = false;
+    });
+  }
+
   // ---- server ----
   function server() {
     const live = $("#live");
@@ -487,6 +512,7 @@
     chat();
     documents();
     models();
+    lab();
     server();
   });
 })();

@@ -52,6 +52,8 @@ pub struct ServerConfig {
     pub responses_db: Option<std::path::PathBuf>,
     /// The SQLite file the web UI keeps conversations in (`None`: in memory, gone with the server).
     pub ui_db: Option<std::path::PathBuf>,
+    /// The run records the web UI's lab shows and adds benchmarks to (`runs.sqlite`; `None`: no lab).
+    pub runs_db: Option<std::path::PathBuf>,
     /// Knowledge bases served (`/v1/kb`, `kb:NAME` models) and who may read them.
     pub kb: kb::KbServing,
     /// Record every generation in this audit log (`--audit`).
@@ -69,6 +71,7 @@ impl Default for ServerConfig {
             log_prompts: false,
             responses_db: None,
             ui_db: None,
+            runs_db: None,
             kb: kb::KbServing::default(),
             audit: None,
             audit_text: false,

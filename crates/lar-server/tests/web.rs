@@ -768,3 +768,108 @@ async fn a_key_limited_to_some_knowledge_bases_cannot_create_or_add() {
     assert_eq!(a.status, 403);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[tokio::test]
+async fn the_lab_lists_charts_and_benchmarks_runs() {
+    let dir = common::kbs::temp("web-lab");
+    let db = dir.join("runs.sqlite");
+    let t = app_with(
+        ManagerConfig::default(),
+        ServerConfig {
+            runs_db: Some(db.clone()),
+            ..Default::default()
+        },
+    );
+    assert!(
+        get(&t.router, "/ui/lab")
+            .await
+            .text()
+            .contains("No runs yet")
+    );
+    // A perplexity run with a running estimate, as `lar eval perplexity` records one.
+    let store = lar_lab::runs::RunStore::open(&db).unwrap();
+    let eval = store
+        .start(&lar_lab::runs::NewRun {
+            kind: "eval.perplexity".into(),
+            model: Some("say:latest".into()),
+            model_sha256: None,
+            params: json!({"ctx": 512}),
+            machine: json!({"cpu": "test"}),
+            lineage: json!(null),
+        })
+        .unwrap();
+    for (step, v) in [(1, 30.0), (2, 24.0), (3, 21.5)] {
+        store.log(&eval, "perplexity", Some(step), v).unwrap();
+    }
+    store.finish(&eval, None).unwrap();
+
+    let token = page_token(&t).await;
+    let h = [("x-lar-csrf", token.as_str())];
+    let a = send(
+        &t.router,
+        req(
+            "POST",
+            "/ui/api/lab/bench",
+            &h,
+            Some(&json!({"model": "say", "prompt_tokens": 8, "gen_tokens": 4})),
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let b = a.json();
+    assert!(
+        b["gen_tps"].as_f64().unwrap() > 0.0 && b["prompt_tps"].as_f64().unwrap() > 0.0,
+        "{b}"
+    );
+    let bench = b["id"].as_str().unwrap().to_string();
+    let run = store.get(&bench).unwrap();
+    assert_eq!(run.kind, "bench");
+    assert_eq!(run.model.as_deref(), Some("say:latest"));
+    assert!(run.metrics.contains_key("gen_tps") && run.metrics.contains_key("prompt_tps"));
+
+    for bad in [
+        json!({"model": "say", "gen_tokens": 0}),
+        json!({"model": "say", "prompt_tokens": 100000}),
+        json!({"model": "say", "prompt_tokens": 4000, "gen_tokens": 96}),
+        json!({"model": "say", "turbo": true}),
+    ] {
+        let a = send(&t.router, req("POST", "/ui/api/lab/bench", &h, Some(&bad))).await;
+        assert_eq!(a.status, 400, "{bad}: {}", a.text());
+    }
+
+    let html = get(&t.router, "/ui/lab").await.text();
+    assert!(html.contains(&bench) && html.contains(&eval), "{html}");
+    assert!(
+        html.contains("/ui/lab/chart.svg?metric=gen_tps"),
+        "the chart of tokens/s by default"
+    );
+    let only = get(&t.router, "/ui/lab?kind=eval").await.text();
+    assert!(
+        only.contains(&eval) && !only.contains(&bench),
+        "filtered by kind"
+    );
+    let chart = get(&t.router, "/ui/lab/chart.svg?metric=gen_tps").await;
+    assert_eq!(chart.headers["content-type"], "image/svg+xml");
+    assert!(
+        chart.text().starts_with("<svg") && chart.text().contains("say:latest"),
+        "{}",
+        chart.text()
+    );
+    let page = get(&t.router, &format!("/ui/lab/{eval}")).await.text();
+    assert!(
+        page.contains("21.500") && page.contains("history.svg?metric=perplexity"),
+        "{page}"
+    );
+    let curve = get(
+        &t.router,
+        &format!("/ui/lab/{eval}/history.svg?metric=perplexity"),
+    )
+    .await
+    .text();
+    assert!(
+        curve.starts_with("<svg") && curve.contains("step"),
+        "{curve}"
+    );
+    assert_eq!(get(&t.router, "/ui/lab/ffffffffffff").await.status, 404);
+    let _ = std::fs::remove_dir_all(&dir);
+}

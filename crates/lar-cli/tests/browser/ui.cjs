@@ -231,6 +231,28 @@ async function models(browser) {
   await page.close();
 }
 
+async function lab(browser) {
+  const page = await newPage(browser);
+  await page.goto(base + "/ui/lab");
+  await page.selectOption("#bench-model", "smollm2:latest");
+  await page.fill("#bench-p", "64");
+  await page.fill("#bench-n", "16");
+  await page.click("#bench button[type=submit]");
+  await page.waitForURL(/\/ui\/lab\/[0-9a-f]+$/, { timeout: 120_000 });
+  const tps = await page.textContent("#metrics");
+  assert.match(tps, /gen_tps\s*\d/, tps);
+  ok("a benchmark run from the page is recorded");
+  await page.goto(base + "/ui/lab");
+  const img = page.locator("img.chart");
+  await img.waitFor();
+  await page.waitForFunction(() => document.querySelector("img.chart").complete);
+  assert.ok(await img.evaluate((i) => i.naturalWidth > 0), "the chart loads");
+  await shot(page, "lab");
+  ok("the lab lists runs with a chart");
+  assert.deepEqual(page.errors, []);
+  await page.close();
+}
+
 async function keyed(browser) {
   const page = await newPage(browser);
   await page.goto(keyedBase + "/ui/models");
@@ -270,6 +292,7 @@ async function keyed(browser) {
     await hostile(browser);
     await documents(browser);
     await models(browser);
+    await lab(browser);
     await keyed(browser);
   } finally {
     await browser.close();

@@ -19,6 +19,7 @@ pub enum Section {
     Chat,
     Documents,
     Models,
+    Lab,
     Server,
 }
 
@@ -40,6 +41,7 @@ pub fn page(title: &str, section: Section, csrf: &str, signed_in: bool, body: Ma
         (Section::Chat, "/ui", "Chat"),
         (Section::Documents, "/ui/kb", "Documents"),
         (Section::Models, "/ui/models", "Models"),
+        (Section::Lab, "/ui/lab", "Lab"),
         (Section::Server, "/ui/server", "Server"),
     ];
     let markup = html! {

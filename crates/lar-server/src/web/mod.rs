@@ -11,6 +11,7 @@ pub mod assets;
 pub mod chats;
 pub mod documents;
 pub mod highlight;
+pub mod lab;
 pub mod layout;
 pub mod markdown;
 pub mod models_page;
@@ -65,6 +66,11 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/api/kb", post(documents::create))
         .route("/ui/api/kb/{name}/files/{*path}", put(documents::upload))
         .route("/ui/api/kb/{name}/ingest", post(documents::ingest))
+        .route("/ui/lab", get(lab::page))
+        .route("/ui/lab/chart.svg", get(lab::chart))
+        .route("/ui/lab/{id}", get(lab::run))
+        .route("/ui/lab/{id}/history.svg", get(lab::history))
+        .route("/ui/api/lab/bench", post(lab::bench))
         .route("/ui/models", get(models_page::list))
         .route("/ui/models/{*name}", get(models_page::one))
         .route("/ui/server", get(server_page::page))
