@@ -20,13 +20,14 @@
     return new Error(msg);
   }
 
-  /** A same-origin request with the CSRF token; a 401 sends the page to sign in. */
-  async function api(method, url, body, signal) {
-    const headers = { "x-lar-csrf": csrf() };
+  /** A same-origin request with the CSRF token (a JSON `body`, or `raw` bytes as they are); a 401 sends the page
+   * to sign in. */
+  async function api(method, url, body, signal, raw, extra) {
+    const headers = { "x-lar-csrf": csrf(), ...extra };
     if (body !== undefined) headers["content-type"] = "application/json";
     const r = await fetch(url, {
       method, headers, signal, credentials: "same-origin",
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: raw !== undefined ? raw : body === undefined ? undefined : JSON.stringify(body),
     });
     if (r.status === 401) {
       location.href = "/ui/login?next=" + encodeURIComponent(location.pathname);
@@ -148,6 +149,16 @@
       if (!conv.model) { say("Choose a model first (Model and settings).", true); return; }
       const msgs = [];
       if (conv.system.trim()) msgs.push({ role: "system", content: conv.system });
+      if (conv.attachments?.length) {
+        // The files go whole when they fit, else the pieces most like the question (the server decides).
+        const question = [...conv.messages].reverse().find((m) => m.role === "user")?.content || "";
+        try {
+          const r = await api("POST", "/ui/api/context", { model: conv.model, question, files: conv.attachments });
+          const c = await r.json();
+          msgs.push({ role: "system", content: c.system });
+          if (!c.whole) say(`The files are long: ${c.pieces} of ${c.of} pieces go with this question.`);
+        } catch (e) { say(`The attached files could not be used: ${e.message}`, true); return; }
+      }
       for (const m of conv.messages) {
         if (m.role === "user" || m.role === "assistant") msgs.push({ role: m.role, content: m.content });
       }
@@ -256,6 +267,55 @@
         art.remove();
         generate();
       }
+    });
+
+    // Files for this conversation alone: read to text by the server, kept with the conversation.
+    const chips = $("#attachments");
+    conv.attachments ||= [];
+    function showAttachments() {
+      chips.textContent = "";
+      for (const a of conv.attachments) {
+        const li = document.createElement("li");
+        li.dataset.name = a.name;
+        const span = document.createElement("span");
+        span.textContent = `📎 ${a.name} (${a.text.length} characters)`;
+        const x = document.createElement("button");
+        x.type = "button";
+        x.className = "link";
+        x.dataset.action = "detach";
+        x.setAttribute("aria-label", `Remove ${a.name}`);
+        x.textContent = "×";
+        li.append(span, x);
+        chips.append(li);
+      }
+    }
+    async function attach(files) {
+      for (const f of files) {
+        say(`Reading ${f.name}…`);
+        try {
+          const r = await api("POST", "/ui/api/extract", undefined, undefined, f, { "x-file-name": encodeURIComponent(f.name) });
+          const j = await r.json();
+          conv.attachments = conv.attachments.filter((a) => a.name !== j.name).concat([{ name: j.name, text: j.text }]);
+          say(`Attached ${j.name}.`);
+        } catch (e) { say(e.message, true); }
+      }
+      showAttachments();
+      if (conv.id) await save().catch((e) => say(`Not saved: ${e.message}`, true));
+    }
+    $("#attach").addEventListener("change", (e) => { attach([...e.target.files]); e.target.value = ""; });
+    chips.addEventListener("click", async (e) => {
+      const b = e.target.closest("button[data-action=detach]");
+      if (!b) return;
+      conv.attachments = conv.attachments.filter((a) => a.name !== b.closest("li").dataset.name);
+      showAttachments();
+      if (conv.id) await save().catch((err) => say(`Not saved: ${err.message}`, true));
+    });
+    main.addEventListener("dragover", (e) => { e.preventDefault(); main.classList.add("dragging"); });
+    main.addEventListener("dragleave", (e) => { if (e.target === main) main.classList.remove("dragging"); });
+    main.addEventListener("drop", (e) => {
+      e.preventDefault();
+      main.classList.remove("dragging");
+      attach([...e.dataTransfer.files]);
     });
 
     let searchTimer = null;
@@ -403,9 +463,7 @@
         for (const { file, path } of files) {
           st.textContent = `Uploading ${path} (${++i}/${files.length})`;
           const url = `/ui/api/kb/${encodeURIComponent(kb)}/files/${path.split("/").map(encodeURIComponent).join("/")}`;
-          const r = await fetch(url, { method: "PUT", body: file, headers: { "x-lar-csrf": csrf() }, credentials: "same-origin" });
-          if (!r.ok) throw await errorOf(r);
-          const j = await r.json();
+          const j = await (await api("PUT", url, undefined, undefined, file)).json();
           if (j.skipped) early.push({ path, reason: j.skipped });
           bar.value = i;
         }

@@ -873,3 +873,130 @@ async fn the_lab_lists_charts_and_benchmarks_runs() {
     assert_eq!(get(&t.router, "/ui/lab/ffffffffffff").await.status, 404);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn files_dropped_into_a_chat_are_read_and_given_to_the_model() {
+    let t = app();
+    let token = page_token(&t).await;
+    let raw = |name: &str, bytes: Vec<u8>| {
+        let mut r = req(
+            "POST",
+            "/ui/api/extract",
+            &[("x-lar-csrf", token.as_str()), ("x-file-name", name)],
+            None,
+        );
+        *r.body_mut() = Body::from(bytes);
+        r
+    };
+    let files: std::collections::HashMap<_, _> =
+        lar_testdata::corpus::files().into_iter().collect();
+    let a = send(&t.router, raw("lease.pdf", files["lease.pdf"].clone())).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let pdf = a.json();
+    let text = pdf["text"].as_str().unwrap();
+    assert!(
+        text.contains("[page 2]") && text.contains("sixty days"),
+        "{text}"
+    );
+    let a = send(
+        &t.router,
+        raw("r%C3%A9sum%C3%A9.md", b"# Skills\n\nRust.".to_vec()),
+    )
+    .await;
+    assert_eq!(a.json()["name"], "résumé.md");
+    for (name, bytes, why) in [
+        ("photo.jpg", vec![0xff, 0xd8], "does not read this kind"),
+        ("broken.pdf", b"%PDF-1.4 nonsense".to_vec(), "broken.pdf"),
+        ("empty.txt", Vec::new(), "no text"),
+    ] {
+        let a = send(&t.router, raw(name, bytes)).await;
+        assert_eq!(a.status, 400, "{name}: {}", a.text());
+        assert!(a.text().contains(why), "{name}: {}", a.text());
+    }
+    let mut no_name = raw("x.txt", b"hi".to_vec());
+    no_name.headers_mut().remove("x-file-name");
+    assert_eq!(send(&t.router, no_name).await.status, 400);
+
+    // The context the model is given: whole for a small file, excerpts about the question for a long one.
+    let small = json!({"model": "say", "question": "rent?", "files": [{"name": "lease.pdf", "text": text}]});
+    let a = send(
+        &t.router,
+        req(
+            "POST",
+            "/ui/api/context",
+            &[("x-lar-csrf", &token)],
+            Some(&small),
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.json()["whole"], true);
+    assert!(a.json()["system"].as_str().unwrap().contains("sixty days"));
+    let long: String = (0..3000)
+        .map(|i| format!("Line {i} is about gardens. "))
+        .collect::<String>()
+        + "The boiler pressure should be 1.5 bar. "
+        + &(0..3000)
+            .map(|i| format!("Line {i} is about gardens. "))
+            .collect::<String>();
+    let big = json!({"model": "say", "question": "What should the boiler pressure be?", "files": [{"name": "house.txt", "text": long}]});
+    let a = send(
+        &t.router,
+        req(
+            "POST",
+            "/ui/api/context",
+            &[("x-lar-csrf", &token)],
+            Some(&big),
+        ),
+    )
+    .await;
+    let c = a.json();
+    assert_eq!(c["whole"], false, "{c}");
+    assert!(
+        c["system"]
+            .as_str()
+            .unwrap()
+            .contains("boiler pressure should be 1.5 bar"),
+        "{c}"
+    );
+    assert!(
+        c["system"].as_str().unwrap().chars().count() < long.len() / 4,
+        "within the budget"
+    );
+    let bad =
+        json!({"model": "say", "question": "x", "files": [{"name": "a", "text": "b", "size": 1}]});
+    assert_eq!(
+        send(
+            &t.router,
+            req(
+                "POST",
+                "/ui/api/context",
+                &[("x-lar-csrf", &token)],
+                Some(&bad)
+            )
+        )
+        .await
+        .status,
+        400
+    );
+
+    // Kept with the conversation, shown on its page.
+    let conv = json!({"messages": [], "attachments": [{"name": "lease.pdf", "text": text}]});
+    let a = send(
+        &t.router,
+        req(
+            "POST",
+            "/ui/api/chats",
+            &[("x-lar-csrf", &token)],
+            Some(&conv),
+        ),
+    )
+    .await;
+    let id = a.json()["ids"][0].as_str().unwrap().to_string();
+    assert!(
+        get(&t.router, &format!("/ui/c/{id}"))
+            .await
+            .text()
+            .contains("data-name=\"lease.pdf\"")
+    );
+}

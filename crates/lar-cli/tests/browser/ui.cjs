@@ -112,6 +112,29 @@ async function chat(browser) {
   await page.close();
 }
 
+async function attachments(browser) {
+  const page = await newPage(browser);
+  await page.goto(base + "/ui");
+  const garden = require("node:fs").readFileSync(path.join(env("LAR_UI_DOCS"), "garden.md"), "utf8");
+  await page.setInputFiles("#attach", path.join(env("LAR_UI_DOCS"), "garden.md"));
+  await page.waitForSelector("#attachments li[data-name='garden.md']");
+  let sent = null;
+  page.on("request", (r) => { if (r.url().endsWith("/v1/chat/completions")) sent = JSON.parse(r.postData()); });
+  await page.click("details.settings summary");
+  await page.fill("#max_tokens", "8");
+  await ask(page, "What does the file say?");
+  await idle(page);
+  await page.waitForURL(/\/ui\/c\//);
+  const system = sent.messages.find((m) => m.role === "system");
+  const line = garden.split("\n").find((l) => l.trim().length > 20).trim();
+  assert.ok(system && system.content.includes(line), "the file went to the model whole");
+  await page.reload();
+  await page.waitForSelector("#attachments li[data-name='garden.md']");
+  ok("a file attached to a chat goes to the model and stays with the chat");
+  assert.deepEqual(page.errors, []);
+  await page.close();
+}
+
 async function hostile(browser) {
   const page = await newPage(browser);
   const dialogs = [];
@@ -289,6 +312,7 @@ async function keyed(browser) {
   });
   try {
     await chat(browser);
+    await attachments(browser);
     await hostile(browser);
     await documents(browser);
     await models(browser);

@@ -72,6 +72,14 @@ pub struct Params {
     pub seed: Option<u64>,
 }
 
+/// A file dropped into the conversation, as text (for this conversation alone).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attachment {
+    pub name: String,
+    pub text: String,
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Conversation {
@@ -87,6 +95,9 @@ pub struct Conversation {
     pub params: Params,
     #[serde(default)]
     pub messages: Vec<Message>,
+    /// Files given to this conversation (see `web::attach`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
     /// Seconds since the epoch (set by the server).
     #[serde(default)]
     pub created: u64,

@@ -8,6 +8,7 @@
 //! without keys, state-changing `/ui` requests still need the server's token, so another site cannot drive them.
 
 pub mod assets;
+pub mod attach;
 pub mod chats;
 pub mod documents;
 pub mod highlight;
@@ -71,6 +72,8 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/lab/{id}", get(lab::run))
         .route("/ui/lab/{id}/history.svg", get(lab::history))
         .route("/ui/api/lab/bench", post(lab::bench))
+        .route("/ui/api/extract", post(attach::extract))
+        .route("/ui/api/context", post(attach::context_route))
         .route("/ui/models", get(models_page::list))
         .route("/ui/models/{*name}", get(models_page::one))
         .route("/ui/server", get(server_page::page))

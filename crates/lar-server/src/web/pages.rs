@@ -293,7 +293,16 @@ fn render_chat(
                         }
                         label { "System prompt" textarea #system rows="3" { (c.system) } }
                     }
+                    ul #attachments.attachments aria-label="Files for this conversation" {
+                        @for a in &c.attachments {
+                            li data-name=(a.name) {
+                                span { "📎 " (a.name) " (" (a.text.chars().count()) " characters)" }
+                                button.link type="button" data-action="detach" aria-label={"Remove " (a.name)} { "×" }
+                            }
+                        }
+                    }
                     div.compose-row {
+                        label.file-button title="Files for this conversation alone" { "Attach" input #attach type="file" multiple; }
                         textarea #prompt rows="3" placeholder="Send a message (Enter sends, Shift+Enter for a new line)"
                             aria-label="Message" required {}
                         button #send type="submit" { "Send" }
