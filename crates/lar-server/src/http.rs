@@ -87,13 +87,25 @@ pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Resp
     resp
 }
 
-/// Requires one of the configured keys on every route but `/health` (and the UI's sign-in page and assets): in
+/// Refuses requests from other sites' pages (an `Origin` that is neither this server nor a `--cors-origin`); then
+/// requires one of the configured keys on every route but `/health` (and the UI's sign-in page and assets): in
 /// `Authorization: Bearer`, in `X-Api-Key`, or through a browser's sign-in session (see [`crate::web::session`]),
 /// whose state-changing requests must also carry its CSRF token. Without keys, state-changing `/ui` requests need
 /// the server's CSRF token all the same.
 /// The key a request was let in with goes into its extensions as a [`Caller`] (what it may read follows it).
 async fn auth(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
     use crate::web::session;
+    if !origin_allowed(&st, req.headers()) {
+        // A page of another site driving this server from a visitor's browser (even a "simple" request that
+        // needs no CORS preflight): refused before anything runs. Clients that are not browsers send no Origin.
+        st.metrics.request("cross-origin", 403);
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "requests from another site's pages are refused (allow an origin with --cors-origin)",
+        )
+        .shape(Shape::of_path(req.uri().path()))
+        .into_response();
+    }
     let path = req.uri().path();
     let ui = path == "/ui" || path.starts_with("/ui/");
     if st.cfg.api_keys.is_empty() || path == "/health" || crate::web::public(path) {
@@ -156,6 +168,25 @@ async fn auth(State(st): State<AppState>, mut req: Request, next: Next) -> Respo
     ApiError::unauthorized()
         .shape(Shape::of_path(path))
         .into_response()
+}
+
+/// Whether a request's `Origin` (if it has one) may use this server: its own pages (the origin's host is the
+/// request's `Host`), or an origin named by `--cors-origin`.
+fn origin_allowed(st: &AppState, h: &axum::http::HeaderMap) -> bool {
+    let Some(origin) = h.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    if st.cfg.cors_origins.iter().any(|o| o == origin || o == "*") {
+        return true;
+    }
+    let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
 }
 
 /// A state-changing UI request without the right CSRF token.

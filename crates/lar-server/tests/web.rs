@@ -1000,3 +1000,74 @@ async fn files_dropped_into_a_chat_are_read_and_given_to_the_model() {
             .contains("data-name=\"lease.pdf\"")
     );
 }
+
+#[tokio::test]
+async fn another_sites_pages_cannot_drive_the_server() {
+    let t = app();
+    // A "simple" cross-site request (text/plain, no preflight) that would delete a model.
+    let evil = Request::delete("/api/delete")
+        .header("host", "127.0.0.1:11434")
+        .header("origin", "http://evil.example")
+        .header("content-type", "text/plain")
+        .body(Body::from(r#"{"model": "say"}"#))
+        .unwrap();
+    let a = send(&t.router, evil).await;
+    assert_eq!(a.status, 403, "{}", a.text());
+    assert!(a.text().contains("another site"));
+    let a = send(
+        &t.router,
+        req(
+            "POST",
+            "/v1/chat/completions",
+            &[
+                ("host", "localhost:11434"),
+                ("origin", "http://localhost:1"),
+            ],
+            Some(&json!({})),
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 403, "another port is another site");
+    // The server's own pages, and clients that send no Origin, go through.
+    let own = send(
+        &t.router,
+        req(
+            "GET",
+            "/api/tags",
+            &[
+                ("host", "127.0.0.1:11434"),
+                ("origin", "http://127.0.0.1:11434"),
+            ],
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(own.status, 200);
+    assert_eq!(get(&t.router, "/api/tags").await.status, 200);
+    // An origin named by --cors-origin is let in.
+    let open = app_with(
+        ManagerConfig::default(),
+        ServerConfig {
+            cors_origins: vec!["http://app.example".into()],
+            ..Default::default()
+        },
+    );
+    let a = send(
+        &open.router,
+        req(
+            "GET",
+            "/api/tags",
+            &[
+                ("host", "127.0.0.1:11434"),
+                ("origin", "http://app.example"),
+            ],
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(
+        a.headers["access-control-allow-origin"],
+        "http://app.example"
+    );
+}

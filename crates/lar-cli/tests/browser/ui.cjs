@@ -108,6 +108,20 @@ async function chat(browser) {
   await page.fill("#chat-search", "no such words anywhere");
   await page.waitForFunction(() => document.querySelector("#chat-list li.empty"));
   ok("search filters the list");
+
+  // A phone's width: nothing wider than the screen. Dark mode: dark background.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.fill("#chat-search", "");
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth + 1), "fits a phone");
+  await shot(page, "chat-phone");
+  await page.emulateMedia({ colorScheme: "dark" });
+  const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  const [r, g, b] = bg.match(/\d+/g).map(Number);
+  assert.ok(r + g + b < 150, `a dark background: ${bg}`);
+  await page.setViewportSize({ width: 1280, height: 720 });
+  await shot(page, "chat-dark");
+  await page.emulateMedia({ colorScheme: "light" });
+  ok("readable on a phone, light and dark");
   assert.deepEqual(page.errors, []);
   await page.close();
 }
