@@ -74,6 +74,11 @@
     const send = $("#send"), stop = $("#stop"), status = $("#status"), list = $("#chat-list");
     let controller = null;
 
+    /** Keeps the newest message in view while it grows (unless the reader scrolled up). */
+    const follow = (force) => {
+      const near = messagesEl.scrollHeight - messagesEl.scrollTop - messagesEl.clientHeight < 80;
+      if (force || near) messagesEl.scrollTop = messagesEl.scrollHeight;
+    };
     const say = (text, isError) => {
       status.textContent = text;
       status.classList.toggle("error", !!isError);
@@ -108,6 +113,7 @@
       content.className = "content plain";
       art.append(head, content);
       messagesEl.append(art);
+      follow(true);
       return art;
     }
 
@@ -139,6 +145,7 @@
       }
       const r = await api("GET", `/ui/c/${conv.id}/messages`);
       messagesEl.innerHTML = await r.text();
+      follow(true);
       await refreshList();
       const current = $("#chat-list a[aria-current=page]");
       if (current) $("#chat-title").textContent = current.textContent;
@@ -202,6 +209,7 @@
             if (d.content) {
               reply.content += d.content;
               content.textContent = reply.content;
+              follow(false);
             }
             for (const tc of d.tool_calls || []) {
               const c = calls[tc.index] ||= { id: tc.id, type: "function", function: { name: "", arguments: "" } };
@@ -349,6 +357,7 @@
       } catch (err) { say(`Import failed: ${err.message}`, true); }
       e.target.value = "";
     });
+    follow(true);
     prompt.focus();
   }
 
