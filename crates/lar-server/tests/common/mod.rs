@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod kbs;
+pub mod ui;
 
 use std::sync::Arc;
 use std::time::Duration;
