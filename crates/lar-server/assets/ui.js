@@ -124,10 +124,14 @@
       main.classList.toggle("busy", on);
     }
 
+    // Only the newest list request may fill the list: an older answer arriving late must not undo a search.
+    let listSeq = 0;
     async function refreshList() {
+      const seq = ++listSeq;
       const q = $("#chat-search").value;
       const r = await api("GET", `/ui/chats?q=${encodeURIComponent(q)}&current=${encodeURIComponent(conv.id)}`);
-      list.innerHTML = await r.text();
+      const html = await r.text();
+      if (seq === listSeq) list.innerHTML = html;
     }
 
     /** Stores the conversation, then shows the server's rendering of it. */

@@ -104,6 +104,7 @@ async function chat(browser) {
 
   // Search.
   await page.fill("#chat-search", "lighthouse");
+  await page.waitForResponse((r) => r.url().includes("/ui/chats?q=lighthouse"));
   await page.waitForFunction(() => document.querySelectorAll("#chat-list a").length === 1);
   await page.fill("#chat-search", "no such words anywhere");
   await page.waitForFunction(() => document.querySelector("#chat-list li.empty"));
