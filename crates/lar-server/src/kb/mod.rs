@@ -75,7 +75,7 @@ pub struct OpenEmbedder {
     _lease: Option<Lease>,
 }
 
-fn rag_error(e: lar_rag::Error) -> ApiError {
+pub(crate) fn rag_error(e: lar_rag::Error) -> ApiError {
     match e {
         lar_rag::Error::Invalid(m) => ApiError::bad_request(m),
         lar_rag::Error::NotFound(n) => not_found(&n),

@@ -44,17 +44,8 @@ fn percent_decode(s: &str) -> Option<String> {
 
 /// Where a section is, as a line before its text (`[page 2]`).
 fn label(loc: &Location) -> Option<String> {
-    let mut parts = Vec::new();
-    if let Some(p) = loc.page {
-        parts.push(format!("page {p}"));
-    }
-    if let Some(h) = &loc.heading {
-        parts.push(h.clone());
-    }
-    if let Some(s) = &loc.start {
-        parts.push(s.clone());
-    }
-    (!parts.is_empty()).then(|| format!("[{}]", parts.join(", ")))
+    let p = super::documents::place(loc);
+    (!p.is_empty()).then(|| format!("[{p}]"))
 }
 
 /// A file's documents as one text, each section under its place.

@@ -14,6 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::blocking;
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::http::JsonBody;
@@ -327,15 +328,6 @@ pub fn owner(caller: &Caller) -> String {
         .as_deref()
         .map(lar_lab::audit::key_fingerprint)
         .unwrap_or_default()
-}
-
-/// Blocking store work off the async threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
-) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(ApiError::internal)?
 }
 
 /// `POST /ui/api/chats`: one conversation, or `{"conversations": [...]}` (an export); each is stored as a new

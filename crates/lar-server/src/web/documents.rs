@@ -19,12 +19,13 @@ use maud::html;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::blocking;
 use super::layout::{self, Section};
 use crate::AppState;
 use crate::catalog::{Kind, LoadOptions, Runner};
 use crate::error::{ApiError, ApiResult};
 use crate::http::JsonBody;
-use crate::kb::Caller;
+use crate::kb::{Caller, rag_error as rag};
 use crate::manager::Wait;
 
 /// Deepest folder an upload may create under `uploads/`.
@@ -72,24 +73,6 @@ pub fn upload_path(rel: &str) -> ApiResult<PathBuf> {
         return Err(bad("folders too deep"));
     }
     Ok(out)
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
-) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(ApiError::internal)?
-}
-
-fn rag(e: lar_rag::Error) -> ApiError {
-    match e {
-        lar_rag::Error::Invalid(m) => ApiError::bad_request(m),
-        lar_rag::Error::NotFound(n) => {
-            ApiError::new(StatusCode::NOT_FOUND, format!("no knowledge base '{n}'"))
-        }
-        other => ApiError::internal(other),
-    }
 }
 
 /// `GET /ui/kb`: the knowledge bases, a form to make one, and a drop zone on each.
@@ -318,7 +301,8 @@ fn is_cited(q: &Cited, d: &Document, loc: &Location) -> bool {
         && same(&q.event, d.meta.get("summary").or(d.title.as_ref()))
 }
 
-fn place(loc: &Location) -> String {
+/// Where a section is, in words (`page 2 · Porto`); empty when nothing is known.
+pub(crate) fn place(loc: &Location) -> String {
     let mut parts = Vec::new();
     if let Some(p) = loc.page {
         parts.push(format!("page {p}"));
@@ -370,7 +354,11 @@ pub async fn source(
         Ok(d) => d,
         Err(e) => return super::html_error(e.status, &e.message),
     };
-    let mut marked = false;
+    // The first section the citation points at.
+    let cited = docs.iter().enumerate().find_map(|(di, d)| {
+        let si = d.sections.iter().position(|s| is_cited(&q, d, &s.loc))?;
+        Some((di, si))
+    });
     let csrf = super::session::csrf_for(&st, &h);
     let signed_in = st.web.sessions.of(&h).is_some();
     let file = Path::new(&q.path)
@@ -381,13 +369,12 @@ pub async fn source(
             p { a href="/ui/kb" { "← Documents" } }
             h1 { (file) }
             p.facts-line { "Knowledge base " (name) " · " code { (q.path) } }
-            @for d in &docs {
+            @for (di, d) in docs.iter().enumerate() {
                 article.doc {
                     @if let Some(t) = &d.title { h2 { (t) } }
                     @for (k, v) in &d.meta { @if k != "message_id" || docs.len() > 1 { p.meta { (k) ": " (v) } } }
-                    @for s in &d.sections {
-                        @let here = !marked && is_cited(&q, d, &s.loc);
-                        @if here { (mark(&mut marked)) }
+                    @for (si, s) in d.sections.iter().enumerate() {
+                        @let here = cited == Some((di, si));
                         section.part.cited[here] id=[here.then_some("cited")] {
                             @let where_ = place(&s.loc);
                             @if !where_.is_empty() { p.place { (where_) } }
@@ -399,10 +386,4 @@ pub async fn source(
         }
     };
     layout::page(&file, Section::Documents, &csrf, signed_in, body)
-}
-
-/// Marks the first cited section (maud has no statements; this keeps the flag).
-fn mark(marked: &mut bool) -> &'static str {
-    *marked = true;
-    ""
 }

@@ -92,6 +92,15 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
+/// Blocking work (SQLite, files, parsers) off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> crate::error::ApiResult<T> + Send + 'static,
+) -> crate::error::ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(crate::error::ApiError::internal)?
+}
+
 /// An error shown as a small HTML page (for browsers) with its status.
 pub fn html_error(status: StatusCode, msg: &str) -> Response {
     let body = layout::bare("Error", maud::html! { p.error { (msg) } });
