@@ -10,7 +10,7 @@ use anyhow::{Result, bail};
 use lar_types::{ChatMessage, Role};
 use rustyline::error::ReadlineError;
 
-use crate::common::{EngineArgs, SamplingArgs};
+use crate::common::{EngineArgs, LoraArgs, SamplingArgs};
 use crate::run::template_source;
 
 #[derive(clap::Args, Debug)]
@@ -26,13 +26,15 @@ pub struct Args {
     #[command(flatten)]
     pub engine: EngineArgs,
     #[command(flatten)]
+    pub lora: LoraArgs,
+    #[command(flatten)]
     pub sampling: SamplingArgs,
 }
 
 pub fn main(args: Args) -> Result<()> {
     let mut params = args.sampling.params()?;
     let template = template_source(&args.template)?;
-    let engine = args.engine.load(&args.model)?;
+    let engine = args.engine.load_with(&args.model, &args.lora)?;
     // Fail now, not after the first question, if there is no template.
     engine.chat_tokens(&[ChatMessage::new(Role::User, "hi")], template.as_deref())?;
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -93,7 +95,11 @@ pub fn main(args: Args) -> Result<()> {
         };
         interrupted.store(false, Ordering::SeqCst);
         let mut stdout = std::io::stdout();
-        let result = engine.generate(ids, params.clone(), |piece| {
+        let req = lar_engine::Request {
+            lora: args.lora.slot(),
+            ..lar_engine::Request::new(ids, params.clone())
+        };
+        let result = engine.generate_request(req, |piece| {
             let _ = stdout
                 .write_all(piece.as_bytes())
                 .and_then(|_| stdout.flush());

@@ -2,6 +2,7 @@
 //! the flag that caused them. No policy lives here: model resolution is `lar_store::resolve`, the memory gate
 //! `lar_plan::gate`, parameter ranges `SamplingParams::validate`, engine limits `lar_engine::load`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
@@ -47,8 +48,16 @@ impl EngineArgs {
 
     /// Resolves `model`, passes the memory gate, and starts an engine on it.
     pub fn load(&self, model: &str) -> Result<EngineHandle> {
+        self.load_with(model, &LoraArgs::default())
+    }
+
+    /// [`Self::load`] with the adapter of `lora` loaded beside the model.
+    pub fn load_with(&self, model: &str, lora: &LoraArgs) -> Result<EngineHandle> {
         // Flags first: a bad one is reported before anything is read or pulled.
         let mut cfg = self.config()?;
+        if let Some(p) = &lora.lora {
+            cfg.loras = vec![(LoraArgs::NAME.to_string(), p.clone())];
+        }
         let path = model_path(model)?;
         let file =
             Arc::new(lar_models::open_model(&path).with_context(|| format!("loading {model}"))?);
@@ -59,6 +68,31 @@ impl EngineArgs {
         };
         cfg.ctx = Some(gate(&file, load)?);
         lar_engine::from_file(file, &cfg).with_context(|| format!("loading {model}"))
+    }
+}
+
+/// `--lora PATH [--lora-scale S]`: the one adapter `lar run` and `lar chat` run with.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct LoraArgs {
+    /// A LoRA adapter to run with: a PEFT directory (adapter_config.json + adapter_model.safetensors), either of
+    /// its files, or a GGUF adapter (llama.cpp's `--lora` files).
+    #[arg(long)]
+    pub lora: Option<PathBuf>,
+    /// The adapter's strength: 1 as trained, 0 the bare model.
+    #[arg(long, default_value_t = 1.0, requires = "lora")]
+    pub lora_scale: f32,
+}
+
+impl LoraArgs {
+    /// The name the adapter is loaded under.
+    pub const NAME: &str = "lora";
+
+    /// The slot requests name the adapter by (it is the only one, id 0), if one was given.
+    pub fn slot(&self) -> Option<lar_models::LoraSlot> {
+        self.lora.as_ref().map(|_| lar_models::LoraSlot {
+            id: 0,
+            scale: self.lora_scale,
+        })
     }
 }
 

@@ -6,7 +6,7 @@ use std::io::Write;
 use anyhow::{Context, Result, bail};
 use lar_types::{ChatMessage, Role};
 
-use crate::common::{EngineArgs, SamplingArgs};
+use crate::common::{EngineArgs, LoraArgs, SamplingArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -37,6 +37,8 @@ pub struct Args {
     pub audit_text: bool,
     #[command(flatten)]
     pub engine: EngineArgs,
+    #[command(flatten)]
+    pub lora: LoraArgs,
     #[command(flatten)]
     pub sampling: SamplingArgs,
 }
@@ -82,7 +84,7 @@ pub fn main(args: Args) -> Result<()> {
     let prompt = read_prompt(&args)?;
     let params = args.sampling.params()?;
     let template = template_source(&args.template)?;
-    let engine = args.engine.load(&args.model)?;
+    let engine = args.engine.load_with(&args.model, &args.lora)?;
     let ids = if args.raw {
         // A raw prompt is the model's own format: its control tokens (`<|im_start|>`) are parsed as tokens, as
         // llama.cpp and Ollama do. (Message content in a chat never is: no user can inject them there.)
@@ -103,7 +105,11 @@ pub fn main(args: Args) -> Result<()> {
         )
     });
     let mut stdout = std::io::stdout();
-    let out = engine.generate(ids, params, |piece| {
+    let req = lar_engine::Request {
+        lora: args.lora.slot(),
+        ..lar_engine::Request::new(ids, params)
+    };
+    let out = engine.generate_request(req, |piece| {
         if !json {
             // A closed stdout (e.g. `| head`) ends the generation instead of failing.
             return stdout

@@ -158,9 +158,10 @@ impl BlockManager {
     }
 
     /// How many leading full blocks of `tokens` are cached, and how many of those are free (taking them would
-    /// lower [`Self::n_free`]). Counts nothing; see [`Self::acquire`].
-    pub fn longest_prefix(&self, tokens: &[u32]) -> (usize, usize) {
-        let (mut parent, mut n, mut free) = (0u64, 0, 0);
+    /// lower [`Self::n_free`]). `root` is the hash the chain starts from: 0 for the bare model, another for each
+    /// LoRA adapter (its K/V differ from the base's for the same tokens). Counts nothing; see [`Self::acquire`].
+    pub fn longest_prefix(&self, root: u64, tokens: &[u32]) -> (usize, usize) {
+        let (mut parent, mut n, mut free) = (root, 0, 0);
         for chunk in tokens.chunks_exact(self.block_size) {
             let Some(b) = self.find(parent, chunk) else {
                 break;
@@ -174,9 +175,9 @@ impl BlockManager {
 
     /// Takes a reference on the first `n` cached blocks of `tokens` (as [`Self::longest_prefix`] found them) and
     /// returns them in order; records the lookup of `queried` tokens in the stats.
-    pub fn acquire(&mut self, tokens: &[u32], n: usize, queried: usize) -> Vec<u32> {
+    pub fn acquire(&mut self, root: u64, tokens: &[u32], n: usize, queried: usize) -> Vec<u32> {
         let mut out = Vec::with_capacity(n);
-        let mut parent = 0u64;
+        let mut parent = root;
         for chunk in tokens.chunks_exact(self.block_size).take(n) {
             let Some(b) = self.find(parent, chunk) else {
                 break;
@@ -266,15 +267,15 @@ mod tests {
         assert_eq!((m.n_free(), m.n_cached()), (3, 2));
         m.check([]).unwrap();
         // Found, in order; only the full blocks of the prompt count.
-        assert_eq!(m.longest_prefix(&[1, 2, 3, 4, 5]), (2, 2));
-        assert_eq!(m.longest_prefix(&[1, 2, 9, 9]), (1, 1));
-        assert_eq!(m.longest_prefix(&[9, 2, 3, 4]), (0, 0));
-        let got = m.acquire(&[1, 2, 3, 4, 5], 2, 4);
+        assert_eq!(m.longest_prefix(0, &[1, 2, 3, 4, 5]), (2, 2));
+        assert_eq!(m.longest_prefix(0, &[1, 2, 9, 9]), (1, 1));
+        assert_eq!(m.longest_prefix(0, &[9, 2, 3, 4]), (0, 0));
+        let got = m.acquire(0, &[1, 2, 3, 4, 5], 2, 4);
         assert_eq!(got, vec![a, b]);
         assert_eq!((m.stats.query_tokens, m.stats.hit_tokens), (4, 4));
         m.check([got.as_slice()]).unwrap();
         // Shared: a second owner of the same prefix.
-        let again = m.acquire(&[1, 2, 3, 4], 2, 4);
+        let again = m.acquire(0, &[1, 2, 3, 4], 2, 4);
         m.check([got.as_slice(), again.as_slice()]).unwrap();
         let (mut x, mut y) = (got, again);
         m.release(&mut x);
@@ -286,7 +287,7 @@ mod tests {
         let d = m.allocate().unwrap();
         assert_eq!(d, b);
         assert_eq!(m.stats.evictions, 1);
-        assert_eq!(m.longest_prefix(&[1, 2, 3, 4]), (1, 1));
+        assert_eq!(m.longest_prefix(0, &[1, 2, 3, 4]), (1, 1));
         m.check([[c, d].as_slice()]).unwrap();
     }
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use lar_models::SeqBatch;
+use lar_models::{LoraSlot, SeqBatch};
 use lar_tokenizer::Tokenizer;
 use lar_tokenizer::detok::{StopMatcher, Utf8Stream};
 use lar_types::{FinishReason, GenerationStats, SamplingParams, TokenEvent, TokenLogprob};
@@ -48,6 +48,8 @@ pub struct Request {
     /// The id of an earlier request with the same prompt (the first of `n` choices): this one starts once that one
     /// has computed the prompt, and shares its blocks instead of computing them again.
     pub follows: Option<u64>,
+    /// The model's LoRA adapter this request runs with, by id ([`crate::ModelInfo::loras`]), and its strength.
+    pub lora: Option<LoraSlot>,
 }
 
 impl Request {
@@ -60,6 +62,7 @@ impl Request {
             score_from: 0,
             rows: None,
             follows: None,
+            lora: None,
         }
     }
 }
@@ -71,6 +74,8 @@ pub struct Limits {
     pub ctx: usize,
     /// Vocabulary size of the model (token ids must be below it).
     pub n_vocab: usize,
+    /// LoRA adapters loaded with the model (adapter ids must be below it).
+    pub n_loras: usize,
 }
 
 impl Limits {
@@ -100,6 +105,21 @@ impl Limits {
             });
         }
         req.params.validate()?;
+        if let Some(slot) = req.lora {
+            if slot.id as usize >= self.n_loras {
+                return Err(Error::Invalid(format!(
+                    "LoRA adapter {} is not loaded (this model has {})",
+                    slot.id, self.n_loras
+                )));
+            }
+            if !(slot.scale.is_finite() && (-100.0..=100.0).contains(&slot.scale)) {
+                return Err(Error::Param(lar_types::ParamError {
+                    param: "lora scale",
+                    expected: "a number from -100 to 100".into(),
+                    got: slot.scale.to_string(),
+                }));
+            }
+        }
         if let Some(k) = req.prompt_logprobs
             && k > lar_types::MAX_TOP_LOGPROBS
         {
@@ -167,6 +187,7 @@ struct Active {
     first_token: Option<Instant>,
     /// The prompt's scores as they are computed (requests that asked).
     scored: Option<Scoring>,
+    lora: Option<LoraSlot>,
 }
 
 /// A request's prompt scores: how many alternatives each, from which position, and those computed so far.
@@ -185,6 +206,8 @@ pub struct EngineCore {
     reqs: HashMap<u64, Active>,
     next_id: Arc<AtomicU64>,
     stats: EngineStats,
+    /// Names of the model's LoRA adapters, by id.
+    loras: Vec<String>,
 }
 
 impl EngineCore {
@@ -204,7 +227,19 @@ impl EngineCore {
             reqs: HashMap::new(),
             next_id: Arc::new(AtomicU64::new(1)),
             stats: EngineStats::default(),
+            loras: Vec::new(),
         }
+    }
+
+    /// Names the backend's LoRA adapters, by id (the backend's model holds them).
+    pub fn with_loras(mut self, names: Vec<String>) -> Self {
+        self.cfg.limits.n_loras = names.len();
+        self.loras = names;
+        self
+    }
+
+    pub fn loras(&self) -> &[String] {
+        &self.loras
     }
 
     pub fn config(&self) -> &CoreConfig {
@@ -256,10 +291,14 @@ impl EngineCore {
                 started: None,
                 first_token: None,
                 scored,
+                lora: req.lora,
             },
         );
         self.sched
             .add_with(id, req.prompt, req.prompt_logprobs.is_none());
+        if let Some(slot) = req.lora {
+            self.sched.set_root(id, lora_root(slot));
+        }
         if let Some(leader) = req.follows {
             self.sched.follow(id, leader);
         }
@@ -371,6 +410,7 @@ impl EngineCore {
                 pos: it.start,
                 block_table: &s.blocks,
                 logits_from,
+                lora: self.reqs.get(&it.id).and_then(|r| r.lora),
             });
         }
         let backend = &mut self.backend;
@@ -411,6 +451,7 @@ impl EngineCore {
             pos: it.start,
             block_table: &[],
             logits_from: Some(s.from.saturating_sub(1)),
+            lora: None,
         }
         .logit_range()
         .start;
@@ -527,4 +568,13 @@ impl EngineCore {
             prompt_logprobs: r.scored.map(|s| s.scores),
         });
     }
+}
+
+/// The start of the block-hash chain of sequences run with `slot`'s adapter at its strength (never 0, the bare
+/// model's).
+fn lora_root(slot: LoraSlot) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ("lora", slot.id, slot.scale.to_bits()).hash(&mut h);
+    h.finish() | 1
 }

@@ -64,6 +64,7 @@ impl EngineHandle {
             n_vocab: limits.n_vocab,
             template,
             device: core.device(),
+            loras: core.loras().to_vec(),
         };
         let shared = Arc::new(Shared {
             event_buffer: core.config().event_buffer,
@@ -121,6 +122,7 @@ impl EngineHandle {
         Limits {
             ctx: info.ctx,
             n_vocab: info.n_vocab,
+            n_loras: info.loras.len(),
         }
         .check(&req)?;
         let id = self.shared.ids.fetch_add(1, Ordering::Relaxed);
@@ -156,9 +158,18 @@ impl EngineHandle {
         &self,
         prompt: Vec<u32>,
         params: SamplingParams,
+        on_text: impl FnMut(&str) -> bool,
+    ) -> Result<Output> {
+        self.generate_request(Request::new(prompt, params), on_text)
+    }
+
+    /// [`Self::generate`] for a whole [`Request`] (a LoRA adapter, logits processors).
+    pub fn generate_request(
+        &self,
+        req: Request,
         mut on_text: impl FnMut(&str) -> bool,
     ) -> Result<Output> {
-        let mut stream = self.submit(Request::new(prompt, params))?;
+        let mut stream = self.submit(req)?;
         let mut out = Output {
             text: String::new(),
             tokens: Vec::new(),

@@ -5,7 +5,7 @@
 //! The KV cache is sized by what is asked of it, not by the context alone: `parallel` full contexts, or a byte
 //! budget (`kv_budget`), which the planner's memory gate has already checked against the machine.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use lar_models::{Gguf, Hparams, Model};
@@ -39,6 +39,8 @@ pub struct EngineConfig {
     pub event_buffer: usize,
     /// Reuse the cached K/V of prompt prefixes seen before (a chat's history, a shared system prompt).
     pub prefix_caching: bool,
+    /// LoRA adapters loaded with the model, each by a name requests use (id = place in this list).
+    pub loras: Vec<(String, PathBuf)>,
 }
 
 impl Default for EngineConfig {
@@ -54,6 +56,7 @@ impl Default for EngineConfig {
             device: Device::Cpu,
             event_buffer: 1024,
             prefix_caching: true,
+            loras: Vec::new(),
         }
     }
 }
@@ -96,7 +99,8 @@ pub fn from_file(file: Arc<Gguf>, cfg: &EngineConfig) -> Result<EngineHandle> {
 pub fn build(file: Arc<Gguf>, cfg: &EngineConfig) -> Result<(EngineCore, Option<String>)> {
     let tokenizer = Tokenizer::from_gguf(&file)?;
     // Repacked for our CPU kernels only when they are the ones that run.
-    let model = Model::from_gguf_with(file, cfg.device.is_cpu())?;
+    let mut model = Model::from_gguf_with(file, cfg.device.is_cpu())?;
+    let loras = add_loras(&mut model, cfg)?;
     if tokenizer.vocab.len() > model.hp.n_vocab {
         return Err(Error::Config(format!(
             "the tokenizer has {} tokens but the model's embedding only {}",
@@ -120,9 +124,53 @@ pub fn build(file: Arc<Gguf>, cfg: &EngineConfig) -> Result<(EngineCore, Option<
         threads,
     )?;
     Ok((
-        EngineCore::new(backend, Arc::new(tokenizer), core_cfg),
+        EngineCore::new(backend, Arc::new(tokenizer), core_cfg).with_loras(loras),
         template,
     ))
+}
+
+/// Longest name an adapter may have.
+pub const MAX_LORA_NAME: usize = 64;
+
+/// Checks an adapter's name: what requests call it (`base+NAME`), so letters, digits, `.`, `_` and `-` only.
+pub fn check_lora_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_LORA_NAME
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "adapter name '{name}': 1 to {MAX_LORA_NAME} letters, digits, '.', '_' or '-'"
+        )))
+    }
+}
+
+/// Reads `cfg.loras`, checks each against the model, and adds them to it; their names by id.
+fn add_loras(model: &mut Model, cfg: &EngineConfig) -> Result<Vec<String>> {
+    if cfg.loras.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !cfg.device.is_cpu() {
+        return Err(Error::Config(format!(
+            "LoRA adapters run on the CPU backend only for now (device {})",
+            cfg.device
+        )));
+    }
+    let mut names = Vec::new();
+    for (name, path) in &cfg.loras {
+        check_lora_name(name)?;
+        if names.contains(name) {
+            return Err(Error::Config(format!("two adapters are named '{name}'")));
+        }
+        let adapter = lar_models::lora_files::LoraAdapter::open(path, &model.hp)?;
+        let lora = lar_models::lora::Lora::new(name, &adapter, model.hp.n_layers)?;
+        model.add_lora(lora);
+        names.push(name.clone());
+    }
+    Ok(names)
 }
 
 /// The core's configuration for a model of shape `hp`: the context, and a cache of `parallel` contexts or of
@@ -158,6 +206,7 @@ pub fn core_config(hp: &Hparams, cfg: &EngineConfig) -> Result<CoreConfig> {
         limits: Limits {
             ctx,
             n_vocab: hp.n_vocab,
+            n_loras: cfg.loras.len(),
         },
         block_size: bs,
         n_blocks,

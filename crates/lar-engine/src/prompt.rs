@@ -19,6 +19,15 @@ pub struct ModelInfo {
     pub template: Option<String>,
     /// Where the forward pass runs (`cpu`, `cuda:0`, `candle-cpu`).
     pub device: String,
+    /// The LoRA adapters loaded with the model, by id (a request's [`lar_models::LoraSlot::id`]).
+    pub loras: Vec<String>,
+}
+
+impl ModelInfo {
+    /// The id of the adapter named `name`.
+    pub fn lora_id(&self, name: &str) -> Option<u32> {
+        self.loras.iter().position(|n| n == name).map(|i| i as u32)
+    }
 }
 
 impl ModelInfo {

@@ -25,6 +25,9 @@ pub struct Seq {
     /// Leading full blocks whose content is registered with the block manager, and the hash of the last of them.
     n_registered: usize,
     parent_hash: u64,
+    /// Where this sequence's chain of block hashes starts: 0 for the bare model, a hash of the LoRA adapter and
+    /// its strength otherwise, so sequences share cached blocks only when their K/V are the same.
+    root: u64,
     /// Never take a cached prefix: every prompt token is computed (a request that asks for the prompt's logprobs).
     uncached: bool,
     /// Another sequence with the same prompt (`n > 1`): this one is admitted once that one has computed the
@@ -114,11 +117,22 @@ impl Scheduler {
                 n_cached: 0,
                 n_registered: 0,
                 parent_hash: 0,
+                root: 0,
                 uncached: !use_cache,
                 follows: None,
             },
         );
         self.waiting.push_back(id);
+    }
+
+    /// Starts `id`'s chain of block hashes at `root` (see [`Seq`]'s `root`); call before it is scheduled.
+    pub fn set_root(&mut self, id: u64, root: u64) {
+        if let Some(s) = self.seqs.get_mut(&id)
+            && s.blocks.is_empty()
+        {
+            s.root = root;
+            s.parent_hash = root;
+        }
     }
 
     /// Makes `id` wait for `leader` (same prompt) to compute the prompt's full blocks before it is admitted, so it
@@ -203,7 +217,7 @@ impl Scheduler {
             }
             let lookup = s.blocks.is_empty() && self.prefix_caching && !s.uncached;
             let (hit, hit_free) = if lookup {
-                self.blocks.longest_prefix(&s.tokens[..usable])
+                self.blocks.longest_prefix(s.root, &s.tokens[..usable])
             } else {
                 (0, 0)
             };
@@ -248,11 +262,13 @@ impl Scheduler {
             return;
         };
         let bs = self.blocks.block_size;
-        s.blocks = self.blocks.acquire(&s.tokens[..usable], hit, usable);
+        s.blocks = self
+            .blocks
+            .acquire(s.root, &s.tokens[..usable], hit, usable);
         let n = s.blocks.len();
         s.n_computed = n * bs;
         s.n_registered = n;
-        s.parent_hash = s.tokens[..n * bs].chunks_exact(bs).fold(0, block_hash);
+        s.parent_hash = s.tokens[..n * bs].chunks_exact(bs).fold(s.root, block_hash);
         if s.n_generated == 0 {
             s.n_cached = n * bs;
         }
@@ -280,7 +296,7 @@ impl Scheduler {
             self.blocks.release(&mut s.blocks);
             s.n_computed = 0;
             s.n_registered = 0;
-            s.parent_hash = 0;
+            s.parent_hash = s.root;
         }
         self.waiting.push_front(id);
         self.preempted.push(id);

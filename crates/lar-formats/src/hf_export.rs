@@ -65,6 +65,32 @@ pub fn permute_rows(x: &mut [f32], ncols: usize, heads: usize) -> Result<()> {
     Ok(())
 }
 
+/// The inverse of [`permute_rows`]: adjacent pairs back to rotate-half order (what a Hugging Face checkpoint, and
+/// so a PEFT adapter, holds).
+pub fn unpermute_rows(x: &mut [f32], ncols: usize, heads: usize) -> Result<()> {
+    let rows = x.len() / ncols.max(1);
+    if heads == 0 || !rows.is_multiple_of(2 * heads) {
+        return Err(bad(
+            "permute",
+            format!("{rows} rows do not split into {heads} heads of pairs"),
+        ));
+    }
+    let hd = rows / heads;
+    let half = hd / 2;
+    let src = x.to_vec();
+    for h in 0..heads {
+        for j in 0..2 {
+            for i in 0..half {
+                let to = h * hd + j * half + i;
+                let from = h * hd + 2 * i + j;
+                x[to * ncols..(to + 1) * ncols]
+                    .copy_from_slice(&src[from * ncols..(from + 1) * ncols]);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The heads a permuted tensor is split into: the query heads for Q, the KV heads for K.
 pub fn permute_heads(g: &Gguf, name: &str) -> usize {
     let arch = g.get_str("general.architecture").unwrap_or("");
@@ -321,6 +347,13 @@ mod tests {
         assert!(permutes("llama", "blk.0.attn_k.weight"));
         assert!(!permutes("qwen2", "blk.0.attn_k.weight"));
         assert!(!permutes("llama", "blk.0.attn_v.weight"));
+        // Two columns, three heads of 6 rows: unpermute undoes permute.
+        let orig: Vec<f32> = (0..36).map(|v| v as f32).collect();
+        let mut y = orig.clone();
+        permute_rows(&mut y, 2, 3).unwrap();
+        assert_ne!(y, orig);
+        unpermute_rows(&mut y, 2, 3).unwrap();
+        assert_eq!(y, orig);
     }
 
     #[test]

@@ -592,6 +592,7 @@ mod tests {
                     pos,
                     block_table: &self.tables[s],
                     logits_from: None,
+                    lora: None,
                 })
                 .collect();
             let where_: Vec<(usize, usize)> = batch
@@ -757,6 +758,7 @@ mod tests {
             pos: 39,
             block_table: &t,
             logits_from: None,
+            lora: None,
         }];
         let a = Attn {
             n_head: 4,

@@ -24,4 +24,4 @@ pub mod tensor;
 pub use error::{Error, Result};
 pub use kv::KvStore;
 pub use pool::ThreadPool;
-pub use seq_batch::SeqBatch;
+pub use seq_batch::{LoraSlot, SeqBatch};

@@ -32,11 +32,13 @@ pub enum Op {
     Logits,
     /// Sampling the next token from the logits (the engine).
     Sample,
+    /// LoRA adapters' low-rank products.
+    Lora,
 }
 
 impl Op {
     /// Every kind, in the order of a forward pass.
-    pub const ALL: [Op; 10] = [
+    pub const ALL: [Op; 11] = [
         Op::Embed,
         Op::Norm,
         Op::Quantize,
@@ -45,6 +47,7 @@ impl Op {
         Op::Attention,
         Op::Activation,
         Op::Residual,
+        Op::Lora,
         Op::Logits,
         Op::Sample,
     ];
@@ -61,6 +64,7 @@ impl Op {
             Op::Residual => "residual + bias",
             Op::Logits => "logits",
             Op::Sample => "sample",
+            Op::Lora => "lora",
         }
     }
 }

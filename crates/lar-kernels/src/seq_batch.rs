@@ -1,5 +1,5 @@
 //! The forward pass's input: the new tokens of one sequence, their position, and the block table of its paged KV
-//! cache ([`SeqBatch`]), and the check every backend makes of it.
+//! cache ([`SeqBatch`]), the LoRA adapter it runs with ([`LoraSlot`]), and the check every backend makes of it.
 
 use crate::error::{Error, Result};
 
@@ -14,6 +14,15 @@ pub struct SeqBatch<'a> {
     /// Return logits for every new token at this position or later (teacher forcing, perplexity), and always for
     /// the last; `None`: the last alone.
     pub logits_from: Option<usize>,
+    /// The model's LoRA adapter this sequence runs with (`None`: the bare base).
+    pub lora: Option<LoraSlot>,
+}
+
+/// One of a model's LoRA adapters, by its id, at a strength (1: as trained; llama-server's per-request `scale`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LoraSlot {
+    pub id: u32,
+    pub scale: f32,
 }
 
 impl SeqBatch<'_> {

@@ -220,6 +220,7 @@ pub fn collect(
                 pos: start,
                 block_table: &table,
                 logits_from: None,
+                lora: None,
             };
             let rows = end - start;
             let mut seen = |name: &str, x: &[f32]| {

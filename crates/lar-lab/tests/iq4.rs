@@ -28,6 +28,7 @@ fn logits(path: &Path, ids: &[u32]) -> Vec<Vec<f32>> {
         pos,
         block_table: &table,
         logits_from,
+        lora: None,
     };
     let out = model
         .forward(&[batch(&ids[..10], 0, Some(0))], &mut kv, &pool)

@@ -224,6 +224,11 @@ impl CandleModel {
         let mut tokens = Vec::new();
         for sb in batch {
             sb.check(self.block_size, self.max_blocks, hp.n_vocab)?;
+            if sb.lora.is_some() {
+                return Err(Error::Unsupported(
+                    "LoRA adapters run on the CPU backend only for now".into(),
+                ));
+            }
             let end = sb.pos + sb.tokens.len();
             let bs = self.block_size;
             slots_of.push(

@@ -8,11 +8,13 @@
 pub mod bert;
 #[cfg(feature = "candle")]
 pub mod candle_backend;
+pub mod lora;
 pub mod model;
 
+pub use lar_formats::lora as lora_files;
 pub use lar_formats::{Gguf, Hparams, gguf, gguf_write, hf, open_model, safetensors};
 pub use lar_kernels::{
-    Error, KvStore, Result, SeqBatch, ThreadPool, attention, bert_ops, error, gemm_i8, kv, ops,
-    pool, profile, quant, tensor,
+    Error, KvStore, LoraSlot, Result, SeqBatch, ThreadPool, attention, bert_ops, error, gemm_i8,
+    kv, ops, pool, profile, quant, tensor,
 };
 pub use model::Model;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
 use crate::kv::KvStore;
+use crate::lora::{Lora, Proj, Rows, apply as apply_lora};
 use crate::ops;
 use crate::pool::ThreadPool;
 use crate::profile::{Op, span};
@@ -49,6 +50,8 @@ pub struct Model {
     pub(crate) layers: Vec<Layer>,
     pub(crate) inv_freq: Vec<f32>,
     pub(crate) inv_freq_swa: Vec<f32>,
+    /// LoRA adapters a sequence may run with ([`SeqBatch::lora`] names one by its index here).
+    pub(crate) loras: Vec<Lora>,
 }
 
 /// What [`Model::forward_observed`] shows each weight matrix's input to: its name and the input, one row per
@@ -193,7 +196,44 @@ impl Model {
             layers,
             inv_freq,
             inv_freq_swa,
+            loras: Vec::new(),
         })
+    }
+
+    /// Adds a LoRA adapter (checked against this model by `lar_formats::lora::LoraAdapter::open`); sequences
+    /// run with it by the id returned.
+    pub fn add_lora(&mut self, lora: Lora) -> u32 {
+        self.loras.push(lora);
+        (self.loras.len() - 1) as u32
+    }
+
+    /// The adapters added, by id.
+    pub fn loras(&self) -> &[Lora] {
+        &self.loras
+    }
+
+    /// Each sequence's adapter and strength, if it runs with one.
+    fn seq_loras(&self, batch: &[SeqBatch]) -> Result<Vec<Option<(&Lora, f32)>>> {
+        batch
+            .iter()
+            .map(|sb| {
+                let Some(slot) = sb.lora else { return Ok(None) };
+                let lora = self.loras.get(slot.id as usize).ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "LoRA adapter {} is not loaded ({} are)",
+                        slot.id,
+                        self.loras.len()
+                    ))
+                })?;
+                if !slot.scale.is_finite() {
+                    return Err(Error::Invalid(format!(
+                        "LoRA scale {} is not a finite number",
+                        slot.scale
+                    )));
+                }
+                Ok(Some((lora, slot.scale)))
+            })
+            .collect()
     }
 
     /// Runs the batch; returns logits per sequence: one row (`n_vocab`) for the last token, or one per token from
@@ -235,6 +275,14 @@ impl Model {
         if n == 0 {
             return Ok(vec![Vec::new(); batch.len()]);
         }
+        let seq_loras = self.seq_loras(batch)?;
+        let lora = lora_rows(&seq_loras, batch.iter().map(|b| b.tokens.len()));
+        let delta = |il: usize, p: Proj, input: &[f32], out: &mut [f32]| {
+            if !lora.is_empty() {
+                let _s = span(Op::Lora);
+                apply_lora(&lora, |l| l.delta(il, p), input, out, pool);
+            }
+        };
         let mut x = vec![0f32; n * d];
         let embed = span(Op::Embed);
         for (i, tok) in batch.iter().flat_map(|b| b.tokens).enumerate() {
@@ -276,6 +324,9 @@ impl Model {
                     pool,
                 );
             }
+            delta(il, Proj::Q, &xn, &mut q);
+            delta(il, Proj::K, &xn, &mut k);
+            delta(il, Proj::V, &xn, &mut v);
             let residual = span(Op::Residual);
             add_bias(&mut q, l.bq.as_deref());
             add_bias(&mut k, l.bk.as_deref());
@@ -319,6 +370,7 @@ impl Model {
             drop(attention);
             seen(il, "attn_output", &att);
             self.project(&l.wo, &att, nh * hd, &mut o, pool);
+            delta(il, Proj::O, &att, &mut o);
             let norm = span(Op::Norm);
             if let Some(w) = &l.post_attn_norm {
                 norm_rows_in_place(&mut o, w, hp.rms_eps, d);
@@ -346,6 +398,8 @@ impl Model {
                     pool,
                 );
             }
+            delta(il, Proj::Gate, &xn, &mut gate);
+            delta(il, Proj::Up, &xn, &mut up);
             // gate = act(gate) * up, rows shared out over the pool for prompts.
             let activation = span(Op::Activation);
             let (gp, ff) = (SyncPtr(gate.as_mut_ptr()), hp.n_ff);
@@ -365,6 +419,7 @@ impl Model {
             drop(activation);
             seen(il, "ffn_down", &gate);
             self.project(&l.down, &gate, hp.n_ff, &mut o, pool);
+            delta(il, Proj::Down, &gate, &mut o);
             let norm = span(Op::Norm);
             if let Some(w) = &l.post_ffn_norm {
                 norm_rows_in_place(&mut o, w, hp.rms_eps, d);
@@ -392,6 +447,12 @@ impl Model {
             &mut logits,
             pool,
         );
+        if lora.iter().any(|r| r.lora.output().is_some()) {
+            // The output's rows are the batch's logit rows, not its token rows.
+            let out_rows = lora_rows(&seq_loras, batch.iter().map(|b| b.logit_range().len()));
+            let _s = span(Op::Lora);
+            apply_lora(&out_rows, |l| l.output(), &sel, &mut logits, pool);
+        }
         Ok(split_logits(batch, &logits, nv))
     }
 
@@ -434,6 +495,26 @@ impl Model {
         };
         crate::attention::attention(&a, out, pool);
     }
+}
+
+/// The rows (sequences of `lens` rows laid end to end) of the sequences that run with an adapter.
+fn lora_rows<'a>(
+    seq_loras: &[Option<(&'a Lora, f32)>],
+    lens: impl Iterator<Item = usize>,
+) -> Vec<Rows<'a>> {
+    let mut start = 0;
+    let mut out = Vec::new();
+    for (l, len) in seq_loras.iter().zip(lens) {
+        if let Some((lora, scale)) = *l {
+            out.push(Rows {
+                rows: start..start + len,
+                lora,
+                scale,
+            });
+        }
+        start += len;
+    }
+    out
 }
 
 /// The rows of a batch's tokens (laid end to end) whose logits are asked for ([`SeqBatch::logit_range`]).

@@ -38,12 +38,14 @@ fn run_two(cm: &mut CandleModel, ids: &[u32], split: usize) -> Vec<Vec<f32>> {
                     pos,
                     block_table: &table_a,
                     logits_from: all.then_some(0),
+                    lora: None,
                 },
                 SeqBatch {
                     tokens,
                     pos,
                     block_table: &table_b,
                     logits_from: all.then_some(0),
+                    lora: None,
                 },
             ])
             .unwrap();
@@ -105,6 +107,7 @@ fn bad_batches_are_errors_not_panics() {
         pos: 0,
         block_table: table,
         logits_from: None,
+        lora: None,
     };
     let e = cm.forward(&[sb(&[1; 9], &[0, 1])]).unwrap_err().to_string();
     assert!(e.contains("block table covers 8 positions"), "{e}");

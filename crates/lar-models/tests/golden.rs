@@ -82,6 +82,7 @@ fn forced_logits(model_file: &str, f: &Forced, candle: bool) -> Vec<Vec<f32>> {
             pos: start,
             block_table: &table,
             logits_from: Some(0),
+            lora: None,
         };
         #[cfg(feature = "candle")]
         let out = match cm.as_mut() {

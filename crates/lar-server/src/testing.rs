@@ -79,6 +79,7 @@ pub fn core_config(ctx: usize, n_blocks: usize) -> CoreConfig {
         limits: Limits {
             ctx,
             n_vocab: N_VOCAB,
+            n_loras: 0,
         },
         block_size: 4,
         n_blocks,

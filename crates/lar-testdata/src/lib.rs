@@ -2,11 +2,12 @@
 //! dev-dependency): [`models`] (where `scripts/fetch-models.sh` puts the real models, tiny random-weight models of
 //! each architecture, llama.cpp's goldens), [`fixtures`] (small files of every format the knowledge base reads,
 //! valid or deliberately broken), [`corpus`] (a household corpus with questions, for retrieval tests) and [`rng`]
-//! (reproducible pseudo-random data).
+//! (reproducible pseudo-random data), [`lora`] (random LoRA adapters).
 
 pub mod corpus;
 pub mod corpus_es;
 pub mod fixtures;
+pub mod lora;
 pub mod models;
 pub mod rng;
 

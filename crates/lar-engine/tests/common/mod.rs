@@ -17,6 +17,7 @@ pub fn config(ctx: usize, block_size: usize, n_blocks: usize) -> CoreConfig {
         limits: Limits {
             ctx,
             n_vocab: VOCAB,
+            n_loras: 0,
         },
         block_size,
         n_blocks,

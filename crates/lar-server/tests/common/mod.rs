@@ -159,6 +159,7 @@ pub fn chat_prompt(messages: &[lar_types::ChatMessage]) -> Vec<u32> {
         n_vocab: N_VOCAB,
         template: Some("chatml".into()),
         device: "scripted".into(),
+        loras: Vec::new(),
     }
     .chat_tokens(messages, None)
     .expect("chat tokens")
