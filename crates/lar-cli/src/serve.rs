@@ -27,6 +27,10 @@ pub struct Args {
     /// Models to load at start (repeatable); others load on their first request. Starter names are pulled first.
     #[arg(long = "model")]
     pub models: Vec<String>,
+    /// A LoRA adapter to serve with the --model models it fits, as `NAME=PATH` (repeatable; PATH a PEFT directory
+    /// or a GGUF adapter): requests name it as the model `MODEL+NAME`, or by llama-server's `lora` field.
+    #[arg(long = "lora", requires = "models")]
+    pub loras: Vec<String>,
     /// Requests each model runs at once (batched together); the KV cache holds this many full contexts.
     #[arg(long, default_value_t = 4)]
     pub parallel: usize,
@@ -199,7 +203,18 @@ pub fn main(args: Args) -> Result<()> {
     }
     let engine_threads = engine.threads;
     let store = crate::store::open()?;
-    let catalog = Arc::new(StoreCatalog::new(store, engine));
+    let loras = args
+        .loras
+        .iter()
+        .map(|l| {
+            l.split_once('=')
+                .map(|(n, p)| (n.to_string(), PathBuf::from(p)))
+                .ok_or_else(|| anyhow!("--lora {l}: write NAME=PATH"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let adapters = lar_server::catalog::plan_adapters(&store, &args.models, &loras)
+        .map_err(|e| anyhow!("--lora: {e}"))?;
+    let catalog = Arc::new(StoreCatalog::new(store, engine).with_adapters(adapters));
     let manager = Manager::new(
         catalog,
         ManagerConfig {

@@ -536,6 +536,47 @@ mod tests {
         );
     }
 
+    /// Cached blocks are shared only between sequences with the same root (the same LoRA adapter at the same
+    /// strength, or none): the same tokens under another adapter have other K/V.
+    #[test]
+    fn a_cached_prefix_is_shared_only_under_the_same_adapter() {
+        let mut s = sched(16, 64);
+        s.add(1, vec![5; 10]);
+        s.set_root(1, 77);
+        let a = s.schedule();
+        run(&mut s, &a);
+        s.finish(1);
+        let starts = |s: &mut Scheduler, id: u64, root: u64| {
+            s.add(id, vec![5; 10]);
+            s.set_root(id, root);
+            let b = s.schedule();
+            run(s, &b);
+            s.finish(id);
+            b.iter().find(|x| x.id == id).map(|x| x.start)
+        };
+        assert_eq!(
+            starts(&mut s, 2, 0),
+            Some(0),
+            "the bare model shares nothing"
+        );
+        assert_eq!(
+            starts(&mut s, 3, 78),
+            Some(0),
+            "another adapter shares nothing"
+        );
+        assert_eq!(
+            starts(&mut s, 4, 77),
+            Some(8),
+            "the same adapter shares two blocks"
+        );
+        assert_eq!(
+            starts(&mut s, 5, 0),
+            Some(8),
+            "the bare model's own blocks are shared"
+        );
+        s.check().unwrap();
+    }
+
     #[test]
     fn a_prompt_that_is_all_cached_still_computes_its_last_token() {
         let mut s = sched(16, 64);

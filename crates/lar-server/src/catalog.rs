@@ -8,7 +8,7 @@
 //! every caller is a route.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use lar_engine::{EngineConfig, EngineHandle, SentenceEmbedder};
@@ -82,6 +82,22 @@ pub struct LoadOptions {
     pub ctx: Option<usize>,
 }
 
+/// A LoRA adapter served with a model (`lar serve --model M --lora NAME=PATH`), addressed as `M+NAME`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServedAdapter {
+    /// The base's store name (`name:tag`).
+    pub base: String,
+    pub name: String,
+    pub path: PathBuf,
+}
+
+impl ServedAdapter {
+    /// The model name requests use: `base+name`.
+    pub fn model_name(&self) -> String {
+        format!("{}+{}", self.base, self.name)
+    }
+}
+
 /// Reports progress of a pull: (what, done bytes, total bytes).
 pub type Progress<'a> = &'a (dyn Fn(&str, u64, u64) + Sync);
 
@@ -112,6 +128,68 @@ pub trait Catalog: Send + Sync + 'static {
             "'{name}' cannot be verified in this catalog"
         )))
     }
+    /// The LoRA adapters served with the catalog's models, in the order their ids count (per base).
+    fn adapters(&self) -> Vec<ServedAdapter> {
+        Vec::new()
+    }
+}
+
+/// The adapters `loras` (name, path) served with the store models `models`: each is read and checked against
+/// every model now, and served with those it fits; one that fits none, a bad or repeated name, is an error that
+/// names why for each model.
+pub fn plan_adapters(
+    store: &Store,
+    models: &[String],
+    loras: &[(String, PathBuf)],
+) -> Result<Vec<ServedAdapter>, String> {
+    let mut bases = Vec::new();
+    for m in models {
+        let n = ModelName::parse(m).map_err(|e| format!("{m}: {e}"))?;
+        let path = store.resolve(&n).map_err(|e| format!("{m}: {e}"))?;
+        let file = lar_models::open_model(&path).map_err(|e| format!("{m}: {e}"))?;
+        let hp = lar_models::Hparams::from_gguf(&file).map_err(|e| format!("{m}: {e}"))?;
+        bases.push((n.to_string(), hp));
+    }
+    let mut out = Vec::new();
+    for (i, (name, path)) in loras.iter().enumerate() {
+        lar_engine::load::check_lora_name(name).map_err(|e| e.to_string())?;
+        if loras[..i].iter().any(|(n, _)| n == name) {
+            return Err(format!("two adapters are named '{name}'"));
+        }
+        let mut why = Vec::new();
+        for (base, hp) in &bases {
+            match lar_models::lora_files::LoraAdapter::open(path, hp) {
+                Ok(_) => out.push(ServedAdapter {
+                    base: base.clone(),
+                    name: name.clone(),
+                    path: path.clone(),
+                }),
+                Err(e) => why.push(format!("{base}: {e}")),
+            }
+        }
+        if !out.iter().any(|a| &a.name == name) {
+            return Err(format!(
+                "adapter '{name}' fits none of the served models ({})",
+                why.join("; ")
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The entries of `models` followed by one per adapter of `adapters` whose base is among them, named
+/// `base+adapter`: what the model lists (`/v1/models`, `/api/tags`, the page's picker) show.
+pub fn with_adapters(models: Vec<ModelEntry>, adapters: &[ServedAdapter]) -> Vec<ModelEntry> {
+    let mut out = models.clone();
+    for a in adapters {
+        if let Some(base) = models.iter().find(|m| m.name == a.base) {
+            out.push(ModelEntry {
+                name: a.model_name(),
+                ..base.clone()
+            });
+        }
+    }
+    out
 }
 
 /// Parses a model name as a request gives it (`smollm2`, `smollm2:latest`): a store name, never a path.
@@ -131,6 +209,7 @@ pub const DEFAULT_CTX: usize = 4096;
 pub struct StoreCatalog {
     store: Store,
     engine: EngineConfig,
+    adapters: Vec<ServedAdapter>,
     /// Entries by name and digest: describing a GGUF means reading its header, done once.
     cache: Mutex<HashMap<(String, String), ModelEntry>>,
 }
@@ -140,8 +219,15 @@ impl StoreCatalog {
         Self {
             store,
             engine,
+            adapters: Vec::new(),
             cache: Mutex::default(),
         }
+    }
+
+    /// Serves `adapters` with their bases (checked against them by the caller: `lar serve` does at start).
+    pub fn with_adapters(mut self, adapters: Vec<ServedAdapter>) -> Self {
+        self.adapters = adapters;
+        self
     }
 
     fn manifest(&self, name: &str) -> ApiResult<(ModelName, Manifest)> {
@@ -228,6 +314,10 @@ pub fn parameter_size(n: u64) -> String {
 }
 
 impl Catalog for StoreCatalog {
+    fn adapters(&self) -> Vec<ServedAdapter> {
+        self.adapters.clone()
+    }
+
     fn list(&self) -> ApiResult<Vec<ModelEntry>> {
         let mut out = Vec::new();
         for m in self.store.list()? {
@@ -333,6 +423,12 @@ impl Catalog for StoreCatalog {
         })?;
         let mut cfg = self.engine.clone();
         cfg.ctx = Some(admitted.ctx);
+        cfg.loras = self
+            .adapters
+            .iter()
+            .filter(|a| a.base == n.to_string())
+            .map(|a| (a.name.clone(), a.path.clone()))
+            .collect();
         let handle = lar_engine::from_file(file, &cfg)
             .map_err(|e| ApiError::internal(format!("{n}: {e}")))?;
         Ok(Opened {

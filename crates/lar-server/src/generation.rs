@@ -81,9 +81,24 @@ pub fn engine(lease: &Lease) -> ApiResult<&EngineHandle> {
 }
 
 impl Generation {
-    /// Submits `req` to the lease's engine. With `--log-prompts` the prompt and, at the end, the answer are logged.
-    pub fn start(lease: Arc<Lease>, st: &AppState, req: Request) -> ApiResult<Self> {
+    /// Submits `req` to the lease's engine, with the adapter its model name asked for (`base+NAME`) unless the
+    /// request names one itself (llama-server's `lora` field; asking for two is a 400). With `--log-prompts` the
+    /// prompt and, at the end, the answer are logged.
+    pub fn start(lease: Arc<Lease>, st: &AppState, mut req: Request) -> ApiResult<Self> {
         let h = engine(&lease)?;
+        match (req.lora, &lease.lora) {
+            (Some(_), Some((name, _))) => {
+                return Err(ApiError::field(
+                    "lora",
+                    format!(
+                        "the model name already asks for adapter '{name}': name the adapter once (Lar runs one \
+                         adapter per request)"
+                    ),
+                ));
+            }
+            (None, Some((_, slot))) => req.lora = Some(*slot),
+            _ => {}
+        }
         let logged = st.cfg.log_prompts.then(|| {
             tracing::info!(prompt = %h.tokenizer().decode(&req.prompt, true), "prompt");
             String::new()
@@ -99,7 +114,7 @@ impl Generation {
                     route: Some(info.route),
                     request_id: Some(info.id),
                     key: info.key,
-                    model: lease.model.entry.name.clone(),
+                    model: lease.name(),
                     model_sha256: Some(lease.model.entry.digest.clone()),
                     params: serde_json::to_value(&req.params).unwrap_or_default(),
                     sources: info.sources.lock().map(|s| s.clone()).unwrap_or_default(),

@@ -154,6 +154,7 @@ pub fn app(state: AppState) -> Router {
         .route("/tokenize", post(llama::tokenize))
         .route("/detokenize", post(llama::detokenize))
         .route("/apply-template", post(llama::apply_template))
+        .route("/lora-adapters", get(llama::lora_adapters))
         .route("/", get(ollama::root).head(ollama::root))
         .route("/api/version", get(ollama::version))
         .route("/api/tags", get(ollama::models::tags))

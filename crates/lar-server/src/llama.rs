@@ -1,7 +1,8 @@
 //! llama-server's helpers that people script against: `POST /tokenize` (`content`, `add_special`,
 //! `parse_special`, `with_pieces`), `POST /detokenize` (`tokens`) and `POST /apply-template` (OpenAI-style
-//! `messages` and `tools`, rendered by the model's template). llama-server serves one model; here `model` names
-//! one, and may be left out while exactly one chat model is loaded.
+//! `messages` and `tools`, rendered by the model's template), and `GET /lora-adapters` (the adapters served, with
+//! the ids a request's `lora` field uses). llama-server serves one model; here `model` names one, and may be left
+//! out while exactly one chat model is loaded.
 
 use axum::Json;
 use axum::extract::State;
@@ -186,4 +187,31 @@ pub async fn apply_template(
     .await
     .map_err(ApiError::internal)??;
     Ok(Json(json!({"prompt": prompt})).into_response())
+}
+
+/// `GET /lora-adapters`: every adapter served, per base model, with its id there (what a request's `lora` field
+/// names). llama-server lists `id`, `path` and `scale` (the default strength: 0 here, since a request runs an
+/// adapter only when it names one); Lar adds the base `model` and the adapter's `name` (`model+name` as a model).
+pub async fn lora_adapters(State(st): State<AppState>) -> ApiResult<Json<Value>> {
+    let cat = st.manager.catalog().clone();
+    let adapters = tokio::task::spawn_blocking(move || cat.adapters())
+        .await
+        .map_err(ApiError::internal)?;
+    let mut ids: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let list: Vec<Value> = adapters
+        .iter()
+        .map(|a| {
+            let id = ids.entry(a.base.as_str()).or_default();
+            let v = json!({
+                "id": *id,
+                "path": a.path.display().to_string(),
+                "scale": 0.0,
+                "model": a.base,
+                "name": a.name,
+            });
+            *id += 1;
+            v
+        })
+        .collect();
+    Ok(Json(Value::Array(list)))
 }

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::catalog::{Catalog, LoadOptions, ModelEntry, Opened, Runner};
 use crate::error::{ApiError, ApiResult};
+use lar_models::LoraSlot;
 
 /// How long an idle model stays loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,7 +173,27 @@ pub struct Lease {
     pub model: Arc<Loaded>,
     /// This request waited for the model to load (Ollama reports the load's time only then).
     pub waited_for_load: bool,
+    /// The LoRA adapter the model name asked for (`base+NAME`): its name and slot.
+    pub lora: Option<(String, LoraSlot)>,
     manager: Arc<Manager>,
+}
+
+impl Lease {
+    /// The model as the request named it: `base` or `base+adapter`.
+    pub fn name(&self) -> String {
+        match &self.lora {
+            Some((a, _)) => format!("{}+{a}", self.model.entry.name),
+            None => self.model.entry.name.clone(),
+        }
+    }
+}
+
+/// A request's model name split into the store name and the LoRA adapter it asks for (`smollm2+support`).
+pub fn split_adapter(name: &str) -> (&str, Option<&str>) {
+    match name.split_once('+') {
+        Some((base, adapter)) => (base, Some(adapter)),
+        None => (name, None),
+    }
 }
 
 impl Drop for Lease {
@@ -257,6 +278,21 @@ impl Manager {
 
     /// A lease on `name` (a store name; `smollm2` means `smollm2:latest`), loading it first if needed.
     pub async fn get(
+        self: &Arc<Self>,
+        name: &str,
+        opts: &LoadOptions,
+        keep_alive: Option<KeepAlive>,
+        wait: Wait,
+    ) -> ApiResult<Lease> {
+        let (base, adapter) = split_adapter(name);
+        let mut lease = self.get_base(base, opts, keep_alive, wait).await?;
+        if let Some(a) = adapter {
+            lease.lora = Some((a.to_string(), adapter_slot(&lease, a)?));
+        }
+        Ok(lease)
+    }
+
+    async fn get_base(
         self: &Arc<Self>,
         name: &str,
         opts: &LoadOptions,
@@ -349,7 +385,9 @@ impl Manager {
     /// One more lease on a model already leased (each further sequence of a request with `n > 1` or several
     /// prompts takes one, so the queue limit counts sequences).
     pub fn lease_again(self: &Arc<Self>, lease: &Lease) -> ApiResult<Lease> {
-        self.lease(&lease.model, None)
+        let mut again = self.lease(&lease.model, None)?;
+        again.lora = lease.lora.clone();
+        Ok(again)
     }
 
     /// Counts a request in, unless the model already has `parallel + max_queue` (then a 503 at once).
@@ -380,6 +418,7 @@ impl Manager {
         Ok(Lease {
             model: m.clone(),
             waited_for_load: false,
+            lora: None,
             manager: self.clone(),
         })
     }
@@ -545,6 +584,36 @@ impl Manager {
                 }
             }
         });
+    }
+}
+
+/// The slot of adapter `name` on a leased model, or a 404 naming the adapters it has.
+fn adapter_slot(lease: &Lease, name: &str) -> ApiResult<LoraSlot> {
+    let model = &lease.model.entry.name;
+    let crate::catalog::Runner::Chat(h) = &lease.model.runner else {
+        return Err(ApiError::bad_request(format!(
+            "'{model}' is an embedding model: it takes no adapter"
+        ))
+        .param("model"));
+    };
+    let info = h.model();
+    match info.lora_id(name) {
+        Some(id) => Ok(LoraSlot { id, scale: 1.0 }),
+        None => {
+            let have = if info.loras.is_empty() {
+                "none (serve one with `lar serve --model M --lora NAME=PATH`)".to_string()
+            } else {
+                info.loras.join(", ")
+            };
+            Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "model '{model}' is served with no adapter '{name}' (its adapters: {have})"
+                ),
+            )
+            .param("model")
+            .code("model_not_found"))
+        }
     }
 }
 

@@ -74,7 +74,7 @@ async fn run(st: AppState, obj: Map<String, Value>) -> ApiResult<Response> {
         })?;
     let meta = Meta {
         id: new_id("msg"),
-        model: lease.model.entry.name.clone(),
+        model: lease.name(),
         input_tokens: ids.len(),
         stops: params.stop.clone(),
         tools: format,

@@ -231,7 +231,7 @@ async fn run(
         model: if kb.is_some() {
             r.model.clone()
         } else {
-            lease.model.entry.name.clone()
+            lease.name()
         },
         sources,
         started,

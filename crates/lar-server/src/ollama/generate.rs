@@ -144,7 +144,7 @@ async fn run(st: AppState, obj: serde_json::Map<String, Value>) -> ApiResult<Res
     };
     let params = opts.params(prompt.len(), lease.model.ctx)?;
     let lines = GenLines {
-        model: lease.model.entry.name.clone(),
+        model: lease.name(),
         started,
         // The load's time when this request waited for it, as Ollama reports it; nothing once loaded.
         load_secs: if lease.waited_for_load {

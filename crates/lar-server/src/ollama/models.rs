@@ -57,7 +57,11 @@ pub async fn tags(
     State(st): State<AppState>,
     axum::Extension(caller): axum::Extension<Caller>,
 ) -> ApiResult<Json<Value>> {
-    let models = blocking(st.manager.catalog(), |c| c.list()).await?;
+    let models = blocking(st.manager.catalog(), |c| {
+        c.list()
+            .map(|m| crate::catalog::with_adapters(m, &c.adapters()))
+    })
+    .await?;
     let mut list: Vec<Value> = models.iter().map(entry_json).collect();
     for c in st.kb.list(&caller).await.map_err(err)? {
         let name = format!("kb:{}", c.name);

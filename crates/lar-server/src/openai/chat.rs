@@ -277,7 +277,7 @@ pub async fn handle(
     if !kb_tools.is_empty()
         && let Some(spec) = tool_spec
     {
-        let model = lease.model.entry.name.clone();
+        let model = lease.name();
         let run = crate::kb::agent::Run {
             lease: lease.clone(),
             s,
@@ -323,6 +323,7 @@ pub async fn handle(
         n,
         prompt_logprobs: None,
         constrained: prep.constrained.as_ref(),
+        lora: super::lora_slot(s.lora.as_deref())?,
     };
     start_choices(&st, &lease, &mut gens, &choices)?;
     for g in &mut gens {
@@ -334,7 +335,7 @@ pub async fn handle(
         model: if kb.is_some() {
             s.model.clone()
         } else {
-            lease.model.entry.name.clone()
+            lease.name()
         },
         logprobs: want_logprobs,
         tokenizer: h,

@@ -151,12 +151,13 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
             n,
             prompt_logprobs: scored,
             constrained: grammar.as_ref(),
+            lora: super::lora_slot(s.lora.as_deref())?,
         };
         start_choices(&st, &lease, &mut gens, &choices)?;
     }
     let id = new_id("cmpl");
     let created = unix_now();
-    let model = lease.model.entry.name.clone();
+    let model = lease.name();
     if s.stream() {
         let with_usage = s.include_usage();
         return Ok(stream_response(id, created, model, gens, n, with_usage).into_response());

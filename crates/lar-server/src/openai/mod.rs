@@ -46,6 +46,7 @@ pub const SAMPLING_FIELDS: &[&str] = &[
     "logit_bias",
     "n",
     "ignore_eos",
+    "lora",
 ];
 
 #[derive(Deserialize, Debug)]
@@ -83,6 +84,43 @@ pub struct Sampling {
     pub n: Option<i64>,
     /// Keep generating past end-of-sequence tokens (vLLM's and llama-server's extension, for benchmarks).
     pub ignore_eos: Option<bool>,
+    /// llama-server's per-request adapters: `[{"id": N, "scale": S}]`, ids as `GET /lora-adapters` lists them.
+    pub lora: Option<Vec<LoraPick>>,
+}
+
+/// One entry of the `lora` field.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct LoraPick {
+    pub id: i64,
+    pub scale: f32,
+}
+
+/// The adapter a `lora` field picks. Lar runs one adapter per request: at most one entry may have a nonzero
+/// scale (an entry at scale 0 leaves that adapter off, as in llama-server); the id's existence and the scale's
+/// range are the engine's checks.
+pub fn lora_slot(picks: Option<&[LoraPick]>) -> ApiResult<Option<lar_models::LoraSlot>> {
+    let on: Vec<&LoraPick> = picks
+        .unwrap_or(&[])
+        .iter()
+        .filter(|p| p.scale != 0.0)
+        .collect();
+    match on.as_slice() {
+        [] => Ok(None),
+        [p] => {
+            let id = u32::try_from(p.id).map_err(|_| {
+                ApiError::field("lora", format!("lora id {} is not an adapter id", p.id))
+            })?;
+            Ok(Some(lar_models::LoraSlot { id, scale: p.scale }))
+        }
+        _ => Err(ApiError::field(
+            "lora",
+            format!(
+                "{} adapters have a nonzero scale: Lar runs one adapter per request",
+                on.len()
+            ),
+        )),
+    }
 }
 
 impl Sampling {
@@ -258,6 +296,8 @@ pub struct Choices<'a> {
     pub n: usize,
     pub prompt_logprobs: Option<usize>,
     pub constrained: Option<&'a crate::structured::Constrained>,
+    /// The adapter the request's `lora` field picks.
+    pub lora: Option<lar_models::LoraSlot>,
 }
 
 /// Starts the choices of one prompt, appended to `gens`: the first computes the prompt, the others follow it and
@@ -275,6 +315,7 @@ pub fn start_choices(
     for i in 0..c.n {
         let mut req = lar_engine::Request::new(c.prompt.to_vec(), seed_of(c.params, i));
         req.prompt_logprobs = prompt_logprobs;
+        req.lora = c.lora;
         if let Some(k) = c.constrained {
             req.processors.push(k.mask());
         }

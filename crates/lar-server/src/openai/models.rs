@@ -23,9 +23,12 @@ pub async fn list(
     axum::Extension(caller): axum::Extension<Caller>,
 ) -> ApiResult<Json<Value>> {
     let cat = st.manager.catalog().clone();
-    let models = tokio::task::spawn_blocking(move || cat.list())
-        .await
-        .map_err(crate::error::ApiError::internal)??;
+    let models = tokio::task::spawn_blocking(move || {
+        cat.list()
+            .map(|m| crate::catalog::with_adapters(m, &cat.adapters()))
+    })
+    .await
+    .map_err(crate::error::ApiError::internal)??;
     let mut data: Vec<Value> = models.iter().map(model_json).collect();
     data.extend(st.kb.list(&caller).await?.iter().map(kb_json));
     Ok(Json(json!({"object": "list", "data": data})))
@@ -43,8 +46,18 @@ pub async fn one(
         return Ok(Json(v));
     }
     let cat = st.manager.catalog().clone();
-    let e = tokio::task::spawn_blocking(move || cat.entry(&id))
-        .await
-        .map_err(crate::error::ApiError::internal)??;
+    let e = tokio::task::spawn_blocking(move || {
+        let (base, adapter) = crate::manager::split_adapter(&id);
+        let e = cat.entry(base)?;
+        match adapter {
+            None => Ok(e),
+            Some(a) => crate::catalog::with_adapters(vec![e.clone()], &cat.adapters())
+                .into_iter()
+                .find(|m| m.name == format!("{}+{a}", e.name))
+                .ok_or_else(|| crate::error::ApiError::model_not_found(&id)),
+        }
+    })
+    .await
+    .map_err(crate::error::ApiError::internal)??;
     Ok(Json(model_json(&e)))
 }

@@ -563,7 +563,7 @@ async fn start(st: &AppState, p: &Parsed) -> ApiResult<Started> {
     if let Some(c) = &prep.constrained {
         req.processors.push(c.mask());
     }
-    let model = lease.model.entry.name.clone();
+    let model = lease.name();
     let mut job = Generation::start(lease, st, req)?;
     prep.reveal(&mut job);
     Ok(Started {

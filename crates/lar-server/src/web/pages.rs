@@ -26,11 +26,14 @@ pub struct Choice {
 /// Chat models of the store, then the knowledge bases this caller may ask (`kb:NAME`).
 pub async fn choices(st: &AppState, caller: &Caller) -> Vec<Choice> {
     let cat = st.manager.catalog().clone();
-    let models = tokio::task::spawn_blocking(move || cat.list())
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
+    let models = tokio::task::spawn_blocking(move || {
+        cat.list()
+            .map(|m| crate::catalog::with_adapters(m, &cat.adapters()))
+    })
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .unwrap_or_default();
     let mut out: Vec<Choice> = models
         .into_iter()
         .filter(|m| m.kind == Kind::Chat)
