@@ -13,6 +13,7 @@ mod hw;
 mod imatrix;
 mod judge;
 mod kb;
+mod merge;
 mod plan;
 mod plan_remote;
 mod quantize;
@@ -49,6 +50,8 @@ enum Cmd {
     /// Write a GGUF model with its weights in another type (Q4_0 ... Q8_0, Q2_K ... Q6_K, the K_S/K_M/K_L
     /// mixtures), as llama-quantize does, optionally guided by an importance matrix.
     Quantize(quantize::Args),
+    /// Bake a LoRA adapter into its base model's weights (requantized into their own type or --type).
+    Merge(merge::Args),
     /// An importance matrix: which input columns of each weight matter on a text (llama.cpp's imatrix format).
     Imatrix(imatrix::Args),
     /// Measure a model's quality: perplexity on a text (as llama-perplexity does).
@@ -99,6 +102,7 @@ fn main() {
         Cmd::Embed(a) => embed::main(a),
         Cmd::Eval(c) => eval::main(c),
         Cmd::Quantize(a) => quantize::main(a),
+        Cmd::Merge(a) => merge::main(a),
         Cmd::Imatrix(a) => imatrix::main(a),
         Cmd::Runs(c) => runs::main(c),
         Cmd::Plan(a) => plan::main(a),

@@ -25,10 +25,14 @@ fn write_adapter(dir: &Path) {
 
 /// `lar run` greedy, 12 tokens, with `extra` flags: the answer's text.
 fn run(home: &Path, extra: &[&str]) -> String {
+    run_model(home, "smollm2", extra)
+}
+
+fn run_model(home: &Path, model: &str, extra: &[&str]) -> String {
     let o = lar(home)
         .args([
             "run",
-            "smollm2",
+            model,
             PROMPT,
             "--json",
             "--temperature",
@@ -203,5 +207,38 @@ fn an_adapter_runs_from_the_cli_and_is_served_per_request() {
         .expect("lar run");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("qwen2"), "{err}");
+
+    // Baked in: the merged file runs as a plain model; an adapter for another model writes nothing.
+    let merged = home.join("merged.gguf");
+    let o = lar(&home)
+        .args([
+            "merge",
+            "smollm2",
+            &dir_s,
+            "-o",
+            &merged.display().to_string(),
+            "--no-record",
+        ])
+        .output()
+        .expect("lar merge");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let merged_answer = run_model(&home, &merged.display().to_string(), &[]);
+    eprintln!("bare: {bare:?}\nadapter: {adapted:?}\nmerged: {merged_answer:?}");
+    assert_ne!(
+        merged_answer, bare,
+        "the merged model answers with the adapter's change"
+    );
+    let wrong = home.join("wrong.gguf");
+    let o = lar(&home)
+        .args([
+            "merge",
+            "smollm2",
+            &other.display().to_string(),
+            "-o",
+            &wrong.display().to_string(),
+        ])
+        .output()
+        .expect("lar merge");
+    assert!(!o.status.success() && !wrong.exists());
     let _ = std::fs::remove_dir_all(&home);
 }

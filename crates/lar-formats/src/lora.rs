@@ -463,6 +463,24 @@ impl LoraAdapter {
     }
 }
 
+/// The files [`LoraAdapter::open`] reads for `path` (what a record of the adapter hashes).
+pub fn adapter_files(path: &Path) -> Vec<PathBuf> {
+    let dir_files = |d: &Path| {
+        if d.join(PEFT_CONFIG).is_file() {
+            vec![d.join(PEFT_CONFIG), d.join(PEFT_WEIGHTS)]
+        } else {
+            vec![d.join(GGUF_FILE)]
+        }
+    };
+    if path.is_dir() {
+        return dir_files(path);
+    }
+    match (path.file_name().and_then(|n| n.to_str()), path.parent()) {
+        (Some(PEFT_CONFIG | PEFT_WEIGHTS), Some(d)) => dir_files(d),
+        _ => vec![path.to_path_buf()],
+    }
+}
+
 /// PEFT's module path of a GGUF base tensor name (`blk.3.attn_q.weight` -> `model.layers.3.self_attn.q_proj`).
 fn peft_module(name: &str) -> Option<String> {
     if name == "output.weight" {

@@ -7,6 +7,10 @@
 //!
 //! Memory holds one tensor at a time (read from the memory-mapped source, dequantized to f32, quantized on every
 //! core) and the output is written through [`GgufStream`], so a failure (a full disk) leaves nothing behind.
+//!
+//! `lar merge` is the same pass with a LoRA adapter ([`Options::lora`]): each adapted tensor gets `scale * B · A`
+//! added in f32 before it is quantized again (into its own type with [`Options::keep_types`], or Q8_0 where that
+//! type is too coarse to keep the delta; else the file type's).
 
 use std::path::Path;
 use std::time::Instant;
@@ -43,6 +47,11 @@ pub struct Options {
     pub imatrix: Option<Imatrix>,
     /// Threads (0: the physical cores).
     pub threads: usize,
+    /// A LoRA adapter to bake into the weights it adapts, at a strength (`lar merge`).
+    pub lora: Option<(lar_formats::lora::LoraAdapter, f32)>,
+    /// Every tensor keeps its type (`ft` is then only the `general.file_type` written), but for tensors `lora`
+    /// adapts that are below 8 bits: those are written in Q8_0, which keeps the delta.
+    pub keep_types: bool,
 }
 
 impl Options {
@@ -57,6 +66,8 @@ impl Options {
             overrides: Vec::new(),
             imatrix: None,
             threads: 0,
+            lora: None,
+            keep_types: false,
         }
     }
 }
@@ -222,7 +233,15 @@ fn importance(
 /// The metadata of the output: the source's (`general.architecture` first, the rest by name), with the file type
 /// and quantization version set.
 fn metadata(src: &Gguf, o: &Options, dir: Option<&Path>) -> Result<Vec<(String, Value)>> {
-    let ft = o.ft.id();
+    // Types kept: the source's file type stays true.
+    let own = src
+        .get("general.file_type")
+        .and_then(Value::as_u64)
+        .and_then(|v| u32::try_from(v).ok());
+    let ft = match (o.keep_types, own) {
+        (true, Some(v)) => v,
+        _ => o.ft.id(),
+    };
     let source: Vec<(String, Value)> = match dir {
         Some(d) => hf_export::llama_cpp_metadata(src, d)
             .map_err(|e| Error::Invalid(format!("{}: {e}", d.display())))?,
@@ -275,6 +294,15 @@ pub fn quantize(
             src.display()
         )));
     }
+    if let Some((a, _)) = &o.lora
+        && let Some(missing) = a.tensors.keys().find(|n| g.tensor(n).is_none())
+    {
+        return Err(Error::Invalid(format!(
+            "the adapter adapts {missing}, which {} does not hold (a tied output matrix is the embedding \
+             table's): it cannot be baked in",
+            src.display()
+        )));
+    }
     let mut mixture = Mixture::new(
         o.ft,
         ModelFacts::of(&g),
@@ -290,7 +318,25 @@ pub fn quantize(
     for i in llama_order(g.tensors.iter().map(|t| t.name.as_str())) {
         let t = &g.tensors[i];
         let ncols = t.dims.first().copied().unwrap_or(0);
-        chosen[i] = mixture.choose(&t.name, t.dims.len(), ncols, t.ty)?;
+        let adapted = o
+            .lora
+            .as_ref()
+            .is_some_and(|(a, _)| a.tensors.contains_key(&t.name));
+        chosen[i] = if o.keep_types {
+            // A coarse grid snaps a small delta back onto the base's values (measured in tests/merge.rs: a
+            // Q4_1 merge kept almost none of the adapter), so an adapted tensor below 8 bits is written in Q8_0.
+            let fine = matches!(
+                t.ty,
+                GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 | GgmlType::Q8_0
+            );
+            if adapted && !fine && ncols.is_multiple_of(GgmlType::Q8_0.block_size()) {
+                GgmlType::Q8_0
+            } else {
+                t.ty
+            }
+        } else {
+            mixture.choose(&t.name, t.dims.len(), ncols, t.ty)?
+        };
         // llama.cpp's converter writes vectors and norms in F32.
         if hf.is_some()
             && chosen[i] == t.ty
@@ -309,7 +355,7 @@ pub fn quantize(
         let ncols = t.dims.first().copied().unwrap_or(0);
         if ty != t.ty && allows_quantization(&t.name, t.dims.len()) {
             let quantized = !matches!(t.ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16);
-            if quantized && !o.allow_requantize {
+            if quantized && !o.allow_requantize && o.lora.is_none() {
                 return Err(Error::Invalid(format!(
                     "{} is already quantized ({} is {}): give --allow-requantize to quantize it again",
                     src.display(),
@@ -353,13 +399,22 @@ pub fn quantize(
     for (i, (t, spec)) in g.tensors.iter().zip(&specs).enumerate() {
         let data = g.tensor_data(t);
         let permute = hf.is_some() && hf_export::permutes(&arch, &t.name);
-        if spec.ty == t.ty && !permute {
+        let adapted = o
+            .lora
+            .as_ref()
+            .and_then(|(a, s)| Some((a.tensors.get(&t.name)?, a.alpha, *s)));
+        if spec.ty == t.ty && !permute && adapted.is_none() {
             out.write_tensor(data).map_err(io)?;
         } else {
             let n = t.n_elements();
             let ncols = t.dims.first().copied().unwrap_or(n).max(1);
             let mut x = to_f32(t.ty, data, n, ncols, threads)
                 .map_err(|e| Error::Invalid(format!("{}: {e}", t.name)))?;
+            if let Some((p, alpha, strength)) = adapted {
+                // In the base's row order, so before an HF source's Q/K rows are permuted.
+                add_delta(&mut x, p, strength * p.scale(alpha))
+                    .map_err(|e| Error::Invalid(format!("{}: {e}", t.name)))?;
+            }
             if permute {
                 let cols = if t.dims.len() <= 1 { 1 } else { ncols };
                 hf_export::permute_rows(&mut x, cols, hf_export::permute_heads(&g, &t.name))
@@ -401,9 +456,46 @@ pub fn quantize(
     })
 }
 
+/// `w += scale * B · A` for a weight of `[n_out, n_in]` rows.
+fn add_delta(w: &mut [f32], p: &lar_formats::lora::LoraPair, scale: f32) -> Result<()> {
+    if w.len() != p.n_out * p.n_in {
+        return Err(Error::Invalid(format!(
+            "the adapter's [{}, {}] does not match the weight's {} values",
+            p.n_out,
+            p.n_in,
+            w.len()
+        )));
+    }
+    for (o, row) in w.chunks_exact_mut(p.n_in).enumerate() {
+        for r in 0..p.rank {
+            let b = scale * p.b[o * p.rank + r];
+            for (v, a) in row.iter_mut().zip(&p.a[r * p.n_in..(r + 1) * p.n_in]) {
+                *v += b * a;
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_delta_is_b_times_a_scaled() {
+        let p = lar_formats::lora::LoraPair {
+            rank: 2,
+            n_in: 3,
+            n_out: 2,
+            a: vec![1.0, 0.0, 2.0, 0.0, 1.0, 1.0],
+            b: vec![1.0, 2.0, 3.0, 4.0],
+        };
+        let mut w = vec![0.0; 6];
+        add_delta(&mut w, &p, 0.5).unwrap();
+        // B · A = [[1, 2, 4], [3, 4, 10]], halved.
+        assert_eq!(w, [0.5, 1.0, 2.0, 1.5, 2.0, 5.0]);
+        assert!(add_delta(&mut [0.0; 5], &p, 1.0).is_err());
+    }
 
     #[test]
     fn llama_quantizes_only_weight_matrices() {
