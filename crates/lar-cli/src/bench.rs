@@ -48,6 +48,9 @@ pub struct Args {
     /// norms, activation quantization, sampling...) for the prompt and for decode, and the engine's rest.
     #[arg(long)]
     pub profile: bool,
+    /// Measure with a LoRA adapter applied (every request runs with it).
+    #[command(flatten)]
+    pub lora: crate::common::LoraArgs,
 }
 
 const UBATCH: usize = 512;
@@ -157,6 +160,12 @@ pub fn main(args: Args) -> Result<()> {
         threads,
         device,
         max_batch_tokens: UBATCH,
+        loras: args
+            .lora
+            .lora
+            .iter()
+            .map(|p| (crate::common::LoraArgs::NAME.to_string(), p.clone()))
+            .collect(),
         ..Default::default()
     };
     // The engine like any other client: the prompt in chunks of 512 through its scheduler, each generated token
@@ -169,7 +178,8 @@ pub fn main(args: Args) -> Result<()> {
         model,
         &path,
         serde_json::json!({"n_prompt": args.n_prompt, "n_gen": args.n_gen, "repetitions": args.reps,
-                           "threads": threads}),
+                           "threads": threads, "lora": args.lora.lora.as_ref().map(|p| p.display().to_string()),
+                           "lora_scale": args.lora.lora_scale}),
         threads,
         &engine.model().device,
     );
@@ -179,6 +189,7 @@ pub fn main(args: Args) -> Result<()> {
         (args.n_prompt, args.n_gen, args.reps),
         true,
         prof.as_mut(),
+        args.lora.slot(),
     );
     let metrics = match &measured {
         Ok((p, g)) => {
@@ -264,7 +275,7 @@ pub(crate) fn speeds(
     reps: usize,
     bar: bool,
 ) -> Result<(Stats, Stats)> {
-    speeds_with(engine, (n_prompt, n_gen, reps), bar, None)
+    speeds_with(engine, (n_prompt, n_gen, reps), bar, None, None)
 }
 
 /// [`speeds`], each timed run's operations added to `prof`'s phases where it is given.
@@ -273,6 +284,7 @@ fn speeds_with(
     (n_prompt, n_gen, reps): (usize, usize, usize),
     bar: bool,
     mut prof: Option<&mut Profile>,
+    lora: Option<lar_models::LoraSlot>,
 ) -> Result<(Stats, Stats)> {
     let n_vocab = engine.model().n_vocab;
     let mut rng = lar_engine::sampler::Rng::new(42);
@@ -286,7 +298,10 @@ fn speeds_with(
             ignore_eos: true,
             ..SamplingParams::greedy(n)
         };
-        let stream = engine.submit(Request::new(prompt, params))?;
+        let stream = engine.submit(Request {
+            lora,
+            ..Request::new(prompt, params)
+        })?;
         for ev in stream {
             if let Event::Done(f) = ev {
                 return match f.reason {
