@@ -17,3 +17,6 @@ PYT="${LAR_PYTOOLS:-$HOME/.cache/lar/pytools}/bin/python"
 [ -x "$PYT" ] && "$PYT" hf-json-seed.py corpus/gguf/hf-json-seed.gguf
 # Knowledge-base documents: every corpus file (and the bad-input fixtures) behind its format's selector byte.
 (cd .. && cargo run --release -q -p lar-rag --example fuzz-seeds -- fuzz/corpus/documents)
+# LoRA adapters for the lora target's small Llama base, in both forms behind their selector byte (0: GGUF, 1: PEFT's
+# config, 0xFF, its safetensors).
+(cd .. && cargo run --release -q -p lar-testdata --example lora-seeds -- fuzz/corpus/lora)

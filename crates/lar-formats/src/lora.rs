@@ -172,7 +172,11 @@ impl LoraAdapter {
 
     /// Reads a GGUF LoRA adapter as llama.cpp writes it, for the base `hp`.
     pub fn read_gguf(path: &Path, hp: &Hparams) -> Result<Self> {
-        let g = Gguf::open(path)?;
+        Self::from_gguf(&Gguf::open(path)?, hp, path)
+    }
+
+    /// [`Self::read_gguf`] of a parsed file (`path` names it in errors).
+    pub fn from_gguf(g: &Gguf, hp: &Hparams, path: &Path) -> Result<Self> {
         let kind = g.get("general.type").and_then(Value::as_str).unwrap_or("");
         if kind != "adapter" {
             return Err(bad(
@@ -242,22 +246,23 @@ impl LoraAdapter {
 
     /// Reads a PEFT adapter directory, for the base `hp`.
     pub fn read_peft(dir: &Path, hp: &Hparams) -> Result<Self> {
+        let read = |name: &str| {
+            let p = dir.join(name);
+            std::fs::read(&p).map_err(|cause| Error::Io { path: p, cause })
+        };
+        Self::from_peft(&read(PEFT_CONFIG)?, &read(PEFT_WEIGHTS)?, hp, dir)
+    }
+
+    /// [`Self::read_peft`] of the two files' bytes (`dir` names them in errors).
+    pub fn from_peft(config: &[u8], bytes: &[u8], hp: &Hparams, dir: &Path) -> Result<Self> {
         let cfg_path = dir.join(PEFT_CONFIG);
-        let text = std::fs::read_to_string(&cfg_path).map_err(|cause| Error::Io {
-            path: cfg_path.clone(),
-            cause,
-        })?;
-        let cfg: Json = serde_json::from_str(&text)
+        let cfg: Json = serde_json::from_slice(config)
             .map_err(|e| bad(&cfg_path, format!("is not valid JSON: {e}")))?;
         let (alpha, base_model) = peft_config(&cfg_path, &cfg)?;
         let st = dir.join(PEFT_WEIGHTS);
-        let bytes = std::fs::read(&st).map_err(|cause| Error::Io {
-            path: st.clone(),
-            cause,
-        })?;
         let what = st.display().to_string();
         let mut halves = Halves::new();
-        for e in parse_header(&bytes, &what)? {
+        for e in parse_header(bytes, &what)? {
             let (module, which) = if let Some(m) = e.name.strip_suffix(".lora_A.weight") {
                 (m, 0)
             } else if let Some(m) = e.name.strip_suffix(".lora_B.weight") {

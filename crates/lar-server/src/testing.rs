@@ -68,10 +68,12 @@ fn say_template(name: &str) -> Option<&'static str> {
     }
 }
 
-/// The scripted models (see the module's header); `opens` counts loads.
+/// The scripted models (see the module's header); `opens` counts loads; `adapters` are listed as served (the
+/// scripted engines load none, so a request naming one is the manager's 404).
 #[derive(Default)]
 pub struct ScriptedCatalog {
     pub opens: AtomicUsize,
+    pub adapters: Vec<crate::catalog::ServedAdapter>,
 }
 
 pub fn core_config(ctx: usize, n_blocks: usize) -> CoreConfig {
@@ -223,5 +225,9 @@ impl Catalog for ScriptedCatalog {
 
     fn copy(&self, src: &str, _: &str) -> Result<(), ApiError> {
         self.entry(src).map(|_| ())
+    }
+
+    fn adapters(&self) -> Vec<crate::catalog::ServedAdapter> {
+        self.adapters.clone()
     }
 }

@@ -95,6 +95,54 @@ async fn every_page_and_fragment_renders() {
     assert!(a.text().contains("No conversations"));
 }
 
+/// Adapters served with a model are offered by the picker as `MODEL+NAME`, and listed by the APIs the same way;
+/// one the model was not loaded with is a 404 that names the adapters it has.
+#[tokio::test]
+async fn served_adapters_are_offered_as_models() {
+    let catalog = ScriptedCatalog {
+        adapters: vec![lar_server::catalog::ServedAdapter {
+            base: "say:latest".into(),
+            name: "tone".into(),
+            path: "/nowhere".into(),
+        }],
+        ..Default::default()
+    };
+    let t = app_of(catalog, Default::default(), Default::default());
+    let html = get(&t.router, "/ui").await.text();
+    assert!(html.contains("<option value=\"say:latest+tone\""), "{html}");
+    let models = get(&t.router, "/v1/models").await.json();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert!(ids.contains(&"say:latest+tone"), "{ids:?}");
+    let tags = get(&t.router, "/api/tags").await.json();
+    assert!(
+        tags["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "say:latest+tone")
+    );
+    let one = get(&t.router, "/v1/models/say+tone").await;
+    assert_eq!(one.status, 200);
+    assert_eq!(get(&t.router, "/v1/models/say+other").await.status, 404);
+    let list = get(&t.router, "/lora-adapters").await.json();
+    assert_eq!(list[0]["name"], "tone");
+    assert_eq!(list[0]["model"], "say:latest");
+    // The scripted engine was loaded with no adapter: naming one is a 404 saying what the model has.
+    let a = post_json(
+        &t.router,
+        "/v1/chat/completions",
+        &serde_json::json!({"model": "say+tone", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(a.status, 404);
+    assert!(a.text().contains("no adapter 'tone'"), "{}", a.text());
+}
+
 #[tokio::test]
 async fn assets_are_embedded_gzipped_and_cached_by_hash() {
     let t = app();

@@ -69,3 +69,31 @@ pub fn random_lora(
         base_model: None,
     }
 }
+
+/// A small Llama's shape (2 layers, 64 wide, 4 heads of 16, 2 KV heads, 96 FFN, 256 tokens): the base of the
+/// LoRA fuzz target and its seeds.
+pub fn small_llama() -> Hparams {
+    Hparams {
+        arch: "llama".into(),
+        n_layers: 2,
+        n_embd: 64,
+        n_head: 4,
+        n_head_kv: 2,
+        head_dim: 16,
+        n_ff: 96,
+        n_vocab: 256,
+        ctx_train: 256,
+        rms_eps: 1e-5,
+        rope_neox: false,
+        rope_dim: 16,
+        rope_base: 10000.0,
+        rope_base_swa: 10000.0,
+        sliding_window: None,
+        swa_pattern: 0,
+        attn_scale: 0.25,
+        embed_scale: 1.0,
+        activation: lar_formats::Activation::Silu,
+        fused_qkv: false,
+        fused_gate_up: false,
+    }
+}

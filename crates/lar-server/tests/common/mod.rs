@@ -44,7 +44,12 @@ impl TestApp {
 }
 
 pub fn app_with(mcfg: ManagerConfig, scfg: ServerConfig) -> TestApp {
-    let catalog = Arc::new(ScriptedCatalog::default());
+    app_of(ScriptedCatalog::default(), mcfg, scfg)
+}
+
+/// The app on `catalog`.
+pub fn app_of(catalog: ScriptedCatalog, mcfg: ManagerConfig, scfg: ServerConfig) -> TestApp {
+    let catalog = Arc::new(catalog);
     let manager = Manager::new(catalog.clone(), mcfg);
     let state = AppState::new(manager, scfg);
     TestApp {
