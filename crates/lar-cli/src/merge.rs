@@ -6,10 +6,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow};
-use indicatif::{ProgressBar, ProgressStyle};
 use lar_formats::lora::LoraAdapter;
 use lar_lab::mixture::FileType;
-use lar_lab::quantize::{self, Options};
+use lar_lab::quantize::Options;
 use serde_json::json;
 
 use crate::common::model_path;
@@ -67,18 +66,7 @@ pub fn main(a: Args) -> Result<()> {
         threads,
         "cpu",
     );
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("merge {bar:30} {pos}/{len} tensors {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let result = quantize::quantize(&src, &a.output, &o, &mut |done, total, name| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-        bar.set_message(name.to_string());
-    })
-    .map_err(anyhow::Error::from);
-    bar.finish_and_clear();
+    let result = crate::quantize::with_bar("merge", &src, &a.output, &o);
     rec.artifact(&a.output);
     let adapter_sha = lar_formats::lora::adapter_files(&a.adapter)
         .into_iter()

@@ -49,6 +49,30 @@ pub struct Args {
     pub no_record: bool,
 }
 
+/// [`quantize::quantize`] with a progress bar of tensors labelled `what`.
+pub fn with_bar(
+    what: &str,
+    src: &std::path::Path,
+    dst: &std::path::Path,
+    o: &Options,
+) -> Result<quantize::Summary> {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{what} {{bar:30}} {{pos}}/{{len}} tensors {{msg}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let result = quantize::quantize(src, dst, o, &mut |done, total, name| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(name.to_string());
+    })
+    .map_err(anyhow::Error::from);
+    bar.finish_and_clear();
+    result
+}
+
 pub fn main(a: Args) -> Result<()> {
     let ft = FileType::parse(&a.ty).map_err(|e| anyhow!("--type: {e}"))?;
     let output_type = a
@@ -105,18 +129,7 @@ pub fn main(a: Args) -> Result<()> {
         threads,
         "cpu",
     );
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("quantize {bar:30} {pos}/{len} tensors {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let result = quantize::quantize(&src, &a.output, &o, &mut |done, total, name| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-        bar.set_message(name.to_string());
-    })
-    .map_err(anyhow::Error::from);
-    bar.finish_and_clear();
+    let result = with_bar("quantize", &src, &a.output, &o);
     let out_sha = result.as_ref().ok().and_then(|_| rec.artifact(&a.output));
     let metrics = result.as_ref().map_or(Vec::new(), |s| {
         vec![

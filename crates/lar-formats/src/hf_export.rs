@@ -42,32 +42,17 @@ pub fn permutes(arch: &str, name: &str) -> bool {
 /// llama.cpp's `LlamaModel.permute`: within each of `heads` heads, row `j * half + i` (the two rotate-half
 /// halves) moves to `2 * i + j` (adjacent pairs). `x` holds rows of `ncols`.
 pub fn permute_rows(x: &mut [f32], ncols: usize, heads: usize) -> Result<()> {
-    let rows = x.len() / ncols.max(1);
-    if heads == 0 || !rows.is_multiple_of(2 * heads) {
-        return Err(bad(
-            "permute",
-            format!("{rows} rows do not split into {heads} heads of pairs"),
-        ));
-    }
-    let hd = rows / heads;
-    let half = hd / 2;
-    let src = x.to_vec();
-    for h in 0..heads {
-        for j in 0..2 {
-            for i in 0..half {
-                let from = h * hd + j * half + i;
-                let to = h * hd + 2 * i + j;
-                x[to * ncols..(to + 1) * ncols]
-                    .copy_from_slice(&src[from * ncols..(from + 1) * ncols]);
-            }
-        }
-    }
-    Ok(())
+    move_rows(x, ncols, heads, true)
 }
 
 /// The inverse of [`permute_rows`]: adjacent pairs back to rotate-half order (what a Hugging Face checkpoint, and
 /// so a PEFT adapter, holds).
 pub fn unpermute_rows(x: &mut [f32], ncols: usize, heads: usize) -> Result<()> {
+    move_rows(x, ncols, heads, false)
+}
+
+/// Row `j * half + i` of each head to `2 * i + j` (`to_pairs`), or back.
+fn move_rows(x: &mut [f32], ncols: usize, heads: usize, to_pairs: bool) -> Result<()> {
     let rows = x.len() / ncols.max(1);
     if heads == 0 || !rows.is_multiple_of(2 * heads) {
         return Err(bad(
@@ -81,8 +66,12 @@ pub fn unpermute_rows(x: &mut [f32], ncols: usize, heads: usize) -> Result<()> {
     for h in 0..heads {
         for j in 0..2 {
             for i in 0..half {
-                let to = h * hd + j * half + i;
-                let from = h * hd + 2 * i + j;
+                let (halves, pairs) = (h * hd + j * half + i, h * hd + 2 * i + j);
+                let (from, to) = if to_pairs {
+                    (halves, pairs)
+                } else {
+                    (pairs, halves)
+                };
                 x[to * ncols..(to + 1) * ncols]
                     .copy_from_slice(&src[from * ncols..(from + 1) * ncols]);
             }

@@ -255,3 +255,46 @@ fn a_failed_write_leaves_no_partial_file() {
         .collect();
     assert_eq!(names, ["out"]);
 }
+
+/// PEFT saves an adapter in its model's dtype (BF16 or F16 for most): those tensors are read too.
+#[test]
+fn peft_adapters_in_bf16_and_f16_are_read() {
+    let hp = hp("llama", true);
+    let a = adapter(&hp);
+    let (config, weights) = a.peft_bytes(&hp).unwrap();
+    let entries = parse_header(&weights, "peft").unwrap();
+    // The same tensors again: A in BF16, B in F16.
+    let mut header = serde_json::Map::new();
+    let mut data = Vec::new();
+    for e in &entries {
+        let mut v = vec![0f32; e.shape.iter().product()];
+        floats_to_f32(crate::GgmlType::F32, &weights[e.start..e.end], &mut v);
+        let bf16 = e.name.contains("lora_A");
+        let start = data.len();
+        for x in v {
+            let bits = if bf16 {
+                half::bf16::from_f32(x).to_bits()
+            } else {
+                half::f16::from_f32(x).to_bits()
+            };
+            data.extend(bits.to_le_bytes());
+        }
+        header.insert(
+            e.name.clone(),
+            serde_json::json!({"dtype": if bf16 { "BF16" } else { "F16" }, "shape": e.shape,
+                               "data_offsets": [start, data.len()]}),
+        );
+    }
+    let head = Json::Object(header).to_string().into_bytes();
+    let mut file = (head.len() as u64).to_le_bytes().to_vec();
+    file.extend(head);
+    file.extend(data);
+    let back = LoraAdapter::from_peft(&config, &file, &hp, Path::new("x")).unwrap();
+    for (name, p) in &a.tensors {
+        let q = &back.tensors[name];
+        let close =
+            |x: &[f32], y: &[f32], tol: f32| x.iter().zip(y).all(|(u, v)| (u - v).abs() <= tol);
+        assert!(close(&p.a, &q.a, 4e-3) && close(&p.b, &q.b, 5e-4), "{name}");
+        assert_ne!(p.a, q.a, "{name}: A went through BF16");
+    }
+}

@@ -29,18 +29,7 @@ fn load_forced(golden: &str) -> Forced {
     let f = &json["forced"];
     Forced {
         ids: testdata::golden_ids(&f["ids"]),
-        top8: f["top8"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|row| {
-                row.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|p| (p[0].as_u64().unwrap() as u32, p[1].as_f64().unwrap() as f32))
-                    .collect()
-            })
-            .collect(),
+        top8: testdata::golden_top8(&f["top8"]),
         noise_agreement: json["noise"]["top1_agreement"].as_f64().unwrap(),
         noise_diff: json["noise"]["mean_abs_diff"].as_f64().unwrap() as f32,
     }

@@ -174,34 +174,18 @@ fn against_llama_cpp(file: &str, golden: &str) {
         "the adapter is not the one the golden was made with (rerun scripts/make-lora-goldens.py)"
     );
     let ids = testdata::golden_ids(&g["forced"]["ids"]);
-    let top8: Vec<Vec<(usize, f32)>> = g["forced"]["top8"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| {
-            row.as_array()
-                .unwrap()
-                .iter()
-                .map(|p| {
-                    (
-                        p[0].as_u64().unwrap() as usize,
-                        p[1].as_f64().unwrap() as f32,
-                    )
-                })
-                .collect()
-        })
-        .collect();
+    let top8 = testdata::golden_top8(&g["forced"]["top8"]);
     let score = |rows: &[Vec<f32>]| {
         let (mut agree, mut diff, mut near_tie_ok) = (0usize, 0f64, true);
         for (row, top) in rows.iter().zip(&top8) {
-            if testdata::argmax(row) == top[0].0 {
+            if testdata::argmax(row) == top[0].0 as usize {
                 agree += 1;
             } else if top[0].1 - top[1].1 > 0.75 {
                 near_tie_ok = false;
             }
             diff += top
                 .iter()
-                .map(|&(i, l)| (row[i] - l).abs() as f64)
+                .map(|&(i, l)| (row[i as usize] - l).abs() as f64)
                 .sum::<f64>()
                 / 8.0;
         }

@@ -69,6 +69,24 @@ pub fn argmax(x: &[f32]) -> usize {
         .0
 }
 
+/// A golden file's `top8` rows (llama.cpp's best (id, logit) pairs per position).
+pub fn golden_top8(v: &serde_json::Value) -> Vec<Vec<(u32, f32)>> {
+    v.as_array()
+        .expect("golden top8")
+        .iter()
+        .map(|row| {
+            row.as_array()
+                .expect("a row of top8")
+                .iter()
+                .map(|p| {
+                    let id = p[0].as_u64().expect("an id") as u32;
+                    (id, p[1].as_f64().expect("a logit") as f32)
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// Logits per position against a golden file's `logits` (llama.cpp's): panics where the argmax differs or the
 /// counts do, and returns the largest |difference|.
 pub fn max_diff_vs_golden(rows: &[Vec<f32>], golden: &serde_json::Value, what: &str) -> f32 {
