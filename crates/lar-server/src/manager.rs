@@ -15,11 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::StatusCode;
+use lar_models::LoraSlot;
 use tokio::sync::watch;
 
 use crate::catalog::{Catalog, LoadOptions, ModelEntry, Opened, Runner};
 use crate::error::{ApiError, ApiResult};
-use lar_models::LoraSlot;
 
 /// How long an idle model stays loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
