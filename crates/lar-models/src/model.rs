@@ -21,7 +21,8 @@ use crate::tensor::{ActSet, SyncPtr, Weight, load_vector, matmul, matmul_many};
 pub use lar_formats::hparams::{Activation, Hparams};
 pub use lar_kernels::SeqBatch;
 
-pub(crate) struct Layer {
+/// One block's weights (read-only outside this crate: training reads them through [`Model::layer`]).
+pub struct Layer {
     pub attn_norm: Vec<f32>,
     pub wq: Weight,
     pub wk: Weight,
@@ -210,6 +211,35 @@ impl Model {
     /// The adapters added, by id.
     pub fn loras(&self) -> &[Lora] {
         &self.loras
+    }
+
+    /// Block `i`'s weights (for training, which runs its own forward and backward over them).
+    pub fn layer(&self, i: usize) -> &Layer {
+        &self.layers[i]
+    }
+
+    /// Block `i`'s weights, to change (tests of training give a block the norms another architecture has).
+    pub fn layer_mut(&mut self, i: usize) -> &mut Layer {
+        &mut self.layers[i]
+    }
+
+    /// The token embedding table (rows in the file's layout).
+    pub fn token_embedding(&self) -> &Weight {
+        &self.tok_embd
+    }
+
+    /// The output matrix (the embedding table again where the file ties them) and the final norm's weights.
+    pub fn output_head(&self) -> (&Weight, &[f32]) {
+        (&self.output, &self.output_norm)
+    }
+
+    /// The rotary frequencies block `layer` runs with (sliding-window layers may have their own base).
+    pub fn rope_freqs(&self, layer: usize) -> &[f32] {
+        if self.hp.is_swa_layer(layer) {
+            &self.inv_freq_swa
+        } else {
+            &self.inv_freq
+        }
     }
 
     /// Each sequence's adapter and strength, if it runs with one.

@@ -1,0 +1,582 @@
+//! The loss of a batch and its gradient with respect to the adapter, over the model's frozen weights.
+//!
+//! The forward is the engine's math (same norms, rotary embeddings, activations, quantized matmuls), run over a
+//! batch of packed sequences. Gradient checkpointing: the first pass keeps only each block's input; the backward
+//! runs each block's forward again from its input, keeping that one block's activations ([`Tape`]), and goes back
+//! through it. So memory is the weights, the adapter and its optimizer state, one residual row per token and block,
+//! and one block's activations. The output head's logits are computed only for the tokens that carry loss, a few
+//! rows at a time.
+//!
+//! `reference: true` swaps every frozen product for its plain twin (dequantized rows, f32 sums): the exact function
+//! the finite-difference checks differentiate.
+
+use std::ops::Range;
+
+use lar_kernels::pool::ThreadPool;
+use lar_kernels::tensor::Weight;
+use lar_models::Model;
+use lar_models::model::Layer;
+
+use crate::adapter::Adapter;
+use crate::attention::{self, Probs, Shape};
+use crate::error::{Error, Result};
+use crate::linear::{self, Pair};
+use crate::ops;
+use crate::rng::Rng;
+
+/// Packed sequences and what each position is trained to predict.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    pub tokens: Vec<u32>,
+    /// Each sequence's range of `tokens`; positions restart at 0 in each.
+    pub segs: Vec<Range<usize>>,
+    /// `targets[t]`: the token position `t` should predict (its sequence's next token).
+    pub targets: Vec<u32>,
+    /// The weight of position `t`'s loss (0: not trained on).
+    pub weights: Vec<f32>,
+}
+
+impl Batch {
+    /// Appends one sequence; `loss[i]` says whether token `i` is trained on (predicted from token `i - 1`).
+    pub fn push(&mut self, tokens: &[u32], loss: &[bool]) {
+        let start = self.tokens.len();
+        self.tokens.extend_from_slice(tokens);
+        self.segs.push(start..self.tokens.len());
+        for i in 0..tokens.len() {
+            let next = tokens.get(i + 1).copied();
+            self.targets.push(next.unwrap_or(0));
+            let trained = next.is_some() && loss.get(i + 1).copied().unwrap_or(false);
+            self.weights.push(if trained { 1.0 } else { 0.0 });
+        }
+    }
+
+    /// Positions that carry loss.
+    pub fn n_loss(&self) -> usize {
+        self.weights.iter().filter(|w| **w != 0.0).count()
+    }
+
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+}
+
+/// LoRA dropout: the probability and the key of this batch's masks (a block's masks are the same when its forward
+/// runs again in the backward).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Dropout {
+    pub p: f32,
+    pub seed: u64,
+}
+
+/// A model's frozen weights seen as a function of the adapter.
+pub struct Net<'a> {
+    pub model: &'a Model,
+    pub pool: &'a ThreadPool,
+    /// Plain twins instead of the engine's kernels (finite-difference checks).
+    pub reference: bool,
+}
+
+/// What a projection's LoRA keeps for its backward: the input the LoRA saw (after dropout), the mask's factors,
+/// and `u = x · Aᵀ`.
+#[derive(Default)]
+struct Saved {
+    xd: Option<Vec<f32>>,
+    keep: Option<Vec<f32>>,
+    u: Vec<f32>,
+}
+
+/// One block's activations, kept for its backward.
+#[derive(Default)]
+struct Tape {
+    xn1: Vec<f32>,
+    q_raw: Vec<f32>,
+    k_raw: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    probs: Option<Probs>,
+    att: Vec<f32>,
+    o_raw: Vec<f32>,
+    x2: Vec<f32>,
+    xn2: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    h: Vec<f32>,
+    down_raw: Vec<f32>,
+    lora: [Option<Saved>; 7],
+}
+
+const Q: usize = 0;
+const K: usize = 1;
+const V: usize = 2;
+const O: usize = 3;
+const GATE: usize = 4;
+const UP: usize = 5;
+const DOWN: usize = 6;
+
+/// Rows of logits computed at once in the output head.
+const HEAD_ROWS: usize = 32;
+
+impl<'a> Net<'a> {
+    pub fn new(model: &'a Model, pool: &'a ThreadPool) -> Self {
+        Self {
+            model,
+            pool,
+            reference: false,
+        }
+    }
+
+    /// Checks that this model can be trained here and the batch fits it.
+    fn check(&self, ad: &Adapter, batch: &Batch) -> Result<()> {
+        let hp = &self.model.hp;
+        if ad.layers.len() != hp.n_layers {
+            return Err(Error::Invalid(format!(
+                "the adapter has {} blocks, the model {}",
+                ad.layers.len(),
+                hp.n_layers
+            )));
+        }
+        if let Some(t) = batch.tokens.iter().find(|t| **t as usize >= hp.n_vocab) {
+            return Err(Error::Invalid(format!(
+                "token {t} is outside the vocabulary ({})",
+                hp.n_vocab
+            )));
+        }
+        if batch.targets.len() != batch.len() || batch.weights.len() != batch.len() {
+            return Err(Error::Invalid(
+                "batch targets and weights do not match its tokens".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Σ weight · cross-entropy of the batch, without gradients (evaluation).
+    pub fn loss(&self, ad: &Adapter, batch: &Batch) -> Result<f32> {
+        self.check(ad, batch)?;
+        let mut x = self.embed(&batch.tokens);
+        let pos = positions(&batch.segs);
+        for il in 0..self.model.hp.n_layers {
+            x = self.block(
+                il,
+                ad,
+                &x,
+                batch,
+                &pos,
+                Dropout::default(),
+                &mut Tape::default(),
+            );
+        }
+        Ok(self.head(&x, batch, None))
+    }
+
+    /// Σ weight · cross-entropy of the batch; adds its gradient with respect to the adapter to `grads`.
+    pub fn loss_and_grad(
+        &self,
+        ad: &Adapter,
+        batch: &Batch,
+        dropout: Dropout,
+        grads: &mut Adapter,
+    ) -> Result<f32> {
+        self.check(ad, batch)?;
+        let hp = &self.model.hp;
+        let pos = positions(&batch.segs);
+        // The forward, keeping each block's input only.
+        let mut inputs = Vec::with_capacity(hp.n_layers);
+        let mut x = self.embed(&batch.tokens);
+        for il in 0..hp.n_layers {
+            let next = self.block(il, ad, &x, batch, &pos, dropout, &mut Tape::default());
+            inputs.push(std::mem::replace(&mut x, next));
+        }
+        let mut dx = vec![0f32; x.len()];
+        let loss = self.head(&x, batch, Some(&mut dx));
+        drop(x);
+        for il in (0..hp.n_layers).rev() {
+            let input = inputs.pop().expect("one input per block");
+            let mut tape = Tape::default();
+            self.block(il, ad, &input, batch, &pos, dropout, &mut tape);
+            dx = self.block_backward(il, ad, &input, batch, &pos, dropout, &tape, &dx, grads);
+        }
+        Ok(loss)
+    }
+
+    fn embed(&self, tokens: &[u32]) -> Vec<f32> {
+        let hp = &self.model.hp;
+        let d = hp.n_embd;
+        let mut x = vec![0f32; tokens.len() * d];
+        for (row, &t) in x.chunks_exact_mut(d).zip(tokens) {
+            self.model.token_embedding().dequantize_row(t as usize, row);
+            if hp.embed_scale != 1.0 {
+                row.iter_mut().for_each(|v| *v *= hp.embed_scale);
+            }
+        }
+        x
+    }
+
+    fn frozen(&self, w: &Weight, x: &[f32], out: &mut [f32]) {
+        if self.reference {
+            linear::frozen_reference(w, x, out);
+        } else {
+            linear::frozen(w, x, out, self.pool);
+        }
+    }
+
+    fn frozen_backward(&self, w: &Weight, dy: &[f32], dx: &mut [f32]) {
+        if self.reference {
+            linear::frozen_backward_reference(w, dy, dx);
+        } else {
+            linear::frozen_backward(w, dy, dx, self.pool);
+        }
+    }
+
+    /// `out = x · Wᵀ (+ the LoRA's delta)`, keeping what the LoRA's backward needs.
+    #[allow(clippy::too_many_arguments)]
+    fn project(
+        &self,
+        il: usize,
+        t: usize,
+        w: &Weight,
+        ad: &Adapter,
+        drop: Dropout,
+        x: &[f32],
+        out: &mut [f32],
+    ) -> Option<Saved> {
+        self.frozen(w, x, out);
+        let p = ad.pair(il, t)?;
+        let n = x.len() / p.n_in;
+        let mut saved = Saved {
+            u: vec![0f32; n * p.rank],
+            ..Default::default()
+        };
+        if drop.p > 0.0 {
+            let mut rng = Rng::keyed(drop.seed, &[il as u64, t as u64]);
+            let f = 1.0 / (1.0 - drop.p);
+            let keep: Vec<f32> = (0..x.len())
+                .map(|_| if rng.next_f32() < drop.p { 0.0 } else { f })
+                .collect();
+            let xd: Vec<f32> = x.iter().zip(&keep).map(|(a, k)| a * k).collect();
+            linear::lora_forward(p, ad.scale(), &xd, &mut saved.u, out);
+            saved.xd = Some(xd);
+            saved.keep = Some(keep);
+        } else {
+            linear::lora_forward(p, ad.scale(), x, &mut saved.u, out);
+        }
+        Some(saved)
+    }
+
+    /// Adds `dy · W` and the LoRA's share to `dx`, and the LoRA's gradient to `grads`.
+    #[allow(clippy::too_many_arguments)]
+    fn project_backward(
+        &self,
+        il: usize,
+        t: usize,
+        w: &Weight,
+        ad: &Adapter,
+        saved: Option<&Saved>,
+        x: &[f32],
+        dy: &[f32],
+        dx: &mut [f32],
+        grads: &mut Adapter,
+    ) {
+        self.frozen_backward(w, dy, dx);
+        let (Some(p), Some(s)) = (ad.pair(il, t), saved) else {
+            return;
+        };
+        let g = grads.layers[il][t]
+            .as_mut()
+            .expect("the gradient has the adapter's shape");
+        match (&s.xd, &s.keep) {
+            (Some(xd), Some(keep)) => {
+                let mut dxd = vec![0f32; x.len()];
+                linear::lora_backward(p, ad.scale(), xd, &s.u, dy, g, &mut dxd);
+                for ((d, a), k) in dx.iter_mut().zip(&dxd).zip(keep) {
+                    *d += a * k;
+                }
+            }
+            _ => linear::lora_backward(p, ad.scale(), x, &s.u, dy, g, dx),
+        }
+    }
+
+    fn shape(&self, il: usize) -> Shape {
+        let hp = &self.model.hp;
+        Shape {
+            n_head: hp.n_head,
+            n_head_kv: hp.n_head_kv,
+            head_dim: hp.head_dim,
+            scale: hp.attn_scale,
+            window: hp.sliding_window.filter(|_| hp.is_swa_layer(il)),
+        }
+    }
+
+    /// Block `il`'s forward from its input `x`; its activations go to `tape`.
+    #[allow(clippy::too_many_arguments)]
+    fn block(
+        &self,
+        il: usize,
+        ad: &Adapter,
+        x: &[f32],
+        batch: &Batch,
+        pos: &[usize],
+        drop: Dropout,
+        tape: &mut Tape,
+    ) -> Vec<f32> {
+        let hp = &self.model.hp;
+        let l: &Layer = self.model.layer(il);
+        let (d, hd, nh, nkv, ff) = (hp.n_embd, hp.head_dim, hp.n_head, hp.n_head_kv, hp.n_ff);
+        let n = batch.len();
+        let eps = hp.rms_eps;
+        tape.xn1 = vec![0f32; n * d];
+        ops::rms_norm_rows(x, &l.attn_norm, eps, d, &mut tape.xn1);
+        let mut q = vec![0f32; n * nh * hd];
+        let mut k = vec![0f32; n * nkv * hd];
+        let mut v = vec![0f32; n * nkv * hd];
+        tape.lora[Q] = self.project(il, Q, &l.wq, ad, drop, &tape.xn1, &mut q);
+        tape.lora[K] = self.project(il, K, &l.wk, ad, drop, &tape.xn1, &mut k);
+        tape.lora[V] = self.project(il, V, &l.wv, ad, drop, &tape.xn1, &mut v);
+        add_bias(&mut q, l.bq.as_deref());
+        add_bias(&mut k, l.bk.as_deref());
+        add_bias(&mut v, l.bv.as_deref());
+        tape.q_raw = q.clone();
+        tape.k_raw = k.clone();
+        let freqs = self.model.rope_freqs(il);
+        for (heads, norm) in [(&mut q, &l.q_norm), (&mut k, &l.k_norm)] {
+            let per_tok = heads.len() / n;
+            for (t, row) in heads.chunks_exact_mut(per_tok).enumerate() {
+                for head in row.chunks_exact_mut(hd) {
+                    if let Some(w) = norm {
+                        let src = head.to_vec();
+                        lar_kernels::ops::rms_norm(&src, w, eps, head);
+                    }
+                    lar_kernels::ops::rope(&mut head[..hp.rope_dim], pos[t], freqs, hp.rope_neox);
+                }
+            }
+        }
+        let mut att = vec![0f32; n * nh * hd];
+        tape.probs = Some(attention::forward(
+            &self.shape(il),
+            &batch.segs,
+            &q,
+            &k,
+            &v,
+            &mut att,
+            self.pool,
+        ));
+        (tape.q, tape.k, tape.v) = (q, k, v);
+        let mut o = vec![0f32; n * d];
+        tape.lora[O] = self.project(il, O, &l.wo, ad, drop, &att, &mut o);
+        tape.att = att;
+        tape.o_raw = o.clone();
+        if let Some(w) = &l.post_attn_norm {
+            ops::rms_norm_rows(&tape.o_raw, w, eps, d, &mut o);
+        }
+        let mut x2 = x.to_vec();
+        add(&mut x2, &o);
+        tape.xn2 = vec![0f32; n * d];
+        ops::rms_norm_rows(&x2, &l.ffn_norm, eps, d, &mut tape.xn2);
+        tape.x2 = x2;
+        let (mut gate, mut up) = (vec![0f32; n * ff], vec![0f32; n * ff]);
+        tape.lora[GATE] = self.project(il, GATE, &l.gate, ad, drop, &tape.xn2, &mut gate);
+        tape.lora[UP] = self.project(il, UP, &l.up, ad, drop, &tape.xn2, &mut up);
+        let mut h = vec![0f32; n * ff];
+        ops::gated(hp.activation, &gate, &up, &mut h);
+        (tape.gate, tape.up) = (gate, up);
+        let mut down = vec![0f32; n * d];
+        tape.lora[DOWN] = self.project(il, DOWN, &l.down, ad, drop, &h, &mut down);
+        tape.h = h;
+        tape.down_raw = down.clone();
+        if let Some(w) = &l.post_ffn_norm {
+            ops::rms_norm_rows(&tape.down_raw, w, eps, d, &mut down);
+        }
+        let mut out = tape.x2.clone();
+        add(&mut out, &down);
+        out
+    }
+
+    /// Block `il`'s backward: the gradient of its input from that of its output; its LoRA's gradients to `grads`.
+    #[allow(clippy::too_many_arguments)]
+    fn block_backward(
+        &self,
+        il: usize,
+        ad: &Adapter,
+        x: &[f32],
+        batch: &Batch,
+        pos: &[usize],
+        _drop: Dropout,
+        tape: &Tape,
+        dout: &[f32],
+        grads: &mut Adapter,
+    ) -> Vec<f32> {
+        let hp = &self.model.hp;
+        let l: &Layer = self.model.layer(il);
+        let (d, hd, nh, nkv, ff) = (hp.n_embd, hp.head_dim, hp.n_head, hp.n_head_kv, hp.n_ff);
+        let n = batch.len();
+        let eps = hp.rms_eps;
+        // out = x2 + post_ffn_norm(down_raw)
+        let mut dx2 = dout.to_vec();
+        let mut ddown = match &l.post_ffn_norm {
+            Some(w) => {
+                let mut g = vec![0f32; n * d];
+                ops::rms_norm_rows_backward_add(&tape.down_raw, w, eps, d, dout, &mut g);
+                g
+            }
+            None => dout.to_vec(),
+        };
+        let mut dh = vec![0f32; n * ff];
+        let saved = tape.lora[DOWN].as_ref();
+        self.project_backward(
+            il, DOWN, &l.down, ad, saved, &tape.h, &ddown, &mut dh, grads,
+        );
+        ddown.clear();
+        let (mut dgate, mut dup) = (vec![0f32; n * ff], vec![0f32; n * ff]);
+        ops::gated_backward(
+            hp.activation,
+            &tape.gate,
+            &tape.up,
+            &dh,
+            &mut dgate,
+            &mut dup,
+        );
+        drop(dh);
+        let mut dxn2 = vec![0f32; n * d];
+        let saved = tape.lora[GATE].as_ref();
+        self.project_backward(
+            il, GATE, &l.gate, ad, saved, &tape.xn2, &dgate, &mut dxn2, grads,
+        );
+        let saved = tape.lora[UP].as_ref();
+        self.project_backward(il, UP, &l.up, ad, saved, &tape.xn2, &dup, &mut dxn2, grads);
+        ops::rms_norm_rows_backward_add(&tape.x2, &l.ffn_norm, eps, d, &dxn2, &mut dx2);
+        // x2 = x + post_attn_norm(o_raw)
+        let mut dx = dx2.clone();
+        let do_raw = match &l.post_attn_norm {
+            Some(w) => {
+                let mut g = vec![0f32; n * d];
+                ops::rms_norm_rows_backward_add(&tape.o_raw, w, eps, d, &dx2, &mut g);
+                g
+            }
+            None => dx2,
+        };
+        let mut datt = vec![0f32; n * nh * hd];
+        let saved = tape.lora[O].as_ref();
+        self.project_backward(
+            il, O, &l.wo, ad, saved, &tape.att, &do_raw, &mut datt, grads,
+        );
+        let (mut dq, mut dk, mut dv) = (
+            vec![0f32; n * nh * hd],
+            vec![0f32; n * nkv * hd],
+            vec![0f32; n * nkv * hd],
+        );
+        let probs = tape.probs.as_ref().expect("the block's forward ran");
+        attention::backward(
+            &self.shape(il),
+            &batch.segs,
+            (&tape.q, &tape.k, &tape.v),
+            &tape.att,
+            probs,
+            &datt,
+            (&mut dq, &mut dk, &mut dv),
+            self.pool,
+        );
+        let freqs = self.model.rope_freqs(il);
+        for (grad, raw, norm) in [
+            (&mut dq, &tape.q_raw, &l.q_norm),
+            (&mut dk, &tape.k_raw, &l.k_norm),
+        ] {
+            let per_tok = grad.len() / n;
+            for (t, (row, raw_row)) in grad
+                .chunks_exact_mut(per_tok)
+                .zip(raw.chunks_exact(per_tok))
+                .enumerate()
+            {
+                for (head, raw_head) in row.chunks_exact_mut(hd).zip(raw_row.chunks_exact(hd)) {
+                    ops::rope_backward(&mut head[..hp.rope_dim], pos[t], freqs, hp.rope_neox);
+                    if let Some(w) = norm {
+                        let g = head.to_vec();
+                        ops::rms_norm_backward(raw_head, w, eps, &g, head);
+                    }
+                }
+            }
+        }
+        let mut dxn1 = vec![0f32; n * d];
+        for (t, w, g) in [(Q, &l.wq, &dq), (K, &l.wk, &dk), (V, &l.wv, &dv)] {
+            let saved = tape.lora[t].as_ref();
+            self.project_backward(il, t, w, ad, saved, &tape.xn1, g, &mut dxn1, grads);
+        }
+        ops::rms_norm_rows_backward_add(x, &l.attn_norm, eps, d, &dxn1, &mut dx);
+        dx
+    }
+
+    /// The output head over the rows that carry loss: Σ weight · cross-entropy; with `dx`, the gradient of the
+    /// final residual stream `x`.
+    fn head(&self, x: &[f32], batch: &Batch, mut dx: Option<&mut Vec<f32>>) -> f32 {
+        let hp = &self.model.hp;
+        let (d, nv) = (hp.n_embd, hp.n_vocab);
+        let (output, norm) = self.model.output_head();
+        let rows: Vec<usize> = (0..batch.len())
+            .filter(|&t| batch.weights[t] != 0.0)
+            .collect();
+        let mut loss = 0f32;
+        for chunk in rows.chunks(HEAD_ROWS) {
+            let mut xn = vec![0f32; chunk.len() * d];
+            for (j, &t) in chunk.iter().enumerate() {
+                lar_kernels::ops::rms_norm(
+                    &x[t * d..(t + 1) * d],
+                    norm,
+                    hp.rms_eps,
+                    &mut xn[j * d..(j + 1) * d],
+                );
+            }
+            let mut logits = vec![0f32; chunk.len() * nv];
+            self.frozen(output, &xn, &mut logits);
+            for (j, &t) in chunk.iter().enumerate() {
+                let row = &mut logits[j * nv..(j + 1) * nv];
+                let w = batch.weights[t];
+                loss += w * ops::cross_entropy(row, batch.targets[t] as usize, w);
+            }
+            if let Some(dx) = dx.as_deref_mut() {
+                let mut dxn = vec![0f32; chunk.len() * d];
+                self.frozen_backward(output, &logits, &mut dxn);
+                for (j, &t) in chunk.iter().enumerate() {
+                    let mut g = vec![0f32; d];
+                    ops::rms_norm_backward(
+                        &x[t * d..(t + 1) * d],
+                        norm,
+                        hp.rms_eps,
+                        &dxn[j * d..(j + 1) * d],
+                        &mut g,
+                    );
+                    for (a, b) in dx[t * d..(t + 1) * d].iter_mut().zip(&g) {
+                        *a += b;
+                    }
+                }
+            }
+        }
+        loss
+    }
+}
+
+/// Each token's position within its sequence.
+fn positions(segs: &[Range<usize>]) -> Vec<usize> {
+    segs.iter().flat_map(|s| 0..s.len()).collect()
+}
+
+fn add_bias(x: &mut [f32], b: Option<&[f32]>) {
+    if let Some(b) = b {
+        for row in x.chunks_exact_mut(b.len()) {
+            add(row, b);
+        }
+    }
+}
+
+fn add(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+/// The pair of block `il`'s projection `t`, for tests that perturb one weight.
+pub fn pair_mut(ad: &mut Adapter, il: usize, t: usize) -> Option<&mut Pair> {
+    ad.layers.get_mut(il)?[t].as_mut()
+}
