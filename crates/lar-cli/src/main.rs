@@ -9,6 +9,7 @@ mod chat;
 mod common;
 mod embed;
 mod eval;
+mod finetune;
 mod hw;
 mod imatrix;
 mod judge;
@@ -50,6 +51,8 @@ enum Cmd {
     /// Write a GGUF model with its weights in another type (Q4_0 ... Q8_0, Q2_K ... Q6_K, the K_S/K_M/K_L
     /// mixtures), as llama-quantize does, optionally guided by an importance matrix.
     Quantize(quantize::Args),
+    /// Train a LoRA adapter on a model's own weights (QLoRA on quantized ones) from JSONL data.
+    Finetune(finetune::Args),
     /// Bake a LoRA adapter into its base model's weights (requantized into their own type or --type).
     Merge(merge::Args),
     /// An importance matrix: which input columns of each weight matter on a text (llama.cpp's imatrix format).
@@ -103,6 +106,7 @@ fn main() {
         Cmd::Eval(c) => eval::main(c),
         Cmd::Quantize(a) => quantize::main(a),
         Cmd::Merge(a) => merge::main(a),
+        Cmd::Finetune(a) => finetune::main(a),
         Cmd::Imatrix(a) => imatrix::main(a),
         Cmd::Runs(c) => runs::main(c),
         Cmd::Plan(a) => plan::main(a),

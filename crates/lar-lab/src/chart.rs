@@ -1,5 +1,6 @@
 //! Charts of runs as SVG, written by hand (no dependency): [`bars`] for one metric across runs (tokens/s of each
-//! model), [`scatter`] for one metric against another (size against perplexity), each point labelled. Axes get
+//! model), [`scatter`] for one metric against another (size against perplexity), each point labelled, [`lines`]
+//! for curves (a fine-tune's loss and held-out loss against steps). Axes get
 //! round ticks; labels are escaped; the output is a complete, standalone SVG document.
 
 use std::fmt::Write;
@@ -108,50 +109,102 @@ pub fn bars(title: &str, metric: &str, items: &[(String, f64)]) -> String {
     out
 }
 
-/// Points `(label, x, y)` on linear axes named `x_name` and `y_name`.
-pub fn scatter(title: &str, x_name: &str, y_name: &str, points: &[(String, f64, f64)]) -> String {
-    let (left, right, top, bottom, h) = (80.0, 40.0, 44.0, 60.0, 480.0);
-    let mut out = String::new();
-    header(&mut out, h, title);
-    let range = |f: &dyn Fn(&(String, f64, f64)) -> f64| {
-        let lo = points.iter().map(f).fold(f64::INFINITY, f64::min);
-        let hi = points.iter().map(f).fold(f64::NEG_INFINITY, f64::max);
-        if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) }
+/// Linear axes drawn on a plot: where a value lands.
+struct Frame {
+    x: (f64, f64, usize),
+    y: (f64, f64, usize),
+    left: f64,
+    top: f64,
+    pw: f64,
+    ph: f64,
+}
+
+impl Frame {
+    fn px(&self, v: f64) -> f64 {
+        self.left + (v - self.x.0) / (self.x.1 * self.x.2 as f64) * self.pw
+    }
+
+    fn py(&self, v: f64) -> f64 {
+        self.top + self.ph - (v - self.y.0) / (self.y.1 * self.y.2 as f64) * self.ph
+    }
+}
+
+const PLOT_H: f64 = 480.0;
+
+/// The title, grid, ticks and axis names of a plot covering `xr` and `yr`.
+fn frame(
+    out: &mut String,
+    title: &str,
+    names: (&str, &str),
+    xr: (f64, f64),
+    yr: (f64, f64),
+) -> Frame {
+    let (left, right, top, bottom, h) = (80.0, 40.0, 44.0, 60.0, PLOT_H);
+    header(out, h, title);
+    let f = Frame {
+        x: ticks(xr.0, xr.1),
+        y: ticks(yr.0, yr.1),
+        left,
+        top,
+        pw: W - left - right,
+        ph: h - top - bottom,
     };
-    let (x0, x1) = range(&|p| p.1);
-    let (y0, y1) = range(&|p| p.2);
-    let (xf, xs, xn) = ticks(x0, x1);
-    let (yf, ys, yn) = ticks(y0, y1);
-    let (pw, ph) = (W - left - right, h - top - bottom);
-    let px = |x: f64| left + (x - xf) / (xs * xn as f64) * pw;
-    let py = |y: f64| top + ph - (y - yf) / (ys * yn as f64) * ph;
-    for k in 0..=xn {
-        let v = xf + xs * k as f64;
-        let x = px(v);
+    for k in 0..=f.x.2 {
+        let v = f.x.0 + f.x.1 * k as f64;
+        let x = f.px(v);
         let _ = writeln!(
             out,
             "<line x1=\"{x:.1}\" y1=\"{top}\" x2=\"{x:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/>\
              <text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\" {FONT}>{}</text>",
-            top + ph,
-            top + ph + 16.0,
+            top + f.ph,
+            top + f.ph + 16.0,
             fmt(v)
         );
     }
-    for k in 0..=yn {
-        let v = yf + ys * k as f64;
-        let y = py(v);
+    for k in 0..=f.y.2 {
+        let v = f.y.0 + f.y.1 * k as f64;
+        let y = f.py(v);
         let _ = writeln!(
             out,
             "<line x1=\"{left}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/>\
              <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" {FONT}>{}</text>",
-            left + pw,
+            left + f.pw,
             left - 6.0,
             y + 4.0,
             fmt(v)
         );
     }
+    let _ = writeln!(
+        out,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" {FONT}>{}</text>\
+         <text transform=\"translate(18 {:.1}) rotate(-90)\" text-anchor=\"middle\" {FONT}>{}</text>",
+        left + f.pw / 2.0,
+        h - 14.0,
+        esc(names.0),
+        top + f.ph / 2.0,
+        esc(names.1)
+    );
+    f
+}
+
+/// The smallest and largest of `vs` (0..1 when there are none).
+fn range(vs: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = vs
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+            (l.min(v), h.max(v))
+        });
+    if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) }
+}
+
+/// Points `(label, x, y)` on linear axes named `x_name` and `y_name`.
+pub fn scatter(title: &str, x_name: &str, y_name: &str, points: &[(String, f64, f64)]) -> String {
+    let mut out = String::new();
+    let xr = range(points.iter().map(|p| p.1));
+    let yr = range(points.iter().map(|p| p.2));
+    let f = frame(&mut out, title, (x_name, y_name), xr, yr);
     for (label, x, y) in points {
-        let (cx, cy) = (px(*x), py(*y));
+        let (cx, cy) = (f.px(*x), f.py(*y));
         let _ = writeln!(
             out,
             "<circle cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"5\" fill=\"#c8553d\"/>\
@@ -161,16 +214,59 @@ pub fn scatter(title: &str, x_name: &str, y_name: &str, points: &[(String, f64, 
             esc(label)
         );
     }
-    let _ = writeln!(
-        out,
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" {FONT}>{}</text>\
-         <text transform=\"translate(18 {:.1}) rotate(-90)\" text-anchor=\"middle\" {FONT}>{}</text>\n</svg>",
-        left + pw / 2.0,
-        h - 14.0,
-        esc(x_name),
-        top + ph / 2.0,
-        esc(y_name)
-    );
+    out.push_str("</svg>\n");
+    out
+}
+
+/// Colours of the series of [`lines`], in order.
+const COLOURS: [&str; 6] = [
+    "#4878a8", "#c8553d", "#5a9e5a", "#8e6bb0", "#d4a017", "#555555",
+];
+
+/// Curves `(name, points)` on linear axes (a loss against steps), each in its own colour with a legend.
+pub fn lines(
+    title: &str,
+    x_name: &str,
+    y_name: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> String {
+    let mut out = String::new();
+    let xr = range(series.iter().flat_map(|s| s.1.iter().map(|p| p.0)));
+    let yr = range(series.iter().flat_map(|s| s.1.iter().map(|p| p.1)));
+    let f = frame(&mut out, title, (x_name, y_name), xr, yr);
+    for (i, (name, pts)) in series.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        let path: Vec<String> = pts
+            .iter()
+            .filter(|p| p.0.is_finite() && p.1.is_finite())
+            .map(|p| format!("{:.1},{:.1}", f.px(p.0), f.py(p.1)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"/>",
+            path.join(" ")
+        );
+        if let [(x, y)] = pts[..] {
+            let _ = writeln!(
+                out,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{colour}\"/>",
+                f.px(x),
+                f.py(y)
+            );
+        }
+        let ly = f.top + 8.0 + 18.0 * i as f64;
+        let lx = f.left + f.pw - 160.0;
+        let _ = writeln!(
+            out,
+            "<line x1=\"{lx:.1}\" y1=\"{ly:.1}\" x2=\"{:.1}\" y2=\"{ly:.1}\" stroke=\"{colour}\" stroke-width=\"3\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" {FONT}>{}</text>",
+            lx + 24.0,
+            lx + 30.0,
+            ly + 4.0,
+            esc(name)
+        );
+    }
+    out.push_str("</svg>\n");
     out
 }
 
@@ -208,5 +304,29 @@ mod tests {
         assert!(s.contains(">perplexity<") && s.contains("100.0M"));
         // Nothing to draw is still a document.
         assert!(scatter("t", "x", "y", &[]).contains("</svg>"));
+    }
+
+    #[test]
+    fn lines_draw_each_series_in_its_own_colour_with_a_legend() {
+        let loss: Vec<(f64, f64)> = (1..=20).map(|s| (s as f64, 3.0 / s as f64)).collect();
+        let svg = lines(
+            "Fine-tune <toy>",
+            "step",
+            "loss",
+            &[
+                ("train".into(), loss),
+                ("held-out".into(), vec![(10.0, 0.5), (20.0, 0.3)]),
+            ],
+        );
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert!(svg.contains(COLOURS[0]) && svg.contains(COLOURS[1]));
+        assert!(svg.contains("Fine-tune &lt;toy&gt;") && svg.contains(">held-out<"));
+        // 20 points in the first curve.
+        let first = svg.split("<polyline points=\"").nth(1).expect("a curve");
+        assert_eq!(
+            first.split('"').next().map(|p| p.split(' ').count()),
+            Some(20)
+        );
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod adapter;
 pub mod attention;
+pub mod checkpoint;
 pub mod data;
 pub mod error;
 pub mod linear;

@@ -52,17 +52,27 @@ pub fn frozen_backward(w: &Weight, dy: &[f32], dx: &mut [f32], pool: &ThreadPool
         });
         let wb = &buf[..count * cols];
         pool.run(tasks.min(n), &|task| {
-            for t in split(n, tasks.min(n), task) {
-                // SAFETY: token row t of dx is this task's only.
-                let dxt = unsafe { std::slice::from_raw_parts_mut(dxp.get().add(t * cols), cols) };
-                accumulate_rows(&dy[t * rows + start..][..count], wb, dxt);
+            let mine = split(n, tasks.min(n), task);
+            let mut t = mine.start;
+            while t < mine.end {
+                let k = (mine.end - t).min(4);
+                // SAFETY: token rows t..t+k of dx are this task's only.
+                let dxs =
+                    unsafe { std::slice::from_raw_parts_mut(dxp.get().add(t * cols), k * cols) };
+                let gs: Vec<&[f32]> = (t..t + k)
+                    .map(|i| &dy[i * rows + start..][..count])
+                    .collect();
+                accumulate_rows(&gs, wb, dxs);
+                t += k;
             }
         });
     }
 }
 
-/// `dx += Σ_r g[r] · wb[r]` over the rows of a dequantized block, four rows a pass.
-fn accumulate_rows(g: &[f32], wb: &[f32], dx: &mut [f32]) {
+/// For each of up to four token rows `i`: `dx[i] += Σ_r g[i][r] · wb[r]` over the rows of a dequantized block.
+/// Four weight rows and four tokens a pass: each weight element loaded once feeds four tokens, and each gradient
+/// element is loaded and stored once per four weight rows.
+fn accumulate_rows(g: &[&[f32]], wb: &[f32], dx: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if lar_kernels::quant::simd_level().avx2() {
         // SAFETY: the CPU has AVX2 and FMA.
@@ -73,32 +83,55 @@ fn accumulate_rows(g: &[f32], wb: &[f32], dx: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn accumulate_rows_avx2(g: &[f32], wb: &[f32], dx: &mut [f32]) {
+fn accumulate_rows_avx2(g: &[&[f32]], wb: &[f32], dx: &mut [f32]) {
     accumulate_rows_generic(g, wb, dx);
 }
 
 #[inline(always)]
-fn accumulate_rows_generic(g: &[f32], wb: &[f32], dx: &mut [f32]) {
-    let cols = dx.len();
-    let mut quads = g.chunks_exact(4);
-    let mut r = 0;
-    for q in quads.by_ref() {
-        let (w0, w1, w2, w3) = (
-            &wb[r * cols..][..cols],
-            &wb[(r + 1) * cols..][..cols],
-            &wb[(r + 2) * cols..][..cols],
-            &wb[(r + 3) * cols..][..cols],
-        );
-        for j in 0..cols {
-            dx[j] += q[0] * w0[j] + q[1] * w1[j] + q[2] * w2[j] + q[3] * w3[j];
+fn accumulate_rows_generic(g: &[&[f32]], wb: &[f32], dx: &mut [f32]) {
+    let count = g[0].len();
+    let cols = wb.len() / count.max(1);
+    if g.len() == 4 {
+        let (d0, rest) = dx.split_at_mut(cols);
+        let (d1, rest) = rest.split_at_mut(cols);
+        let (d2, d3) = rest.split_at_mut(cols);
+        let d3 = &mut d3[..cols];
+        let quads = count / 4 * 4;
+        for r in (0..quads).step_by(4) {
+            let w0 = &wb[r * cols..][..cols];
+            let w1 = &wb[(r + 1) * cols..][..cols];
+            let w2 = &wb[(r + 2) * cols..][..cols];
+            let w3 = &wb[(r + 3) * cols..][..cols];
+            let a: [[f32; 4]; 4] = std::array::from_fn(|i| std::array::from_fn(|k| g[i][r + k]));
+            for j in 0..cols {
+                let (v0, v1, v2, v3) = (w0[j], w1[j], w2[j], w3[j]);
+                d0[j] += a[0][0] * v0 + a[0][1] * v1 + a[0][2] * v2 + a[0][3] * v3;
+                d1[j] += a[1][0] * v0 + a[1][1] * v1 + a[1][2] * v2 + a[1][3] * v3;
+                d2[j] += a[2][0] * v0 + a[2][1] * v1 + a[2][2] * v2 + a[2][3] * v3;
+                d3[j] += a[3][0] * v0 + a[3][1] * v1 + a[3][2] * v2 + a[3][3] * v3;
+            }
         }
-        r += 4;
+        for r in quads..count {
+            let w = &wb[r * cols..][..cols];
+            for (i, d) in [&mut *d0, &mut *d1, &mut *d2, &mut *d3]
+                .into_iter()
+                .enumerate()
+            {
+                let a = g[i][r];
+                for (x, v) in d.iter_mut().zip(w) {
+                    *x += a * v;
+                }
+            }
+        }
+        return;
     }
-    for &a in quads.remainder() {
-        for (d, w) in dx.iter_mut().zip(&wb[r * cols..][..cols]) {
-            *d += a * w;
+    for (i, d) in dx.chunks_exact_mut(cols).enumerate() {
+        for r in 0..count {
+            let a = g[i][r];
+            for (x, v) in d.iter_mut().zip(&wb[r * cols..][..cols]) {
+                *x += a * v;
+            }
         }
-        r += 1;
     }
 }
 
@@ -138,24 +171,51 @@ impl Pair {
     }
 }
 
-/// `u = x · Aᵀ` (kept for the backward) and `out += s · u · Bᵀ`.
-pub fn lora_forward(p: &Pair, s: f32, x: &[f32], u: &mut [f32], out: &mut [f32]) {
-    let r = p.rank;
-    for ((xt, ut), ot) in x
-        .chunks_exact(p.n_in)
-        .zip(u.chunks_exact_mut(r))
-        .zip(out.chunks_exact_mut(p.n_out))
-    {
-        for (k, uk) in ut.iter_mut().enumerate() {
-            *uk = dot(xt, &p.a[k * p.n_in..(k + 1) * p.n_in]);
-        }
-        for (o, y) in ot.iter_mut().enumerate() {
-            *y += s * dot(ut, &p.b[o * r..(o + 1) * r]);
+/// `B` `[n_out, rank]` transposed to `[rank, n_out]`, so products over the output run as long vectors.
+fn transposed(p: &Pair) -> Vec<f32> {
+    let mut bt = vec![0f32; p.b.len()];
+    for o in 0..p.n_out {
+        for k in 0..p.rank {
+            bt[k * p.n_out + o] = p.b[o * p.rank + k];
         }
     }
+    bt
 }
 
-/// Gradients of [`lora_forward`] given `dy`: adds to `g` (the pair's gradient) and to `dx` (`du · A`).
+/// `u = x · Aᵀ` (kept for the backward) and `out += s · u · Bᵀ`, token rows shared out over the pool.
+pub fn lora_forward(
+    p: &Pair,
+    s: f32,
+    x: &[f32],
+    u: &mut [f32],
+    out: &mut [f32],
+    pool: &ThreadPool,
+) {
+    let (r, n) = (p.rank, x.len() / p.n_in);
+    let bt = transposed(p);
+    let (up, op) = (SyncPtr(u.as_mut_ptr()), SyncPtr(out.as_mut_ptr()));
+    let tasks = pool.n_threads().min(n);
+    pool.run(tasks, &|task| {
+        for t in split(n, tasks, task) {
+            // SAFETY: token row t of `u` and `out` is this task's only.
+            let (ut, ot) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(up.get().add(t * r), r),
+                    std::slice::from_raw_parts_mut(op.get().add(t * p.n_out), p.n_out),
+                )
+            };
+            let xt = &x[t * p.n_in..(t + 1) * p.n_in];
+            for (k, uk) in ut.iter_mut().enumerate() {
+                *uk = dot(xt, &p.a[k * p.n_in..(k + 1) * p.n_in]);
+                axpy(s * *uk, &bt[k * p.n_out..(k + 1) * p.n_out], ot);
+            }
+        }
+    });
+}
+
+/// Gradients of [`lora_forward`] given `dy`: adds to `g` (the pair's gradient) and to `dx` (`du · A`), where
+/// `du = s · dy · B`. Each product is shared out over the pool by the rows it writes.
+#[allow(clippy::too_many_arguments)]
 pub fn lora_backward(
     p: &Pair,
     s: f32,
@@ -164,45 +224,92 @@ pub fn lora_backward(
     dy: &[f32],
     g: &mut Pair,
     dx: &mut [f32],
+    pool: &ThreadPool,
 ) {
-    let r = p.rank;
-    let mut du = vec![0f32; r];
-    for (((xt, ut), dyt), dxt) in x
-        .chunks_exact(p.n_in)
-        .zip(u.chunks_exact(r))
-        .zip(dy.chunks_exact(p.n_out))
-        .zip(dx.chunks_exact_mut(p.n_in))
-    {
-        du.fill(0.0);
-        for (o, &d) in dyt.iter().enumerate() {
-            if d == 0.0 {
-                continue;
+    let (r, n, n_in, n_out) = (p.rank, x.len() / p.n_in, p.n_in, p.n_out);
+    let threads = pool.n_threads();
+    let bt = transposed(p);
+    // du[t, k] = s · dy[t] · Bᵀ[k]; then dx[t] += Σ_k du[t, k] · A[k]: token rows shared out.
+    let mut du = vec![0f32; n * r];
+    let (dup, dxp) = (SyncPtr(du.as_mut_ptr()), SyncPtr(dx.as_mut_ptr()));
+    let tasks = threads.min(n);
+    pool.run(tasks, &|task| {
+        for t in split(n, tasks, task) {
+            // SAFETY: row t of du and of dx is this task's only.
+            let (dut, dxt) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(dup.get().add(t * r), r),
+                    std::slice::from_raw_parts_mut(dxp.get().add(t * n_in), n_in),
+                )
+            };
+            let dyt = &dy[t * n_out..(t + 1) * n_out];
+            for (k, d) in dut.iter_mut().enumerate() {
+                *d = s * dot(dyt, &bt[k * n_out..(k + 1) * n_out]);
+                axpy(*d, &p.a[k * n_in..(k + 1) * n_in], dxt);
             }
-            let sd = s * d;
-            axpy(sd, ut, &mut g.b[o * r..(o + 1) * r]);
-            axpy(sd, &p.b[o * r..(o + 1) * r], &mut du);
         }
-        for (k, &duk) in du.iter().enumerate() {
-            axpy(duk, xt, &mut g.a[k * p.n_in..(k + 1) * p.n_in]);
-            axpy(duk, &p.a[k * p.n_in..(k + 1) * p.n_in], dxt);
+    });
+    // gBᵀ[k] = s · Σ_t u[t, k] · dy[t], columns of the output shared out; then added to gB.
+    let mut gbt = vec![0f32; r * n_out];
+    let gbp = SyncPtr(gbt.as_mut_ptr());
+    let chunks = n_out.div_ceil(64);
+    let tasks = threads.min(chunks);
+    pool.run(tasks, &|task| {
+        for c in split(chunks, tasks, task) {
+            let cols = c * 64..((c + 1) * 64).min(n_out);
+            for k in 0..r {
+                // SAFETY: these columns of gBᵀ are this task's only.
+                let gb = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        gbp.get().add(k * n_out + cols.start),
+                        cols.len(),
+                    )
+                };
+                for t in 0..n {
+                    axpy(
+                        s * u[t * r + k],
+                        &dy[t * n_out + cols.start..t * n_out + cols.end],
+                        gb,
+                    );
+                }
+            }
+        }
+    });
+    for o in 0..n_out {
+        for k in 0..r {
+            g.b[o * r + k] += gbt[k * n_out + o];
         }
     }
+    // gA[k] += Σ_t du[t, k] · x[t], columns of the input shared out.
+    let gap = SyncPtr(g.a.as_mut_ptr());
+    let chunks = n_in.div_ceil(64);
+    let tasks = threads.min(chunks);
+    pool.run(tasks, &|task| {
+        for c in split(chunks, tasks, task) {
+            let cols = c * 64..((c + 1) * 64).min(n_in);
+            for k in 0..r {
+                // SAFETY: these columns of gA are this task's only.
+                let ga = unsafe {
+                    std::slice::from_raw_parts_mut(gap.get().add(k * n_in + cols.start), cols.len())
+                };
+                for t in 0..n {
+                    axpy(
+                        du[t * r + k],
+                        &x[t * n_in + cols.start..t * n_in + cols.end],
+                        ga,
+                    );
+                }
+            }
+        }
+    });
 }
 
+/// `a · b` (the engine's vectorized dot, AVX2 where the CPU has it).
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] = x[i].mul_add(y[i], acc[i]);
-        }
-    }
-    acc.iter().sum::<f32>() + ra.iter().zip(rb).map(|(x, y)| x * y).sum::<f32>()
+    lar_kernels::ops::dot_f32(a, b)
 }
 
+/// `y += a · x` (the engine's vectorized axpy).
 pub(crate) fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi = a.mul_add(*xi, *yi);
-    }
+    lar_kernels::ops::axpy_f32(a, x, y)
 }

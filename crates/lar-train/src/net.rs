@@ -258,11 +258,11 @@ impl<'a> Net<'a> {
                 .map(|_| if rng.next_f32() < drop.p { 0.0 } else { f })
                 .collect();
             let xd: Vec<f32> = x.iter().zip(&keep).map(|(a, k)| a * k).collect();
-            linear::lora_forward(p, ad.scale(), &xd, &mut saved.u, out);
+            linear::lora_forward(p, ad.scale(), &xd, &mut saved.u, out, self.pool);
             saved.xd = Some(xd);
             saved.keep = Some(keep);
         } else {
-            linear::lora_forward(p, ad.scale(), x, &mut saved.u, out);
+            linear::lora_forward(p, ad.scale(), x, &mut saved.u, out, self.pool);
         }
         Some(saved)
     }
@@ -291,12 +291,12 @@ impl<'a> Net<'a> {
         match (&s.xd, &s.keep) {
             (Some(xd), Some(keep)) => {
                 let mut dxd = vec![0f32; x.len()];
-                linear::lora_backward(p, ad.scale(), xd, &s.u, dy, g, &mut dxd);
+                linear::lora_backward(p, ad.scale(), xd, &s.u, dy, g, &mut dxd, self.pool);
                 for ((d, a), k) in dx.iter_mut().zip(&dxd).zip(keep) {
                     *d += a * k;
                 }
             }
-            _ => linear::lora_backward(p, ad.scale(), x, &s.u, dy, g, dx),
+            _ => linear::lora_backward(p, ad.scale(), x, &s.u, dy, g, dx, self.pool),
         }
     }
 

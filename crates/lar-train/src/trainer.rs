@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::adapter::{Adapter, Target};
+use crate::checkpoint;
 use crate::data::Example;
 use crate::error::{Error, Result};
 use crate::net::{Batch, Dropout, Net};
@@ -228,6 +229,58 @@ impl<'a> Trainer<'a> {
             sum += self.net.loss(&self.adapter, &b)? as f64;
         }
         Ok(Some((sum / n.max(1) as f64) as f32))
+    }
+
+    /// Saves the run's state into `dir` (see [`crate::checkpoint`]).
+    pub fn save_checkpoint(
+        &self,
+        dir: &std::path::Path,
+        data_sha256: &str,
+        history: serde_json::Value,
+    ) -> Result<()> {
+        let state = checkpoint::State {
+            step: self.step,
+            t: self.moments.t,
+            config: self.cfg.clone(),
+            data_sha256: data_sha256.to_string(),
+            history,
+        };
+        checkpoint::save(dir, &state, &self.adapter, &self.moments)
+    }
+
+    /// Continues from the checkpoint in `dir`, which must be of the same settings and data; returns the history
+    /// saved with it.
+    pub fn resume(
+        &mut self,
+        dir: &std::path::Path,
+        data_sha256: &str,
+    ) -> Result<serde_json::Value> {
+        let (state, adapter, moments) = checkpoint::load(dir, &self.adapter)?;
+        let same = serde_json::to_value(&state.config).ok() == serde_json::to_value(&self.cfg).ok();
+        if !same {
+            return Err(Error::Invalid(format!(
+                "the checkpoint in {} was made with other settings; resume with the same ones",
+                dir.display()
+            )));
+        }
+        if state.data_sha256 != data_sha256 {
+            return Err(Error::Invalid(format!(
+                "the checkpoint in {} was made on other data (sha256 {})",
+                dir.display(),
+                state.data_sha256
+            )));
+        }
+        if state.step > self.plan.len() {
+            return Err(Error::Invalid(format!(
+                "the checkpoint is at step {} of a {}-step run",
+                state.step,
+                self.plan.len()
+            )));
+        }
+        self.adapter = adapter;
+        self.moments = moments;
+        self.step = state.step;
+        Ok(state.history)
     }
 
     /// The held-out examples (to measure what was learned).

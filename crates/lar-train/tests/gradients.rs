@@ -185,14 +185,14 @@ fn lora_and_frozen_products_match_finite_differences_and_their_twins() {
     let f = |p: &Pair, x: &[f32]| {
         let mut u = vec![0f32; n * rank];
         let mut out = vec![0f32; n * n_out];
-        linear::lora_forward(p, 1.5, x, &mut u, &mut out);
+        linear::lora_forward(p, 1.5, x, &mut u, &mut out, &pool);
         dot(&out, &r)
     };
     let mut u = vec![0f32; n * rank];
-    linear::lora_forward(&p, 1.5, &x, &mut u, &mut vec![0f32; n * n_out]);
+    linear::lora_forward(&p, 1.5, &x, &mut u, &mut vec![0f32; n * n_out], &pool);
     let mut g = p.zeros_like();
     let mut dx = vec![0f32; n * n_in];
-    linear::lora_backward(&p, 1.5, &x, &u, &r, &mut g, &mut dx);
+    linear::lora_backward(&p, 1.5, &x, &u, &r, &mut g, &mut dx, &pool);
     check_fd("lora dx", &x, &dx, 1e-2, 5, |x| f(&p, x));
     check_fd("lora dA", &p.a, &g.a, 1e-2, 5, |a| {
         f(
