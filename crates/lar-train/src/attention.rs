@@ -11,7 +11,7 @@ use std::ops::Range;
 use lar_kernels::pool::ThreadPool;
 use lar_kernels::tensor::SyncPtr;
 
-use crate::linear::{axpy, dot};
+use crate::simd::{axpy, dot, fast};
 
 /// The attention's shape: heads, grouped KV heads, head size, score scale and sliding window.
 #[derive(Clone, Copy, Debug)]
@@ -67,43 +67,48 @@ pub fn forward(
     let (pp, op) = (SyncPtr(data.as_mut_ptr()), SyncPtr(out.as_mut_ptr()));
     let group = nh / nkv;
     pool.run(segs.len() * nkv, &|task| {
-        let (si, g) = (task / nkv, task % nkv);
-        let seg = &segs[si];
-        let len = seg.len();
-        for h in g * group..(g + 1) * group {
-            // SAFETY: this task alone owns head h's matrix of this segment and head h's columns of its rows.
-            let p = unsafe {
-                std::slice::from_raw_parts_mut(pp.get().add(offsets[si * nh + h]), len * len)
-            };
-            for i in 0..len {
-                let qi = &q[(seg.start + i) * qw + h * hd..][..hd];
-                let row = &mut p[i * len..(i + 1) * len];
-                let lo = sh.first_key(i);
-                let mut max = f32::NEG_INFINITY;
-                for j in lo..=i {
-                    let kj = &k[(seg.start + j) * kw + g * hd..][..hd];
-                    let s = sh.scale * dot(qi, kj);
-                    row[j] = s;
-                    max = max.max(s);
-                }
-                let mut sum = 0f32;
-                for x in &mut row[lo..=i] {
-                    *x = (*x - max).exp();
-                    sum += *x;
-                }
-                let inv = 1.0 / sum;
-                // SAFETY: as above.
-                let o = unsafe {
-                    std::slice::from_raw_parts_mut(op.get().add((seg.start + i) * qw + h * hd), hd)
+        fast(|| {
+            let (si, g) = (task / nkv, task % nkv);
+            let seg = &segs[si];
+            let len = seg.len();
+            for h in g * group..(g + 1) * group {
+                // SAFETY: this task alone owns head h's matrix of this segment and head h's columns of its rows.
+                let p = unsafe {
+                    std::slice::from_raw_parts_mut(pp.get().add(offsets[si * nh + h]), len * len)
                 };
-                o.fill(0.0);
-                for j in lo..=i {
-                    row[j] *= inv;
-                    let vj = &v[(seg.start + j) * kw + g * hd..][..hd];
-                    axpy(row[j], vj, o);
+                for i in 0..len {
+                    let qi = &q[(seg.start + i) * qw + h * hd..][..hd];
+                    let row = &mut p[i * len..(i + 1) * len];
+                    let lo = sh.first_key(i);
+                    let mut max = f32::NEG_INFINITY;
+                    for j in lo..=i {
+                        let kj = &k[(seg.start + j) * kw + g * hd..][..hd];
+                        let s = sh.scale * dot(qi, kj);
+                        row[j] = s;
+                        max = max.max(s);
+                    }
+                    let mut sum = 0f32;
+                    for x in &mut row[lo..=i] {
+                        *x = (*x - max).exp();
+                        sum += *x;
+                    }
+                    let inv = 1.0 / sum;
+                    // SAFETY: as above.
+                    let o = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            op.get().add((seg.start + i) * qw + h * hd),
+                            hd,
+                        )
+                    };
+                    o.fill(0.0);
+                    for j in lo..=i {
+                        row[j] *= inv;
+                        let vj = &v[(seg.start + j) * kw + g * hd..][..hd];
+                        axpy(row[j], vj, o);
+                    }
                 }
             }
-        }
+        })
     });
     Probs { data, offsets }
 }
@@ -133,47 +138,50 @@ pub fn backward(
     );
     let group = nh / nkv;
     pool.run(segs.len() * nkv, &|task| {
-        let (si, g) = (task / nkv, task % nkv);
-        let seg = &segs[si];
-        let len = seg.len();
-        let mut ds = vec![0f32; len];
-        for h in g * group..(g + 1) * group {
-            let p = &probs.data[probs.offsets[si * nh + h]..][..len * len];
-            for i in 0..len {
-                let t = seg.start + i;
-                let lo = sh.first_key(i);
-                let doi = &dout[t * qw + h * hd..][..hd];
-                let c = dot(doi, &out[t * qw + h * hd..][..hd]);
-                let qi = &q[t * qw + h * hd..][..hd];
-                // SAFETY: rows of this segment, columns of head h (dq) and of KV head g (dk, dv): this task's only.
-                let dqi =
-                    unsafe { std::slice::from_raw_parts_mut(qp.get().add(t * qw + h * hd), hd) };
-                for j in lo..=i {
-                    let pj = p[i * len + j];
-                    let vj = &v[(seg.start + j) * kw + g * hd..][..hd];
-                    ds[j] = pj * (dot(doi, vj) - c) * sh.scale;
-                    // SAFETY: as above.
-                    let dvj = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            vp.get().add((seg.start + j) * kw + g * hd),
-                            hd,
-                        )
+        fast(|| {
+            let (si, g) = (task / nkv, task % nkv);
+            let seg = &segs[si];
+            let len = seg.len();
+            let mut ds = vec![0f32; len];
+            for h in g * group..(g + 1) * group {
+                let p = &probs.data[probs.offsets[si * nh + h]..][..len * len];
+                for i in 0..len {
+                    let t = seg.start + i;
+                    let lo = sh.first_key(i);
+                    let doi = &dout[t * qw + h * hd..][..hd];
+                    let c = dot(doi, &out[t * qw + h * hd..][..hd]);
+                    let qi = &q[t * qw + h * hd..][..hd];
+                    // SAFETY: rows of this segment, columns of head h (dq) and of KV head g (dk, dv): this task's only.
+                    let dqi = unsafe {
+                        std::slice::from_raw_parts_mut(qp.get().add(t * qw + h * hd), hd)
                     };
-                    axpy(pj, doi, dvj);
-                }
-                for j in lo..=i {
-                    let kj = &k[(seg.start + j) * kw + g * hd..][..hd];
-                    axpy(ds[j], kj, dqi);
-                    // SAFETY: as above.
-                    let dkj = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            kp.get().add((seg.start + j) * kw + g * hd),
-                            hd,
-                        )
-                    };
-                    axpy(ds[j], qi, dkj);
+                    for j in lo..=i {
+                        let pj = p[i * len + j];
+                        let vj = &v[(seg.start + j) * kw + g * hd..][..hd];
+                        ds[j] = pj * (dot(doi, vj) - c) * sh.scale;
+                        // SAFETY: as above.
+                        let dvj = unsafe {
+                            std::slice::from_raw_parts_mut(
+                                vp.get().add((seg.start + j) * kw + g * hd),
+                                hd,
+                            )
+                        };
+                        axpy(pj, doi, dvj);
+                    }
+                    for j in lo..=i {
+                        let kj = &k[(seg.start + j) * kw + g * hd..][..hd];
+                        axpy(ds[j], kj, dqi);
+                        // SAFETY: as above.
+                        let dkj = unsafe {
+                            std::slice::from_raw_parts_mut(
+                                kp.get().add((seg.start + j) * kw + g * hd),
+                                hd,
+                            )
+                        };
+                        axpy(ds[j], qi, dkj);
+                    }
                 }
             }
-        }
+        })
     });
 }

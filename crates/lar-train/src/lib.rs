@@ -16,6 +16,7 @@ pub mod net;
 pub mod ops;
 pub mod optim;
 pub mod rng;
+pub mod simd;
 pub mod trainer;
 
 pub use adapter::Adapter;
