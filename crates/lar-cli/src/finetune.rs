@@ -275,8 +275,11 @@ pub fn main(a: Args) -> Result<()> {
     });
     rec.finish(&written, &metrics);
     let s = written?;
+    let peak = peak_rss_bytes()
+        .map(|b| format!(", peak memory {:.1} MiB", b as f64 / (1 << 20) as f64))
+        .unwrap_or_default();
     println!(
-        "adapter written to {} (loss {:.4}{}, {:.0} tokens/s); use it with `lar run {} --lora {}`",
+        "adapter written to {} (loss {:.4}{}, {:.0} tokens/s{peak}); use it with `lar run {} --lora {}`",
         out.display(),
         s.loss,
         s.eval_loss

@@ -3,7 +3,7 @@
 //! every load passes is `lar_plan::gate`.)
 
 use anyhow::Result;
-use lar_plan::finetune::{self, Method};
+use lar_plan::finetune::{self, Method, Trainer};
 use lar_plan::size::{fmt_bytes, parse_bytes};
 use lar_plan::{KvType, ModelInfo, Plan, Request, SwaCache};
 
@@ -50,9 +50,12 @@ pub struct Args {
     /// Sequences per training step (with --finetune).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
-    /// Keep every layer's activations instead of recomputing them (with --finetune).
+    /// Keep every layer's activations instead of recomputing them (with --finetune --trainer peft).
     #[arg(long)]
     pub no_checkpointing: bool,
+    /// Whose training loop to plan for (with --finetune): lar (`lar finetune`) or peft (PyTorch + PEFT).
+    #[arg(long, default_value = "lar")]
+    pub trainer: Trainer,
 }
 
 /// The RAM budget: a flag, else what the machine (or `LAR_MEMORY_LIMIT`, or a cgroup) allows.
@@ -104,9 +107,15 @@ pub fn main(args: Args) -> Result<()> {
 /// Plans one model and prints the plan (or the fine-tuning plan) as asked.
 pub fn report(name: &str, info: &ModelInfo, args: &Args) -> Result<()> {
     if let Some(method) = args.finetune {
+        if args.trainer == Trainer::Lar && args.no_checkpointing {
+            anyhow::bail!(
+                "--no-checkpointing: `lar finetune` always recomputes each layer (plan a PyTorch trainer with --trainer peft)"
+            );
+        }
         let p = finetune::plan(
             info,
             &finetune::Request {
+                trainer: args.trainer,
                 method,
                 rank: args.rank,
                 seq_len: args.seq_len,
@@ -120,8 +129,12 @@ pub fn report(name: &str, info: &ModelInfo, args: &Args) -> Result<()> {
         }
         println!("{name}: {}", summary(info));
         println!(
-            "fine-tuning with {:?}, rank {}, sequence {} x batch {}{}:",
+            "fine-tuning with {:?} ({}), rank {}, sequence {} x batch {}{}:",
             method,
+            match args.trainer {
+                Trainer::Lar => "lar finetune",
+                Trainer::Peft => "PyTorch + PEFT",
+            },
             p.rank,
             p.seq_len,
             p.batch,

@@ -124,8 +124,13 @@ fn a_small_memory_limit_is_reported() {
 #[test]
 fn finetune_plans() {
     let g = gemma();
-    let lora = json(&lar(&["plan", &g, "--finetune", "lora", "--json"], &[]));
-    let qlora = json(&lar(&["plan", &g, "--finetune", "qlora", "--json"], &[]));
+    let peft = |m: &str| {
+        json(&lar(
+            &["plan", &g, "--finetune", m, "--trainer", "peft", "--json"],
+            &[],
+        ))
+    };
+    let (lora, qlora) = (peft("lora"), peft("qlora"));
     // Rank 16 on 7 linears of 18 layers: 16 x (640+1024 + 2 x (640+256) + 1024+640 + 2 x (640+2048) + 2048+640).
     let per_layer = 16 * (1664 + 2 * 896 + 1664 + 2 * 2688 + 2688);
     assert_eq!(lora["adapter_params"].as_u64(), Some(18 * per_layer));
@@ -137,6 +142,8 @@ fn finetune_plans() {
             &g,
             "--finetune",
             "lora",
+            "--trainer",
+            "peft",
             "--seq-len",
             "2048",
             "--json",
@@ -144,6 +151,22 @@ fn finetune_plans() {
         &[],
     ));
     assert!(long["activations_bytes"].as_u64() > lora["activations_bytes"].as_u64());
+    // Lar's own trainer (the default): the file's weights as they are, whatever the method; the same adapter.
+    let ours = json(&lar(&["plan", &g, "--finetune", "qlora", "--json"], &[]));
+    assert_eq!(ours["trainer"], "lar");
+    assert_eq!(ours["adapter_params"], lora["adapter_params"]);
+    let file = json(&lar(&["plan", &g, "--json"], &[]));
+    assert_eq!(
+        ours["weights_bytes"], file["weights_bytes"],
+        "the weights inference reads"
+    );
+    let o = lar(
+        &["plan", &g, "--finetune", "lora", "--no-checkpointing"],
+        &[],
+    );
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("always recomputes")
+    );
 }
 
 #[test]
