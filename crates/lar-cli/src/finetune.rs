@@ -15,10 +15,10 @@ use anyhow::{Context, Result, anyhow};
 use indicatif::{ProgressBar, ProgressStyle};
 use lar_models::{Model, ThreadPool};
 use lar_tokenizer::Tokenizer;
-use lar_train::data::Encoder;
+use lar_train::data::{Encoder, Example};
 use lar_train::optim::Schedule;
 use lar_train::trainer::{Config, StepLog, Trainer};
-use lar_train::{Net, adapter::parse_targets};
+use lar_train::{Adapter, Net, adapter::parse_targets};
 use serde_json::{Value, json};
 
 use crate::common::{model_path, peak_rss_bytes};
@@ -88,6 +88,17 @@ pub struct Args {
     pub template: Option<String>,
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Quantization-aware repair: DATA is plain text, and the adapter learns the --teacher's next-token
+    /// distribution over it.
+    #[arg(long, requires = "teacher")]
+    pub qat: bool,
+    /// The teacher for --qat: the same model in higher precision (a stored name, a GGUF file or a Hugging Face
+    /// directory).
+    #[arg(long, requires = "qat")]
+    pub teacher: Option<String>,
+    /// The teacher's top tokens kept per position (with --qat).
+    #[arg(long, default_value_t = 32)]
+    pub top_k: usize,
     /// Do not record this fine-tune as a run.
     #[arg(long)]
     pub no_record: bool,
@@ -165,31 +176,25 @@ pub fn main(a: Args) -> Result<()> {
         )
     })?;
     let data_sha = lar_lab::audit::sha256_hex(text.as_bytes());
-    let enc = Encoder::new(&tok, template.as_deref())?;
-    let (examples, skipped) = enc
-        .read(&text, cfg.seq_len)
-        .with_context(|| format!("reading {}", a.data.display()))?;
-    if !skipped.too_long.is_empty() {
-        let lines: Vec<String> = skipped
-            .too_long
-            .iter()
-            .map(|(l, n)| format!("{l} ({n} tokens)"))
-            .collect();
-        eprintln!(
-            "skipped {} examples longer than --seq-len {}: lines {}",
-            lines.len(),
-            cfg.seq_len,
-            lines.join(", ")
-        );
-    }
-    if !skipped.no_loss.is_empty() {
-        eprintln!(
-            "skipped {} examples with nothing to train on (no assistant turn or empty completion): lines {:?}",
-            skipped.no_loss.len(),
-            skipped.no_loss
-        );
-    }
     let pool = ThreadPool::new(threads);
+    let (examples, taught) = match &a.teacher {
+        Some(teacher) if a.qat => {
+            let (e, t) = crate::finetune_qat::examples(
+                teacher,
+                &model,
+                &tok,
+                &text,
+                cfg.seq_len,
+                a.top_k,
+                &pool,
+            )?;
+            (e, Some(t))
+        }
+        _ => (
+            read_jsonl(&a, &tok, template.as_deref(), &text, cfg.seq_len)?,
+            None,
+        ),
+    };
     let mut tr = Trainer::new(Net::new(&model, &pool), cfg.clone(), examples)?;
     let mut history = json!({"train": [], "eval": []});
     if a.resume {
@@ -223,6 +228,17 @@ pub fn main(a: Args) -> Result<()> {
         let flag = interrupted.clone();
         ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
     }
+    let before = match &taught {
+        Some(_) => {
+            let fresh = Adapter::new(&model.hp, cfg.rank, cfg.alpha, &cfg.targets, cfg.seed)?;
+            Some(crate::finetune_qat::measure(
+                &Net::new(&model, &pool),
+                &fresh,
+                tr.eval_examples(),
+            )?)
+        }
+        None => None,
+    };
     let result = train(
         &a,
         &mut tr,
@@ -245,6 +261,20 @@ pub fn main(a: Args) -> Result<()> {
     for f in ["adapter_model.safetensors", "adapter.gguf", "loss.svg"] {
         rec.artifact(&out.join(f));
     }
+    let mut repair = None;
+    if let (Some(before), Some(taught), Ok(_)) = (before, &taught, &written) {
+        let after = crate::finetune_qat::measure(
+            &Net::new(&model, &pool),
+            &tr.adapter,
+            tr.eval_examples(),
+        )?;
+        repair = Some(crate::finetune_qat::report(
+            before,
+            after,
+            tr.eval_examples(),
+            taught,
+        ));
+    }
     let metrics: Vec<(&str, f64)> = match &written {
         Ok(s) => {
             let mut m = vec![
@@ -257,6 +287,7 @@ pub fn main(a: Args) -> Result<()> {
             if let Some(r) = peak_rss_bytes() {
                 m.push(("peak_rss_bytes", r as f64));
             }
+            m.extend(repair.iter().flat_map(|r| r.1.iter().copied()));
             m
         }
         Err(_) => Vec::new(),
@@ -275,6 +306,9 @@ pub fn main(a: Args) -> Result<()> {
     });
     rec.finish(&written, &metrics);
     let s = written?;
+    if let Some((line, _)) = &repair {
+        println!("{line}");
+    }
     let peak = peak_rss_bytes()
         .map(|b| format!(", peak memory {:.1} MiB", b as f64 / (1 << 20) as f64))
         .unwrap_or_default();
@@ -290,6 +324,41 @@ pub fn main(a: Args) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// The examples of a JSONL file, what was skipped reported.
+fn read_jsonl(
+    a: &Args,
+    tok: &Tokenizer,
+    template: Option<&str>,
+    text: &str,
+    seq_len: usize,
+) -> Result<Vec<Example>> {
+    let enc = Encoder::new(tok, template)?;
+    let (examples, skipped) = enc
+        .read(text, seq_len)
+        .with_context(|| format!("reading {}", a.data.display()))?;
+    if !skipped.too_long.is_empty() {
+        let lines: Vec<String> = skipped
+            .too_long
+            .iter()
+            .map(|(l, n)| format!("{l} ({n} tokens)"))
+            .collect();
+        eprintln!(
+            "skipped {} examples longer than --seq-len {}: lines {}",
+            lines.len(),
+            seq_len,
+            lines.join(", ")
+        );
+    }
+    if !skipped.no_loss.is_empty() {
+        eprintln!(
+            "skipped {} examples with nothing to train on (no assistant turn or empty completion): lines {:?}",
+            skipped.no_loss.len(),
+            skipped.no_loss
+        );
+    }
+    Ok(examples)
 }
 
 /// The end of a run.

@@ -10,6 +10,7 @@ mod common;
 mod embed;
 mod eval;
 mod finetune;
+mod finetune_qat;
 mod hw;
 mod imatrix;
 mod judge;

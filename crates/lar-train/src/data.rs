@@ -25,11 +25,24 @@ pub struct Example {
     pub line: usize,
     pub tokens: Vec<u32>,
     pub loss: Vec<bool>,
+    /// Distillation: a teacher's top tokens for each position (the loss is the KL divergence from them).
+    pub soft: Option<Vec<Vec<(u32, f32)>>>,
 }
 
 impl Example {
     pub fn n_loss(&self) -> usize {
-        self.loss.iter().filter(|l| **l).count()
+        match &self.soft {
+            Some(s) => s.iter().filter(|s| !s.is_empty()).count(),
+            None => self.loss.iter().filter(|l| **l).count(),
+        }
+    }
+
+    /// Adds this example to a batch.
+    pub fn push_to(&self, b: &mut crate::net::Batch) {
+        match &self.soft {
+            Some(s) => b.push_soft(&self.tokens, s),
+            None => b.push(&self.tokens, &self.loss),
+        }
     }
 }
 
@@ -133,7 +146,12 @@ impl<'a> Encoder<'a> {
             tokens.insert(0, b);
             loss.insert(0, false);
         }
-        Ok(Example { line, tokens, loss })
+        Ok(Example {
+            line,
+            tokens,
+            loss,
+            soft: None,
+        })
     }
 
     fn push(&self, tokens: &mut Vec<u32>, loss: &mut Vec<bool>, text: &str, trained: bool) {

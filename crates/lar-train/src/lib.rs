@@ -4,12 +4,14 @@
 //! [`net`] computes a batch's loss and its gradient with respect to the adapter (the forward is the engine's math;
 //! the backward of every operation is in [`ops`], [`attention`] and [`linear`], each checked against finite
 //! differences); [`adapter`] holds what is trained; [`optim`] is AdamW with clipping and a schedule; [`data`] turns
-//! JSONL into token sequences with their loss spans; [`trainer`] runs the loop.
+//! JSONL into token sequences with their loss spans; [`distill`] makes a teacher's targets for quantization-aware
+//! repair; [`trainer`] runs the loop.
 
 pub mod adapter;
 pub mod attention;
 pub mod checkpoint;
 pub mod data;
+pub mod distill;
 pub mod error;
 pub mod linear;
 pub mod net;

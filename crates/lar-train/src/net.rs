@@ -34,6 +34,9 @@ pub struct Batch {
     pub targets: Vec<u32>,
     /// The weight of position `t`'s loss (0: not trained on).
     pub weights: Vec<f32>,
+    /// A teacher's distribution over its top tokens for position `t` (distillation: the loss is the KL divergence
+    /// from it instead of cross-entropy); empty where the target is the next token.
+    pub soft: Vec<Vec<(u32, f32)>>,
 }
 
 impl Batch {
@@ -47,6 +50,21 @@ impl Batch {
             self.targets.push(next.unwrap_or(0));
             let trained = next.is_some() && loss.get(i + 1).copied().unwrap_or(false);
             self.weights.push(if trained { 1.0 } else { 0.0 });
+        }
+    }
+
+    /// Appends one sequence trained to match `soft[i]` at each position `i` (the teacher's distribution of the
+    /// token after it); positions with an empty one carry no loss.
+    pub fn push_soft(&mut self, tokens: &[u32], soft: &[Vec<(u32, f32)>]) {
+        let start = self.tokens.len();
+        self.soft.resize(start, Vec::new());
+        self.tokens.extend_from_slice(tokens);
+        self.segs.push(start..self.tokens.len());
+        for i in 0..tokens.len() {
+            let s = soft.get(i).cloned().unwrap_or_default();
+            self.targets.push(tokens.get(i + 1).copied().unwrap_or(0));
+            self.weights.push(if s.is_empty() { 0.0 } else { 1.0 });
+            self.soft.push(s);
         }
     }
 
@@ -140,7 +158,14 @@ impl<'a> Net<'a> {
                 hp.n_layers
             )));
         }
-        if let Some(t) = batch.tokens.iter().find(|t| **t as usize >= hp.n_vocab) {
+        let outside = |t: u32| t as usize >= hp.n_vocab;
+        if let Some(t) = batch
+            .tokens
+            .iter()
+            .copied()
+            .chain(batch.soft.iter().flatten().map(|s| s.0))
+            .find(|t| outside(*t))
+        {
             return Err(Error::Invalid(format!(
                 "token {t} is outside the vocabulary ({})",
                 hp.n_vocab
@@ -533,7 +558,10 @@ impl<'a> Net<'a> {
             for (j, &t) in chunk.iter().enumerate() {
                 let row = &mut logits[j * nv..(j + 1) * nv];
                 let w = batch.weights[t];
-                loss += w * ops::cross_entropy(row, batch.targets[t] as usize, w);
+                loss += w * match batch.soft.get(t).filter(|s| !s.is_empty()) {
+                    Some(teacher) => ops::kl_topk(row, teacher, w),
+                    None => ops::cross_entropy(row, batch.targets[t] as usize, w),
+                };
             }
             if let Some(dx) = dx.as_deref_mut() {
                 let mut dxn = vec![0f32; chunk.len() * d];

@@ -1,5 +1,5 @@
 //! The backward of a block's per-row operations: RMS norm, rotary embeddings, the gated activations (SiLU and
-//! GELU), and cross-entropy over a row of logits. Each forward is the engine's own (`lar_kernels::ops`), so what is
+//! GELU), and the losses over a row of logits (cross-entropy; KL divergence from a teacher's top tokens). Each forward is the engine's own (`lar_kernels::ops`), so what is
 //! trained is what is served; each backward here is checked against finite differences of that forward
 //! (`tests/gradients.rs`).
 
@@ -122,6 +122,45 @@ pub fn cross_entropy(row: &mut [f32], target: usize, weight: f32) -> f32 {
     }
     row[target] -= weight;
     loss
+}
+
+/// The KL divergence from a teacher's distribution, known by its top tokens (`(token, probability)`, with mass
+/// `m <= 1`) and the rest (`1 - m`, all other tokens as one outcome), to the softmax `q` of one row of logits over
+/// the same outcomes: `Σ_top p log(p/q) + (1-m) log((1-m)/q_rest)`. A true divergence (never negative, zero only
+/// where the student matches the teacher on the top tokens and on the rest's total). Turns the row into its
+/// gradient times `weight` (`q - p` on the top tokens, `q · (1 - (1-m)/q_rest)` elsewhere) and returns the
+/// divergence (nats, unweighted).
+pub fn kl_topk(row: &mut [f32], teacher: &[(u32, f32)], weight: f32) -> f32 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f64;
+    for v in row.iter() {
+        sum += ((*v - max) as f64).exp();
+    }
+    let lse = max as f64 + sum.ln();
+    let q: Vec<f64> = teacher
+        .iter()
+        .map(|&(t, _)| (row[t as usize] as f64 - lse).exp())
+        .collect();
+    let (mut kl, mut mass) = (0f64, 0f64);
+    for (&(_, p), &qt) in teacher.iter().zip(&q) {
+        if p > 0.0 {
+            kl += p as f64 * ((p as f64).ln() - qt.ln());
+            mass += p as f64;
+        }
+    }
+    let p_rest = (1.0 - mass).max(0.0);
+    let q_rest = (1.0 - q.iter().sum::<f64>()).max(1e-12);
+    if p_rest > 0.0 {
+        kl += p_rest * (p_rest.ln() - q_rest.ln());
+    }
+    let rest_factor = 1.0 - p_rest / q_rest;
+    for v in row.iter_mut() {
+        *v = ((*v as f64 - lse).exp() * rest_factor) as f32 * weight;
+    }
+    for (&(t, p), &qt) in teacher.iter().zip(&q) {
+        row[t as usize] = (qt as f32 - p) * weight;
+    }
+    kl as f32
 }
 
 #[cfg(test)]

@@ -223,7 +223,7 @@ impl<'a> Trainer<'a> {
         for group in pack(&self.eval, &ids, self.cfg.batch_tokens) {
             let mut b = Batch::default();
             for &i in &group {
-                b.push(&self.eval[i].tokens, &self.eval[i].loss);
+                self.eval[i].push_to(&mut b);
             }
             n += b.n_loss();
             sum += self.net.loss(&self.adapter, &b)? as f64;
@@ -291,7 +291,7 @@ impl<'a> Trainer<'a> {
     fn batch(&self, ids: &[usize]) -> Batch {
         let mut b = Batch::default();
         for &i in ids {
-            b.push(&self.train[i].tokens, &self.train[i].loss);
+            self.train[i].push_to(&mut b);
         }
         b
     }

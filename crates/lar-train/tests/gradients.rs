@@ -359,3 +359,27 @@ fn the_fast_gradient_agrees_with_the_plain_twin_on_a_quantized_model() {
     let cos = dot(&a, &b) / (dot(&a, &a).sqrt() * dot(&b, &b).sqrt());
     assert!(cos > 0.99, "cosine of the fast and plain gradients: {cos}");
 }
+
+#[test]
+fn the_kl_divergence_from_a_teachers_top_tokens_matches_finite_differences() {
+    let mut rng = Rng::new(12);
+    let logits = rand_vec(&mut rng, 50, 3.0);
+    // A teacher's top five, 0.9 of its mass.
+    let teacher = vec![(3u32, 0.4f32), (17, 0.2), (8, 0.15), (40, 0.1), (22, 0.05)];
+    let mut g = logits.clone();
+    let kl = ops::kl_topk(&mut g, &teacher, 0.5);
+    assert!(kl > 0.0);
+    check_fd("kl", &logits, &g, 1e-2, 6, |l| {
+        0.5 * ops::kl_topk(&mut l.to_vec(), &teacher, 1.0) as f64
+    });
+    // Never negative, even for a student sharper than the teacher on its top tokens.
+    let mut sharp = vec![-20.0f32; 50];
+    sharp[3] = 10.0;
+    assert!(ops::kl_topk(&mut sharp, &teacher, 1.0) > 0.0);
+    // The student that is the teacher (on its top tokens, the rest sharing what is left) has zero divergence.
+    let mut same = vec![(0.1f32 / 45.0).ln(); 50];
+    for &(t, p) in &teacher {
+        same[t as usize] = p.ln();
+    }
+    assert!(ops::kl_topk(&mut same, &teacher, 1.0).abs() < 1e-5);
+}
