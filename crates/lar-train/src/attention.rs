@@ -11,7 +11,7 @@ use std::ops::Range;
 use lar_kernels::pool::ThreadPool;
 use lar_kernels::tensor::SyncPtr;
 
-use crate::simd::{axpy, dot, fast};
+use crate::simd::{Task, axpy, dot, dots, run_fast};
 
 /// The attention's shape: heads, grouped KV heads, head size, score scale and sliding window.
 #[derive(Clone, Copy, Debug)]
@@ -60,57 +60,89 @@ pub fn forward(
     out: &mut [f32],
     pool: &ThreadPool,
 ) -> Probs {
-    let (hd, nh, nkv) = (sh.head_dim, sh.n_head, sh.n_head_kv);
-    let (qw, kw) = (nh * hd, nkv * hd);
+    let (nh, nkv) = (sh.n_head, sh.n_head_kv);
     let (offsets, total) = layout(segs, nh);
     let mut data = vec![0f32; total];
     let (pp, op) = (SyncPtr(data.as_mut_ptr()), SyncPtr(out.as_mut_ptr()));
-    let group = nh / nkv;
-    pool.run(segs.len() * nkv, &|task| {
-        fast(|| {
-            let (si, g) = (task / nkv, task % nkv);
-            let seg = &segs[si];
-            let len = seg.len();
-            for h in g * group..(g + 1) * group {
-                // SAFETY: this task alone owns head h's matrix of this segment and head h's columns of its rows.
-                let p = unsafe {
-                    std::slice::from_raw_parts_mut(pp.get().add(offsets[si * nh + h]), len * len)
+    let job = Fwd {
+        sh,
+        segs,
+        offsets: &offsets,
+        q,
+        k,
+        v,
+        pp,
+        op,
+    };
+    pool.run(segs.len() * nkv, &|task| run_fast(&job, task));
+    Probs { data, offsets }
+}
+
+/// One forward task: a (segment, KV head)'s query heads.
+struct Fwd<'a> {
+    sh: &'a Shape,
+    segs: &'a [Range<usize>],
+    offsets: &'a [usize],
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    pp: SyncPtr<f32>,
+    op: SyncPtr<f32>,
+}
+
+impl Task for Fwd<'_> {
+    #[inline(always)]
+    fn run(&self, task: usize) {
+        let Fwd {
+            sh,
+            segs,
+            offsets,
+            q,
+            k,
+            v,
+            pp,
+            op,
+        } = *self;
+        let (hd, nh, nkv) = (sh.head_dim, sh.n_head, sh.n_head_kv);
+        let (qw, kw, group) = (nh * hd, nkv * hd, nh / nkv);
+        let (si, g) = (task / nkv, task % nkv);
+        let seg = &segs[si];
+        let len = seg.len();
+        for h in g * group..(g + 1) * group {
+            // SAFETY: this task alone owns head h's matrix of this segment and head h's columns of its rows.
+            let p = unsafe {
+                std::slice::from_raw_parts_mut(pp.get().add(offsets[si * nh + h]), len * len)
+            };
+            for i in 0..len {
+                let qi = &q[(seg.start + i) * qw + h * hd..][..hd];
+                let row = &mut p[i * len..(i + 1) * len];
+                let lo = sh.first_key(i);
+                let key = |j: usize| &k[(seg.start + j) * kw + g * hd..][..hd];
+                dots(qi, key, lo..i + 1, &mut row[lo..=i]);
+                let mut max = f32::NEG_INFINITY;
+                for s in &mut row[lo..=i] {
+                    *s *= sh.scale;
+                    max = max.max(*s);
+                }
+                let mut sum = 0f32;
+                for x in &mut row[lo..=i] {
+                    *x = (*x - max).exp();
+                    sum += *x;
+                }
+                let inv = 1.0 / sum;
+                // SAFETY: as above.
+                let o = unsafe {
+                    std::slice::from_raw_parts_mut(op.get().add((seg.start + i) * qw + h * hd), hd)
                 };
-                for i in 0..len {
-                    let qi = &q[(seg.start + i) * qw + h * hd..][..hd];
-                    let row = &mut p[i * len..(i + 1) * len];
-                    let lo = sh.first_key(i);
-                    let mut max = f32::NEG_INFINITY;
-                    for j in lo..=i {
-                        let kj = &k[(seg.start + j) * kw + g * hd..][..hd];
-                        let s = sh.scale * dot(qi, kj);
-                        row[j] = s;
-                        max = max.max(s);
-                    }
-                    let mut sum = 0f32;
-                    for x in &mut row[lo..=i] {
-                        *x = (*x - max).exp();
-                        sum += *x;
-                    }
-                    let inv = 1.0 / sum;
-                    // SAFETY: as above.
-                    let o = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            op.get().add((seg.start + i) * qw + h * hd),
-                            hd,
-                        )
-                    };
-                    o.fill(0.0);
-                    for j in lo..=i {
-                        row[j] *= inv;
-                        let vj = &v[(seg.start + j) * kw + g * hd..][..hd];
-                        axpy(row[j], vj, o);
-                    }
+                o.fill(0.0);
+                for j in lo..=i {
+                    row[j] *= inv;
+                    let vj = &v[(seg.start + j) * kw + g * hd..][..hd];
+                    axpy(row[j], vj, o);
                 }
             }
-        })
-    });
-    Probs { data, offsets }
+        }
+    }
 }
 
 /// Gradients of [`forward`]: `dq`, `dk`, `dv` (overwritten) from `dout`, given the forward's inputs, output and
@@ -126,8 +158,7 @@ pub fn backward(
     (dq, dk, dv): (&mut [f32], &mut [f32], &mut [f32]),
     pool: &ThreadPool,
 ) {
-    let (hd, nh, nkv) = (sh.head_dim, sh.n_head, sh.n_head_kv);
-    let (qw, kw) = (nh * hd, nkv * hd);
+    let nkv = sh.n_head_kv;
     dq.fill(0.0);
     dk.fill(0.0);
     dv.fill(0.0);
@@ -136,52 +167,97 @@ pub fn backward(
         SyncPtr(dk.as_mut_ptr()),
         SyncPtr(dv.as_mut_ptr()),
     );
-    let group = nh / nkv;
-    pool.run(segs.len() * nkv, &|task| {
-        fast(|| {
-            let (si, g) = (task / nkv, task % nkv);
-            let seg = &segs[si];
-            let len = seg.len();
-            let mut ds = vec![0f32; len];
-            for h in g * group..(g + 1) * group {
-                let p = &probs.data[probs.offsets[si * nh + h]..][..len * len];
-                for i in 0..len {
-                    let t = seg.start + i;
-                    let lo = sh.first_key(i);
-                    let doi = &dout[t * qw + h * hd..][..hd];
-                    let c = dot(doi, &out[t * qw + h * hd..][..hd]);
-                    let qi = &q[t * qw + h * hd..][..hd];
-                    // SAFETY: rows of this segment, columns of head h (dq) and of KV head g (dk, dv): this task's only.
-                    let dqi = unsafe {
-                        std::slice::from_raw_parts_mut(qp.get().add(t * qw + h * hd), hd)
+    let job = Bwd {
+        sh,
+        segs,
+        probs,
+        q,
+        k,
+        v,
+        out,
+        dout,
+        qp,
+        kp,
+        vp,
+    };
+    pool.run(segs.len() * nkv, &|task| run_fast(&job, task));
+}
+
+/// One backward task: a (segment, KV head)'s query heads.
+struct Bwd<'a> {
+    sh: &'a Shape,
+    segs: &'a [Range<usize>],
+    probs: &'a Probs,
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    out: &'a [f32],
+    dout: &'a [f32],
+    qp: SyncPtr<f32>,
+    kp: SyncPtr<f32>,
+    vp: SyncPtr<f32>,
+}
+
+impl Task for Bwd<'_> {
+    #[inline(always)]
+    fn run(&self, task: usize) {
+        let Bwd {
+            sh,
+            segs,
+            probs,
+            q,
+            k,
+            v,
+            out,
+            dout,
+            qp,
+            kp,
+            vp,
+        } = *self;
+        let (hd, nh, nkv) = (sh.head_dim, sh.n_head, sh.n_head_kv);
+        let (qw, kw, group) = (nh * hd, nkv * hd, nh / nkv);
+        let (si, g) = (task / nkv, task % nkv);
+        let seg = &segs[si];
+        let len = seg.len();
+        let mut ds = vec![0f32; len];
+        for h in g * group..(g + 1) * group {
+            let p = &probs.data[probs.offsets[si * nh + h]..][..len * len];
+            for i in 0..len {
+                let t = seg.start + i;
+                let lo = sh.first_key(i);
+                let doi = &dout[t * qw + h * hd..][..hd];
+                let c = dot(doi, &out[t * qw + h * hd..][..hd]);
+                let qi = &q[t * qw + h * hd..][..hd];
+                // SAFETY: rows of this segment, columns of head h (dq) and of KV head g (dk, dv): this task's only.
+                let dqi =
+                    unsafe { std::slice::from_raw_parts_mut(qp.get().add(t * qw + h * hd), hd) };
+                let value = |j: usize| &v[(seg.start + j) * kw + g * hd..][..hd];
+                dots(doi, value, lo..i + 1, &mut ds[lo..=i]);
+                for j in lo..=i {
+                    let pj = p[i * len + j];
+                    ds[j] = pj * (ds[j] - c) * sh.scale;
+                    // SAFETY: as above.
+                    let dvj = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            vp.get().add((seg.start + j) * kw + g * hd),
+                            hd,
+                        )
                     };
-                    for j in lo..=i {
-                        let pj = p[i * len + j];
-                        let vj = &v[(seg.start + j) * kw + g * hd..][..hd];
-                        ds[j] = pj * (dot(doi, vj) - c) * sh.scale;
-                        // SAFETY: as above.
-                        let dvj = unsafe {
-                            std::slice::from_raw_parts_mut(
-                                vp.get().add((seg.start + j) * kw + g * hd),
-                                hd,
-                            )
-                        };
-                        axpy(pj, doi, dvj);
-                    }
-                    for j in lo..=i {
-                        let kj = &k[(seg.start + j) * kw + g * hd..][..hd];
-                        axpy(ds[j], kj, dqi);
-                        // SAFETY: as above.
-                        let dkj = unsafe {
-                            std::slice::from_raw_parts_mut(
-                                kp.get().add((seg.start + j) * kw + g * hd),
-                                hd,
-                            )
-                        };
-                        axpy(ds[j], qi, dkj);
-                    }
+                    axpy(pj, doi, dvj);
+                }
+                for j in lo..=i {
+                    let kj = &k[(seg.start + j) * kw + g * hd..][..hd];
+                    axpy(ds[j], kj, dqi);
+                    // SAFETY: as above.
+                    let dkj = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            kp.get().add((seg.start + j) * kw + g * hd),
+                            hd,
+                        )
+                    };
+                    axpy(ds[j], qi, dkj);
                 }
             }
-        })
-    });
+        }
+    }
 }
