@@ -249,54 +249,44 @@ pub fn lora_backward(
             }
         }
     });
-    // gBᵀ[k] = s · Σ_t u[t, k] · dy[t], columns of the output shared out; then added to gB.
+    // gBᵀ[k] = s · Σ_t u[t, k] · dy[t], then added to gB; gA[k] += Σ_t du[t, k] · x[t].
     let mut gbt = vec![0f32; r * n_out];
-    let gbp = SyncPtr(gbt.as_mut_ptr());
-    let chunks = n_out.div_ceil(64);
-    let tasks = threads.min(chunks);
-    pool.run(tasks, &|task| {
-        for c in split(chunks, tasks, task) {
-            let cols = c * 64..((c + 1) * 64).min(n_out);
-            for k in 0..r {
-                // SAFETY: these columns of gBᵀ are this task's only.
-                let gb = unsafe {
-                    std::slice::from_raw_parts_mut(
-                        gbp.get().add(k * n_out + cols.start),
-                        cols.len(),
-                    )
-                };
-                for t in 0..n {
-                    axpy(
-                        s * u[t * r + k],
-                        &dy[t * n_out + cols.start..t * n_out + cols.end],
-                        gb,
-                    );
-                }
-            }
-        }
-    });
+    outer_sum(u, s, dy, &mut gbt, (n, r), pool);
     for o in 0..n_out {
         for k in 0..r {
             g.b[o * r + k] += gbt[k * n_out + o];
         }
     }
-    // gA[k] += Σ_t du[t, k] · x[t], columns of the input shared out.
-    let gap = SyncPtr(g.a.as_mut_ptr());
-    let chunks = n_in.div_ceil(64);
-    let tasks = threads.min(chunks);
+    outer_sum(&du, 1.0, x, &mut g.a, (n, r), pool);
+}
+
+/// `out[k] += scale · Σ_t coef[t, k] · rows[t]` for `coef` `[n, r]`, `rows` `[n, w]`, `out` `[r, w]`: a sum of
+/// outer products (a LoRA matrix's gradient), columns shared out over the pool 64 at a time.
+fn outer_sum(
+    coef: &[f32],
+    scale: f32,
+    rows: &[f32],
+    out: &mut [f32],
+    (n, r): (usize, usize),
+    pool: &ThreadPool,
+) {
+    let w = out.len() / r;
+    let op = SyncPtr(out.as_mut_ptr());
+    let chunks = w.div_ceil(64);
+    let tasks = pool.n_threads().min(chunks);
     pool.run(tasks, &|task| {
         for c in split(chunks, tasks, task) {
-            let cols = c * 64..((c + 1) * 64).min(n_in);
+            let cols = c * 64..((c + 1) * 64).min(w);
             for k in 0..r {
-                // SAFETY: these columns of gA are this task's only.
-                let ga = unsafe {
-                    std::slice::from_raw_parts_mut(gap.get().add(k * n_in + cols.start), cols.len())
+                // SAFETY: these columns of `out` are this task's only.
+                let o = unsafe {
+                    std::slice::from_raw_parts_mut(op.get().add(k * w + cols.start), cols.len())
                 };
                 for t in 0..n {
                     axpy(
-                        du[t * r + k],
-                        &x[t * n_in + cols.start..t * n_in + cols.end],
-                        ga,
+                        scale * coef[t * r + k],
+                        &rows[t * w + cols.start..t * w + cols.end],
+                        o,
                     );
                 }
             }

@@ -223,7 +223,7 @@ impl<'a> Net<'a> {
             let input = inputs.pop().expect("one input per block");
             let mut tape = Tape::default();
             self.block(il, ad, &input, batch, &pos, dropout, &mut tape);
-            dx = self.block_backward(il, ad, &input, batch, &pos, dropout, &tape, &dx, grads);
+            dx = self.block_backward(il, ad, &input, batch, &pos, &tape, &dx, grads);
         }
         Ok(loss)
     }
@@ -429,7 +429,6 @@ impl<'a> Net<'a> {
         x: &[f32],
         batch: &Batch,
         pos: &[usize],
-        _drop: Dropout,
         tape: &Tape,
         dout: &[f32],
         grads: &mut Adapter,
