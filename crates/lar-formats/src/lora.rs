@@ -537,6 +537,7 @@ fn peft_config(path: &Path, cfg: &Json) -> Result<(f32, Option<String>)> {
             "fan_in_fan_out (Conv1D layers, GPT-2) is not supported",
         ),
         ("lora_bias", "trained LoRA biases are not supported yet"),
+        ("use_qalora", "QALoRA's pooled inputs are not supported"),
     ] {
         if truthy(key) {
             return Err(bad(path, format!("{key} is true: {why}")));
@@ -550,8 +551,37 @@ fn peft_config(path: &Path, cfg: &Json) -> Result<(f32, Option<String>)> {
             "fully trained extra modules are not supported yet",
         ),
         ("layer_replication", "layer replication is not supported"),
+        (
+            "alora_invocation_tokens",
+            "activated LoRA (on from an invocation onwards) is not supported",
+        ),
+        (
+            "trainable_token_indices",
+            "trained token embeddings are not supported yet",
+        ),
+        (
+            "target_parameters",
+            "adapters on bare parameters (MoE experts) are not supported",
+        ),
     ] {
         if nonempty(key) {
+            return Err(bad(path, format!("{key} is set: {why}")));
+        }
+    }
+    // Variants enabled by a sub-config, whatever it holds (training-only ones, VeLoRA's, are read as plain LoRA).
+    for (key, why) in [
+        (
+            "kasa_config",
+            "KaSA (truncated base weights) is not supported",
+        ),
+        ("monteclora_config", "MonteCLoRA is not supported"),
+        ("use_bdlora", "block-diagonal LoRA is not supported"),
+        (
+            "arrow_config",
+            "Arrow routing between adapters is not supported",
+        ),
+    ] {
+        if cfg.get(key).is_some_and(|v| !v.is_null()) {
             return Err(bad(path, format!("{key} is set: {why}")));
         }
     }

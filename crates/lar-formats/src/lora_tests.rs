@@ -146,6 +146,28 @@ fn peft_configs_that_change_the_math_are_refused() {
             "extra modules",
         ),
         ("bias", Json::String("all".into()), "biases"),
+        ("use_qalora", Json::Bool(true), "QALoRA"),
+        (
+            "alora_invocation_tokens",
+            serde_json::json!([1, 2]),
+            "activated LoRA",
+        ),
+        (
+            "trainable_token_indices",
+            serde_json::json!([5]),
+            "token embeddings",
+        ),
+        (
+            "target_parameters",
+            serde_json::json!(["mlp.experts.down_proj"]),
+            "bare parameters",
+        ),
+        ("kasa_config", serde_json::json!({}), "KaSA"),
+        (
+            "use_bdlora",
+            serde_json::json!({"nblocks": 2}),
+            "block-diagonal",
+        ),
         ("peft_type", Json::String("IA3".into()), "LORA"),
         ("r", Json::from(0), "rank"),
         ("lora_alpha", Json::String("x".into()), "lora_alpha"),
