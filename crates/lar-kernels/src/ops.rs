@@ -232,7 +232,7 @@ fn exp_in_place(x: &mut [f32]) {
 /// `e^x` in f32 by Cody-Waite range reduction and a degree-6 polynomial (relative error ~1e-7; 0 below -87,
 /// clamped above 88); plain arithmetic, so loops over it vectorize.
 #[inline(always)]
-fn fast_exp(x: f32) -> f32 {
+pub fn fast_exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     let k = (x * std::f32::consts::LOG2_E + 0.5).floor();
     let r = k.mul_add(-0.693_145_75, x);

@@ -2,16 +2,20 @@
 //! to end, each attending only to itself) with grouped KV heads and an optional sliding window.
 //!
 //! Training needs the softmax probabilities again in the backward, so the forward keeps them (one `len × len`
-//! matrix per segment and head; under gradient checkpointing only one block's are alive at a time). The work is
-//! shared out per (segment, KV head): each task owns the query heads of its group, so every gradient row it writes
-//! is its own.
+//! matrix per segment and head; under gradient checkpointing only one block's are alive at a time), and the
+//! backward turns them into the scores' gradient in place. The work is cut into pieces of 32 rows (queries, or
+//! keys for the key-side gradients) per head, so two threads have many pieces even for one sequence and three KV
+//! heads; every piece owns what it writes. The products are register-blocked (`simd::combine_rows`): four output rows
+//! at once, their 32-column sums held across the whole range of terms.
 
 use std::ops::Range;
 
 use lar_kernels::pool::ThreadPool;
 use lar_kernels::tensor::SyncPtr;
 
-use crate::simd::{Task, axpy, dot, dots, run_fast};
+use lar_kernels::ops::fast_exp;
+
+use crate::simd::{Task, combine_rows, dot, dots, run_fast, sum};
 
 /// The attention's shape: heads, grouped KV heads, head size, score scale and sliding window.
 #[derive(Clone, Copy, Debug)]
@@ -27,6 +31,11 @@ pub struct Shape {
 impl Shape {
     fn first_key(&self, i: usize) -> usize {
         self.window.map_or(0, |w| (i + 1).saturating_sub(w))
+    }
+
+    /// One past the last query of a segment of `len` that sees key `j`.
+    fn queries_end(&self, j: usize, len: usize) -> usize {
+        self.window.map_or(len, |w| (j + w).min(len))
     }
 }
 
@@ -49,6 +58,42 @@ fn layout(segs: &[Range<usize>], n_head: usize) -> (Vec<usize>, usize) {
     (offsets, at)
 }
 
+/// Rows (or keys) per piece of work.
+const ROWS: usize = 32;
+
+/// A piece of the work: rows (queries, or keys) `rows` of segment `seg` for head `head` (a query head, or a KV
+/// head and its group).
+struct Piece {
+    seg: usize,
+    head: usize,
+    rows: Range<usize>,
+}
+
+/// The pieces over `heads` heads; with `late_first` each segment's last rows come first (a causal query row costs
+/// more the later it is, a key row the earlier, and the pool hands pieces out in order, so the dearest go first).
+fn pieces(segs: &[Range<usize>], heads: usize, late_first: bool) -> Vec<Piece> {
+    let mut out = Vec::new();
+    for (seg, s) in segs.iter().enumerate() {
+        let mut blocks: Vec<Range<usize>> = (0..s.len())
+            .step_by(ROWS)
+            .map(|r| r..(r + ROWS).min(s.len()))
+            .collect();
+        if late_first {
+            blocks.reverse();
+        }
+        for rows in blocks {
+            for head in 0..heads {
+                out.push(Piece {
+                    seg,
+                    head,
+                    rows: rows.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
 /// `out` (`[T, n_head * head_dim]`) of queries `q` over keys `k` and values `v` (`[T, n_head_kv * head_dim]`),
 /// each segment causal over itself; returns the probabilities the backward needs.
 pub fn forward(
@@ -60,29 +105,30 @@ pub fn forward(
     out: &mut [f32],
     pool: &ThreadPool,
 ) -> Probs {
-    let (nh, nkv) = (sh.n_head, sh.n_head_kv);
-    let (offsets, total) = layout(segs, nh);
+    let (offsets, total) = layout(segs, sh.n_head);
     let mut data = vec![0f32; total];
-    let (pp, op) = (SyncPtr(data.as_mut_ptr()), SyncPtr(out.as_mut_ptr()));
+    let pieces = pieces(segs, sh.n_head, true);
     let job = Fwd {
         sh,
         segs,
         offsets: &offsets,
+        pieces: &pieces,
         q,
         k,
         v,
-        pp,
-        op,
+        pp: SyncPtr(data.as_mut_ptr()),
+        op: SyncPtr(out.as_mut_ptr()),
     };
-    pool.run(segs.len() * nkv, &|task| run_fast(&job, task));
+    pool.run(pieces.len(), &|task| run_fast(&job, task));
     Probs { data, offsets }
 }
 
-/// One forward task: a (segment, KV head)'s query heads.
+/// The forward's work: a piece's probability rows, then its output rows.
 struct Fwd<'a> {
     sh: &'a Shape,
     segs: &'a [Range<usize>],
     offsets: &'a [usize],
+    pieces: &'a [Piece],
     q: &'a [f32],
     k: &'a [f32],
     v: &'a [f32],
@@ -93,171 +139,218 @@ struct Fwd<'a> {
 impl Task for Fwd<'_> {
     #[inline(always)]
     fn run(&self, task: usize) {
-        let Fwd {
-            sh,
-            segs,
-            offsets,
-            q,
-            k,
-            v,
-            pp,
-            op,
-        } = *self;
-        let (hd, nh, nkv) = (sh.head_dim, sh.n_head, sh.n_head_kv);
-        let (qw, kw, group) = (nh * hd, nkv * hd, nh / nkv);
-        let (si, g) = (task / nkv, task % nkv);
-        let seg = &segs[si];
-        let len = seg.len();
-        for h in g * group..(g + 1) * group {
-            // SAFETY: this task alone owns head h's matrix of this segment and head h's columns of its rows.
-            let p = unsafe {
-                std::slice::from_raw_parts_mut(pp.get().add(offsets[si * nh + h]), len * len)
-            };
-            for i in 0..len {
-                let qi = &q[(seg.start + i) * qw + h * hd..][..hd];
-                let row = &mut p[i * len..(i + 1) * len];
-                let lo = sh.first_key(i);
-                let key = |j: usize| &k[(seg.start + j) * kw + g * hd..][..hd];
-                dots(qi, key, lo..i + 1, &mut row[lo..=i]);
-                let mut max = f32::NEG_INFINITY;
-                for s in &mut row[lo..=i] {
-                    *s *= sh.scale;
-                    max = max.max(*s);
-                }
-                let mut sum = 0f32;
-                for x in &mut row[lo..=i] {
-                    *x = (*x - max).exp();
-                    sum += *x;
-                }
-                let inv = 1.0 / sum;
-                // SAFETY: as above.
+        let Fwd { sh, q, k, v, .. } = *self;
+        let pc = &self.pieces[task];
+        let (hd, nh) = (sh.head_dim, sh.n_head);
+        let (qw, kw) = (nh * hd, sh.n_head_kv * hd);
+        let (seg, h) = (&self.segs[pc.seg], pc.head);
+        let (len, g, rows) = (seg.len(), h / (nh / sh.n_head_kv), pc.rows.clone());
+        // SAFETY: this piece alone owns these rows of head h's matrix of this segment.
+        let p = unsafe {
+            std::slice::from_raw_parts_mut(
+                self.pp
+                    .get()
+                    .add(self.offsets[pc.seg * nh + h] + rows.start * len),
+                rows.len() * len,
+            )
+        };
+        let key = |j: usize| &k[(seg.start + j) * kw + g * hd..][..hd];
+        for i in rows.clone() {
+            let qi = &q[(seg.start + i) * qw + h * hd..][..hd];
+            let row = &mut p[(i - rows.start) * len..][..len];
+            let lo = sh.first_key(i);
+            dots(qi, key, lo..i + 1, &mut row[lo..=i]);
+            let mut max = f32::NEG_INFINITY;
+            for s in &mut row[lo..=i] {
+                *s *= sh.scale;
+                max = max.max(*s);
+            }
+            for x in &mut row[lo..=i] {
+                *x = fast_exp(*x - max);
+            }
+            let inv = 1.0 / sum(&row[lo..=i]);
+            row[lo..=i].iter_mut().for_each(|x| *x *= inv);
+        }
+        let op = self.op;
+        combine_rows(
+            rows.start,
+            rows.end,
+            |i| sh.first_key(i)..i + 1,
+            |i, j| p[(i - rows.start) * len + j],
+            |j| &v[(seg.start + j) * kw + g * hd..][..hd],
+            |i| {
+                // SAFETY: head h's columns of this piece's tokens: this piece's alone.
                 let o = unsafe {
                     std::slice::from_raw_parts_mut(op.get().add((seg.start + i) * qw + h * hd), hd)
                 };
                 o.fill(0.0);
-                for j in lo..=i {
-                    row[j] *= inv;
-                    let vj = &v[(seg.start + j) * kw + g * hd..][..hd];
-                    axpy(row[j], vj, o);
-                }
-            }
-        }
+                o
+            },
+        );
     }
 }
 
 /// Gradients of [`forward`]: `dq`, `dk`, `dv` (overwritten) from `dout`, given the forward's inputs, output and
-/// probabilities.
+/// probabilities (which become the scores' gradient on the way).
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     sh: &Shape,
     segs: &[Range<usize>],
     (q, k, v): (&[f32], &[f32], &[f32]),
     out: &[f32],
-    probs: &Probs,
+    mut probs: Probs,
     dout: &[f32],
     (dq, dk, dv): (&mut [f32], &mut [f32], &mut [f32]),
     pool: &ThreadPool,
 ) {
-    let nkv = sh.n_head_kv;
     dq.fill(0.0);
     dk.fill(0.0);
     dv.fill(0.0);
-    let (qp, kp, vp) = (
-        SyncPtr(dq.as_mut_ptr()),
-        SyncPtr(dk.as_mut_ptr()),
-        SyncPtr(dv.as_mut_ptr()),
-    );
-    let job = Bwd {
+    let keys = pieces(segs, sh.n_head_kv, false);
+    let rows = pieces(segs, sh.n_head, true);
+    let offsets = &probs.offsets;
+    // dV = Pᵀ · dO.
+    let job = KeySide {
         sh,
         segs,
-        probs,
-        q,
+        offsets,
+        pieces: &keys,
+        m: &probs.data,
+        x: dout,
+        outp: SyncPtr(dv.as_mut_ptr()),
+    };
+    pool.run(keys.len(), &|task| run_fast(&job, task));
+    // P becomes dS = P ∘ (dO · Vᵀ - rowsum(dO ∘ O)) · scale, and dQ = dS · K.
+    let job = QuerySide {
+        sh,
+        segs,
+        offsets,
+        pieces: &rows,
         k,
         v,
         out,
         dout,
-        qp,
-        kp,
-        vp,
+        pp: SyncPtr(probs.data.as_mut_ptr()),
+        qp: SyncPtr(dq.as_mut_ptr()),
     };
-    pool.run(segs.len() * nkv, &|task| run_fast(&job, task));
+    pool.run(rows.len(), &|task| run_fast(&job, task));
+    // dK = dSᵀ · Q.
+    let job = KeySide {
+        sh,
+        segs,
+        offsets,
+        pieces: &keys,
+        m: &probs.data,
+        x: q,
+        outp: SyncPtr(dk.as_mut_ptr()),
+    };
+    pool.run(keys.len(), &|task| run_fast(&job, task));
 }
 
-/// One backward task: a (segment, KV head)'s query heads.
-struct Bwd<'a> {
+/// `out[j] = Σ_{h in j's group} Σ_i m_h[i, j] · x_h[i]` for a piece's keys `j` (of a KV head): dV from the
+/// probabilities and dO, dK from the scores' gradient and Q.
+struct KeySide<'a> {
     sh: &'a Shape,
     segs: &'a [Range<usize>],
-    probs: &'a Probs,
-    q: &'a [f32],
+    offsets: &'a [usize],
+    pieces: &'a [Piece],
+    m: &'a [f32],
+    x: &'a [f32],
+    outp: SyncPtr<f32>,
+}
+
+impl Task for KeySide<'_> {
+    #[inline(always)]
+    fn run(&self, task: usize) {
+        let KeySide { sh, m, x, outp, .. } = *self;
+        let pc = &self.pieces[task];
+        let (hd, nh, nkv) = (sh.head_dim, sh.n_head, sh.n_head_kv);
+        let (qw, kw, group) = (nh * hd, nkv * hd, nh / nkv);
+        let (seg, g) = (&self.segs[pc.seg], pc.head);
+        let len = seg.len();
+        for h in g * group..(g + 1) * group {
+            let mh = &m[self.offsets[pc.seg * nh + h]..][..len * len];
+            combine_rows(
+                pc.rows.start,
+                pc.rows.end,
+                |j| j..sh.queries_end(j, len),
+                |j, i| mh[i * len + j],
+                |i| &x[(seg.start + i) * qw + h * hd..][..hd],
+                // SAFETY: KV head g's columns of this piece's keys: this piece's alone.
+                |j| unsafe {
+                    std::slice::from_raw_parts_mut(
+                        outp.get().add((seg.start + j) * kw + g * hd),
+                        hd,
+                    )
+                },
+            );
+        }
+    }
+}
+
+/// A piece's rows of P turned into dS, then its rows of dQ.
+struct QuerySide<'a> {
+    sh: &'a Shape,
+    segs: &'a [Range<usize>],
+    offsets: &'a [usize],
+    pieces: &'a [Piece],
     k: &'a [f32],
     v: &'a [f32],
     out: &'a [f32],
     dout: &'a [f32],
+    pp: SyncPtr<f32>,
     qp: SyncPtr<f32>,
-    kp: SyncPtr<f32>,
-    vp: SyncPtr<f32>,
 }
 
-impl Task for Bwd<'_> {
+impl Task for QuerySide<'_> {
     #[inline(always)]
     fn run(&self, task: usize) {
-        let Bwd {
+        let QuerySide {
             sh,
-            segs,
-            probs,
-            q,
             k,
             v,
             out,
             dout,
             qp,
-            kp,
-            vp,
+            ..
         } = *self;
-        let (hd, nh, nkv) = (sh.head_dim, sh.n_head, sh.n_head_kv);
-        let (qw, kw, group) = (nh * hd, nkv * hd, nh / nkv);
-        let (si, g) = (task / nkv, task % nkv);
-        let seg = &segs[si];
-        let len = seg.len();
-        let mut ds = vec![0f32; len];
-        for h in g * group..(g + 1) * group {
-            let p = &probs.data[probs.offsets[si * nh + h]..][..len * len];
-            for i in 0..len {
-                let t = seg.start + i;
-                let lo = sh.first_key(i);
-                let doi = &dout[t * qw + h * hd..][..hd];
-                let c = dot(doi, &out[t * qw + h * hd..][..hd]);
-                let qi = &q[t * qw + h * hd..][..hd];
-                // SAFETY: rows of this segment, columns of head h (dq) and of KV head g (dk, dv): this task's only.
-                let dqi =
-                    unsafe { std::slice::from_raw_parts_mut(qp.get().add(t * qw + h * hd), hd) };
-                let value = |j: usize| &v[(seg.start + j) * kw + g * hd..][..hd];
-                dots(doi, value, lo..i + 1, &mut ds[lo..=i]);
-                for j in lo..=i {
-                    let pj = p[i * len + j];
-                    ds[j] = pj * (ds[j] - c) * sh.scale;
-                    // SAFETY: as above.
-                    let dvj = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            vp.get().add((seg.start + j) * kw + g * hd),
-                            hd,
-                        )
-                    };
-                    axpy(pj, doi, dvj);
-                }
-                for j in lo..=i {
-                    let kj = &k[(seg.start + j) * kw + g * hd..][..hd];
-                    axpy(ds[j], kj, dqi);
-                    // SAFETY: as above.
-                    let dkj = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            kp.get().add((seg.start + j) * kw + g * hd),
-                            hd,
-                        )
-                    };
-                    axpy(ds[j], qi, dkj);
-                }
+        let pc = &self.pieces[task];
+        let (hd, nh) = (sh.head_dim, sh.n_head);
+        let (qw, kw) = (nh * hd, sh.n_head_kv * hd);
+        let (seg, h) = (&self.segs[pc.seg], pc.head);
+        let (len, g, rows) = (seg.len(), h / (nh / sh.n_head_kv), pc.rows.clone());
+        // SAFETY: this piece alone owns these rows of head h's matrix of this segment.
+        let p = unsafe {
+            std::slice::from_raw_parts_mut(
+                self.pp
+                    .get()
+                    .add(self.offsets[pc.seg * nh + h] + rows.start * len),
+                rows.len() * len,
+            )
+        };
+        let mut dp = vec![0f32; len];
+        let value = |j: usize| &v[(seg.start + j) * kw + g * hd..][..hd];
+        for i in rows.clone() {
+            let t = seg.start + i;
+            let lo = sh.first_key(i);
+            let doi = &dout[t * qw + h * hd..][..hd];
+            let c = dot(doi, &out[t * qw + h * hd..][..hd]);
+            dots(doi, value, lo..i + 1, &mut dp[lo..=i]);
+            let row = &mut p[(i - rows.start) * len..][..len];
+            for (s, d) in row[lo..=i].iter_mut().zip(&dp[lo..=i]) {
+                *s *= (d - c) * sh.scale;
             }
         }
+        combine_rows(
+            rows.start,
+            rows.end,
+            |i| sh.first_key(i)..i + 1,
+            |i, j| p[(i - rows.start) * len + j],
+            |j| &k[(seg.start + j) * kw + g * hd..][..hd],
+            // SAFETY: head h's columns of this piece's tokens: this piece's alone.
+            |i| unsafe {
+                std::slice::from_raw_parts_mut(qp.get().add((seg.start + i) * qw + h * hd), hd)
+            },
+        );
     }
 }

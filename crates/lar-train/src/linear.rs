@@ -13,6 +13,8 @@
 use lar_kernels::pool::{ThreadPool, split};
 use lar_kernels::tensor::{ActSet, SyncPtr, Weight, matmul};
 
+use crate::simd;
+
 /// `out = x · wᵀ` by the engine's kernels, for `w.cols`-wide rows of `x`.
 pub fn frozen(w: &Weight, x: &[f32], out: &mut [f32], pool: &ThreadPool) {
     let n = x.len() / w.cols;
@@ -191,25 +193,33 @@ pub fn lora_forward(
     out: &mut [f32],
     pool: &ThreadPool,
 ) {
-    let (r, n) = (p.rank, x.len() / p.n_in);
+    let (r, n, n_in, n_out) = (p.rank, x.len() / p.n_in, p.n_in, p.n_out);
     let bt = transposed(p);
     let (up, op) = (SyncPtr(u.as_mut_ptr()), SyncPtr(out.as_mut_ptr()));
     let tasks = pool.n_threads().min(n);
     pool.run(tasks, &|task| {
-        for t in split(n, tasks, task) {
-            // SAFETY: token row t of `u` and `out` is this task's only.
-            let (ut, ot) = unsafe {
-                (
-                    std::slice::from_raw_parts_mut(up.get().add(t * r), r),
-                    std::slice::from_raw_parts_mut(op.get().add(t * p.n_out), p.n_out),
-                )
-            };
-            let xt = &x[t * p.n_in..(t + 1) * p.n_in];
-            for (k, uk) in ut.iter_mut().enumerate() {
-                *uk = dot(xt, &p.a[k * p.n_in..(k + 1) * p.n_in]);
-                axpy(s * *uk, &bt[k * p.n_out..(k + 1) * p.n_out], ot);
-            }
+        let mine = split(n, tasks, task);
+        // SAFETY: token rows `mine` of `u` and `out` are this task's only.
+        let ut =
+            unsafe { std::slice::from_raw_parts_mut(up.get().add(mine.start * r), mine.len() * r) };
+        for (t, ur) in mine.clone().zip(ut.chunks_exact_mut(r)) {
+            simd::dots(
+                &x[t * n_in..][..n_in],
+                |k| &p.a[k * n_in..][..n_in],
+                0..r,
+                ur,
+            );
         }
+        let ut = &*ut;
+        simd::combine_rows(
+            mine.start,
+            mine.end,
+            |_| 0..r,
+            |t, k| s * ut[(t - mine.start) * r + k],
+            |k| &bt[k * n_out..][..n_out],
+            // SAFETY: as above.
+            |t| unsafe { std::slice::from_raw_parts_mut(op.get().add(t * n_out), n_out) },
+        );
     });
 }
 
@@ -234,20 +244,30 @@ pub fn lora_backward(
     let (dup, dxp) = (SyncPtr(du.as_mut_ptr()), SyncPtr(dx.as_mut_ptr()));
     let tasks = threads.min(n);
     pool.run(tasks, &|task| {
-        for t in split(n, tasks, task) {
-            // SAFETY: row t of du and of dx is this task's only.
-            let (dut, dxt) = unsafe {
-                (
-                    std::slice::from_raw_parts_mut(dup.get().add(t * r), r),
-                    std::slice::from_raw_parts_mut(dxp.get().add(t * n_in), n_in),
-                )
-            };
-            let dyt = &dy[t * n_out..(t + 1) * n_out];
-            for (k, d) in dut.iter_mut().enumerate() {
-                *d = s * dot(dyt, &bt[k * n_out..(k + 1) * n_out]);
-                axpy(*d, &p.a[k * n_in..(k + 1) * n_in], dxt);
-            }
+        let mine = split(n, tasks, task);
+        // SAFETY: token rows `mine` of du and of dx are this task's only.
+        let dut = unsafe {
+            std::slice::from_raw_parts_mut(dup.get().add(mine.start * r), mine.len() * r)
+        };
+        for (t, dr) in mine.clone().zip(dut.chunks_exact_mut(r)) {
+            simd::dots(
+                &dy[t * n_out..][..n_out],
+                |k| &bt[k * n_out..][..n_out],
+                0..r,
+                dr,
+            );
+            dr.iter_mut().for_each(|d| *d *= s);
         }
+        let dut = &*dut;
+        simd::combine_rows(
+            mine.start,
+            mine.end,
+            |_| 0..r,
+            |t, k| dut[(t - mine.start) * r + k],
+            |k| &p.a[k * n_in..][..n_in],
+            // SAFETY: as above.
+            |t| unsafe { std::slice::from_raw_parts_mut(dxp.get().add(t * n_in), n_in) },
+        );
     });
     // gBᵀ[k] = s · Σ_t u[t, k] · dy[t], then added to gB; gA[k] += Σ_t du[t, k] · x[t].
     let mut gbt = vec![0f32; r * n_out];
@@ -277,29 +297,17 @@ fn outer_sum(
     pool.run(tasks, &|task| {
         for c in split(chunks, tasks, task) {
             let cols = c * 64..((c + 1) * 64).min(w);
-            for k in 0..r {
+            simd::combine_rows(
+                0,
+                r,
+                |_| 0..n,
+                |k, t| scale * coef[t * r + k],
+                |t| &rows[t * w + cols.start..t * w + cols.end],
                 // SAFETY: these columns of `out` are this task's only.
-                let o = unsafe {
+                |k| unsafe {
                     std::slice::from_raw_parts_mut(op.get().add(k * w + cols.start), cols.len())
-                };
-                for t in 0..n {
-                    axpy(
-                        scale * coef[t * r + k],
-                        &rows[t * w + cols.start..t * w + cols.end],
-                        o,
-                    );
-                }
-            }
+                },
+            );
         }
     });
-}
-
-/// `a · b` (the engine's vectorized dot, AVX2 where the CPU has it).
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    lar_kernels::ops::dot_f32(a, b)
-}
-
-/// `y += a · x` (the engine's vectorized axpy).
-pub(crate) fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    lar_kernels::ops::axpy_f32(a, x, y)
 }

@@ -223,7 +223,7 @@ impl<'a> Net<'a> {
             let input = inputs.pop().expect("one input per block");
             let mut tape = Tape::default();
             self.block(il, ad, &input, batch, &pos, dropout, &mut tape);
-            dx = self.block_backward(il, ad, &input, batch, &pos, &tape, &dx, grads);
+            dx = self.block_backward(il, ad, &input, batch, &pos, tape, &dx, grads);
         }
         Ok(loss)
     }
@@ -429,7 +429,7 @@ impl<'a> Net<'a> {
         x: &[f32],
         batch: &Batch,
         pos: &[usize],
-        tape: &Tape,
+        mut tape: Tape,
         dout: &[f32],
         grads: &mut Adapter,
     ) -> Vec<f32> {
@@ -492,7 +492,7 @@ impl<'a> Net<'a> {
             vec![0f32; n * nkv * hd],
             vec![0f32; n * nkv * hd],
         );
-        let probs = tape.probs.as_ref().expect("the block's forward ran");
+        let probs = tape.probs.take().expect("the block's forward ran");
         attention::backward(
             &self.shape(il),
             &batch.segs,

@@ -42,14 +42,6 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
-/// `y += a · x` (inlined).
-#[inline(always)]
-pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    for (o, v) in y.iter_mut().zip(x) {
-        *o += a * v;
-    }
-}
-
 /// `out[j - js.start] = a · row(j)` for each `j` in `js`, four rows at a time: four independent sums, so one's
 /// multiply-adds do not wait on another's (a single dot of a short vector is latency-bound).
 #[inline(always)]
@@ -59,28 +51,163 @@ pub fn dots<'a>(
     js: std::ops::Range<usize>,
     out: &mut [f32],
 ) {
-    let n = a.len();
-    let mut j = js.start;
-    while j + 4 <= js.end {
-        let r: [&[f32]; 4] = std::array::from_fn(|i| &row(j + i)[..n]);
-        let mut acc = [[0f32; 8]; 4];
+    #[cfg(target_arch = "x86_64")]
+    if lar_kernels::quant::simd_level().avx2() {
+        // SAFETY: the CPU has AVX2 and FMA.
+        return unsafe { x86::dots(a, row, js, out) };
+    }
+    for j in js.clone() {
+        out[j - js.start] = dot(a, row(j));
+    }
+}
+
+/// `outs[r] += Σ_{t in ts} coef(r, t) · row(t)` for `R` outputs of one length at once: `R` outputs × 16 columns
+/// of accumulators held in registers across the whole sum (with `R = 4`, eight of the sixteen vector registers,
+/// leaving room for the loads), each load of `row(t)`'s columns shared by the `R` outputs, and each output stored
+/// once per 16 columns (an `axpy` per term would load and store it every time).
+#[inline(always)]
+pub fn combine<'a, const R: usize>(
+    coef: impl Fn(usize, usize) -> f32,
+    row: impl Fn(usize) -> &'a [f32],
+    ts: std::ops::Range<usize>,
+    outs: &mut [&mut [f32]; R],
+) {
+    #[cfg(target_arch = "x86_64")]
+    let done = if lar_kernels::quant::simd_level().avx2() {
+        // SAFETY: the CPU has AVX2 and FMA.
+        unsafe { x86::combine(&coef, &row, ts.clone(), outs) }
+    } else {
+        0
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
+    let n = outs[0].len();
+    for c in done..n {
+        for (r, o) in outs.iter_mut().enumerate() {
+            o[c] += ts.clone().map(|t| coef(r, t) * row(t)[c]).sum::<f32>();
+        }
+    }
+}
+
+/// `out(i) += Σ_{t in terms(i)} coef(i, t) · row(t)` for the rows `from..to` of an output, four at a time
+/// ([`combine`]; `terms` must grow with `i`, and `coef` be zero outside a row's own terms).
+#[inline(always)]
+pub fn combine_rows<'a>(
+    from: usize,
+    to: usize,
+    terms: impl Fn(usize) -> std::ops::Range<usize>,
+    coef: impl Fn(usize, usize) -> f32,
+    row: impl Fn(usize) -> &'a [f32] + Copy,
+    out: impl Fn(usize) -> &'a mut [f32],
+) {
+    let mut i = from;
+    while i + 4 <= to {
+        let mut outs = [out(i), out(i + 1), out(i + 2), out(i + 3)];
+        let ts = terms(i).start..terms(i + 3).end;
+        combine(|r, t| coef(i + r, t), row, ts, &mut outs);
+        i += 4;
+    }
+    for i in i..to {
+        combine(|_, t| coef(i, t), row, terms(i), &mut [out(i)]);
+    }
+}
+
+/// The AVX2 + FMA bodies of [`dots`] and [`combine`] (the callers' closures are inlined into them).
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// The sum of a vector's eight lanes.
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps::<1>(s, s));
+        _mm_cvtss_f32(s)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn dots<'a>(
+        a: &[f32],
+        row: impl Fn(usize) -> &'a [f32],
+        js: std::ops::Range<usize>,
+        out: &mut [f32],
+    ) {
+        let n = a.len();
         let full = n / 8 * 8;
-        for c in (0..full).step_by(8) {
-            for l in 0..8 {
-                let x = a[c + l];
-                acc[0][l] += x * r[0][c + l];
-                acc[1][l] += x * r[1][c + l];
-                acc[2][l] += x * r[2][c + l];
-                acc[3][l] += x * r[3][c + l];
+        let mut j = js.start;
+        while j < js.end {
+            let m = (js.end - j).min(4);
+            let r: [&[f32]; 4] = std::array::from_fn(|i| &row(j + i.min(m - 1))[..n]);
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for c in (0..full).step_by(8) {
+                // SAFETY: c + 8 <= full <= n, the length of `a` and of every `r[i]`.
+                let x = unsafe { _mm256_loadu_ps(a.as_ptr().add(c)) };
+                for i in 0..4 {
+                    let y = unsafe { _mm256_loadu_ps(r[i].as_ptr().add(c)) };
+                    acc[i] = _mm256_fmadd_ps(x, y, acc[i]);
+                }
             }
+            for i in 0..m {
+                let tail: f32 = (full..n).map(|c| a[c] * r[i][c]).sum();
+                out[j + i - js.start] = hsum(acc[i]) + tail;
+            }
+            j += m;
         }
-        for (i, acc) in acc.iter().enumerate() {
-            let tail: f32 = (full..n).map(|c| a[c] * r[i][c]).sum();
-            out[j + i - js.start] = acc.iter().sum::<f32>() + tail;
+    }
+
+    /// [`super::combine`] over whole blocks of 16 columns; returns the columns done.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn combine<'a, const R: usize>(
+        coef: &impl Fn(usize, usize) -> f32,
+        row: &impl Fn(usize) -> &'a [f32],
+        ts: std::ops::Range<usize>,
+        outs: &mut [&mut [f32]; R],
+    ) -> usize {
+        let n = outs[0].len();
+        let mut c0 = 0;
+        while c0 + 16 <= n {
+            let mut acc = [[_mm256_setzero_ps(); 2]; R];
+            for t in ts.clone() {
+                let x = &row(t)[c0..c0 + 16];
+                // SAFETY: `x` holds 16 floats.
+                let (x0, x1) = unsafe {
+                    (
+                        _mm256_loadu_ps(x.as_ptr()),
+                        _mm256_loadu_ps(x.as_ptr().add(8)),
+                    )
+                };
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let c = _mm256_set1_ps(coef(r, t));
+                    a[0] = _mm256_fmadd_ps(c, x0, a[0]);
+                    a[1] = _mm256_fmadd_ps(c, x1, a[1]);
+                }
+            }
+            for (o, a) in outs.iter_mut().zip(&acc) {
+                let o = &mut o[c0..c0 + 16];
+                // SAFETY: `o` holds 16 floats.
+                unsafe {
+                    let p = o.as_mut_ptr();
+                    _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), a[0]));
+                    _mm256_storeu_ps(p.add(8), _mm256_add_ps(_mm256_loadu_ps(p.add(8)), a[1]));
+                }
+            }
+            c0 += 16;
         }
-        j += 4;
+        c0
     }
-    for jj in j..js.end {
-        out[jj - js.start] = dot(a, row(jj));
+}
+
+/// The sum of `x` in eight lanes (inlined).
+#[inline(always)]
+pub fn sum(x: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let c = x.chunks_exact(8);
+    let tail: f32 = c.remainder().iter().sum();
+    for v in c {
+        for i in 0..8 {
+            lanes[i] += v[i];
+        }
     }
+    lanes.iter().sum::<f32>() + tail
 }

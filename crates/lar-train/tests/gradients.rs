@@ -141,7 +141,7 @@ fn attention_matches_finite_differences_with_grouped_heads_windows_and_packed_se
             &segs,
             (&q, &k, &v),
             &out,
-            &probs,
+            probs,
             &r,
             (&mut dq, &mut dk, &mut dv),
             &pool,
