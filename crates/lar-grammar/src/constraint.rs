@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::mask::GrammarMask;
 use crate::{Error, Result};
+use lar_types::json_kind as kind;
 
 /// A request's constraint on its output.
 #[derive(Clone, Debug, PartialEq)]
@@ -97,17 +98,6 @@ fn with_options(mut schema: Value) -> Value {
         o.insert("x-guidance".into(), json_options());
     }
     schema
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// A constraint compiled for one model: clone a [`GrammarMask`] from it for each sequence.

@@ -247,6 +247,22 @@ pub fn fast_exp(x: f32) -> f32 {
     e * f32::from_bits(((k as i32 + 127) as u32) << 23)
 }
 
+/// `x += y`, element by element (a residual connection).
+pub fn add(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+/// `b` added to every row of `x` (rows of `b.len()`), when there is a bias.
+pub fn add_bias(x: &mut [f32], b: Option<&[f32]>) {
+    if let Some(b) = b {
+        for row in x.chunks_exact_mut(b.len()) {
+            add(row, b);
+        }
+    }
+}
+
 /// Rotary position embedding of one head vector in place. `neox`: rotate pairs `(i, i + d/2)` (GPT-NeoX, Qwen,
 /// Gemma); otherwise adjacent pairs `(2i, 2i + 1)` (Llama as stored in GGUF). `inv_freq[i] = base^(-2i/d)`.
 pub fn rope(x: &mut [f32], pos: usize, inv_freq: &[f32], neox: bool) {

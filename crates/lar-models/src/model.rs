@@ -14,6 +14,7 @@ use crate::gguf::Gguf;
 use crate::kv::KvStore;
 use crate::lora::{Lora, Proj, Rows, apply as apply_lora};
 use crate::ops;
+use crate::ops::{add, add_bias};
 use crate::pool::ThreadPool;
 use crate::profile::{Op, span};
 use crate::tensor::{ActSet, SyncPtr, Weight, load_vector, matmul, matmul_many};
@@ -592,20 +593,6 @@ fn norm_in_place(x: &mut [f32], w: &[f32], eps: f32) {
     } else {
         let src = x.to_vec();
         ops::rms_norm(&src, w, eps, x);
-    }
-}
-
-fn add_bias(x: &mut [f32], b: Option<&[f32]>) {
-    if let Some(b) = b {
-        for row in x.chunks_exact_mut(b.len()) {
-            add(row, b);
-        }
-    }
-}
-
-fn add(x: &mut [f32], y: &[f32]) {
-    for (a, b) in x.iter_mut().zip(y) {
-        *a += b;
     }
 }
 

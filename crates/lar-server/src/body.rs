@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult};
+pub use lar_types::json_kind as kind;
 
 /// The body as a JSON object.
 pub fn object(body: &Bytes) -> ApiResult<Map<String, Value>> {
@@ -30,18 +31,6 @@ pub fn object(body: &Bytes) -> ApiResult<Map<String, Value>> {
         Err(e) => Err(ApiError::bad_request(format!(
             "the request body is not valid JSON: {e}"
         ))),
-    }
-}
-
-/// The JSON type of a value, as messages name it.
-pub fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -17,6 +17,7 @@ use lar_types::{ChatMessage, Role};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use lar_types::json_kind as kind;
 
 /// One training sequence: its tokens and, per token, whether it is trained on.
 #[derive(Clone, Debug, PartialEq)]
@@ -262,15 +263,4 @@ fn parse(v: &Value) -> std::result::Result<Record, String> {
         return Ok(Record::Text(string("text")?));
     }
     Err("expected \"messages\", \"prompt\" and \"completion\", or \"text\"".into())
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }

@@ -12,6 +12,7 @@
 
 use std::ops::Range;
 
+use lar_kernels::ops::{add, add_bias};
 use lar_kernels::pool::ThreadPool;
 use lar_kernels::tensor::Weight;
 use lar_models::Model;
@@ -587,20 +588,6 @@ impl<'a> Net<'a> {
 /// Each token's position within its sequence.
 fn positions(segs: &[Range<usize>]) -> Vec<usize> {
     segs.iter().flat_map(|s| 0..s.len()).collect()
-}
-
-fn add_bias(x: &mut [f32], b: Option<&[f32]>) {
-    if let Some(b) = b {
-        for row in x.chunks_exact_mut(b.len()) {
-            add(row, b);
-        }
-    }
-}
-
-fn add(x: &mut [f32], y: &[f32]) {
-    for (a, b) in x.iter_mut().zip(y) {
-        *a += b;
-    }
 }
 
 /// The pair of block `il`'s projection `t`, for tests that perturb one weight.

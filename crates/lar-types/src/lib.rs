@@ -328,3 +328,17 @@ pub trait Generator {
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<String, Box<dyn std::error::Error + Send + Sync>>;
 }
+
+/// The JSON type of a value as error messages name it ("a string", "an array", ...), for every parser of
+/// untrusted JSON (the server's bodies, response formats, training data) to say the same thing.
+pub fn json_kind(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
