@@ -4,21 +4,23 @@ Face directory, BF16 weights; PyTorch trains it in float32, as PEFT does on a CP
 dropout, targets (all seven projections), sequence length, learning rate and schedule, optimizer steps and threads.
 Lar is also run on the same weights quantized to Q4_K_M (QLoRA: the file it would serve).
 
-    ~/.cache/lar/torch-venv/bin/python bench/finetune.py [--steps 12] [--seq 512] [--threads N] [--out DIR]
+    ~/.cache/lar/torch-venv/bin/python bench/finetune.py [--examples 6] [--epochs 3] [--seq 512] [--threads N]
+        [--out DIR]
 
-(The venv of scripts/make-peft-goldens.py: torch, transformers, peft.) Each trainer runs in a process of its own;
-its peak memory is that process's peak RSS (wait4), its speed the tokens run through the model per second of its
-training loop (model loading excluded on both sides). Prints a Markdown table with the ratios and writes
+(The venv of scripts/make-peft-goldens.py: torch, transformers, peft.) Each trainer runs in a process of its own,
+one sequence per optimizer step, EPOCHS passes over the EXAMPLES sequences (each trainer shuffles in its own
+order, so the loss is compared per epoch: the mean over the same sequences). Peak memory is the process's peak RSS
+(GNU time's %M: a child forked from this Python would inherit its high-water mark), speed the tokens run through
+the model per second of the training loop (model loading excluded on both sides). Prints a Markdown table with the ratios and writes
 results.json and loss.svg (both trainers' loss per step on one chart, drawn by Lar's own chart code) to DIR.
 
 The data: tests/data/perplexity.txt, README.md and ARCHITECTURE.md cut into pieces of SEQ - 16 tokens by the
-model's tokenizer, one `{"text": ...}` line each; each trainer adds its BOS/EOS and takes the loss on every token.
+model's tokenizer, one `{"text": ...}` line each, the first EXAMPLES of them; each trainer adds its BOS/EOS and takes the loss on every token.
 """
 import argparse
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -31,7 +33,7 @@ TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
 RANK, ALPHA, DROPOUT, LR = 16, 32, 0.05, 2e-4
 
 
-def make_data(path, seq):
+def make_data(path, seq, examples):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(HF_DIR)
@@ -40,7 +42,7 @@ def make_data(path, seq):
     ids = tok(text, add_special_tokens=False)["input_ids"]
     n = seq - 16
     with open(path, "w") as f:
-        for i in range(0, len(ids) - n + 1, n):
+        for i in range(0, min(len(ids) - n + 1, examples * n), n):
             f.write(json.dumps({"text": tok.decode(ids[i:i + n])}) + "\n")
 
 
@@ -62,13 +64,13 @@ def torch_child(cfg):
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=LR, weight_decay=0.0)
-    sched = get_cosine_schedule_with_warmup(opt, 0, cfg["steps"])
     lines = [json.loads(l)["text"] for l in open(cfg["data"])]
-    order = torch.randperm(len(lines)).tolist()
+    order = [i for _ in range(cfg["epochs"]) for i in torch.randperm(len(lines)).tolist()]
+    sched = get_cosine_schedule_with_warmup(opt, 0, len(order))
     losses, tokens = [], 0
     t0 = time.time()
-    for step in range(cfg["steps"]):
-        ids = tok(lines[order[step % len(lines)]], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    for i in order:
+        ids = tok(lines[i], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
         x = torch.tensor([ids])
         loss = model(input_ids=x, labels=x).loss
         loss.backward()
@@ -83,24 +85,17 @@ def torch_child(cfg):
 
 
 def run(cmd, env=None):
-    """Runs `cmd`; returns (stdout, peak RSS in MiB)."""
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
-    out, err = [], []
-    import threading
-
-    t = threading.Thread(target=lambda: err.append(p.stderr.read()))
-    t.start()
-    out.append(p.stdout.read())
-    _, status, ru = os.wait4(p.pid, 0)
-    t.join()
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({p.returncode}):\n{err[0][-3000:]}")
-    return out[0], ru.ru_maxrss / 1024
+    """Runs `cmd` under GNU time; returns (stdout, peak RSS in MiB)."""
+    with tempfile.NamedTemporaryFile("r") as t:
+        p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", t.name] + cmd, capture_output=True, env=env,
+                           text=True)
+        if p.returncode != 0:
+            sys.exit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stderr[-3000:]}")
+        return p.stdout, int(t.read().split()[-1]) / 1024
 
 
 def lar_run(lar, base, data, out_dir, a, home):
-    cmd = [lar, "finetune", base, data, "-o", out_dir, "--steps", str(a.steps), "--rank", str(RANK), "--alpha",
+    cmd = [lar, "finetune", base, data, "-o", out_dir, "--epochs", str(a.epochs), "--rank", str(RANK), "--alpha",
            str(ALPHA), "--dropout", str(DROPOUT), "--lr", str(LR), "--schedule", "cosine", "--batch-tokens",
            str(a.seq), "--seq-len", str(a.seq), "--eval-split", "0", "--threads", str(a.threads), "--no-record"]
     out, rss = run(cmd, env={**os.environ, "LAR_HOME": home})
@@ -112,7 +107,8 @@ def lar_run(lar, base, data, out_dir, a, home):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--examples", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--seq", type=int, default=512)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--out", default=os.path.join(ROOT, "target", "bench-finetune"))
@@ -128,17 +124,17 @@ def main():
     lar = os.path.join(target, "release", "lar")
     work = tempfile.mkdtemp()
     data = os.path.join(a.out, "data.jsonl")
-    make_data(data, a.seq)
+    make_data(data, a.seq, a.examples)
     q4 = os.path.join(work, "smollm2-q4_k_m.gguf")
     run([lar, "quantize", HF_DIR, q4, "--type", "Q4_K_M"], env={**os.environ, "LAR_HOME": work})
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    print(f"Machine: {cpu}, {a.threads} threads; {a.steps} steps of one {a.seq}-token sequence; rank {RANK}, "
-          f"all seven projections", flush=True)
+    print(f"Machine: {cpu}, {a.threads} threads; {a.epochs} epochs of {a.examples} sequences of about {a.seq} "
+          f"tokens, one per step; rank {RANK}, all seven projections", flush=True)
 
     results = {}
     for name, ckpt in [("PEFT + PyTorch (F32)", False), ("PEFT + PyTorch (F32, checkpointing)", True)]:
         cfg = os.path.join(work, "torch.json")
-        json.dump({"data": data, "steps": a.steps, "threads": a.threads, "checkpointing": ckpt}, open(cfg, "w"))
+        json.dump({"data": data, "epochs": a.epochs, "threads": a.threads, "checkpointing": ckpt}, open(cfg, "w"))
         env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "TOKENIZERS_PARALLELISM": "false"}
         out, rss = run([sys.executable, os.path.abspath(__file__), "--torch-child", cfg], env=env)
         r = json.loads(out.strip().splitlines()[-1])
@@ -151,12 +147,15 @@ def main():
 
     ref = results["PEFT + PyTorch (F32)"]
     print()
-    print("| trainer | tokens/s | vs PyTorch | peak RSS MiB | vs PyTorch | first loss | last loss |")
-    print("|---|---|---|---|---|---|---|")
+    print("| trainer | tokens/s | vs PyTorch | peak RSS MiB | vs PyTorch | mean loss by epoch |")
+    print("|---|---|---|---|---|---|")
     for name, r in results.items():
+        ls = r["losses"]
+        per = len(ls) // a.epochs
+        r["epoch_loss"] = [sum(ls[e * per:(e + 1) * per]) / per for e in range(a.epochs)]
         print(f"| {name} | {r['tokens_per_s']:.1f} | {r['tokens_per_s'] / ref['tokens_per_s']:.2f}x | "
-              f"{r['peak_mib']:.0f} | {r['peak_mib'] / ref['peak_mib']:.2f}x | {r['losses'][0]:.3f} | "
-              f"{r['losses'][-1]:.3f} |")
+              f"{r['peak_mib']:.0f} | {r['peak_mib'] / ref['peak_mib']:.2f}x | "
+              f"{' / '.join(f'{x:.3f}' for x in r['epoch_loss'])} |")
     json.dump(results, open(os.path.join(a.out, "results.json"), "w"), indent=1)
     chart = {"title": f"LoRA training loss, SmolLM2-135M ({a.seq}-token sequences)", "x": "step",
              "y": "loss (nats/token)",

@@ -76,6 +76,10 @@ pub struct Args {
     /// Largest request body.
     #[arg(long, value_parser = parse_bytes, default_value = "32MiB")]
     pub body_limit: u64,
+    /// Seconds a stream with nothing to send (a long prefill, a queue) waits before sending a keep-alive (an SSE
+    /// comment, a space before the next NDJSON line); below a proxy's read timeout.
+    #[arg(long, default_value_t = 10.0)]
+    pub stream_keepalive: f64,
     /// Write prompts and answers to the log (off by default).
     #[arg(long)]
     pub log_prompts: bool,
@@ -239,6 +243,15 @@ pub fn main(args: Args) -> Result<()> {
             None
         },
         audit_text: args.audit_text,
+        stream_keepalive: std::time::Duration::try_from_secs_f64(args.stream_keepalive)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--stream-keepalive must be a positive number of seconds, not {}",
+                    args.stream_keepalive
+                )
+            })?,
         // /v1/responses keeps its answers (for previous_response_id) beside the store.
         responses_db: Some(lar_store::default_home().join("responses.sqlite")),
         // The web UI's conversations, also beside the store.

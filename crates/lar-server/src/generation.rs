@@ -27,6 +27,8 @@ pub struct Generation {
     reveal: Option<(u32, String)>,
     /// The audit record being written (`--audit`), with the log it goes to and the answer so far.
     audit: Option<Audit>,
+    /// How long its stream waits with nothing to send before a keep-alive (`ServerConfig::stream_keepalive`).
+    keep_alive: Duration,
     /// Held until the generation is dropped: the model stays loaded meanwhile.
     _lease: Arc<Lease>,
 }
@@ -145,8 +147,14 @@ impl Generation {
             last: None,
             reveal: None,
             audit,
+            keep_alive: st.cfg.stream_keepalive,
             _lease: lease,
         })
+    }
+
+    /// How long its stream waits with nothing to send before a keep-alive.
+    pub fn keep_alive(&self) -> Duration {
+        self.keep_alive
     }
 
     /// The engine's id of the request (for [`lar_engine::Request::follows`]).
@@ -277,11 +285,8 @@ pub fn failed_error(e: String) -> ApiError {
     }
 }
 
-/// How often a stream that has nothing to send sends a keep-alive (a long prefill, a long queue).
-pub const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(10);
-
-/// Server-sent events, with a keep-alive comment every [`KEEP_ALIVE_EVERY`] while nothing comes.
-pub fn sse<S>(events: S) -> axum::response::Response
+/// Server-sent events, with a keep-alive comment every `every` while nothing comes.
+pub fn sse<S>(events: S, every: Duration) -> axum::response::Response
 where
     S: futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>
         + Send
@@ -291,7 +296,7 @@ where
     axum::response::Sse::new(events)
         .keep_alive(
             axum::response::sse::KeepAlive::new()
-                .interval(KEEP_ALIVE_EVERY)
+                .interval(every)
                 .text("keep-alive"),
         )
         .into_response()

@@ -60,6 +60,9 @@ pub struct ServerConfig {
     pub audit: Option<Arc<lar_lab::audit::AuditLog>>,
     /// With the audit log: keep the prompt and output texts, not only their sha256 (`--audit-text`).
     pub audit_text: bool,
+    /// How long a stream with nothing to send (a long prefill, a queue) waits before a keep-alive: an SSE comment,
+    /// or a space before the next NDJSON line, so proxies do not cut it.
+    pub stream_keepalive: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -75,6 +78,7 @@ impl Default for ServerConfig {
             kb: kb::KbServing::default(),
             audit: None,
             audit_text: false,
+            stream_keepalive: std::time::Duration::from_secs(10),
         }
     }
 }

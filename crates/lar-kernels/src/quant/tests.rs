@@ -268,3 +268,17 @@ fn four_row_kernels_match_one_row_kernels_at(level: SimdLevel) {
         }
     }
 }
+
+/// The float types' own loops in `dequantize` give the reference's bits.
+#[test]
+fn float_dequantize_equals_the_reference() {
+    let mut rng = Rng::new(21);
+    for ty in [GgmlType::F32, GgmlType::F16, GgmlType::BF16] {
+        let data = random_row(ty, 96, &mut rng);
+        let (mut fast, mut plain) = (vec![0f32; 96], vec![1f32; 96]);
+        dequantize(ty, &data, &mut fast);
+        reference::dequantize(ty, &data, &mut plain);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&fast), bits(&plain), "{ty:?}");
+    }
+}

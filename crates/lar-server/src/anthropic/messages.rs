@@ -170,6 +170,7 @@ fn event(name: &str, data: Value) -> SseEvent {
 
 /// The event stream: blocks open as their first piece arrives and close when the next kind starts.
 fn stream_response(meta: Meta, job: Generation) -> Response {
+    let every = job.keep_alive();
     let start = vec![
         event(
             "message_start",
@@ -220,7 +221,7 @@ fn stream_response(meta: Meta, job: Generation) -> Response {
     })
     .flat_map(stream::iter);
     let all = stream::iter(start).chain(rest).map(Ok::<_, Infallible>);
-    crate::generation::sse(all)
+    crate::generation::sse(all, every)
 }
 
 /// The blocks of a streamed answer so far.

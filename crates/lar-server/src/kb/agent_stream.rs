@@ -63,6 +63,7 @@ pub fn respond(
         model,
         with_usage: r.s.include_usage(),
     };
+    let every = st.cfg.stream_keepalive;
     let (tx, rx) = mpsc::channel::<Delta>(BUFFER);
     let task = tokio::spawn(async move { run(&st, &caller, r, msgs, Some(&tx)).await });
     let first = data(meta.chunk(json!({"role": "assistant", "content": ""}), None));
@@ -87,7 +88,7 @@ pub fn respond(
         .chain(body)
         .chain(tail)
         .map(Ok::<_, Infallible>);
-    crate::generation::sse(all)
+    crate::generation::sse(all, every)
 }
 
 /// The chunks of one piece; `calls`: the client's calls sent before it.

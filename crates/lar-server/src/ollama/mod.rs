@@ -28,7 +28,7 @@ use serde_json::{Map, Value, json};
 
 use crate::body::{check_fields, count, refuse, typed_value};
 use crate::error::{ApiError, ApiResult, Shape};
-use crate::generation::{Generation, KEEP_ALIVE_EVERY, failed_error, failure};
+use crate::generation::{Generation, failed_error, failure};
 use crate::manager::KeepAlive;
 
 /// What Ollama's clients probe for; a browser (asking for HTML) is sent to the web UI instead.
@@ -317,7 +317,8 @@ pub async fn whole(mut job: Generation, mut lines: impl Lines) -> ApiResult<Resp
 pub fn ndjson(job: Generation, lines: impl Lines) -> Response {
     let s = stream::unfold(Some((job, lines)), |state| async move {
         let (mut job, mut lines) = state?;
-        let Some(ev) = job.next_or_tick(KEEP_ALIVE_EVERY).await else {
+        let every = job.keep_alive();
+        let Some(ev) = job.next_or_tick(every).await else {
             return Some((Bytes::from_static(b" "), Some((job, lines))));
         };
         let (line, next) = match ev? {

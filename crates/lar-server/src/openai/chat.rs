@@ -5,6 +5,7 @@
 //! by the model's template and its calls parsed back (see [`super::tools`]), enforced by their grammar.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::sse::Event as SseEvent;
@@ -492,6 +493,7 @@ fn chunk_json(meta: &Meta, choices: Value, usage: Option<Value>, with_usage: boo
 fn stream_response(meta: Meta, gens: Vec<Generation>, with_usage: bool) -> Response {
     let meta = Arc::new(meta);
     let n = gens.len();
+    let every = gens.first().map_or(Duration::from_secs(10), Generation::keep_alive);
     let usage = Arc::new(Mutex::new(vec![None; n]));
     let failed = Arc::new(Mutex::new(None::<String>));
     let per_choice = gens.into_iter().enumerate().map(|(i, g)| {
@@ -524,7 +526,7 @@ fn stream_response(meta: Meta, gens: Vec<Generation>, with_usage: bool) -> Respo
         out
     })
     .flat_map(stream::iter);
-    crate::generation::sse(body.chain(tail).map(Ok))
+    crate::generation::sse(body.chain(tail).map(Ok), every)
 }
 
 /// One choice's chunks: the role first, then a chunk per piece of text (and two per tool call), then the finish

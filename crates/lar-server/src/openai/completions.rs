@@ -272,6 +272,9 @@ fn stream_response(
     with_usage: bool,
 ) -> Response {
     let meta = Arc::new((id, created, model));
+    let every = gens
+        .first()
+        .map_or(std::time::Duration::from_secs(10), Generation::keep_alive);
     let usage = Arc::new(std::sync::Mutex::new(vec![None; gens.len()]));
     let chunk = move |meta: &(String, u64, String), choices: Value, with_usage: bool| {
         let mut c = json!({
@@ -331,5 +334,5 @@ fn stream_response(
         out
     })
     .flat_map(stream::iter);
-    crate::generation::sse(stream::select_all(per_choice).chain(tail).map(Ok))
+    crate::generation::sse(stream::select_all(per_choice).chain(tail).map(Ok), every)
 }

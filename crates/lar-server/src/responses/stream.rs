@@ -226,6 +226,7 @@ impl Emitter {
 }
 
 pub fn response(st: AppState, p: Parsed, s: Started) -> Response {
+    let every = st.cfg.stream_keepalive;
     let parser = s.tools.map(|f| ToolParser::new(f, new_id("call")));
     let handle = s.handle.clone();
     let mut em = Emitter {
@@ -300,5 +301,5 @@ pub fn response(st: AppState, p: Parsed, s: Started) -> Response {
     })
     .flat_map(stream::iter);
     let all = stream::iter(head).chain(rest).map(Ok::<_, Infallible>);
-    crate::generation::sse(all)
+    crate::generation::sse(all, every)
 }
