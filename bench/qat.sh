@@ -5,7 +5,7 @@
 # Prints, per type, the held-out perplexity and KL divergence from the teacher before and after, the share of the
 # perplexity gap closed, the run's peak memory and its time.
 #
-#   bench/qat.sh [THREADS] [TYPE...]        (default types: Q4_0 Q3_K_M Q2_K)
+#   bench/qat.sh [THREADS] [TYPE...]        (default types: Q4_0 Q3_K_M)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${LAR_CACHE:-$HOME/.cache/lar}"
@@ -14,7 +14,7 @@ HF="$MODELS/hf/SmolLM2-135M-Instruct-bf16"
 THREADS=${1:-$(nproc)}
 shift || true
 TYPES=("$@")
-[ ${#TYPES[@]} -gt 0 ] || TYPES=(Q4_0 Q3_K_M Q2_K)
+[ ${#TYPES[@]} -gt 0 ] || TYPES=(Q4_0 Q3_K_M)
 scripts/fetch-models.sh >/dev/null
 cargo build --release --quiet -p lar-cli
 LAR=${CARGO_TARGET_DIR:-target}/release/lar

@@ -1,6 +1,8 @@
-//! Code compiled for AVX2+FMA where the CPU has them, without a second copy by hand: [`run_fast`] calls a
-//! [`Task`]'s body from a function generated with those features, so the body (inlined there) and the small
-//! `#[inline(always)]` vector helpers below are vectorized for them; elsewhere the same code runs as built.
+//! Code compiled for AVX2+FMA where the CPU has them: [`run_fast`] calls a [`Task`]'s body from a function
+//! generated with those features, so the body and the small `#[inline(always)]` helpers inlined into it are built
+//! for them; elsewhere the same code runs as built. The two products that carry the trainer's small matrices,
+//! [`dots`] and [`combine`] (with [`combine_rows`]), have explicit AVX2 bodies behind a run-time check: LLVM left
+//! their register-blocked loops scalar in plain Rust.
 
 /// A parallel loop's body, for [`run_fast`]: implementors mark `run` `#[inline(always)]` so it is compiled into
 /// the AVX2 copy (a closure would not be: it stays a function of its own, built for the baseline).

@@ -493,7 +493,9 @@ fn chunk_json(meta: &Meta, choices: Value, usage: Option<Value>, with_usage: boo
 fn stream_response(meta: Meta, gens: Vec<Generation>, with_usage: bool) -> Response {
     let meta = Arc::new(meta);
     let n = gens.len();
-    let every = gens.first().map_or(Duration::from_secs(10), Generation::keep_alive);
+    let every = gens
+        .first()
+        .map_or(Duration::from_secs(10), Generation::keep_alive);
     let usage = Arc::new(Mutex::new(vec![None; n]));
     let failed = Arc::new(Mutex::new(None::<String>));
     let per_choice = gens.into_iter().enumerate().map(|(i, g)| {
