@@ -57,12 +57,10 @@ def top8(scores):
     return out
 
 
-def sha256_dir(d):
-    h = hashlib.sha256()
-    for name in sorted(os.listdir(d)):
-        with open(os.path.join(d, name), "rb") as f:
-            h.update(name.encode() + b"\0" + hashlib.sha256(f.read()).digest())
-    return h.hexdigest()
+def sha256_weights(d):
+    """The adapter's identity: its weights file (the config's bytes depend on how serde_json was built)."""
+    with open(os.path.join(d, "adapter_model.safetensors"), "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def make_peft_adapter(out_dir):
@@ -89,6 +87,7 @@ def make_peft_adapter(out_dir):
     cfg_path = os.path.join(out_dir, "adapter_config.json")
     cfg = json.load(open(cfg_path))
     cfg["base_model_name_or_path"] = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    cfg["target_modules"] = sorted(cfg["target_modules"])
     with open(cfg_path, "w") as f:
         json.dump(cfg, f, indent=2, sort_keys=True)
         f.write("\n")
@@ -118,7 +117,7 @@ def main():
         flips = float((scores.argmax(1) != bare.argmax(1)).mean())
         print(f"{name}: adapter moves top-1 at {flips:.1%} of positions, "
               f"mean |delta| over top-8 {np.abs(scores - bare).mean():.3f}")
-        out[name] = {"adapter_sha256": sha256_dir(d), "top8": top8(scores)}
+        out[name] = {"adapter_sha256": sha256_weights(d), "top8": top8(scores)}
     with open(os.path.join(OUT, "peft-smollm2.json"), "w") as f:
         json.dump(out, f, separators=(",", ":"))
     print("wrote peft-smollm2.json and peft-smollm2-adapter/")

@@ -423,23 +423,24 @@ impl LoraAdapter {
                 p.b.as_slice(),
             ));
         }
+        // Keys in sorted order: the same bytes whether serde_json sorts them or keeps this order.
         let config = serde_json::json!({
-            "peft_type": "LORA",
-            "task_type": "CAUSAL_LM",
+            "alpha_pattern": {},
             "base_model_name_or_path": self.base_model,
-            "r": rank,
-            "lora_alpha": alpha,
-            "lora_dropout": 0.0,
-            "target_modules": modules,
             "bias": "none",
             "fan_in_fan_out": false,
-            "use_rslora": false,
-            "use_dora": false,
-            "modules_to_save": null,
-            "rank_pattern": {},
-            "alpha_pattern": {},
             "inference_mode": true,
             "init_lora_weights": true,
+            "lora_alpha": alpha,
+            "lora_dropout": 0.0,
+            "modules_to_save": null,
+            "peft_type": "LORA",
+            "r": rank,
+            "rank_pattern": {},
+            "target_modules": modules,
+            "task_type": "CAUSAL_LM",
+            "use_dora": false,
+            "use_rslora": false,
         });
         let config = serde_json::to_vec_pretty(&config)
             .map_err(|e| Error::Invalid(format!("adapter config: {e}")))?;

@@ -4,9 +4,15 @@
 
 use serde_json::{Map, Value as Json};
 
-/// The bytes of a safetensors file of f32 tensors, each `(name, shape outermost first, values)`, in the order
-/// given, with `metadata` as its `__metadata__` strings.
+/// The bytes of a safetensors file of f32 tensors, each `(name, shape outermost first, values)`, with `metadata`
+/// as its `__metadata__` strings. Tensors are laid out and every JSON key is written in name order, whatever the
+/// order given, so the same tensors give the same bytes; and whether serde_json keeps insertion order (its
+/// `preserve_order` feature, which another crate of the build may turn on) or sorts, the header comes out alike.
 pub fn f32_file(tensors: &[(String, Vec<usize>, &[f32])], metadata: &[(&str, &str)]) -> Vec<u8> {
+    let mut tensors: Vec<&(String, Vec<usize>, &[f32])> = tensors.iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut metadata = metadata.to_vec();
+    metadata.sort();
     let mut header = Map::new();
     if !metadata.is_empty() {
         let m: Map<String, Json> = metadata
@@ -16,11 +22,11 @@ pub fn f32_file(tensors: &[(String, Vec<usize>, &[f32])], metadata: &[(&str, &st
         header.insert("__metadata__".into(), Json::Object(m));
     }
     let mut offset = 0usize;
-    for (name, shape, values) in tensors {
+    for (name, shape, values) in &tensors {
         let end = offset + values.len() * 4;
         header.insert(
             name.clone(),
-            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]}),
+            serde_json::json!({"data_offsets": [offset, end], "dtype": "F32", "shape": shape}),
         );
         offset = end;
     }
@@ -29,7 +35,7 @@ pub fn f32_file(tensors: &[(String, Vec<usize>, &[f32])], metadata: &[(&str, &st
     let mut out = Vec::with_capacity(8 + head.len() + offset);
     out.extend((head.len() as u64).to_le_bytes());
     out.extend(head);
-    for (_, _, values) in tensors {
+    for (_, _, values) in &tensors {
         out.extend(values.iter().flat_map(|v| v.to_le_bytes()));
     }
     out
@@ -60,5 +66,39 @@ mod tests {
         let mut back = [0f32; 6];
         crate::safetensors::floats_to_f32(crate::GgmlType::F32, &bytes[x.start..x.end], &mut back);
         assert_eq!(back, a);
+    }
+
+    /// The same tensors in another order make the same bytes, and the header's keys are in sorted order (as a
+    /// serde_json without `preserve_order` would write them).
+    #[test]
+    fn bytes_do_not_depend_on_the_order_given() {
+        let (a, b, c) = ([1.0f32, 2.0], [3.0f32], [4.0f32, 5.0, 6.0]);
+        let one = f32_file(
+            &[
+                ("b".into(), vec![1], &b),
+                ("a".into(), vec![2], &a),
+                ("c".into(), vec![3], &c),
+            ],
+            &[("z", "1"), ("format", "pt")],
+        );
+        let two = f32_file(
+            &[
+                ("c".into(), vec![3], &c),
+                ("a".into(), vec![2], &a),
+                ("b".into(), vec![1], &b),
+            ],
+            &[("format", "pt"), ("z", "1")],
+        );
+        assert_eq!(one, two);
+        let n = u64::from_le_bytes(one[..8].try_into().unwrap()) as usize;
+        let head = std::str::from_utf8(&one[8..8 + n]).unwrap();
+        let at = |k: &str| head.find(k).unwrap();
+        assert!(
+            at("__metadata__") < at("\"a\"")
+                && at("\"a\"") < at("\"b\"")
+                && at("\"b\"") < at("\"c\"")
+        );
+        assert!(at("data_offsets") < at("dtype") && at("dtype") < at("shape"));
+        assert!(at("format") < at("\"z\""));
     }
 }

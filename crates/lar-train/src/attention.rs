@@ -69,6 +69,44 @@ struct Piece {
     rows: Range<usize>,
 }
 
+/// A query piece as its task sees it: the segment, query head `h` and its KV head `g`, and the piece's rows of head
+/// h's `len × len` matrix (the probabilities, or the scores' gradient).
+struct QueryRows<'a> {
+    seg: Range<usize>,
+    h: usize,
+    g: usize,
+    rows: Range<usize>,
+    p: &'a mut [f32],
+}
+
+impl Piece {
+    /// This (query) piece's view of the matrices at `pp`, laid out as `offsets` says.
+    ///
+    /// # Safety
+    /// `pp` holds the matrices of `offsets`, and no one else uses this piece's rows of them meanwhile.
+    unsafe fn query_rows<'a>(
+        &self,
+        sh: &Shape,
+        segs: &[Range<usize>],
+        offsets: &[usize],
+        pp: SyncPtr<f32>,
+    ) -> QueryRows<'a> {
+        let nh = sh.n_head;
+        let (seg, rows) = (segs[self.seg].clone(), self.rows.clone());
+        let len = seg.len();
+        let at = offsets[self.seg * nh + self.head] + rows.start * len;
+        // SAFETY: the caller's.
+        let p = unsafe { std::slice::from_raw_parts_mut(pp.get().add(at), rows.len() * len) };
+        QueryRows {
+            seg,
+            h: self.head,
+            g: self.head / (nh / sh.n_head_kv),
+            rows,
+            p,
+        }
+    }
+}
+
 /// The pieces over `heads` heads; with `late_first` each segment's last rows come first (a causal query row costs
 /// more the later it is, a key row the earlier, and the pool hands pieces out in order, so the dearest go first).
 fn pieces(segs: &[Range<usize>], heads: usize, late_first: bool) -> Vec<Piece> {
@@ -140,20 +178,12 @@ impl Task for Fwd<'_> {
     #[inline(always)]
     fn run(&self, task: usize) {
         let Fwd { sh, q, k, v, .. } = *self;
-        let pc = &self.pieces[task];
         let (hd, nh) = (sh.head_dim, sh.n_head);
         let (qw, kw) = (nh * hd, sh.n_head_kv * hd);
-        let (seg, h) = (&self.segs[pc.seg], pc.head);
-        let (len, g, rows) = (seg.len(), h / (nh / sh.n_head_kv), pc.rows.clone());
-        // SAFETY: this piece alone owns these rows of head h's matrix of this segment.
-        let p = unsafe {
-            std::slice::from_raw_parts_mut(
-                self.pp
-                    .get()
-                    .add(self.offsets[pc.seg * nh + h] + rows.start * len),
-                rows.len() * len,
-            )
-        };
+        // SAFETY: the pool runs each task once, so this piece's rows are this task's alone.
+        let QueryRows { seg, h, g, rows, p } =
+            unsafe { self.pieces[task].query_rows(sh, self.segs, self.offsets, self.pp) };
+        let len = seg.len();
         let key = |j: usize| &k[(seg.start + j) * kw + g * hd..][..hd];
         for i in rows.clone() {
             let qi = &q[(seg.start + i) * qw + h * hd..][..hd];
@@ -314,20 +344,12 @@ impl Task for QuerySide<'_> {
             qp,
             ..
         } = *self;
-        let pc = &self.pieces[task];
         let (hd, nh) = (sh.head_dim, sh.n_head);
         let (qw, kw) = (nh * hd, sh.n_head_kv * hd);
-        let (seg, h) = (&self.segs[pc.seg], pc.head);
-        let (len, g, rows) = (seg.len(), h / (nh / sh.n_head_kv), pc.rows.clone());
-        // SAFETY: this piece alone owns these rows of head h's matrix of this segment.
-        let p = unsafe {
-            std::slice::from_raw_parts_mut(
-                self.pp
-                    .get()
-                    .add(self.offsets[pc.seg * nh + h] + rows.start * len),
-                rows.len() * len,
-            )
-        };
+        // SAFETY: the pool runs each task once, so this piece's rows are this task's alone.
+        let QueryRows { seg, h, g, rows, p } =
+            unsafe { self.pieces[task].query_rows(sh, self.segs, self.offsets, self.pp) };
+        let len = seg.len();
         let mut dp = vec![0f32; len];
         let value = |j: usize| &v[(seg.start + j) * kw + g * hd..][..hd];
         for i in rows.clone() {
