@@ -68,8 +68,8 @@ fn score(rows: &[Vec<f32>], top8: &[Vec<(u32, f32)>]) -> (f64, f32, Vec<usize>) 
     (agree as f64 / n, (diff / n) as f32, clear_flips)
 }
 
-/// The adapter's identity as make-peft-goldens.py takes it: the sha256 of its weights file (the config's bytes
-/// depend on how serde_json was built: its keys sorted, or in order under `preserve_order`).
+/// The adapter's identity as make-peft-goldens.py takes it: the sha256 of its weights file (what the logits depend
+/// on; PEFT's own config differs from Lar's in keys that do not matter here).
 fn sha256_weights(dir: &Path) -> String {
     use sha2::Digest;
     let bytes = std::fs::read(dir.join("adapter_model.safetensors")).unwrap();
