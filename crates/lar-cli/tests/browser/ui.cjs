@@ -103,8 +103,10 @@ async function chat(browser) {
   ok("regenerated");
 
   // Search.
+  // Listen before typing: on a loaded machine the debounced search can answer before a listener set up afterwards.
+  const searched = page.waitForResponse((r) => r.url().includes("/ui/chats?q=lighthouse"));
   await page.fill("#chat-search", "lighthouse");
-  await page.waitForResponse((r) => r.url().includes("/ui/chats?q=lighthouse"));
+  await searched;
   await page.waitForFunction(() => document.querySelectorAll("#chat-list a").length === 1);
   await page.fill("#chat-search", "no such words anywhere");
   await page.waitForFunction(() => document.querySelector("#chat-list li.empty"));
