@@ -78,7 +78,7 @@ pub struct Args {
     pub body_limit: u64,
     /// Seconds a stream with nothing to send (a long prefill, a queue) waits before sending a keep-alive (an SSE
     /// comment, a space before the next NDJSON line); below a proxy's read timeout.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = lar_server::DEFAULT_STREAM_KEEPALIVE.as_secs_f64())]
     pub stream_keepalive: f64,
     /// Write prompts and answers to the log (off by default).
     #[arg(long)]

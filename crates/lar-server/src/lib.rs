@@ -65,6 +65,9 @@ pub struct ServerConfig {
     pub stream_keepalive: std::time::Duration,
 }
 
+/// How long a quiet stream waits before a keep-alive unless configured ([`ServerConfig::stream_keepalive`]).
+pub const DEFAULT_STREAM_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -78,7 +81,7 @@ impl Default for ServerConfig {
             kb: kb::KbServing::default(),
             audit: None,
             audit_text: false,
-            stream_keepalive: std::time::Duration::from_secs(10),
+            stream_keepalive: DEFAULT_STREAM_KEEPALIVE,
         }
     }
 }

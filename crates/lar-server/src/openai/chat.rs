@@ -5,7 +5,6 @@
 //! by the model's template and its calls parsed back (see [`super::tools`]), enforced by their grammar.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::sse::Event as SseEvent;
@@ -495,7 +494,7 @@ fn stream_response(meta: Meta, gens: Vec<Generation>, with_usage: bool) -> Respo
     let n = gens.len();
     let every = gens
         .first()
-        .map_or(Duration::from_secs(10), Generation::keep_alive);
+        .map_or(crate::DEFAULT_STREAM_KEEPALIVE, Generation::keep_alive);
     let usage = Arc::new(Mutex::new(vec![None; n]));
     let failed = Arc::new(Mutex::new(None::<String>));
     let per_choice = gens.into_iter().enumerate().map(|(i, g)| {

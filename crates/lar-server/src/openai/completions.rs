@@ -274,7 +274,7 @@ fn stream_response(
     let meta = Arc::new((id, created, model));
     let every = gens
         .first()
-        .map_or(std::time::Duration::from_secs(10), Generation::keep_alive);
+        .map_or(crate::DEFAULT_STREAM_KEEPALIVE, Generation::keep_alive);
     let usage = Arc::new(std::sync::Mutex::new(vec![None; gens.len()]));
     let chunk = move |meta: &(String, u64, String), choices: Value, with_usage: bool| {
         let mut c = json!({
