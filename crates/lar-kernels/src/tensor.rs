@@ -44,12 +44,15 @@ pub enum Packed {
 }
 
 impl Packed {
-    /// Packs `w` where this CPU has a kernel for its type and shape (AVX-512 VNNI; F16, BF16, F32, IQ4_NL, IQ4_XS,
-    /// Q4_0, Q4_K, Q5_0, Q6_K, Q8_0 in panels of 16 rows).
+    /// Packs `w` where this CPU has a kernel for its type and shape, in panels of 16 rows: F16, BF16 and F32 on
+    /// AVX2 and above; IQ4_NL, IQ4_XS, Q4_0, Q4_K, Q5_0, Q6_K and Q8_0 with AVX-512 VNNI.
     fn new(w: &Weight) -> Option<Self> {
-        if quant::simd_level() != quant::SimdLevel::Avx512Vnni
-            || std::env::var("LAR_PACK").as_deref() == Ok("0")
-        {
+        let level = quant::simd_level();
+        if !level.avx2() || std::env::var("LAR_PACK").as_deref() == Ok("0") {
+            return None;
+        }
+        let float = matches!(w.ty, GgmlType::F16 | GgmlType::BF16 | GgmlType::F32);
+        if !float && level != quant::SimdLevel::Avx512Vnni {
             return None;
         }
         match w.ty {
@@ -89,10 +92,14 @@ impl Packed {
     /// # Safety
     /// As [`packed_q4k::matmul`]: the outputs are valid and written by no one else meanwhile.
     unsafe fn matmul(&self, panels: std::ops::Range<usize>, x: &Acts, out: *mut f32, ldo: usize) {
-        // SAFETY: packed weights exist only where the CPU has AVX-512 VNNI (Packed::new); the caller's.
+        // SAFETY: packed weights exist only where the CPU has their tier's instructions (Packed::new: AVX2 for the
+        // floats, AVX-512 VNNI for the others); the caller's.
         #[cfg(target_arch = "x86_64")]
         unsafe {
             match self {
+                Self::Float(w) if quant::simd_level() != quant::SimdLevel::Avx512Vnni => {
+                    packed_float::matmul_avx2(w, panels, x.n_rows, |t| x.row(t), out, ldo)
+                }
                 Self::Float(w) => packed_float::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
                 Self::B32(w) => packed_32::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
                 Self::Iq4Xs(w) => packed_iq4xs::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),

@@ -11,8 +11,12 @@
 //! Every (row, activation) sums its products in the same order whatever group of activation rows it is in, and in
 //! two chains (even and odd columns) added at the end, so decode (one row: two chains hide the FMA latency) and
 //! prompt give a token the same bits. [`dot_reference`] is the plain twin.
+//!
+//! On AVX2 (no AVX-512) the same panels are read as two halves of eight rows: a column pair's four ymm vectors
+//! meet up to three activation rows at once (twelve accumulators, the two chains kept), with the same FMAs per
+//! (row, activation) in the same order, so both tiers give the same bits.
 
-use super::panels::{self, PanelKernel};
+use super::panels::{self, PanelKernel, PanelKernelAvx2};
 use super::{GgmlType, f16_at, f32_at};
 
 pub use super::panels::NR;
@@ -127,6 +131,23 @@ pub unsafe fn matmul<'a>(
     unsafe { panels::matmul(w, panels, n_acts, &act, out, ldo) }
 }
 
+/// As [`matmul`] on AVX2 + FMA + F16C ([`super::SimdLevel::Avx2`] and above).
+///
+/// # Safety
+/// As [`panels::matmul_avx2`].
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn matmul_avx2<'a>(
+    w: &PackedFloat,
+    panels: std::ops::Range<usize>,
+    n_acts: usize,
+    act: impl Fn(usize) -> &'a [u8],
+    out: *mut f32,
+    ldo: usize,
+) {
+    // SAFETY: the caller's.
+    unsafe { panels::matmul_avx2(w, panels, n_acts, &act, out, ldo) }
+}
+
 /// The 16 weights of column `k` of a panel starting at `base`, as f32.
 #[cfg(target_arch = "x86_64")]
 macro_rules! load_column {
@@ -169,6 +190,94 @@ macro_rules! float_tile {
             _mm512_storeu_ps($out.add(t * $ldo), _mm512_add_ps(even[t], odd[t]));
         }
     }};
+}
+
+/// The 16 weights of column `k` of a panel starting at `base`, as two f32 vectors of eight rows.
+#[cfg(target_arch = "x86_64")]
+macro_rules! load_halves {
+    (F16, $base:expr, $k:expr) => {{
+        let c = $base.add($k * 32) as *const __m128i;
+        (
+            _mm256_cvtph_ps(_mm_load_si128(c)),
+            _mm256_cvtph_ps(_mm_load_si128(c.add(1))),
+        )
+    }};
+    (BF16, $base:expr, $k:expr) => {{
+        let c = $base.add($k * 32) as *const __m128i;
+        (
+            _mm256_castsi256_ps(_mm256_slli_epi32(
+                _mm256_cvtepu16_epi32(_mm_load_si128(c)),
+                16,
+            )),
+            _mm256_castsi256_ps(_mm256_slli_epi32(
+                _mm256_cvtepu16_epi32(_mm_load_si128(c.add(1))),
+                16,
+            )),
+        )
+    }};
+    (F32, $base:expr, $k:expr) => {{
+        let c = $base.add($k * 64) as *const f32;
+        (_mm256_load_ps(c), _mm256_load_ps(c.add(8)))
+    }};
+}
+
+/// The AVX2 tile for one element type: `T` (at most 3) activation rows against panel `p`, two chains per row and
+/// half.
+#[cfg(target_arch = "x86_64")]
+macro_rules! float_tile_avx2 {
+    ($ty:ident, $self:expr, $p:expr, $ys:expr, $out:expr, $ldo:expr, $s:expr) => {{
+        let cols = $self.cols;
+        let base = ($self.lines.as_ptr() as *const u8).add($p * cols * NR * $s);
+        let ys: [*const f32; T] = std::array::from_fn(|t| $ys[t] as *const f32);
+        let mut even = [[_mm256_setzero_ps(); 2]; T];
+        let mut odd = [[_mm256_setzero_ps(); 2]; T];
+        let mut k = 0;
+        while k < cols {
+            let (lo, hi) = load_halves!($ty, base, k);
+            for t in 0..T {
+                let x = _mm256_set1_ps(ys[t].add(k).read_unaligned());
+                even[t][0] = _mm256_fmadd_ps(lo, x, even[t][0]);
+                even[t][1] = _mm256_fmadd_ps(hi, x, even[t][1]);
+            }
+            let (lo, hi) = load_halves!($ty, base, k + 1);
+            for t in 0..T {
+                let x = _mm256_set1_ps(ys[t].add(k + 1).read_unaligned());
+                odd[t][0] = _mm256_fmadd_ps(lo, x, odd[t][0]);
+                odd[t][1] = _mm256_fmadd_ps(hi, x, odd[t][1]);
+            }
+            k += 2;
+        }
+        for t in 0..T {
+            let o = $out.add(t * $ldo);
+            _mm256_storeu_ps(o, _mm256_add_ps(even[t][0], odd[t][0]));
+            _mm256_storeu_ps(o.add(8), _mm256_add_ps(even[t][1], odd[t][1]));
+        }
+    }};
+}
+
+impl PanelKernelAvx2 for PackedFloat {
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile_avx2<const T: usize>(
+        &self,
+        p: usize,
+        ys: [*const u8; T],
+        _side: *const (),
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        use std::arch::x86_64::*;
+        // SAFETY (whole body): the trait's contract: panel p's lines (cols columns of 16 elements, each half 16-byte
+        // aligned), T rows of cols f32, 16 outputs per row.
+        unsafe {
+            match self.ty {
+                GgmlType::F16 => float_tile_avx2!(F16, self, p, ys, out, ldo, 2),
+                GgmlType::BF16 => float_tile_avx2!(BF16, self, p, ys, out, ldo, 2),
+                _ => float_tile_avx2!(F32, self, p, ys, out, ldo, 4),
+            }
+        }
+    }
 }
 
 impl PanelKernel for PackedFloat {
@@ -270,10 +379,19 @@ mod tests {
                 GgmlType::BF16 => |n, x: &[u8], y: &[u8]| dot_reference(GgmlType::BF16, n, x, y),
                 _ => |n, x: &[u8], y: &[u8]| dot_reference(GgmlType::F32, n, x, y),
             };
+            let shape = (ty.row_bytes(cols), cols, 2);
             panels::testing::kernel_gives_twin_bits(
                 &p,
                 &data,
-                (ty.row_bytes(cols), cols, 2),
+                shape,
+                GgmlType::F32,
+                twin,
+                &mut rng,
+            );
+            panels::testing::avx2_kernel_gives_twin_bits(
+                &p,
+                &data,
+                shape,
                 GgmlType::F32,
                 twin,
                 &mut rng,

@@ -102,6 +102,69 @@ pub(crate) trait PanelKernel {
     );
 }
 
+/// A packed weight's kernel on AVX2 + FMA + F16C, for the kernels that have one: the same operations per
+/// (row, activation) as [`PanelKernel::tile`], so the same bits, in groups of at most three activation rows (sixteen
+/// ymm registers hold fewer accumulators than 32 zmm).
+pub(crate) trait PanelKernelAvx2: PanelKernel {
+    /// As [`PanelKernel::tile`], with `T` at most 3.
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C; otherwise as [`PanelKernel::tile`].
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn tile_avx2<const T: usize>(
+        &self,
+        p: usize,
+        ys: [*const u8; T],
+        side: *const Self::Side,
+        out: *mut f32,
+        ldo: usize,
+    );
+}
+
+/// The loop both tiers share: activation rows in tiles with their side data, panels in blocks, rows in groups of
+/// the sizes given (largest first), each (panel, group) handed to `$tile`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! drive {
+    ($k:expr, $panels:expr, $n_acts:expr, $act:expr, $out:expr, $ldo:expr, $tile:ident, [$($n:literal),+]) => {{
+        let (k, panels, n_acts, act, out, ldo) = ($k, $panels, $n_acts, $act, $out, $ldo);
+        assert!(panels.end * NR <= k.rows(), "panels out of range");
+        let sl = k.side_len();
+        // Sized for the rows there are: decode multiplies one row, many times per token.
+        let mut side = vec![Default::default(); n_acts.min(TOKEN_TILE) * sl];
+        for t0 in (0..n_acts).step_by(TOKEN_TILE) {
+            let rows: Vec<&[u8]> = (t0..(t0 + TOKEN_TILE).min(n_acts)).map(act).collect();
+            for (t, y) in rows.iter().enumerate() {
+                assert!(y.len() >= k.act_bytes(), "activation row too short");
+                k.side(y, &mut side[t * sl..(t + 1) * sl]);
+            }
+            let mut pb = panels.start;
+            while pb < panels.end {
+                let pb_end = (pb + PANEL_BLOCK).min(panels.end);
+                let mut t = 0;
+                $(
+                    while rows.len() - t >= $n {
+                        for p in pb..pb_end {
+                            // SAFETY: panel p is the weight's (asserted), rows t..t+n were checked above, the side
+                            // data is theirs; the outputs are the caller's; the CPU is the caller's.
+                            unsafe {
+                                k.$tile::<$n>(
+                                    p,
+                                    std::array::from_fn(|i| rows[t + i].as_ptr()),
+                                    side.as_ptr().add(t * sl),
+                                    out.add((t0 + t) * ldo + p * NR),
+                                    ldo,
+                                )
+                            };
+                        }
+                        t += $n;
+                    }
+                )+
+                pb = pb_end;
+            }
+        }
+    }};
+}
+
 /// `out[t·ldo + r] = dot(row r, activation t)` for the rows of `panels` and `n_acts` activation rows `act(t)`.
 ///
 /// # Safety
@@ -117,47 +180,24 @@ pub(crate) unsafe fn matmul<'a, K: PanelKernel>(
     out: *mut f32,
     ldo: usize,
 ) {
-    assert!(panels.end * NR <= k.rows(), "panels out of range");
-    let sl = k.side_len();
-    // Sized for the rows there are: decode multiplies one row, many times per token.
-    let mut side = vec![K::Side::default(); n_acts.min(TOKEN_TILE) * sl];
-    for t0 in (0..n_acts).step_by(TOKEN_TILE) {
-        let rows: Vec<&[u8]> = (t0..(t0 + TOKEN_TILE).min(n_acts)).map(act).collect();
-        for (t, y) in rows.iter().enumerate() {
-            assert!(y.len() >= k.act_bytes(), "activation row too short");
-            k.side(y, &mut side[t * sl..(t + 1) * sl]);
-        }
-        let mut pb = panels.start;
-        while pb < panels.end {
-            let pb_end = (pb + PANEL_BLOCK).min(panels.end);
-            let mut t = 0;
-            macro_rules! group {
-                ($n:literal) => {
-                    while rows.len() - t >= $n {
-                        for p in pb..pb_end {
-                            // SAFETY: panel p is the weight's (asserted), rows t..t+$n were checked above, the side
-                            // data is theirs; the outputs are the caller's.
-                            unsafe {
-                                k.tile::<$n>(
-                                    p,
-                                    std::array::from_fn(|i| rows[t + i].as_ptr()),
-                                    side.as_ptr().add(t * sl),
-                                    out.add((t0 + t) * ldo + p * NR),
-                                    ldo,
-                                )
-                            };
-                        }
-                        t += $n;
-                    }
-                };
-            }
-            group!(8);
-            group!(4);
-            group!(2);
-            group!(1);
-            pb = pb_end;
-        }
-    }
+    drive!(k, panels, n_acts, act, out, ldo, tile, [8, 4, 2, 1]);
+}
+
+/// As [`matmul`], on AVX2 + FMA + F16C with the kernel's [`PanelKernelAvx2::tile_avx2`].
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; otherwise as [`matmul`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn matmul_avx2<'a, K: PanelKernelAvx2>(
+    k: &K,
+    panels: std::ops::Range<usize>,
+    n_acts: usize,
+    act: &dyn Fn(usize) -> &'a [u8],
+    out: *mut f32,
+    ldo: usize,
+) {
+    drive!(k, panels, n_acts, act, out, ldo, tile_avx2, [3, 2, 1]);
 }
 
 /// What the three packed kernels' tests share.
@@ -186,7 +226,7 @@ pub(crate) mod testing {
     pub(crate) fn kernel_gives_twin_bits<K: PanelKernel>(
         k: &K,
         data: &[u8],
-        (rb, cols, split): (usize, usize, usize),
+        shape: (usize, usize, usize),
         act_ty: GgmlType,
         twin: fn(usize, &[u8], &[u8]) -> f32,
         rng: &mut Rng,
@@ -195,14 +235,56 @@ pub(crate) mod testing {
             eprintln!("skipped: no AVX-512 VNNI here");
             return;
         }
-        let rows = k.rows();
+        // SAFETY: the CPU has VNNI (checked); the rest is `gives_twin_bits`'s.
+        let run: Run = &|panels, n, act, out, ldo| unsafe { matmul(k, panels, n, act, out, ldo) };
+        gives_twin_bits(k.rows(), run, data, shape, act_ty, twin, rng);
+    }
+
+    /// As [`kernel_gives_twin_bits`], on the AVX2 tier (groups of 3, 2, 1). Skipped without AVX2.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn avx2_kernel_gives_twin_bits<K: PanelKernelAvx2>(
+        k: &K,
+        data: &[u8],
+        shape: (usize, usize, usize),
+        act_ty: GgmlType,
+        twin: fn(usize, &[u8], &[u8]) -> f32,
+        rng: &mut Rng,
+    ) {
+        if !simd_level().avx2() {
+            eprintln!("skipped: no AVX2 here");
+            return;
+        }
+        // SAFETY: the CPU has AVX2 (checked); the rest is `gives_twin_bits`'s.
+        let run: Run =
+            &|panels, n, act, out, ldo| unsafe { matmul_avx2(k, panels, n, act, out, ldo) };
+        gives_twin_bits(k.rows(), run, data, shape, act_ty, twin, rng);
+    }
+
+    /// One tier's product: panels, activation rows, their reader, the output and its stride.
+    type Run<'r> = &'r dyn for<'a> Fn(
+        std::ops::Range<usize>,
+        usize,
+        &dyn Fn(usize) -> &'a [u8],
+        *mut f32,
+        usize,
+    );
+
+    #[cfg(target_arch = "x86_64")]
+    fn gives_twin_bits(
+        rows: usize,
+        run: Run,
+        data: &[u8],
+        (rb, cols, split): (usize, usize, usize),
+        act_ty: GgmlType,
+        twin: fn(usize, &[u8], &[u8]) -> f32,
+        rng: &mut Rng,
+    ) {
         for n in [1, 3, 7, 19, 70] {
             let ys = acts(act_ty, n, cols, rng);
             let ldo = rows + 5;
             let mut out = vec![f32::NAN; n * ldo];
             for panels in [0..split, split..rows / NR] {
-                // SAFETY: the CPU has VNNI (checked); `out` holds n rows of ldo.
-                unsafe { matmul(k, panels, n, &|t| &ys[t][..], out.as_mut_ptr(), ldo) };
+                run(panels, n, &|t| &ys[t][..], out.as_mut_ptr(), ldo);
             }
             for (t, y) in ys.iter().enumerate() {
                 for r in 0..rows {
