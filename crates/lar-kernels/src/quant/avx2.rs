@@ -10,6 +10,9 @@ use std::arch::x86_64::*;
 
 use super::{Dot4Fn, DotFn, GgmlType, Rows4Fn, Rows8Fn, f32_at};
 
+mod low_k;
+use low_k::{q2_k, q3_k};
+
 /// The f16 at byte `i`, converted with the F16C instruction (inlined into the kernels, no per-call dispatch).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -605,7 +608,7 @@ macro_rules! tier {
                 out: &mut [[f32; T]],
             ) {
                 use GgmlType::*;
-                let tab = if T > 1 && !matches!(ty, Q4_K | Q5_K | Q6_K | IQ4_XS) {
+                let tab = if T > 1 && !matches!(ty, Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | IQ4_XS) {
                     act_scales_32(n, ys, ty)
                 } else {
                     Vec::new()
@@ -620,6 +623,8 @@ macro_rules! tier {
                 }
                 // Each arm inlines its kernel with the type as a constant.
                 match ty {
+                    Q2_K => each!(x => q2_k::<T, $v>(n, x, ys)),
+                    Q3_K => each!(x => q3_k::<T, $v>(n, x, ys)),
                     Q4_K => each!(x => q4_k::<T, $v>(n, x, ys)),
                     Q5_K => each!(x => q5_k::<T, $v>(n, x, ys)),
                     Q6_K => each!(x => q6_k::<T, $v>(n, x, ys)),
@@ -642,6 +647,8 @@ macro_rules! tier {
                         GgmlType::Q5_0 => { const $t: GgmlType = GgmlType::Q5_0; $e }
                         GgmlType::Q5_1 => { const $t: GgmlType = GgmlType::Q5_1; $e }
                         GgmlType::Q8_0 => { const $t: GgmlType = GgmlType::Q8_0; $e }
+                        GgmlType::Q2_K => { const $t: GgmlType = GgmlType::Q2_K; $e }
+                        GgmlType::Q3_K => { const $t: GgmlType = GgmlType::Q3_K; $e }
                         GgmlType::Q4_K => { const $t: GgmlType = GgmlType::Q4_K; $e }
                         GgmlType::Q5_K => { const $t: GgmlType = GgmlType::Q5_K; $e }
                         GgmlType::Q6_K => { const $t: GgmlType = GgmlType::Q6_K; $e }
