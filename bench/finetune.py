@@ -2,7 +2,8 @@
 """LoRA training, Lar and PEFT + PyTorch side by side on the CPU: the same model (SmolLM2-135M-Instruct's Hugging
 Face directory, BF16 weights; PyTorch trains it in float32, as PEFT does on a CPU), the same text, rank, alpha,
 dropout, targets (all seven projections), sequence length, learning rate and schedule, optimizer steps and threads.
-Lar is also run on the same weights quantized to Q4_K_M (QLoRA: the file it would serve).
+Lar is also run on the same weights quantized to Q4_K_M (QLoRA: the file it would serve), and each Lar run again
+with `--activation-memory 4GiB` (every block's activations kept from the forward: no recomputation).
 
     ~/.cache/lar/torch-venv/bin/python bench/finetune.py [--examples 6] [--epochs 3] [--seq 512] [--threads N]
         [--out DIR]
@@ -94,10 +95,11 @@ def run(cmd, env=None):
         return p.stdout, int(t.read().split()[-1]) / 1024
 
 
-def lar_run(lar, base, data, out_dir, a, home):
+def lar_run(lar, base, data, out_dir, a, home, extra=()):
     cmd = [lar, "finetune", base, data, "-o", out_dir, "--epochs", str(a.epochs), "--rank", str(RANK), "--alpha",
            str(ALPHA), "--dropout", str(DROPOUT), "--lr", str(LR), "--schedule", "cosine", "--batch-tokens",
-           str(a.seq), "--seq-len", str(a.seq), "--eval-split", "0", "--threads", str(a.threads), "--no-record"]
+           str(a.seq), "--seq-len", str(a.seq), "--eval-split", "0", "--threads", str(a.threads), "--no-record",
+           *extra]
     out, rss = run(cmd, env={**os.environ, "LAR_HOME": home})
     tps = float(re.search(r"([0-9.]+) tokens/s", out).group(1))
     log = json.load(open(os.path.join(out_dir, "training_log.json")))
@@ -140,8 +142,10 @@ def main():
         r = json.loads(out.strip().splitlines()[-1])
         results[name] = {"tokens_per_s": r["tokens"] / r["seconds"], "peak_mib": rss, "losses": r["losses"]}
         print(f"  {name}: {results[name]['tokens_per_s']:.1f} tokens/s, {rss:.0f} MiB", flush=True)
-    for name, base in [("Lar (BF16)", HF_DIR), ("Lar QLoRA (Q4_K_M)", q4)]:
-        results[name] = lar_run(lar, base, data, os.path.join(work, name.split()[-1].strip("()")), a, work)
+    keep = ["--activation-memory", "4GiB"]
+    for i, (name, base, extra) in enumerate([("Lar (BF16)", HF_DIR, []), ("Lar (BF16, activations kept)", HF_DIR, keep),
+                                             ("Lar QLoRA (Q4_K_M)", q4, []), ("Lar QLoRA (Q4_K_M, activations kept)", q4, keep)]):
+        results[name] = lar_run(lar, base, data, os.path.join(work, f"lar{i}"), a, work, extra)
         print(f"  {name}: {results[name]['tokens_per_s']:.1f} tokens/s, {results[name]['peak_mib']:.0f} MiB",
               flush=True)
 

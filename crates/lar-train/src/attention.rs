@@ -45,6 +45,13 @@ pub struct Probs {
     offsets: Vec<usize>,
 }
 
+impl Probs {
+    /// Bytes it holds.
+    pub fn bytes(&self) -> usize {
+        4 * self.data.len() + std::mem::size_of::<usize>() * self.offsets.len()
+    }
+}
+
 /// Where each (segment, head)'s `len × len` matrix starts, and the total size.
 fn layout(segs: &[Range<usize>], n_head: usize) -> (Vec<usize>, usize) {
     let mut offsets = Vec::with_capacity(segs.len() * n_head);

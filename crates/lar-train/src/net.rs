@@ -1,16 +1,19 @@
 //! The loss of a batch and its gradient with respect to the adapter, over the model's frozen weights.
 //!
 //! The forward is the engine's math (same norms, rotary embeddings, activations, quantized matmuls), run over a
-//! batch of packed sequences. Gradient checkpointing: the first pass keeps only each block's input; the backward
-//! runs each block's forward again from its input, keeping that one block's activations ([`Tape`]), and goes back
-//! through it. So memory is the weights, the adapter and its optimizer state, one residual row per token and block,
-//! and one block's activations. The output head's logits are computed only for the tokens that carry loss, a few
-//! rows at a time.
+//! batch of packed sequences. Each block's activations ([`Tape`]) are kept from the forward for the backward while
+//! they fit the net's activation budget ([`Net::keep_bytes`]); past it, gradient checkpointing: the forward keeps
+//! only the block's input, and the backward runs that block's forward again from it. The two give the same bits
+//! (the forward is the same function, dropout masks are keyed), so the budget trades memory for time only: with
+//! none, memory is the weights, the adapter and its optimizer state, one residual row per token and block, and one
+//! block's activations; with room for every block, a step is one forward and one backward instead of two forwards.
+//! The output head's logits are computed only for the tokens that carry loss, a few rows at a time.
 //!
 //! `reference: true` swaps every frozen product for its plain twin (dequantized rows, f32 sums): the exact function
 //! the finite-difference checks differentiate.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use lar_kernels::ops::{add, add_bias};
 use lar_kernels::pool::ThreadPool;
@@ -97,6 +100,12 @@ pub struct Net<'a> {
     pub pool: &'a ThreadPool,
     /// Plain twins instead of the engine's kernels (finite-difference checks).
     pub reference: bool,
+    /// Bytes of block activations a step may keep from its forward for its backward; blocks past it are computed
+    /// again (gradient checkpointing). 0 (what [`Net::new`] sets, and what `lar plan --finetune` plans): every
+    /// block again.
+    pub keep_bytes: usize,
+    /// What the last [`Net::loss_and_grad`] kept: blocks, bytes.
+    kept: [AtomicUsize; 2],
 }
 
 /// What a projection's LoRA keeps for its backward: the input the LoRA saw (after dropout), the mask's factors,
@@ -129,6 +138,39 @@ struct Tape {
     lora: [Option<Saved>; 7],
 }
 
+impl Saved {
+    fn bytes(&self) -> usize {
+        4 * (self.xd.as_ref().map_or(0, Vec::len)
+            + self.keep.as_ref().map_or(0, Vec::len)
+            + self.u.len())
+    }
+}
+
+impl Tape {
+    /// Bytes it holds.
+    fn bytes(&self) -> usize {
+        let rows = [
+            &self.xn1,
+            &self.q_raw,
+            &self.k_raw,
+            &self.q,
+            &self.k,
+            &self.v,
+            &self.att,
+            &self.o_raw,
+            &self.x2,
+            &self.xn2,
+            &self.gate,
+            &self.up,
+            &self.h,
+            &self.down_raw,
+        ];
+        4 * rows.iter().map(|v| v.len()).sum::<usize>()
+            + self.probs.as_ref().map_or(0, Probs::bytes)
+            + self.lora.iter().flatten().map(Saved::bytes).sum::<usize>()
+    }
+}
+
 const Q: usize = 0;
 const K: usize = 1;
 const V: usize = 2;
@@ -146,7 +188,15 @@ impl<'a> Net<'a> {
             model,
             pool,
             reference: false,
+            keep_bytes: 0,
+            kept: Default::default(),
         }
+    }
+
+    /// The blocks whose activations the last [`Net::loss_and_grad`] kept from its forward (the others it
+    /// computed again), and their bytes.
+    pub fn kept(&self) -> (usize, usize) {
+        (self.kept[0].load(Relaxed), self.kept[1].load(Relaxed))
     }
 
     /// Checks that this model can be trained here and the batch fits it.
@@ -210,20 +260,36 @@ impl<'a> Net<'a> {
         self.check(ad, batch)?;
         let hp = &self.model.hp;
         let pos = positions(&batch.segs);
-        // The forward, keeping each block's input only.
+        // The forward, keeping each block's input, and its activations while they fit the budget.
         let mut inputs = Vec::with_capacity(hp.n_layers);
+        let mut tapes = Vec::with_capacity(hp.n_layers);
+        let mut kept = 0;
         let mut x = self.embed(&batch.tokens);
         for il in 0..hp.n_layers {
-            let next = self.block(il, ad, &x, batch, &pos, dropout, &mut Tape::default());
+            let mut tape = Tape::default();
+            let next = self.block(il, ad, &x, batch, &pos, dropout, &mut tape);
+            let keep = kept + tape.bytes() <= self.keep_bytes;
+            if keep {
+                kept += tape.bytes();
+            }
+            tapes.push(keep.then_some(tape));
             inputs.push(std::mem::replace(&mut x, next));
         }
+        self.kept[0].store(tapes.iter().flatten().count(), Relaxed);
+        self.kept[1].store(kept, Relaxed);
         let mut dx = vec![0f32; x.len()];
         let loss = self.head(&x, batch, Some(&mut dx));
         drop(x);
         for il in (0..hp.n_layers).rev() {
             let input = inputs.pop().expect("one input per block");
-            let mut tape = Tape::default();
-            self.block(il, ad, &input, batch, &pos, dropout, &mut tape);
+            let tape = match tapes.pop().flatten() {
+                Some(t) => t,
+                None => {
+                    let mut t = Tape::default();
+                    self.block(il, ad, &input, batch, &pos, dropout, &mut t);
+                    t
+                }
+            };
             dx = self.block_backward(il, ad, &input, batch, &pos, tape, &dx, grads);
         }
         Ok(loss)

@@ -383,3 +383,54 @@ fn the_kl_divergence_from_a_teachers_top_tokens_matches_finite_differences() {
     }
     assert!(ops::kl_topk(&mut same, &teacher, 1.0).abs() < 1e-5);
 }
+
+/// Keeping blocks' activations from the forward (all, some, none: gradient checkpointing) changes nothing: the
+/// same loss and the same gradient, bit for bit, with dropout on, on the real kernels.
+#[test]
+fn kept_activations_give_the_bits_of_checkpointing() {
+    let model = tiny("llama");
+    let pool = ThreadPool::new(2);
+    let mut ad = Adapter::new(&model.hp, 4, 8.0, &[0, 1, 2, 3, 4, 5, 6], 5).expect("adapter");
+    let mut rng = Rng::new(17);
+    for t in ad.tensors_mut() {
+        for v in t.iter_mut() {
+            *v = (rng.next_f32() * 2.0 - 1.0) * 0.2;
+        }
+    }
+    let mut batch = Batch::default();
+    let toks: Vec<u32> = (0..11).map(|i| (i * 41 + 3) % 250).collect();
+    batch.push(&toks[..7], &[false, true, true, true, true, true, true]);
+    batch.push(&toks[7..], &[false, true, true, true]);
+    let dropout = Dropout { p: 0.1, seed: 99 };
+    let layers = model.hp.n_layers;
+    let run = |keep: usize| {
+        let mut net = Net::new(&model, &pool);
+        net.keep_bytes = keep;
+        let mut grads = ad.zeros_like();
+        let loss = net
+            .loss_and_grad(&ad, &batch, dropout, &mut grads)
+            .expect("gradient");
+        let bits: Vec<u32> = grads
+            .tensors()
+            .iter()
+            .flat_map(|t| t.iter().map(|v| v.to_bits()))
+            .collect();
+        ((loss.to_bits(), bits), net.kept())
+    };
+    let (checkpointed, none) = run(0);
+    assert_eq!(none, (0, 0), "nothing kept without a budget");
+    assert!(
+        checkpointed.1.iter().any(|&b| b != 0),
+        "a gradient to compare"
+    );
+    let (all, (blocks, bytes)) = run(usize::MAX);
+    assert_eq!(blocks, layers, "every block kept");
+    assert_eq!(all, checkpointed, "every block kept");
+    // Room for about half the blocks: the first ones kept, the rest computed again.
+    let (some, (blocks, _)) = run(bytes / 2);
+    assert!(
+        blocks > 0 && blocks < layers,
+        "{blocks} of {layers} blocks kept"
+    );
+    assert_eq!(some, checkpointed, "some blocks kept");
+}
