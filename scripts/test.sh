@@ -17,6 +17,9 @@ export LAR_CLIENTS_PYTHON LAR_REQUIRE_CLIENTS=1
 # A real MLflow tracking server for `lar runs export --mlflow` (its own pinned venv: the package is large).
 LAR_MLFLOW_PYTHON="$(scripts/mlflow-venv.sh)"
 export LAR_MLFLOW_PYTHON
+# lm-evaluation-harness (its own pinned venv, no torch) to run its local-completions model against `lar serve`.
+LAR_LM_EVAL_PYTHON="$(scripts/lm-eval-venv.sh)"
+export LAR_LM_EVAL_PYTHON
 # Debian's Chromium and playwright-core (npm, pinned) for the web UI's browser test.
 LAR_BROWSER_NODE_PATH="$(scripts/browser.sh)"
 export LAR_BROWSER_NODE_PATH LAR_REQUIRE_BROWSER=1

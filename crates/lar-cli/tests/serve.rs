@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::{http, http_get, lar, start, store};
@@ -261,5 +261,131 @@ fn the_web_ui_works_in_a_real_browser() {
     );
     eprintln!("{stdout}screenshots in {}", shots.display());
     drop((open, keyed));
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+/// lm-evaluation-harness's Python: `LAR_LM_EVAL_PYTHON` (scripts/test.sh runs scripts/lm-eval-venv.sh). Without it
+/// the test says so and passes, unless `LAR_REQUIRE_CLIENTS=1` (as in CI).
+fn lm_eval_python() -> Option<String> {
+    match std::env::var("LAR_LM_EVAL_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ => {
+            assert!(
+                std::env::var("LAR_REQUIRE_CLIENTS").as_deref() != Ok("1"),
+                "LAR_LM_EVAL_PYTHON is not set (scripts/test.sh makes lm-eval's venv)"
+            );
+            eprintln!("skipped: LAR_LM_EVAL_PYTHON is not set (run scripts/test.sh)");
+            None
+        }
+    }
+}
+
+/// lm-evaluation-harness's `local-completions` model runs a multiple-choice task (tests/data/choice.jsonl as a local
+/// JSON task: no hub) against `lar serve`, with no tokenizer of its own: it finds the server's (`/tokenizer_info`,
+/// `/tokenize`, `/detokenize`) and scores each choice through `/v1/completions` with `echo` and `logprobs`. Every
+/// choice's log-likelihood must be what `lar eval choice` computes in-process on the same file, and so its `acc`
+/// and `acc_norm`.
+#[test]
+fn lm_evaluation_harness_runs_its_tasks_against_the_server() {
+    let Some(py) = lm_eval_python() else { return };
+    let home = store("lm-eval");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/choice.jsonl");
+    let tasks = home.join("tasks");
+    std::fs::create_dir_all(&tasks).expect("tasks dir");
+    std::fs::write(
+        tasks.join("lar_choice.yaml"),
+        format!(
+            "task: lar_choice\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {}\n\
+             test_split: test\noutput_type: multiple_choice\ndoc_to_text: context\ndoc_to_choice: choices\n\
+             doc_to_target: answer\ntarget_delimiter: \" \"\nmetric_list:\n  - metric: acc\n  - metric: acc_norm\n",
+            data.canonicalize().expect("choice.jsonl").display()
+        ),
+    )
+    .expect("task yaml");
+    let srv = start(&home, &["--model", "smollm2"], &[]);
+    let out = home.join("lm-eval-out");
+    let o = Command::new(&py)
+        .args(["-m", "lm_eval", "--model", "local-completions", "--model_args"])
+        .arg(format!(
+            "base_url=http://127.0.0.1:{}/v1/completions,model=smollm2,num_concurrent=2,max_retries=1",
+            srv.port
+        ))
+        .args(["--tasks", "lar_choice", "--include_path"])
+        .arg(&tasks)
+        .arg("--output_path")
+        .arg(&out)
+        .arg("--log_samples")
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_DATASETS_OFFLINE", "1")
+        .env("HF_HOME", home.join("hf"))
+        .output()
+        .expect("lm_eval");
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "lm_eval failed:\n{log}");
+    assert!(
+        log.contains("remote tokenizer"),
+        "it should find the server's tokenizer:\n{log}"
+    );
+    drop(srv);
+    // lm_eval writes OUT/<model>/results_<time>.json and samples_lar_choice_<time>.jsonl.
+    let files: Vec<PathBuf> = std::fs::read_dir(out.join("smollm2"))
+        .expect("lm_eval's output")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    let find = |prefix: &str| {
+        files
+            .iter()
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+            })
+            .unwrap_or_else(|| panic!("no {prefix}* in {files:?}"))
+            .clone()
+    };
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(find("results_")).expect("results")).expect("json");
+    let samples: Vec<serde_json::Value> = std::fs::read_to_string(find("samples_lar_choice"))
+        .expect("samples")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("sample json"))
+        .collect();
+    let o = lar(&home)
+        .args(["eval", "choice"])
+        .arg(testdata::model(testdata::SMOLLM2))
+        .arg(&data)
+        .args(["--json", "--no-record", "--threads", "2"])
+        .output()
+        .expect("lar eval choice");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lar_eval: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let items = lar_eval["items"].as_array().expect("items");
+    assert_eq!(samples.len(), items.len());
+    let mut worst = 0f64;
+    for s in &samples {
+        let doc = s["doc_id"].as_u64().expect("doc_id") as usize;
+        let theirs: Vec<f64> = s["filtered_resps"]
+            .as_array()
+            .expect("filtered_resps")
+            .iter()
+            .map(|r| r[0].as_str().and_then(|x| x.parse().ok()).expect("loglik"))
+            .collect();
+        let ours: Vec<f64> = items[doc]["loglik"]
+            .as_array()
+            .expect("loglik")
+            .iter()
+            .map(|x| x.as_f64().expect("number"))
+            .collect();
+        assert_eq!(theirs.len(), ours.len(), "question {doc}");
+        for (a, b) in theirs.iter().zip(&ours) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    assert!(worst < 1e-3, "largest log-likelihood difference {worst}");
+    let r = &results["results"]["lar_choice"];
+    for (theirs, ours) in [("acc,none", "acc"), ("acc_norm,none", "acc_norm")] {
+        let t = r[theirs].as_f64().expect("metric");
+        let l = lar_eval[ours]["value"].as_f64().expect("metric");
+        assert!((t - l).abs() < 1e-9, "{theirs}: lm-eval {t}, lar eval {l}");
+    }
     let _ = std::fs::remove_dir_all(&home);
 }

@@ -188,6 +188,8 @@ struct Active {
     /// The prompt's scores as they are computed (requests that asked).
     scored: Option<Scoring>,
     lora: Option<LoraSlot>,
+    /// The end-of-turn token that ended the request, with its logprobs (see [`Finished::end_token`]).
+    end_token: Option<TokenEvent>,
 }
 
 /// A request's prompt scores: how many alternatives each, from which position, and those computed so far.
@@ -292,6 +294,7 @@ impl EngineCore {
                 first_token: None,
                 scored,
                 lora: req.lora,
+                end_token: None,
             },
         );
         self.sched
@@ -489,11 +492,6 @@ impl EngineCore {
             return Some((FinishReason::Error, String::new(), Some(e)));
         }
         let params = &r.sampler.params;
-        if self.tokenizer.is_eog(s.token) && !params.ignore_eos {
-            let tail = r.utf8.finish() + &r.stop.finish();
-            return Some((FinishReason::Stop, tail, None));
-        }
-        let max_tokens = params.max_tokens;
         let top_logprobs: Vec<TokenLogprob> = s
             .top
             .iter()
@@ -503,6 +501,17 @@ impl EngineCore {
                 logprob: lp,
             })
             .collect();
+        if self.tokenizer.is_eog(s.token) && !params.ignore_eos {
+            r.end_token = Some(TokenEvent {
+                token: s.token,
+                text: String::new(),
+                logprob: s.logprob,
+                top_logprobs,
+            });
+            let tail = r.utf8.finish() + &r.stop.finish();
+            return Some((FinishReason::Stop, tail, None));
+        }
+        let max_tokens = params.max_tokens;
         let piece = r.utf8.push(&self.tokenizer.token_bytes(s.token, false));
         let (text, stopped) = r.stop.push(&piece);
         let sent = r.out.send(TokenEvent {
@@ -566,6 +575,7 @@ impl EngineCore {
             error,
             stop_string: r.stop.matched().map(str::to_string),
             prompt_logprobs: r.scored.map(|s| s.scores),
+            end_token: r.end_token,
         });
     }
 }

@@ -27,6 +27,10 @@ pub struct Finished {
     pub prompt_logprobs: Option<Vec<Option<crate::scoring::PromptLogprob>>>,
     /// The stop string that ended the text (`reason` is `Stop`), if one did rather than an end-of-turn token.
     pub stop_string: Option<String>,
+    /// The end-of-turn token that ended the request, when one did: sampled like any other (its logprob and
+    /// alternatives), but not text and not counted in `stats.completion_tokens`. OpenAI's legacy completions list
+    /// it in `logprobs` and count it in usage, and lm-evaluation-harness relies on that.
+    pub end_token: Option<TokenEvent>,
 }
 
 /// What a request's stream yields.
@@ -137,6 +141,7 @@ impl EventStream {
             error: Some("the engine stopped before this request finished".into()),
             prompt_logprobs: None,
             stop_string: None,
+            end_token: None,
         }))
     }
 }

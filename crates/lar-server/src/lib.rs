@@ -160,6 +160,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/kb/{name}/search", post(kb::search))
         .route("/tokenize", post(llama::tokenize))
         .route("/detokenize", post(llama::detokenize))
+        .route("/tokenizer_info", get(llama::tokenizer_info))
         .route("/apply-template", post(llama::apply_template))
         .route("/lora-adapters", get(llama::lora_adapters))
         .route("/", get(ollama::root).head(ollama::root))

@@ -1,11 +1,17 @@
-//! llama-server's helpers that people script against: `POST /tokenize` (`content`, `add_special`,
-//! `parse_special`, `with_pieces`), `POST /detokenize` (`tokens`) and `POST /apply-template` (OpenAI-style
-//! `messages` and `tools`, rendered by the model's template), and `GET /lora-adapters` (the adapters served, with
-//! the ids a request's `lora` field uses). llama-server serves one model; here `model` names one, and may be left
-//! out while exactly one chat model is loaded.
+//! The tokenizer and template helpers that people (and tools) script against, in both dialects that share these
+//! paths: llama-server's `POST /tokenize` (`content`, `add_special`, `parse_special`, `with_pieces`) and vLLM's
+//! (`prompt`, `add_special_tokens`, `return_token_strs`; answered with `count` and `max_model_len` too), chosen by
+//! which text field the body carries; `POST /detokenize` (`tokens`; the text comes as llama-server's `content` and
+//! vLLM's `prompt`); vLLM's `GET /tokenizer_info` (special tokens, chat template, context: what
+//! lm-evaluation-harness's remote tokenizer reads); llama-server's `POST /apply-template` (OpenAI-style `messages`
+//! and `tools`, rendered by the model's template) and `GET /lora-adapters` (the adapters served, with the ids a
+//! request's `lora` field uses). Both servers serve one model; here `model` names one, and may be left out while
+//! exactly one chat model is loaded.
 
 use axum::Json;
-use axum::extract::State;
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use lar_engine::EngineHandle;
 use serde_json::{Map, Value, json};
@@ -70,8 +76,11 @@ fn flag(obj: &Map<String, Value>, k: &str, default: bool) -> ApiResult<bool> {
     }
 }
 
-/// `POST /tokenize`.
+/// `POST /tokenize`: llama-server's form (`content`) or vLLM's (`prompt`).
 pub async fn tokenize(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiResult<Response> {
+    if obj.contains_key("prompt") {
+        return tokenize_vllm(st, obj).await;
+    }
     check_fields(
         &obj,
         &[&[
@@ -84,7 +93,12 @@ pub async fn tokenize(State(st): State<AppState>, JsonBody(obj): JsonBody) -> Ap
     )?;
     let content = match obj.get("content") {
         Some(Value::String(s)) => s.clone(),
-        _ => return Err(ApiError::field("content", "content must be a string")),
+        _ => {
+            return Err(ApiError::field(
+                "content",
+                "content (llama-server) or prompt (vLLM) must be a string",
+            ));
+        }
     };
     let add_special = flag(&obj, "add_special", false)?;
     let parse_special = flag(&obj, "parse_special", true)?;
@@ -112,6 +126,91 @@ pub async fn tokenize(State(st): State<AppState>, JsonBody(obj): JsonBody) -> Ap
     .await
     .map_err(ApiError::internal)?;
     Ok(Json(out).into_response())
+}
+
+/// vLLM's `POST /tokenize` for a completion prompt: special tokens in the text are parsed (as Hugging Face
+/// tokenizers do) and BOS added unless `add_special_tokens` is false; `token_strs` (each token's text, lossy where
+/// a token is part of a character) when `return_token_strs`.
+async fn tokenize_vllm(st: AppState, obj: Map<String, Value>) -> ApiResult<Response> {
+    check_fields(
+        &obj,
+        &[&["model", "prompt", "add_special_tokens", "return_token_strs"]],
+    )?;
+    let prompt = match obj.get("prompt") {
+        Some(Value::String(s)) => s.clone(),
+        other => {
+            return Err(ApiError::field(
+                "prompt",
+                format!(
+                    "prompt must be a string, not {}",
+                    other.map_or("nothing", kind)
+                ),
+            ));
+        }
+    };
+    let add_special = flag(&obj, "add_special_tokens", true)?;
+    let strs = flag(&obj, "return_token_strs", false)?;
+    let (_lease, h) = model(&st, &obj).await?;
+    let out = tokio::task::spawn_blocking(move || {
+        let tok = h.tokenizer();
+        let ids = tok.encode(&prompt, add_special, true);
+        let token_strs: Option<Vec<String>> = strs.then(|| {
+            ids.iter()
+                .map(|&id| String::from_utf8_lossy(&tok.token_bytes(id, true)).into_owned())
+                .collect()
+        });
+        json!({
+            "count": ids.len(),
+            "max_model_len": h.model().ctx,
+            "tokens": ids,
+            "token_strs": token_strs,
+        })
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(Json(out).into_response())
+}
+
+/// vLLM's `GET /tokenizer_info` (`?model=NAME`, or the one chat model loaded): the special tokens as text, what the
+/// tokenizer adds, the chat template and the context length.
+pub async fn tokenizer_info(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let mut obj = Map::new();
+    for (k, v) in q {
+        if k != "model" {
+            return Err(ApiError::field(
+                &k,
+                format!("unknown query parameter '{k}' (only model is known)"),
+            ));
+        }
+        obj.insert(k, Value::String(v));
+    }
+    let (lease, h) = model(&st, &obj).await?;
+    let tok = h.tokenizer();
+    let v = &tok.vocab;
+    let text = |id: Option<u32>| {
+        id.map(|t| String::from_utf8_lossy(&tok.token_bytes(t, true)).into_owned())
+    };
+    Ok(Json(json!({
+        "model": lease.name(),
+        "tokenizer_class": match v.model {
+            lar_tokenizer::Model::Bpe { .. } => "bpe",
+            lar_tokenizer::Model::Spm => "spm",
+            lar_tokenizer::Model::Hf { .. } => "tokenizers",
+        },
+        "vocab_size": v.len(),
+        "bos_token": text(v.bos),
+        "eos_token": text(v.eos),
+        "unk_token": text(v.unk),
+        "pad_token": Value::Null,
+        "add_bos_token": v.add_bos,
+        "add_eos_token": v.add_eos,
+        "chat_template": h.model().template,
+        "model_max_length": h.model().ctx,
+    }))
+    .into_response())
 }
 
 /// `POST /detokenize`.
@@ -145,7 +244,8 @@ pub async fn detokenize(
         ));
     }
     let content = h.tokenizer().decode(&ids, true);
-    Ok(Json(json!({"content": content})).into_response())
+    // llama-server answers with `content`, vLLM with `prompt`: both, so either kind of client reads it.
+    Ok(Json(json!({"content": content, "prompt": content})).into_response())
 }
 
 /// `POST /apply-template`: the prompt text a chat request would be given.

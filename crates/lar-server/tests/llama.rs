@@ -1,6 +1,7 @@
 //! llama-server's helpers on a scripted model: `/tokenize` gives the tokenizer's ids (with pieces when asked),
 //! `/detokenize` turns them back, `/apply-template` gives the prompt text a chat request would get; the model may
-//! be left out while exactly one chat model is loaded.
+//! be left out while exactly one chat model is loaded. vLLM's forms of the same paths (`prompt`,
+//! `add_special_tokens`; `/detokenize`'s `prompt`) and its `/tokenizer_info`, which lm-evaluation-harness reads.
 
 mod common;
 
@@ -80,4 +81,57 @@ async fn tokenize_detokenize_and_apply_template() {
     assert!(a.json()["error"]["param"] == "content");
     let a = post_json(&t.router, "/tokenize", &json!({"content": "x", "extra": 1})).await;
     assert_eq!(a.status, 400);
+}
+
+#[tokio::test]
+async fn vllm_tokenize_and_tokenizer_info() {
+    let t = app();
+    let a = get(&t.router, "/tokenizer_info").await;
+    assert_eq!(a.status, 400, "nothing loaded: {}", a.text());
+    t.load("scripted").await;
+    let tok = lar_engine::scripted::tokenizer(N_VOCAB).unwrap();
+    // vLLM adds special tokens unless told not to, and parses them in the text.
+    let a = post_json(&t.router, "/tokenize", &json!({"prompt": "w5 w6"})).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let v = a.json();
+    let with = tok.encode("w5 w6", true, true);
+    assert_eq!(v["tokens"], json!(with));
+    assert_eq!(v["count"], with.len());
+    assert_eq!(v["max_model_len"], CTX);
+    assert!(v["token_strs"].is_null());
+    let a = post_json(
+        &t.router,
+        "/tokenize",
+        &json!({"prompt": "w5</s>", "add_special_tokens": false, "return_token_strs": true}),
+    )
+    .await;
+    let v = a.json();
+    assert_eq!(v["tokens"], json!(tok.encode("w5</s>", false, true)));
+    assert_eq!(v["token_strs"].as_array().unwrap().last().unwrap(), "</s>");
+    // The text comes back under both names.
+    let a = post_json(&t.router, "/detokenize", &json!({"tokens": [5, 6]})).await;
+    assert_eq!(a.json()["prompt"], a.json()["content"]);
+    let a = get(&t.router, "/tokenizer_info").await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let v = a.json();
+    assert_eq!(
+        (v["bos_token"].as_str(), v["eos_token"].as_str()),
+        (Some("<s>"), Some("</s>"))
+    );
+    assert_eq!(v["model_max_length"], CTX);
+    assert_eq!(v["model"], "scripted:latest");
+    let a = get(&t.router, "/tokenizer_info?model=scripted").await;
+    assert_eq!(a.status, 200);
+    // Refusals: the wrong type, a field of the other dialect, an unknown query parameter.
+    for body in [
+        json!({"prompt": 5}),
+        json!({"prompt": "x", "with_pieces": true}),
+        json!({"prompt": "x", "messages": []}),
+    ] {
+        let a = post_json(&t.router, "/tokenize", &body).await;
+        assert_eq!(a.status, 400, "{body}: {}", a.text());
+    }
+    let a = get(&t.router, "/tokenizer_info?modle=scripted").await;
+    assert_eq!(a.status, 400);
+    assert!(a.text().contains("modle"), "{}", a.text());
 }

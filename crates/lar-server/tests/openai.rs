@@ -165,6 +165,44 @@ async fn completions_echo_the_prompt_with_its_logprobs() {
     assert_eq!(v["usage"]["prompt_tokens"], prompt.len());
 }
 
+/// A choice that ends on the end-of-turn token lists it last in `logprobs` (its own text, none in `text`), as
+/// OpenAI and vLLM do: lm-evaluation-harness scores `token_logprobs[ctxlen:-1]`, taking the last entry for the
+/// generated token, so without it the prompt's own last token would be dropped from every score.
+#[tokio::test]
+async fn the_end_token_is_listed_in_legacy_logprobs() {
+    let t = app();
+    t.load("scripted").await;
+    let prompt: Vec<u32> = vec![5, 9, 11];
+    let body = json!({
+        "model": "scripted", "prompt": prompt, "max_tokens": 3, "temperature": 0,
+        "echo": true, "logprobs": 1, "logit_bias": {"2": 100},
+    });
+    let a = post_json(&t.router, "/v1/completions", &body).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let c = &a.json()["choices"][0];
+    assert_eq!(c["finish_reason"], "stop");
+    assert_eq!(c["text"], words(&prompt), "the end token is not text");
+    let lp = &c["logprobs"];
+    let tokens = lp["tokens"].as_array().unwrap();
+    assert_eq!(tokens.len(), prompt.len() + 1, "{lp}");
+    assert_eq!(tokens[prompt.len()], "</s>");
+    let last = lp["token_logprobs"][prompt.len()].as_f64().unwrap();
+    assert!(
+        last <= 0.0 && last > -1e-3,
+        "the biased end token is near certain: {last}"
+    );
+    assert_eq!(
+        lp["top_logprobs"][prompt.len()]["</s>"].as_f64(),
+        Some(last)
+    );
+    // Without echo, the same: the end token is the one entry.
+    let mut body = body;
+    body["echo"] = json!(false);
+    let a = post_json(&t.router, "/v1/completions", &body).await;
+    let lp = &a.json()["choices"][0]["logprobs"];
+    assert_eq!(lp["tokens"], json!(["</s>"]), "{lp}");
+}
+
 #[tokio::test]
 async fn bad_requests_get_the_right_status_and_shape() {
     let t = app();

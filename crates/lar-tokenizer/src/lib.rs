@@ -14,7 +14,7 @@ pub mod vocab;
 pub use hf::TextEncoder;
 pub use template::ChatTemplate;
 pub use tokenizer::Tokenizer;
-pub use vocab::Vocab;
+pub use vocab::{Model, Vocab};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -203,6 +203,16 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
                 text.push_str(&t.text);
             }
             text.push_str(&c.finished.text);
+            // The end-of-turn token that ended the choice is listed last (in `tokens`, not in `text`),
+            // as OpenAI and vLLM list it: lm-evaluation-harness drops the last entry as the generated token.
+            if let Some(t) = &c.finished.end_token {
+                let alts: Vec<(u32, f32)> = t
+                    .top_logprobs
+                    .iter()
+                    .map(|a| (a.token, a.logprob))
+                    .collect();
+                l.push(tok, t.token, Some(t.logprob), &alts, &text);
+            }
         } else {
             text.push_str(&c.text);
         }
@@ -243,11 +253,13 @@ impl Legacy {
         alts: &[(u32, f32)],
         text_so_far: &str,
     ) {
-        self.tokens.push(tok.decode(&[id], false));
+        // Tokens by their own text, control tokens included (`<|im_end|>`, where `text` has nothing): two of them
+        // would otherwise be the same empty key among the alternatives.
+        self.tokens.push(tok.decode(&[id], true));
         self.token_logprobs.push(lp);
         self.top_logprobs.push(lp.map(|_| {
             alts.iter()
-                .map(|&(t, l)| (tok.decode(&[t], false), l))
+                .map(|&(t, l)| (tok.decode(&[t], true), l))
                 .collect()
         }));
         self.text_offset.push(text_so_far.len());
