@@ -48,7 +48,7 @@ pub struct CompareArgs {
     pub reps: usize,
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Write the chart of size against perplexity here (SVG).
+    /// Write the chart of size against perplexity here (`.svg` or `.png`).
     #[arg(long)]
     pub chart: Option<PathBuf>,
     #[arg(long)]
@@ -253,7 +253,7 @@ fn compare(a: CompareArgs) -> Result<()> {
             .collect();
         let svg =
             lar_lab::chart::scatter("Size and perplexity", "size (MiB)", "perplexity", &points);
-        std::fs::write(out, svg).with_context(|| format!("writing {}", out.display()))?;
+        lar_lab::chart_file::write(out, &svg)?;
     }
     if a.json {
         println!("{}", serde_json::to_string(&rows)?);

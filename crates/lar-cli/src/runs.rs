@@ -57,7 +57,7 @@ pub struct ChartArgs {
     /// The chart's title (default: what it shows).
     #[arg(long)]
     pub title: Option<String>,
-    /// Where to write the SVG.
+    /// Where to write the chart: `.svg`, or `.png` (rendered with the system's fonts).
     #[arg(short, long)]
     pub output: std::path::PathBuf,
 }
@@ -344,8 +344,7 @@ fn chart(store: &RunStore, a: ChartArgs) -> Result<()> {
         }
         _ => bail!("give --metric, or --x and --y"),
     };
-    std::fs::write(&a.output, svg)
-        .map_err(|e| anyhow::anyhow!("writing {}: {e}", a.output.display()))?;
+    lar_lab::chart_file::write(&a.output, &svg)?;
     println!("wrote {}", a.output.display());
     Ok(())
 }

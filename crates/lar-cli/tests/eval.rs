@@ -232,6 +232,29 @@ fn smollm2_perplexity_is_llama_perplexitys_and_runs_are_recorded() {
             .count(),
         1
     );
+    // The same chart as PNG (rendered with the system's fonts), and a format Lar does not write refused.
+    let png = h.join("bars.png");
+    let o = lar(
+        &h,
+        &[
+            "runs",
+            "chart",
+            "--metric",
+            "gen_tps",
+            "-o",
+            png.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 2000,
+        "{} bytes",
+        bytes.len()
+    );
+    let o = lar(&h, &["runs", "chart", "--metric", "gen_tps", "-o", "x.gif"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains(".svg or .png"));
     let o = lar(&h, &["runs", "chart", "--metric", "nope", "-o", &scatter]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("no run has the metric 'nope'"));
 

@@ -6,10 +6,11 @@
 //! references the tests hold Lar to); [`runs`] is the record: every bench, evaluation or quantization is a run
 //! in one SQLite file under `$LAR_HOME` (when, what model and its sha256, parameters, machine, metrics with steps,
 //! artifacts, status, the Lar version), listed, compared and removed by `lar runs`; [`machine`] describes the
-//! machine a run ran on; [`chart`] draws runs as SVG.
+//! machine a run ran on; [`chart`] draws runs as SVG and [`chart_file`] writes a chart as SVG or PNG.
 
 pub mod audit;
 pub mod chart;
+pub mod chart_file;
 pub mod choice;
 pub mod digest;
 pub mod error;
