@@ -5,9 +5,11 @@
 //! against the superblock's largest, and the values again against the rounded scales.
 
 use super::QK_K;
+use super::lanes::make_qkx2_quants_x8;
 
 /// ggml's `nearest_int`, bit for bit: the magic-number rounding (ties to even for `|x| < 2^22`; outside that range
 /// the same garbage as C's, which the callers clamp).
+#[inline(always)]
 pub(super) fn nearest_int(x: f32) -> i32 {
     let val = x + 12_582_912.0;
     (val.to_bits() as i32 & 0x007f_ffff) - 0x0040_0000
@@ -166,12 +168,25 @@ pub(super) fn pack_2bit(l: &[u8], qs: &mut [u8]) {
 pub(super) fn q2_k(x: &[f32], out: &mut Vec<u8>) {
     let mut l = [0u8; QK_K];
     let (mut scales, mut mins) = ([0f32; 16], [0f32; 16]);
+    let w: [f32; QK_K] = std::array::from_fn(|i| x[i].abs());
+    for h in 0..2 {
+        let r = 128 * h..128 * h + 128;
+        let (s, m) = make_qkx2_quants_x8(
+            &x[r.clone()],
+            &w[r.clone()],
+            16,
+            3,
+            -0.5,
+            0.1,
+            15,
+            true,
+            &mut l[r],
+        );
+        scales[8 * h..8 * h + 8].copy_from_slice(&s);
+        mins[8 * h..8 * h + 8].copy_from_slice(&m);
+    }
     let (mut max_scale, mut max_min) = (0f32, 0f32);
-    for j in 0..16 {
-        let b = &x[16 * j..16 * j + 16];
-        let w: [f32; 16] = std::array::from_fn(|i| b[i].abs());
-        let (s, m) = make_qkx2_quants(b, &w, 3, -0.5, 0.1, 15, true, &mut l[16 * j..16 * j + 16]);
-        (scales[j], mins[j]) = (s, m);
+    for (&s, &m) in scales.iter().zip(&mins) {
         if s > max_scale {
             max_scale = s;
         }
@@ -339,27 +354,20 @@ fn k4_levels(
     nstep: i32,
     l: &mut [u8; QK_K],
 ) -> ([u8; 12], [u8; 2], [u8; 2]) {
-    let (mut scales, mut mins) = ([0f32; 8], [0f32; 8]);
-    let (mut max_scale, mut max_min) = (0f32, 0f32);
-    for j in 0..8 {
-        let b = &x[32 * j..32 * j + 32];
+    let mut w = [0f32; QK_K];
+    for (b, wb) in x.chunks_exact(32).zip(w.chunks_exact_mut(32)) {
         let mut sum_x2 = 0f32;
         for &v in b {
             sum_x2 += v * v;
         }
         let av_x = (sum_x2 / 32.0).sqrt();
-        let w: [f32; 32] = std::array::from_fn(|i| av_x + b[i].abs());
-        let (s, m) = make_qkx2_quants(
-            b,
-            &w,
-            nmax,
-            rmin,
-            0.1,
-            nstep,
-            false,
-            &mut l[32 * j..32 * j + 32],
-        );
-        (scales[j], mins[j]) = (s, m);
+        for (wi, v) in wb.iter_mut().zip(b) {
+            *wi = av_x + v.abs();
+        }
+    }
+    let (scales, mins) = make_qkx2_quants_x8(&x[..QK_K], &w, 32, nmax, rmin, 0.1, nstep, false, l);
+    let (mut max_scale, mut max_min) = (0f32, 0f32);
+    for (&s, &m) in scales.iter().zip(&mins) {
         if s > max_scale {
             max_scale = s;
         }

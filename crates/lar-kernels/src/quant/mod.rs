@@ -10,6 +10,7 @@
 mod avx2;
 pub mod iq4;
 mod kquants;
+mod lanes;
 pub mod packed_32;
 pub mod packed_float;
 pub mod packed_iq4xs;

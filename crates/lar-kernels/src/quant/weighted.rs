@@ -9,6 +9,7 @@ use super::kquants::{
     f16_round, k4_requant, make_qkx2_quants, nearest_int, pack_q4_k, pack_q5_k, pack_scales_k4,
     pack_scales_q3, q2_k_finish, q3_k_finish,
 };
+use super::lanes::{make_qkx2_quants_x8, make_qx_quants_x8};
 use super::weights::{f16, make_qx_quants, q6_k_with};
 use super::{GgmlType, QK, QK_K};
 
@@ -150,20 +151,27 @@ fn q2_k(x: &[f32], qw: &[f32], out: &mut Vec<u8>) {
     let sigma2 = sum_squares(x) / QK_K as f32;
     let mut l = [0u8; QK_K];
     let (mut scales, mut mins, mut sw) = ([0f32; 16], [0f32; 16], [0f32; 16]);
+    let mut w = [0f32; QK_K];
     for j in 0..16 {
-        let xb = &x[16 * j..16 * j + 16];
-        let w: [f32; 16] = block_weights(xb, &qw[16 * j..], sigma2);
-        sw[j] = sum(&w);
-        (scales[j], mins[j]) = make_qkx2_quants(
-            xb,
-            &w,
+        let wb: [f32; 16] = block_weights(&x[16 * j..16 * j + 16], &qw[16 * j..], sigma2);
+        sw[j] = sum(&wb);
+        w[16 * j..16 * j + 16].copy_from_slice(&wb);
+    }
+    for h in 0..2 {
+        let r = 128 * h..128 * h + 128;
+        let (s, m) = make_qkx2_quants_x8(
+            &x[r.clone()],
+            &w[r.clone()],
+            16,
             3,
             -0.9,
             0.05,
             36,
             false,
-            &mut l[16 * j..16 * j + 16],
+            &mut l[r],
         );
+        scales[8 * h..8 * h + 8].copy_from_slice(&s);
+        mins[8 * h..8 * h + 8].copy_from_slice(&m);
     }
     let (mut ls, mut lm) = ([0u8; 16], [0u8; 16]);
     let dm = make_qp_quants(&scales, 15, &mut ls, &sw);
@@ -184,11 +192,16 @@ fn q3_k(x: &[f32], qw: &[f32], out: &mut Vec<u8>) {
     let sigma2 = 2.0 * sum_squares(x) / QK_K as f32;
     let mut l = [0i8; QK_K];
     let (mut scales, mut sw) = ([0f32; 16], [0f32; 16]);
+    let mut w = [0f32; QK_K];
     for j in 0..16 {
-        let xb = &x[16 * j..16 * j + 16];
-        let w: [f32; 16] = block_weights(xb, &qw[16 * j..], sigma2);
-        sw[j] = sum(&w);
-        scales[j] = make_qx_quants(xb, 4, &mut l[16 * j..16 * j + 16], Some(&w));
+        let wb: [f32; 16] = block_weights(&x[16 * j..16 * j + 16], &qw[16 * j..], sigma2);
+        sw[j] = sum(&wb);
+        w[16 * j..16 * j + 16].copy_from_slice(&wb);
+    }
+    for h in 0..2 {
+        let r = 128 * h..128 * h + 128;
+        let s = make_qx_quants_x8(&x[r.clone()], 4, &mut l[r.clone()], Some(&w[r]));
+        scales[8 * h..8 * h + 8].copy_from_slice(&s);
     }
     let mut ls = [0i8; 16];
     let d_block = make_qx_quants(&scales, 32, &mut ls, Some(&sw));
@@ -205,22 +218,15 @@ fn q3_k(x: &[f32], qw: &[f32], out: &mut Vec<u8>) {
 fn q45_k(x: &[f32], qw: &[f32], nmax: i32, out: &mut Vec<u8>) {
     let sigma2 = 2.0 * sum_squares(x) / QK_K as f32;
     let mut l = [0u8; QK_K];
-    let (mut scales, mut mins, mut sw) = ([0f32; 8], [0f32; 8], [0f32; 8]);
+    let mut sw = [0f32; 8];
+    let mut w = [0f32; QK_K];
     for j in 0..8 {
-        let xb = &x[32 * j..32 * j + 32];
-        let w: [f32; 32] = block_weights(xb, &qw[32 * j..], sigma2);
-        sw[j] = sum(&w);
-        (scales[j], mins[j]) = make_qkx2_quants(
-            xb,
-            &w,
-            nmax,
-            -0.9,
-            0.05,
-            36,
-            false,
-            &mut l[32 * j..32 * j + 32],
-        );
+        let wb: [f32; 32] = block_weights(&x[32 * j..32 * j + 32], &qw[32 * j..], sigma2);
+        sw[j] = sum(&wb);
+        w[32 * j..32 * j + 32].copy_from_slice(&wb);
     }
+    let (scales, mins) =
+        make_qkx2_quants_x8(&x[..QK_K], &w, 32, nmax, -0.9, 0.05, 36, false, &mut l);
     let (mut ls, mut lm) = ([0u8; 8], [0u8; 8]);
     let d_block = make_qp_quants(&scales, 63, &mut ls, &sw);
     let m_block = make_qp_quants(&mins, 63, &mut lm, &sw);

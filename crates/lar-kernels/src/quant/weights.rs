@@ -5,6 +5,7 @@
 //! from zero) where it rounds, and ties to even where it uses `nearest_int`.
 
 use super::kquants::{self, nearest_int};
+use super::lanes::make_qx_quants_x8;
 use super::{GgmlType, QK, QK_K};
 
 /// The types [`quantize`] writes (besides F32, F16 and BF16).
@@ -75,14 +76,13 @@ pub(super) fn q6_k_with(b: &[f32], qw: Option<&[f32]>, out: &mut Vec<u8>) {
     let mut l = [0i8; QK_K];
     let mut scales = [0f32; QK_K / 16];
     let (mut max_scale, mut max_abs) = (0f32, 0f32);
-    for (ib, s) in scales.iter_mut().enumerate() {
-        let w = qw.map(|w| &w[16 * ib..16 * ib + 16]);
-        *s = make_qx_quants(
-            &b[16 * ib..16 * ib + 16],
-            32,
-            &mut l[16 * ib..16 * ib + 16],
-            w,
-        );
+    for h in 0..2 {
+        let r = 128 * h..128 * h + 128;
+        let w = qw.map(|w| &w[r.clone()]);
+        let s = make_qx_quants_x8(&b[r.clone()], 32, &mut l[r], w);
+        scales[8 * h..8 * h + 8].copy_from_slice(&s);
+    }
+    for s in &scales {
         if s.abs() > max_abs {
             max_abs = s.abs();
             max_scale = *s;
@@ -132,13 +132,14 @@ pub(super) fn f16(x: f32) -> [u8; 2] {
 
 /// The value of largest magnitude (its sign kept) and that magnitude.
 fn signed_max(b: &[f32]) -> (f32, f32) {
-    let (mut amax, mut max) = (0f32, 0f32);
-    for &v in b {
-        if amax < v.abs() {
-            amax = v.abs();
-            max = v;
-        }
+    // C's loop (`if (amax < fabsf(v)) { amax = fabsf(v); max = v; }`) in two passes that vectorize: the largest
+    // magnitude (NaNs passed over, as the comparison passes them), then the first value that has it; all zeros
+    // give +0, as C's initial value.
+    let amax = b.iter().fold(0f32, |a, v| a.max(v.abs()));
+    if amax == 0.0 {
+        return (0.0, 0.0);
     }
+    let max = b.iter().copied().find(|v| v.abs() == amax).unwrap_or(0.0);
     (max, amax)
 }
 
@@ -151,32 +152,36 @@ fn q4_0(b: &[f32], out: &mut Vec<u8>) {
     let (max, _) = signed_max(b);
     let d = max / -8.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-    out.extend(f16(d));
-    for j in 0..QK / 2 {
+    out.extend_from_slice(&f16(d));
+    let mut qs = [0u8; QK / 2];
+    for (j, q) in qs.iter_mut().enumerate() {
         let x0 = ((b[j] * id + 8.5) as i8).min(15) as u8;
         let x1 = ((b[QK / 2 + j] * id + 8.5) as i8).min(15) as u8;
-        out.push(x0 | (x1 << 4));
+        *q = x0 | (x1 << 4);
     }
+    out.extend_from_slice(&qs);
 }
 
 fn q4_1(b: &[f32], out: &mut Vec<u8>) {
     let (min, max) = min_max(b);
     let d = (max - min) / 15.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-    out.extend(f16(d));
-    out.extend(f16(min));
-    for j in 0..QK / 2 {
+    out.extend_from_slice(&f16(d));
+    out.extend_from_slice(&f16(min));
+    let mut qs = [0u8; QK / 2];
+    for (j, q) in qs.iter_mut().enumerate() {
         let x0 = (((b[j] - min) * id + 0.5) as i8).min(15) as u8;
         let x1 = (((b[QK / 2 + j] - min) * id + 0.5) as i8).min(15) as u8;
-        out.push(x0 | (x1 << 4));
+        *q = x0 | (x1 << 4);
     }
+    out.extend_from_slice(&qs);
 }
 
 fn q5_0(b: &[f32], out: &mut Vec<u8>) {
     let (max, _) = signed_max(b);
     let d = max / -16.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-    out.extend(f16(d));
+    out.extend_from_slice(&f16(d));
     let mut qh = 0u32;
     let mut qs = [0u8; QK / 2];
     for j in 0..QK / 2 {
@@ -186,16 +191,16 @@ fn q5_0(b: &[f32], out: &mut Vec<u8>) {
         qh |= (((x0 & 0x10) >> 4) as u32) << j;
         qh |= (((x1 & 0x10) >> 4) as u32) << (j + QK / 2);
     }
-    out.extend(qh.to_le_bytes());
-    out.extend(qs);
+    out.extend_from_slice(&qh.to_le_bytes());
+    out.extend_from_slice(&qs);
 }
 
 fn q5_1(b: &[f32], out: &mut Vec<u8>) {
     let (min, max) = min_max(b);
     let d = (max - min) / 31.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-    out.extend(f16(d));
-    out.extend(f16(min));
+    out.extend_from_slice(&f16(d));
+    out.extend_from_slice(&f16(min));
     let mut qh = 0u32;
     let mut qs = [0u8; QK / 2];
     for j in 0..QK / 2 {
@@ -205,16 +210,35 @@ fn q5_1(b: &[f32], out: &mut Vec<u8>) {
         qh |= (((x0 & 0x10) >> 4) as u32) << j;
         qh |= (((x1 & 0x10) >> 4) as u32) << (j + QK / 2);
     }
-    out.extend(qh.to_le_bytes());
-    out.extend(qs);
+    out.extend_from_slice(&qh.to_le_bytes());
+    out.extend_from_slice(&qs);
+}
+
+/// C's `roundf` (half away from zero), inlined: `f32::round` is a call into libm on baseline x86-64 (no SSE4.1),
+/// which was a sixth of a Q8_0 quantization. Exact: below 2^23 the fraction `x - trunc(x)` is representable, and
+/// from 2^23 up every float is an integer already (NaN and infinities come back as they are).
+#[inline(always)]
+pub(super) fn roundf(x: f32) -> f32 {
+    if !(x.abs() < 8_388_608.0) {
+        return x;
+    }
+    let t = (x as i32 as f32).copysign(x);
+    let frac = x - t;
+    if frac >= 0.5 {
+        t + 1.0
+    } else if frac <= -0.5 {
+        t - 1.0
+    } else {
+        t
+    }
 }
 
 fn q8_0(b: &[f32], out: &mut Vec<u8>) {
     let (_, amax) = signed_max(b);
     let d = amax / 127.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-    out.extend(f16(d));
-    out.extend(b.iter().map(|&v| (v * id).round() as i8 as u8));
+    out.extend_from_slice(&f16(d));
+    out.extend(b.iter().map(|&v| roundf(v * id) as i8 as u8));
 }
 
 /// Quantizes `x` (whole blocks) to `ty`, appending to `out`; `None` for a type this module does not write.
@@ -308,5 +332,47 @@ mod tests {
         dequantize(GgmlType::Q4_0, &q, &mut y);
         assert_eq!(y, [0.0; 32]);
         assert!(quantize(GgmlType::Q8_K, &x, &mut q).is_none());
+    }
+
+    #[test]
+    fn roundf_is_cs_roundf() {
+        let mut vals = vec![
+            0.0f32,
+            -0.0,
+            0.5,
+            -0.5,
+            1.5,
+            -1.5,
+            2.5,
+            -2.5,
+            0.49999997,
+            -0.49999997,
+            126.5,
+            -127.5,
+            8_388_607.5,
+            8_388_608.0,
+            -8_388_609.0,
+            1e30,
+            -1e30,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MIN_POSITIVE,
+            -f32::MIN_POSITIVE,
+            1e-40,
+        ];
+        // And a sweep of ordinary values: scaled quantization inputs, with exact ties among them.
+        let mut s = 0x2545_f491u32;
+        for i in 0..200_000 {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            vals.push((s as f32 / u32::MAX as f32 - 0.5) * 300.0);
+            vals.push(i as f32 * 0.25 - 2000.0);
+        }
+        for v in vals {
+            let (a, b) = (roundf(v), v.round());
+            assert_eq!(a.to_bits(), b.to_bits(), "{v}: {a} vs {b}");
+        }
+        assert!(roundf(f32::NAN).is_nan());
     }
 }
