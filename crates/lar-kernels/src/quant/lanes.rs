@@ -193,36 +193,42 @@ fn x8(
     (scales, neg_mins)
 }
 
-/// [`super::weights::make_qx_quants`] on `LANES` sub-blocks of 16: levels `-nmax..nmax-1` stored in `l` plus
-/// `nmax`, each sub-block's error weighted by `qw` (its importance) or else by `x^2`. Returns each scale.
-pub(super) fn make_qx_quants_x8(x: &[f32], nmax: i32, l: &mut [i8], qw: Option<&[f32]>) -> V {
+/// [`super::weights::make_qx_quants`] on `LANES` sub-blocks of `n` (at most 32): levels `-nmax..nmax-1` stored in
+/// `l` plus `nmax`, each sub-block's error weighted by `qw` (its importance) or else by `x^2`. Returns each scale.
+pub(super) fn make_qx_quants_x8(
+    x: &[f32],
+    n: usize,
+    nmax: i32,
+    l: &mut [i8],
+    qw: Option<&[f32]>,
+) -> V {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2.
-        return unsafe { qx8_avx2(x, nmax, l, qw) };
+        return unsafe { qx8_avx2(x, n, nmax, l, qw) };
     }
-    qx8(x, nmax, l, qw)
+    qx8(x, n, nmax, l, qw)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn qx8_avx2(x: &[f32], nmax: i32, l: &mut [i8], qw: Option<&[f32]>) -> V {
-    qx8(x, nmax, l, qw)
+unsafe fn qx8_avx2(x: &[f32], n: usize, nmax: i32, l: &mut [i8], qw: Option<&[f32]>) -> V {
+    qx8(x, n, nmax, l, qw)
 }
 
-const QN: usize = 16;
+const QN: usize = 32;
 
 /// The levels (`q`, without the `nmax` offset) of every lane at its scale, and the lanes' two sums.
 #[inline(always)]
 fn qx_sums(
     iscale: &V,
-    xt: &[[f32; LANES]; QN],
-    wt: &[[f32; LANES]; QN],
+    xt: &[[f32; LANES]],
+    wt: &[[f32; LANES]],
     nmax: i32,
     q: &mut [[i32; LANES]; QN],
 ) -> (V, V) {
     let (mut sumlx, mut suml2) = ([0f32; LANES], [0f32; LANES]);
-    for i in 0..QN {
+    for i in 0..xt.len() {
         for k in 0..LANES {
             let qi = nearest_int(iscale[k] * xt[i][k]).clamp(-nmax, nmax - 1);
             q[i][k] = qi;
@@ -235,26 +241,30 @@ fn qx_sums(
 }
 
 #[inline(always)]
-fn qx8(x: &[f32], nmax: i32, l: &mut [i8], qw: Option<&[f32]>) -> V {
+fn qx8(x: &[f32], n: usize, nmax: i32, l: &mut [i8], qw: Option<&[f32]>) -> V {
     assert!(
-        x.len() == LANES * QN && l.len() == LANES * QN && qw.is_none_or(|w| w.len() == LANES * QN),
-        "eight sub-blocks of 16"
+        n <= QN
+            && x.len() == LANES * n
+            && l.len() == LANES * n
+            && qw.is_none_or(|w| w.len() == LANES * n),
+        "eight sub-blocks of at most 32"
     );
     let mut xt = [[0f32; LANES]; QN];
     let mut wt = [[0f32; LANES]; QN];
     for k in 0..LANES {
-        for i in 0..QN {
-            let v = x[k * QN + i];
+        for i in 0..n {
+            let v = x[k * n + i];
             xt[i][k] = v;
             wt[i][k] = match qw {
-                Some(w) => w[k * QN + i],
+                Some(w) => w[k * n + i],
                 None => v * v,
             };
         }
     }
+    let (xt, wt) = (&xt[..n], &wt[..n]);
     // The value of largest magnitude (the first of equals), as `signed_max`.
     let (mut amax, mut max) = ([0f32; LANES], [0f32; LANES]);
-    for xi in &xt {
+    for xi in xt {
         for k in 0..LANES {
             if amax[k] < xi[k].abs() {
                 amax[k] = xi[k].abs();
@@ -266,7 +276,7 @@ fn qx8(x: &[f32], nmax: i32, l: &mut [i8], qw: Option<&[f32]>) -> V {
     let mut q = [[0i32; LANES]; QN];
     let mut best_q = [[0i32; LANES]; QN];
     let iscale: V = lanes(|k| -nm / max[k]);
-    let (sumlx, suml2) = qx_sums(&iscale, &xt, &wt, nmax, &mut best_q);
+    let (sumlx, suml2) = qx_sums(&iscale, xt, wt, nmax, &mut best_q);
     let mut scale: V = lanes(|k| {
         if suml2[k] != 0.0 {
             sumlx[k] / suml2[k]
@@ -277,7 +287,7 @@ fn qx8(x: &[f32], nmax: i32, l: &mut [i8], qw: Option<&[f32]>) -> V {
     let mut best: V = lanes(|k| scale[k] * sumlx[k]);
     for is in (-9..=9).filter(|&i| i != 0) {
         let iscale: V = lanes(|k| -(nm + 0.1 * is as f32) / max[k]);
-        let (sumlx, suml2) = qx_sums(&iscale, &xt, &wt, nmax, &mut q);
+        let (sumlx, suml2) = qx_sums(&iscale, xt, wt, nmax, &mut q);
         let take: [bool; LANES] =
             lanes(|k| suml2[k] > 0.0 && sumlx[k] * sumlx[k] > best[k] * suml2[k]);
         if !take.contains(&true) {
@@ -289,7 +299,7 @@ fn qx8(x: &[f32], nmax: i32, l: &mut [i8], qw: Option<&[f32]>) -> V {
                 best[k] = scale[k] * sumlx[k];
             }
         }
-        for (b, qi) in best_q.iter_mut().zip(&q) {
+        for (b, qi) in best_q[..n].iter_mut().zip(&q[..n]) {
             for k in 0..LANES {
                 if take[k] {
                     b[k] = qi[k];
@@ -299,8 +309,8 @@ fn qx8(x: &[f32], nmax: i32, l: &mut [i8], qw: Option<&[f32]>) -> V {
     }
     for k in 0..LANES {
         let flat = amax[k] < 1e-15;
-        for i in 0..QN {
-            l[k * QN + i] = if flat { 0 } else { (nmax + best_q[i][k]) as i8 };
+        for i in 0..n {
+            l[k * n + i] = if flat { 0 } else { (nmax + best_q[i][k]) as i8 };
         }
         if flat {
             scale[k] = 0.0;
@@ -382,22 +392,22 @@ mod tests {
             s ^= s << 5;
             s as f32 / u32::MAX as f32 - 0.5
         };
-        for nmax in [32, 4] {
+        for (n, nmax) in [(16, 32), (16, 4), (32, 8), (32, 16)] {
             for round in 0..400 {
-                let mut x: Vec<f32> = (0..LANES * QN).map(|_| rnd() * 3.0).collect();
+                let mut x: Vec<f32> = (0..LANES * n).map(|_| rnd() * 3.0).collect();
                 match round % 4 {
-                    0 => x[..QN].fill(0.0),
-                    1 => x[QN..2 * QN].fill(-0.25),
-                    2 => x[2 * QN..3 * QN].iter_mut().for_each(|v| *v *= 1e-16),
+                    0 => x[..n].fill(0.0),
+                    1 => x[n..2 * n].fill(-0.25),
+                    2 => x[2 * n..3 * n].iter_mut().for_each(|v| *v *= 1e-16),
                     _ => {}
                 }
                 let w: Vec<f32> = x.iter().map(|v| v.abs() * 0.5 + rnd().abs()).collect();
                 for qw in [None, Some(&w[..])] {
-                    let mut l = vec![0i8; LANES * QN];
-                    let sc = make_qx_quants_x8(&x, nmax, &mut l, qw);
-                    for k in 0..LANES {
-                        let r = k * QN..(k + 1) * QN;
-                        let mut want = vec![0i8; QN];
+                    let mut l = vec![0i8; LANES * n];
+                    let sc = make_qx_quants_x8(&x, n, nmax, &mut l, qw);
+                    for (k, sck) in sc.iter().enumerate() {
+                        let r = k * n..(k + 1) * n;
+                        let mut want = vec![0i8; n];
                         let a = make_qx_quants(
                             &x[r.clone()],
                             nmax,
@@ -405,10 +415,9 @@ mod tests {
                             qw.map(|w| &w[r.clone()]),
                         );
                         assert_eq!(
-                            sc[k].to_bits(),
+                            sck.to_bits(),
                             a.to_bits(),
-                            "lane {k} nmax {nmax}: {} vs {a}",
-                            sc[k]
+                            "lane {k} nmax {nmax}: {sck} vs {a}"
                         );
                         assert_eq!(&l[r], &want[..], "lane {k} levels");
                     }

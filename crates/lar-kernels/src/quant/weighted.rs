@@ -9,7 +9,7 @@ use super::kquants::{
     f16_round, k4_requant, make_qkx2_quants, nearest_int, pack_q4_k, pack_q5_k, pack_scales_k4,
     pack_scales_q3, q2_k_finish, q3_k_finish,
 };
-use super::lanes::{make_qkx2_quants_x8, make_qx_quants_x8};
+use super::lanes::{LANES, make_qkx2_quants_x8, make_qx_quants_x8};
 use super::weights::{f16, make_qx_quants, q6_k_with};
 use super::{GgmlType, QK, QK_K};
 
@@ -105,22 +105,63 @@ fn sum(w: &[f32]) -> f32 {
     s
 }
 
+/// Every block of 32 of `row` with its weights, levels and scales: `search` on eight blocks at once while eight
+/// are left, `one` on each of the rest (the same bits either way).
+fn blocks_of_32<L: Copy + Default, S: Copy + Default>(
+    row: &[f32],
+    qw: &[f32],
+    sigma2: f32,
+    search: impl Fn(&[f32], &[f32], &mut [L]) -> [S; LANES],
+    one: impl Fn(&[f32], &[f32], &mut [L]) -> S,
+) -> (Vec<L>, Vec<S>) {
+    let nb = row.len() / QK;
+    let mut w = vec![0f32; nb * QK];
+    for (wb, (xb, qb)) in w
+        .chunks_exact_mut(QK)
+        .zip(row.chunks_exact(QK).zip(qw.chunks_exact(QK)))
+    {
+        wb.copy_from_slice(&block_weights::<QK>(xb, qb, sigma2));
+    }
+    let mut l = vec![L::default(); nb * QK];
+    let mut scales = vec![S::default(); nb];
+    let full = nb / LANES * LANES;
+    for g in (0..full).step_by(LANES) {
+        let r = g * QK..(g + LANES) * QK;
+        let s = search(&row[r.clone()], &w[r.clone()], &mut l[r]);
+        scales[g..g + LANES].copy_from_slice(&s);
+    }
+    for (b, s) in scales.iter_mut().enumerate().skip(full) {
+        let r = b * QK..(b + 1) * QK;
+        *s = one(&row[r.clone()], &w[r.clone()], &mut l[r]);
+    }
+    (l, scales)
+}
+
+/// Q5's fifth bits of a block's 32 levels.
+fn high_bits(l: &[u8]) -> [u8; 4] {
+    let mut qh = 0u32;
+    for j in 0..16 {
+        qh |= (((l[j] & 0x10) >> 4) as u32) << j;
+        qh |= (((l[j + 16] & 0x10) >> 4) as u32) << (j + 16);
+    }
+    qh.to_le_bytes()
+}
+
 /// Q4_0 (`nmax` 8) or Q5_0 (16): one weighted `make_qx_quants` scale per block of 32.
 fn q_0(row: &[f32], qw: &[f32], nmax: i32, out: &mut Vec<u8>) {
     let sigma2 = sum_squares(row) / row.len() as f32;
-    for (xb, qb) in row.chunks_exact(QK).zip(qw.chunks_exact(QK)) {
-        let w: [f32; QK] = block_weights(xb, qb, sigma2);
-        let mut l = [0i8; QK];
-        let d = make_qx_quants(xb, nmax, &mut l, Some(&w));
+    let (l, d) = blocks_of_32(
+        row,
+        qw,
+        sigma2,
+        |x, w, l| make_qx_quants_x8(x, QK, nmax, l, Some(w)),
+        |x, w, l| make_qx_quants(x, nmax, l, Some(w)),
+    );
+    for (lb, &d) in l.chunks_exact(QK).zip(&d) {
         out.extend(f16(d));
-        let l = l.map(|v| v as u8);
+        let l: [u8; QK] = std::array::from_fn(|i| lb[i] as u8);
         if nmax == 16 {
-            let mut qh = 0u32;
-            for j in 0..16 {
-                qh |= (((l[j] & 0x10) >> 4) as u32) << j;
-                qh |= (((l[j + 16] & 0x10) >> 4) as u32) << (j + 16);
-            }
-            out.extend(qh.to_le_bytes());
+            out.extend(high_bits(&l));
         }
         out.extend((0..16).map(|j| (l[j] & 0x0F) | ((l[j + 16] & 0x0F) << 4)));
     }
@@ -129,19 +170,21 @@ fn q_0(row: &[f32], qw: &[f32], nmax: i32, out: &mut Vec<u8>) {
 /// Q4_1 (`nmax` 15) or Q5_1 (31): a weighted scale and minimum per block of 32.
 fn q_1(row: &[f32], qw: &[f32], nmax: i32, out: &mut Vec<u8>) {
     let sigma2 = sum_squares(row) / row.len() as f32;
-    for (xb, qb) in row.chunks_exact(QK).zip(qw.chunks_exact(QK)) {
-        let w: [f32; QK] = block_weights(xb, qb, sigma2);
-        let mut l = [0u8; QK];
-        let (d, the_min) = make_qkx2_quants(xb, &w, nmax, -0.9, 0.05, 36, false, &mut l);
+    let (l, dm) = blocks_of_32(
+        row,
+        qw,
+        sigma2,
+        |x, w, l| {
+            let (d, m) = make_qkx2_quants_x8(x, w, QK, nmax, -0.9, 0.05, 36, false, l);
+            std::array::from_fn(|k| (d[k], m[k]))
+        },
+        |x, w, l| make_qkx2_quants(x, w, nmax, -0.9, 0.05, 36, false, l),
+    );
+    for (l, &(d, the_min)) in l.chunks_exact(QK).zip(&dm) {
         out.extend(f16(d));
         out.extend(f16(-the_min));
         if nmax == 31 {
-            let mut qh = 0u32;
-            for j in 0..16 {
-                qh |= (((l[j] & 0x10) >> 4) as u32) << j;
-                qh |= (((l[j + 16] & 0x10) >> 4) as u32) << (j + 16);
-            }
-            out.extend(qh.to_le_bytes());
+            out.extend(high_bits(l));
         }
         out.extend((0..16).map(|j| (l[j] & 0x0F) | ((l[j + 16] & 0x0F) << 4)));
     }
@@ -200,7 +243,7 @@ fn q3_k(x: &[f32], qw: &[f32], out: &mut Vec<u8>) {
     }
     for h in 0..2 {
         let r = 128 * h..128 * h + 128;
-        let s = make_qx_quants_x8(&x[r.clone()], 4, &mut l[r.clone()], Some(&w[r]));
+        let s = make_qx_quants_x8(&x[r.clone()], 16, 4, &mut l[r.clone()], Some(&w[r]));
         scales[8 * h..8 * h + 8].copy_from_slice(&s);
     }
     let mut ls = [0i8; 16];

@@ -79,7 +79,7 @@ pub(super) fn q6_k_with(b: &[f32], qw: Option<&[f32]>, out: &mut Vec<u8>) {
     for h in 0..2 {
         let r = 128 * h..128 * h + 128;
         let w = qw.map(|w| &w[r.clone()]);
-        let s = make_qx_quants_x8(&b[r.clone()], 32, &mut l[r], w);
+        let s = make_qx_quants_x8(&b[r.clone()], 16, 32, &mut l[r], w);
         scales[8 * h..8 * h + 8].copy_from_slice(&s);
     }
     for s in &scales {
@@ -219,7 +219,7 @@ fn q5_1(b: &[f32], out: &mut Vec<u8>) {
 /// from 2^23 up every float is an integer already (NaN and infinities come back as they are).
 #[inline(always)]
 pub(super) fn roundf(x: f32) -> f32 {
-    if !(x.abs() < 8_388_608.0) {
+    if x.is_nan() || x.abs() >= 8_388_608.0 {
         return x;
     }
     let t = (x as i32 as f32).copysign(x);
