@@ -5,7 +5,7 @@
 //! against the superblock's largest, and the values again against the rounded scales.
 
 use super::QK_K;
-use super::lanes::make_qkx2_quants_x8;
+use super::lanes::{make_qkx2_quants_16x16, make_qkx2_quants_x8};
 
 /// ggml's `nearest_int`, bit for bit: the magic-number rounding (ties to even for `|x| < 2^22`; outside that range
 /// the same garbage as C's, which the callers clamp).
@@ -167,24 +167,8 @@ pub(super) fn pack_2bit(l: &[u8], qs: &mut [u8]) {
 
 pub(super) fn q2_k(x: &[f32], out: &mut Vec<u8>) {
     let mut l = [0u8; QK_K];
-    let (mut scales, mut mins) = ([0f32; 16], [0f32; 16]);
     let w: [f32; QK_K] = std::array::from_fn(|i| x[i].abs());
-    for h in 0..2 {
-        let r = 128 * h..128 * h + 128;
-        let (s, m) = make_qkx2_quants_x8(
-            &x[r.clone()],
-            &w[r.clone()],
-            16,
-            3,
-            -0.5,
-            0.1,
-            15,
-            true,
-            &mut l[r],
-        );
-        scales[8 * h..8 * h + 8].copy_from_slice(&s);
-        mins[8 * h..8 * h + 8].copy_from_slice(&m);
-    }
+    let (scales, mins) = make_qkx2_quants_16x16(&x[..QK_K], &w, (3, -0.5, 0.1, 15, true), &mut l);
     let (mut max_scale, mut max_min) = (0f32, 0f32);
     for (&s, &m) in scales.iter().zip(&mins) {
         if s > max_scale {

@@ -39,6 +39,34 @@ pub(super) fn make_qkx2_quants_x8(
     x8(x, weights, n, nmax, rmin, rdelta, nstep, mad, l)
 }
 
+/// [`make_qkx2_quants_x8`] on a superblock's sixteen sub-blocks of 16 (Q2_K): its two halves in turn.
+pub(super) fn make_qkx2_quants_16x16(
+    x: &[f32],
+    w: &[f32],
+    search: (i32, f32, f32, i32, bool),
+    l: &mut [u8],
+) -> ([f32; 16], [f32; 16]) {
+    let (nmax, rmin, rdelta, nstep, mad) = search;
+    let (mut scales, mut mins) = ([0f32; 16], [0f32; 16]);
+    for h in 0..2 {
+        let r = 128 * h..128 * h + 128;
+        let (s, m) = make_qkx2_quants_x8(
+            &x[r.clone()],
+            &w[r.clone()],
+            16,
+            nmax,
+            rmin,
+            rdelta,
+            nstep,
+            mad,
+            &mut l[r],
+        );
+        scales[8 * h..8 * h + 8].copy_from_slice(&s);
+        mins[8 * h..8 * h + 8].copy_from_slice(&m);
+    }
+    (scales, mins)
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]

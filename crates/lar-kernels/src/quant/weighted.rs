@@ -9,7 +9,7 @@ use super::kquants::{
     f16_round, k4_requant, make_qkx2_quants, nearest_int, pack_q4_k, pack_q5_k, pack_scales_k4,
     pack_scales_q3, q2_k_finish, q3_k_finish,
 };
-use super::lanes::{LANES, make_qkx2_quants_x8, make_qx_quants_x8};
+use super::lanes::{LANES, make_qkx2_quants_16x16, make_qkx2_quants_x8, make_qx_quants_x8};
 use super::weights::{f16, make_qx_quants, q6_k_with};
 use super::{GgmlType, QK, QK_K};
 
@@ -193,29 +193,14 @@ fn q_1(row: &[f32], qw: &[f32], nmax: i32, out: &mut Vec<u8>) {
 fn q2_k(x: &[f32], qw: &[f32], out: &mut Vec<u8>) {
     let sigma2 = sum_squares(x) / QK_K as f32;
     let mut l = [0u8; QK_K];
-    let (mut scales, mut mins, mut sw) = ([0f32; 16], [0f32; 16], [0f32; 16]);
+    let mut sw = [0f32; 16];
     let mut w = [0f32; QK_K];
     for j in 0..16 {
         let wb: [f32; 16] = block_weights(&x[16 * j..16 * j + 16], &qw[16 * j..], sigma2);
         sw[j] = sum(&wb);
         w[16 * j..16 * j + 16].copy_from_slice(&wb);
     }
-    for h in 0..2 {
-        let r = 128 * h..128 * h + 128;
-        let (s, m) = make_qkx2_quants_x8(
-            &x[r.clone()],
-            &w[r.clone()],
-            16,
-            3,
-            -0.9,
-            0.05,
-            36,
-            false,
-            &mut l[r],
-        );
-        scales[8 * h..8 * h + 8].copy_from_slice(&s);
-        mins[8 * h..8 * h + 8].copy_from_slice(&m);
-    }
+    let (scales, mins) = make_qkx2_quants_16x16(&x[..QK_K], &w, (3, -0.9, 0.05, 36, false), &mut l);
     let (mut ls, mut lm) = ([0u8; 16], [0u8; 16]);
     let dm = make_qp_quants(&scales, 15, &mut ls, &sw);
     let mm = make_qp_quants(&mins, 15, &mut lm, &sw);

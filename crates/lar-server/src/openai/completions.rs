@@ -194,24 +194,14 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
         }
         if let Some(l) = lp.as_mut() {
             for t in &c.tokens {
-                let alts: Vec<(u32, f32)> = t
-                    .top_logprobs
-                    .iter()
-                    .map(|a| (a.token, a.logprob))
-                    .collect();
-                l.push(tok, t.token, Some(t.logprob), &alts, &text);
+                l.push_sampled(tok, t, &text);
                 text.push_str(&t.text);
             }
             text.push_str(&c.finished.text);
             // The end-of-turn token that ended the choice is listed last (in `tokens`, not in `text`),
             // as OpenAI and vLLM list it: lm-evaluation-harness drops the last entry as the generated token.
             if let Some(t) = &c.finished.end_token {
-                let alts: Vec<(u32, f32)> = t
-                    .top_logprobs
-                    .iter()
-                    .map(|a| (a.token, a.logprob))
-                    .collect();
-                l.push(tok, t.token, Some(t.logprob), &alts, &text);
+                l.push_sampled(tok, t, &text);
             }
         } else {
             text.push_str(&c.text);
@@ -263,6 +253,16 @@ impl Legacy {
                 .collect()
         }));
         self.text_offset.push(text_so_far.len());
+    }
+
+    /// A sampled token with its alternatives.
+    fn push_sampled(&mut self, tok: &lar_tokenizer::Tokenizer, t: &TokenEvent, text_so_far: &str) {
+        let alts: Vec<(u32, f32)> = t
+            .top_logprobs
+            .iter()
+            .map(|a| (a.token, a.logprob))
+            .collect();
+        self.push(tok, t.token, Some(t.logprob), &alts, text_so_far);
     }
 
     fn json(self) -> Value {
