@@ -60,9 +60,30 @@ fn header(out: &mut String, h: f64, title: &str) {
     );
 }
 
-/// Horizontal bars: one per `(label, value)`, longest first as given, the value at the end of each bar.
+/// Width of a character of the 12-pixel labels, generously (DejaVu Sans, the widest common sans-serif, averages
+/// about 7 pixels).
+const CHAR_W: f64 = 7.2;
+
+/// The most characters a bar's label keeps: a longer one keeps its end (a file name and run id end there) after
+/// an ellipsis.
+const LABEL_CHARS: usize = 48;
+
+fn bar_label(label: &str) -> String {
+    let n = label.chars().count();
+    if n <= LABEL_CHARS {
+        return label.to_string();
+    }
+    let tail: String = label.chars().skip(n - (LABEL_CHARS - 1)).collect();
+    format!("\u{2026}{tail}")
+}
+
+/// Horizontal bars: one per `(label, value)`, longest first as given, the value at the end of each bar; the
+/// labels' column as wide as the longest label needs.
 pub fn bars(title: &str, metric: &str, items: &[(String, f64)]) -> String {
-    let (left, right, top, row) = (220.0, 60.0, 44.0, 26.0);
+    let labels: Vec<String> = items.iter().map(|i| bar_label(&i.0)).collect();
+    let longest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    let left = (longest as f64 * CHAR_W + 16.0).max(120.0);
+    let (right, top, row) = (60.0, 44.0, 26.0);
     let h = top + row * items.len() as f64 + 40.0;
     let mut out = String::new();
     header(&mut out, h, title);
@@ -82,7 +103,7 @@ pub fn bars(title: &str, metric: &str, items: &[(String, f64)]) -> String {
             fmt(v)
         );
     }
-    for (i, (label, v)) in items.iter().enumerate() {
+    for (i, ((_, v), label)) in items.iter().zip(&labels).enumerate() {
         let y = top + row * i as f64 + 4.0;
         let w = (v.max(0.0) * scale).max(1.0);
         let _ = writeln!(
@@ -282,6 +303,41 @@ mod tests {
         assert_eq!(s, 10.0);
         let (f, s, n) = ticks(5.0, 5.0);
         assert!(s > 0.0 && n >= 1 && f <= 5.0);
+    }
+
+    /// A bar's label ends at `left - 8` (anchored at its end): its column must hold the longest label, and a label
+    /// too long for any column keeps its end (the file name and run id).
+    #[test]
+    fn bar_labels_fit_their_column() {
+        let long =
+            "/root/.cache/lar/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf (1a24cc)".to_string();
+        for label in [
+            long.clone(),
+            "SmolLM2-135M-Instruct.Q4_1.gguf (1a24cc)".into(),
+        ] {
+            let b = bars("t", "m", &[(label.clone(), 1.0), ("x".into(), 2.0)]);
+            let shown = bar_label(&label);
+            let at = format!("text-anchor=\"end\" {FONT}>{}</text>", esc(&shown));
+            let i = b.find(&at).expect("the label");
+            let x: f64 = b[..i]
+                .rsplit("x=\"")
+                .next()
+                .and_then(|t| t.split('"').next())
+                .and_then(|t| t.parse().ok())
+                .expect("its x");
+            assert!(
+                x >= shown.chars().count() as f64 * CHAR_W,
+                "{shown} ends at {x}"
+            );
+            assert!(
+                label.ends_with(shown.trim_start_matches('\u{2026}')),
+                "{shown}"
+            );
+        }
+        assert!(
+            bar_label(&long).starts_with('\u{2026}')
+                && bar_label(&long).chars().count() == LABEL_CHARS
+        );
     }
 
     #[test]
