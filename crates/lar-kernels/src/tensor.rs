@@ -389,6 +389,7 @@ pub fn matmul_many(jobs: &mut [(&Weight, &Acts, &mut [f32])], pool: &ThreadPool)
         dot: quant::DotFn,
         rows4: Option<quant::Rows4Fn>,
         rows8: Option<quant::Rows8Fn>,
+        rows1: Option<quant::RowsFn<1>>,
         packed: Option<&'a Packed>,
         /// First task of this job, and how many it has.
         first: usize,
@@ -417,6 +418,7 @@ pub fn matmul_many(jobs: &mut [(&Weight, &Acts, &mut [f32])], pool: &ThreadPool)
             dot: quant::dot_fn(w.ty),
             rows4: quant::rows4_fn(w.ty),
             rows8: quant::rows8_fn(w.ty),
+            rows1: quant::rows1_fn(w.ty),
             packed: w.packed.as_deref(),
             first: total,
             tasks,
@@ -457,6 +459,11 @@ pub fn matmul_many(jobs: &mut [(&Weight, &Acts, &mut [f32])], pool: &ThreadPool)
                 }
                 if let Some(rows4) = j.rows4 {
                     groups(rows4, cols, w, rb, x, &mut i, tile_end, |t, r, v| {
+                        put(t, block + r, v)
+                    });
+                }
+                if let Some(rows1) = j.rows1 {
+                    groups(rows1, cols, w, rb, x, &mut i, tile_end, |t, r, v| {
                         put(t, block + r, v)
                     });
                 }

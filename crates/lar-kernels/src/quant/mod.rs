@@ -185,6 +185,12 @@ pub fn dot4_fn_at(level: SimdLevel, ty: GgmlType) -> Option<Dot4Fn> {
 /// to [`dot_fn`] row by row where there is none.
 pub type RowsFn<const T: usize> = fn(usize, &[u8], usize, [&[u8]; T], &mut [[f32; T]]);
 
+/// The block-of-rows kernel for one activation row (decode: one call for a run of weight rows instead of one per
+/// row), where the current [`simd_level`] has one.
+pub fn rows1_fn(ty: GgmlType) -> Option<RowsFn<1>> {
+    from_tier!(simd_level(), rows1_fn(ty))
+}
+
 /// [`RowsFn`] for four activation rows.
 pub type Rows4Fn = RowsFn<4>;
 

@@ -220,22 +220,48 @@ fn dq_q6_k(x: &[u8], y: &mut [f32]) {
 #[inline(always)]
 pub fn quantize_q8_0(x: &[f32], out: &mut Vec<u8>) {
     for b in x.chunks_exact(QK) {
-        let amax = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let amax = abs_max(b);
         let d = amax / 127.0;
         let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         out.extend(half::f16::from_f32(d).to_le_bytes());
-        out.extend(b.iter().map(|v| (v * id).round_ties_even() as i8 as u8));
+        out.extend(round_32(b, id).map(|v| v as u8));
     }
+}
+
+/// The largest `|v|` of a block (0 for an empty or all-NaN one): eight running maxima, then theirs. `max` is exact
+/// and skips NaN in either argument, so this is the left-to-right fold's value, and it vectorizes.
+#[inline(always)]
+pub(crate) fn abs_max(b: &[f32]) -> f32 {
+    let mut m = [0f32; 8];
+    for c in b.chunks_exact(8) {
+        for (m, v) in m.iter_mut().zip(c) {
+            *m = m.max(v.abs());
+        }
+    }
+    for v in b.chunks_exact(8).remainder() {
+        m[0] = m[0].max(v.abs());
+    }
+    m.into_iter().fold(0f32, f32::max)
+}
+
+/// A 32-element block scaled by `id` and rounded half to even, as bytes (no allocation, so it vectorizes).
+#[inline(always)]
+fn round_32(b: &[f32], id: f32) -> [i8; QK] {
+    let mut q = [0i8; QK];
+    for (q, v) in q.iter_mut().zip(b) {
+        *q = (v * id).round_ties_even() as i8;
+    }
+    q
 }
 
 /// Q8_1 activation quantizer: Q8_0's quantization plus `s = d * sum(q)`.
 #[inline(always)]
 pub fn quantize_q8_1(x: &[f32], out: &mut Vec<u8>) {
     for b in x.chunks_exact(QK) {
-        let amax = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let amax = abs_max(b);
         let d = amax / 127.0;
         let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-        let q: Vec<i8> = b.iter().map(|v| (v * id).round_ties_even() as i8).collect();
+        let q = round_32(b, id);
         let sum: i32 = q.iter().map(|&v| v as i32).sum();
         out.extend(half::f16::from_f32(d).to_le_bytes());
         out.extend(half::f16::from_f32(d * sum as f32).to_le_bytes());
@@ -259,10 +285,10 @@ pub fn quantize_q8_k(x: &[f32], out: &mut Vec<u8>) {
             continue;
         }
         let iscale = -127.0 / max;
-        let q: Vec<i8> = b
-            .iter()
-            .map(|v| ((iscale * v).round_ties_even() as i32).min(127) as i8)
-            .collect();
+        let mut q = [0i8; QK_K];
+        for (q, v) in q.iter_mut().zip(b) {
+            *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+        }
         out.extend((1.0 / iscale).to_le_bytes());
         out.extend(q.iter().map(|&v| v as u8));
         for s in q.chunks_exact(16) {

@@ -240,6 +240,53 @@ fn row_block_kernels_match_four_row_kernels() {
     }
 }
 
+/// The activation quantizers' eight-lane absolute maximum is the plain left fold's value, NaN and zeros included.
+#[test]
+fn abs_max_equals_the_left_fold() {
+    let mut rng = Rng::new(23);
+    for case in 0..200 {
+        let mut b: Vec<f32> = (0..32).map(|_| rng.f32() * 8.0 - 4.0).collect();
+        match case % 4 {
+            1 => b[case % 32] = f32::NAN,
+            2 => b.iter_mut().for_each(|v| *v = 0.0),
+            3 => b.iter_mut().for_each(|v| *v = f32::NAN),
+            _ => {}
+        }
+        let fold = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert_eq!(reference::abs_max(&b).to_bits(), fold.to_bits(), "{b:?}");
+    }
+}
+
+/// The decode entry point (one activation row against a run of weight rows, four at a time where it has a kernel
+/// for that) gives each row the one-row kernel's bits, the rows after the last four included.
+#[test]
+fn decode_row_block_kernels_match_one_row_kernels() {
+    let mut rng = Rng::new(17);
+    let n = 512;
+    for ty in WEIGHT_TYPES {
+        let Some(rows1) = rows1_fn(ty) else {
+            continue;
+        };
+        let rows: Vec<Vec<u8>> = (0..7)
+            .map(|_| random_row(ty, n / ty.block_size(), &mut rng))
+            .collect();
+        let w: Vec<u8> = rows.concat();
+        let act = random_act(ty, n, 2.0, &mut rng);
+        let mut out = [[0f32; 1]; 7];
+        rows1(n, &w, rows[0].len(), [&act], &mut out);
+        for (r, row) in rows.iter().enumerate() {
+            let one = dot_fn(ty)(n, row, &act);
+            assert_eq!(out[r][0].to_bits(), one.to_bits(), "{} row {r}", ty.name());
+            let want = reference::dot_fn(ty)(n, row, &act);
+            assert!(
+                (one - want).abs() <= 1e-4 * (1.0 + want.abs()) + 1e-3,
+                "{} row {r}: {one} vs {want}",
+                ty.name()
+            );
+        }
+    }
+}
+
 fn four_row_kernels_match_one_row_kernels_at(level: SimdLevel) {
     let mut rng = Rng::new(5);
     let n = 512;
