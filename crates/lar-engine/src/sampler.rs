@@ -26,11 +26,11 @@ impl Rng {
     }
 }
 
-/// A sampled token, its log-probability, and the most likely alternatives.
+/// A sampled token, its log-probability and the most likely alternatives (where the parameters ask for them).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sampled {
     pub token: u32,
-    pub logprob: f32,
+    pub logprob: Option<f32>,
     pub top: Vec<(u32, f32)>,
 }
 
@@ -150,10 +150,17 @@ impl Sampler {
         for p in &mut self.processors {
             p.accept(token);
         }
+        if !self.params.wants_logprobs() {
+            return Sampled {
+                token,
+                logprob: None,
+                top: Vec::new(),
+            };
+        }
         let (logprob, top) = logprobs(logits, token, self.params.top_logprobs);
         Sampled {
             token,
-            logprob,
+            logprob: Some(logprob),
             top,
         }
     }
@@ -501,8 +508,24 @@ mod tests {
         });
         let r = s.sample(&mut logits(), &[]);
         assert_eq!(r.top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![1, 4, 2]);
-        assert_eq!(r.logprob, r.top[0].1);
+        assert_eq!(r.logprob, Some(r.top[0].1));
         let total: f32 = logits().iter().map(|l| (l - 3.0).exp()).sum();
-        assert!((r.logprob - (1.0 / total).ln()).abs() < 1e-5);
+        let expected = (1.0 / total).ln();
+        assert!(r.logprob.is_some_and(|lp| (lp - expected).abs() < 1e-5));
+        // `logprobs` alone: the token's own, no alternatives.
+        let mut s = Sampler::new(SamplingParams {
+            logprobs: true,
+            ..SamplingParams::greedy(1)
+        });
+        let r = s.sample(&mut logits(), &[]);
+        assert_eq!((r.token, r.top.len()), (1, 0));
+        assert!(r.logprob.is_some_and(|lp| (lp - expected).abs() < 1e-5));
+    }
+
+    #[test]
+    fn logprobs_are_not_computed_unless_asked() {
+        let mut s = Sampler::new(SamplingParams::greedy(1));
+        let r = s.sample(&mut logits(), &[]);
+        assert_eq!((r.token, r.logprob, r.top.len()), (1, None, 0));
     }
 }

@@ -69,7 +69,8 @@ fn greedy_matches(file: &str, golden_name: &str) {
                     .top_logprobs
                     .iter()
                     .find(|c| c.token == want[i])
-                    .map_or(f32::INFINITY, |c| ours.logprob - c.logprob);
+                    .zip(ours.logprob)
+                    .map_or(f32::INFINITY, |(c, lp)| lp - c.logprob);
                 eprintln!(
                     "{file}: {:?} diverges at step {i}: llama.cpp gap {llama_gap:.3}, Lar gap {lar_gap:.3}",
                     case["prompt"]

@@ -9,8 +9,8 @@
 //! exactly one chat model is loaded.
 
 use axum::Json;
-use std::collections::HashMap;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use lar_engine::EngineHandle;
@@ -175,8 +175,11 @@ async fn tokenize_vllm(st: AppState, obj: Map<String, Value>) -> ApiResult<Respo
 /// tokenizer adds, the chat template and the context length.
 pub async fn tokenizer_info(
     State(st): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> ApiResult<Response> {
+    // A query string that does not parse is this API's 400 (JSON, naming the problem), not axum's plain text.
+    let Query(q) =
+        q.map_err(|e| ApiError::bad_request(format!("malformed query string: {}", e.body_text())))?;
     let mut obj = Map::new();
     for (k, v) in q {
         if k != "model" {
@@ -185,7 +188,12 @@ pub async fn tokenizer_info(
                 format!("unknown query parameter '{k}' (only model is known)"),
             ));
         }
-        obj.insert(k, Value::String(v));
+        if obj.insert(k, Value::String(v)).is_some() {
+            return Err(ApiError::field(
+                "model",
+                "model is given twice in the query string",
+            ));
+        }
     }
     let (lease, h) = model(&st, &obj).await?;
     let tok = h.tokenizer();

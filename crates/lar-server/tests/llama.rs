@@ -134,4 +134,20 @@ async fn vllm_tokenize_and_tokenizer_info() {
     let a = get(&t.router, "/tokenizer_info?modle=scripted").await;
     assert_eq!(a.status, 400);
     assert!(a.text().contains("modle"), "{}", a.text());
+    // Given twice, with a name that is not one (invalid UTF-8 decodes to U+FFFD): 400s in the API's JSON shape.
+    for (q, says) in [
+        ("model=scripted&model=other", "twice"),
+        ("model=%FF", "not a model name"),
+    ] {
+        let a = get(&t.router, &format!("/tokenizer_info?{q}")).await;
+        assert_eq!(a.status, 400, "{q}");
+        assert!(
+            a.json()["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(says),
+            "{q}: {}",
+            a.text()
+        );
+    }
 }

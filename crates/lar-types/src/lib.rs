@@ -32,7 +32,12 @@ pub struct SamplingParams {
     pub max_tokens: usize,
     /// Stop strings; the text is cut before the first match, also when a match spans several tokens.
     pub stop: Vec<String>,
-    /// Return this many most likely alternatives (with log-probabilities) for each generated token.
+    /// Report each generated token's log-probability ([`TokenEvent::logprob`]). Off by default: it is a pass
+    /// over the whole vocabulary per token, a few percent of a small model's decode.
+    #[serde(default)]
+    pub logprobs: bool,
+    /// Return this many most likely alternatives (with log-probabilities) for each generated token; more than 0
+    /// implies `logprobs`.
     pub top_logprobs: usize,
     /// Keep generating past end-of-sequence tokens (for benchmarks).
     pub ignore_eos: bool,
@@ -54,6 +59,7 @@ impl Default for SamplingParams {
             seed: None,
             max_tokens: 512,
             stop: Vec::new(),
+            logprobs: false,
             top_logprobs: 0,
             ignore_eos: false,
             logit_bias: Vec::new(),
@@ -62,6 +68,11 @@ impl Default for SamplingParams {
 }
 
 impl SamplingParams {
+    /// Whether each token's log-probability is computed: asked for, or implied by `top_logprobs`.
+    pub fn wants_logprobs(&self) -> bool {
+        self.logprobs || self.top_logprobs > 0
+    }
+
     /// Greedy decoding of at most `max_tokens` tokens.
     pub fn greedy(max_tokens: usize) -> Self {
         Self {
@@ -262,7 +273,8 @@ pub struct TokenEvent {
     /// The text this token completes; may be empty while a multi-byte character is still incomplete, or while a
     /// possible stop string is held back.
     pub text: String,
-    pub logprob: f32,
+    /// The token's log-probability, where the request asked for it ([`SamplingParams::wants_logprobs`]).
+    pub logprob: Option<f32>,
     pub top_logprobs: Vec<TokenLogprob>,
 }
 

@@ -65,7 +65,7 @@ async fn run(st: AppState, obj: Map<String, Value>) -> ApiResult<Response> {
     let (ids, format) = (prep.prompt.clone(), prep.tools);
     let params = p
         .sampling
-        .params(ids.len(), lease.model.ctx, 0)
+        .params(ids.len(), lease.model.ctx, None)
         .map_err(|mut e| {
             if e.param.as_deref() == Some("stop") {
                 e.param = Some("stop_sequences".into());

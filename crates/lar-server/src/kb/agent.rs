@@ -289,7 +289,7 @@ pub async fn run(
             split_thinking: true,
         };
         let prep = prepare(&lease, msgs.clone(), offer).await?;
-        let params = s.params(prep.prompt.len(), lease.model.ctx, 0)?;
+        let params = s.params(prep.prompt.len(), lease.model.ctx, None)?;
         let mut req = lar_engine::Request::new(prep.prompt.clone(), params);
         if let Some(c) = &prep.constrained {
             req.processors.push(c.mask());

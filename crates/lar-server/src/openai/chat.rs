@@ -315,7 +315,7 @@ pub async fn handle(
     (offer.thinking, offer.split_thinking) = (thinking, true);
     let prep = crate::structured::prepare(&lease, msgs, offer).await?;
     let (prompt, format) = (&prep.prompt, prep.tools);
-    let params = s.params(prompt.len(), lease.model.ctx, top)?;
+    let params = s.params(prompt.len(), lease.model.ctx, want_logprobs.then_some(top))?;
     let mut gens = Vec::with_capacity(n);
     let choices = super::Choices {
         prompt,
@@ -451,7 +451,7 @@ pub fn fingerprint() -> String {
 /// OpenAI's logprobs content: each token with its bytes and alternatives.
 fn logprobs(meta: &Meta, tokens: &[TokenEvent]) -> Vec<Value> {
     let tok = meta.tokenizer.tokenizer();
-    let entry = |id: u32, lp: f32| {
+    let entry = |id: u32, lp: Option<f32>| {
         let text = tok.decode(&[id], false);
         json!({"token": text, "logprob": lp, "bytes": text.as_bytes()})
     };
@@ -462,7 +462,7 @@ fn logprobs(meta: &Meta, tokens: &[TokenEvent]) -> Vec<Value> {
             e["top_logprobs"] = t
                 .top_logprobs
                 .iter()
-                .map(|a| entry(a.token, a.logprob))
+                .map(|a| entry(a.token, Some(a.logprob)))
                 .collect();
             e
         })

@@ -144,7 +144,7 @@ pub async fn handle(State(st): State<AppState>, JsonBody(obj): JsonBody) -> ApiR
     let mut gens = Vec::new();
     let scored = if echo { top } else { None };
     for p in &prompts {
-        let params = s.params(p.len(), lease.model.ctx, top.unwrap_or(0))?;
+        let params = s.params(p.len(), lease.model.ctx, top)?;
         let choices = super::Choices {
             prompt: p,
             params: &params,
@@ -262,7 +262,7 @@ impl Legacy {
             .iter()
             .map(|a| (a.token, a.logprob))
             .collect();
-        self.push(tok, t.token, Some(t.logprob), &alts, text_so_far);
+        self.push(tok, t.token, t.logprob, &alts, text_so_far);
     }
 
     fn json(self) -> Value {

@@ -147,13 +147,13 @@ impl Sampling {
         Ok(n)
     }
 
-    /// The engine's parameters for a prompt of `prompt_len` tokens in a context of `ctx`; `top_logprobs`
-    /// alternatives per token. Asking for more tokens than the context has room for is a 400 naming both.
+    /// The engine's parameters for a prompt of `prompt_len` tokens in a context of `ctx`; `logprobs` is `None`
+    /// when the request wants none, else how many alternatives per token. Asking for more tokens than the context has room for is a 400 naming both.
     pub fn params(
         &self,
         prompt_len: usize,
         ctx: usize,
-        top_logprobs: usize,
+        logprobs: Option<usize>,
     ) -> ApiResult<SamplingParams> {
         if prompt_len >= ctx {
             return Err(ApiError::bad_request(format!(
@@ -224,7 +224,8 @@ impl Sampling {
             seed: self.seed.map(|s| s as u64),
             max_tokens,
             stop,
-            top_logprobs,
+            logprobs: logprobs.is_some(),
+            top_logprobs: logprobs.unwrap_or(0),
             logit_bias,
             ignore_eos: self.ignore_eos.unwrap_or(false),
             ..d

@@ -552,7 +552,7 @@ async fn start(st: &AppState, p: &Parsed) -> ApiResult<Started> {
     let (ids, format) = (prep.prompt.clone(), prep.tools);
     let params = p
         .sampling
-        .params(ids.len(), lease.model.ctx, 0)
+        .params(ids.len(), lease.model.ctx, None)
         .map_err(|mut e| {
             if e.param.as_deref() == Some("max_tokens") {
                 e.param = Some("max_output_tokens".into());
