@@ -282,3 +282,91 @@ async fn embed_and_embeddings() {
             .contains("not an embedding model")
     );
 }
+
+/// `logprobs` and `top_logprobs` on both routes: one entry per generated token (its text, bytes and
+/// log-probability, the greedy pick the first of its alternatives), the same entries streamed line by line as in
+/// the whole answer; none unless asked; a bad ask refused.
+#[tokio::test]
+async fn logprobs_per_token_streamed_and_whole() {
+    let t = app();
+    for (route, mut body, text_at) in [
+        (
+            "/api/generate",
+            json!({"model": "scripted", "prompt": "w9"}),
+            "/response",
+        ),
+        (
+            "/api/chat",
+            json!({"model": "scripted", "messages": [{"role": "user", "content": "w9"}]}),
+            "/message/content",
+        ),
+    ] {
+        body["options"] = json!({"num_predict": 4, "temperature": 0});
+        let plain = post_json(&t.router, route, &body).await;
+        assert!(plain.ndjson().iter().all(|l| l.get("logprobs").is_none()));
+        body["logprobs"] = json!(true);
+        body["top_logprobs"] = json!(2);
+        let a = post_json(&t.router, route, &body).await;
+        assert_eq!(a.status, 200, "{}", a.text());
+        let streamed: Vec<serde_json::Value> = a
+            .ndjson()
+            .iter()
+            .flat_map(|l| l["logprobs"].as_array().cloned().unwrap_or_default())
+            .collect();
+        body["stream"] = json!(false);
+        let a = post_json(&t.router, route, &body).await;
+        assert_eq!(a.status, 200, "{}", a.text());
+        let v = a.json();
+        let whole = v["logprobs"].as_array().expect("logprobs").clone();
+        assert_eq!(whole.len(), 4, "{v}");
+        assert_eq!(streamed, whole, "{route}");
+        let joined: String = whole.iter().map(|e| e["token"].as_str().unwrap()).collect();
+        assert_eq!(joined, v.pointer(text_at).unwrap().as_str().unwrap());
+        for e in &whole {
+            let top = e["top_logprobs"].as_array().unwrap();
+            assert_eq!(top.len(), 2, "{e}");
+            assert_eq!(
+                (&top[0]["token"], &top[0]["logprob"]),
+                (&e["token"], &e["logprob"])
+            );
+            let (a, b) = (
+                top[0]["logprob"].as_f64().unwrap(),
+                top[1]["logprob"].as_f64().unwrap(),
+            );
+            assert!(a <= 0.0 && b <= a, "{e}");
+            assert_eq!(e["bytes"], json!(e["token"].as_str().unwrap().as_bytes()));
+        }
+        // Only the tokens' own log-probabilities.
+        body["top_logprobs"] = json!(0);
+        let v = post_json(&t.router, route, &body).await.json();
+        let entries = v["logprobs"].as_array().unwrap();
+        assert_eq!(entries.len(), 4);
+        assert!(entries.iter().all(|e| e.get("top_logprobs").is_none()));
+        for (ask, field) in [
+            (json!({"top_logprobs": 2}), "top_logprobs"),
+            (
+                json!({"logprobs": true, "top_logprobs": 21}),
+                "top_logprobs",
+            ),
+            (
+                json!({"logprobs": true, "top_logprobs": -1}),
+                "top_logprobs",
+            ),
+            (json!({"logprobs": "yes"}), "logprobs"),
+        ] {
+            let mut b = body.clone();
+            b.as_object_mut().unwrap().remove("logprobs");
+            b.as_object_mut().unwrap().remove("top_logprobs");
+            b.as_object_mut()
+                .unwrap()
+                .extend(ask.as_object().unwrap().clone());
+            let a = post_json(&t.router, route, &b).await;
+            assert_eq!(a.status, 400, "{ask}: {}", a.text());
+            assert!(
+                a.json()["error"].as_str().unwrap().contains(field),
+                "{ask}: {}",
+                a.text()
+            );
+        }
+    }
+}

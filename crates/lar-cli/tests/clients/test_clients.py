@@ -135,6 +135,20 @@ def ollama_chat_and_generate():
 
 
 @check
+def ollama_logprobs():
+    opts = {"temperature": 0, "num_predict": 4}
+    r = oll.chat(model=chat_model, messages=[{"role": "user", "content": "Hi"}], options=opts, logprobs=True,
+                 top_logprobs=2)
+    lp = r.logprobs
+    assert len(lp) == r.eval_count == 4 and all(len(t.top_logprobs) == 2 for t in lp), r
+    assert all(t.logprob <= 0 and t.top_logprobs[0].token == t.token for t in lp), lp
+    assert "".join(t.token for t in lp) == r.message.content, (lp, r.message.content)
+    parts = list(oll.generate(model=chat_model, prompt="Hi", options=opts, stream=True, logprobs=True))
+    got = [t for p in parts for t in (p.logprobs or [])]
+    assert len(got) == 4 and all(t.top_logprobs is None for t in got), got
+
+
+@check
 def ollama_embed():
     e = oll.embed(model=embed_model, input=["hello world", "goodbye"])
     assert len(e.embeddings) == 2 and len(e.embeddings[0]) == 384

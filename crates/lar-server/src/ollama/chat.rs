@@ -16,6 +16,7 @@ use lar_types::{ChatMessage, Role, ToolCall};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::logprobs::{self, Logprobs};
 use super::{
     Lines, Options, done_reason, err, final_fields, keep_alive, load_or_unload, ndjson,
     now_rfc3339, whole,
@@ -40,6 +41,8 @@ const FIELDS: &[&str] = &[
     "format",
     "tools",
     "think",
+    "logprobs",
+    "top_logprobs",
 ];
 
 #[derive(Deserialize)]
@@ -173,6 +176,7 @@ async fn run(
     }
     let r: Req = typed(&obj)?;
     let opts = Options::parse(&obj)?;
+    let ask = logprobs::requested(&obj)?;
     let ka = keep_alive(&obj)?;
     let mut msgs = messages(r.messages)?;
     let load = LoadOptions { ctx: opts.ctx()? };
@@ -226,8 +230,13 @@ async fn run(
         ..offer
     };
     let prep = crate::structured::prepare(&lease, msgs, offer).await?;
-    let params = opts.params(prep.prompt.len(), lease.model.ctx)?;
+    let mut params = opts.params(prep.prompt.len(), lease.model.ctx)?;
+    logprobs::apply(ask, &mut params);
     let lines = ChatLines {
+        logprobs: match ask {
+            Some(_) => Some(Logprobs::new(crate::generation::engine(&lease)?.clone())),
+            None => None,
+        },
         model: if kb.is_some() {
             r.model.clone()
         } else {
@@ -274,6 +283,7 @@ struct ChatLines {
     think: Option<ThinkParser>,
     /// The answer's text so far (for the sources it cites).
     said: String,
+    logprobs: Option<Logprobs>,
 }
 
 impl ChatLines {
@@ -324,6 +334,10 @@ impl ChatLines {
 }
 
 impl Lines for ChatLines {
+    fn logprobs(&mut self) -> Option<&mut Logprobs> {
+        self.logprobs.as_mut()
+    }
+
     fn piece(&mut self, text: &str) -> Option<Value> {
         let message = self.message(text, false)?;
         Some(json!({

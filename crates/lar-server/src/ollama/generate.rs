@@ -15,6 +15,7 @@ use lar_types::{ChatMessage, Role};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::logprobs::{self, Logprobs};
 use super::{
     Lines, Options, done_reason, err, final_fields, keep_alive, load_or_unload, ndjson,
     now_rfc3339, whole,
@@ -41,6 +42,8 @@ const FIELDS: &[&str] = &[
     "options",
     "keep_alive",
     "think",
+    "logprobs",
+    "top_logprobs",
 ];
 
 #[derive(Deserialize)]
@@ -91,6 +94,7 @@ async fn run(st: AppState, obj: serde_json::Map<String, Value>) -> ApiResult<Res
         );
     }
     let opts = Options::parse(&obj)?;
+    let ask = logprobs::requested(&obj)?;
     let ka = keep_alive(&obj)?;
     let load = LoadOptions { ctx: opts.ctx()? };
     if r.prompt.is_empty() && r.context.is_empty() {
@@ -142,8 +146,10 @@ async fn run(st: AppState, obj: serde_json::Map<String, Value>) -> ApiResult<Res
         prompt.extend_from_slice(&prep.prompt);
         (prep.constrained, prep.think.map(|t| t.parser()))
     };
-    let params = opts.params(prompt.len(), lease.model.ctx)?;
+    let mut params = opts.params(prompt.len(), lease.model.ctx)?;
+    logprobs::apply(ask, &mut params);
     let lines = GenLines {
+        logprobs: ask.map(|_| Logprobs::new(h.clone())),
         model: lease.name(),
         started,
         // The load's time when this request waited for it, as Ollama reports it; nothing once loaded.
@@ -175,6 +181,7 @@ struct GenLines {
     context: Vec<u32>,
     /// A reasoning model's thinking goes to `thinking`.
     think: Option<ThinkParser>,
+    logprobs: Option<Logprobs>,
 }
 
 impl GenLines {
@@ -191,6 +198,10 @@ impl GenLines {
 }
 
 impl Lines for GenLines {
+    fn logprobs(&mut self) -> Option<&mut Logprobs> {
+        self.logprobs.as_mut()
+    }
+
     fn seen(&mut self, token: u32) {
         self.context.push(token);
     }

@@ -9,6 +9,7 @@
 pub mod chat;
 pub mod embed;
 pub mod generate;
+pub mod logprobs;
 pub mod models;
 pub mod pull;
 
@@ -289,6 +290,11 @@ pub trait Lines: Send + 'static {
     /// The line for a piece of text (`None`: nothing to show yet).
     fn piece(&mut self, text: &str) -> Option<Value>;
     fn done(&mut self, text: &str, f: &lar_engine::Finished) -> Value;
+    /// The request's log-probabilities, where it asked for them: filled from every token, attached to the
+    /// lines as they go.
+    fn logprobs(&mut self) -> Option<&mut logprobs::Logprobs> {
+        None
+    }
 }
 
 /// A whole generation as one JSON object (`stream: false`): the pieces joined into the final line.
@@ -298,6 +304,9 @@ pub async fn whole(mut job: Generation, mut lines: impl Lines) -> ApiResult<Resp
         match ev {
             Event::Token(t) => {
                 lines.seen(t.token);
+                if let Some(l) = lines.logprobs() {
+                    l.push(&t);
+                }
                 text.push_str(&t.text);
             }
             Event::Done(f) if failure(&f).is_some() => {
@@ -305,7 +314,11 @@ pub async fn whole(mut job: Generation, mut lines: impl Lines) -> ApiResult<Resp
             }
             Event::Done(f) => {
                 text.push_str(&f.text);
-                return Ok(Json(lines.done(&text, &f)).into_response());
+                let mut line = lines.done(&text, &f);
+                if let Some(l) = lines.logprobs() {
+                    l.attach(&mut line);
+                }
+                return Ok(Json(line).into_response());
             }
         }
     }
@@ -324,14 +337,26 @@ pub fn ndjson(job: Generation, lines: impl Lines) -> Response {
         let (line, next) = match ev? {
             Event::Token(t) => {
                 lines.seen(t.token);
-                let line = (!t.text.is_empty()).then(|| lines.piece(&t.text)).flatten();
+                if let Some(l) = lines.logprobs() {
+                    l.push(&t);
+                }
+                let mut line = (!t.text.is_empty()).then(|| lines.piece(&t.text)).flatten();
+                if let (Some(line), Some(l)) = (line.as_mut(), lines.logprobs()) {
+                    l.attach(line);
+                }
                 (line, Some((job, lines)))
             }
             Event::Done(f) if failure(&f).is_some() => {
                 let e = err(failed_error(failure(&f).unwrap_or_default()));
                 (Some(e.body()), None)
             }
-            Event::Done(f) => (Some(lines.done(&f.text, &f)), None),
+            Event::Done(f) => {
+                let mut line = lines.done(&f.text, &f);
+                if let Some(l) = lines.logprobs() {
+                    l.attach(&mut line);
+                }
+                (Some(line), None)
+            }
         };
         let bytes = match line {
             Some(l) => Bytes::from(format!("{l}\n")),
