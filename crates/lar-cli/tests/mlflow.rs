@@ -4,6 +4,8 @@
 //! status (a failed run as FAILED) and uploaded artifacts; exporting again adds nothing; a server that is not there
 //! is one clear line.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -26,17 +28,11 @@ fn lar(home: &Path, args: &[&str]) -> Output {
 /// MLflow's Python: `LAR_MLFLOW_PYTHON` (scripts/test.sh sets it). Without it the test says so and passes, unless
 /// `LAR_REQUIRE_CLIENTS=1` (as in CI).
 fn mlflow_python() -> Option<String> {
-    match std::env::var("LAR_MLFLOW_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            assert!(
-                std::env::var("LAR_REQUIRE_CLIENTS").as_deref() != Ok("1"),
-                "LAR_MLFLOW_PYTHON is not set (scripts/test.sh makes MLflow's venv)"
-            );
-            eprintln!("skipped: LAR_MLFLOW_PYTHON is not set (run scripts/test.sh)");
-            None
-        }
-    }
+    common::set_up(
+        "LAR_MLFLOW_PYTHON",
+        "LAR_REQUIRE_CLIENTS",
+        "scripts/test.sh makes MLflow's venv",
+    )
 }
 
 struct Server(Child);

@@ -15,17 +15,11 @@ use lar_testdata as testdata;
 /// The Python of the clients' venv: `LAR_CLIENTS_PYTHON` (scripts/test.sh sets it). Without it the test says so
 /// and passes, unless `LAR_REQUIRE_CLIENTS=1` (as in CI).
 fn clients_python() -> Option<String> {
-    match std::env::var("LAR_CLIENTS_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            assert!(
-                std::env::var("LAR_REQUIRE_CLIENTS").as_deref() != Ok("1"),
-                "LAR_CLIENTS_PYTHON is not set (scripts/test.sh makes the clients' venv)"
-            );
-            eprintln!("skipped: LAR_CLIENTS_PYTHON is not set (run scripts/test.sh)");
-            None
-        }
-    }
+    common::set_up(
+        "LAR_CLIENTS_PYTHON",
+        "LAR_REQUIRE_CLIENTS",
+        "scripts/test.sh makes the clients' venv",
+    )
 }
 
 #[test]
@@ -181,17 +175,11 @@ fn a_model_that_cannot_fit_is_refused_with_the_figures() {
 /// playwright-core's folder (`LAR_BROWSER_NODE_PATH`, from scripts/browser.sh, which also installs Chromium).
 /// Without it the test says so and passes, unless `LAR_REQUIRE_BROWSER=1` (as in CI).
 fn browser_modules() -> Option<String> {
-    match std::env::var("LAR_BROWSER_NODE_PATH") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            assert!(
-                std::env::var("LAR_REQUIRE_BROWSER").as_deref() != Ok("1"),
-                "LAR_BROWSER_NODE_PATH is not set (scripts/test.sh runs scripts/browser.sh)"
-            );
-            eprintln!("skipped: LAR_BROWSER_NODE_PATH is not set (run scripts/test.sh)");
-            None
-        }
-    }
+    common::set_up(
+        "LAR_BROWSER_NODE_PATH",
+        "LAR_REQUIRE_BROWSER",
+        "scripts/test.sh runs scripts/browser.sh",
+    )
 }
 
 /// The web UI in headless Chromium against two real servers with SmolLM2 (tests/browser/ui.cjs: a streamed
@@ -267,17 +255,11 @@ fn the_web_ui_works_in_a_real_browser() {
 /// lm-evaluation-harness's Python: `LAR_LM_EVAL_PYTHON` (scripts/test.sh runs scripts/lm-eval-venv.sh). Without it
 /// the test says so and passes, unless `LAR_REQUIRE_CLIENTS=1` (as in CI).
 fn lm_eval_python() -> Option<String> {
-    match std::env::var("LAR_LM_EVAL_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            assert!(
-                std::env::var("LAR_REQUIRE_CLIENTS").as_deref() != Ok("1"),
-                "LAR_LM_EVAL_PYTHON is not set (scripts/test.sh makes lm-eval's venv)"
-            );
-            eprintln!("skipped: LAR_LM_EVAL_PYTHON is not set (run scripts/test.sh)");
-            None
-        }
-    }
+    common::set_up(
+        "LAR_LM_EVAL_PYTHON",
+        "LAR_REQUIRE_CLIENTS",
+        "scripts/test.sh makes lm-eval's venv",
+    )
 }
 
 /// lm-evaluation-harness's `local-completions` model runs a multiple-choice task (tests/data/choice.jsonl as a local

@@ -10,6 +10,23 @@ use std::time::{Duration, Instant};
 
 use lar_testdata as testdata;
 
+/// A path the test needs from scripts/test.sh's set-up (a venv's Python, playwright's folder), read from `var`.
+/// Without it the test says so and passes (`None`), unless `require` is `1` (as in CI): then it fails, naming
+/// `made_by`, the step that makes it.
+pub fn set_up(var: &str, require: &str, made_by: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ => {
+            assert!(
+                std::env::var(require).as_deref() != Ok("1"),
+                "{var} is not set ({made_by})"
+            );
+            eprintln!("skipped: {var} is not set (run scripts/test.sh)");
+            None
+        }
+    }
+}
+
 pub fn lar(home: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lar"));
     c.env("LAR_HOME", home).env("LAR_OFFLINE", "0");
