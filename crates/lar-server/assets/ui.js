@@ -238,7 +238,9 @@
       } catch (e) {
         say(`Not saved: ${e.message}`, true);
       }
-      prompt.focus();
+      // Back to the message box, unless the reader has meanwhile gone elsewhere (the search box, a setting).
+      const at = document.activeElement;
+      if (!at || at === document.body || form.contains(at)) prompt.focus();
     }
 
     form.addEventListener("submit", (e) => {

@@ -98,8 +98,10 @@ async function chat(browser) {
   await page.fill("#max_tokens", "12");
   await page.click("article.msg.assistant:last-of-type button[data-action=regenerate]");
   await idle(page);
+  // Done once saved: the message box has the focus back (the last thing an answer does).
   await page.waitForFunction(() => document.querySelectorAll("article.msg.assistant").length === 2
-    && document.querySelectorAll("article.msg.assistant .stopped").length === 0);
+    && document.querySelectorAll("article.msg.assistant .stopped").length === 0
+    && document.activeElement === document.querySelector("#prompt"));
   ok("regenerated");
 
   // Search.
@@ -108,6 +110,7 @@ async function chat(browser) {
   await page.fill("#chat-search", "lighthouse");
   await searched;
   await page.waitForFunction(() => document.querySelectorAll("#chat-list a").length === 1);
+  assert.equal(await page.inputValue("#prompt"), "", "nothing typed into the message box");
   await page.fill("#chat-search", "no such words anywhere");
   await page.waitForFunction(() => document.querySelector("#chat-list li.empty"));
   ok("search filters the list");
