@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Regenerates tests/golden/quantize.json, imatrix.json and convert.json (the last two described below).
+# Regenerates tests/golden/quantize.json, quant-logits.json, imatrix.json and convert.json (the last three described below).
 # quantize.json: what llama-quantize writes, tensor by tensor (type and the first 16 hex
 # digits of the data's sha256), which `lar quantize` must reproduce byte for byte (crates/lar-cli/tests/quantize.rs):
 # the tiny random-weight models (lar_testdata::tiny_model, all F32, 64 wide) at the 32-block types (IQ4_NL too), and
-# the wide one (lar_testdata::wide_model, 256 wide, 8 layers) at every k-quant file type and IQ4_NL/IQ4_XS, with llama-quantize's mixtures and
+# the wide one (lar_testdata::wide_model, 256 wide, 8 layers) at every k-quant file type, IQ4_NL/IQ4_XS and TQ1_0/TQ2_0, with llama-quantize's mixtures and
 # --pure, with --tensor-type overrides, and with an importance matrix (lar_testdata::wide_imatrix). Needs llama.cpp built from the
-# llama-cpp-python sdist (bench/build-llama-cpp.sh) and numpy in ~/.cache/lar/venv (gguf-py reads the files).
+# llama-cpp-python sdist (bench/build-llama-cpp.sh); installs numpy and llama-cpp-python's few dependencies into
+# ~/.cache/lar/venv (gguf-py and the bindings need them).
 #
 #   scripts/make-quantize-goldens.sh
 set -euo pipefail
@@ -31,12 +32,12 @@ for t in Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K; do
     "$BIN/llama-quantize" "$DIR/wide-llama.gguf" "$out" "$t" 1 >/dev/null 2>&1
     runs+=("wide-llama $t default $out")
 done
-for t in IQ4_NL IQ4_XS; do
+for t in IQ4_NL IQ4_XS TQ1_0 TQ2_0; do
     out="$DIR/wide-$t.gguf"
     "$BIN/llama-quantize" "$DIR/wide-llama.gguf" "$out" "$t" 1 >/dev/null 2>&1
     runs+=("wide-llama $t default $out")
 done
-for t in Q2_K Q3_K_S Q4_K_S Q5_K_S IQ4_NL IQ4_XS; do
+for t in Q2_K Q3_K_S Q4_K_S Q5_K_S IQ4_NL IQ4_XS TQ1_0 TQ2_0; do
     out="$DIR/wide-$t-pure.gguf"
     "$BIN/llama-quantize" --pure "$DIR/wide-llama.gguf" "$out" "$t" 1 >/dev/null 2>&1
     runs+=("wide-llama $t --pure $out")
@@ -62,16 +63,17 @@ for t in Q4_0 Q5_1; do
         >/dev/null 2>&1
     runs+=("tiny-llama $t llama-imatrix $out")
 done
-# iq4.json: llama.cpp's logits for the IQ4 files (run through llama-cpp-python's bindings over the libllama built
-# above; the package's Python sources come from its sdist, no second build), so Lar's IQ4 kernels are held to
-# llama.cpp's (crates/lar-models/tests/iq4.rs; the files themselves are Lar's own quantizations, byte-identical).
+# quant-logits.json: llama.cpp's logits for the IQ4 and ternary (TQ1_0, TQ2_0) files (run through llama-cpp-python's
+# bindings over the libllama built above; the package's Python sources come from its sdist, no second build), so
+# Lar's kernels for those types are held to llama.cpp's (crates/lar-lab/tests/quant_logits.rs; the files themselves
+# are Lar's own quantizations, byte-identical).
 LCP="$CACHE/pytools/llama-cpp-python"
 if [ ! -d "$LCP/llama_cpp" ]; then
     "$PY" -m pip download -q --no-deps --no-binary llama-cpp-python -d "$DIR/sdist" "llama-cpp-python==0.3.36"
     tar -xzf "$DIR"/sdist/llama_cpp_python-*.tar.gz -C "$DIR/sdist"
     mkdir -p "$LCP" && cp -r "$DIR"/sdist/llama_cpp_python-*/llama_cpp "$LCP/"
 fi
-"$PY" -m pip install -q typing_extensions diskcache jinja2
+"$PY" -m pip install -q typing_extensions diskcache jinja2 numpy pyyaml tqdm
 LLAMA_CPP_LIB_PATH="$BIN" PYTHONPATH="$LCP" "$PY" - "$DIR" <<'PY'
 import hashlib, json, sys
 import numpy as np
@@ -79,7 +81,8 @@ from llama_cpp import Llama
 d = sys.argv[1]
 ids = [(i * 37 + 11) % 256 for i in range(24)]
 out = {"ids": ids, "models": {}}
-for name in ("tiny-llama-IQ4_NL", "wide-IQ4_NL-pure", "wide-IQ4_XS-pure", "wide-IQ4_XS"):
+for name in ("tiny-llama-IQ4_NL", "wide-IQ4_NL-pure", "wide-IQ4_XS-pure", "wide-IQ4_XS",
+             "wide-TQ1_0-pure", "wide-TQ1_0", "wide-TQ2_0-pure", "wide-TQ2_0"):
     path = f"{d}/{name.replace('tiny-llama-', 'llama-')}.gguf"
     runs = []
     for fa in (False, True):
@@ -92,8 +95,8 @@ for name in ("tiny-llama-IQ4_NL", "wide-IQ4_NL-pure", "wide-IQ4_XS-pure", "wide-
     out["models"][name] = {"sha256": hashlib.sha256(open(path, "rb").read()).hexdigest(),
                            "noise_max_abs_diff": float(np.abs(runs[0] - runs[1]).max()),
                            "logits": [[round(float(v), 5) for v in row] for row in scores]}
-json.dump(out, open("tests/golden/iq4.json", "w"), separators=(",", ":"))
-print("wrote tests/golden/iq4.json", file=sys.stderr)
+json.dump(out, open("tests/golden/quant-logits.json", "w"), separators=(",", ":"))
+print("wrote tests/golden/quant-logits.json", file=sys.stderr)
 PY
 PYTHONPATH="$CACHE/llama.cpp-0.3.36/gguf-py" "$PY" - "$DIR" "${runs[@]}" <<'PY'
 import hashlib, json, sys

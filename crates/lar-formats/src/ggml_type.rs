@@ -25,6 +25,10 @@ pub enum GgmlType {
     IQ4_NL,
     /// IQ4_NL's table in blocks of 256: eight 6-bit sub-block scales under one f16 scale.
     IQ4_XS,
+    /// Ternary weights (-1, 0, 1) in blocks of 256: five trits per byte (base 3, scaled to a byte), one f16 scale.
+    TQ1_0,
+    /// Ternary weights in blocks of 256 as 2-bit codes (value `q - 1`), one f16 scale.
+    TQ2_0,
 }
 
 /// The name ggml gives a type id Lar does not run (for the error that refuses it).
@@ -43,8 +47,6 @@ pub fn unsupported_name(id: u32) -> &'static str {
         27 => "I64",
         28 => "F64",
         29 => "IQ1_M",
-        34 => "TQ1_0",
-        35 => "TQ2_0",
         39 => "MXFP4",
         _ => "unknown",
     }
@@ -74,6 +76,8 @@ impl GgmlType {
             20 => IQ4_NL,
             23 => IQ4_XS,
             30 => BF16,
+            34 => TQ1_0,
+            35 => TQ2_0,
             _ => return None,
         })
     }
@@ -98,6 +102,8 @@ impl GgmlType {
             IQ4_NL => 20,
             IQ4_XS => 23,
             BF16 => 30,
+            TQ1_0 => 34,
+            TQ2_0 => 35,
         }
     }
 
@@ -121,6 +127,8 @@ impl GgmlType {
             Q8_K => "Q8_K",
             IQ4_NL => "IQ4_NL",
             IQ4_XS => "IQ4_XS",
+            TQ1_0 => "TQ1_0",
+            TQ2_0 => "TQ2_0",
         }
     }
 
@@ -130,7 +138,7 @@ impl GgmlType {
         match self {
             F32 | F16 | BF16 => 1,
             Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 | IQ4_NL => QK,
-            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K | IQ4_XS => QK_K,
+            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K | IQ4_XS | TQ1_0 | TQ2_0 => QK_K,
         }
     }
 
@@ -154,6 +162,8 @@ impl GgmlType {
             Q8_K => 292,
             IQ4_NL => 18,
             IQ4_XS => 136,
+            TQ1_0 => 54,
+            TQ2_0 => 66,
         }
     }
 
@@ -169,7 +179,7 @@ impl GgmlType {
             F32 | F16 | BF16 => F32,
             Q4_0 | Q5_0 | Q8_0 | IQ4_NL => Q8_0,
             Q4_1 | Q5_1 | Q8_1 => Q8_1,
-            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K | IQ4_XS => Q8_K,
+            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K | IQ4_XS | TQ1_0 | TQ2_0 => Q8_K,
         }
     }
 }

@@ -2,8 +2,8 @@
 //! Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M that give the tensors most sensitive to error more bits) and its rules, as
 //! `llama_tensor_get_type` applies them: the output tensor in Q6_K, attention V and FFN down promoted in the layers
 //! `use_more_bits` picks (the first and last eighth and every third between), IQ4_NL and IQ4_XS (attention V in
-//! Q5_K under grouped-query attention, the first eighth of FFN down without an importance matrix), grouped-query and mixture-of-experts
-//! models treated as llama.cpp treats them, `--tensor-type PATTERN=TYPE` overrides, and the fallback to a 32-block
+//! Q5_K under grouped-query attention, the first eighth of FFN down without an importance matrix), the ternary TQ1_0
+//! and TQ2_0 (token embeddings in Q4_K), grouped-query and mixture-of-experts models treated as llama.cpp treats them, `--tensor-type PATTERN=TYPE` overrides, and the fallback to a 32-block
 //! type when a row is not a multiple of the superblock. The rules count tensors as they go (the i-th attention V of
 //! n), so [`Mixture::choose`] must see them in llama.cpp's order, which [`llama_order`] gives.
 
@@ -38,13 +38,15 @@ pub enum FileType {
     Q6_K,
     IQ4_NL,
     IQ4_XS,
+    TQ1_0,
+    TQ2_0,
 }
 
 use FileType as F;
 
 impl FileType {
     /// Every file type Lar writes.
-    pub const ALL: [FileType; 20] = [
+    pub const ALL: [FileType; 22] = [
         F::F32,
         F::F16,
         F::BF16,
@@ -65,6 +67,8 @@ impl FileType {
         F::Q6_K,
         F::IQ4_NL,
         F::IQ4_XS,
+        F::TQ1_0,
+        F::TQ2_0,
     ];
 
     pub fn name(self) -> &'static str {
@@ -89,6 +93,8 @@ impl FileType {
             F::Q6_K => "Q6_K",
             F::IQ4_NL => "IQ4_NL",
             F::IQ4_XS => "IQ4_XS",
+            F::TQ1_0 => "TQ1_0",
+            F::TQ2_0 => "TQ2_0",
         }
     }
 
@@ -115,6 +121,8 @@ impl FileType {
             F::IQ4_NL => 25,
             F::IQ4_XS => 30,
             F::BF16 => 32,
+            F::TQ1_0 => 36,
+            F::TQ2_0 => 37,
         }
     }
 
@@ -136,6 +144,8 @@ impl FileType {
             F::Q6_K => GgmlType::Q6_K,
             F::IQ4_NL => GgmlType::IQ4_NL,
             F::IQ4_XS => GgmlType::IQ4_XS,
+            F::TQ1_0 => GgmlType::TQ1_0,
+            F::TQ2_0 => GgmlType::TQ2_0,
         }
     }
 
@@ -435,7 +445,12 @@ impl Mixture {
             });
         }
         if cat == Category::TokenEmbd {
-            return Ok(self.token_embedding_type.unwrap_or(t));
+            return Ok(match self.token_embedding_type {
+                Some(e) => e,
+                // The ternary types keep the embeddings (a lookup, not a product) in Q4_K.
+                None if matches!(ft, F::TQ1_0 | F::TQ2_0) => G::Q4_K,
+                None => t,
+            });
         }
         let layer = |counter: usize, n: usize| -> Result<(usize, usize)> {
             if f.n_expert > 1 {
@@ -545,7 +560,7 @@ pub fn fallback(ty: GgmlType, ncols: usize) -> GgmlType {
         return ty;
     }
     let t = match ty {
-        GgmlType::Q2_K | GgmlType::Q3_K => GgmlType::Q4_0,
+        GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::TQ1_0 | GgmlType::TQ2_0 => GgmlType::Q4_0,
         GgmlType::Q4_K => GgmlType::Q5_0,
         GgmlType::Q5_K => GgmlType::Q5_1,
         GgmlType::Q6_K => GgmlType::Q8_0,

@@ -80,14 +80,17 @@ fn dtype(ty: GgmlType) -> Result<GgmlDType> {
             ));
         }
         // Candle has no kernels for these: `qmatmul` widens them to F16.
-        IQ4_NL | IQ4_XS => GgmlDType::F16,
+        IQ4_NL | IQ4_XS | TQ1_0 | TQ2_0 => GgmlDType::F16,
     })
 }
 
 /// A weight on the device, still quantized (types candle has no kernel for are widened to F16 first).
 fn qmatmul(w: &Weight, dev: &Device) -> Result<QMatMul> {
     let shape = vec![w.rows, w.cols];
-    let q = if matches!(w.ty, GgmlType::IQ4_NL | GgmlType::IQ4_XS) {
+    let q = if matches!(
+        w.ty,
+        GgmlType::IQ4_NL | GgmlType::IQ4_XS | GgmlType::TQ1_0 | GgmlType::TQ2_0
+    ) {
         let mut row = vec![0f32; w.cols];
         let mut f16 = Vec::with_capacity(w.rows * w.cols * 2);
         for r in 0..w.rows {

@@ -11,7 +11,9 @@ use std::arch::x86_64::*;
 use super::{Dot4Fn, DotFn, GgmlType, Rows4Fn, Rows8Fn, RowsFn, f32_at};
 
 mod low_k;
+mod ternary;
 use low_k::{q2_k, q3_k};
+use ternary::{tq1_0, tq2_0};
 
 /// The f16 at byte `i`, converted with the F16C instruction (inlined into the kernels, no per-call dispatch).
 #[inline]
@@ -672,7 +674,7 @@ macro_rules! tier {
                 out: &mut [[f32; T]],
             ) {
                 use GgmlType::*;
-                let tab = if T > 1 && !matches!(ty, Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | IQ4_XS) {
+                let tab = if T > 1 && !matches!(ty, Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | IQ4_XS | TQ1_0 | TQ2_0) {
                     act_scales_32(n, ys, ty)
                 } else {
                     Vec::new()
@@ -727,6 +729,8 @@ macro_rules! tier {
                     Q5_K => each!(x => q5_k::<T, $v>(n, x, ys)),
                     Q6_K => each!(x => q6_k::<T, $v>(n, x, ys)),
                     IQ4_XS => each!(x => iq4_xs::<T, $v>(n, x, ys)),
+                    TQ1_0 => each!(x => tq1_0::<T, $v>(n, x, ys)),
+                    TQ2_0 => each!(x => tq2_0::<T, $v>(n, x, ys)),
                     IQ4_NL => each!(x => blocks_32::<T, $v>(n, x, ys, IQ4_NL, &tab)),
                     Q4_0 => each!(x => blocks_32::<T, $v>(n, x, ys, Q4_0, &tab)),
                     Q4_1 => each!(x => blocks_32::<T, $v>(n, x, ys, Q4_1, &tab)),
@@ -752,6 +756,8 @@ macro_rules! tier {
                         GgmlType::Q6_K => { const $t: GgmlType = GgmlType::Q6_K; $e }
                         GgmlType::IQ4_NL => { const $t: GgmlType = GgmlType::IQ4_NL; $e }
                         GgmlType::IQ4_XS => { const $t: GgmlType = GgmlType::IQ4_XS; $e }
+                        GgmlType::TQ1_0 => { const $t: GgmlType = GgmlType::TQ1_0; $e }
+                        GgmlType::TQ2_0 => { const $t: GgmlType = GgmlType::TQ2_0; $e }
                         _ => return None,
                     }
                 };

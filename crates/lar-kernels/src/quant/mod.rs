@@ -19,6 +19,7 @@ pub mod packed_q5_0;
 pub mod packed_q6k;
 mod panels;
 pub mod reference;
+pub mod ternary;
 pub mod weighted;
 pub mod weights;
 

@@ -37,6 +37,8 @@ pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) {
             GgmlType::Q6_K => dq_q6_k(x, y),
             GgmlType::IQ4_NL => super::iq4::dq_iq4_nl(x, y),
             GgmlType::IQ4_XS => super::iq4::dq_iq4_xs(x, y),
+            GgmlType::TQ1_0 => super::ternary::dq_tq1_0(x, y),
+            GgmlType::TQ2_0 => super::ternary::dq_tq2_0(x, y),
             GgmlType::Q8_K => {
                 let d = f32_at(x, 0);
                 for (v, &q) in y.iter_mut().zip(&x[4..4 + QK_K]) {
@@ -326,6 +328,8 @@ pub fn dot_fn(ty: GgmlType) -> super::DotFn {
         GgmlType::Q8_K => dequant_dot!(Q8_K),
         GgmlType::IQ4_NL => dequant_dot!(IQ4_NL),
         GgmlType::IQ4_XS => dequant_dot!(IQ4_XS),
+        GgmlType::TQ1_0 => dequant_dot!(TQ1_0),
+        GgmlType::TQ2_0 => dequant_dot!(TQ2_0),
     }
 }
 

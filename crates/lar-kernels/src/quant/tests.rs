@@ -44,6 +44,8 @@ pub(crate) fn random_row(ty: GgmlType, blocks: usize, rng: &mut Rng) -> Vec<u8> 
             GgmlType::Q3_K => b[108..110].copy_from_slice(&s1),
             GgmlType::Q6_K => b[208..210].copy_from_slice(&s1),
             GgmlType::IQ4_NL | GgmlType::IQ4_XS => b[0..2].copy_from_slice(&s1),
+            GgmlType::TQ1_0 => b[52..54].copy_from_slice(&s1),
+            GgmlType::TQ2_0 => b[64..66].copy_from_slice(&s1),
             GgmlType::Q8_K => unreachable!(),
         }
     }
@@ -58,7 +60,7 @@ fn random_act(ty: GgmlType, n: usize, scale: f32, rng: &mut Rng) -> Vec<u8> {
     act
 }
 
-const WEIGHT_TYPES: [GgmlType; 15] = [
+const WEIGHT_TYPES: [GgmlType; 17] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,
@@ -74,6 +76,8 @@ const WEIGHT_TYPES: [GgmlType; 15] = [
     GgmlType::Q6_K,
     GgmlType::IQ4_NL,
     GgmlType::IQ4_XS,
+    GgmlType::TQ1_0,
+    GgmlType::TQ2_0,
 ];
 
 #[test]

@@ -9,7 +9,7 @@ use super::lanes::make_qx_quants_x8;
 use super::{GgmlType, QK, QK_K};
 
 /// The types [`quantize`] writes (besides F32, F16 and BF16).
-pub const TYPES: [GgmlType; 12] = [
+pub const TYPES: [GgmlType; 14] = [
     GgmlType::Q4_0,
     GgmlType::Q4_1,
     GgmlType::Q5_0,
@@ -22,6 +22,8 @@ pub const TYPES: [GgmlType; 12] = [
     GgmlType::Q6_K,
     GgmlType::IQ4_NL,
     GgmlType::IQ4_XS,
+    GgmlType::TQ1_0,
+    GgmlType::TQ2_0,
 ];
 
 /// ggml's `make_qx_quants` with `rmse_type` 1: the scale of `x` on levels `-nmax..nmax-1` (stored in `l` plus
@@ -258,6 +260,14 @@ pub fn quantize(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) -> Option<()> {
             super::iq4::quantize(ty == GgmlType::IQ4_XS, x, None, out);
             return Some(());
         }
+        GgmlType::TQ1_0 => {
+            super::ternary::quantize_tq1_0(x, out);
+            return Some(());
+        }
+        GgmlType::TQ2_0 => {
+            super::ternary::quantize_tq2_0(x, out);
+            return Some(());
+        }
         GgmlType::F32 => {
             out.extend(x.iter().flat_map(|v| v.to_le_bytes()));
             return Some(());
@@ -311,6 +321,8 @@ mod tests {
                 GgmlType::Q5_K => 25.0,
                 // Sixteen levels, unevenly spaced (widest gap 24 of the table's 240).
                 GgmlType::IQ4_NL | GgmlType::IQ4_XS => 9.0,
+                // Three levels: -d, 0, d.
+                GgmlType::TQ1_0 | GgmlType::TQ2_0 => 2.0,
                 _ => 254.0,
             };
             // Every block spans less than 6: half a step is the most a value can move (plus f16 rounding), but

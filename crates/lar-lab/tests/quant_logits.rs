@@ -1,8 +1,9 @@
-//! IQ4_NL and IQ4_XS end to end: the tiny and wide random-weight models quantized by Lar (`lar quantize`'s library;
-//! crates/lar-cli/tests/quantize.rs holds every tensor to llama-quantize's bytes), then run by Lar's engine, against
-//! llama.cpp's logits for llama-quantize's files of the same types (tests/golden/iq4.json, written by
-//! scripts/make-quantize-goldens.sh). The same weights and the same activation quantization (Q8_0 for IQ4_NL, Q8_K
-//! for IQ4_XS) on both sides, so the only differences are summation order and llama.cpp's f16 KV cache.
+//! IQ4_NL, IQ4_XS, TQ1_0 and TQ2_0 end to end: the tiny and wide random-weight models quantized by Lar (`lar
+//! quantize`'s library; crates/lar-cli/tests/quantize.rs holds every tensor to llama-quantize's bytes), then run by
+//! Lar's engine, against llama.cpp's logits for llama-quantize's files of the same types
+//! (tests/golden/quant-logits.json, written by scripts/make-quantize-goldens.sh). The same weights and the same
+//! activation quantization (Q8_0 for IQ4_NL, Q8_K for the others) on both sides, so the only differences are
+//! summation order and llama.cpp's f16 KV cache.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -47,7 +48,7 @@ fn logits(path: &Path, ids: &[u32]) -> Vec<Vec<f32>> {
 }
 
 /// Every tensor of Lar's file has the type and bytes llama-quantize gave it (tests/golden/quantize.json's run of
-/// the same source, type and mode), so llama.cpp's logits in iq4.json are for these very weights.
+/// the same source, type and mode), so llama.cpp's logits in quant-logits.json are for these very weights.
 fn same_tensors_as_llama_quantize(path: &Path, name: &str, pure: bool) {
     let q = testdata::golden("quantize.json");
     let (source, ty) = match name.split('-').collect::<Vec<_>>()[..] {
@@ -120,21 +121,22 @@ fn compare(name: &str, ours: &[Vec<f32>], g: &serde_json::Value) {
     assert!(worst <= noise, "{name}: max |logit diff| {worst} > {noise}");
 }
 
-#[test]
-fn iq4_models_match_llama_cpp() {
-    let golden = testdata::golden("iq4.json");
+/// Quantizes the tiny or wide model to each `(name, file type, pure)` with Lar, checks the bytes against
+/// llama-quantize's, and compares the logits with llama.cpp's.
+fn check(models: &[(&str, FileType, bool)]) {
+    let golden = testdata::golden("quant-logits.json");
     let ids = testdata::golden_ids(&golden["ids"]);
     let dir = tempfile::tempdir().unwrap();
     let (tiny, wide) = (dir.path().join("tiny.gguf"), dir.path().join("wide.gguf"));
     std::fs::write(&tiny, testdata::tiny_model("llama")).unwrap();
     std::fs::write(&wide, testdata::wide_model("llama")).unwrap();
-    for (name, src, ft, pure) in [
-        ("tiny-llama-IQ4_NL", &tiny, FileType::IQ4_NL, false),
-        ("wide-IQ4_NL-pure", &wide, FileType::IQ4_NL, true),
-        ("wide-IQ4_XS-pure", &wide, FileType::IQ4_XS, true),
-        ("wide-IQ4_XS", &wide, FileType::IQ4_XS, false),
-    ] {
+    for &(name, ft, pure) in models {
         let g = &golden["models"][name];
+        let src = if name.starts_with("tiny") {
+            &tiny
+        } else {
+            &wide
+        };
         let out = dir.path().join(format!("{name}.gguf"));
         let mut o = Options::new(ft);
         o.pure = pure;
@@ -143,4 +145,26 @@ fn iq4_models_match_llama_cpp() {
         same_tensors_as_llama_quantize(&out, name, pure);
         compare(name, &logits(&out, &ids), g);
     }
+}
+
+#[test]
+fn iq4_models_match_llama_cpp() {
+    check(&[
+        ("tiny-llama-IQ4_NL", FileType::IQ4_NL, false),
+        ("wide-IQ4_NL-pure", FileType::IQ4_NL, true),
+        ("wide-IQ4_XS-pure", FileType::IQ4_XS, true),
+        ("wide-IQ4_XS", FileType::IQ4_XS, false),
+    ]);
+}
+
+/// Every weight ternary (`--pure`: the embeddings and the output too), and llama-quantize's mixture (embeddings in
+/// Q4_K, the output in Q6_K).
+#[test]
+fn ternary_models_match_llama_cpp() {
+    check(&[
+        ("wide-TQ1_0-pure", FileType::TQ1_0, true),
+        ("wide-TQ1_0", FileType::TQ1_0, false),
+        ("wide-TQ2_0-pure", FileType::TQ2_0, true),
+        ("wide-TQ2_0", FileType::TQ2_0, false),
+    ]);
 }
