@@ -6,8 +6,9 @@
 #
 # The source defaults to Qwen2.5-Coder-0.5B-Instruct Q4_K_M (the test models' real qwen2) dequantized to F16 by
 # llama-quantize --allow-requantize: its weights sit on Q4_K's grid, which does not matter for speed. From that F16
-# file llama-quantize writes F16, BF16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0, Q3_K_M, Q2_K, IQ4_XS, IQ4_NL, IQ3_S and
-# IQ2_XS (with an importance matrix llama-imatrix computes over tests/data/perplexity.txt: the IQ2 types need one).
+# file llama-quantize writes F16, BF16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0, Q3_K_M, Q2_K, IQ4_XS, IQ4_NL, IQ3_S,
+# IQ2_XS, TQ2_0 and TQ1_0 (with an importance matrix llama-imatrix computes over tests/data/perplexity.txt: the IQ2
+# types need one; the ternary ones ignore it).
 # A type Lar does not run is recorded as refused. Files are cached in ~/.cache/lar/sweep.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +31,7 @@ IMATRIX="$SWEEP/$stem.imatrix.gguf"
 [ -f "$IMATRIX" ] || "$BIN/llama-imatrix" -m "$SRC" -f tests/data/perplexity.txt -o "$IMATRIX" -c 512 --chunks 8 \
   -t "${THREADS:-2}" >/dev/null 2>&1
 files=()
-for t in F16 BF16 Q8_0 Q6_K Q5_K_M Q4_K_M Q4_0 Q3_K_M Q2_K IQ4_XS IQ4_NL IQ3_S IQ2_XS; do
+for t in F16 BF16 Q8_0 Q6_K Q5_K_M Q4_K_M Q4_0 Q3_K_M Q2_K IQ4_XS IQ4_NL IQ3_S IQ2_XS TQ2_0 TQ1_0; do
   out="$SWEEP/$stem-$(echo "$t" | tr 'A-Z' 'a-z').gguf"
   if [ ! -f "$out" ]; then
     if [ "$t" = F16 ]; then

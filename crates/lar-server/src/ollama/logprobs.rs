@@ -6,10 +6,11 @@
 use lar_engine::EngineHandle;
 use lar_types::{MAX_TOP_LOGPROBS, SamplingParams, TokenEvent};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::body::{count, typed};
 use crate::error::{ApiError, ApiResult};
+use crate::openai::chat::token_entry;
 
 #[derive(Deserialize)]
 struct Ask {
@@ -67,17 +68,13 @@ impl Logprobs {
     pub fn push(&mut self, t: &TokenEvent) {
         let Some(lp) = t.logprob else { return };
         let tok = self.tokenizer.tokenizer();
-        let entry = |id: u32, lp: f32| {
-            let text = tok.decode(&[id], false);
-            json!({"token": text, "logprob": lp, "bytes": text.as_bytes()})
-        };
-        let mut e = entry(t.token, lp);
+        let mut e = token_entry(tok, t.token, Some(lp));
         // Left out when none were asked for, as Ollama does.
         if !t.top_logprobs.is_empty() {
             e["top_logprobs"] = t
                 .top_logprobs
                 .iter()
-                .map(|a| entry(a.token, a.logprob))
+                .map(|a| token_entry(tok, a.token, Some(a.logprob)))
                 .collect();
         }
         self.pending.push(e);

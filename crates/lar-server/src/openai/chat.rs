@@ -451,22 +451,24 @@ pub fn fingerprint() -> String {
 /// OpenAI's logprobs content: each token with its bytes and alternatives.
 fn logprobs(meta: &Meta, tokens: &[TokenEvent]) -> Vec<Value> {
     let tok = meta.tokenizer.tokenizer();
-    let entry = |id: u32, lp: Option<f32>| {
-        let text = tok.decode(&[id], false);
-        json!({"token": text, "logprob": lp, "bytes": text.as_bytes()})
-    };
     tokens
         .iter()
         .map(|t| {
-            let mut e = entry(t.token, t.logprob);
+            let mut e = token_entry(tok, t.token, t.logprob);
             e["top_logprobs"] = t
                 .top_logprobs
                 .iter()
-                .map(|a| entry(a.token, Some(a.logprob)))
+                .map(|a| token_entry(tok, a.token, Some(a.logprob)))
                 .collect();
             e
         })
         .collect()
+}
+
+/// One token's log-probability entry, `{token, logprob, bytes}` (OpenAI chat's shape, which Ollama's copies).
+pub(crate) fn token_entry(tok: &lar_tokenizer::Tokenizer, id: u32, lp: Option<f32>) -> Value {
+    let text = tok.decode(&[id], false);
+    json!({"token": text, "logprob": lp, "bytes": text.as_bytes()})
 }
 
 fn chunk(meta: &Meta, choices: Value, usage: Option<Value>, with_usage: bool) -> SseEvent {
