@@ -125,6 +125,8 @@ pub struct Shape {
     pub kv_heads: usize,
     pub head_dim: usize,
     pub ff: usize,
+    /// The context length the model declares.
+    pub ctx: usize,
 }
 
 /// The tiny models: 2 layers, 64 wide, 4 heads of 16 (2 KV heads), FFN 96.
@@ -135,6 +137,7 @@ pub const TINY: Shape = Shape {
     kv_heads: 2,
     head_dim: 16,
     ff: 96,
+    ctx: 256,
 };
 
 /// Wide enough for the k-quants' superblocks of 256 and deep enough for llama-quantize's per-layer mixtures: 8
@@ -146,6 +149,7 @@ pub const WIDE: Shape = Shape {
     kv_heads: 1,
     head_dim: 64,
     ff: 256,
+    ctx: 256,
 };
 
 /// The byte-level vocabulary: the 256 GPT-2 byte characters, one merge, three control tokens.
@@ -153,12 +157,12 @@ const N_VOCAB: usize = 260;
 
 /// A tiny random-weight model of `arch` (one of [`TINY_ARCHS`]), all F32, as GGUF bytes. Deterministic.
 pub fn tiny_model(arch: &str) -> Vec<u8> {
-    model_of(arch, &TINY)
+    random_model(arch, &TINY)
 }
 
 /// A random-weight model of `arch` in the [`WIDE`] shape, all F32, as GGUF bytes (about 12 MB). Deterministic.
 pub fn wide_model(arch: &str) -> Vec<u8> {
-    model_of(arch, &WIDE)
+    random_model(arch, &WIDE)
 }
 
 /// A synthetic importance matrix for [`wide_model`] in llama.cpp's GGUF imatrix format: every block matrix's input
@@ -206,7 +210,8 @@ pub fn wide_imatrix() -> Vec<u8> {
     w.to_bytes()
 }
 
-fn model_of(arch: &str, sh: &Shape) -> Vec<u8> {
+/// A random-weight model of `arch` in shape `sh`, all F32, as GGUF bytes. Deterministic.
+pub fn random_model(arch: &str, sh: &Shape) -> Vec<u8> {
     let Shape {
         layers: n_layer,
         embd: n_embd,
@@ -214,6 +219,7 @@ fn model_of(arch: &str, sh: &Shape) -> Vec<u8> {
         kv_heads: n_kv,
         head_dim,
         ff: n_ff,
+        ctx,
     } = *sh;
     let mut rng = 0x9E3779B97F4A7C15u64
         ^ arch
@@ -236,7 +242,7 @@ fn model_of(arch: &str, sh: &Shape) -> Vec<u8> {
     w.add("general.architecture", s(arch))
         .add("general.name", s("tiny"));
     w.add(&k("block_count"), u(n_layer))
-        .add(&k("context_length"), u(256))
+        .add(&k("context_length"), u(ctx))
         .add(&k("embedding_length"), u(n_embd))
         .add(&k("feed_forward_length"), u(n_ff))
         .add(&k("attention.head_count"), u(n_head))

@@ -1,0 +1,36 @@
+//! Writes a random-weight llama model (F32) whose every width is a multiple of 256, for benchmarking the types whose
+//! blocks of 256 real small models' widths do not divide (Qwen2.5-0.5B is 896 wide, SmolLM2 576): llama-quantize
+//! then gives every matrix the type asked for. bench/ternary.sh uses it.
+//! `cargo run --release -p lar-models --example bench-model -- OUT.gguf [LAYERS EMBD FF]` (16 1024 2816 by
+//! default: about 180M weights, 720 MB).
+
+use lar_testdata::Shape;
+
+fn main() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let out = args
+        .first()
+        .ok_or("usage: bench-model OUT.gguf [LAYERS EMBD FF]")?;
+    let num = |i: usize, default: usize| -> Result<usize, String> {
+        args.get(i).map_or(Ok(default), |v| {
+            v.parse()
+                .map_err(|_| format!("not a whole number: {v}"))
+        })
+    };
+    let (layers, embd, ff) = (num(1, 16)?, num(2, 1024)?, num(3, 2816)?);
+    if embd % 256 != 0 || ff % 256 != 0 || embd % 64 != 0 {
+        return Err(format!("EMBD and FF must be multiples of 256 (got {embd}, {ff})"));
+    }
+    let shape = Shape {
+        layers,
+        embd,
+        heads: embd / 64,
+        kv_heads: (embd / 64 / 4).max(1),
+        head_dim: 64,
+        ff,
+        ctx: 4096,
+    };
+    std::fs::write(out, lar_testdata::random_model("llama", &shape)).map_err(|e| format!("{out}: {e}"))?;
+    println!("{out}");
+    Ok(())
+}
