@@ -13,13 +13,14 @@ fn main() -> Result<(), String> {
         .ok_or("usage: bench-model OUT.gguf [LAYERS EMBD FF]")?;
     let num = |i: usize, default: usize| -> Result<usize, String> {
         args.get(i).map_or(Ok(default), |v| {
-            v.parse()
-                .map_err(|_| format!("not a whole number: {v}"))
+            v.parse().map_err(|_| format!("not a whole number: {v}"))
         })
     };
     let (layers, embd, ff) = (num(1, 16)?, num(2, 1024)?, num(3, 2816)?);
     if embd % 256 != 0 || ff % 256 != 0 || embd % 64 != 0 {
-        return Err(format!("EMBD and FF must be multiples of 256 (got {embd}, {ff})"));
+        return Err(format!(
+            "EMBD and FF must be multiples of 256 (got {embd}, {ff})"
+        ));
     }
     let shape = Shape {
         layers,
@@ -30,7 +31,8 @@ fn main() -> Result<(), String> {
         ff,
         ctx: 4096,
     };
-    std::fs::write(out, lar_testdata::random_model("llama", &shape)).map_err(|e| format!("{out}: {e}"))?;
+    std::fs::write(out, lar_testdata::random_model("llama", &shape))
+        .map_err(|e| format!("{out}: {e}"))?;
     println!("{out}");
     Ok(())
 }

@@ -5,7 +5,10 @@
 //! for every activation row, so batching does not change a bit.
 //!
 //! TQ1_0's trits: `byte·3^k mod 256` per byte (two 16-bit multiplies, even and odd bytes), then the top third of
-//! that byte, `(q·3) >> 8`, which is 0, 1 or 2 as `q > 85` and `q > 170` (two compares).
+//! that byte, `(q·3) >> 8`, which is 0, 1 or 2 as `q > 85` and `q > 170` (two compares). The bytes are flipped
+//! (`^ 0x80`, i.e. `+ 128`) once at load, since `(q + 128)·3^k ≡ q·3^k + 128 (mod 256)`: the compares are then signed
+//! ones on every product with no flip each. (A chain of byte additions for the powers, `3q = q + q + q`, measured
+//! slower: LLVM turns it back into a byte multiply, which x86 emulates through 16-bit lanes.)
 
 use super::*;
 
@@ -23,17 +26,15 @@ unsafe fn mul_bytes(v: __m256i, m: __m256i) -> __m256i {
     }
 }
 
-/// The leading trit of each byte: `(q·3) >> 8` as 0, 1 or 2.
+/// The leading trit (0, 1 or 2) of each byte `q`, given flipped (`q ^ 0x80`): -1 where `q > 85`, and again where
+/// `q > 170`, made positive.
 #[inline(always)]
-unsafe fn top_trit(q: __m256i) -> __m256i {
+unsafe fn top_trit(flipped: __m256i) -> __m256i {
     // SAFETY: as above.
     unsafe {
-        let flip = _mm256_set1_epi8(i8::MIN);
-        let q = _mm256_xor_si256(q, flip);
-        // Unsigned compares by flipping the sign bit: -1 where q > 85, and again where q > 170.
-        let a = _mm256_cmpgt_epi8(q, _mm256_set1_epi8((85u8 ^ 0x80) as i8));
-        let b = _mm256_cmpgt_epi8(q, _mm256_set1_epi8((170u8 ^ 0x80) as i8));
-        _mm256_sub_epi8(_mm256_sub_epi8(_mm256_setzero_si256(), a), b)
+        let a = _mm256_cmpgt_epi8(flipped, _mm256_set1_epi8((85u8 ^ 0x80) as i8));
+        let b = _mm256_cmpgt_epi8(flipped, _mm256_set1_epi8((170u8 ^ 0x80) as i8));
+        _mm256_abs_epi8(_mm256_add_epi8(a, b))
     }
 }
 
@@ -108,14 +109,15 @@ pub(super) fn tq1_0<const T: usize, const V: bool>(n: usize, x: &[u8], ys: [&[u8
         );
         let qh_pow = _mm_setr_epi8(1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27);
         let last_pow = _mm256_set_m128i(qh_pow, _mm_set1_epi8(81));
+        let (flip, flipx) = (_mm256_set1_epi8(i8::MIN), _mm_set1_epi8(i8::MIN));
         for b in 0..nb {
             let xb = x.as_ptr().add(b * 54);
-            let q32 = loadp(xb);
-            let q16 = _mm_loadu_si128(xb.add(32) as *const __m128i);
+            let q32 = _mm256_xor_si256(loadp(xb), flip);
+            let q16 = _mm_xor_si128(_mm_loadu_si128(xb.add(32) as *const __m128i), flipx);
             let q16x2 = _mm256_set_m128i(q16, q16);
             // Elements 0..160: bytes 0..32, trit k; 160..224: bytes 32..48, trits (0, 1) and (2, 3); 224..256:
             // bytes 32..48's trit 4 beside qh's four trits (qh[j] repeated, element 240 + 4k + j).
-            let qh = _mm_set1_epi32(rd_u32(xb.add(48)) as i32);
+            let qh = _mm_xor_si128(_mm_set1_epi32(rd_u32(xb.add(48)) as i32), flipx);
             let groups = [
                 q32,
                 mul_bytes(q32, p3[0]),
