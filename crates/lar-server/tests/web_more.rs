@@ -493,3 +493,32 @@ async fn another_sites_pages_cannot_drive_the_server() {
         "http://app.example"
     );
 }
+
+/// A conversation store that cannot be opened (here a directory where the database file should be) is an error on
+/// every page that lists conversations (its cause in the server's log), never an empty list that looks like lost
+/// history.
+#[tokio::test]
+async fn an_unreadable_conversation_store_is_an_error_not_an_empty_list() {
+    let dir = common::kbs::temp("web-broken-store");
+    let t = app_with(
+        ManagerConfig::default(),
+        ServerConfig {
+            ui_db: Some(dir),
+            ..Default::default()
+        },
+    );
+    for path in ["/ui", "/ui/chats", "/ui/chats?q=anything"] {
+        let a = get(&t.router, path).await;
+        assert_eq!(a.status, 500, "{path}: {}", a.text());
+        assert!(
+            a.text().contains("internal error (see the server's log)"),
+            "{path}: {}",
+            a.text()
+        );
+        let t = a.text();
+        assert!(
+            !t.contains("<li>") && !t.contains("<li "),
+            "{path}: no list: {t}"
+        );
+    }
+}

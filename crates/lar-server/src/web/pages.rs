@@ -319,13 +319,17 @@ fn render_chat(
     layout::page(&title, Section::Chat, &csrf, signed_in, body)
 }
 
-async fn rows(st: &AppState, who: String, q: Option<String>) -> Vec<Summary> {
+/// The conversation list; a store that cannot be read is an error page, not an empty list.
+async fn rows(st: &AppState, who: String, q: Option<String>) -> Result<Vec<Summary>, Response> {
     let web = st.web.clone();
-    tokio::task::spawn_blocking(move || web.chats.list(&who, q.as_deref()))
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default()
+    match tokio::task::spawn_blocking(move || web.chats.list(&who, q.as_deref())).await {
+        Ok(Ok(rows)) => Ok(rows),
+        Ok(Err(e)) => Err(super::html_error(e.status, &e.message)),
+        Err(e) => Err(super::html_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &e.to_string(),
+        )),
+    }
 }
 
 #[derive(Deserialize)]
@@ -341,7 +345,10 @@ pub async fn new_chat(
     h: HeaderMap,
 ) -> Response {
     let choices = choices(&st, &caller).await;
-    let rows = rows(&st, owner(&caller), None).await;
+    let rows = match rows(&st, owner(&caller), None).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
     let c = Conversation {
         model: q.model.unwrap_or_default(),
         ..Default::default()
@@ -374,7 +381,10 @@ pub async fn chat(
         Err(r) => return r,
     };
     let choices = choices(&st, &caller).await;
-    let rows = rows(&st, owner(&caller), None).await;
+    let rows = match rows(&st, owner(&caller), None).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
     render_chat(&st, &h, &choices, &rows, &c)
 }
 
@@ -402,8 +412,10 @@ pub async fn chat_list(
     axum::Extension(caller): axum::Extension<Caller>,
     Query(s): Query<Search>,
 ) -> Response {
-    let rows = rows(&st, owner(&caller), s.q).await;
-    layout::html_response(list_items(&rows, s.current.as_deref()))
+    match rows(&st, owner(&caller), s.q).await {
+        Ok(rows) => layout::html_response(list_items(&rows, s.current.as_deref())),
+        Err(r) => r,
+    }
 }
 
 #[cfg(test)]
