@@ -319,17 +319,24 @@ fn render_chat(
     layout::page(&title, Section::Chat, &csrf, signed_in, body)
 }
 
-/// The conversation list; a store that cannot be read is an error page, not an empty list.
-async fn rows(st: &AppState, who: String, q: Option<String>) -> Result<Vec<Summary>, Response> {
-    let web = st.web.clone();
-    match tokio::task::spawn_blocking(move || web.chats.list(&who, q.as_deref())).await {
-        Ok(Ok(rows)) => Ok(rows),
+/// `f` (a conversation-store call) off the async threads; its error as an error page.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> crate::error::ApiResult<T> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(super::html_error(e.status, &e.message)),
         Err(e) => Err(super::html_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             &e.to_string(),
         )),
     }
+}
+
+/// The conversation list; a store that cannot be read is an error page, not an empty list.
+async fn rows(st: &AppState, who: String, q: Option<String>) -> Result<Vec<Summary>, Response> {
+    let web = st.web.clone();
+    blocking(move || web.chats.list(&who, q.as_deref())).await
 }
 
 #[derive(Deserialize)]
@@ -359,14 +366,7 @@ pub async fn new_chat(
 async fn load(st: &AppState, caller: &Caller, id: String) -> Result<Conversation, Response> {
     let web = st.web.clone();
     let who = owner(caller);
-    match tokio::task::spawn_blocking(move || web.chats.get(&who, &id)).await {
-        Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(super::html_error(e.status, &e.message)),
-        Err(e) => Err(super::html_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &e.to_string(),
-        )),
-    }
+    blocking(move || web.chats.get(&who, &id)).await
 }
 
 /// `GET /ui/c/{id}`: a stored conversation.
