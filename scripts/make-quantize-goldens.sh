@@ -63,41 +63,15 @@ for t in Q4_0 Q5_1; do
         >/dev/null 2>&1
     runs+=("tiny-llama $t llama-imatrix $out")
 done
-# quant-logits.json: llama.cpp's logits for the IQ4 and ternary (TQ1_0, TQ2_0) files (run through llama-cpp-python's
-# bindings over the libllama built above; the package's Python sources come from its sdist, no second build), so
+# quant-logits.json: llama.cpp's logits for the IQ4 and ternary (TQ1_0, TQ2_0) files (scripts/llama-logits.sh), so
 # Lar's kernels for those types are held to llama.cpp's (crates/lar-lab/tests/quant_logits.rs; the files themselves
 # are Lar's own quantizations, byte-identical).
-LCP="$CACHE/pytools/llama-cpp-python"
-if [ ! -d "$LCP/llama_cpp" ]; then
-    "$PY" -m pip download -q --no-deps --no-binary llama-cpp-python -d "$DIR/sdist" "llama-cpp-python==0.3.36"
-    tar -xzf "$DIR"/sdist/llama_cpp_python-*.tar.gz -C "$DIR/sdist"
-    mkdir -p "$LCP" && cp -r "$DIR"/sdist/llama_cpp_python-*/llama_cpp "$LCP/"
-fi
-"$PY" -m pip install -q typing_extensions diskcache jinja2 numpy pyyaml tqdm
-LLAMA_CPP_LIB_PATH="$BIN" PYTHONPATH="$LCP" "$PY" - "$DIR" <<'PY'
-import hashlib, json, sys
-import numpy as np
-from llama_cpp import Llama
-d = sys.argv[1]
-ids = [(i * 37 + 11) % 256 for i in range(24)]
-out = {"ids": ids, "models": {}}
-for name in ("tiny-llama-IQ4_NL", "wide-IQ4_NL-pure", "wide-IQ4_XS-pure", "wide-IQ4_XS",
-             "wide-TQ1_0-pure", "wide-TQ1_0", "wide-TQ2_0-pure", "wide-TQ2_0"):
-    path = f"{d}/{name.replace('tiny-llama-', 'llama-')}.gguf"
-    runs = []
-    for fa in (False, True):
-        llm = Llama(model_path=path, n_ctx=64, n_batch=64, n_threads=2, logits_all=True, verbose=False, flash_attn=fa)
-        llm.eval(ids)
-        runs.append(np.array(llm.scores[: len(ids)], dtype=np.float32))
-    scores = runs[0]
-    # llama.cpp against itself (flash attention on vs off): with int8 activations a rounding flip moves a logit
-    # by far more than in F32, and this is the floor the test measures Lar against.
-    out["models"][name] = {"sha256": hashlib.sha256(open(path, "rb").read()).hexdigest(),
-                           "noise_max_abs_diff": float(np.abs(runs[0] - runs[1]).max()),
-                           "logits": [[round(float(v), 5) for v in row] for row in scores]}
-json.dump(out, open("tests/golden/quant-logits.json", "w"), separators=(",", ":"))
-print("wrote tests/golden/quant-logits.json", file=sys.stderr)
-PY
+models=()
+for name in tiny-llama-IQ4_NL wide-IQ4_NL-pure wide-IQ4_XS-pure wide-IQ4_XS wide-TQ1_0-pure wide-TQ1_0 wide-TQ2_0-pure \
+    wide-TQ2_0; do
+    models+=("$name=$DIR/${name/tiny-llama-/llama-}.gguf")
+done
+scripts/llama-logits.sh tests/golden/quant-logits.json 24 "${models[@]}"
 PYTHONPATH="$CACHE/llama.cpp-0.3.36/gguf-py" "$PY" - "$DIR" "${runs[@]}" <<'PY'
 import hashlib, json, sys
 import gguf

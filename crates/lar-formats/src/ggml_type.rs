@@ -25,6 +25,20 @@ pub enum GgmlType {
     IQ4_NL,
     /// IQ4_NL's table in blocks of 256: eight 6-bit sub-block scales under one f16 scale.
     IQ4_XS,
+    /// 2.06 bits per weight: groups of 8 from a codebook of 256 (values 8, 25, 43), 7-bit signs, 4-bit scales per 32.
+    IQ2_XXS,
+    /// 2.31 bits: a codebook of 512 and a 4-bit scale per 16.
+    IQ2_XS,
+    /// 2.56 bits: a codebook of 1024, explicit sign bytes, a 4-bit scale per 16.
+    IQ2_S,
+    /// 3.06 bits: groups of 4 from a codebook of 256, 7-bit signs, a 4-bit scale per 32.
+    IQ3_XXS,
+    /// 3.44 bits: a codebook of 512 (values 1..15, odd), explicit sign bytes, a 4-bit scale per 32.
+    IQ3_S,
+    /// 1.56 bits: groups of 8 from a codebook of 2048 ternary points, a ±1/8 shift and a 3-bit scale per 32.
+    IQ1_S,
+    /// 1.75 bits: IQ1_S's codebook, a shift per 8 and a 3-bit scale per 16; the f16 scale spread over the scales.
+    IQ1_M,
     /// Ternary weights (-1, 0, 1) in blocks of 256: five trits per byte (base 3, scaled to a byte), one f16 scale.
     TQ1_0,
     /// Ternary weights in blocks of 256 as 2-bit codes (value `q - 1`), one f16 scale.
@@ -35,18 +49,11 @@ pub enum GgmlType {
 pub fn unsupported_name(id: u32) -> &'static str {
     match id {
         4 | 5 => "Q4_2/Q4_3 (removed from ggml)",
-        16 => "IQ2_XXS",
-        17 => "IQ2_XS",
-        18 => "IQ3_XXS",
-        19 => "IQ1_S",
-        21 => "IQ3_S",
-        22 => "IQ2_S",
         24 => "I8",
         25 => "I16",
         26 => "I32",
         27 => "I64",
         28 => "F64",
-        29 => "IQ1_M",
         39 => "MXFP4",
         _ => "unknown",
     }
@@ -73,8 +80,15 @@ impl GgmlType {
             13 => Q5_K,
             14 => Q6_K,
             15 => Q8_K,
+            16 => IQ2_XXS,
+            17 => IQ2_XS,
+            18 => IQ3_XXS,
+            19 => IQ1_S,
             20 => IQ4_NL,
+            21 => IQ3_S,
+            22 => IQ2_S,
             23 => IQ4_XS,
+            29 => IQ1_M,
             30 => BF16,
             34 => TQ1_0,
             35 => TQ2_0,
@@ -99,8 +113,15 @@ impl GgmlType {
             Q5_K => 13,
             Q6_K => 14,
             Q8_K => 15,
+            IQ2_XXS => 16,
+            IQ2_XS => 17,
+            IQ3_XXS => 18,
+            IQ1_S => 19,
             IQ4_NL => 20,
+            IQ3_S => 21,
+            IQ2_S => 22,
             IQ4_XS => 23,
+            IQ1_M => 29,
             BF16 => 30,
             TQ1_0 => 34,
             TQ2_0 => 35,
@@ -125,6 +146,13 @@ impl GgmlType {
             Q5_K => "Q5_K",
             Q6_K => "Q6_K",
             Q8_K => "Q8_K",
+            IQ2_XXS => "IQ2_XXS",
+            IQ2_XS => "IQ2_XS",
+            IQ2_S => "IQ2_S",
+            IQ3_XXS => "IQ3_XXS",
+            IQ3_S => "IQ3_S",
+            IQ1_S => "IQ1_S",
+            IQ1_M => "IQ1_M",
             IQ4_NL => "IQ4_NL",
             IQ4_XS => "IQ4_XS",
             TQ1_0 => "TQ1_0",
@@ -139,6 +167,7 @@ impl GgmlType {
             F32 | F16 | BF16 => 1,
             Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 | IQ4_NL => QK,
             Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K | IQ4_XS | TQ1_0 | TQ2_0 => QK_K,
+            IQ2_XXS | IQ2_XS | IQ2_S | IQ3_XXS | IQ3_S | IQ1_S | IQ1_M => QK_K,
         }
     }
 
@@ -160,6 +189,13 @@ impl GgmlType {
             Q5_K => 176,
             Q6_K => 210,
             Q8_K => 292,
+            IQ2_XXS => 66,
+            IQ2_XS => 74,
+            IQ2_S => 82,
+            IQ3_XXS => 98,
+            IQ3_S => 110,
+            IQ1_S => 50,
+            IQ1_M => 56,
             IQ4_NL => 18,
             IQ4_XS => 136,
             TQ1_0 => 54,
@@ -180,6 +216,7 @@ impl GgmlType {
             Q4_0 | Q5_0 | Q8_0 | IQ4_NL => Q8_0,
             Q4_1 | Q5_1 | Q8_1 => Q8_1,
             Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K | IQ4_XS | TQ1_0 | TQ2_0 => Q8_K,
+            IQ2_XXS | IQ2_XS | IQ2_S | IQ3_XXS | IQ3_S | IQ1_S | IQ1_M => Q8_K,
         }
     }
 }

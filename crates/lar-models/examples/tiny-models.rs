@@ -1,5 +1,6 @@
-//! Writes the tiny random-weight models (`lar_testdata::tiny_model`, the wider `wide-llama` and its synthetic importance matrix) into a directory,
-//! for scripts/make-goldens.py and scripts/make-quantize-goldens.sh to run through llama.cpp:
+//! Writes the tiny random-weight models (`lar_testdata::tiny_model`, the wider `wide-llama` and its synthetic
+//! importance matrix, the codebook-type models `wide-IQ*.gguf`) into a directory, for scripts/make-goldens.py,
+//! scripts/make-quantize-goldens.sh and scripts/make-codebook-goldens.sh to run through llama.cpp:
 //! `cargo run --release -p lar-models --example tiny-models -- DIR`.
 
 fn main() -> std::io::Result<()> {
@@ -16,5 +17,10 @@ fn main() -> std::io::Result<()> {
     let path = dir.join("wide-llama.imatrix.gguf");
     std::fs::write(&path, lar_testdata::wide_imatrix())?;
     println!("{}", path.display());
+    for ty in lar_testdata::codebook::TYPES {
+        let path = dir.join(format!("wide-{}.gguf", ty.name()));
+        std::fs::write(&path, lar_testdata::wide_codebook_model(ty))?;
+        println!("{}", path.display());
+    }
     Ok(())
 }

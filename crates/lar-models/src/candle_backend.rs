@@ -80,17 +80,20 @@ fn dtype(ty: GgmlType) -> Result<GgmlDType> {
             ));
         }
         // Candle has no kernels for these: `qmatmul` widens them to F16.
-        IQ4_NL | IQ4_XS | TQ1_0 | TQ2_0 => GgmlDType::F16,
+        IQ2_XXS | IQ2_XS | IQ2_S | IQ3_XXS | IQ3_S | IQ1_S | IQ1_M | IQ4_NL | IQ4_XS | TQ1_0
+        | TQ2_0 => GgmlDType::F16,
     })
+}
+
+/// Whether candle lacks kernels for `ty`, so its weights go to the device widened to F16.
+fn widened(ty: GgmlType) -> bool {
+    dtype(ty).is_ok_and(|d| d == GgmlDType::F16) && ty != GgmlType::F16
 }
 
 /// A weight on the device, still quantized (types candle has no kernel for are widened to F16 first).
 fn qmatmul(w: &Weight, dev: &Device) -> Result<QMatMul> {
     let shape = vec![w.rows, w.cols];
-    let q = if matches!(
-        w.ty,
-        GgmlType::IQ4_NL | GgmlType::IQ4_XS | GgmlType::TQ1_0 | GgmlType::TQ2_0
-    ) {
+    let q = if widened(w.ty) {
         let mut row = vec![0f32; w.cols];
         let mut f16 = Vec::with_capacity(w.rows * w.cols * 2);
         for r in 0..w.rows {

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use lar_formats::GgmlType;
 use lar_formats::gguf::{Gguf, Value};
 use lar_formats::gguf_write::GgufWriter;
 
@@ -165,6 +166,12 @@ pub fn wide_model(arch: &str) -> Vec<u8> {
     random_model(arch, &WIDE)
 }
 
+/// [`WIDE`] with 2 layers, every matrix of the codebook type `ty` ([`codebook_model`]): the models
+/// tests/golden/codebook-logits.json holds llama.cpp's logits for. Deterministic.
+pub fn wide_codebook_model(ty: GgmlType) -> Vec<u8> {
+    codebook_model("llama", &Shape { layers: 2, ..WIDE }, ty)
+}
+
 /// A synthetic importance matrix for [`wide_model`] in llama.cpp's GGUF imatrix format: every block matrix's input
 /// columns with mean squared activations spread over four orders of magnitude (as real ones are), 512 tokens.
 /// Deterministic; llama-quantize reads it (scripts/make-quantize-goldens.sh feeds it to llama-quantize).
@@ -212,6 +219,17 @@ pub fn wide_imatrix() -> Vec<u8> {
 
 /// A random-weight model of `arch` in shape `sh`, all F32, as GGUF bytes. Deterministic.
 pub fn random_model(arch: &str, sh: &Shape) -> Vec<u8> {
+    build_model(arch, sh, None)
+}
+
+/// [`random_model`] with every matrix (the embeddings and the output too) of type `ty` (one of
+/// [`crate::codebook::TYPES`]) as random blocks ([`crate::codebook::random_blocks`]); norms and biases stay F32.
+/// Every row length of `sh` must be a multiple of 256. Deterministic.
+pub fn codebook_model(arch: &str, sh: &Shape, ty: GgmlType) -> Vec<u8> {
+    build_model(arch, sh, Some(ty))
+}
+
+fn build_model(arch: &str, sh: &Shape, blocks: Option<GgmlType>) -> Vec<u8> {
     let Shape {
         layers: n_layer,
         embd: n_embd,
@@ -234,7 +252,11 @@ pub fn random_model(arch: &str, sh: &Shape) -> Vec<u8> {
     let mut mat = |rows: usize, cols: usize, scale: f32| -> Vec<f32> {
         (0..rows * cols).map(|_| rand() * scale).collect()
     };
-    let mut w = GgufWriter::new();
+    let mut w = Writer {
+        w: GgufWriter::new(),
+        blocks,
+        seed: 0,
+    };
     let s = |v: &str| Value::String(v.to_string());
     let u = |v: usize| Value::U32(v as u32);
     let k = |name: &str| format!("{arch}.{name}");
@@ -285,13 +307,13 @@ pub fn random_model(arch: &str, sh: &Shape) -> Vec<u8> {
             .wrapping_add(1442695040888963407);
         (rng >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
     };
-    w.add_f32(
+    w.add_matrix(
         "token_embd.weight",
         &[n_embd, N_VOCAB],
         &mat(N_VOCAB, n_embd, 0.5),
     );
     w.add_f32("output_norm.weight", &[n_embd], &norm(&mut r2, n_embd));
-    w.add_f32(
+    w.add_matrix(
         "output.weight",
         &[n_embd, N_VOCAB],
         &mat(N_VOCAB, n_embd, 0.3),
@@ -300,15 +322,15 @@ pub fn random_model(arch: &str, sh: &Shape) -> Vec<u8> {
         let n = |t: &str| format!("blk.{i}.{t}.weight");
         w.add_f32(&n("attn_norm"), &[n_embd], &norm(&mut r2, n_embd));
         if arch == "phi3" {
-            w.add_f32(
+            w.add_matrix(
                 &n("attn_qkv"),
                 &[n_embd, qd + 2 * kvd],
                 &mat(qd + 2 * kvd, n_embd, 0.3),
             );
         } else {
-            w.add_f32(&n("attn_q"), &[n_embd, qd], &mat(qd, n_embd, 0.3));
-            w.add_f32(&n("attn_k"), &[n_embd, kvd], &mat(kvd, n_embd, 0.3));
-            w.add_f32(&n("attn_v"), &[n_embd, kvd], &mat(kvd, n_embd, 0.3));
+            w.add_matrix(&n("attn_q"), &[n_embd, qd], &mat(qd, n_embd, 0.3));
+            w.add_matrix(&n("attn_k"), &[n_embd, kvd], &mat(kvd, n_embd, 0.3));
+            w.add_matrix(&n("attn_v"), &[n_embd, kvd], &mat(kvd, n_embd, 0.3));
         }
         if arch == "qwen2" {
             w.add_f32(&format!("blk.{i}.attn_q.bias"), &[qd], &mat(1, qd, 0.2));
@@ -319,21 +341,52 @@ pub fn random_model(arch: &str, sh: &Shape) -> Vec<u8> {
             w.add_f32(&n("attn_q_norm"), &[head_dim], &norm(&mut r2, head_dim));
             w.add_f32(&n("attn_k_norm"), &[head_dim], &norm(&mut r2, head_dim));
         }
-        w.add_f32(&n("attn_output"), &[qd, n_embd], &mat(n_embd, qd, 0.3));
+        w.add_matrix(&n("attn_output"), &[qd, n_embd], &mat(n_embd, qd, 0.3));
         w.add_f32(&n("ffn_norm"), &[n_embd], &norm(&mut r2, n_embd));
         if arch == "phi3" {
-            w.add_f32(
+            w.add_matrix(
                 &n("ffn_up"),
                 &[n_embd, 2 * n_ff],
                 &mat(2 * n_ff, n_embd, 0.3),
             );
         } else {
-            w.add_f32(&n("ffn_gate"), &[n_embd, n_ff], &mat(n_ff, n_embd, 0.3));
-            w.add_f32(&n("ffn_up"), &[n_embd, n_ff], &mat(n_ff, n_embd, 0.3));
+            w.add_matrix(&n("ffn_gate"), &[n_embd, n_ff], &mat(n_ff, n_embd, 0.3));
+            w.add_matrix(&n("ffn_up"), &[n_embd, n_ff], &mat(n_ff, n_embd, 0.3));
         }
-        w.add_f32(&n("ffn_down"), &[n_ff, n_embd], &mat(n_embd, n_ff, 0.3));
+        w.add_matrix(&n("ffn_down"), &[n_ff, n_embd], &mat(n_embd, n_ff, 0.3));
     }
-    w.to_bytes()
+    w.w.to_bytes()
+}
+
+/// A GGUF writer that puts matrices either as given (F32) or, for a codebook model, as random blocks.
+struct Writer {
+    w: GgufWriter,
+    blocks: Option<GgmlType>,
+    seed: u64,
+}
+
+impl Writer {
+    fn add(&mut self, key: &str, value: Value) -> &mut Self {
+        self.w.add(key, value);
+        self
+    }
+
+    fn add_f32(&mut self, name: &str, dims: &[usize], values: &[f32]) -> &mut Self {
+        self.w.add_f32(name, dims, values);
+        self
+    }
+
+    fn add_matrix(&mut self, name: &str, dims: &[usize], values: &[f32]) -> &mut Self {
+        match self.blocks {
+            None => self.w.add_f32(name, dims, values),
+            Some(ty) => {
+                self.seed += 1;
+                let data = crate::codebook::random_blocks(ty, values.len() / 256, self.seed);
+                self.w.add_tensor(name, dims, ty, data)
+            }
+        };
+        self
+    }
 }
 
 /// GPT-2's printable stand-ins for the 256 byte values, in byte order.

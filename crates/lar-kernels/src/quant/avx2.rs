@@ -10,8 +10,10 @@ use std::arch::x86_64::*;
 
 use super::{Dot4Fn, DotFn, GgmlType, Rows4Fn, Rows8Fn, RowsFn, f32_at};
 
+mod codebook;
 mod low_k;
 mod ternary;
+use codebook::codebook;
 use low_k::{q2_k, q3_k};
 use ternary::{tq1_0, tq2_0};
 
@@ -674,7 +676,7 @@ macro_rules! tier {
                 out: &mut [[f32; T]],
             ) {
                 use GgmlType::*;
-                let tab = if T > 1 && !matches!(ty, Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | IQ4_XS | TQ1_0 | TQ2_0) {
+                let tab = if T > 1 && ty.block_size() == 32 {
                     act_scales_32(n, ys, ty)
                 } else {
                     Vec::new()
@@ -731,6 +733,13 @@ macro_rules! tier {
                     IQ4_XS => each!(x => iq4_xs::<T, $v>(n, x, ys)),
                     TQ1_0 => each!(x => tq1_0::<T, $v>(n, x, ys)),
                     TQ2_0 => each!(x => tq2_0::<T, $v>(n, x, ys)),
+                    IQ2_XXS => each!(x => codebook::<T, $v>(IQ2_XXS, n, x, ys)),
+                    IQ2_XS => each!(x => codebook::<T, $v>(IQ2_XS, n, x, ys)),
+                    IQ2_S => each!(x => codebook::<T, $v>(IQ2_S, n, x, ys)),
+                    IQ3_XXS => each!(x => codebook::<T, $v>(IQ3_XXS, n, x, ys)),
+                    IQ3_S => each!(x => codebook::<T, $v>(IQ3_S, n, x, ys)),
+                    IQ1_S => each!(x => codebook::<T, $v>(IQ1_S, n, x, ys)),
+                    IQ1_M => each!(x => codebook::<T, $v>(IQ1_M, n, x, ys)),
                     IQ4_NL => each!(x => blocks_32::<T, $v>(n, x, ys, IQ4_NL, &tab)),
                     Q4_0 => each!(x => blocks_32::<T, $v>(n, x, ys, Q4_0, &tab)),
                     Q4_1 => each!(x => blocks_32::<T, $v>(n, x, ys, Q4_1, &tab)),
@@ -758,6 +767,13 @@ macro_rules! tier {
                         GgmlType::IQ4_XS => { const $t: GgmlType = GgmlType::IQ4_XS; $e }
                         GgmlType::TQ1_0 => { const $t: GgmlType = GgmlType::TQ1_0; $e }
                         GgmlType::TQ2_0 => { const $t: GgmlType = GgmlType::TQ2_0; $e }
+                        GgmlType::IQ2_XXS => { const $t: GgmlType = GgmlType::IQ2_XXS; $e }
+                        GgmlType::IQ2_XS => { const $t: GgmlType = GgmlType::IQ2_XS; $e }
+                        GgmlType::IQ2_S => { const $t: GgmlType = GgmlType::IQ2_S; $e }
+                        GgmlType::IQ3_XXS => { const $t: GgmlType = GgmlType::IQ3_XXS; $e }
+                        GgmlType::IQ3_S => { const $t: GgmlType = GgmlType::IQ3_S; $e }
+                        GgmlType::IQ1_S => { const $t: GgmlType = GgmlType::IQ1_S; $e }
+                        GgmlType::IQ1_M => { const $t: GgmlType = GgmlType::IQ1_M; $e }
                         _ => return None,
                     }
                 };

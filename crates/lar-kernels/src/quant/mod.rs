@@ -8,6 +8,8 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+pub mod codebook;
+mod codebook_grids;
 pub mod iq4;
 mod kquants;
 mod lanes;

@@ -44,6 +44,22 @@ pub(crate) fn random_row(ty: GgmlType, blocks: usize, rng: &mut Rng) -> Vec<u8> 
             GgmlType::Q3_K => b[108..110].copy_from_slice(&s1),
             GgmlType::Q6_K => b[208..210].copy_from_slice(&s1),
             GgmlType::IQ4_NL | GgmlType::IQ4_XS => b[0..2].copy_from_slice(&s1),
+            GgmlType::IQ2_XXS
+            | GgmlType::IQ2_XS
+            | GgmlType::IQ2_S
+            | GgmlType::IQ3_XXS
+            | GgmlType::IQ3_S
+            | GgmlType::IQ1_S => b[0..2].copy_from_slice(&s1),
+            // The f16 scale in the top nibbles of the four 16-bit scale words.
+            GgmlType::IQ1_M => {
+                let bits = u16::from_le_bytes(s1);
+                for k in 0..4 {
+                    let w = 48 + 2 * k;
+                    let v = u16::from_le_bytes([b[w], b[w + 1]]) & 0x0fff
+                        | ((bits >> (4 * k)) & 15) << 12;
+                    b[w..w + 2].copy_from_slice(&v.to_le_bytes());
+                }
+            }
             GgmlType::TQ1_0 => b[52..54].copy_from_slice(&s1),
             GgmlType::TQ2_0 => b[64..66].copy_from_slice(&s1),
             GgmlType::Q8_K => unreachable!(),
@@ -60,7 +76,7 @@ fn random_act(ty: GgmlType, n: usize, scale: f32, rng: &mut Rng) -> Vec<u8> {
     act
 }
 
-const WEIGHT_TYPES: [GgmlType; 17] = [
+const WEIGHT_TYPES: [GgmlType; 24] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,
@@ -78,6 +94,13 @@ const WEIGHT_TYPES: [GgmlType; 17] = [
     GgmlType::IQ4_XS,
     GgmlType::TQ1_0,
     GgmlType::TQ2_0,
+    GgmlType::IQ2_XXS,
+    GgmlType::IQ2_XS,
+    GgmlType::IQ2_S,
+    GgmlType::IQ3_XXS,
+    GgmlType::IQ3_S,
+    GgmlType::IQ1_S,
+    GgmlType::IQ1_M,
 ];
 
 #[test]
