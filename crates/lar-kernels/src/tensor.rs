@@ -371,6 +371,8 @@ fn groups<const T: usize>(
 
 /// Activation rows per tile: with the task's weight rows, a tile stays in L2 while every row visits it.
 const TOKEN_TILE: usize = 64;
+/// Activation rows from which unpacking a codebook type's row block once pays ([`quant::Expanded`]).
+const EXPAND_MIN_TOKENS: usize = 16;
 /// Weight rows per block (at most ~200 KB of the largest row types at 4096 columns: in L2).
 const ROW_BLOCK: usize = 64;
 
@@ -390,6 +392,7 @@ pub fn matmul_many(jobs: &mut [(&Weight, &Acts, &mut [f32])], pool: &ThreadPool)
         rows4: Option<quant::Rows4Fn>,
         rows8: Option<quant::Rows8Fn>,
         rows1: Option<quant::RowsFn<1>>,
+        expanded: Option<quant::Expanded>,
         packed: Option<&'a Packed>,
         /// First task of this job, and how many it has.
         first: usize,
@@ -419,6 +422,7 @@ pub fn matmul_many(jobs: &mut [(&Weight, &Acts, &mut [f32])], pool: &ThreadPool)
             rows4: quant::rows4_fn(w.ty),
             rows8: quant::rows8_fn(w.ty),
             rows1: quant::rows1_fn(w.ty),
+            expanded: quant::expanded(w.ty),
             packed: w.packed.as_deref(),
             first: total,
             tasks,
@@ -442,6 +446,18 @@ pub fn matmul_many(jobs: &mut [(&Weight, &Acts, &mut [f32])], pool: &ThreadPool)
         // SAFETY: (i, r) pairs are disjoint across tasks; indices are in bounds (asserted above).
         let put = |i: usize, r: usize, v: f32| unsafe { *p.0.add(i * rows + r) = v };
         let my_rows = split(rows, j.tasks, task - j.first);
+        // The codebook types' rows unpacked once per row block and tile (when the tile has enough activation rows
+        // to pay for it), then the groups run over the unpacked rows.
+        let expanded = j.expanded.filter(|_| n >= EXPAND_MIN_TOKENS);
+        let erb = expanded.map_or(0, |e| e.row_bytes(cols));
+        let mut scratch = vec![
+            0u8;
+            if expanded.is_some() {
+                ROW_BLOCK * erb
+            } else {
+                0
+            }
+        ];
         for tile in (0..n).step_by(TOKEN_TILE) {
             let tile_end = (tile + TOKEN_TILE).min(n);
             // A block of weight rows stays in L2 while each group of four or eight activation rows (in L1) passes
@@ -452,6 +468,20 @@ pub fn matmul_many(jobs: &mut [(&Weight, &Acts, &mut [f32])], pool: &ThreadPool)
                 let block_end = (block + ROW_BLOCK).min(my_rows.end);
                 let w = &data[block * rb..block_end * rb];
                 let mut i = tile;
+                if let Some(e) = expanded.filter(|_| tile_end - tile >= EXPAND_MIN_TOKENS) {
+                    let xw = &mut scratch[..(block_end - block) * erb];
+                    for (src, dst) in w.chunks_exact(rb).zip(xw.chunks_exact_mut(erb)) {
+                        e.expand(cols, src, dst);
+                    }
+                    if let Some(rows8) = e.rows8 {
+                        groups(rows8, cols, xw, erb, x, &mut i, tile_end, |t, r, v| {
+                            put(t, block + r, v)
+                        });
+                    }
+                    groups(e.rows4, cols, xw, erb, x, &mut i, tile_end, |t, r, v| {
+                        put(t, block + r, v)
+                    });
+                }
                 if let Some(rows8) = j.rows8 {
                     groups(rows8, cols, w, rb, x, &mut i, tile_end, |t, r, v| {
                         put(t, block + r, v)

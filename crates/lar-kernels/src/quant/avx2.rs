@@ -8,12 +8,14 @@
 
 use std::arch::x86_64::*;
 
-use super::{Dot4Fn, DotFn, GgmlType, Rows4Fn, Rows8Fn, RowsFn, f32_at};
+use super::{Dot4Fn, DotFn, Expanded, GgmlType, Rows4Fn, Rows8Fn, RowsFn, f32_at};
+
+pub(super) use codebook::EXPANDED_BLOCK;
 
 mod codebook;
 mod low_k;
 mod ternary;
-use codebook::codebook;
+use codebook::{codebook, expand, expanded};
 use low_k::{q2_k, q3_k};
 use ternary::{tq1_0, tq2_0};
 
@@ -747,6 +749,55 @@ macro_rules! tier {
                     Q5_1 => each!(x => blocks_32::<T, $v>(n, x, ys, Q5_1, &tab)),
                     _ => each!(x => blocks_32::<T, $v>(n, x, ys, Q8_0, &tab)),
                 }
+            }
+
+            /// A row of a codebook type in `codebook::expand`'s form, the type dispatched once per row.
+            #[target_feature(enable = $features)]
+            fn expand_row(ty: GgmlType, n: usize, x: &[u8], out: &mut [u8]) {
+                use GgmlType::*;
+                match ty {
+                    IQ2_XXS => expand(IQ2_XXS, n, x, out),
+                    IQ2_XS => expand(IQ2_XS, n, x, out),
+                    IQ2_S => expand(IQ2_S, n, x, out),
+                    IQ3_XXS => expand(IQ3_XXS, n, x, out),
+                    IQ3_S => expand(IQ3_S, n, x, out),
+                    IQ1_S => expand(IQ1_S, n, x, out),
+                    _ => expand(IQ1_M, n, x, out),
+                }
+            }
+
+            /// `T` activation rows against `out.len()` expanded rows of `rb` bytes.
+            #[target_feature(enable = $features)]
+            fn expanded_rows<const T: usize>(
+                n: usize,
+                w: &[u8],
+                rb: usize,
+                ys: [&[u8]; T],
+                out: &mut [[f32; T]],
+            ) {
+                for (r, o) in out.iter_mut().enumerate() {
+                    *o = expanded::<T, $v>(n, &w[r * rb..(r + 1) * rb], ys);
+                }
+            }
+
+            /// The prompt path of a codebook type: expand a block of rows once, then run every group of
+            /// activation rows over it (eight at a time where 32 vector registers hold the accumulators).
+            pub(in crate::quant) fn expanded_fns(ty: GgmlType) -> Option<Expanded> {
+                use GgmlType::*;
+                if !matches!(ty, IQ2_XXS | IQ2_XS | IQ2_S | IQ3_XXS | IQ3_S | IQ1_S | IQ1_M) {
+                    return None;
+                }
+                let rows8: Option<Rows8Fn> = if $v {
+                    Some(|n, w, rb, ys, o| unsafe { expanded_rows::<8>(n, w, rb, ys, o) })
+                } else {
+                    None
+                };
+                Some(Expanded {
+                    ty,
+                    expand: |ty, n, x, out| unsafe { expand_row(ty, n, x, out) },
+                    rows8,
+                    rows4: |n, w, rb, ys, o| unsafe { expanded_rows::<4>(n, w, rb, ys, o) },
+                })
             }
 
             /// `$e` with `$t` bound to `ty` as a constant, for each type this tier has integer kernels for.

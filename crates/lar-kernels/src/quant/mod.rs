@@ -210,6 +210,39 @@ pub fn rows8_fn(ty: GgmlType) -> Option<Rows8Fn> {
     from_tier!(simd_level(), rows8_fn(ty))
 }
 
+/// The prompt path of the codebook types (IQ1/IQ2/IQ3): a block of weight rows is unpacked once into signed bytes
+/// and multipliers ([`Expanded::row_bytes`] per row), then every group of activation rows runs over that, so the
+/// codebook lookups are paid once per row block rather than once per group. The same bits as [`dot_fn`].
+#[derive(Clone, Copy)]
+pub struct Expanded {
+    ty: GgmlType,
+    expand: fn(GgmlType, usize, &[u8], &mut [u8]),
+    /// Eight activation rows against expanded rows, where the tier has the registers for it.
+    pub rows8: Option<Rows8Fn>,
+    /// Four activation rows against expanded rows.
+    pub rows4: Rows4Fn,
+}
+
+impl Expanded {
+    /// Bytes of one expanded row of `n` weights.
+    pub fn row_bytes(&self, n: usize) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        return n / QK_K * avx2::EXPANDED_BLOCK;
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("no expanded form off x86-64 ({n})")
+    }
+
+    /// Expands the weight row `x` of `n` weights into `out` ([`Self::row_bytes`] long).
+    pub fn expand(&self, n: usize, x: &[u8], out: &mut [u8]) {
+        (self.expand)(self.ty, n, x, out)
+    }
+}
+
+/// The prompt path for weights of type `ty`, where the current [`simd_level`] has one (the codebook types).
+pub fn expanded(ty: GgmlType) -> Option<Expanded> {
+    from_tier!(simd_level(), expanded_fns(ty))
+}
+
 #[inline]
 pub(crate) fn f16_at(b: &[u8], i: usize) -> f32 {
     half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()

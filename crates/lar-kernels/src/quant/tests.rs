@@ -356,3 +356,55 @@ fn float_dequantize_equals_the_reference() {
         assert_eq!(bits(&fast), bits(&plain), "{ty:?}");
     }
 }
+
+/// The codebook types' prompt path (rows unpacked once, then four or eight activation rows over them) gives each
+/// product the one-row kernel's bits.
+#[test]
+fn expanded_codebook_rows_match_one_row_kernels() {
+    let mut rng = Rng::new(29);
+    let n = 768;
+    let mut seen = 0;
+    for ty in WEIGHT_TYPES {
+        let Some(e) = expanded(ty) else {
+            continue;
+        };
+        seen += 1;
+        let rows: Vec<Vec<u8>> = (0..3).map(|_| random_row(ty, n / 256, &mut rng)).collect();
+        let erb = e.row_bytes(n);
+        let mut xw = vec![0u8; 3 * erb];
+        for (row, dst) in rows.iter().zip(xw.chunks_exact_mut(erb)) {
+            e.expand(n, row, dst);
+        }
+        let acts: Vec<Vec<u8>> = (0..8).map(|_| random_act(ty, n, 2.0, &mut rng)).collect();
+        let ys8: [&[u8]; 8] = std::array::from_fn(|t| &acts[t][..]);
+        let mut out4 = [[0f32; 4]; 3];
+        (e.rows4)(n, &xw, erb, std::array::from_fn(|t| ys8[t]), &mut out4);
+        let mut out8 = [[0f32; 8]; 3];
+        if let Some(rows8) = e.rows8 {
+            rows8(n, &xw, erb, ys8, &mut out8);
+        }
+        for (r, row) in rows.iter().enumerate() {
+            for (t, y) in ys8.iter().enumerate() {
+                let one = dot_fn(ty)(n, row, y).to_bits();
+                if t < 4 {
+                    assert_eq!(
+                        out4[r][t].to_bits(),
+                        one,
+                        "{} rows4 row {r} act {t}",
+                        ty.name()
+                    );
+                }
+                if e.rows8.is_some() {
+                    assert_eq!(
+                        out8[r][t].to_bits(),
+                        one,
+                        "{} rows8 row {r} act {t}",
+                        ty.name()
+                    );
+                }
+            }
+        }
+    }
+    // Every codebook type has the path wherever the CPU has AVX2.
+    assert_eq!(seen, if simd_level().avx2() { 7 } else { 0 });
+}

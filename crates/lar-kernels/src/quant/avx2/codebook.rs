@@ -1,23 +1,24 @@
 //! The codebook types (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M; see [`crate::quant::codebook`])
 //! against Q8_K activations on AVX2 and the VNNI tier, one template for all seven.
 //!
-//! Every weight of these types is an integer `w` (a codebook level with its sign; for IQ1, `8·level ± 1`) times an
-//! odd sub-block multiplier `m` (one per 16 weights) times one float per block. Per 32 weights a type gives three
-//! registers ([`Chunk`]): `|w|` as unsigned bytes (gathered from the codebook, four 8-byte or eight 4-byte entries),
-//! `w`'s signs (for `sign_epi8` on the activation bytes), and `m` in the i16 lanes. Then `maddubs(|w|, ±y)` and a
-//! `madd` (or `vpdpwssd`) with `m` sum `m·w·y` into i32 lanes: all integer until one FMA per block, the same steps for
-//! every activation row, so batching does not change a bit.
+//! Every weight of these types is an integer `w` (a codebook level with its sign; for IQ1, `8·level ± 1`; never
+//! more than 62 in size) times an odd sub-block multiplier `m` (one per 16 weights) times one float per block. Per 32
+//! weights a type gives `w` as signed bytes ([`Chunk`]: four 8-byte or eight 4-byte codebook entries, signs applied)
+//! and its two multipliers, and `maddubs(|w|, ±y)` then a `madd` (or `vpdpwssd`) with `m` sum `m·w·y` into i32
+//! lanes. A prompt unpacks a block of rows once ([`expand`]) and runs every group of activation rows over it
+//! ([`expanded`]), on `u = w + 64` as unsigned bytes so the activation bytes go into `maddubs` as they are (no sign
+//! flip per activation row), taking `64·Σ m·y` off once per block from Q8_K's sums of 16. Both paths reduce a
+//! block to its exact integer sum and take one FMA per block, so neither batching nor the path changes a bit.
 
 use super::*;
 use crate::quant::codebook::{
     IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS,
 };
 
-/// 32 weights of a block: magnitudes, a vector whose byte signs are the weights' (never zero), multipliers.
+/// 32 weights of a block as signed bytes, and the odd multipliers of their two halves.
 struct Chunk {
-    abs: __m256i,
-    signs: __m256i,
-    mul: __m256i,
+    w: __m256i,
+    m: [i16; 2],
 }
 
 /// Four 8-byte codebook entries as 32 bytes (entry 0 lowest).
@@ -63,41 +64,56 @@ fn ksigns4(a: u32) -> u32 {
     k(0) | k(1) << 8 | k(2) << 16 | k(3) << 24
 }
 
-/// The multipliers `2·s0 + 1` (first 16 weights) and `2·s1 + 1` (last 16) in i16 lanes.
+/// The odd multipliers `2·s + 1` of 4-bit (or 3-bit) sub-block scales `s0` (first 16 weights) and `s1`.
 #[inline(always)]
-unsafe fn odd_mul(s0: u32, s1: u32) -> __m256i {
+fn odd(s0: u32, s1: u32) -> [i16; 2] {
+    [(2 * s0 + 1) as i16, (2 * s1 + 1) as i16]
+}
+
+/// A chunk's multipliers in the i16 lanes of its two halves.
+#[inline(always)]
+unsafe fn mul_lanes(m: [i16; 2]) -> __m256i {
     // SAFETY: register arithmetic.
+    unsafe { _mm256_set_m128i(_mm_set1_epi16(m[1]), _mm_set1_epi16(m[0])) }
+}
+
+/// `w + 64`: the weights as unsigned bytes (at most 126).
+#[inline(always)]
+unsafe fn offset(w: __m256i) -> __m256i {
+    // SAFETY: register arithmetic.
+    unsafe { _mm256_add_epi8(w, _mm256_set1_epi8(64)) }
+}
+
+/// `sumi - 64·Σ_g m_g·bsum_g` for the block's 16 multipliers `m` and an activation block's sums of 16 at `yb + 260`.
+#[inline(always)]
+unsafe fn take_offset(sumi: __m256i, m: __m256i, yb: *const u8) -> __m256i {
+    // SAFETY: the caller's activation block is 292 bytes at `yb`.
     unsafe {
-        _mm256_set_m128i(
-            _mm_set1_epi16((2 * s1 + 1) as i16),
-            _mm_set1_epi16((2 * s0 + 1) as i16),
-        )
+        let corr = _mm256_madd_epi16(loadp(yb.add(260)), m);
+        _mm256_sub_epi32(sumi, _mm256_slli_epi32(corr, 6))
     }
 }
 
 /// A chunk of non-negative codebook bytes `g` with the signs of `bits`.
 #[inline(always)]
-unsafe fn signed(g: __m256i, bits: u32, mul: __m256i) -> Chunk {
+unsafe fn signed(g: __m256i, bits: u32, m: [i16; 2]) -> Chunk {
     // SAFETY: register arithmetic.
     Chunk {
-        abs: g,
-        signs: unsafe { with_signs(g, bits) },
-        mul,
+        w: unsafe { with_signs(g, bits) },
+        m,
     }
 }
 
 /// `8·level ± 1` for IQ1's levels -1, 0, 1 (bytes of `g`), the shift's sign per 8 bytes in `delta`.
 #[inline(always)]
-unsafe fn iq1_weights(g: __m256i, delta: __m256i) -> Chunk {
+unsafe fn iq1_weights(g: __m256i, delta: __m256i, m: [i16; 2]) -> Chunk {
     // SAFETY: register arithmetic.
     unsafe {
         // 8·level: a 16-bit shift, with what crossed from each low byte into its high one masked away.
         let g8 = _mm256_and_si256(_mm256_slli_epi16(g, 3), _mm256_set1_epi8(0xF8u8 as i8));
-        let w = _mm256_add_epi8(g8, delta);
         Chunk {
-            abs: _mm256_abs_epi8(w),
-            signs: w,
-            mul: _mm256_setzero_si256(),
+            w: _mm256_add_epi8(g8, delta),
+            m,
         }
     }
 }
@@ -115,14 +131,14 @@ unsafe fn chunk(ty: GgmlType, xb: *const u8, c: usize) -> Chunk {
                     &IQ2XXS_GRID,
                     std::array::from_fn(|l| (a0 >> (8 * l)) as u8 as usize),
                 );
-                signed(g, ksigns4(a1), odd_mul(a1 >> 28, a1 >> 28))
+                signed(g, ksigns4(a1), odd(a1 >> 28, a1 >> 28))
             }
             GgmlType::IQ2_XS => {
                 let q = |l: usize| rd_u16(xb.add(2 + 8 * c + 2 * l)) as usize;
                 let g = gather8(&IQ2XS_GRID, std::array::from_fn(|l| q(l) & 511));
                 let bits = (0..4).fold(0, |s, l| s | (KSIGNS[q(l) >> 9] as u32) << (8 * l));
                 let sc = at(66 + c) as u32;
-                signed(g, bits, odd_mul(sc & 15, sc >> 4))
+                signed(g, bits, odd(sc & 15, sc >> 4))
             }
             GgmlType::IQ2_S => {
                 let h = at(66 + c);
@@ -131,12 +147,12 @@ unsafe fn chunk(ty: GgmlType, xb: *const u8, c: usize) -> Chunk {
                     std::array::from_fn(|l| at(2 + 4 * c + l) | ((h << (8 - 2 * l)) & 0x300)),
                 );
                 let sc = at(74 + c) as u32;
-                signed(g, rd_u32(xb.add(34 + 4 * c)), odd_mul(sc & 15, sc >> 4))
+                signed(g, rd_u32(xb.add(34 + 4 * c)), odd(sc & 15, sc >> 4))
             }
             GgmlType::IQ3_XXS => {
                 let g = gather4(&IQ3XXS_GRID, std::array::from_fn(|k| at(2 + 8 * c + k)));
                 let a = rd_u32(xb.add(66 + 4 * c));
-                signed(g, ksigns4(a), odd_mul(a >> 28, a >> 28))
+                signed(g, ksigns4(a), odd(a >> 28, a >> 28))
             }
             GgmlType::IQ3_S => {
                 let h = at(66 + c);
@@ -145,7 +161,7 @@ unsafe fn chunk(ty: GgmlType, xb: *const u8, c: usize) -> Chunk {
                     std::array::from_fn(|k| at(2 + 8 * c + k) | (((h >> k) & 1) << 8)),
                 );
                 let s = ((at(106 + c / 2) >> (4 * (c % 2))) & 15) as u32;
-                signed(g, rd_u32(xb.add(74 + 4 * c)), odd_mul(s, s))
+                signed(g, rd_u32(xb.add(74 + 4 * c)), odd(s, s))
             }
             GgmlType::IQ1_S => {
                 let qh = rd_u16(xb.add(34 + 2 * c)) as usize;
@@ -155,10 +171,7 @@ unsafe fn chunk(ty: GgmlType, xb: *const u8, c: usize) -> Chunk {
                 );
                 let delta = _mm256_set1_epi8(if qh & 0x8000 != 0 { -1 } else { 1 });
                 let s = ((qh >> 12) & 7) as u32;
-                Chunk {
-                    mul: odd_mul(s, s),
-                    ..iq1_weights(g, delta)
-                }
+                iq1_weights(g, delta, odd(s, s))
             }
             // IQ1_M
             _ => {
@@ -174,10 +187,7 @@ unsafe fn chunk(ty: GgmlType, xb: *const u8, c: usize) -> Chunk {
                 let delta =
                     _mm256_set_epi64x(d(h1 & 0x80), d(h1 & 0x08), d(h0 & 0x80), d(h0 & 0x08));
                 let sc = rd_u16(xb.add(48 + 2 * (c / 2))) as u32 >> (6 * (c % 2));
-                Chunk {
-                    mul: odd_mul(sc & 7, (sc >> 3) & 7),
-                    ..iq1_weights(gather8(&IQ1S_GRID, idx), delta)
-                }
+                iq1_weights(gather8(&IQ1S_GRID, idx), delta, odd(sc & 7, (sc >> 3) & 7))
             }
         }
     }
@@ -216,25 +226,107 @@ pub(super) fn codebook<const T: usize, const V: bool>(
     assert!(x.len() >= nb * ts && ys.iter().all(|y| y.len() >= nb * 292));
     // SAFETY (whole body): compiled inside avx2+fma+f16c callers; all reads are within the rows (asserted above).
     unsafe {
-        let mut acc = [_mm256_setzero_ps(); T];
+        let mut acc = [0f32; T];
         for b in 0..nb {
             let xb = x.as_ptr().add(b * ts);
             let mut sumi = [_mm256_setzero_si256(); T];
             for c in 0..8 {
                 let w = chunk(ty, xb, c);
+                let (aw, mul) = (_mm256_abs_epi8(w.w), mul_lanes(w.m));
                 for t in 0..T {
                     let yq = loadp(ys[t].as_ptr().add(b * 292 + 4 + 32 * c));
-                    let p = _mm256_maddubs_epi16(w.abs, _mm256_sign_epi8(yq, w.signs));
-                    sumi[t] = dpwssd::<V>(sumi[t], p, w.mul);
+                    let p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(yq, w.w));
+                    sumi[t] = dpwssd::<V>(sumi[t], p, mul);
                 }
             }
             let d = block_float(ty, x, b * ts);
             for t in 0..T {
-                let dy = (ys[t].as_ptr().add(b * 292) as *const f32).read_unaligned();
-                acc[t] =
-                    _mm256_fmadd_ps(_mm256_set1_ps(d * dy), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+                let yb = ys[t].as_ptr().add(b * 292);
+                acc[t] = block_step(acc[t], d, yb, hsum_i32(sumi[t]));
             }
         }
-        std::array::from_fn(|t| hsum_f32(acc[t]))
+        acc
+    }
+}
+
+/// The eight i32 lanes' sum (exact: a block's sum is far inside i32).
+#[inline(always)]
+unsafe fn hsum_i32(v: __m256i) -> i32 {
+    // SAFETY: register arithmetic.
+    unsafe {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+        _mm_cvtsi128_si32(s)
+    }
+}
+
+/// `acc + (d·dy)·isum` as one FMA, `dy` the activation block's scale at `yb`: the float step of both paths.
+#[inline(always)]
+unsafe fn block_step(acc: f32, d: f32, yb: *const u8, isum: i32) -> f32 {
+    // SAFETY: the caller's activation block starts at `yb`.
+    let dy = unsafe { (yb as *const f32).read_unaligned() };
+    (d * dy).mul_add(isum as f32, acc)
+}
+
+/// Bytes per block of a row in [`expand`]'s form: the block's float, the 256 weights plus 64 (unsigned), the
+/// eight chunks' multipliers as they go into the `madd`, and the 16 multipliers in order (for the offset).
+pub(in crate::quant) const EXPANDED_BLOCK: usize = 4 + 256 + 256 + 32;
+
+/// A row of codebook type `ty` unpacked once into [`EXPANDED_BLOCK`]s, for a prompt: the codebook lookups and
+/// signs then cost once per row block instead of once per group of activation rows ([`expanded`] reads it).
+#[inline(always)]
+pub(super) fn expand(ty: GgmlType, n: usize, x: &[u8], out: &mut [u8]) {
+    let (nb, ts) = (n / 256, ty.type_size());
+    assert!(x.len() >= nb * ts && out.len() >= nb * EXPANDED_BLOCK);
+    // SAFETY (whole body): compiled inside avx2+fma+f16c callers; reads and writes within the rows (asserted).
+    unsafe {
+        for b in 0..nb {
+            let (xb, ob) = (
+                x.as_ptr().add(b * ts),
+                out.as_mut_ptr().add(b * EXPANDED_BLOCK),
+            );
+            (ob as *mut f32).write_unaligned(block_float(ty, x, b * ts));
+            for c in 0..8 {
+                let w = chunk(ty, xb, c);
+                _mm256_storeu_si256(ob.add(4 + 32 * c) as *mut __m256i, offset(w.w));
+                _mm256_storeu_si256(ob.add(260 + 32 * c) as *mut __m256i, mul_lanes(w.m));
+                let m16 = ob.add(516 + 4 * c) as *mut [i16; 2];
+                m16.write_unaligned(w.m);
+            }
+        }
+    }
+}
+
+/// [`codebook`] on a row in [`expand`]'s form: the same integers and the same float steps, so the same bits.
+#[inline(always)]
+pub(super) fn expanded<const T: usize, const V: bool>(
+    n: usize,
+    x: &[u8],
+    ys: [&[u8]; T],
+) -> [f32; T] {
+    let nb = n / 256;
+    assert!(x.len() >= nb * EXPANDED_BLOCK && ys.iter().all(|y| y.len() >= nb * 292));
+    // SAFETY (whole body): as `codebook`.
+    unsafe {
+        let mut acc = [0f32; T];
+        for b in 0..nb {
+            let xb = x.as_ptr().add(b * EXPANDED_BLOCK);
+            let mut sumi = [_mm256_setzero_si256(); T];
+            for c in 0..8 {
+                let (u, mul) = (loadp(xb.add(4 + 32 * c)), loadp(xb.add(260 + 32 * c)));
+                for t in 0..T {
+                    let yq = loadp(ys[t].as_ptr().add(b * 292 + 4 + 32 * c));
+                    sumi[t] = dpwssd::<V>(sumi[t], _mm256_maddubs_epi16(u, yq), mul);
+                }
+            }
+            let m = loadp(xb.add(516));
+            let d = (xb as *const f32).read_unaligned();
+            for t in 0..T {
+                let yb = ys[t].as_ptr().add(b * 292);
+                acc[t] = block_step(acc[t], d, yb, hsum_i32(take_offset(sumi[t], m, yb)));
+            }
+        }
+        acc
     }
 }
