@@ -3,6 +3,7 @@
 # file, same threads, alternating runs (bench/compare.py), appended to BENCHMARKS.md as its own section.
 #
 #   bench/types.sh [SOURCE.gguf]         # RUNS=3 THREADS=2 P=512 N=128 by default; LAR_BEFORE=old-lar to compare
+#   TYPES="IQ3_S IQ2_XS" bench/types.sh  # only those types
 #
 # The source defaults to Qwen2.5-Coder-0.5B-Instruct Q4_K_M (the test models' real qwen2) dequantized to F16 by
 # llama-quantize --allow-requantize: its weights sit on Q4_K's grid, which does not matter for speed. From that F16
@@ -31,7 +32,7 @@ IMATRIX="$SWEEP/$stem.imatrix.gguf"
 [ -f "$IMATRIX" ] || "$BIN/llama-imatrix" -m "$SRC" -f tests/data/perplexity.txt -o "$IMATRIX" -c 512 --chunks 8 \
   -t "${THREADS:-2}" >/dev/null 2>&1
 files=()
-for t in F16 BF16 Q8_0 Q6_K Q5_K_M Q4_K_M Q4_0 Q3_K_M Q2_K IQ4_XS IQ4_NL IQ3_S IQ2_XS TQ2_0 TQ1_0; do
+for t in ${TYPES:-F16 BF16 Q8_0 Q6_K Q5_K_M Q4_K_M Q4_0 Q3_K_M Q2_K IQ4_XS IQ4_NL IQ3_S IQ2_XS TQ2_0 TQ1_0}; do
   out="$SWEEP/$stem-$(echo "$t" | tr 'A-Z' 'a-z').gguf"
   if [ ! -f "$out" ]; then
     if [ "$t" = F16 ]; then
@@ -43,6 +44,6 @@ for t in F16 BF16 Q8_0 Q6_K Q5_K_M Q4_K_M Q4_0 Q3_K_M Q2_K IQ4_XS IQ4_NL IQ3_S I
   files+=("$out")
 done
 export TITLE="Every type: Lar vs llama.cpp on $(basename "$SRC") quantized by llama-quantize ($(date +%F), $(lscpu | sed -n 's/^Model name: *//p'))"
-export COMMAND="bench/types.sh${1:+ $1}${LAR_BEFORE:+ (LAR_BEFORE=$LAR_BEFORE)}"
+export COMMAND="${TYPES:+TYPES=\"$TYPES\" }bench/types.sh${1:+ $1}${LAR_BEFORE:+ (LAR_BEFORE=$LAR_BEFORE)}"
 export RUNS="${RUNS:-3}"
 exec "$CACHE/venv/bin/python" bench/compare.py "$BIN" "${files[@]}"
