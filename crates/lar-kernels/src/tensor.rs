@@ -93,10 +93,16 @@ impl Packed {
     /// As [`packed_q4k::matmul`]: the outputs are valid and written by no one else meanwhile.
     unsafe fn matmul(&self, panels: std::ops::Range<usize>, x: &Acts, out: *mut f32, ldo: usize) {
         // SAFETY: packed weights exist only where the CPU has their tier's instructions (Packed::new: AVX2 for the
-        // floats, AVX-512 VNNI for the others); the caller's.
+        // floats, AVX-512 VNNI for the others), split activations only where it has AMX; the caller's.
         #[cfg(target_arch = "x86_64")]
         unsafe {
             match self {
+                Self::Float(w)
+                    if matches!(w.ty, GgmlType::F16 | GgmlType::BF16) && x.split.is_some() =>
+                {
+                    let s = x.split.as_ref().expect("matched");
+                    quant::amx::matmul(w, panels, s, out, ldo)
+                }
                 Self::Float(w) if quant::simd_level() != quant::SimdLevel::Avx512Vnni => {
                     packed_float::matmul_avx2(w, panels, x.n_rows, |t| x.row(t), out, ldo)
                 }
@@ -236,6 +242,9 @@ pub struct Acts {
     pub row_bytes: usize,
     pub n_rows: usize,
     pub data: Vec<u8>,
+    /// F32 rows split into BF16 `hi + lo` for the AMX product of F16/BF16 weights: where the CPU has AMX and the
+    /// batch has at least [`quant::amx::MIN_ROWS`] rows.
+    pub split: Option<quant::amx::SplitActs>,
 }
 
 impl Acts {
@@ -265,6 +274,13 @@ impl Acts {
                 unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), out.get().add(r * rb), rb) };
             }
         });
+        self.split =
+            (ty == GgmlType::F32 && n_rows >= quant::amx::MIN_ROWS && quant::amx::available())
+                .then(|| {
+                    let mut s = self.split.take().unwrap_or_default();
+                    s.fill(x, n_rows, cols, pool);
+                    s
+                });
     }
 
     pub fn row(&self, r: usize) -> &[u8] {

@@ -92,6 +92,12 @@ impl PackedFloat {
         self.lines.len() * 64
     }
 
+    /// Panel `p`'s lines: for each column pair (F16, BF16) or column (F32), its 16 rows' elements.
+    pub fn panel_bytes(&self, p: usize) -> &[u8] {
+        let s = elem_bytes(self.ty).expect("a float type");
+        &self.lines.as_bytes()[p * self.cols * NR * s..][..self.cols * NR * s]
+    }
+
     /// Element `(r, k)` as f32 (for the tests).
     pub fn get(&self, r: usize, k: usize) -> f32 {
         let s = elem_bytes(self.ty).expect("a float type");
