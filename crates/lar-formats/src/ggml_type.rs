@@ -43,6 +43,14 @@ pub enum GgmlType {
     TQ1_0,
     /// Ternary weights in blocks of 256 as 2-bit codes (value `q - 1`), one f16 scale.
     TQ2_0,
+    /// OCP microscaling FP4: 32 E2M1 values (0, ±0.5 .. ±6) as 4-bit codes, one power-of-two (E8M0) scale.
+    MXFP4,
+    /// NVIDIA's FP4: 64 E2M1 values, an unsigned E4M3 scale per 16.
+    NVFP4,
+    /// 1 bit per weight: `±d` in blocks of 128, one f16 scale.
+    Q1_0,
+    /// 2 bits per weight: `(q - 1)·d` (-1, 0, 1, 2) in blocks of 64, one f16 scale.
+    Q2_0,
 }
 
 /// The name ggml gives a type id Lar does not run (for the error that refuses it).
@@ -54,7 +62,6 @@ pub fn unsupported_name(id: u32) -> &'static str {
         26 => "I32",
         27 => "I64",
         28 => "F64",
-        39 => "MXFP4",
         _ => "unknown",
     }
 }
@@ -92,6 +99,10 @@ impl GgmlType {
             30 => BF16,
             34 => TQ1_0,
             35 => TQ2_0,
+            39 => MXFP4,
+            40 => NVFP4,
+            41 => Q1_0,
+            42 => Q2_0,
             _ => return None,
         })
     }
@@ -125,6 +136,10 @@ impl GgmlType {
             BF16 => 30,
             TQ1_0 => 34,
             TQ2_0 => 35,
+            MXFP4 => 39,
+            NVFP4 => 40,
+            Q1_0 => 41,
+            Q2_0 => 42,
         }
     }
 
@@ -157,6 +172,10 @@ impl GgmlType {
             IQ4_XS => "IQ4_XS",
             TQ1_0 => "TQ1_0",
             TQ2_0 => "TQ2_0",
+            MXFP4 => "MXFP4",
+            NVFP4 => "NVFP4",
+            Q1_0 => "Q1_0",
+            Q2_0 => "Q2_0",
         }
     }
 
@@ -165,7 +184,9 @@ impl GgmlType {
         use GgmlType::*;
         match self {
             F32 | F16 | BF16 => 1,
-            Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 | IQ4_NL => QK,
+            Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 | IQ4_NL | MXFP4 => QK,
+            NVFP4 | Q2_0 => 64,
+            Q1_0 => 128,
             Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K | IQ4_XS | TQ1_0 | TQ2_0 => QK_K,
             IQ2_XXS | IQ2_XS | IQ2_S | IQ3_XXS | IQ3_S | IQ1_S | IQ1_M => QK_K,
         }
@@ -200,6 +221,9 @@ impl GgmlType {
             IQ4_XS => 136,
             TQ1_0 => 54,
             TQ2_0 => 66,
+            MXFP4 => 17,
+            NVFP4 => 36,
+            Q1_0 | Q2_0 => 18,
         }
     }
 
@@ -213,7 +237,7 @@ impl GgmlType {
         use GgmlType::*;
         match self {
             F32 | F16 | BF16 => F32,
-            Q4_0 | Q5_0 | Q8_0 | IQ4_NL => Q8_0,
+            Q4_0 | Q5_0 | Q8_0 | IQ4_NL | MXFP4 | NVFP4 | Q1_0 | Q2_0 => Q8_0,
             Q4_1 | Q5_1 | Q8_1 => Q8_1,
             Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K | IQ4_XS | TQ1_0 | TQ2_0 => Q8_K,
             IQ2_XXS | IQ2_XS | IQ2_S | IQ3_XXS | IQ3_S | IQ1_S | IQ1_M => Q8_K,

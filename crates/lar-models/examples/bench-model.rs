@@ -1,8 +1,8 @@
 //! Writes a random-weight llama model (F32) whose every width is a multiple of 256, for benchmarking the types whose
 //! blocks of 256 real small models' widths do not divide (Qwen2.5-0.5B is 896 wide, SmolLM2 576): llama-quantize
-//! then gives every matrix the type asked for (bench/ternary.sh). With a codebook type (IQ2_XXS, IQ2_XS, IQ2_S,
-//! IQ3_XXS, IQ3_S, IQ1_S, IQ1_M) every matrix is written as random blocks of it instead, no llama-quantize needed
-//! (bench/codebook.sh).
+//! then gives every matrix the type asked for (bench/ternary.sh). With a type of `lar_testdata::codebook::TYPES`
+//! (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M, MXFP4, NVFP4, Q1_0, Q2_0) every matrix is written as
+//! random blocks of it instead, no llama-quantize needed (bench/codebook.sh).
 //! `cargo run --release -p lar-models --example bench-model -- OUT.gguf [LAYERS EMBD FF [TYPE]]` (16 1024 2816 F32
 //! by default: about 180M weights, 720 MB).
 

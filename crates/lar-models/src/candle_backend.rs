@@ -81,7 +81,7 @@ fn dtype(ty: GgmlType) -> Result<GgmlDType> {
         }
         // Candle has no kernels for these: `qmatmul` widens them to F16.
         IQ2_XXS | IQ2_XS | IQ2_S | IQ3_XXS | IQ3_S | IQ1_S | IQ1_M | IQ4_NL | IQ4_XS | TQ1_0
-        | TQ2_0 => GgmlDType::F16,
+        | TQ2_0 | MXFP4 | NVFP4 | Q1_0 | Q2_0 => GgmlDType::F16,
     })
 }
 

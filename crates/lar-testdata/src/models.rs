@@ -381,7 +381,8 @@ impl Writer {
             None => self.w.add_f32(name, dims, values),
             Some(ty) => {
                 self.seed += 1;
-                let data = crate::codebook::random_blocks(ty, values.len() / 256, self.seed);
+                let data =
+                    crate::codebook::random_blocks(ty, values.len() / ty.block_size(), self.seed);
                 self.w.add_tensor(name, dims, ty, data)
             }
         };

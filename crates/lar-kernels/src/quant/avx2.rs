@@ -431,6 +431,7 @@ fn layout_32(kind: GgmlType) -> (usize, usize, bool) {
         GgmlType::Q5_0 => (22, 34, true),
         GgmlType::Q5_1 => (24, 36, false),
         GgmlType::IQ4_NL => (18, 34, true),
+        GgmlType::MXFP4 => (17, 34, true),
         _ => (34, 34, true), // Q8_0
     }
 }
@@ -458,6 +459,18 @@ fn act_scales_32<const T: usize>(n: usize, ys: [&[u8]; T], kind: GgmlType) -> Ve
         }
     }
     tab
+}
+
+/// MXFP4's 16 values (E2M1, doubled) in both 128-bit lanes, for `vpshufb` lookups of nibbles.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn fp4_table() -> __m256i {
+    // SAFETY: a 16-byte load of a 16-byte array.
+    unsafe {
+        _mm256_broadcastsi128_si256(_mm_loadu_si128(
+            super::fp4::KVALUES.as_ptr() as *const __m128i
+        ))
+    }
 }
 
 /// IQ4_NL's 16 values in both 128-bit lanes, for `vpshufb` lookups of nibbles.
@@ -527,6 +540,7 @@ unsafe fn quants_32(kind: GgmlType, xb: *const u8) -> __m256i {
             ),
             // Each nibble looked up in the table (signed bytes, |v| <= 127: the sign trick holds).
             GgmlType::IQ4_NL => _mm256_shuffle_epi8(iq4_table(), nibblesp(xb.add(2))),
+            GgmlType::MXFP4 => _mm256_shuffle_epi8(fp4_table(), nibblesp(xb.add(1))),
             _ => loadp(xb.add(2)),
         }
     }
@@ -542,6 +556,19 @@ unsafe fn scales_32(signed: bool, b: *const u8) -> __m128 {
             _mm_cvtph_ps(_mm_cvtsi32_si128(rd_u16(b) as i32))
         } else {
             f16x2(b)
+        }
+    }
+}
+
+/// A 32-element weight block's scales at `b`, as [`scales_32`]; MXFP4's is its E8M0 byte, halved.
+#[inline(always)]
+unsafe fn weight_scales_32(kind: GgmlType, signed: bool, b: *const u8) -> __m128 {
+    // SAFETY: as `quants_32`.
+    unsafe {
+        if kind == GgmlType::MXFP4 {
+            _mm_set_ss(super::fp4::e8m0_half(*b))
+        } else {
+            scales_32(signed, b)
         }
     }
 }
@@ -593,7 +620,7 @@ fn blocks_32_rows<const R: usize, const V: bool>(
                 }
                 let qx = quants_32(kind, xb);
                 let ax = if signed { _mm256_sign_epi8(qx, qx) } else { qx };
-                let dm = scales_32(signed, xb);
+                let dm = weight_scales_32(kind, signed, xb);
                 let dv = _mm256_mul_ps(_mm256_broadcastss_ps(dm), dy);
                 if !signed {
                     msum[r] =
@@ -634,7 +661,7 @@ fn blocks_32<const T: usize, const V: bool>(
             let qx = quants_32(kind, xb);
             let ax = if signed { _mm256_sign_epi8(qx, qx) } else { qx };
             // Weight [d, m] (m only for the unsigned types) and the activations' [d] and [s] per row.
-            let dm = scales_32(signed, xb);
+            let dm = weight_scales_32(kind, signed, xb);
             let (dy, sy) = (tab[2 * b], tab[2 * b + 1]);
             let dv = _mm256_mul_ps(_mm256_broadcastss_ps(dm), dy);
             if !signed {
@@ -717,6 +744,7 @@ macro_rules! tier {
                 if T == 1 {
                     match ty {
                         IQ4_NL => return decode_32!(IQ4_NL),
+                        MXFP4 => return decode_32!(MXFP4),
                         Q4_0 => return decode_32!(Q4_0),
                         Q4_1 => return decode_32!(Q4_1),
                         Q5_0 => return decode_32!(Q5_0),
@@ -743,6 +771,7 @@ macro_rules! tier {
                     IQ1_S => each!(x => codebook::<T, $v>(IQ1_S, n, x, ys)),
                     IQ1_M => each!(x => codebook::<T, $v>(IQ1_M, n, x, ys)),
                     IQ4_NL => each!(x => blocks_32::<T, $v>(n, x, ys, IQ4_NL, &tab)),
+                    MXFP4 => each!(x => blocks_32::<T, $v>(n, x, ys, MXFP4, &tab)),
                     Q4_0 => each!(x => blocks_32::<T, $v>(n, x, ys, Q4_0, &tab)),
                     Q4_1 => each!(x => blocks_32::<T, $v>(n, x, ys, Q4_1, &tab)),
                     Q5_0 => each!(x => blocks_32::<T, $v>(n, x, ys, Q5_0, &tab)),
@@ -815,6 +844,7 @@ macro_rules! tier {
                         GgmlType::Q5_K => { const $t: GgmlType = GgmlType::Q5_K; $e }
                         GgmlType::Q6_K => { const $t: GgmlType = GgmlType::Q6_K; $e }
                         GgmlType::IQ4_NL => { const $t: GgmlType = GgmlType::IQ4_NL; $e }
+                        GgmlType::MXFP4 => { const $t: GgmlType = GgmlType::MXFP4; $e }
                         GgmlType::IQ4_XS => { const $t: GgmlType = GgmlType::IQ4_XS; $e }
                         GgmlType::TQ1_0 => { const $t: GgmlType = GgmlType::TQ1_0; $e }
                         GgmlType::TQ2_0 => { const $t: GgmlType = GgmlType::TQ2_0; $e }

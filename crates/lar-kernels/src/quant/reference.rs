@@ -46,6 +46,10 @@ pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) {
             GgmlType::IQ4_XS => super::iq4::dq_iq4_xs(x, y),
             GgmlType::TQ1_0 => super::ternary::dq_tq1_0(x, y),
             GgmlType::TQ2_0 => super::ternary::dq_tq2_0(x, y),
+            GgmlType::MXFP4 => super::fp4::dq_mxfp4(x, y),
+            GgmlType::NVFP4 => super::fp4::dq_nvfp4(x, y),
+            GgmlType::Q1_0 => super::low_bit::dq_q1_0(x, y),
+            GgmlType::Q2_0 => super::low_bit::dq_q2_0(x, y),
             GgmlType::Q8_K => {
                 let d = f32_at(x, 0);
                 for (v, &q) in y.iter_mut().zip(&x[4..4 + QK_K]) {
@@ -344,6 +348,10 @@ pub fn dot_fn(ty: GgmlType) -> super::DotFn {
         GgmlType::IQ4_XS => dequant_dot!(IQ4_XS),
         GgmlType::TQ1_0 => dequant_dot!(TQ1_0),
         GgmlType::TQ2_0 => dequant_dot!(TQ2_0),
+        GgmlType::MXFP4 => super::fp4::dot_mxfp4,
+        GgmlType::NVFP4 => super::fp4::dot_nvfp4,
+        GgmlType::Q1_0 => super::low_bit::dot_q1_0,
+        GgmlType::Q2_0 => super::low_bit::dot_q2_0,
     }
 }
 

@@ -62,6 +62,12 @@ pub(crate) fn random_row(ty: GgmlType, blocks: usize, rng: &mut Rng) -> Vec<u8> 
             }
             GgmlType::TQ1_0 => b[52..54].copy_from_slice(&s1),
             GgmlType::TQ2_0 => b[64..66].copy_from_slice(&s1),
+            GgmlType::Q1_0 | GgmlType::Q2_0 => b[0..2].copy_from_slice(&s1),
+            // Scales of about 2^-7 .. 1 (E8M0), 1/8 .. 1 (UE4M3).
+            GgmlType::MXFP4 => b[0] = 120 + (rng.next_u64() % 8) as u8,
+            GgmlType::NVFP4 => b[..4]
+                .iter_mut()
+                .for_each(|s| *s = 0x20 + (rng.next_u64() % 32) as u8),
             GgmlType::Q8_K => unreachable!(),
         }
     }
@@ -76,7 +82,7 @@ fn random_act(ty: GgmlType, n: usize, scale: f32, rng: &mut Rng) -> Vec<u8> {
     act
 }
 
-const WEIGHT_TYPES: [GgmlType; 24] = [
+const WEIGHT_TYPES: [GgmlType; 28] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,
@@ -101,6 +107,10 @@ const WEIGHT_TYPES: [GgmlType; 24] = [
     GgmlType::IQ3_S,
     GgmlType::IQ1_S,
     GgmlType::IQ1_M,
+    GgmlType::MXFP4,
+    GgmlType::NVFP4,
+    GgmlType::Q1_0,
+    GgmlType::Q2_0,
 ];
 
 #[test]
