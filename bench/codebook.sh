@@ -6,7 +6,7 @@
 # F32 twin beside them as the control. Same files, same threads, alternating runs (bench/compare.py), appended to
 # BENCHMARKS.md. Files are cached in ~/.cache/lar/sweep.
 #
-#   bench/codebook.sh [TYPE...]     # all seven by default; RUNS=3 THREADS=2 P=512 N=128
+#   bench/codebook.sh [TYPE...]     # the seven codebook types by default (also MXFP4, NVFP4, Q1_0, Q2_0); RUNS=3 THREADS=2 P=512 N=128
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${LAR_CACHE:-$HOME/.cache/lar}"

@@ -35,7 +35,7 @@ pub struct Weight {
 /// A weight repacked for a kernel of this CPU.
 pub enum Packed {
     Float(PackedFloat),
-    /// Q4_0, IQ4_NL, Q8_0.
+    /// Q4_0, IQ4_NL, MXFP4, Q8_0.
     B32(Packed32),
     Iq4Xs(PackedIq4Xs),
     Q4K(PackedQ4K),
@@ -68,6 +68,12 @@ impl Packed {
             }
             GgmlType::IQ4_NL | GgmlType::Q4_0 | GgmlType::Q8_0
                 if Packed32::fits(w.ty, w.rows, w.cols) =>
+            {
+                Some(Self::B32(Packed32::pack(w.ty, w.data(), w.rows, w.cols)))
+            }
+            GgmlType::MXFP4
+                if Packed32::fits(w.ty, w.rows, w.cols)
+                    && packed_32::mxfp4_scales_fit(w.data()) =>
             {
                 Some(Self::B32(Packed32::pack(w.ty, w.data(), w.rows, w.cols)))
             }

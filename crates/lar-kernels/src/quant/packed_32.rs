@@ -1,5 +1,7 @@
 //! The 32-element block types dotted with Q8_0 activations, repacked sixteen rows side by side, and the AVX-512
-//! VNNI kernel that multiplies them (the prompt's matrix products and the decode's mat-vec): Q4_0, IQ4_NL and Q8_0.
+//! VNNI kernel that multiplies them (the prompt's matrix products and the decode's mat-vec): Q4_0, IQ4_NL, MXFP4 and
+//! Q8_0. MXFP4's E8M0 scale is stored as IQ4_NL's f16 `d` (exact: packed only when every scale of the tensor fits
+//! an f16, [`mxfp4_scales_fit`]), its nibbles look up the E2M1 table.
 //! (Q5_0, whose fifth bits need masks, has its own panels in [`super::packed_q5_0`].)
 //!
 //! Each block is 32 weights `w = d·v(q)` with an f16 `d`: Q4_0 and IQ4_NL hold 16 bytes of nibbles (low nibbles
@@ -39,13 +41,15 @@ impl Quants {
     fn of(ty: GgmlType) -> Option<Quants> {
         match ty {
             GgmlType::IQ4_NL => Some(Quants::Table(KVALUES)),
+            GgmlType::MXFP4 => Some(Quants::Table(super::fp4::KVALUES)),
             GgmlType::Q4_0 => Some(Quants::Table(std::array::from_fn(|i| i as i8 - 8))),
             GgmlType::Q8_0 => Some(Quants::Bytes),
             _ => None,
         }
     }
 
-    /// Bytes of a weight block.
+    /// Bytes of a weight block as packed (MXFP4's 17 become 18: [`block18`]).
+    #[cfg(test)]
     fn block_bytes(self) -> usize {
         match self {
             Quants::Table(_) => 18,
@@ -96,7 +100,25 @@ impl Quants {
     }
 }
 
-/// A Q4_0, IQ4_NL or Q8_0 weight of `rows` (a multiple of [`NR`]) × `cols` (a multiple of 64), repacked.
+/// Whether every MXFP4 block of `data` has a scale an f16 holds exactly (`2^-24 ..= 2^15`: E8M0 104..=143), so
+/// the blocks can be packed as IQ4_NL's are, with that f16 as `d` ([`block18`]).
+pub fn mxfp4_scales_fit(data: &[u8]) -> bool {
+    data.chunks_exact(17).all(|b| (104..=143).contains(&b[0]))
+}
+
+/// A block of `ty` in the 18-byte form of Q4_0/IQ4_NL (f16 `d`, then the 16 bytes of nibbles): MXFP4's E8M0 scale
+/// (halved, as ggml uses it) becomes that `d`, exactly where [`mxfp4_scales_fit`]. Other types as they are.
+fn block18(ty: GgmlType, blk: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if ty != GgmlType::MXFP4 {
+        return std::borrow::Cow::Borrowed(blk);
+    }
+    let mut b = vec![0u8; 18];
+    b[..2].copy_from_slice(&half::f16::from_f32(super::fp4::e8m0_half(blk[0])).to_le_bytes());
+    b[2..].copy_from_slice(&blk[1..17]);
+    std::borrow::Cow::Owned(b)
+}
+
+/// A Q4_0, IQ4_NL, MXFP4 or Q8_0 weight of `rows` (a multiple of [`NR`]) × `cols` (a multiple of 64), repacked.
 pub struct Packed32 {
     pub rows: usize,
     pub cols: usize,
@@ -128,8 +150,8 @@ impl Packed32 {
             ty.name()
         );
         let quants = Quants::of(ty).expect("a packed 32-block type (fits)");
-        let (nb, pairs) = (cols / QK, cols / (2 * QK));
-        let rb = nb * quants.block_bytes();
+        let pairs = cols / (2 * QK);
+        let (wb, rb) = (ty.type_size(), ty.row_bytes(cols));
         assert_eq!(data.len(), rows * rb, "{} rows", ty.name());
         let per = quants.pair_lines();
         let mut lines = panels::Lines::zeroed(rows / NR * pairs * per);
@@ -138,11 +160,11 @@ impl Packed32 {
             for h in 0..2 {
                 let b = 2 * pair + h;
                 for r in 0..NR {
-                    let blk = &data[(p * NR + r) * rb + b * quants.block_bytes()..]
-                        [..quants.block_bytes()];
+                    let blk = block18(ty, &data[(p * NR + r) * rb + b * wb..][..wb]);
                     for i in 0..quants.lines() {
                         for e in 0..4 {
-                            l[quants.quant_line(h, i)].0[r * 4 + e] = quants.packed_byte(blk, i, e);
+                            l[quants.quant_line(h, i)].0[r * 4 + e] =
+                                quants.packed_byte(&blk, i, e);
                         }
                     }
                     l[D_LINE].0[h * 32 + r * 2..h * 32 + r * 2 + 2].copy_from_slice(&blk[0..2]);
@@ -183,18 +205,21 @@ impl Packed32 {
     }
 }
 
-/// The plain twin: one row of `ty` (Q4_0, IQ4_NL or Q8_0; the file's layout) with one Q8_0 activation row, the
+/// The plain twin: one row of `ty` (Q4_0, IQ4_NL, MXFP4 or Q8_0; the file's layout) with one Q8_0 activation row, the
 /// kernel's integers and float steps.
 pub fn dot_reference(ty: GgmlType, n: usize, x: &[u8], y: &[u8]) -> f32 {
     let quants = Quants::of(ty).expect("a packed 32-block type");
-    let wb = quants.block_bytes();
+    let wb = ty.type_size();
     let mut acc = 0f32;
     for b in 0..n / QK {
-        let (xb, yb) = (&x[b * wb..][..wb], &y[b * A_BLOCK..][..A_BLOCK]);
+        let (xb, yb) = (
+            block18(ty, &x[b * wb..][..wb]),
+            &y[b * A_BLOCK..][..A_BLOCK],
+        );
         let dot: i32 = (0..32)
-            .map(|e| quants.value(xb, e) * yb[2 + e] as i8 as i32)
+            .map(|e| quants.value(&xb, e) * yb[2 + e] as i8 as i32)
             .sum();
-        acc = (dot as f32).mul_add(f16_at(xb, 0) * f16_at(yb, 0), acc);
+        acc = (dot as f32).mul_add(f16_at(&xb, 0) * f16_at(yb, 0), acc);
     }
     acc
 }
@@ -345,7 +370,12 @@ mod tests {
     use super::*;
     use crate::quant::tests::{Rng, random_row};
 
-    const TYPES: [GgmlType; 3] = [GgmlType::Q4_0, GgmlType::IQ4_NL, GgmlType::Q8_0];
+    const TYPES: [GgmlType; 4] = [
+        GgmlType::Q4_0,
+        GgmlType::IQ4_NL,
+        GgmlType::MXFP4,
+        GgmlType::Q8_0,
+    ];
 
     #[test]
     fn packing_keeps_every_quant_and_scale() {
@@ -358,14 +388,14 @@ mod tests {
             let rb = cols / QK * wb;
             for r in 0..rows {
                 for b in 0..cols / QK {
-                    let blk = &data[r * rb + b * wb..][..wb];
+                    let blk = block18(ty, &data[r * rb + b * wb..][..wb]);
                     for e in 0..32 {
-                        let want = (quants.value(blk, e), f16_at(blk, 0));
+                        let want = (quants.value(&blk, e), f16_at(&blk, 0));
                         assert_eq!(p.get(r, b, e), want, "{ty:?} r {r} b {b} e {e}");
                     }
                 }
             }
-            assert_eq!(p.bytes(), rows * rb, "{ty:?}");
+            assert_eq!(p.bytes(), rows * cols / QK * quants.block_bytes(), "{ty:?}");
         }
     }
 
@@ -401,6 +431,7 @@ mod tests {
                 GgmlType::IQ4_NL => {
                     |n, x: &[u8], y: &[u8]| dot_reference(GgmlType::IQ4_NL, n, x, y)
                 }
+                GgmlType::MXFP4 => |n, x: &[u8], y: &[u8]| dot_reference(GgmlType::MXFP4, n, x, y),
                 _ => |n, x: &[u8], y: &[u8]| dot_reference(GgmlType::Q8_0, n, x, y),
             };
             panels::testing::kernel_gives_twin_bits(
