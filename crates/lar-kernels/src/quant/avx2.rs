@@ -461,28 +461,19 @@ fn act_scales_32<const T: usize>(n: usize, ys: [&[u8]; T], kind: GgmlType) -> Ve
     tab
 }
 
-/// MXFP4's 16 values (E2M1, doubled) in both 128-bit lanes, for `vpshufb` lookups of nibbles.
+/// A table of 16 signed bytes in both 128-bit lanes, for `vpshufb` lookups of nibbles.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn fp4_table() -> __m256i {
+fn table16(t: &[i8; 16]) -> __m256i {
     // SAFETY: a 16-byte load of a 16-byte array.
-    unsafe {
-        _mm256_broadcastsi128_si256(_mm_loadu_si128(
-            super::fp4::KVALUES.as_ptr() as *const __m128i
-        ))
-    }
+    unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(t.as_ptr() as *const __m128i)) }
 }
 
-/// IQ4_NL's 16 values in both 128-bit lanes, for `vpshufb` lookups of nibbles.
+/// IQ4_NL's 16 values in both 128-bit lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn iq4_table() -> __m256i {
-    // SAFETY: a 16-byte load of a 16-byte array.
-    unsafe {
-        _mm256_broadcastsi128_si256(_mm_loadu_si128(
-            super::iq4::KVALUES.as_ptr() as *const __m128i
-        ))
-    }
+    table16(&super::iq4::KVALUES)
 }
 
 /// IQ4_XS against `T` (1, 4 or 8) activation rows (Q8_K): per sub-block of 32 the nibbles looked up in the table,
@@ -540,7 +531,9 @@ unsafe fn quants_32(kind: GgmlType, xb: *const u8) -> __m256i {
             ),
             // Each nibble looked up in the table (signed bytes, |v| <= 127: the sign trick holds).
             GgmlType::IQ4_NL => _mm256_shuffle_epi8(iq4_table(), nibblesp(xb.add(2))),
-            GgmlType::MXFP4 => _mm256_shuffle_epi8(fp4_table(), nibblesp(xb.add(1))),
+            GgmlType::MXFP4 => {
+                _mm256_shuffle_epi8(table16(&super::fp4::KVALUES), nibblesp(xb.add(1)))
+            }
             _ => loadp(xb.add(2)),
         }
     }

@@ -10,7 +10,7 @@
 //! [`KVALUES`] by `vpshufb`, the E8M0 scale as the block's float); NVFP4 runs this scalar code (it is rare in GGUF
 //! files; MXFP4 mostly ships in gpt-oss's mixture-of-experts tensors).
 
-use super::f16_at;
+use super::q8_0_block as q8_0;
 
 /// E2M1 values, doubled (ggml's `kvalues_mxfp4`).
 pub const KVALUES: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
@@ -59,13 +59,6 @@ pub fn dq_nvfp4(x: &[u8], y: &mut [f32]) {
             y[16 * s + j + 8] = KVALUES[(q >> 4) as usize] as f32 * d;
         }
     }
-}
-
-/// The Q8_0 block `i` of an activation row: its scale and its 32 values.
-#[inline]
-fn q8_0(y: &[u8], i: usize) -> (f32, &[u8]) {
-    let b = &y[34 * i..34 * (i + 1)];
-    (f16_at(b, 0), &b[2..34])
 }
 
 /// A row of `n` MXFP4 weights with a Q8_0 activation row.

@@ -6,7 +6,7 @@
 //! integer sum times its scale, summed in a float, times the weight scale); they are both the reference and the
 //! kernel (no SIMD kernel yet).
 
-use super::f16_at;
+use super::{f16_at, q8_0_block as q8_0};
 
 /// One Q1_0 block (18 bytes) to 128 floats: bit `j` of the codes set means `d`, clear `-d`.
 pub fn dq_q1_0(x: &[u8], y: &mut [f32]) {
@@ -27,13 +27,6 @@ pub fn dq_q2_0(x: &[u8], y: &mut [f32]) {
         let q = (x[2 + j / 4] >> (2 * (j % 4))) & 3;
         *v = (q as i32 - 1) as f32 * d;
     }
-}
-
-/// The Q8_0 block `i` of an activation row: its scale and its 32 values.
-#[inline]
-fn q8_0(y: &[u8], i: usize) -> (f32, &[u8]) {
-    let b = &y[34 * i..34 * (i + 1)];
-    (f16_at(b, 0), &b[2..34])
 }
 
 /// A row of `n` Q1_0 weights with a Q8_0 activation row.

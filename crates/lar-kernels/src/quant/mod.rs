@@ -251,6 +251,13 @@ pub(crate) fn f16_at(b: &[u8], i: usize) -> f32 {
     half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
 }
 
+/// The Q8_0 block `i` of an activation row: its scale and its 32 values (as bytes of i8).
+#[inline]
+pub(crate) fn q8_0_block(y: &[u8], i: usize) -> (f32, &[u8]) {
+    let b = &y[34 * i..34 * (i + 1)];
+    (f16_at(b, 0), &b[2..34])
+}
+
 #[inline]
 pub(crate) fn f32_at(b: &[u8], i: usize) -> f32 {
     f32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
