@@ -115,6 +115,11 @@ impl Packed {
                 Self::Float(w) => packed_float::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
                 Self::B32(w) => packed_32::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
                 Self::Iq4Xs(w) => packed_iq4xs::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
+                Self::Q4K(w)
+                    if x.n_rows >= quant::amx_q4k::MIN_ROWS && quant::amx::int8_available() =>
+                {
+                    quant::amx_q4k::matmul(w, panels, &x.data, x.n_rows, out, ldo)
+                }
                 Self::Q4K(w) => packed_q4k::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
                 Self::Q5_0(w) => packed_q5_0::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
                 Self::Q6K(w) => packed_q6k::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),

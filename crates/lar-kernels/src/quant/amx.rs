@@ -34,23 +34,41 @@ const CHUNK: usize = 32;
 /// Whether F16/BF16 prompt products run on AMX: the CPU has AMX-TILE and AMX-BF16, Linux granted the tile state,
 /// the kernels run at their AVX-512 tier, and `LAR_AMX` is not `0`.
 pub fn available() -> bool {
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
-        std::env::var("LAR_AMX").as_deref() != Ok("0")
-            && super::simd_level() == super::SimdLevel::Avx512Vnni
-            && request_tiles()
+    features().0
+}
+
+/// Whether the Q4_K prompt products run on AMX ([`super::amx_q4k`]): as [`available`], with AMX-INT8.
+pub fn int8_available() -> bool {
+    features().1
+}
+
+/// (AMX-BF16 usable, AMX-INT8 usable), checked once.
+fn features() -> (bool, bool) {
+    static FEATURES: OnceLock<(bool, bool)> = OnceLock::new();
+    *FEATURES.get_or_init(|| {
+        if std::env::var("LAR_AMX").as_deref() == Ok("0")
+            || super::simd_level() != super::SimdLevel::Avx512Vnni
+        {
+            return (false, false);
+        }
+        request_tiles()
     })
 }
 
-/// Checks CPUID for AMX-TILE and AMX-BF16 and asks Linux for the tile data state (`ARCH_REQ_XCOMP_PERM`).
+/// Checks CPUID for AMX-TILE, AMX-BF16 and AMX-INT8 and asks Linux for the tile data state
+/// (`ARCH_REQ_XCOMP_PERM`); returns which of BF16 and INT8 products can run.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-fn request_tiles() -> bool {
+fn request_tiles() -> (bool, bool) {
     use std::arch::x86_64::__cpuid_count;
     // CPUID leaf 7 exists on every x86-64 CPU that has AVX-512 (checked by the caller).
     let edx = __cpuid_count(7, 0).edx;
-    let (amx_bf16, amx_tile) = (edx & (1 << 22) != 0, edx & (1 << 24) != 0);
-    if !(amx_bf16 && amx_tile) {
-        return false;
+    let (amx_bf16, amx_tile, amx_int8) = (
+        edx & (1 << 22) != 0,
+        edx & (1 << 24) != 0,
+        edx & (1 << 25) != 0,
+    );
+    if !(amx_tile && (amx_bf16 || amx_int8)) {
+        return (false, false);
     }
     const SYS_ARCH_PRCTL: usize = 158;
     const ARCH_REQ_XCOMP_PERM: usize = 0x1023;
@@ -69,12 +87,12 @@ fn request_tiles() -> bool {
             options(nostack),
         );
     }
-    ret == 0
+    (ret == 0 && amx_bf16, ret == 0 && amx_int8)
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-fn request_tiles() -> bool {
-    false
+fn request_tiles() -> (bool, bool) {
+    (false, false)
 }
 
 /// The BF16 nearest to `x` (ties to even), as its bits.
@@ -168,7 +186,7 @@ fn split_row(x: &[f32], hi: &mut [u16], lo: &mut [u16]) {
 
 /// The tile configuration: palette 1, eight tiles of 16 rows × 64 bytes.
 #[repr(C, align(64))]
-struct TileConfig([u8; 64]);
+pub(super) struct TileConfig(pub(super) [u8; 64]);
 
 impl TileConfig {
     const fn all_full() -> Self {
@@ -184,7 +202,7 @@ impl TileConfig {
     }
 }
 
-static CONFIG: TileConfig = TileConfig::all_full();
+pub(super) static CONFIG: TileConfig = TileConfig::all_full();
 
 #[cfg(target_arch = "x86_64")]
 /// `tileloadd tmmN, [base + stride]`.
@@ -211,6 +229,9 @@ macro_rules! tile_store {
         )
     };
 }
+
+#[cfg(target_arch = "x86_64")]
+pub(super) use {tile_load, tile_store};
 
 #[cfg(target_arch = "x86_64")]
 /// `tdpbf16ps tmmC, tmmA, tmmB`: `C += A·B`.

@@ -7,6 +7,7 @@
 //! `LAR_SIMD=scalar` forces the reference path.
 
 pub mod amx;
+pub mod amx_q4k;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 pub mod codebook;

@@ -24,22 +24,22 @@ pub use super::panels::NR;
 /// 64-byte lines per (panel, 256-element block).
 pub const LINES: usize = 37;
 /// The line of the scales of sub-blocks `4c..4c+4`.
-const fn scale_line(c: usize) -> usize {
+pub(super) const fn scale_line(c: usize) -> usize {
     17 * c
 }
 
 /// Line `i` (0..4) of sub-block `j`'s quants.
-const fn quant_line(j: usize, i: usize) -> usize {
+pub(super) const fn quant_line(j: usize, i: usize) -> usize {
     17 * (j / 4) + 1 + 4 * (j % 4) + i
 }
 
 /// The first of the two lines of mins, and the line of `d` and `dmin`.
-const MIN_LINE: usize = 34;
-const D_LINE: usize = 36;
+pub(super) const MIN_LINE: usize = 34;
+pub(super) const D_LINE: usize = 36;
 
 /// Bytes of one Q4_K block and one Q8_K block.
 const W_BLOCK: usize = 144;
-const A_BLOCK: usize = 292;
+pub(super) const A_BLOCK: usize = 292;
 
 /// A Q4_K weight of `rows` (a multiple of [`NR`]) × `cols` (a multiple of 256), repacked.
 pub struct PackedQ4K {
@@ -87,6 +87,13 @@ impl PackedQ4K {
             }
         }
         Self { rows, cols, lines }
+    }
+
+    /// The first of the [`LINES`] lines of panel `p`, block `b`.
+    pub(super) fn block_lines(&self, p: usize, b: usize) -> *const u8 {
+        let nb = self.cols / QK_K;
+        assert!(p < self.rows / NR && b < nb, "panel {p} block {b}");
+        self.lines[(p * nb + b) * LINES..].as_ptr() as *const u8
     }
 
     /// Bytes held.
