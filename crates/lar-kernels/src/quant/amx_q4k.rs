@@ -289,10 +289,9 @@ unsafe fn convert_block(w: &PackedQ4K, p: usize, b: usize, dst: *mut u8) {
                     l.add(scale_line(j / 4) * 64 + (j % 4) * 16) as *const __m128i,
                 ));
                 // Each row's scale bits in both 16-bit halves of its lane.
-                let both = |v: __m512i| _mm512_or_si512(v, _mm512_slli_epi32(v, 16));
                 let (s_lo, s_hi) = (
-                    both(_mm512_and_si512(sc, m3)),
-                    both(_mm512_srli_epi32(sc, 3)),
+                    both_halves(_mm512_and_si512(sc, m3)),
+                    both_halves(_mm512_srli_epi32(sc, 3)),
                 );
                 for i in 0..4 {
                     let q = _mm512_load_si512(l.add(quant_line(j, i) * 64) as *const _);
@@ -307,6 +306,15 @@ unsafe fn convert_block(w: &PackedQ4K, p: usize, b: usize, dst: *mut u8) {
             }
         }
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+/// Each 32-bit lane's low half copied into its high half.
+#[inline(always)]
+unsafe fn both_halves(v: std::arch::x86_64::__m512i) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller's AVX-512 F.
+    unsafe { _mm512_or_si512(v, _mm512_slli_epi32(v, 16)) }
 }
 
 #[cfg(test)]

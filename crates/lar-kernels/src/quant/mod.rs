@@ -6,6 +6,7 @@
 //! else the portable reference code in [`reference`], which is also every fast kernel's twin in the tests.
 //! `LAR_SIMD=scalar` forces the reference path.
 
+mod act_avx2;
 pub mod amx;
 pub mod amx_q4k;
 #[cfg(target_arch = "x86_64")]
@@ -130,7 +131,13 @@ pub fn quantize_act(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) {
         }
         if simd_level().avx2() {
             // SAFETY: the CPU has AVX2, FMA and F16C (checked by simd_level).
-            return unsafe { avx2(ty, x, out) };
+            return unsafe {
+                if ty == GgmlType::Q8_K {
+                    act_avx2::quantize_q8_k(x, out)
+                } else {
+                    avx2(ty, x, out)
+                }
+            };
         }
     }
     quantize_act_generic(ty, x, out)
