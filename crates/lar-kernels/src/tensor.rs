@@ -253,8 +253,8 @@ pub struct Acts {
     pub row_bytes: usize,
     pub n_rows: usize,
     pub data: Vec<u8>,
-    /// F32 rows split into BF16 `hi + lo` for the AMX product of F16/BF16 weights: where the CPU has AMX and the
-    /// batch has at least [`quant::amx::MIN_ROWS`] rows.
+    /// F32 rows split into BF16 `hi + lo` for the AMX product of F16/BF16 weights: where the CPU has AMX, the
+    /// batch has at least [`quant::amx::MIN_ROWS`] rows, and an F16/BF16 weight asked for these rows.
     pub split: Option<quant::amx::SplitActs>,
 }
 
@@ -285,13 +285,17 @@ impl Acts {
                 unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), out.get().add(r * rb), rb) };
             }
         });
-        self.split =
-            (ty == GgmlType::F32 && n_rows >= quant::amx::MIN_ROWS && quant::amx::available())
-                .then(|| {
-                    let mut s = self.split.take().unwrap_or_default();
-                    s.fill(x, n_rows, cols, pool);
-                    s
-                });
+        self.split = None;
+    }
+
+    /// Adds the BF16 `hi + lo` split of `x` (the rows these were quantized from) that the AMX product of F16/BF16
+    /// weights reads, where the CPU has AMX and the batch has enough rows; once.
+    fn split_for_amx(&mut self, x: &[f32], cols: usize, pool: &ThreadPool) {
+        if self.split.is_none() && self.n_rows >= quant::amx::MIN_ROWS && quant::amx::available() {
+            let mut s = quant::amx::SplitActs::default();
+            s.fill(x, self.n_rows, cols, pool);
+            self.split = Some(s);
+        }
     }
 
     pub fn row(&self, r: usize) -> &[u8] {
@@ -339,13 +343,21 @@ impl<'a> ActSet<'a> {
 
     pub fn for_weight(&mut self, w: &Weight) -> &Acts {
         let ty = w.ty.vec_dot_type();
-        if let Some(i) = self.by_type.iter().position(|(t, _)| *t == ty) {
-            return &self.by_type[i].1;
+        let i = match self.by_type.iter().position(|(t, _)| *t == ty) {
+            Some(i) => i,
+            None => {
+                let mut a = Acts::default();
+                a.quantize(ty, self.x, self.n_rows, self.cols, self.pool);
+                self.by_type.push((ty, a));
+                self.by_type.len() - 1
+            }
+        };
+        let a = &mut self.by_type[i].1;
+        // Only F16/BF16 weights read the split (F32 weights share the F32 rows but not the AMX product).
+        if matches!(w.ty, GgmlType::F16 | GgmlType::BF16) {
+            a.split_for_amx(self.x, self.cols, self.pool);
         }
-        let mut a = Acts::default();
-        a.quantize(ty, self.x, self.n_rows, self.cols, self.pool);
-        self.by_type.push((ty, a));
-        &self.by_type.last().expect("just pushed").1
+        &self.by_type[i].1
     }
 }
 
