@@ -21,7 +21,7 @@
 #[cfg(target_arch = "x86_64")]
 use super::QK_K;
 #[cfg(target_arch = "x86_64")]
-use super::packed_q4k::{A_BLOCK, D_LINE, MIN_LINE, PackedQ4K, quant_line, scale_line};
+use super::packed_q4k::{A_BLOCK, PackedQ4K, block_mins, quant_line, scale_line};
 #[cfg(target_arch = "x86_64")]
 use super::panels::{Line, NR, PanelKernel};
 #[cfg(target_arch = "x86_64")]
@@ -54,12 +54,19 @@ macro_rules! tile_dp {
 }
 
 #[cfg(target_arch = "x86_64")]
+/// Four 16×16 tiles of 32-bit sums (per group, the `lo` plane's, then the `hi` plane's), as stored from the tile
+/// registers.
+#[repr(C, align(64))]
+struct Sums([[i32; NR]; 4 * TILE_ROWS]);
+
+#[cfg(target_arch = "x86_64")]
 /// `out[t·ldo + r] = dot(row r, activation t)` for the rows of `panels` and the `n` Q8_K activation rows in
 /// `acts` (one after another).
 ///
 /// # Safety
 /// [`super::amx::int8_available`] is true; `out` is valid for writes at `t·ldo + r` for every activation row `t`
 /// and row `r` of `panels`, and no one else writes those places meanwhile.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub unsafe fn matmul(
     w: &PackedQ4K,
     panels: Range<usize>,
@@ -68,30 +75,9 @@ pub unsafe fn matmul(
     out: *mut f32,
     ldo: usize,
 ) {
-    let rb = w.cols / QK_K * A_BLOCK;
-    assert!(acts.len() >= n * rb, "activation rows");
+    assert!(acts.len() >= n * w.cols / QK_K * A_BLOCK, "activation rows");
     assert!(panels.end * NR <= w.rows, "panels out of range");
-    // SAFETY: the caller's (AMX-INT8 granted, so AVX-512 too; outputs theirs); reads are inside `acts` (asserted),
-    // the panels (asserted) and the scratch.
-    unsafe { run(w, panels, acts, n, out, ldo) }
-}
 
-#[cfg(target_arch = "x86_64")]
-/// Four 16×16 tiles of 32-bit sums (per group, the `lo` plane's, then the `hi` plane's), as stored from the tile
-/// registers.
-#[repr(C, align(64))]
-struct Sums([[i32; NR]; 4 * TILE_ROWS]);
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn run(
-    w: &PackedQ4K,
-    panels: Range<usize>,
-    acts: &[u8],
-    n: usize,
-    out: *mut f32,
-    ldo: usize,
-) {
     let nb = w.cols / QK_K;
     let rb = nb * A_BLOCK;
     let tile = (((TOKEN_TILE_BYTES / rb) / TILE_ROWS).max(1) * TILE_ROWS)
@@ -107,7 +93,8 @@ unsafe fn run(
     let mut acc = vec![Line([0; 64]); tile];
     let mut conv = [Line([0; 64]); TILES_PER_BLOCK * TILE_ROWS];
     let mut sums = Sums([[0; NR]; 4 * TILE_ROWS]);
-    // SAFETY (whole body): as `matmul`.
+    // SAFETY (whole body): the caller's (AMX-INT8 granted, so AVX-512 too; outputs theirs); reads are inside
+    // `acts` and the panels (asserted) and the scratch.
     unsafe {
         std::arch::asm!("ldtilecfg [{0}]", in(reg) CONFIG.0.as_ptr(), options(nostack, readonly));
         for t0 in (0..n).step_by(tile) {
@@ -235,15 +222,7 @@ impl BlockKernel<'_> {
         let nb = self.w.cols / QK_K;
         // SAFETY: the caller's: two planes of sums at `s`, the group's rows in the side data and sums.
         unsafe {
-            let l = self.w.block_lines(self.p, self.b);
-            let mins: [__m512i; 4] = std::array::from_fn(|i| {
-                _mm512_cvtepu8_epi16(_mm256_load_si256(
-                    l.add(MIN_LINE * 64 + i * 32) as *const __m256i
-                ))
-            });
-            let dd = l.add(D_LINE * 64);
-            let d = _mm512_cvtph_ps(_mm256_load_si256(dd as *const __m256i));
-            let dmin = _mm512_cvtph_ps(_mm256_load_si256(dd.add(32) as *const __m256i));
+            let (mins, d, dmin) = block_mins(self.w.block_lines(self.p, self.b));
             for t in 0..TILE_ROWS {
                 let row = g * TILE_ROWS + t;
                 let lo = _mm512_load_si512(s.add(t * 64) as *const _);

@@ -34,8 +34,8 @@ pub(super) const fn quant_line(j: usize, i: usize) -> usize {
 }
 
 /// The first of the two lines of mins, and the line of `d` and `dmin`.
-pub(super) const MIN_LINE: usize = 34;
-pub(super) const D_LINE: usize = 36;
+const MIN_LINE: usize = 34;
+const D_LINE: usize = 36;
 
 /// Bytes of one Q4_K block and one Q8_K block.
 const W_BLOCK: usize = 144;
@@ -258,14 +258,7 @@ impl PanelKernel for PackedQ4K {
                         isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(d, sc));
                     }
                 }
-                let mins: [__m512i; 4] = std::array::from_fn(|i| {
-                    _mm512_cvtepu8_epi16(_mm256_load_si256(
-                        l.add(MIN_LINE * 64 + i * 32) as *const __m256i
-                    ))
-                });
-                let dd = l.add(D_LINE * 64);
-                let d = _mm512_cvtph_ps(_mm256_load_si256(dd as *const __m256i));
-                let dmin = _mm512_cvtph_ps(_mm256_load_si256(dd.add(32) as *const __m256i));
+                let (mins, d, dmin) = block_mins(l);
                 for t in 0..T {
                     let s = ysum.add((t * nb + b) * 4);
                     let mut msum = _mm512_setzero_si512();
@@ -283,6 +276,35 @@ impl PanelKernel for PackedQ4K {
                 _mm512_storeu_ps(out.add(t * ldo), *a);
             }
         }
+    }
+}
+
+/// A (panel, block)'s 16 rows' mins (as i16 pairs, the partners of the activation's sub-block sums), `d` and
+/// `dmin`, from its lines at `l`.
+///
+/// # Safety
+/// AVX-512 F/BW; `l` is the first of a (panel, block)'s [`LINES`] lines.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(super) unsafe fn block_mins(
+    l: *const u8,
+) -> (
+    [std::arch::x86_64::__m512i; 4],
+    std::arch::x86_64::__m512,
+    std::arch::x86_64::__m512,
+) {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller's.
+    unsafe {
+        let mins: [__m512i; 4] = std::array::from_fn(|i| {
+            _mm512_cvtepu8_epi16(_mm256_load_si256(
+                l.add(MIN_LINE * 64 + i * 32) as *const __m256i
+            ))
+        });
+        let dd = l.add(D_LINE * 64);
+        let d = _mm512_cvtph_ps(_mm256_load_si256(dd as *const __m256i));
+        let dmin = _mm512_cvtph_ps(_mm256_load_si256(dd.add(32) as *const __m256i));
+        (mins, d, dmin)
     }
 }
 
