@@ -93,6 +93,14 @@ impl Packed {
         }
     }
 
+    /// Whether the product with `x` goes to the AMX Q4_K kernel, which copies the activation rows into tiles
+    /// first.
+    fn tiles_acts(&self, x: &Acts) -> bool {
+        matches!(self, Self::Q4K(_))
+            && x.n_rows >= quant::amx_q4k::MIN_ROWS
+            && quant::amx::int8_available()
+    }
+
     /// `out[t·ldo + r]` for the rows of `panels` (of 16 rows) and every activation row of `x`.
     ///
     /// # Safety
@@ -115,9 +123,7 @@ impl Packed {
                 Self::Float(w) => packed_float::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
                 Self::B32(w) => packed_32::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
                 Self::Iq4Xs(w) => packed_iq4xs::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
-                Self::Q4K(w)
-                    if x.n_rows >= quant::amx_q4k::MIN_ROWS && quant::amx::int8_available() =>
-                {
+                Self::Q4K(w) if self.tiles_acts(x) => {
                     quant::amx_q4k::matmul(w, panels, &x.data, x.n_rows, out, ldo)
                 }
                 Self::Q4K(w) => packed_q4k::matmul(w, panels, x.n_rows, |t| x.row(t), out, ldo),
@@ -448,10 +454,16 @@ pub fn matmul_many(jobs: &mut [(&Weight, &Acts, &mut [f32])], pool: &ThreadPool)
         } else {
             w.rows
         };
+        // The AMX Q4_K product tiles every activation row once per task: one task per thread.
+        let per_thread = if w.packed.as_deref().is_some_and(|p| p.tiles_acts(x)) {
+            1
+        } else {
+            4
+        };
         let tasks = if work < 1 << 14 {
             1
         } else {
-            (pool.n_threads() * 4).min(units)
+            (pool.n_threads() * per_thread).min(units)
         };
         plan.push(Job {
             w,

@@ -77,6 +77,9 @@ pub unsafe fn matmul(
 ) {
     assert!(acts.len() >= n * w.cols / QK_K * A_BLOCK, "activation rows");
     assert!(panels.end * NR <= w.rows, "panels out of range");
+    if n == 0 || panels.is_empty() {
+        return;
+    }
 
     let nb = w.cols / QK_K;
     let rb = nb * A_BLOCK;
@@ -85,12 +88,15 @@ pub unsafe fn matmul(
     let max_groups = tile / TILE_ROWS;
     // The tile's activation rows as tiles (per block, group of 16 rows and chunk: 16 lines of 64 quants, zero rows
     // past the last), their blocks' scales (per block and group, 16), their sub-block sums for the mins (the
-    // packed kernel's side data, per row), and the sums of one panel so far (per row, 16).
-    let mut at = vec![Line([0; 64]); nb * max_groups * 4 * TILE_ROWS];
-    let mut dys = vec![0f32; nb * tile];
+    // packed kernel's side data, per row), and the sums of one panel so far (per row, 16): this thread's scratch,
+    // kept between calls (no zeroed pages to fault in per product).
+    let mut sc = SCRATCH.take();
     let side_len = w.side_len();
-    let mut side = vec![0u32; tile * side_len];
-    let mut acc = vec![Line([0; 64]); tile];
+    sc.at.resize(nb * max_groups * 4 * TILE_ROWS, Line([0; 64]));
+    sc.dys.resize(nb * tile, 0.0);
+    sc.side.resize(tile * side_len, 0);
+    sc.acc.resize(tile, Line([0; 64]));
+    let Scratch { at, dys, side, acc } = &mut sc;
     let mut conv = [Line([0; 64]); TILES_PER_BLOCK * TILE_ROWS];
     let mut sums = Sums([[0; NR]; 4 * TILE_ROWS]);
     // SAFETY (whole body): the caller's (AMX-INT8 granted, so AVX-512 too; outputs theirs); reads are inside
@@ -100,9 +106,17 @@ pub unsafe fn matmul(
         for t0 in (0..n).step_by(tile) {
             let t_end = (t0 + tile).min(n);
             let groups = (t_end - t0).div_ceil(TILE_ROWS);
-            at.fill(Line([0; 64]));
-            dys.fill(0.0);
-            side.fill(0);
+            // Every real row is written below; the last group's rows past the end are zero.
+            for r in t_end - t0..groups * TILE_ROWS {
+                let (g, r) = (r / TILE_ROWS, r % TILE_ROWS);
+                for b in 0..nb {
+                    dys[(b * groups + g) * TILE_ROWS + r] = 0.0;
+                    for c in 0..4 {
+                        at[((b * groups + g) * 4 + c) * TILE_ROWS + r] = Line([0; 64]);
+                    }
+                }
+                side[(g * TILE_ROWS + r) * side_len..][..side_len].fill(0);
+            }
             for t in t0..t_end {
                 let (g, r) = ((t - t0) / TILE_ROWS, (t - t0) % TILE_ROWS);
                 let y = &acts[t * rb..(t + 1) * rb];
@@ -142,6 +156,22 @@ pub unsafe fn matmul(
         }
         std::arch::asm!("tilerelease", options(nostack, nomem));
     }
+    SCRATCH.set(sc);
+}
+
+#[cfg(target_arch = "x86_64")]
+/// A thread's buffers for [`matmul`], kept between calls.
+#[derive(Default)]
+struct Scratch {
+    at: Vec<Line>,
+    dys: Vec<f32>,
+    side: Vec<u32>,
+    acc: Vec<Line>,
+}
+
+#[cfg(target_arch = "x86_64")]
+thread_local! {
+    static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::new(Scratch::default());
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -315,22 +345,30 @@ mod tests {
             return;
         }
         let mut rng = Rng::new(5);
-        let (rows, cols) = (48, 1024);
+        // 7 blocks a row (an odd count); token tiles of 256 rows at this width.
+        let (rows, cols) = (48, 1792);
         let data = random_row(GgmlType::Q4_K, rows * cols / QK_K, &mut rng);
         let w = PackedQ4K::pack(&data, rows, cols);
         let rb = cols / QK_K * 144;
-        // 300 rows: two token tiles at this width.
-        for n in [16, 17, 31, 48, 300] {
+        // 300 and 513 rows: two and three token tiles, the last short.
+        for (n, panels) in [
+            (16, 1..3),
+            (17, 0..3),
+            (31, 1..3),
+            (48, 2..3),
+            (300, 1..3),
+            (513, 0..3),
+        ] {
             let ys = acts(GgmlType::Q8_K, n, cols, &mut rng);
             let flat: Vec<u8> = ys.concat();
             let ldo = rows + 3;
             let mut out = vec![f32::NAN; n * ldo];
             // SAFETY: AMX-INT8 checked above; out holds n rows of ldo.
-            unsafe { matmul(&w, 1..3, &flat, n, out.as_mut_ptr(), ldo) };
+            unsafe { matmul(&w, panels.clone(), &flat, n, out.as_mut_ptr(), ldo) };
             for (t, y) in ys.iter().enumerate() {
                 for r in 0..ldo {
                     let got = out[t * ldo + r];
-                    if !(16..rows).contains(&r) {
+                    if !(panels.start * 16..panels.end * 16).contains(&r) {
                         assert!(got.is_nan(), "n {n}: row {r} is outside the panels");
                         continue;
                     }

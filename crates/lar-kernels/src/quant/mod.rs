@@ -6,6 +6,7 @@
 //! else the portable reference code in [`reference`], which is also every fast kernel's twin in the tests.
 //! `LAR_SIMD=scalar` forces the reference path.
 
+#[cfg(target_arch = "x86_64")]
 mod act_avx2;
 pub mod amx;
 pub mod amx_q4k;
