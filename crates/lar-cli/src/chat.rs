@@ -34,8 +34,11 @@ pub struct Args {
 pub fn main(args: Args) -> Result<()> {
     let mut params = args.sampling.params()?;
     let template = template_source(&args.template)?;
-    let engine = args.engine.load_with(&args.model, &args.lora)?;
-    // Fail now, not after the first question, if there is no template.
+    // Fail now, before the weights load, if there is no template; and before the first question if it does not
+    // render.
+    let engine = args.engine.load_checked(&args.model, &args.lora, |file| {
+        lar_engine::check_chat_template(file, template.as_deref())
+    })?;
     engine.chat_tokens(&[ChatMessage::new(Role::User, "hi")], template.as_deref())?;
     let interrupted = Arc::new(AtomicBool::new(false));
     {

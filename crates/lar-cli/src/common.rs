@@ -53,6 +53,17 @@ impl EngineArgs {
 
     /// [`Self::load`] with the adapter of `lora` loaded beside the model.
     pub fn load_with(&self, model: &str, lora: &LoraArgs) -> Result<EngineHandle> {
+        self.load_checked(model, lora, |_| Ok(()))
+    }
+
+    /// [`Self::load_with`], with `check` run on the file's metadata before the weights load (so a request that
+    /// cannot run fails at once).
+    pub fn load_checked(
+        &self,
+        model: &str,
+        lora: &LoraArgs,
+        check: impl FnOnce(&lar_formats::gguf::Gguf) -> lar_engine::Result<()>,
+    ) -> Result<EngineHandle> {
         // Flags first: a bad one is reported before anything is read or pulled.
         let mut cfg = self.config()?;
         if let Some(p) = &lora.lora {
@@ -61,6 +72,7 @@ impl EngineArgs {
         let path = model_path(model)?;
         let file =
             Arc::new(lar_models::open_model(&path).with_context(|| format!("loading {model}"))?);
+        check(&file)?;
         let load = Load {
             ctx: self.ctx,
             parallel: self.parallel,

@@ -25,7 +25,7 @@ pub use embed::SentenceEmbedder;
 pub use engine_core::{EngineCore, EngineStats, Limits, Request};
 pub use events::{Event, EventStream, Finished};
 pub use handle::{EngineHandle, Output};
-pub use load::{EngineConfig, from_file, load, physical_cores};
+pub use load::{EngineConfig, check_chat_template, from_file, load, physical_cores};
 pub use prompt::ModelInfo;
 pub use scoring::PromptLogprob;
 

@@ -132,6 +132,20 @@ pub fn build(file: Arc<Gguf>, cfg: &EngineConfig) -> Result<(EngineCore, Option<
 /// Longest name an adapter may have.
 pub const MAX_LORA_NAME: usize = 64;
 
+/// Checks, before any weight is loaded, that a conversation can be rendered: `template` (a built-in name or Jinja
+/// source) is given or the file has its own (`tokenizer.chat_template`); [`Error::NoTemplate`] otherwise.
+pub fn check_chat_template(file: &Gguf, template: Option<&str>) -> Result<()> {
+    let own = file
+        .get("tokenizer.chat_template")
+        .and_then(|v| v.as_str())
+        .is_some();
+    if template.is_some() || own {
+        Ok(())
+    } else {
+        Err(Error::NoTemplate)
+    }
+}
+
 /// Checks an adapter's name: what requests call it (`base+NAME`), so letters, digits, `.`, `_` and `-` only.
 pub fn check_lora_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
