@@ -56,8 +56,8 @@ impl EngineArgs {
         self.load_checked(model, lora, |_| Ok(()))
     }
 
-    /// [`Self::load_with`], with `check` run on the file's metadata before the weights load (so a request that
-    /// cannot run fails at once).
+    /// [`Self::load_with`], with `check` run on the file's metadata after the memory gate and before the weights
+    /// load (so a request that cannot run fails at once).
     pub fn load_checked(
         &self,
         model: &str,
@@ -72,13 +72,13 @@ impl EngineArgs {
         let path = model_path(model)?;
         let file =
             Arc::new(lar_models::open_model(&path).with_context(|| format!("loading {model}"))?);
-        check(&file)?;
         let load = Load {
             ctx: self.ctx,
             parallel: self.parallel,
             kv_budget: self.kv_budget,
         };
         cfg.ctx = Some(gate(&file, load)?);
+        check(&file)?;
         lar_engine::from_file(file, &cfg).with_context(|| format!("loading {model}"))
     }
 }
