@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates tests/golden/quantize.json, quant-logits.json, imatrix.json and convert.json (the last three described below).
+# Regenerates tests/golden/quantize.json, quant-logits.json and imatrix.json (the last two described below), and
+# convert.json and convert-gemma.json through scripts/make-convert-goldens.sh.
 # quantize.json: what llama-quantize writes, tensor by tensor (type and the first 16 hex
 # digits of the data's sha256), which `lar quantize` must reproduce byte for byte (crates/lar-cli/tests/quantize.rs):
 # the tiny random-weight models (lar_testdata::tiny_model, all F32, 64 wide) at the 32-block types (IQ4_NL too), and
@@ -119,26 +120,5 @@ json.dump(out, open("tests/golden/imatrix.json", "w"), indent=0, sort_keys=True)
 print(f"wrote tests/golden/imatrix.json ({len(out['matrices'])} matrices)", file=sys.stderr)
 PY
 
-# tests/golden/convert.json: the SmolLM2 Hugging Face test directory (bf16 safetensors) converted by `lar quantize`
-# to F16, which llama.cpp loads and measures (llama-perplexity over the perplexity text, chunks of 256, the first
-# 4), tensor by tensor (type and hash); and llama-quantize's Q4_K_M of that F16 file, which `lar quantize DIR
-# --type Q4_K_M` must equal (crates/lar-cli/tests/convert.rs).
-HFDIR="${LAR_MODELS:-$CACHE/models}/hf/SmolLM2-135M-Instruct-bf16"
-cargo build --release --quiet -p lar-cli
-LAR=${CARGO_TARGET_DIR:-target}/release/lar
-LAR_HOME="$DIR" "$LAR" quantize "$HFDIR" "$DIR/hf-f16.gguf" --type F16 --no-record >/dev/null
-"$BIN/llama-quantize" "$DIR/hf-f16.gguf" "$DIR/hf-q4km.gguf" Q4_K_M 1 >/dev/null 2>&1
-PPL=$("$BIN/llama-perplexity" -m "$DIR/hf-f16.gguf" -f tests/data/perplexity.txt -c 256 --chunks 4 -t 2 2>&1 \
-    | sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p')
-PYTHONPATH="$CACHE/llama.cpp-0.3.36/gguf-py" "$PY" - "$DIR/hf-f16.gguf" "$DIR/hf-q4km.gguf" "$PPL" <<'PY'
-import hashlib, json, sys
-import gguf
-def tensors(p):
-    g = gguf.GGUFReader(p)
-    return {t.name: [t.tensor_type.name, hashlib.sha256(bytes(t.data.tobytes())).hexdigest()[:16]] for t in g.tensors}
-out = {"source": "hf/SmolLM2-135M-Instruct-bf16", "llama_cpp": "llama-cpp-python 0.3.36 sdist",
-       "text": "tests/data/perplexity.txt", "ctx": 256, "chunks": 4, "llama_perplexity": float(sys.argv[3]),
-       "f16": tensors(sys.argv[1]), "q4_k_m": tensors(sys.argv[2])}
-json.dump(out, open("tests/golden/convert.json", "w"), indent=0, sort_keys=True)
-print(f"wrote tests/golden/convert.json (llama-perplexity {sys.argv[3]})", file=sys.stderr)
-PY
+# tests/golden/convert.json and convert-gemma.json: scripts/make-convert-goldens.sh.
+scripts/make-convert-goldens.sh

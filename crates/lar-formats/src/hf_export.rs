@@ -7,7 +7,8 @@
 //! Byte-level BPE tokenizers (GPT-2's scheme: SmolLM, Qwen 2/2.5, Llama 3) are converted; their pre-tokenizer is
 //! named by what `tokenizer.json` declares (the split patterns llama.cpp knows by name), and any other is refused
 //! by name, as llama.cpp's converter refuses one it does not know. SentencePiece-style tokenizers (Llama 2, Gemma)
-//! and Gemma's norm convention are not written yet.
+//! are written as llama.cpp's SentencePiece vocabulary by [`crate::hf_spm`]; Gemma's norms already hold `1 + w`
+//! as read ([`crate::safetensors::open_dir`]), which is what llama.cpp's converter writes.
 
 use std::path::Path;
 
@@ -138,28 +139,45 @@ fn looks_special(t: &str) -> bool {
 }
 
 /// llama.cpp's token types.
-const NORMAL: i32 = 1;
-const CONTROL: i32 = 3;
-const USER_DEFINED: i32 = 4;
-const UNUSED: i32 = 5;
+pub(crate) const NORMAL: i32 = 1;
+pub(crate) const CONTROL: i32 = 3;
+pub(crate) const USER_DEFINED: i32 = 4;
+pub(crate) const UNUSED: i32 = 5;
+pub(crate) const BYTE: i32 = 6;
 
-/// The `tokenizer.ggml.*` metadata of a directory's byte-level BPE tokenizer, as llama.cpp's converter writes
-/// it (`get_vocab_base`, `SpecialVocab`).
-fn tokenizer_metadata(dir: &Path, config: &Json) -> Result<Vec<(String, Value)>> {
-    let tj = read_json(dir, "tokenizer.json")?;
-    if tj.is_null() {
-        return Err(bad(
-            &dir.display().to_string(),
-            "has no tokenizer.json, which llama.cpp's files need".into(),
-        ));
-    }
+/// The number of pieces llama.cpp's file holds: `config.json`'s `vocab_size` (the embedding's rows), or more if
+/// `tokenizer.json` has higher ids.
+fn vocab_len(tj: &Json, config: &Json) -> usize {
+    let ids = tj["model"]["vocab"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(_, id)| id.as_u64())
+        .chain(
+            tj["added_tokens"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a["id"].as_u64()),
+        );
+    let from_tokenizer = ids.max().map_or(0, |m| m as usize + 1);
+    let from_config = config["vocab_size"]
+        .as_u64()
+        .or(config["text_config"]["vocab_size"].as_u64())
+        .unwrap_or(0) as usize;
+    from_tokenizer.max(from_config)
+}
+
+/// The `tokenizer.ggml.*` vocabulary of a byte-level BPE `tokenizer.json`, padded to `n` pieces, as llama.cpp's
+/// converter writes it (`get_vocab_base`): tokens, their types, merges and the pre-tokenizer's name.
+fn byte_level_vocabulary(tj: &Json, n: usize) -> Result<Vec<(String, Value)>> {
     let model = &tj["model"];
     let byte_level_decoder = tj["decoder"]["type"] == "ByteLevel";
     if model["type"] != "BPE" || !byte_level_decoder || !tj["normalizer"].is_null() {
         return Err(bad(
             "tokenizer.json",
-            "only byte-level BPE tokenizers (GPT-2's scheme: SmolLM, Qwen, Llama 3) are written for llama.cpp \
-             so far; this one is SentencePiece-style or normalizes its input"
+            "only byte-level BPE (GPT-2's scheme: SmolLM, Qwen, Llama 3) and SentencePiece-style BPE (Llama 2, \
+             Gemma) tokenizers are written for llama.cpp; this one is neither"
                 .into(),
         ));
     }
@@ -193,9 +211,6 @@ fn tokenizer_metadata(dir: &Path, config: &Json) -> Result<Vec<(String, Value)>>
         put(id as usize, t);
         added.insert(id as usize, a["special"].as_bool().unwrap_or(false));
     }
-    let n = config["vocab_size"]
-        .as_u64()
-        .map_or(vocab.len(), |v| (v as usize).max(vocab.len()));
     let (mut tokens, mut types) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for i in 0..n {
         match vocab.get(i).cloned().flatten() {
@@ -225,13 +240,30 @@ fn tokenizer_metadata(dir: &Path, config: &Json) -> Result<Vec<(String, Value)>>
         })
         .map(Value::String)
         .collect();
-    let mut kv = vec![
+    Ok(vec![
         ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
         ("tokenizer.ggml.pre".into(), Value::String(pre.into())),
         ("tokenizer.ggml.tokens".into(), Value::Array(tokens)),
         ("tokenizer.ggml.token_type".into(), Value::Array(types)),
         ("tokenizer.ggml.merges".into(), Value::Array(merges)),
-    ];
+    ])
+}
+
+/// The `tokenizer.ggml.*` metadata of a directory's tokenizer, as llama.cpp's converter writes it: the
+/// vocabulary (byte-level BPE, or SentencePiece-style by [`crate::hf_spm`]) and the special ids (`SpecialVocab`).
+fn tokenizer_metadata(dir: &Path, config: &Json) -> Result<Vec<(String, Value)>> {
+    let tj = read_json(dir, "tokenizer.json")?;
+    if tj.is_null() {
+        return Err(bad(
+            &dir.display().to_string(),
+            "has no tokenizer.json, which llama.cpp's files need".into(),
+        ));
+    }
+    let n = vocab_len(&tj, config);
+    let mut kv = match crate::hf_spm::space_prefix(&tj)? {
+        Some(prefix) => crate::hf_spm::vocabulary(&tj, n, prefix)?,
+        None => byte_level_vocabulary(&tj, n)?,
+    };
     // Special ids: tokenizer_config.json's tokens found among the added ones, else config.json's ids.
     let tc = read_json(dir, "tokenizer_config.json")?;
     // gguf-py's key for each (`unknown`, `seperator` and `padding` as it spells them).
@@ -270,12 +302,6 @@ fn tokenizer_metadata(dir: &Path, config: &Json) -> Result<Vec<(String, Value)>>
 /// values, the tokenizer as arrays, the chat template; Lar's own keys left out. `general.architecture` first.
 pub fn llama_cpp_metadata(g: &Gguf, dir: &Path) -> Result<Vec<(String, Value)>> {
     let arch = g.get_str("general.architecture")?.to_string();
-    if crate::hf::adds_one_to_norms(&arch) {
-        return Err(bad(
-            &arch,
-            "writing this architecture for llama.cpp from a Hugging Face directory is not supported yet".into(),
-        ));
-    }
     let config = read_json(dir, "config.json")?;
     let narrow = |v: &Value| match v {
         Value::U64(x) => u32::try_from(*x).map_or(Value::U64(*x), Value::U32),

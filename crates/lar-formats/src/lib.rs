@@ -15,6 +15,7 @@ pub mod gguf_stream;
 pub mod gguf_write;
 pub mod hf;
 pub mod hf_export;
+mod hf_spm;
 pub mod hparams;
 pub mod lora;
 pub mod safetensors;
