@@ -93,19 +93,26 @@ impl GgufStream {
 
     /// The next tensor's data (its size must be the header's).
     pub fn write_tensor(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.write_tensor_parts(&[data])
+    }
+
+    /// The next tensor's data in consecutive parts (rows quantized on several threads), written without joining
+    /// them first; their sizes must add up to the header's.
+    pub fn write_tensor_parts<P: AsRef<[u8]>>(&mut self, parts: &[P]) -> std::io::Result<()> {
+        let len: usize = parts.iter().map(|p| p.as_ref().len()).sum();
         let spec = self.specs.get(self.next).ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 "more tensors than the header lists",
             )
         })?;
-        if data.len() != spec.bytes() {
+        if len != spec.bytes() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!(
                     "tensor {}: {} bytes, the header says {}",
                     spec.name,
-                    data.len(),
+                    len,
                     spec.bytes()
                 ),
             ));
@@ -114,8 +121,10 @@ impl GgufStream {
             .out
             .as_mut()
             .ok_or_else(|| std::io::Error::other("the file is closed"))?;
-        out.write_all(data)?;
-        pad(out, data.len(), self.align)?;
+        for p in parts {
+            out.write_all(p.as_ref())?;
+        }
+        pad(out, len, self.align)?;
         self.next += 1;
         Ok(())
     }

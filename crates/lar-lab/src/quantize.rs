@@ -20,7 +20,7 @@ use lar_formats::ggml_type::GgmlType;
 use lar_formats::gguf::{Gguf, Value};
 use lar_formats::gguf_stream::{GgufStream, TensorSpec};
 use lar_formats::hf_export;
-use lar_kernels::quant::{reference, weighted, weights};
+use lar_kernels::quant::{self, weighted, weights};
 
 use crate::imatrix::Imatrix;
 use crate::mixture::{Choices, FileType, Mixture, ModelFacts, llama_order};
@@ -112,7 +112,16 @@ pub fn allows_quantization(name: &str, n_dims: usize) -> bool {
 }
 
 /// Dequantizes `data` (a tensor of `ty`, rows of `ncols`) to f32 on `threads` threads.
-fn to_f32(ty: GgmlType, data: &[u8], n: usize, ncols: usize, threads: usize) -> Result<Vec<f32>> {
+/// `data` (a `ty` tensor of `n` values in rows of `ncols`) as f32 in `out`, which is kept from tensor to tensor of
+/// similar size so its pages are faulted in once, not once per tensor.
+fn to_f32(
+    ty: GgmlType,
+    data: &[u8],
+    n: usize,
+    ncols: usize,
+    threads: usize,
+    out: &mut Vec<f32>,
+) -> Result<()> {
     if ty.row_bytes(n) != data.len() || !ncols.is_multiple_of(ty.block_size()) || ncols == 0 {
         return Err(Error::Invalid(format!(
             "a {} tensor of {n} values in rows of {ncols} cannot hold {} bytes",
@@ -120,7 +129,13 @@ fn to_f32(ty: GgmlType, data: &[u8], n: usize, ncols: usize, threads: usize) -> 
             data.len()
         )));
     }
-    let mut out = vec![0f32; n];
+    if out.capacity() > 2 * n {
+        // Past the largest tensor (the embedding, usually first), give its memory back: peak RSS stays one
+        // tensor's floats.
+        *out = Vec::new();
+    }
+    out.clear();
+    out.resize(n, 0.0);
     let rows = n / ncols;
     let per = rows.div_ceil(threads.clamp(1, rows.max(1)));
     let row_bytes = ty.row_bytes(ncols);
@@ -129,10 +144,16 @@ fn to_f32(ty: GgmlType, data: &[u8], n: usize, ncols: usize, threads: usize) -> 
             .chunks_mut(per * ncols)
             .zip(data.chunks(per * row_bytes))
         {
-            s.spawn(move || reference::dequantize(ty, d, o));
+            s.spawn(move || quant::dequantize(ty, d, o));
         }
     });
-    Ok(out)
+    Ok(())
+}
+
+/// A tensor for the writer thread: the source's bytes as they are, or quantized in consecutive parts.
+enum Chunk<'a> {
+    Same(&'a [u8]),
+    Parts(Vec<Vec<u8>>),
 }
 
 /// An importance matrix's weights for one tensor: one row of `ncols` per expert, each expert `rows` rows.
@@ -149,7 +170,7 @@ fn quantize_rows(
     ncols: usize,
     threads: usize,
     qw: Option<RowWeights>,
-) -> Result<Vec<u8>> {
+) -> Result<Vec<Vec<u8>>> {
     let rows = x.len() / ncols.max(1);
     let parts = threads.clamp(1, rows.max(1));
     let per = rows.div_ceil(parts);
@@ -179,13 +200,9 @@ fn quantize_rows(
             .map(|h| h.join().ok().flatten())
             .collect()
     });
-    let mut all = Vec::with_capacity(ty.row_bytes(x.len()));
-    for o in outs {
-        all.extend(
-            o.ok_or_else(|| Error::Invalid(format!("Lar cannot write {} tensors", ty.name())))?,
-        );
-    }
-    Ok(all)
+    outs.into_iter()
+        .map(|o| o.ok_or_else(|| Error::Invalid(format!("Lar cannot write {} tensors", ty.name()))))
+        .collect()
 }
 
 /// The importance weights of tensor `t` (going to `ty`, rows of `ncols`) in `o`'s matrix, checked as
@@ -392,52 +409,78 @@ pub fn quantize(
         }
         _ => Error::Io(dst.display().to_string(), e),
     };
-    let mut out = GgufStream::create(dst, &kv, specs.clone(), align).map_err(io)?;
+    let out = GgufStream::create(dst, &kv, specs.clone(), align).map_err(io)?;
     let mut types = std::collections::BTreeMap::new();
     let mut quantized = 0;
     let total = g.tensors.len();
-    for (i, (t, spec)) in g.tensors.iter().zip(&specs).enumerate() {
-        let data = g.tensor_data(t);
-        let permute = hf.is_some() && hf_export::permutes(&arch, &t.name);
-        let adapted = o
-            .lora
-            .as_ref()
-            .and_then(|(a, s)| Some((a.tensors.get(&t.name)?, a.alpha, *s)));
-        if spec.ty == t.ty && !permute && adapted.is_none() {
-            out.write_tensor(data).map_err(io)?;
-        } else {
-            let n = t.n_elements();
-            let ncols = t.dims.first().copied().unwrap_or(n).max(1);
-            let mut x = to_f32(t.ty, data, n, ncols, threads)
-                .map_err(|e| Error::Invalid(format!("{}: {e}", t.name)))?;
-            if let Some((p, alpha, strength)) = adapted {
-                // In the base's row order, so before an HF source's Q/K rows are permuted.
-                add_delta(&mut x, p, strength * p.scale(alpha))
-                    .map_err(|e| Error::Invalid(format!("{}: {e}", t.name)))?;
+    // A writer thread takes each tensor as it is ready, so the next one is dequantized and quantized while the
+    // kernel copies this one into the file (a third of the time, single-threaded, before); one tensor queued.
+    std::thread::scope(|s| -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(1);
+        let writer = s.spawn(move || -> std::io::Result<GgufStream> {
+            let mut out = out;
+            for c in rx {
+                match c {
+                    Chunk::Same(d) => out.write_tensor(d)?,
+                    Chunk::Parts(p) => out.write_tensor_parts(&p)?,
+                }
             }
-            if permute {
-                let cols = if t.dims.len() <= 1 { 1 } else { ncols };
-                hf_export::permute_rows(&mut x, cols, hf_export::permute_heads(&g, &t.name))
+            Ok(out)
+        });
+        let mut scratch = Vec::new();
+        for (i, (t, spec)) in g.tensors.iter().zip(&specs).enumerate() {
+            let data = g.tensor_data(t);
+            let permute = hf.is_some() && hf_export::permutes(&arch, &t.name);
+            let adapted = o
+                .lora
+                .as_ref()
+                .and_then(|(a, s)| Some((a.tensors.get(&t.name)?, a.alpha, *s)));
+            let chunk = if spec.ty == t.ty && !permute && adapted.is_none() {
+                Chunk::Same(data)
+            } else {
+                let n = t.n_elements();
+                let ncols = t.dims.first().copied().unwrap_or(n).max(1);
+                to_f32(t.ty, data, n, ncols, threads, &mut scratch)
                     .map_err(|e| Error::Invalid(format!("{}: {e}", t.name)))?;
+                let x = &mut scratch;
+                if let Some((p, alpha, strength)) = adapted {
+                    // In the base's row order, so before an HF source's Q/K rows are permuted.
+                    add_delta(x, p, strength * p.scale(alpha))
+                        .map_err(|e| Error::Invalid(format!("{}: {e}", t.name)))?;
+                }
+                if permute {
+                    let cols = if t.dims.len() <= 1 { 1 } else { ncols };
+                    hf_export::permute_rows(x, cols, hf_export::permute_heads(&g, &t.name))
+                        .map_err(|e| Error::Invalid(format!("{}: {e}", t.name)))?;
+                }
+                let qw = importance(o, t, spec.ty, ncols)?;
+                let q = quantize_rows(
+                    spec.ty,
+                    x,
+                    ncols,
+                    threads,
+                    qw.as_deref().map(|w| RowWeights {
+                        w,
+                        rows_per_expert: t.dims.get(1).copied().unwrap_or(1),
+                    }),
+                )?;
+                quantized += usize::from(spec.ty != t.ty);
+                Chunk::Parts(q)
+            };
+            if tx.send(chunk).is_err() {
+                // The writer stopped on an error, reported below.
+                break;
             }
-            let qw = importance(o, t, spec.ty, ncols)?;
-            let q = quantize_rows(
-                spec.ty,
-                &x,
-                ncols,
-                threads,
-                qw.as_deref().map(|w| RowWeights {
-                    w,
-                    rows_per_expert: t.dims.get(1).copied().unwrap_or(1),
-                }),
-            )?;
-            out.write_tensor(&q).map_err(io)?;
-            quantized += usize::from(spec.ty != t.ty);
+            *types.entry(spec.ty.name().to_string()).or_insert(0) += 1;
+            progress(i + 1, total, &t.name);
         }
-        *types.entry(spec.ty.name().to_string()).or_insert(0) += 1;
-        progress(i + 1, total, &t.name);
-    }
-    out.finish().map_err(io)?;
+        drop(tx);
+        let out = writer
+            .join()
+            .map_err(|_| Error::Invalid("the file writer thread panicked".into()))?
+            .map_err(io)?;
+        out.finish().map_err(io)
+    })?;
     let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
     let source_bytes = if src.is_dir() {
         std::fs::read_dir(src)

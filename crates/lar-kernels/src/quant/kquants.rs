@@ -279,9 +279,13 @@ pub(super) fn q3_k_finish(
         if dj == 0.0 {
             continue;
         }
-        for i in 0..16 {
-            l[16 * j + i] = (nearest_int(x[16 * j + i] / dj).clamp(-4, 3) + 4) as i8;
-        }
+        super::weights::levels_by_division(
+            &x[16 * j..16 * j + 16],
+            dj,
+            -4,
+            3,
+            &mut l[16 * j..16 * j + 16],
+        );
     }
     let (hmask, qs) = block.split_at_mut(32);
     let mut lu = [0u8; QK_K];

@@ -30,6 +30,7 @@ pub mod reference;
 pub mod ternary;
 pub mod weighted;
 pub mod weights;
+mod weights_avx2;
 
 use std::sync::OnceLock;
 
@@ -117,7 +118,22 @@ pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) {
                 *o = half::f16::from_le_bytes([c[0], c[1]]).to_f32();
             }
         }
-        _ => reference::dequantize(ty, data, out),
+        _ => {
+            // The reference compiled a second time with AVX2: the same operations, so the same values, with the
+            // block loops vectorized (a third of `lar quantize`'s time from a Q4_K source before).
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma,f16c")]
+                fn avx2(ty: GgmlType, data: &[u8], out: &mut [f32]) {
+                    reference::dequantize_blocks(ty, data, out)
+                }
+                if simd_level().avx2() {
+                    // SAFETY: the CPU has AVX2, FMA and F16C (checked by simd_level).
+                    return unsafe { avx2(ty, data, out) };
+                }
+            }
+            reference::dequantize(ty, data, out)
+        }
     }
 }
 

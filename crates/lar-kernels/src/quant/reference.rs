@@ -8,6 +8,12 @@ use super::{GgmlType, QK, QK_K, f16_at, f32_at, scale_min_k4};
 
 /// Dequantizes whole blocks of `ty` from `data` into `out` (`out.len()` elements).
 pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) {
+    dequantize_blocks(ty, data, out)
+}
+
+/// [`dequantize`]'s body, inlined where it is compiled a second time for AVX2 ([`super::dequantize`]).
+#[inline(always)]
+pub(super) fn dequantize_blocks(ty: GgmlType, data: &[u8], out: &mut [f32]) {
     let bs = ty.block_size();
     let ts = ty.type_size();
     debug_assert_eq!(out.len() % bs, 0);
@@ -60,6 +66,7 @@ pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) {
     }
 }
 
+#[inline]
 fn dq_q4_0(x: &[u8], y: &mut [f32]) {
     let d = f16_at(x, 0);
     for j in 0..16 {
@@ -69,6 +76,7 @@ fn dq_q4_0(x: &[u8], y: &mut [f32]) {
     }
 }
 
+#[inline]
 fn dq_q4_1(x: &[u8], y: &mut [f32]) {
     let (d, m) = (f16_at(x, 0), f16_at(x, 2));
     for j in 0..16 {
@@ -78,6 +86,7 @@ fn dq_q4_1(x: &[u8], y: &mut [f32]) {
     }
 }
 
+#[inline]
 fn dq_q5_0(x: &[u8], y: &mut [f32]) {
     let d = f16_at(x, 0);
     let qh = u32::from_le_bytes([x[2], x[3], x[4], x[5]]);
@@ -90,6 +99,7 @@ fn dq_q5_0(x: &[u8], y: &mut [f32]) {
     }
 }
 
+#[inline]
 fn dq_q5_1(x: &[u8], y: &mut [f32]) {
     let (d, m) = (f16_at(x, 0), f16_at(x, 2));
     let qh = u32::from_le_bytes([x[4], x[5], x[6], x[7]]);
@@ -102,6 +112,7 @@ fn dq_q5_1(x: &[u8], y: &mut [f32]) {
     }
 }
 
+#[inline]
 fn dq_q8_0(x: &[u8], y: &mut [f32]) {
     let d = f16_at(x, 0);
     for (v, &q) in y.iter_mut().zip(&x[2..2 + QK]) {
@@ -110,6 +121,7 @@ fn dq_q8_0(x: &[u8], y: &mut [f32]) {
 }
 
 // Q2_K: scales[16] @0, qs[64] @16, d @80, dmin @82.
+#[inline]
 fn dq_q2_k(x: &[u8], y: &mut [f32]) {
     let (d, min) = (f16_at(x, 80), f16_at(x, 82));
     let scales = &x[0..16];
@@ -132,6 +144,7 @@ fn dq_q2_k(x: &[u8], y: &mut [f32]) {
 }
 
 // Q3_K: hmask[32] @0, qs[64] @32, scales[12] @96, d @108.
+#[inline]
 fn dq_q3_k(x: &[u8], y: &mut [f32]) {
     let d_all = f16_at(x, 108);
     let hm = &x[0..32];
@@ -170,6 +183,7 @@ pub(crate) fn q3k_scales(s: &[u8]) -> [u8; 16] {
 }
 
 // Q4_K: d @0, dmin @2, scales[12] @4, qs[128] @16.
+#[inline]
 fn dq_q4_k(x: &[u8], y: &mut [f32]) {
     let (d, min) = (f16_at(x, 0), f16_at(x, 2));
     let scales = &x[4..16];
@@ -187,6 +201,7 @@ fn dq_q4_k(x: &[u8], y: &mut [f32]) {
 }
 
 // Q5_K: d @0, dmin @2, scales[12] @4, qh[32] @16, qs[128] @48.
+#[inline]
 fn dq_q5_k(x: &[u8], y: &mut [f32]) {
     let (d, min) = (f16_at(x, 0), f16_at(x, 2));
     let scales = &x[4..16];
@@ -208,6 +223,7 @@ fn dq_q5_k(x: &[u8], y: &mut [f32]) {
 }
 
 // Q6_K: ql[128] @0, qh[64] @128, scales[16] (i8) @192, d @208.
+#[inline]
 fn dq_q6_k(x: &[u8], y: &mut [f32]) {
     let d = f16_at(x, 208);
     for n in 0..2 {

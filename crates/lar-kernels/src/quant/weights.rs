@@ -108,10 +108,13 @@ pub(super) fn q6_k_with(b: &[f32], qw: Option<&[f32]>, out: &mut Vec<u8>) {
         if dj == 0.0 {
             continue;
         }
-        for ii in 0..16 {
-            let v = nearest_int(b[16 * j + ii] / dj).clamp(-32, 31);
-            l[16 * j + ii] = (v + 32) as i8;
-        }
+        levels_by_division(
+            &b[16 * j..16 * j + 16],
+            dj,
+            -32,
+            31,
+            &mut l[16 * j..16 * j + 16],
+        );
     }
     let (ql, rest) = block.split_at_mut(128);
     let qh = &mut rest[..64];
@@ -126,6 +129,20 @@ pub(super) fn q6_k_with(b: &[f32], qw: Option<&[f32]>, out: &mut Vec<u8>) {
         }
     }
     out.extend(block);
+}
+
+/// `l[i] = clamp(nearest_int(x[i] / dj), lo, hi) - lo` for 16 values: the last step of Q3_K and Q6_K (AVX2 where
+/// the CPU has it, the same levels).
+pub(super) fn levels_by_division(x: &[f32], dj: f32, lo: i32, hi: i32, l: &mut [i8]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::simd_level().avx2() {
+        // SAFETY: the CPU has AVX2 (checked by simd_level).
+        unsafe { super::weights_avx2::levels_by_division(x, dj, lo, hi, l) };
+        return;
+    }
+    for (li, &xi) in l[..16].iter_mut().zip(&x[..16]) {
+        *li = (nearest_int(xi / dj).clamp(lo, hi) - lo) as i8;
+    }
 }
 
 pub(super) fn f16(x: f32) -> [u8; 2] {
@@ -150,7 +167,7 @@ fn min_max(b: &[f32]) -> (f32, f32) {
         .fold((f32::MAX, -f32::MAX), |(lo, hi), &v| (lo.min(v), hi.max(v)))
 }
 
-fn q4_0(b: &[f32], out: &mut Vec<u8>) {
+pub(super) fn q4_0(b: &[f32], out: &mut Vec<u8>) {
     let (max, _) = signed_max(b);
     let d = max / -8.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
@@ -179,7 +196,7 @@ fn q4_1(b: &[f32], out: &mut Vec<u8>) {
     out.extend_from_slice(&qs);
 }
 
-fn q5_0(b: &[f32], out: &mut Vec<u8>) {
+pub(super) fn q5_0(b: &[f32], out: &mut Vec<u8>) {
     let (max, _) = signed_max(b);
     let d = max / -16.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
@@ -245,6 +262,20 @@ fn q8_0(b: &[f32], out: &mut Vec<u8>) {
 
 /// Quantizes `x` (whole blocks) to `ty`, appending to `out`; `None` for a type this module does not write.
 pub fn quantize(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) -> Option<()> {
+    #[cfg(target_arch = "x86_64")]
+    if super::simd_level().avx2() {
+        use super::weights_avx2::{Kind, quantize as q32};
+        let kind = match ty {
+            GgmlType::Q4_0 => Some((Kind::Q4_0, q4_0 as fn(&[f32], &mut Vec<u8>))),
+            GgmlType::Q5_0 => Some((Kind::Q5_0, q5_0 as fn(&[f32], &mut Vec<u8>))),
+            _ => None,
+        };
+        if let Some((kind, twin)) = kind {
+            // SAFETY: the CPU has AVX2 and F16C (checked by simd_level).
+            unsafe { q32(kind, x, out, twin) };
+            return Some(());
+        }
+    }
     let f: fn(&[f32], &mut Vec<u8>) = match ty {
         GgmlType::Q4_0 => q4_0,
         GgmlType::Q4_1 => q4_1,
