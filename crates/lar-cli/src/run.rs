@@ -84,12 +84,13 @@ pub fn main(args: Args) -> Result<()> {
     let prompt = read_prompt(&args)?;
     let params = args.sampling.params()?;
     let template = template_source(&args.template)?;
-    let engine = args
-        .engine
-        .load_checked(&args.model, &args.lora, |file| match args.raw {
-            true => Ok(()),
-            false => lar_engine::check_chat_template(file, template.as_deref()),
-        })?;
+    let engine = args.engine.load_checked(&args.model, &args.lora, |file| {
+        if args.raw {
+            Ok(())
+        } else {
+            lar_engine::check_chat_template(file, template.as_deref())
+        }
+    })?;
     let ids = if args.raw {
         // A raw prompt is the model's own format: its control tokens (`<|im_start|>`) are parsed as tokens, as
         // llama.cpp and Ollama do. (Message content in a chat never is: no user can inject them there.)

@@ -108,11 +108,7 @@ pub fn build(file: Arc<Gguf>, cfg: &EngineConfig) -> Result<(EngineCore, Option<
             model.hp.n_vocab
         )));
     }
-    let template = model
-        .file
-        .get("tokenizer.chat_template")
-        .and_then(|v| v.as_str())
-        .map(str::to_string);
+    let template = own_template(&model.file).map(str::to_string);
     let hp = model.hp.clone();
     let core_cfg = core_config(&hp, cfg)?;
     let threads = check_threads(cfg.threads)?;
@@ -129,17 +125,18 @@ pub fn build(file: Arc<Gguf>, cfg: &EngineConfig) -> Result<(EngineCore, Option<
     ))
 }
 
+/// The chat template a model file carries (`tokenizer.chat_template`), if any.
+fn own_template(file: &Gguf) -> Option<&str> {
+    file.get("tokenizer.chat_template").and_then(|v| v.as_str())
+}
+
 /// Longest name an adapter may have.
 pub const MAX_LORA_NAME: usize = 64;
 
 /// Checks, before any weight is loaded, that a conversation can be rendered: `template` (a built-in name or Jinja
 /// source) is given or the file has its own (`tokenizer.chat_template`); [`Error::NoTemplate`] otherwise.
 pub fn check_chat_template(file: &Gguf, template: Option<&str>) -> Result<()> {
-    let own = file
-        .get("tokenizer.chat_template")
-        .and_then(|v| v.as_str())
-        .is_some();
-    if template.is_some() || own {
+    if template.is_some() || own_template(file).is_some() {
         Ok(())
     } else {
         Err(Error::NoTemplate)
