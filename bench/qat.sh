@@ -6,11 +6,13 @@
 # perplexity gap closed, the run's peak memory and its time.
 #
 #   bench/qat.sh [THREADS] [TYPE...]        (default types: Q4_0 Q3_K_M)
+#   TEACHER=FILE.gguf|DIR LABEL=NAME bench/qat.sh ...   (another teacher: a float GGUF file or Hugging Face directory)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${LAR_CACHE:-$HOME/.cache/lar}"
 MODELS="${LAR_MODELS:-$CACHE/models}"
-HF="$MODELS/hf/SmolLM2-135M-Instruct-bf16"
+HF="${TEACHER:-$MODELS/hf/SmolLM2-135M-Instruct-bf16}"
+LABEL=${LABEL:-SmolLM2}
 THREADS=${1:-$(nproc)}
 shift || true
 TYPES=("$@")
@@ -36,5 +38,5 @@ for t in "${TYPES[@]}"; do
     peak=$(grep -o 'peak memory [0-9.]* MiB' <<<"$log" | grep -o '[0-9.]*' || echo "?")
     # "held-out perplexity A -> B (teacher C: D% of the gap closed); KL divergence from the teacher E -> F (G% less)"
     read -r a b c d e f g < <(sed -E 's/held-out perplexity ([0-9.]+) -> ([0-9.]+) \(teacher ([0-9.]+): (-?[0-9]+)% of the gap closed\); KL divergence from the teacher ([0-9.]+) -> ([0-9.]+) \((-?[0-9]+)% less\).*/\1 \2 \3 \4 \5 \6 \7/' <<<"$line")
-    echo "| SmolLM2 $t | $a -> $b ($c) | $d% | $e -> $f (-$g%) | $peak | $secs |"
+    echo "| $LABEL $t | $a -> $b ($c) | $d% | $e -> $f (-$g%) | $peak | $secs |"
 done
