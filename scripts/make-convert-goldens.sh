@@ -38,8 +38,10 @@ PY
 
 # tests/golden/convert-gemma.json: the Gemma 3 270M Hugging Face test directory (f16 safetensors, a SentencePiece-style
 # tokenizer.json) converted by `lar quantize` to F16, tensor by tensor; llama-perplexity on that file (chunks of 256,
-# the first 4); and llama-tokenize's ids for a few texts with that file, which must equal its ids with the original
-# GGUF the directory was made from (checked here) and Lar's through the directory's tokenizer.json (the test).
+# the first 4); and llama-tokenize's ids for a few texts with that file, which must be Lar's through the directory's
+# tokenizer.json (the test) and, for the first three, llama.cpp's with the original GGUF the directory was made from
+# (checked here). The last two (runs of 32 and 33 spaces) differ from the original GGUF's, as the directory's own
+# tokenizer.json does: transformers, converting that GGUF, made its 30 user-defined whitespace pieces normal ones.
 GDIR="$MODELS/hf/gemma-3-270m-f16"
 LAR_HOME="$DIR" "$LAR" quantize "$GDIR" "$DIR/gemma-f16.gguf" --type F16 --no-record >/dev/null
 GPPL=$("$BIN/llama-perplexity" -m "$DIR/gemma-f16.gguf" -f tests/data/perplexity.txt -c 256 --chunks 4 -t 2 2>&1 \
@@ -50,18 +52,21 @@ import gguf
 f16, orig, ppl, bin_ = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
 texts = ["Hello  world,\ttabs and   spaces\nnew lines <start_of_turn>user \u00fcn\u00efc\u00f6d\u00e9 \u65e5\u672c\u8a9e \U0001f642",
          "def f(x):\n    return x * 2  # doubled\n\n\n",
-         open("tests/data/perplexity.txt", encoding="utf-8").read()[:2000]]
+         open("tests/data/perplexity.txt", encoding="utf-8").read()[:2000],
+         "x" + " " * 32 + "y", "x" + " " * 33 + "y"]
 def ids(model, text):
     out = subprocess.run([bin_ + "/llama-tokenize", "-m", model, "-p", text, "--ids", "--log-disable"],
                          capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 tokens = [ids(f16, t) for t in texts]
-assert tokens == [ids(orig, t) for t in texts], "the converted file tokenizes unlike the original GGUF"
+original = [ids(orig, t) for t in texts]
+assert tokens[:3] == original[:3], "the converted file tokenizes unlike the original GGUF"
+assert tokens[3:] != original[3:], "the space runs now tokenize as the original: update this script's comment"
 g = gguf.GGUFReader(f16)
 out = {"source": "hf/gemma-3-270m-f16", "llama_cpp": "llama-cpp-python 0.3.36 sdist",
        "text": "tests/data/perplexity.txt", "ctx": 256, "chunks": 4, "llama_perplexity": ppl,
        "f16": {t.name: [t.tensor_type.name, hashlib.sha256(bytes(t.data.tobytes())).hexdigest()[:16]] for t in g.tensors},
-       "texts": texts, "llama_tokens": tokens}
+       "texts": texts, "llama_tokens": tokens, "original_gguf_tokens": original}
 json.dump(out, open("tests/golden/convert-gemma.json", "w"), indent=0, sort_keys=True)
 print(f"wrote tests/golden/convert-gemma.json (llama-perplexity {ppl})", file=sys.stderr)
 PY

@@ -183,9 +183,10 @@ fn perplexity(home: &Path, model: &Path, g: &Value) -> f64 {
 
 /// Gemma 3's directory: a SentencePiece-style tokenizer.json (`▁` for spaces, byte fallback) and norms stored as
 /// `w` for `x * (1 + w)`. The F16 file Lar writes is the one llama.cpp loaded and measured
-/// (tests/golden/convert-gemma.json); llama.cpp's ids for the golden's texts with it (which the script checked
-/// equal to its ids with the original GGUF) are Lar's through the directory's tokenizer.json and through the
-/// written file's vocabulary; and Lar measures llama-perplexity's number on it.
+/// (tests/golden/convert-gemma.json); llama.cpp's ids for the golden's texts with it (the script checked the
+/// first three equal to its ids with the original GGUF; runs of 32 spaces differ there, as the directory's own
+/// tokenizer.json does) are Lar's through the directory's tokenizer.json and through the written file's
+/// vocabulary; and Lar measures llama-perplexity's number on it.
 #[test]
 fn a_gemma_directory_becomes_llama_cpps_gguf() {
     let d = std::env::temp_dir().join(format!("lar-convert-gemma-{}", std::process::id()));

@@ -132,11 +132,16 @@ fn pre_name(pre: &Json) -> Option<&'static str> {
 
 /// `<|...|>` and the like: llama.cpp's converter makes such added tokens control tokens even when not flagged
 /// special (`does_token_look_special`).
-fn looks_special(t: &str) -> bool {
+pub(crate) fn looks_special(t: &str) -> bool {
     (t.starts_with("<|") && t.ends_with("|>"))
         || (t.starts_with("<｜") && t.ends_with("｜>"))
+        || (t.starts_with("<unused") && t.ends_with('>'))
         || matches!(t, "<pad>" | "<mask>" | "<2mass>" | "[@BOS@]")
 }
+
+/// The most pieces a vocabulary written here may have (the largest real ones have about 260 thousand): a larger id
+/// or `vocab_size` is refused rather than allocated.
+const MAX_VOCAB: u64 = 1 << 24;
 
 /// llama.cpp's token types.
 pub(crate) const NORMAL: i32 = 1;
@@ -147,7 +152,7 @@ pub(crate) const BYTE: i32 = 6;
 
 /// The number of pieces llama.cpp's file holds: `config.json`'s `vocab_size` (the embedding's rows), or more if
 /// `tokenizer.json` has higher ids.
-fn vocab_len(tj: &Json, config: &Json) -> usize {
+fn vocab_len(tj: &Json, config: &Json) -> Result<usize> {
     let ids = tj["model"]["vocab"]
         .as_object()
         .into_iter()
@@ -160,12 +165,21 @@ fn vocab_len(tj: &Json, config: &Json) -> usize {
                 .flatten()
                 .filter_map(|a| a["id"].as_u64()),
         );
-    let from_tokenizer = ids.max().map_or(0, |m| m as usize + 1);
+    let from_tokenizer = ids.max().map_or(0, |m| m.saturating_add(1));
     let from_config = config["vocab_size"]
         .as_u64()
         .or(config["text_config"]["vocab_size"].as_u64())
-        .unwrap_or(0) as usize;
-    from_tokenizer.max(from_config)
+        .unwrap_or(0);
+    let n = from_tokenizer.max(from_config);
+    if n > MAX_VOCAB {
+        return Err(bad(
+            "tokenizer.json",
+            format!(
+                "a vocabulary of {n} pieces (a token id or vocab_size that large) is not one Lar writes"
+            ),
+        ));
+    }
+    Ok(n as usize)
 }
 
 /// The `tokenizer.ggml.*` vocabulary of a byte-level BPE `tokenizer.json`, padded to `n` pieces, as llama.cpp's
@@ -259,7 +273,7 @@ fn tokenizer_metadata(dir: &Path, config: &Json) -> Result<Vec<(String, Value)>>
             "has no tokenizer.json, which llama.cpp's files need".into(),
         ));
     }
-    let n = vocab_len(&tj, config);
+    let n = vocab_len(&tj, config)?;
     let mut kv = match crate::hf_spm::space_prefix(&tj)? {
         Some(prefix) => crate::hf_spm::vocabulary(&tj, n, prefix)?,
         None => byte_level_vocabulary(&tj, n)?,
@@ -369,6 +383,18 @@ mod tests {
         assert_ne!(y, orig);
         unpermute_rows(&mut y, 2, 3).unwrap();
         assert_eq!(y, orig);
+    }
+
+    #[test]
+    fn vocabulary_sizes_past_any_real_one_are_refused() {
+        let tj = serde_json::json!({"model": {"vocab": {"a": 0, "b": u64::MAX}}});
+        assert!(vocab_len(&tj, &Json::Null).is_err());
+        let tj = serde_json::json!({"model": {"vocab": {"a": 0, "b": 1}}});
+        assert_eq!(
+            vocab_len(&tj, &serde_json::json!({"vocab_size": 5})).unwrap(),
+            5
+        );
+        assert!(vocab_len(&tj, &serde_json::json!({"vocab_size": 1u64 << 40})).is_err());
     }
 
     #[test]

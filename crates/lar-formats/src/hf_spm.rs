@@ -3,10 +3,13 @@
 //! "llama"`): the pieces in id order, their types and their scores.
 //!
 //! llama.cpp's converter takes these from `tokenizer.model` (the SentencePiece protobuf), where a BPE model's
-//! piece score is minus its rank among the normal pieces; that rank is the piece's id order, so the same scores
-//! come from `tokenizer.json` alone: normal pieces score `-rank`, byte pieces `0`, control and user-defined
-//! pieces `-1000` (what the converter writes for Gemma 3). llama.cpp's SentencePiece tokenizer then merges the
-//! adjacent pair whose joined piece scores highest, which is the merge order `tokenizer.json`'s `merges` list.
+//! piece scores fall with the piece's id; here they come from `tokenizer.json` alone: normal pieces score
+//! `-rank` in id order, byte pieces `0`, control and user-defined pieces `-1000`, and added tokens are typed as
+//! the converter types them (control when flagged special or when they look it, `<unused…>` included;
+//! user-defined otherwise, with `▁` written back as spaces). llama.cpp's SentencePiece tokenizer merges the
+//! adjacent pair whose joined piece scores highest, which for these files is the order of `tokenizer.json`'s
+//! `merges`, so a converted file tokenizes as the directory's own `tokenizer.json` does. (The scores are not
+//! `tokenizer.model`'s to the digit: only their order among mergeable pieces matters to the tokenizer.)
 //!
 //! Only what llama.cpp's tokenizer can reproduce is accepted: the `▁` space replacement (with or without a
 //! prepended `▁`, llama.cpp's `add_space_prefix`) and byte fallback; any other normalizer or pre-tokenizer is
@@ -16,7 +19,7 @@ use serde_json::Value as Json;
 
 use crate::error::{Error, Result};
 use crate::gguf::Value;
-use crate::hf_export::{BYTE, CONTROL, NORMAL, UNUSED, USER_DEFINED};
+use crate::hf_export::{BYTE, CONTROL, NORMAL, UNUSED, USER_DEFINED, looks_special};
 
 fn bad(msg: String) -> Error {
     Error::Unsupported(format!("tokenizer.json: {msg}"))
@@ -137,12 +140,12 @@ pub(crate) fn vocabulary(
         let (Some(id), Some(t)) = (a["id"].as_u64(), a["content"].as_str()) else {
             return Err(bad(format!("added token {a} has no id or content")));
         };
-        let ty = if a["special"].as_bool().unwrap_or(false) {
-            CONTROL
+        if a["special"].as_bool().unwrap_or(false) || looks_special(t) {
+            put(id, t, CONTROL)?;
         } else {
-            USER_DEFINED
-        };
-        put(id, t, ty)?;
+            // The converter's "pre-normalize user-defined spaces": llama.cpp matches these before normalizing.
+            put(id, &t.replace(SPACE, " "), USER_DEFINED)?;
+        }
     }
     let (mut tokens, mut scores, mut types) = (
         Vec::with_capacity(n),
@@ -191,7 +194,8 @@ mod tests {
             "model": {"type": "BPE", "byte_fallback": true,
                       "vocab": {"<unk>": 0, "<0x41>": 1, "a": 2, "b": 3, "ab": 4}, "merges": [["a", "b"]]},
             "added_tokens": [{"id": 0, "content": "<unk>", "special": true},
-                             {"id": 6, "content": "<tab>", "special": false}]
+                             {"id": 6, "content": "\u{2581}\u{2581}", "special": false},
+                             {"id": 7, "content": "<unused3>", "special": false}]
         })
     }
 
@@ -227,7 +231,7 @@ mod tests {
     #[test]
     fn pieces_scores_and_types_in_id_order() {
         let t = tj(Json::Null, Json::Null);
-        let kv = vocabulary(&t, 8, false).unwrap();
+        let kv = vocabulary(&t, 9, false).unwrap();
         let get = |k: &str| {
             kv.iter()
                 .find(|(x, _)| x == k)
@@ -243,7 +247,9 @@ mod tests {
             .collect();
         assert_eq!(
             scores,
-            [-1000.0, 0.0, 0.0, -1.0, -2.0, -1000.0, -1000.0, -1000.0]
+            [
+                -1000.0, 0.0, 0.0, -1.0, -2.0, -1000.0, -1000.0, -1000.0, -1000.0
+            ]
         );
         let Value::Array(types) = get("tokenizer.ggml.token_type") else {
             panic!()
@@ -262,6 +268,7 @@ mod tests {
                 NORMAL,
                 UNUSED,
                 USER_DEFINED,
+                CONTROL,
                 UNUSED
             ]
         );
@@ -269,7 +276,9 @@ mod tests {
             panic!()
         };
         assert_eq!(tokens[5], Value::String("[PAD5]".into()));
+        // A user-defined piece is matched on the raw text: its '▁' are spaces again.
+        assert_eq!(tokens[6], Value::String("  ".into()));
         // An id beyond the vocabulary is an error, not a silent drop.
-        assert!(vocabulary(&t, 6, false).is_err());
+        assert!(vocabulary(&t, 7, false).is_err());
     }
 }

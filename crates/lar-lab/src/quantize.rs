@@ -111,9 +111,8 @@ pub fn allows_quantization(name: &str, n_dims: usize) -> bool {
         && name != "token_types.weight"
 }
 
-/// Dequantizes `data` (a tensor of `ty`, rows of `ncols`) to f32 on `threads` threads.
-/// `data` (a `ty` tensor of `n` values in rows of `ncols`) as f32 in `out`, which is kept from tensor to tensor of
-/// similar size so its pages are faulted in once, not once per tensor.
+/// `data` (a `ty` tensor of `n` values in rows of `ncols`) as f32 in `out`, dequantized on `threads` threads;
+/// `out` is kept from tensor to tensor of similar size so its pages are faulted in once, not once per tensor.
 fn to_f32(
     ty: GgmlType,
     data: &[u8],
@@ -414,9 +413,10 @@ pub fn quantize(
     let mut quantized = 0;
     let total = g.tensors.len();
     // A writer thread takes each tensor as it is ready, so the next one is dequantized and quantized while the
-    // kernel copies this one into the file (a third of the time, single-threaded, before); one tensor queued.
+    // kernel copies this one into the file (a third of the time, single-threaded, before). A rendezvous channel:
+    // at most the tensor being written and the one being made are in memory.
     std::thread::scope(|s| -> Result<()> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(1);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(0);
         let writer = s.spawn(move || -> std::io::Result<GgufStream> {
             let mut out = out;
             for c in rx {

@@ -30,6 +30,7 @@ pub mod reference;
 pub mod ternary;
 pub mod weighted;
 pub mod weights;
+#[cfg(target_arch = "x86_64")]
 mod weights_avx2;
 
 use std::sync::OnceLock;
