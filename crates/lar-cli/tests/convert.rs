@@ -56,10 +56,7 @@ fn a_hugging_face_directory_becomes_llama_cpps_gguf() {
     let d = std::env::temp_dir().join(format!("lar-convert-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    let g: Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("tests/golden/convert.json")).unwrap(),
-    )
-    .unwrap();
+    let g = golden("convert.json");
     let hf = testdata::model(testdata::SMOLLM2_HF).display().to_string();
     let f16 = d.join("f16.gguf");
     let r = lar(
@@ -101,29 +98,7 @@ fn a_hugging_face_directory_becomes_llama_cpps_gguf() {
         );
     }
     // Lar measures on it what llama.cpp measured.
-    let text = root()
-        .join(g["text"].as_str().unwrap())
-        .display()
-        .to_string();
-    let p = lar(
-        &d,
-        &[
-            "eval",
-            "perplexity",
-            &f16.display().to_string(),
-            &text,
-            "--ctx",
-            "256",
-            "--chunks",
-            "4",
-            "--json",
-            "--no-record",
-        ],
-    );
-    assert!(p.status.success(), "{}", String::from_utf8_lossy(&p.stderr));
-    let ours = serde_json::from_slice::<Value>(&p.stdout).unwrap()["perplexity"]
-        .as_f64()
-        .unwrap();
+    let ours = perplexity(&d, &f16, &g);
     let theirs = g["llama_perplexity"].as_f64().unwrap();
     assert!(
         (ours / theirs - 1.0).abs() < 0.005,
