@@ -152,6 +152,7 @@ fn default_output(data: &Path) -> PathBuf {
 }
 
 pub fn main(a: Args) -> Result<()> {
+    lar_train::alloc::keep_freed_memory();
     let cfg = a.config()?;
     let threads =
         lar_engine::load::check_threads(a.threads).map_err(|e| anyhow!("--threads: {e}"))?;

@@ -9,6 +9,7 @@ use lar_models::{KvStore, Model, SeqBatch, ThreadPool};
 use lar_train::{Adapter, Batch, Dropout, Net};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    lar_train::alloc::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let path = args
         .get(1)

@@ -8,10 +8,12 @@
 //! repair; [`trainer`] runs the loop.
 
 pub mod adapter;
+pub mod alloc;
 pub mod attention;
 pub mod checkpoint;
 pub mod data;
 pub mod distill;
+pub mod dropout;
 pub mod error;
 pub mod linear;
 pub mod net;

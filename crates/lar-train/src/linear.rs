@@ -2,15 +2,17 @@
 //!
 //! `W` stays in the file's format (any type the engine runs: QLoRA when it is quantized). Its forward is the
 //! engine's own matmul ([`frozen`]: activations quantized as in serving). Its backward needs the transposed
-//! product `dX = dY · W`, which no serving kernel computes: [`frozen_backward`] dequantizes a block of `W`'s rows
-//! at a time (shared by the threads) and multiplies every token's gradient by it, four rows per pass so each
-//! gradient row is loaded once per four weight rows. [`frozen_backward_reference`] and [`frozen_reference`] are the
+//! product `dX = dY · W`, which no serving kernel computes: [`frozen_backward`] runs it on AMX tiles where the CPU
+//! has them (`lar_kernels::quant::amx_transposed`: 16 bits of each gradient, sums within ~2^-16), else dequantizes
+//! a block of `W`'s rows at a time (shared by the threads) and multiplies every token's gradient by it in f32,
+//! four rows per pass so each gradient row is loaded once per four weight rows. [`frozen_backward_reference`] and [`frozen_reference`] are the
 //! plain twins (dequantized rows, f32 sums) the fast paths and the finite-difference checks are held to.
 //!
 //! The LoRA's `A` `[rank, n_in]` and `B` `[n_out, rank]` are f32 (PEFT's layout); [`lora_forward`] keeps
 //! `u = x · Aᵀ` for [`lora_backward`], which accumulates both matrices' gradients.
 
 use lar_kernels::pool::{ThreadPool, split};
+use lar_kernels::quant::{GgmlType, amx_transposed};
 use lar_kernels::tensor::{ActSet, SyncPtr, Weight, matmul};
 
 use crate::simd;
@@ -37,6 +39,11 @@ pub fn frozen_reference(w: &Weight, x: &[f32], out: &mut [f32]) {
 pub fn frozen_backward(w: &Weight, dy: &[f32], dx: &mut [f32], pool: &ThreadPool) {
     let (rows, cols) = (w.rows, w.cols);
     let n = dy.len() / rows;
+    if amx_transposed::fits(n, cols) {
+        let row = |r: usize, out: &mut [f32]| w.dequantize_row(r, out);
+        let exact = w.ty == GgmlType::BF16;
+        return amx_transposed::accumulate(rows, cols, exact, &row, dy, dx, pool);
+    }
     // A block of rows about 512 KB in f32, a multiple of four rows.
     let block = ((1 << 17) / cols).clamp(4, rows.next_multiple_of(4)) & !3;
     let mut buf = vec![0f32; block * cols];

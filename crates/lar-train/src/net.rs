@@ -17,16 +17,16 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use lar_kernels::ops::{add, add_bias};
 use lar_kernels::pool::ThreadPool;
-use lar_kernels::tensor::Weight;
+use lar_kernels::tensor::{ActSet, Weight, matmul};
 use lar_models::Model;
 use lar_models::model::Layer;
 
 use crate::adapter::Adapter;
 use crate::attention::{self, Probs, Shape};
+use crate::dropout;
 use crate::error::{Error, Result};
 use crate::linear::{self, Pair};
 use crate::ops;
-use crate::rng::Rng;
 
 /// Packed sequences and what each position is trained to predict.
 #[derive(Clone, Debug, Default)]
@@ -108,12 +108,11 @@ pub struct Net<'a> {
     kept: [AtomicUsize; 2],
 }
 
-/// What a projection's LoRA keeps for its backward: the input the LoRA saw (after dropout), the mask's factors,
-/// and `u = x · Aᵀ`.
+/// What a projection's LoRA keeps for its backward: `u = x · Aᵀ`, and the dropout whose mask its input had (made
+/// again from its key in the backward, not kept).
 #[derive(Default)]
 struct Saved {
-    xd: Option<Vec<f32>>,
-    keep: Option<Vec<f32>>,
+    drop: Option<Dropout>,
     u: Vec<f32>,
 }
 
@@ -140,9 +139,7 @@ struct Tape {
 
 impl Saved {
     fn bytes(&self) -> usize {
-        4 * (self.xd.as_ref().map_or(0, Vec::len)
-            + self.keep.as_ref().map_or(0, Vec::len)
-            + self.u.len())
+        4 * self.u.len()
     }
 }
 
@@ -324,7 +321,8 @@ impl<'a> Net<'a> {
         }
     }
 
-    /// `out = x · Wᵀ (+ the LoRA's delta)`, keeping what the LoRA's backward needs.
+    /// `out = x · Wᵀ (+ the LoRA's delta)`, keeping what the LoRA's backward needs. `acts`: `x` as the engine's
+    /// kernels read it, shared by the projections of the same input (q, k and v; gate and up).
     #[allow(clippy::too_many_arguments)]
     fn project(
         &self,
@@ -333,10 +331,14 @@ impl<'a> Net<'a> {
         w: &Weight,
         ad: &Adapter,
         drop: Dropout,
-        x: &[f32],
+        (x, acts): (&[f32], &mut ActSet),
         out: &mut [f32],
     ) -> Option<Saved> {
-        self.frozen(w, x, out);
+        if self.reference {
+            linear::frozen_reference(w, x, out);
+        } else {
+            matmul(w, acts.for_weight(w), out, self.pool);
+        }
         let p = ad.pair(il, t)?;
         let n = x.len() / p.n_in;
         let mut saved = Saved {
@@ -344,15 +346,10 @@ impl<'a> Net<'a> {
             ..Default::default()
         };
         if drop.p > 0.0 {
-            let mut rng = Rng::keyed(drop.seed, &[il as u64, t as u64]);
-            let f = 1.0 / (1.0 - drop.p);
-            let keep: Vec<f32> = (0..x.len())
-                .map(|_| if rng.next_f32() < drop.p { 0.0 } else { f })
-                .collect();
-            let xd: Vec<f32> = x.iter().zip(&keep).map(|(a, k)| a * k).collect();
+            let mut xd = x.to_vec();
+            dropout::apply(drop, il, t, &mut xd, p.n_in, self.pool);
             linear::lora_forward(p, ad.scale(), &xd, &mut saved.u, out, self.pool);
-            saved.xd = Some(xd);
-            saved.keep = Some(keep);
+            saved.drop = Some(drop);
         } else {
             linear::lora_forward(p, ad.scale(), x, &mut saved.u, out, self.pool);
         }
@@ -380,15 +377,16 @@ impl<'a> Net<'a> {
         let g = grads.layers[il][t]
             .as_mut()
             .expect("the gradient has the adapter's shape");
-        match (&s.xd, &s.keep) {
-            (Some(xd), Some(keep)) => {
+        match s.drop {
+            Some(drop) => {
+                let mut xd = x.to_vec();
+                dropout::apply(drop, il, t, &mut xd, p.n_in, self.pool);
                 let mut dxd = vec![0f32; x.len()];
-                linear::lora_backward(p, ad.scale(), xd, &s.u, dy, g, &mut dxd, self.pool);
-                for ((d, a), k) in dx.iter_mut().zip(&dxd).zip(keep) {
-                    *d += a * k;
-                }
+                linear::lora_backward(p, ad.scale(), &xd, &s.u, dy, g, &mut dxd, self.pool);
+                dropout::apply(drop, il, t, &mut dxd, p.n_in, self.pool);
+                add(dx, &dxd);
             }
-            _ => linear::lora_backward(p, ad.scale(), x, &s.u, dy, g, dx, self.pool),
+            None => linear::lora_backward(p, ad.scale(), x, &s.u, dy, g, dx, self.pool),
         }
     }
 
@@ -425,14 +423,21 @@ impl<'a> Net<'a> {
         let mut q = vec![0f32; n * nh * hd];
         let mut k = vec![0f32; n * nkv * hd];
         let mut v = vec![0f32; n * nkv * hd];
-        tape.lora[Q] = self.project(il, Q, &l.wq, ad, drop, &tape.xn1, &mut q);
-        tape.lora[K] = self.project(il, K, &l.wk, ad, drop, &tape.xn1, &mut k);
-        tape.lora[V] = self.project(il, V, &l.wv, ad, drop, &tape.xn1, &mut v);
+        let mut acts = ActSet::new(&tape.xn1, n, d, self.pool);
+        let x1 = (&tape.xn1[..], &mut acts);
+        tape.lora[Q] = self.project(il, Q, &l.wq, ad, drop, (x1.0, &mut *x1.1), &mut q);
+        tape.lora[K] = self.project(il, K, &l.wk, ad, drop, (x1.0, &mut *x1.1), &mut k);
+        tape.lora[V] = self.project(il, V, &l.wv, ad, drop, x1, &mut v);
         add_bias(&mut q, l.bq.as_deref());
         add_bias(&mut k, l.bk.as_deref());
         add_bias(&mut v, l.bv.as_deref());
-        tape.q_raw = q.clone();
-        tape.k_raw = k.clone();
+        // The raw heads only where a per-head norm's backward needs them.
+        if l.q_norm.is_some() {
+            tape.q_raw = q.clone();
+        }
+        if l.k_norm.is_some() {
+            tape.k_raw = k.clone();
+        }
         let freqs = self.model.rope_freqs(il);
         for (heads, norm) in [(&mut q, &l.q_norm), (&mut k, &l.k_norm)] {
             let per_tok = heads.len() / n;
@@ -458,10 +463,11 @@ impl<'a> Net<'a> {
         ));
         (tape.q, tape.k, tape.v) = (q, k, v);
         let mut o = vec![0f32; n * d];
-        tape.lora[O] = self.project(il, O, &l.wo, ad, drop, &att, &mut o);
+        let mut acts = ActSet::new(&att, n, nh * hd, self.pool);
+        tape.lora[O] = self.project(il, O, &l.wo, ad, drop, (&att, &mut acts), &mut o);
         tape.att = att;
-        tape.o_raw = o.clone();
         if let Some(w) = &l.post_attn_norm {
+            tape.o_raw = o.clone();
             ops::rms_norm_rows(&tape.o_raw, w, eps, d, &mut o);
         }
         let mut x2 = x.to_vec();
@@ -470,16 +476,19 @@ impl<'a> Net<'a> {
         ops::rms_norm_rows(&x2, &l.ffn_norm, eps, d, &mut tape.xn2);
         tape.x2 = x2;
         let (mut gate, mut up) = (vec![0f32; n * ff], vec![0f32; n * ff]);
-        tape.lora[GATE] = self.project(il, GATE, &l.gate, ad, drop, &tape.xn2, &mut gate);
-        tape.lora[UP] = self.project(il, UP, &l.up, ad, drop, &tape.xn2, &mut up);
+        let mut acts = ActSet::new(&tape.xn2, n, d, self.pool);
+        let x2 = (&tape.xn2[..], &mut acts);
+        tape.lora[GATE] = self.project(il, GATE, &l.gate, ad, drop, (x2.0, &mut *x2.1), &mut gate);
+        tape.lora[UP] = self.project(il, UP, &l.up, ad, drop, x2, &mut up);
         let mut h = vec![0f32; n * ff];
         ops::gated(hp.activation, &gate, &up, &mut h);
         (tape.gate, tape.up) = (gate, up);
         let mut down = vec![0f32; n * d];
-        tape.lora[DOWN] = self.project(il, DOWN, &l.down, ad, drop, &h, &mut down);
+        let mut acts = ActSet::new(&h, n, ff, self.pool);
+        tape.lora[DOWN] = self.project(il, DOWN, &l.down, ad, drop, (&h, &mut acts), &mut down);
         tape.h = h;
-        tape.down_raw = down.clone();
         if let Some(w) = &l.post_ffn_norm {
+            tape.down_raw = down.clone();
             ops::rms_norm_rows(&tape.down_raw, w, eps, d, &mut down);
         }
         let mut out = tape.x2.clone();
@@ -576,14 +585,12 @@ impl<'a> Net<'a> {
             (&mut dk, &tape.k_raw, &l.k_norm),
         ] {
             let per_tok = grad.len() / n;
-            for (t, (row, raw_row)) in grad
-                .chunks_exact_mut(per_tok)
-                .zip(raw.chunks_exact(per_tok))
-                .enumerate()
-            {
-                for (head, raw_head) in row.chunks_exact_mut(hd).zip(raw_row.chunks_exact(hd)) {
+            for (t, row) in grad.chunks_exact_mut(per_tok).enumerate() {
+                for (h, head) in row.chunks_exact_mut(hd).enumerate() {
                     ops::rope_backward(&mut head[..hp.rope_dim], pos[t], freqs, hp.rope_neox);
                     if let Some(w) = norm {
+                        // The raw heads are on the tape wherever there is a norm.
+                        let raw_head = &raw[t * per_tok + h * hd..][..hd];
                         let g = head.to_vec();
                         ops::rms_norm_backward(raw_head, w, eps, &g, head);
                     }

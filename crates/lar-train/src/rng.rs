@@ -21,16 +21,20 @@ impl Rng {
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0 = self.0.wrapping_add(GOLDEN);
+        mix(self.0)
     }
 
     /// Uniform in `[0, 1)`.
     pub fn next_f32(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+        unit(self.next_u64())
+    }
+
+    /// What the `i + 1`-th [`Rng::next_u64`] from this state returns, without stepping: SplitMix64's state only
+    /// counts, so any place in its stream can be had at once (dropout masks are made in parallel this way).
+    #[inline(always)]
+    pub fn at(&self, i: u64) -> u64 {
+        mix(self.0.wrapping_add(i.wrapping_add(1).wrapping_mul(GOLDEN)))
     }
 
     /// Uniform in `0..n` (`n > 0`).
@@ -48,5 +52,36 @@ impl Rng {
     /// The state, to save in a checkpoint.
     pub fn state(&self) -> u64 {
         self.0
+    }
+}
+
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// SplitMix64's output function.
+#[inline(always)]
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// 64 random bits as a uniform value in `[0, 1)` (the top 24).
+#[inline(always)]
+pub fn unit(u: u64) -> f32 {
+    (u >> 40) as f32 / (1u64 << 24) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `at(i)` is the stream's `i + 1`-th value.
+    #[test]
+    fn at_is_the_stream() {
+        let r = Rng::keyed(7, &[3, 4]);
+        let mut s = r.clone();
+        for i in 0..100 {
+            assert_eq!(r.at(i), s.next_u64());
+        }
     }
 }

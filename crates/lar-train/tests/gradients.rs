@@ -214,17 +214,21 @@ fn lora_and_frozen_products_match_finite_differences_and_their_twins() {
     });
 
     // The transposed product of real quantized weights (SmolLM2's Q4_1 and its Q6_K output) and of F32 ones:
-    // the fast path against its plain twin.
+    // the fast path against its plain twin, with 9 gradient rows (the f32 path) and 40 (AMX tiles where the CPU
+    // has them: two whole groups and a tail).
     let small = Model::open(&lar_testdata::model(lar_testdata::SMOLLM2)).expect("SmolLM2");
     let tiny = tiny("llama");
-    for w in [
+    for (w, n) in [
         &small.layer(0).wq,
         &small.layer(3).down,
         small.output_head().0,
         &tiny.layer(1).gate,
-    ] {
-        let dy = rand_vec(&mut rng, 9 * w.rows, 1.0);
-        let (mut fast, mut plain) = (vec![0f32; 9 * w.cols], vec![0f32; 9 * w.cols]);
+    ]
+    .into_iter()
+    .flat_map(|w| [(w, 9), (w, 40)])
+    {
+        let dy = rand_vec(&mut rng, n * w.rows, 1.0);
+        let (mut fast, mut plain) = (vec![0f32; n * w.cols], vec![0f32; n * w.cols]);
         linear::frozen_backward(w, &dy, &mut fast, &pool);
         linear::frozen_backward_reference(w, &dy, &mut plain);
         let scale = plain.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -232,8 +236,8 @@ fn lora_and_frozen_products_match_finite_differences_and_their_twins() {
             assert!((a - b).abs() <= 1e-4 * scale, "{w:?}: {a} vs {b}");
         }
         // ... and the plain twin is the gradient of the plain forward: <dy, W x> = <dyᵀ W, x>.
-        let x = rand_vec(&mut rng, 9 * w.cols, 1.0);
-        let mut y = vec![0f32; 9 * w.rows];
+        let x = rand_vec(&mut rng, n * w.cols, 1.0);
+        let mut y = vec![0f32; n * w.rows];
         linear::frozen_reference(w, &x, &mut y);
         let (lhs, rhs) = (dot(&dy, &y), dot(&plain, &x));
         assert!(

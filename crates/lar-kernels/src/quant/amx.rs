@@ -163,7 +163,7 @@ impl SplitActs {
 }
 
 /// One row's split, vectorized where the CPU allows.
-fn split_row(x: &[f32], hi: &mut [u16], lo: &mut [u16]) {
+pub(super) fn split_row(x: &[f32], hi: &mut [u16], lo: &mut [u16]) {
     #[inline(always)]
     fn plain(x: &[f32], hi: &mut [u16], lo: &mut [u16]) {
         for ((v, h), l) in x.iter().zip(hi.iter_mut()).zip(lo.iter_mut()) {
@@ -231,9 +231,6 @@ macro_rules! tile_store {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(super) use {tile_load, tile_store};
-
-#[cfg(target_arch = "x86_64")]
 /// `tdpbf16ps tmmC, tmmA, tmmB`: `C += A·B`.
 macro_rules! tile_dp {
     ($c:literal, $a:literal, $b:literal) => {
@@ -243,6 +240,9 @@ macro_rules! tile_dp {
         )
     };
 }
+
+#[cfg(target_arch = "x86_64")]
+pub(super) use {tile_dp, tile_load, tile_store};
 
 #[cfg(target_arch = "x86_64")]
 /// `out[t·ldo + r] = dot(row r, activation t)` for the rows of `panels` (F16 or BF16) and every row of `a`.
@@ -472,7 +472,7 @@ unsafe fn store_rows(out: *mut f32, ldo: usize, rows: usize, t: usize, tail: &mu
 /// f32 → BF16 bits (nearest, ties to even) in the low half of each 32-bit lane.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn to_bf16(v: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512i {
+pub(super) unsafe fn to_bf16(v: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512i {
     use std::arch::x86_64::*;
     // SAFETY: the caller's AVX-512 F.
     unsafe {
@@ -488,7 +488,7 @@ unsafe fn to_bf16(v: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512i {
 /// BF16 bits in the low half of each lane → f32.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn back(h: std::arch::x86_64::__m512i) -> std::arch::x86_64::__m512 {
+pub(super) unsafe fn back(h: std::arch::x86_64::__m512i) -> std::arch::x86_64::__m512 {
     use std::arch::x86_64::*;
     // SAFETY: the caller's AVX-512 F.
     unsafe { _mm512_castsi512_ps(_mm512_slli_epi32(h, 16)) }
@@ -534,7 +534,7 @@ unsafe fn convert_panel<const F16: bool>(src: *const u8, chunks: usize, dst: *mu
 /// Each 32-bit lane: `even`'s low 16 bits, then `odd`'s (their high 16 bits are zero).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn pairs(
+pub(super) unsafe fn pairs(
     even: std::arch::x86_64::__m512i,
     odd: std::arch::x86_64::__m512i,
 ) -> std::arch::x86_64::__m512i {

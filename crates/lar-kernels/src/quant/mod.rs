@@ -10,6 +10,7 @@
 mod act_avx2;
 pub mod amx;
 pub mod amx_q4k;
+pub mod amx_transposed;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 pub mod codebook;
