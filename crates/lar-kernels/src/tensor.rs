@@ -202,6 +202,15 @@ impl Weight {
         }
     }
 
+    /// Gives the file's pages of a packed weight back to the OS again, after something read its rows from the file
+    /// ([`Weight::dequantize_row`]: training's transposed product), so the packed copy stays its only resident
+    /// form; a later read faults them in from the page cache. Nothing for a weight that is not packed.
+    pub fn release_file_pages(&self) {
+        if self.packed.is_some() {
+            self.file.release(self.offset, self.size);
+        }
+    }
+
     /// Whether [`Weight::pack`] repacked it.
     pub fn is_packed(&self) -> bool {
         self.packed.is_some()

@@ -2,8 +2,9 @@
 //! - Lar's own (`lar finetune`, the default): the model file's weights as they are (mapped, as inference reads
 //!   them), the adapter (fp32) with its gradient and AdamW's two moments, each block's input kept for the
 //!   recomputation (always on), one block's activations and the backward's temporaries in f32, the attention
-//!   probabilities of one block, the LoRA dropout masks, logits for a few rows at a time, and the runtime. Checked
-//!   against `lar finetune`'s measured peak RSS (crates/lar-cli/tests/finetune.rs: within 10%).
+//!   probabilities of one block, one projection's LoRA dropout input (masks are made again, not kept), logits for
+//!   a few rows at a time, and the runtime. Checked against `lar finetune`'s measured peak RSS
+//!   (crates/lar-cli/tests/finetune.rs: within 10%).
 //! - a PyTorch + PEFT trainer, by the usual accounting: frozen weights in bf16 or NF4, adapter, gradients and
 //!   moments, 16-bit activations by sequence length and batch (all of them, or each layer's input with gradient
 //!   checkpointing), the logits and their gradient, and the framework's own share.
@@ -126,6 +127,18 @@ fn plan_lar(m: &ModelInfo, r: &Request) -> Plan {
     let lin = linears(m);
     let adapter_params = layers * lin.iter().map(|(i, o)| rank * (i + o)).sum::<u64>();
     let resident_embd = if m.tied_output { m.embd_bytes } else { 0 };
+    let head_bytes = if m.tied_output {
+        m.embd_bytes
+    } else {
+        m.output_bytes
+    };
+    // Where the engine repacks the head's type, its rows are read from the file too while the repacked copy
+    // stays (the transposed product; the pages are given back after each pass): the largest matrix, twice.
+    let repacked_head = if crate::hw::repacks(&m.head_type) {
+        head_bytes
+    } else {
+        0
+    };
     let weights = m.layer_bytes.iter().sum::<u64>() + m.output_bytes + resident_embd;
     let (adapter, grads, optim) = (4 * adapter_params, 4 * adapter_params, 8 * adapter_params);
     let (d, q, kv, ff) = (
@@ -134,22 +147,33 @@ fn plan_lar(m: &ModelInfo, r: &Request) -> Plan {
         m.kv_dim() as u64,
         m.n_ff as u64,
     );
-    // Floats per token: each block's input (kept), one block's activations, the LoRA dropout's inputs and masks
-    // and rank-r products, the backward's temporaries.
+    // Floats per token: each block's input (kept), one block's activations (the raw heads and projections only
+    // where a norm's backward needs them: Qwen 3's and Gemma 3's per-head norms, Gemma 3's post-norms), the LoRA
+    // dropout's input and its gradient (one projection's at a time: masks are made again, not kept) and rank-r
+    // products, the backward's temporaries.
     let kept = layers * d;
-    let tape = 5 * d + 3 * q + 3 * kv + 3 * ff;
-    let dropout = 2 * (5 * d + q + ff) + 7 * rank;
+    let qk_norm = matches!(m.arch.as_str(), "qwen3" | "gemma3");
+    let post_norms = m.arch == "gemma3";
+    let tape = 3 * d
+        + 2 * q
+        + 2 * kv
+        + 3 * ff
+        + if qk_norm { q + kv } else { 0 }
+        + if post_norms { 2 * d } else { 0 };
+    let dropout = 2 * d.max(q).max(ff) + 7 * rank;
     let backward = 7 * d + 4 * ff + 2 * q + 2 * kv;
     let probs = m.n_head as u64 * seq * seq * r.batch.max(1) as u64 * 4;
-    let head = 32 * m.n_vocab as u64 * 4 + (1 << 19);
+    // Logits of HEAD_ROWS rows (lar_train::net::HEAD_ROWS) and the transposed product's block of converted
+    // weights (4 MiB on AMX; a 512 KiB dequantized block elsewhere).
+    let head = 64 * m.n_vocab as u64 * 4 + (4 << 20);
     let activations = 4 * tokens * (kept + tape + dropout + backward) + probs + head;
     let header = m.file_bytes.saturating_sub(m.tensor_bytes());
     let tokenizer = crate::plan::TOKEN_BYTES * m.vocab_tokens as u64
         + crate::plan::MERGE_BYTES * m.vocab_merges as u64
         + m.tokenizer_json_bytes;
     let overhead = crate::plan::RUNTIME_BYTES + header + tokenizer;
-    let total = weights + adapter + grads + optim + activations + overhead;
-    let lines = vec![
+    let total = weights + repacked_head + adapter + grads + optim + activations + overhead;
+    let mut lines = vec![
         Line {
             what: "base weights (frozen)".into(),
             bytes: weights,
@@ -182,9 +206,9 @@ fn plan_lar(m: &ModelInfo, r: &Request) -> Plan {
             bytes: activations,
             why: format!(
                 "{tokens} tokens (sequence {seq} x batch {}), f32: each layer's input kept for the recomputation \
-                 ({kept} values per token), one layer's activations ({tape}), LoRA dropout inputs and masks and the \
-                 rank-{rank} products ({dropout}), the backward's temporaries ({backward}); one layer's attention \
-                 probabilities ({} heads x {seq}^2: {}); logits for 32 rows at a time and a dequantized block of \
+                 ({kept} values per token), one layer's activations ({tape}), one projection's LoRA dropout input and \
+                 its gradient and the rank-{rank} products ({dropout}), the backward's temporaries ({backward}); one layer's attention \
+                 probabilities ({} heads x {seq}^2: {}); logits for 64 rows at a time and a converted block of \
                  weights ({})",
                 r.batch,
                 m.n_head,
@@ -203,6 +227,20 @@ fn plan_lar(m: &ModelInfo, r: &Request) -> Plan {
             ),
         },
     ];
+    if repacked_head > 0 {
+        lines.insert(
+            1,
+            Line {
+                what: "output head, repacked".into(),
+                bytes: repacked_head,
+                why: format!(
+                    "the engine keeps the output head ({}) repacked for this CPU's kernels, and the backward \
+                     reads its rows from the file as well (given back after each pass): the largest matrix twice",
+                    m.head_type
+                ),
+            },
+        );
+    }
     Plan {
         trainer: Trainer::Lar,
         method: r.method,

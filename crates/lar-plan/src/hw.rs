@@ -361,6 +361,30 @@ pub fn detect(disk_path: &Path) -> Hardware {
     }
 }
 
+/// Whether Lar's engine keeps a repacked copy of a weight of type `ty` on this CPU (`lar_kernels::tensor::Packed`:
+/// F16, BF16 and F32 with AVX2 + FMA + F16C; Q4_0, Q8_0, IQ4_NL, IQ4_XS, MXFP4, Q4_K, Q5_0 and Q6_K with AVX-512
+/// VNNI as well), honouring `LAR_PACK=0` and the `LAR_SIMD` caps as the engine does. Training reads a repacked
+/// matrix's rows from the file as well, so the planner counts the largest one twice.
+pub fn repacks(ty: &str) -> bool {
+    if std::env::var("LAR_PACK").as_deref() == Ok("0") {
+        return false;
+    }
+    let cap = std::env::var("LAR_SIMD").unwrap_or_default();
+    let has = |f: &str| simd().contains(&f);
+    if cap == "scalar" || !(has("avx2") && has("fma") && has("f16c")) {
+        return false;
+    }
+    let vnni = cap != "avx2"
+        && ["avx512f", "avx512bw", "avx512vl", "avx512vnni"]
+            .iter()
+            .all(|f| has(f));
+    match ty {
+        "F16" | "BF16" | "F32" => true,
+        "Q4_0" | "Q8_0" | "IQ4_NL" | "IQ4_XS" | "MXFP4" | "Q4_K" | "Q5_0" | "Q6_K" => vnni,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,6 +46,8 @@ pub struct ModelInfo {
     pub by_type: Vec<TypeBytes>,
     /// The type holding most of the repeating layers' bytes.
     pub layer_type: String,
+    /// The output head's type (the embedding's where they are tied).
+    pub head_type: String,
     /// Tokenizer entries the runtime keeps in memory.
     pub vocab_tokens: usize,
     pub vocab_merges: usize,
@@ -113,6 +115,10 @@ impl ModelInfo {
             embd_bytes,
             output_bytes,
             tied_output: g.tensor("output.weight").is_none(),
+            head_type: g
+                .tensor("output.weight")
+                .or_else(|| g.tensor("token_embd.weight"))
+                .map_or_else(String::new, |t| t.ty.name().to_string()),
             by_type: by_type
                 .into_iter()
                 .map(|(ty, (tensors, bytes))| TypeBytes {

@@ -468,6 +468,7 @@ mod tests {
             tied_output: false,
             by_type: vec![],
             layer_type: "Q4_K".into(),
+            head_type: "Q8_0".into(),
             vocab_tokens: 1000,
             vocab_merges: 0,
             tokenizer_json_bytes: 0,

@@ -19,6 +19,7 @@ pub mod linear;
 pub mod net;
 pub mod ops;
 pub mod optim;
+pub mod par;
 pub mod rng;
 pub mod simd;
 pub mod trainer;

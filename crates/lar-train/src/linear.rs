@@ -35,8 +35,15 @@ pub fn frozen_reference(w: &Weight, x: &[f32], out: &mut [f32]) {
     }
 }
 
-/// `dx += dy · w`: the gradient of [`frozen`]'s input, for `w.rows`-wide rows of `dy`.
+/// `dx += dy · w`: the gradient of [`frozen`]'s input, for `w.rows`-wide rows of `dy`. The rows are read from
+/// the file; where the engine packed the weight, the file's pages are given back afterwards, so a step holds at
+/// most one weight twice (the packed copy is what the forward reads).
 pub fn frozen_backward(w: &Weight, dy: &[f32], dx: &mut [f32], pool: &ThreadPool) {
+    transposed_product(w, dy, dx, pool);
+    w.release_file_pages();
+}
+
+fn transposed_product(w: &Weight, dy: &[f32], dx: &mut [f32], pool: &ThreadPool) {
     let (rows, cols) = (w.rows, w.cols);
     let n = dy.len() / rows;
     if amx_transposed::fits(n, cols) {

@@ -27,6 +27,7 @@ use crate::dropout;
 use crate::error::{Error, Result};
 use crate::linear::{self, Pair};
 use crate::ops;
+use crate::par;
 
 /// Packed sequences and what each position is trained to predict.
 #[derive(Clone, Debug, Default)]
@@ -176,8 +177,9 @@ const GATE: usize = 4;
 const UP: usize = 5;
 const DOWN: usize = 6;
 
-/// Rows of logits computed at once in the output head.
-const HEAD_ROWS: usize = 32;
+/// Rows of logits computed at once in the output head (each pass reads the whole output matrix, in the backward
+/// converting it for the transposed product: fewer passes, less of that).
+pub const HEAD_ROWS: usize = 64;
 
 impl<'a> Net<'a> {
     pub fn new(model: &'a Model, pool: &'a ThreadPool) -> Self {
@@ -390,6 +392,23 @@ impl<'a> Net<'a> {
         }
     }
 
+    /// RMS norm of each `n_embd`-wide row of `x` into `out`, rows shared out over the pool.
+    fn norm_rows(&self, x: &[f32], w: &[f32], out: &mut [f32]) {
+        let (d, eps) = (self.model.hp.n_embd, self.model.hp.rms_eps);
+        par::rows(self.pool, x.len() / d, out, |r, o| {
+            ops::rms_norm_rows(&x[r.start * d..r.end * d], w, eps, d, o)
+        });
+    }
+
+    /// The backward of [`Net::norm_rows`] added to `dx`, rows shared out over the pool.
+    fn norm_rows_backward_add(&self, x: &[f32], w: &[f32], dy: &[f32], dx: &mut [f32]) {
+        let (d, eps) = (self.model.hp.n_embd, self.model.hp.rms_eps);
+        par::rows(self.pool, x.len() / d, dx, |r, o| {
+            let at = r.start * d..r.end * d;
+            ops::rms_norm_rows_backward_add(&x[at.clone()], w, eps, d, &dy[at], o)
+        });
+    }
+
     fn shape(&self, il: usize) -> Shape {
         let hp = &self.model.hp;
         Shape {
@@ -419,7 +438,7 @@ impl<'a> Net<'a> {
         let n = batch.len();
         let eps = hp.rms_eps;
         tape.xn1 = vec![0f32; n * d];
-        ops::rms_norm_rows(x, &l.attn_norm, eps, d, &mut tape.xn1);
+        self.norm_rows(x, &l.attn_norm, &mut tape.xn1);
         let mut q = vec![0f32; n * nh * hd];
         let mut k = vec![0f32; n * nkv * hd];
         let mut v = vec![0f32; n * nkv * hd];
@@ -440,16 +459,23 @@ impl<'a> Net<'a> {
         }
         let freqs = self.model.rope_freqs(il);
         for (heads, norm) in [(&mut q, &l.q_norm), (&mut k, &l.k_norm)] {
-            let per_tok = heads.len() / n;
-            for (t, row) in heads.chunks_exact_mut(per_tok).enumerate() {
-                for head in row.chunks_exact_mut(hd) {
-                    if let Some(w) = norm {
-                        let src = head.to_vec();
-                        lar_kernels::ops::rms_norm(&src, w, eps, head);
+            par::rows(self.pool, n, heads, |toks, rows| {
+                let per_tok = rows.len() / toks.len().max(1);
+                for (t, row) in toks.zip(rows.chunks_exact_mut(per_tok)) {
+                    for head in row.chunks_exact_mut(hd) {
+                        if let Some(w) = norm {
+                            let src = head.to_vec();
+                            lar_kernels::ops::rms_norm(&src, w, eps, head);
+                        }
+                        lar_kernels::ops::rope(
+                            &mut head[..hp.rope_dim],
+                            pos[t],
+                            freqs,
+                            hp.rope_neox,
+                        );
                     }
-                    lar_kernels::ops::rope(&mut head[..hp.rope_dim], pos[t], freqs, hp.rope_neox);
                 }
-            }
+            });
         }
         let mut att = vec![0f32; n * nh * hd];
         tape.probs = Some(attention::forward(
@@ -468,12 +494,12 @@ impl<'a> Net<'a> {
         tape.att = att;
         if let Some(w) = &l.post_attn_norm {
             tape.o_raw = o.clone();
-            ops::rms_norm_rows(&tape.o_raw, w, eps, d, &mut o);
+            self.norm_rows(&tape.o_raw, w, &mut o);
         }
         let mut x2 = x.to_vec();
         add(&mut x2, &o);
         tape.xn2 = vec![0f32; n * d];
-        ops::rms_norm_rows(&x2, &l.ffn_norm, eps, d, &mut tape.xn2);
+        self.norm_rows(&x2, &l.ffn_norm, &mut tape.xn2);
         tape.x2 = x2;
         let (mut gate, mut up) = (vec![0f32; n * ff], vec![0f32; n * ff]);
         let mut acts = ActSet::new(&tape.xn2, n, d, self.pool);
@@ -481,7 +507,10 @@ impl<'a> Net<'a> {
         tape.lora[GATE] = self.project(il, GATE, &l.gate, ad, drop, (x2.0, &mut *x2.1), &mut gate);
         tape.lora[UP] = self.project(il, UP, &l.up, ad, drop, x2, &mut up);
         let mut h = vec![0f32; n * ff];
-        ops::gated(hp.activation, &gate, &up, &mut h);
+        par::rows(self.pool, n, &mut h, |r, h| {
+            let at = r.start * ff..r.end * ff;
+            ops::gated(hp.activation, &gate[at.clone()], &up[at], h)
+        });
         (tape.gate, tape.up) = (gate, up);
         let mut down = vec![0f32; n * d];
         let mut acts = ActSet::new(&h, n, ff, self.pool);
@@ -489,7 +518,7 @@ impl<'a> Net<'a> {
         tape.h = h;
         if let Some(w) = &l.post_ffn_norm {
             tape.down_raw = down.clone();
-            ops::rms_norm_rows(&tape.down_raw, w, eps, d, &mut down);
+            self.norm_rows(&tape.down_raw, w, &mut down);
         }
         let mut out = tape.x2.clone();
         add(&mut out, &down);
@@ -519,7 +548,7 @@ impl<'a> Net<'a> {
         let mut ddown = match &l.post_ffn_norm {
             Some(w) => {
                 let mut g = vec![0f32; n * d];
-                ops::rms_norm_rows_backward_add(&tape.down_raw, w, eps, d, dout, &mut g);
+                self.norm_rows_backward_add(&tape.down_raw, w, dout, &mut g);
                 g
             }
             None => dout.to_vec(),
@@ -531,14 +560,11 @@ impl<'a> Net<'a> {
         );
         ddown.clear();
         let (mut dgate, mut dup) = (vec![0f32; n * ff], vec![0f32; n * ff]);
-        ops::gated_backward(
-            hp.activation,
-            &tape.gate,
-            &tape.up,
-            &dh,
-            &mut dgate,
-            &mut dup,
-        );
+        par::rows2(self.pool, n, (&mut dgate, &mut dup), |r, dg, du| {
+            let at = r.start * ff..r.end * ff;
+            let (g, u, dh) = (&tape.gate[at.clone()], &tape.up[at.clone()], &dh[at]);
+            ops::gated_backward(hp.activation, g, u, dh, dg, du)
+        });
         drop(dh);
         let mut dxn2 = vec![0f32; n * d];
         let saved = tape.lora[GATE].as_ref();
@@ -547,13 +573,13 @@ impl<'a> Net<'a> {
         );
         let saved = tape.lora[UP].as_ref();
         self.project_backward(il, UP, &l.up, ad, saved, &tape.xn2, &dup, &mut dxn2, grads);
-        ops::rms_norm_rows_backward_add(&tape.x2, &l.ffn_norm, eps, d, &dxn2, &mut dx2);
+        self.norm_rows_backward_add(&tape.x2, &l.ffn_norm, &dxn2, &mut dx2);
         // x2 = x + post_attn_norm(o_raw)
         let mut dx = dx2.clone();
         let do_raw = match &l.post_attn_norm {
             Some(w) => {
                 let mut g = vec![0f32; n * d];
-                ops::rms_norm_rows_backward_add(&tape.o_raw, w, eps, d, &dx2, &mut g);
+                self.norm_rows_backward_add(&tape.o_raw, w, &dx2, &mut g);
                 g
             }
             None => dx2,
@@ -585,24 +611,26 @@ impl<'a> Net<'a> {
             (&mut dk, &tape.k_raw, &l.k_norm),
         ] {
             let per_tok = grad.len() / n;
-            for (t, row) in grad.chunks_exact_mut(per_tok).enumerate() {
-                for (h, head) in row.chunks_exact_mut(hd).enumerate() {
-                    ops::rope_backward(&mut head[..hp.rope_dim], pos[t], freqs, hp.rope_neox);
-                    if let Some(w) = norm {
-                        // The raw heads are on the tape wherever there is a norm.
-                        let raw_head = &raw[t * per_tok + h * hd..][..hd];
-                        let g = head.to_vec();
-                        ops::rms_norm_backward(raw_head, w, eps, &g, head);
+            par::rows(self.pool, n, grad, |toks, rows| {
+                for (t, row) in toks.zip(rows.chunks_exact_mut(per_tok)) {
+                    for (h, head) in row.chunks_exact_mut(hd).enumerate() {
+                        ops::rope_backward(&mut head[..hp.rope_dim], pos[t], freqs, hp.rope_neox);
+                        if let Some(w) = norm {
+                            // The raw heads are on the tape wherever there is a norm.
+                            let raw_head = &raw[t * per_tok + h * hd..][..hd];
+                            let g = head.to_vec();
+                            ops::rms_norm_backward(raw_head, w, eps, &g, head);
+                        }
                     }
                 }
-            }
+            });
         }
         let mut dxn1 = vec![0f32; n * d];
         for (t, w, g) in [(Q, &l.wq, &dq), (K, &l.wk, &dk), (V, &l.wv, &dv)] {
             let saved = tape.lora[t].as_ref();
             self.project_backward(il, t, w, ad, saved, &tape.xn1, g, &mut dxn1, grads);
         }
-        ops::rms_norm_rows_backward_add(x, &l.attn_norm, eps, d, &dxn1, &mut dx);
+        self.norm_rows_backward_add(x, &l.attn_norm, &dxn1, &mut dx);
         dx
     }
 
@@ -618,23 +646,33 @@ impl<'a> Net<'a> {
         let mut loss = 0f32;
         for chunk in rows.chunks(HEAD_ROWS) {
             let mut xn = vec![0f32; chunk.len() * d];
-            for (j, &t) in chunk.iter().enumerate() {
-                lar_kernels::ops::rms_norm(
-                    &x[t * d..(t + 1) * d],
-                    norm,
-                    hp.rms_eps,
-                    &mut xn[j * d..(j + 1) * d],
-                );
-            }
+            par::rows(self.pool, chunk.len(), &mut xn, |js, out| {
+                for (j, o) in js.zip(out.chunks_exact_mut(d)) {
+                    let t = chunk[j];
+                    lar_kernels::ops::rms_norm(&x[t * d..(t + 1) * d], norm, hp.rms_eps, o);
+                }
+            });
             let mut logits = vec![0f32; chunk.len() * nv];
             self.frozen(output, &xn, &mut logits);
-            for (j, &t) in chunk.iter().enumerate() {
-                let row = &mut logits[j * nv..(j + 1) * nv];
-                let w = batch.weights[t];
-                loss += w * match batch.soft.get(t).filter(|s| !s.is_empty()) {
-                    Some(teacher) => ops::kl_topk(row, teacher, w),
-                    None => ops::cross_entropy(row, batch.targets[t] as usize, w),
-                };
+            // Each row's loss (rows shared out), then their sum in row order.
+            let mut each = vec![0f32; chunk.len()];
+            par::rows2(
+                self.pool,
+                chunk.len(),
+                (&mut logits, &mut each),
+                |js, rows, ls| {
+                    for ((j, row), l) in js.zip(rows.chunks_exact_mut(nv)).zip(ls) {
+                        let t = chunk[j];
+                        let w = batch.weights[t];
+                        *l = w * match batch.soft.get(t).filter(|s| !s.is_empty()) {
+                            Some(teacher) => ops::kl_topk(row, teacher, w),
+                            None => ops::cross_entropy(row, batch.targets[t] as usize, w),
+                        };
+                    }
+                },
+            );
+            for l in each {
+                loss += l;
             }
             if let Some(dx) = dx.as_deref_mut() {
                 let mut dxn = vec![0f32; chunk.len() * d];
