@@ -7,6 +7,8 @@
 #
 #   bench/qat.sh [THREADS] [TYPE...]        (default types: Q4_0 Q3_K_M)
 #   TEACHER=FILE.gguf|DIR LABEL=NAME bench/qat.sh ...   (another teacher: a float GGUF file or Hugging Face directory)
+#   HELDOUT=FILE bench/qat.sh ...   (held-out text from another document, `--eval-data FILE`, instead of a sixth of
+#                                    the training text: every chunk of it trained on)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${LAR_CACHE:-$HOME/.cache/lar}"
@@ -16,6 +18,8 @@ LABEL=${LABEL:-SmolLM2}
 THREADS=${1:-$(nproc)}
 shift || true
 TYPES=("$@")
+HOLD=(--eval-split 0.17)
+[ -z "${HELDOUT:-}" ] || HOLD=(--eval-data "$HELDOUT")
 [ ${#TYPES[@]} -gt 0 ] || TYPES=(Q4_0 Q3_K_M)
 scripts/fetch-models.sh >/dev/null
 cargo build --release --quiet -p lar-cli
@@ -31,7 +35,7 @@ for t in "${TYPES[@]}"; do
     "$LAR" quantize "$HF" "$OUT/student-$t.gguf" --type "$t" --threads "$THREADS" --no-record >/dev/null
     start=$(date +%s)
     log=$("$LAR" finetune "$OUT/student-$t.gguf" tests/data/perplexity.txt --qat --teacher "$HF" --seq-len 128 \
-        --batch-tokens 512 --epochs 2 --lr 5e-4 --rank 16 --eval-split 0.17 --threads "$THREADS" --no-record \
+        --batch-tokens 512 --epochs 2 --lr 5e-4 --rank 16 "${HOLD[@]}" --threads "$THREADS" --no-record \
         -o "$OUT/adapter-$t" 2>&1)
     secs=$(($(date +%s) - start))
     line=$(grep -o 'held-out perplexity.*' <<<"$log" || { echo "$log" >&2; exit 1; })

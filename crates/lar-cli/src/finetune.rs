@@ -73,6 +73,10 @@ pub struct Args {
     /// Share of the examples held out for the eval loss.
     #[arg(long, default_value_t = 0.1)]
     pub eval_split: f32,
+    /// Held-out examples from another file instead of --eval-split's share of DATA (DATA's format: JSONL, or
+    /// plain text with --qat); every example of DATA is then trained on.
+    #[arg(long, conflicts_with = "eval_split")]
+    pub eval_data: Option<PathBuf>,
     /// Held-out loss every N steps (0: about ten times in the run).
     #[arg(long, default_value_t = 0)]
     pub eval_every: usize,
@@ -173,33 +177,42 @@ pub fn main(a: Args) -> Result<()> {
             .and_then(|v| v.as_str())
             .map(str::to_string),
     };
-    let bytes = std::fs::read(&a.data).with_context(|| format!("reading {}", a.data.display()))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        anyhow!(
-            "{}: not UTF-8 text (at byte {})",
-            a.data.display(),
-            e.utf8_error().valid_up_to()
-        )
-    })?;
+    let text = read_text(&a.data)?;
+    let eval_text = a.eval_data.as_deref().map(read_text).transpose()?;
     let data_sha = lar_lab::audit::sha256_hex(text.as_bytes());
+    let eval_sha = eval_text
+        .as_ref()
+        .map(|t| lar_lab::audit::sha256_hex(t.as_bytes()));
+    // What a checkpoint must have been trained on to be resumed: the data, and the held-out file if any.
+    let ckpt_sha = match &eval_sha {
+        Some(e) => lar_lab::audit::sha256_hex(format!("{data_sha} {e}").as_bytes()),
+        None => data_sha.clone(),
+    };
     let pool = ThreadPool::new(threads);
-    let (examples, taught) = match &a.teacher {
+    let eval_path = a.eval_data.clone().unwrap_or_default();
+    // The training examples, the held-out ones from --eval-data, and (--qat) what the teacher said of each.
+    let (examples, taught, held) = match &a.teacher {
         Some(teacher) if a.qat => {
-            let (e, t) = crate::finetune_qat::examples(
-                teacher,
-                &model,
-                &tok,
-                &text,
-                cfg.seq_len,
-                a.top_k,
-                &pool,
-            )?;
-            (e, Some(t))
+            let t = crate::finetune_qat::Teacher::load(teacher, &model)?;
+            let (e, tt) = t.examples("the text", &tok, &text, cfg.seq_len, a.top_k, 2, &pool)?;
+            let held = match &eval_text {
+                Some(x) => {
+                    let what = eval_path.display().to_string();
+                    Some(t.examples(&what, &tok, x, cfg.seq_len, a.top_k, 1, &pool)?)
+                }
+                None => None,
+            };
+            (e, Some(tt), held)
         }
-        _ => (
-            read_jsonl(&a, &tok, template.as_deref(), &text, cfg.seq_len)?,
-            None,
-        ),
+        _ => {
+            let read =
+                |path: &Path, x: &str| read_jsonl(path, &tok, template.as_deref(), x, cfg.seq_len);
+            let held = match &eval_text {
+                Some(x) => Some((read(&eval_path, x)?, Vec::new())),
+                None => None,
+            };
+            (read(&a.data, &text)?, None, held)
+        }
     };
     let mut net = Net::new(&model, &pool);
     if let Some(m) = &a.activation_memory {
@@ -207,10 +220,15 @@ pub fn main(a: Args) -> Result<()> {
             lar_plan::size::parse_bytes(m).map_err(|e| anyhow!("--activation-memory: {e}"))?;
         net.keep_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
     }
-    let mut tr = Trainer::new(net, cfg.clone(), examples)?;
+    let (mut tr, held_taught) = match held {
+        Some((h, ht)) => (Trainer::with_eval(net, cfg.clone(), examples, h)?, Some(ht)),
+        None => (Trainer::new(net, cfg.clone(), examples)?, None),
+    };
+    // What the teacher said of the held-out examples (their lines index it).
+    let taught = taught.map(|t| held_taught.unwrap_or(t));
     let mut history = json!({"train": [], "eval": []});
     if a.resume {
-        history = tr.resume(&ckpt, &data_sha)?;
+        history = tr.resume(&ckpt, &ckpt_sha)?;
         eprintln!("resuming at step {} of {}", tr.step, tr.total_steps());
     }
     eprintln!(
@@ -228,7 +246,8 @@ pub fn main(a: Args) -> Result<()> {
         &a.base,
         &src,
         json!({"data": a.data.display().to_string(), "data_sha256": data_sha, "config": cfg,
-               "resumed_at": a.resume.then_some(tr.step), "threads": threads}),
+               "eval_data": a.eval_data.as_ref().map(|p| p.display().to_string()),
+               "eval_data_sha256": eval_sha, "resumed_at": a.resume.then_some(tr.step), "threads": threads}),
         threads,
         "cpu",
     );
@@ -256,13 +275,13 @@ pub fn main(a: Args) -> Result<()> {
         &mut tr,
         &mut history,
         &ckpt,
-        &data_sha,
+        &ckpt_sha,
         &interrupted,
         &rec,
     );
     let finished = result.is_ok() && tr.is_done();
     let written = result.and_then(|summary| {
-        tr.save_checkpoint(&ckpt, &data_sha, history.clone())?;
+        tr.save_checkpoint(&ckpt, &ckpt_sha, history.clone())?;
         let hp = &model.hp;
         tr.adapter
             .to_lora(hp, Some(a.base.clone()))
@@ -338,9 +357,21 @@ pub fn main(a: Args) -> Result<()> {
     Ok(())
 }
 
+/// A data file's text: refused, naming the first bad byte, when it is not UTF-8.
+fn read_text(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow!(
+            "{}: not UTF-8 text (at byte {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
 /// The examples of a JSONL file, what was skipped reported.
 fn read_jsonl(
-    a: &Args,
+    path: &Path,
     tok: &Tokenizer,
     template: Option<&str>,
     text: &str,
@@ -349,7 +380,7 @@ fn read_jsonl(
     let enc = Encoder::new(tok, template)?;
     let (examples, skipped) = enc
         .read(text, seq_len)
-        .with_context(|| format!("reading {}", a.data.display()))?;
+        .with_context(|| format!("reading {}", path.display()))?;
     if !skipped.too_long.is_empty() {
         let lines: Vec<String> = skipped
             .too_long

@@ -16,62 +16,78 @@ use lar_train::{Adapter, Net};
 
 use crate::common::model_path;
 
-/// The teacher's targets for every chunk of the text, as training examples, and what it said of each.
-pub fn examples(
-    teacher_name: &str,
-    student: &Model,
-    tok: &Tokenizer,
-    text: &str,
-    seq_len: usize,
-    top_k: usize,
-    pool: &ThreadPool,
-) -> Result<(Vec<Example>, Vec<Taught>)> {
-    if top_k == 0 {
-        return Err(anyhow!("--top-k must be at least 1"));
+/// The teacher, loaded once for the training text and a held-out one.
+pub struct Teacher {
+    model: Model,
+}
+
+impl Teacher {
+    /// Loads `name` and checks that it shares `student`'s vocabulary.
+    pub fn load(name: &str, student: &Model) -> Result<Self> {
+        let src = model_path(name)?;
+        let file =
+            lar_models::open_model(&src).with_context(|| format!("reading the teacher {name}"))?;
+        let model = Model::from_gguf(Arc::new(file))
+            .with_context(|| format!("loading the teacher {name}"))?;
+        if model.hp.n_vocab != student.hp.n_vocab {
+            return Err(anyhow!(
+                "the teacher's vocabulary has {} tokens, the model's {}: a teacher must share the tokenizer",
+                model.hp.n_vocab,
+                student.hp.n_vocab
+            ));
+        }
+        Ok(Self { model })
     }
-    let src = model_path(teacher_name)?;
-    let file = lar_models::open_model(&src)
-        .with_context(|| format!("reading the teacher {teacher_name}"))?;
-    let teacher = Model::from_gguf(Arc::new(file))
-        .with_context(|| format!("loading the teacher {teacher_name}"))?;
-    if teacher.hp.n_vocab != student.hp.n_vocab {
-        return Err(anyhow!(
-            "the teacher's vocabulary has {} tokens, the model's {}: a teacher must share the tokenizer",
-            teacher.hp.n_vocab,
-            student.hp.n_vocab
-        ));
+
+    /// The teacher's targets for every `seq_len` chunk of `text` (`what` names it in errors; at least
+    /// `min_chunks` of them), as training examples, and what it said of each.
+    #[allow(clippy::too_many_arguments)]
+    pub fn examples(
+        &self,
+        what: &str,
+        tok: &Tokenizer,
+        text: &str,
+        seq_len: usize,
+        top_k: usize,
+        min_chunks: usize,
+        pool: &ThreadPool,
+    ) -> Result<(Vec<Example>, Vec<Taught>)> {
+        if top_k == 0 {
+            return Err(anyhow!("--top-k must be at least 1"));
+        }
+        let mut tokens = tok.encode(text, false, false);
+        if let Some(b) = tok.vocab.bos
+            && tok.vocab.add_bos
+        {
+            tokens.insert(0, b);
+        }
+        let chunks = distill::chunks(&tokens, seq_len);
+        if chunks.len() < min_chunks {
+            return Err(anyhow!(
+                "{what} is {} tokens: too short for --qat with --seq-len {seq_len} (at least {min_chunks} chunk{})",
+                tokens.len(),
+                if min_chunks == 1 { "" } else { "s" }
+            ));
+        }
+        let bar = ProgressBar::new(chunks.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("teacher {bar:30} {pos}/{len} chunks [{elapsed} < {eta}]")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let mut taught = Vec::with_capacity(chunks.len());
+        for c in &chunks {
+            taught.push(distill::teach(&self.model, c, top_k, pool)?);
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let examples = chunks
+            .iter()
+            .zip(&taught)
+            .enumerate()
+            .map(|(i, (c, t))| distill::example(i, c, t))
+            .collect();
+        Ok((examples, taught))
     }
-    let mut tokens = tok.encode(text, false, false);
-    if let Some(b) = tok.vocab.bos
-        && tok.vocab.add_bos
-    {
-        tokens.insert(0, b);
-    }
-    let chunks = distill::chunks(&tokens, seq_len);
-    if chunks.len() < 2 {
-        return Err(anyhow!(
-            "the text is {} tokens: too short for --qat with --seq-len {seq_len} (at least two chunks)",
-            tokens.len()
-        ));
-    }
-    let bar = ProgressBar::new(chunks.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("teacher {bar:30} {pos}/{len} chunks [{elapsed} < {eta}]")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let mut taught = Vec::with_capacity(chunks.len());
-    for c in &chunks {
-        taught.push(distill::teach(&teacher, c, top_k, pool)?);
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    let examples = chunks
-        .iter()
-        .zip(&taught)
-        .enumerate()
-        .map(|(i, (c, t))| distill::example(i, c, t))
-        .collect();
-    Ok((examples, taught))
 }
 
 /// The held-out figures of the student with `ad`: perplexity and mean KL divergence.

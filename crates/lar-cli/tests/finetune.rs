@@ -281,4 +281,39 @@ fn bad_data_and_settings_are_refused_and_nothing_is_written() {
         &["--seq-len", "8"],
         "too long for --seq-len 8",
     );
+    // Held-out examples from another file: not with --eval-split, and the file must exist and parse.
+    let held = home.join("held.jsonl");
+    let held_s = held.display().to_string();
+    refuse(
+        good.as_bytes(),
+        &["--eval-data", &held_s, "--eval-split", "0.2"],
+        "cannot be used with",
+    );
+    refuse(good.as_bytes(), &["--eval-data", &held_s], "held.jsonl");
+    std::fs::write(&held, b"{\"messages\": [oops\n").expect("held");
+    refuse(good.as_bytes(), &["--eval-data", &held_s], "held.jsonl");
+
+    // ... and a good one: every example of DATA trained on, the other file's held out.
+    std::fs::write(&held, data(5)).expect("held");
+    let p = home.join("good.jsonl");
+    std::fs::write(&p, data(8)).expect("data");
+    let o = lar(&home)
+        .args([
+            "finetune",
+            "smollm2",
+            &p.display().to_string(),
+            "-o",
+            &out_s,
+        ])
+        .args(["--eval-data", &held_s, "--steps", "1", "--threads", "2"])
+        .output()
+        .expect("lar finetune");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("on 8 examples (5 held out)"), "{err}");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("held-out loss"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
 }

@@ -131,7 +131,37 @@ impl<'a> Trainer<'a> {
         let n_eval = (examples.len() as f32 * cfg.eval_split).round() as usize;
         let n_eval = n_eval.min(examples.len().saturating_sub(1));
         let train = examples.split_off(n_eval);
-        let eval = examples;
+        Self::build(net, cfg, train, examples)
+    }
+
+    /// As [`Trainer::new`] with a held-out set of its own (another file): every one of `train` is trained on,
+    /// `--eval-split` is not used.
+    pub fn with_eval(
+        net: Net<'a>,
+        cfg: Config,
+        train: Vec<Example>,
+        eval: Vec<Example>,
+    ) -> Result<Self> {
+        cfg.check()?;
+        if let Some(e) = train
+            .iter()
+            .chain(&eval)
+            .find(|e| e.tokens.len() > cfg.seq_len)
+        {
+            return Err(Error::Invalid(format!(
+                "line {}: {} tokens, more than --seq-len {}",
+                e.line,
+                e.tokens.len(),
+                cfg.seq_len
+            )));
+        }
+        Self::build(net, cfg, train, eval)
+    }
+
+    fn build(net: Net<'a>, cfg: Config, train: Vec<Example>, eval: Vec<Example>) -> Result<Self> {
+        if train.is_empty() {
+            return Err(Error::Invalid("no examples to train on".into()));
+        }
         let plan = plan(&train, &cfg);
         let adapter = Adapter::new(&net.model.hp, cfg.rank, cfg.alpha, &cfg.targets, cfg.seed)?;
         Ok(Self {
