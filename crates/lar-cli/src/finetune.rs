@@ -194,7 +194,9 @@ pub fn main(a: Args) -> Result<()> {
     let (examples, taught, held) = match &a.teacher {
         Some(teacher) if a.qat => {
             let t = crate::finetune_qat::Teacher::load(teacher, &model)?;
-            let (e, tt) = t.examples("the text", &tok, &text, cfg.seq_len, a.top_k, 2, &pool)?;
+            // Two chunks at least, one of them held out, unless the held-out text is another file.
+            let min = if eval_text.is_some() { 1 } else { 2 };
+            let (e, tt) = t.examples("the text", &tok, &text, cfg.seq_len, a.top_k, min, &pool)?;
             let held = match &eval_text {
                 Some(x) => {
                     let what = eval_path.display().to_string();
@@ -388,7 +390,8 @@ fn read_jsonl(
             .map(|(l, n)| format!("{l} ({n} tokens)"))
             .collect();
         eprintln!(
-            "skipped {} examples longer than --seq-len {}: lines {}",
+            "{}: skipped {} examples longer than --seq-len {}: lines {}",
+            path.display(),
             lines.len(),
             seq_len,
             lines.join(", ")
@@ -396,7 +399,8 @@ fn read_jsonl(
     }
     if !skipped.no_loss.is_empty() {
         eprintln!(
-            "skipped {} examples with nothing to train on (no assistant turn or empty completion): lines {:?}",
+            "{}: skipped {} examples with nothing to train on (no assistant turn or empty completion): lines {:?}",
+            path.display(),
             skipped.no_loss.len(),
             skipped.no_loss
         );

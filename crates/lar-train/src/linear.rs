@@ -39,11 +39,13 @@ pub fn frozen_reference(w: &Weight, x: &[f32], out: &mut [f32]) {
 /// the file; where the engine packed the weight, the file's pages are given back afterwards, so a step holds at
 /// most one weight twice (the packed copy is what the forward reads).
 pub fn frozen_backward(w: &Weight, dy: &[f32], dx: &mut [f32], pool: &ThreadPool) {
-    transposed_product(w, dy, dx, pool);
+    frozen_backward_resident(w, dy, dx, pool);
     w.release_file_pages();
 }
 
-fn transposed_product(w: &Weight, dy: &[f32], dx: &mut [f32], pool: &ThreadPool) {
+/// [`frozen_backward`] that leaves the file's pages resident: for a caller that runs it several times over the
+/// same weight (the output head, a few rows at a time) and gives them back once at the end.
+pub fn frozen_backward_resident(w: &Weight, dy: &[f32], dx: &mut [f32], pool: &ThreadPool) {
     let (rows, cols) = (w.rows, w.cols);
     let n = dy.len() / rows;
     if amx_transposed::fits(n, cols) {

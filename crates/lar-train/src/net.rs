@@ -323,6 +323,15 @@ impl<'a> Net<'a> {
         }
     }
 
+    /// [`Net::frozen_backward`] leaving a packed weight's file pages resident (the caller gives them back).
+    fn frozen_backward_resident(&self, w: &Weight, dy: &[f32], dx: &mut [f32]) {
+        if self.reference {
+            linear::frozen_backward_reference(w, dy, dx);
+        } else {
+            linear::frozen_backward_resident(w, dy, dx, self.pool);
+        }
+    }
+
     /// `out = x · Wᵀ (+ the LoRA's delta)`, keeping what the LoRA's backward needs. `acts`: `x` as the engine's
     /// kernels read it, shared by the projections of the same input (q, k and v; gate and up).
     #[allow(clippy::too_many_arguments)]
@@ -459,8 +468,8 @@ impl<'a> Net<'a> {
         }
         let freqs = self.model.rope_freqs(il);
         for (heads, norm) in [(&mut q, &l.q_norm), (&mut k, &l.k_norm)] {
+            let per_tok = heads.len() / n.max(1);
             par::rows(self.pool, n, heads, |toks, rows| {
-                let per_tok = rows.len() / toks.len().max(1);
                 for (t, row) in toks.zip(rows.chunks_exact_mut(per_tok)) {
                     for head in row.chunks_exact_mut(hd) {
                         if let Some(w) = norm {
@@ -676,7 +685,7 @@ impl<'a> Net<'a> {
             }
             if let Some(dx) = dx.as_deref_mut() {
                 let mut dxn = vec![0f32; chunk.len() * d];
-                self.frozen_backward(output, &logits, &mut dxn);
+                self.frozen_backward_resident(output, &logits, &mut dxn);
                 for (j, &t) in chunk.iter().enumerate() {
                     let mut g = vec![0f32; d];
                     ops::rms_norm_backward(
@@ -692,6 +701,8 @@ impl<'a> Net<'a> {
                 }
             }
         }
+        // The chunks' transposed products read the output matrix's rows from the file: given back once here.
+        output.release_file_pages();
         loss
     }
 }

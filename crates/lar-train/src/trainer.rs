@@ -295,9 +295,9 @@ impl<'a> Trainer<'a> {
         }
         if state.data_sha256 != data_sha256 {
             return Err(Error::Invalid(format!(
-                "the checkpoint in {} was made on other data (sha256 {})",
-                dir.display(),
-                state.data_sha256
+                "the checkpoint in {} was made on other data or another held-out file (--eval-data); resume \
+                 with the same ones",
+                dir.display()
             )));
         }
         if state.step > self.plan.len() {
