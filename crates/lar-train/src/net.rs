@@ -315,12 +315,10 @@ impl<'a> Net<'a> {
         }
     }
 
+    /// `dx += dy · w` (the fast path or its twin), then a packed weight's file pages given back.
     fn frozen_backward(&self, w: &Weight, dy: &[f32], dx: &mut [f32]) {
-        if self.reference {
-            linear::frozen_backward_reference(w, dy, dx);
-        } else {
-            linear::frozen_backward(w, dy, dx, self.pool);
-        }
+        self.frozen_backward_resident(w, dy, dx);
+        w.release_file_pages();
     }
 
     /// [`Net::frozen_backward`] leaving a packed weight's file pages resident (the caller gives them back).
