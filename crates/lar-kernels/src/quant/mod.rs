@@ -165,12 +165,28 @@ pub fn quantize_act(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) {
 #[inline(always)]
 fn quantize_act_generic(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) {
     match ty {
-        GgmlType::F32 => out.extend(x.iter().flat_map(|v| v.to_le_bytes())),
+        GgmlType::F32 => extend_f32_bytes(x, out),
         GgmlType::Q8_0 => reference::quantize_q8_0(x, out),
         GgmlType::Q8_1 => reference::quantize_q8_1(x, out),
         GgmlType::Q8_K => reference::quantize_q8_k(x, out),
         other => unreachable!("{} is not an activation type", other.name()),
     }
+}
+
+/// `x`'s little-endian bytes appended to `out`: one copy on a little-endian target (the float kernels read f32
+/// activation rows; element by element this was a few percent of an F16 model's prompt).
+fn extend_f32_bytes(x: &[f32], out: &mut Vec<u8>) {
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: an f32 slice is valid as bytes (no padding, any bit pattern a u8), 4·len of them, and on a
+        // little-endian target its bytes are its little-endian encoding.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(x.as_ptr() as *const u8, std::mem::size_of_val(x))
+        };
+        out.extend_from_slice(bytes);
+    }
+    #[cfg(not(target_endian = "little"))]
+    out.extend(x.iter().flat_map(|v| v.to_le_bytes()));
 }
 
 /// `$f(ty)` from the kernel tier for `level`: `None` at the scalar level and off x86-64.

@@ -103,10 +103,10 @@ pub(crate) trait PanelKernel {
 }
 
 /// A packed weight's kernel on AVX2 + FMA + F16C, for the kernels that have one: the same operations per
-/// (row, activation) as [`PanelKernel::tile`], so the same bits, in groups of at most three activation rows (sixteen
+/// (row, activation) as [`PanelKernel::tile`], so the same bits, in groups of at most six activation rows (sixteen
 /// ymm registers hold fewer accumulators than 32 zmm).
 pub(crate) trait PanelKernelAvx2: PanelKernel {
-    /// As [`PanelKernel::tile`], with `T` at most 3.
+    /// As [`PanelKernel::tile`], with `T` at most 6.
     ///
     /// # Safety
     /// AVX2, FMA and F16C; otherwise as [`PanelKernel::tile`].
@@ -183,12 +183,12 @@ pub(crate) unsafe fn matmul<'a, K: PanelKernel>(
     drive!(k, panels, n_acts, act, out, ldo, tile, [8, 4, 2, 1]);
 }
 
-/// As [`matmul`], on AVX2 + FMA + F16C with the kernel's [`PanelKernelAvx2::tile_avx2`].
+/// As [`matmul`], on AVX2 + FMA + F16C with the kernel's [`PanelKernelAvx2::tile_avx2`], in groups of up to six
+/// activation rows (the float panels hold two accumulators per row: twelve of the sixteen ymm registers).
 ///
 /// # Safety
 /// The CPU has AVX2, FMA and F16C; otherwise as [`matmul`].
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn matmul_avx2<'a, K: PanelKernelAvx2>(
     k: &K,
     panels: std::ops::Range<usize>,
@@ -197,7 +197,7 @@ pub(crate) unsafe fn matmul_avx2<'a, K: PanelKernelAvx2>(
     out: *mut f32,
     ldo: usize,
 ) {
-    drive!(k, panels, n_acts, act, out, ldo, tile_avx2, [3, 2, 1]);
+    drive!(k, panels, n_acts, act, out, ldo, tile_avx2, [6, 4, 2, 1]);
 }
 
 /// What the three packed kernels' tests share.
@@ -240,28 +240,8 @@ pub(crate) mod testing {
         gives_twin_bits(k.rows(), run, data, shape, act_ty, twin, rng);
     }
 
-    /// As [`kernel_gives_twin_bits`], on the AVX2 tier (groups of 3, 2, 1). Skipped without AVX2.
-    #[cfg(target_arch = "x86_64")]
-    pub(crate) fn avx2_kernel_gives_twin_bits<K: PanelKernelAvx2>(
-        k: &K,
-        data: &[u8],
-        shape: (usize, usize, usize),
-        act_ty: GgmlType,
-        twin: fn(usize, &[u8], &[u8]) -> f32,
-        rng: &mut Rng,
-    ) {
-        if !simd_level().avx2() {
-            eprintln!("skipped: no AVX2 here");
-            return;
-        }
-        // SAFETY: the CPU has AVX2 (checked); the rest is `gives_twin_bits`'s.
-        let run: Run =
-            &|panels, n, act, out, ldo| unsafe { matmul_avx2(k, panels, n, act, out, ldo) };
-        gives_twin_bits(k.rows(), run, data, shape, act_ty, twin, rng);
-    }
-
     /// One tier's product: panels, activation rows, their reader, the output and its stride.
-    type Run<'r> = &'r dyn for<'a> Fn(
+    pub(crate) type Run<'r> = &'r dyn for<'a> Fn(
         std::ops::Range<usize>,
         usize,
         &dyn Fn(usize) -> &'a [u8],
@@ -269,8 +249,10 @@ pub(crate) mod testing {
         usize,
     );
 
+    /// `run` (one tier's product over `rows` rows packed from `data`) gives `twin`'s bits for 1 to 70 activation
+    /// rows, the panels split at `split` as two tasks would.
     #[cfg(target_arch = "x86_64")]
-    fn gives_twin_bits(
+    pub(crate) fn gives_twin_bits(
         rows: usize,
         run: Run,
         data: &[u8],
